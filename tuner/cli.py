@@ -1,0 +1,176 @@
+"""`tuner search | train | validate | report | ui`: parse, call one function, map user errors to exit 2.
+
+Heavy imports (torch, Ray, MLflow) happen inside each command so that `tuner --help`
+and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from tuner.errors import TunerError
+
+DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
+
+
+def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` pairs whose values parse as YAML (`normalize=false`, `hidden_dims=[64,32]`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise TunerError(f"--set {pair!r}: expected key=value, e.g. --set iterations=200.")
+        try:
+            out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise TunerError(f"--set {pair!r}: the value is not valid YAML ({err}).") from None
+    return out
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tuner.config import TrialConfig
+    from tuner.data import load_features
+    from tuner.train import fit
+
+    cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
+    data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
+    report = None if args.json else _print_progress
+    result = fit(cfg, data, report=report)
+    final = {**result.metrics, "iterations": cfg.iterations, "seconds": round(result.seconds, 3)}
+    if args.json:
+        print(json.dumps(final))
+    else:
+        width = max(len(k) for k in final)
+        for key, value in final.items():
+            print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    return 0
+
+
+def _print_progress(metrics: dict[str, float], _state: Any) -> None:
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "iteration")
+    print(f"iteration {int(metrics['iteration'])}: {shown}", file=sys.stderr, flush=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tuner.space import load_spec
+
+    spec = load_spec(args.space, overrides=parse_set_pairs(args.set), samples=args.samples,
+                     max_concurrent=args.max_concurrent)
+    print(spec.describe())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from tuner.search import run_search
+    from tuner.space import load_spec
+
+    spec = load_spec(args.space, overrides=parse_set_pairs(args.set), samples=args.samples,
+                     max_concurrent=args.max_concurrent)
+    run_search(spec, tracking_uri=args.tracking_uri, storage_path=args.storage_path,
+               address=args.address, experiment=args.experiment, resume=args.resume,
+               data_dir=args.data_dir, verbose=True)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tuner.tracking import print_report
+
+    print_report(tracking_uri=args.tracking_uri, experiment=args.experiment, csv_path=args.csv)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from tuner.tracking import serve_ui
+
+    return serve_ui(tracking_uri=args.tracking_uri, host=args.host, port=args.port)
+
+
+# --------------------------------------------------------------------------- parser
+
+def _train_help() -> str:
+    from tuner.config import FIELD_HELP, TrialConfig
+
+    defaults = TrialConfig().to_dict()
+    lines = ["trial settings for --set key=value (default in brackets):"]
+    lines += [f"  {name:<20} {text} [{defaults[name]!r}]" for name, text in FIELD_HELP.items()]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuner", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_set(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a trial setting; the value parses as YAML (repeatable)")
+
+    def add_data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", default=os.environ.get("TUNER_DATA_DIR", "data"),
+                       help="where mnist/cifar10/imagenet files live (default: $TUNER_DATA_DIR or ./data)")
+
+    def add_tracking(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tracking-uri", default=None,
+                       help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI_HINT})")
+
+    train = sub.add_parser("train", help="train one trial: no Ray, no MLflow",
+                           epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_set(train)
+    add_data_dir(train)
+    train.add_argument("--json", action="store_true", help="print one JSON object with the final metrics")
+    train.set_defaults(func=cmd_train)
+
+    for name, func, text in (("search", cmd_search, "run a search on Ray Tune, logged to MLflow"),
+                             ("validate", cmd_validate, "check a search-space file and print the resolved search")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--space", required=True, type=Path, help="search-space YAML file")
+        add_set(p)
+        p.add_argument("--samples", type=int, default=None, help="override the file's samples")
+        p.add_argument("--max-concurrent", type=int, default=None, help="override the file's max_concurrent")
+        p.set_defaults(func=func)
+        if name == "search":
+            add_tracking(p)
+            add_data_dir(p)
+            p.add_argument("--storage-path", default=None,
+                           help="where Tune keeps results and checkpoints (default: ./ray_results)")
+            p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                           help="existing Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+            p.add_argument("--experiment", default=None, help="MLflow experiment (default: the file's name)")
+            p.add_argument("--resume", action="store_true", help="continue an interrupted search")
+
+    report = sub.add_parser("report", help="table of a search's trials, best first")
+    add_tracking(report)
+    report.add_argument("--experiment", default=None, help="experiment name (default: the latest search)")
+    report.add_argument("--csv", default=None, type=Path, help="also write the table as CSV")
+    report.set_defaults(func=cmd_report)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on this store")
+    add_tracking(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TunerError as err:
+        print(f"tuner {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tuner {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
