@@ -1,0 +1,100 @@
+import pytest
+
+from tuner.config import FIELD_HELP, TrialConfig
+from tuner.errors import TunerError
+
+
+def test_defaults_are_valid_and_every_field_is_documented():
+    cfg = TrialConfig()
+    assert set(FIELD_HELP) == set(cfg.to_dict())
+
+
+def test_prior_art_aliases_map_to_our_names():
+    cfg = TrialConfig.from_dict({"constraint_type": "triplet", "encoder_type": "embenc", "weight": 0.25,
+                                 "num_iters": 7, "dropout_val": 0.1, "keys": list("abcdefghij")})
+    assert (cfg.constraint, cfg.encoder, cfg.mu, cfg.iterations, cfg.dropout) == ("triplet", "ae", 0.25, 7, 0.1)
+    assert cfg.label_names == tuple("abcdefghij")
+
+
+def test_loose_input_is_normalised_to_declared_types():
+    import numpy as np
+
+    cfg = TrialConfig.from_dict({"latent_dim": np.int64(3), "mu": 1, "hidden_dims": [64.0, 32],
+                                 "composite_labels": {"2": 1, 0: 0, 1: 0}, "batch_size": 8})
+    assert cfg.latent_dim == 3 and type(cfg.latent_dim) is int
+    assert cfg.mu == 1.0 and type(cfg.mu) is float
+    assert cfg.hidden_dims == (64, 32)
+    assert cfg.composite_labels == ((0, 0), (1, 0), (2, 1))
+    assert cfg.to_dict()["composite_labels"] == {0: 0, 1: 0, 2: 1}
+    hash(cfg)  # frozen and hashable: usable as a cache key
+
+
+def test_round_trip_through_dict():
+    cfg = TrialConfig(encoder="vae", hidden_dims=(32, 16), label_names=tuple("0123456789"))
+    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_replace_validates():
+    cfg = TrialConfig()
+    assert cfg.replace(mu=0.0).mu == 0.0
+    with pytest.raises(TunerError, match="mu"):
+        cfg.replace(mu=-0.1)
+
+
+def test_frozen():
+    with pytest.raises(Exception):
+        TrialConfig().mu = 0.3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("values", "fragments"),
+    [
+        ({"mu": 1.5}, ["mu = 1.5", "[0, 1]"]),
+        ({"mu": -0.01}, ["mu", "[0, 1]"]),
+        ({"latent_dim": 0}, ["latent_dim = 0", ">= 1"]),
+        ({"latent_dim": 2.5}, ["latent_dim", "integer"]),
+        ({"dropout": 1.0}, ["dropout = 1.0", "[0, 1)"]),
+        ({"dropout": -0.2}, ["dropout"]),
+        ({"margin": 0}, ["margin", "> 0"]),
+        ({"lr": 0}, ["lr", "> 0"]),
+        ({"beta": -1}, ["beta", ">= 0"]),
+        ({"batch_size": 12}, ["batch_size = 12", "at least 20", "10 classes"]),
+        ({"iterations": 0}, ["iterations"]),
+        ({"eval_every": 0}, ["eval_every"]),
+        ({"knn_k": 0}, ["knn_k"]),
+        ({"max_tuples": 0}, ["max_tuples"]),
+        ({"test_size": 1.0}, ["test_size", "(0, 1)"]),
+        ({"constraint": "pairs"}, ["constraint = 'pairs'", "pairwise, triplet"]),
+        ({"encoder": "vea"}, ["encoder", "did you mean 'vae'"]),
+        ({"dataset": "mnsit"}, ["dataset", "did you mean 'mnist'"]),
+        ({"feature_extractor": "sift"}, ["feature_extractor", "raw, hog, resnet"]),
+        ({"mining": "hard"}, ["mining"]),
+        ({"device": "tpu"}, ["device"]),
+        ({"resnet_weights": "v2"}, ["resnet_weights"]),
+        ({"normalize": "yes"}, ["normalize", "true or false"]),
+        ({"hidden_dims": []}, ["hidden_dims", "non-empty"]),
+        ({"hidden_dims": [64, 0]}, ["hidden_dims", ">= 1"]),
+        ({"label_names": ["a", "b"]}, ["label_names", "expected 10 names"]),
+        ({"composite_labels": {0: 0, 1: 1}, "label_names": ["x"]}, ["label_names", "expected 2 names"]),
+        ({"composite_labels": "zero"}, ["composite_labels"]),
+        ({"image_size": 4}, ["image_size"]),
+        ({"mux": 0.5}, ["unknown key 'mux'", "did you mean 'mu'"]),
+    ],
+)
+def test_each_invalid_value_names_field_and_what_is_valid(values, fragments):
+    with pytest.raises(TunerError) as info:
+        TrialConfig.from_dict(values, source="test.yaml")
+    message = str(info.value)
+    assert message.startswith("test.yaml: ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_alias_and_name_together_is_an_error():
+    with pytest.raises(TunerError, match="twice"):
+        TrialConfig.from_dict({"mu": 0.5, "weight": 0.5})
+
+
+def test_batch_size_check_uses_merged_class_count():
+    merged = {i: i % 2 for i in range(10)}
+    assert TrialConfig.from_dict({"composite_labels": merged, "batch_size": 4}).batch_size == 4

@@ -1,0 +1,97 @@
+"""The loss terms: pure functions of tensors, each a 0-dim tensor.
+
+Metric losses take the embeddings and index tensors from `tuner.sampling`, average over
+the tuples, and return a zero that still depends on the embeddings when there are no
+tuples, so a batch without any needs no special case in the trainer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Inside the square root: d/dx sqrt(x) is infinite at 0, and coincident embeddings
+# (d = 0) are common early in training. 1e-12 moves a distance by at most 1e-6.
+SQRT_EPS = 1e-12
+
+
+def squared_distances(z: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    """||z[i] - z[j]||^2 per pair, exact (no |x|^2 + |y|^2 - 2xy cancellation).
+
+    When the pairs outnumber half the batch's B^2 (triplets), the B x B matrix is
+    computed once and looked up, instead of gathering one difference per pair.
+    """
+    if i.numel() > z.shape[0] ** 2 // 2:
+        return _lookup(squared_distance_matrix(z), i, j)
+    return (z.index_select(0, i) - z.index_select(0, j)).pow(2).sum(-1)
+
+
+def squared_distance_matrix(z: Tensor) -> Tensor:
+    return (z[:, None, :] - z[None, :, :]).pow(2).sum(-1)
+
+
+def _lookup(matrix: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    # A flat index_select: forward and backward both far cheaper than matrix[i, j].
+    return matrix.reshape(-1).index_select(0, i * matrix.shape[1] + j)
+
+
+def distances(z: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    """||z[i] - z[j]|| per pair, with a finite gradient at d = 0."""
+    return torch.sqrt(squared_distances(z, i, j) + SQRT_EPS)
+
+
+def _empty_loss(z: Tensor) -> Tensor:
+    # Zero, but in the graph: backward() and optimizers treat it like any other loss.
+    return z.sum() * 0.0
+
+
+def contrastive_loss(z: Tensor, i: Tensor, j: Tensor, same: Tensor, margin: float) -> Tensor:
+    """Mean over pairs of d^2 (same label) or relu(margin - d)^2 (different labels)."""
+    if i.numel() == 0:
+        return _empty_loss(z)
+    d2 = squared_distances(z, i, j)
+    # d^2 straight for positives: no sqrt, so no gradient issue there at all.
+    negative = torch.relu(margin - torch.sqrt(d2 + SQRT_EPS)).pow(2)
+    return torch.where(same, d2, negative).mean()
+
+
+def triplet_loss(z: Tensor, a: Tensor, p: Tensor, n: Tensor, margin: float) -> Tensor:
+    """Mean over triplets of relu(d(a, p) - d(a, n) + margin)."""
+    if a.numel() == 0:
+        return _empty_loss(z)
+    if 2 * a.numel() > z.shape[0] ** 2:
+        # Many triplets over few points: one distance matrix serves both terms.
+        d = torch.sqrt(squared_distance_matrix(z) + SQRT_EPS)
+        d_ap, d_an = _lookup(d, a, p), _lookup(d, a, n)
+    else:
+        d_ap, d_an = distances(z, a, p), distances(z, a, n)
+    return torch.relu(d_ap - d_an + margin).mean()
+
+
+def reconstruction_loss(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Mean squared error over all elements."""
+    return torch.mean((x_hat - x) ** 2)
+
+
+def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)): summed over latent dims, averaged over the batch."""
+    per_sample = -0.5 * torch.sum(1.0 + logvar - mean.pow(2) - logvar.exp(), dim=-1)
+    return per_sample.mean()
+
+
+def total_loss(metric: Tensor, recon: Tensor, kl: Tensor | None, mu: float, beta: float) -> Tensor:
+    """mu * metric + (1 - mu) * (recon + beta * kl); kl None (an AE) counts as 0.
+
+    A term whose weight is exactly 0 is left out rather than multiplied by 0, so it gets
+    no gradient at all and a non-finite value there (a diverging unused term) cannot
+    turn the total into NaN.
+    """
+    terms: list[Tensor] = []
+    if mu != 0.0:
+        terms.append(mu * metric)
+    if mu != 1.0:
+        generative = recon
+        if kl is not None and beta != 0.0:
+            generative = generative + beta * kl
+        terms.append((1.0 - mu) * generative)
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
