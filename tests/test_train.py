@@ -1,0 +1,139 @@
+"""The trainer on real (digits) data, shrunk: few iterations, small layers."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from tuner.config import TrialConfig
+from tuner.data.features import FeatureSet
+from tuner.errors import TrainingDiverged
+from tuner.models import build_model
+from tuner.train import _Tensors, evaluate, fit, training_step
+
+SMALL = dict(hidden_dims=(64, 32), iterations=60, eval_every=20, batch_size=40, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def digits() -> FeatureSet:
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split((x / 16).astype(np.float32), y.astype(np.int64),
+                                              test_size=0.25, stratify=y, random_state=0)
+    return FeatureSet(x_tr, y_tr, x_te, y_te, tuple("0123456789"), image_shape=(1, 8, 8))
+
+
+def merged(data: FeatureSet) -> FeatureSet:
+    coarse = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    return FeatureSet(data.x_train, coarse[data.y_train], data.x_test, coarse[data.y_test],
+                      ("low", "mid", "high"), data.y_train, data.y_test, data.image_shape)
+
+
+@pytest.mark.parametrize("constraint", ["pairwise", "triplet"])
+@pytest.mark.parametrize("encoder", ["ae", "vae"])
+def test_every_constraint_and_encoder_trains_and_beats_the_untrained_encoder(digits, constraint, encoder):
+    cfg = TrialConfig(constraint=constraint, encoder=encoder, mu=0.7, latent_dim=8, **SMALL)
+    torch.manual_seed(cfg.seed)
+    untrained = build_model(cfg, digits.n_features)
+    tensors = _Tensors(torch.from_numpy(digits.x_train), torch.from_numpy(digits.y_train), torch.from_numpy(digits.x_test))
+    before, _, _ = evaluate(cfg, untrained, digits, tensors)
+
+    result = fit(cfg, digits)
+
+    assert result.metrics["knn_accuracy"] > before["knn_accuracy"] + 0.03
+    assert result.metrics["recon_error"] < before["recon_error"]
+    assert result.test_embedding.shape == (len(digits.y_test), 8)
+    assert result.test_reconstruction.shape == digits.x_test.shape
+    assert ("kl" in result.metrics) == (encoder == "vae")
+
+
+def test_reports_every_eval_and_at_the_end(digits):
+    seen = []
+    cfg = TrialConfig(**{**SMALL, "iterations": 50, "eval_every": 20})
+    fit(cfg, digits, report=lambda metrics, state: seen.append((metrics, state.iteration)))
+    assert [it for _, it in seen] == [20, 40, 50]
+    assert [m["iteration"] for m, _ in seen] == [20.0, 40.0, 50.0]
+    keys = set(seen[-1][0])
+    assert {"knn_accuracy", "recon_error", "loss", "metric_loss", "recon_loss", "train_seconds", "seconds"} <= keys
+    assert "kl" not in keys and "fine_knn_accuracy" not in keys
+    assert 0.0 <= seen[-1][0]["knn_accuracy"] <= 1.0
+
+
+def test_merged_labels_report_fine_accuracy(digits):
+    result = fit(TrialConfig(**SMALL), merged(digits))
+    assert 0.0 < result.metrics["fine_knn_accuracy"] < result.metrics["knn_accuracy"]
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(digits):
+    cfg = TrialConfig(encoder="vae", constraint="triplet", **SMALL)
+    first, second = fit(cfg, digits).metrics, fit(cfg, digits).metrics
+    other = fit(cfg.replace(seed=1), digits).metrics
+    for key in ("knn_accuracy", "recon_error", "loss", "kl"):
+        assert first[key] == second[key]
+    assert first["loss"] != other["loss"]
+
+
+def test_resume_from_a_checkpoint_continues_identically(digits):
+    cfg = TrialConfig(encoder="vae", mining="semihard", constraint="triplet", max_tuples=200, **SMALL)
+    checkpoints = {}
+    full = fit(cfg, digits, report=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()))
+    # Round-trip through torch.save/load(weights_only=True), as Tune's checkpoints do.
+    import io
+    buffer = io.BytesIO()
+    torch.save(checkpoints[20], buffer)
+    buffer.seek(0)
+    resumed = fit(cfg, digits, resume=torch.load(buffer, weights_only=True))
+    assert resumed.metrics["loss"] == full.metrics["loss"]
+    assert resumed.metrics["knn_accuracy"] == full.metrics["knn_accuracy"]
+    assert [h["iteration"] for h in resumed.history] == [20.0, 40.0, 60.0]
+
+
+def test_mu_one_leaves_the_decoder_without_gradient(digits):
+    cfg = TrialConfig(mu=1.0, encoder="vae", **SMALL)
+    model = build_model(cfg, digits.n_features)
+    terms = training_step(cfg, model, torch.from_numpy(digits.x_train[:40]), torch.from_numpy(digits.y_train[:40]),
+                          torch.Generator().manual_seed(0))
+    terms["loss"].backward()
+    assert all(p.grad is None for p in model.decoder.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_mu_zero_makes_the_metric_loss_irrelevant(digits):
+    base = TrialConfig(mu=0.0, **SMALL)
+    a = fit(base, digits).model.state_dict()
+    b = fit(base.replace(constraint="triplet", margin=5.0), digits).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # ...while at mu > 0 the same change does change the weights.
+    c = fit(base.replace(mu=0.5), digits).model.state_dict()
+    d = fit(base.replace(mu=0.5, constraint="triplet", margin=5.0), digits).model.state_dict()
+    assert not all(torch.equal(c[k], d[k]) for k in c)
+
+
+def test_total_loss_is_the_documented_mix(digits):
+    cfg = TrialConfig(mu=0.3, beta=2.0, encoder="vae", **SMALL)
+    model = build_model(cfg, digits.n_features)
+    terms = training_step(cfg, model, torch.from_numpy(digits.x_train[:40]), torch.from_numpy(digits.y_train[:40]),
+                          torch.Generator().manual_seed(0))
+    expected = 0.3 * terms["metric_loss"] + 0.7 * (terms["recon_loss"] + 2.0 * terms["kl"])
+    assert torch.allclose(terms["loss"], expected)
+    assert terms["kl"] > 0
+
+
+def test_latent_dim_is_not_capped_at_ten(digits):
+    result = fit(TrialConfig(latent_dim=16, **SMALL), digits)
+    assert np.linalg.matrix_rank(result.test_embedding) == 16
+
+
+def test_non_finite_loss_names_the_iteration(digits):
+    with pytest.raises(TrainingDiverged, match="at iteration 1 "):
+        fit(TrialConfig(mu=1.0, margin=1e20, **SMALL), digits)
+
+
+def test_fit_leaves_torch_threads_to_the_caller(digits):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fit(TrialConfig(**{**SMALL, "iterations": 5}), digits)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
