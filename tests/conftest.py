@@ -1,0 +1,27 @@
+"""Shared test setup: polite to the shared cores, and no test writes to the user's caches."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_feature_cache(tmp_path_factory: pytest.TempPathFactory):
+    # A session-wide cache: tests that load the same data featurize it once, and
+    # ~/.cache/tuner stays untouched. Tests that inspect the cache pass their own cache_dir.
+    old = os.environ.get("TUNER_CACHE_DIR")
+    os.environ["TUNER_CACHE_DIR"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TUNER_CACHE_DIR", None)
+    else:
+        os.environ["TUNER_CACHE_DIR"] = old

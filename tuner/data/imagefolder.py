@@ -1,0 +1,103 @@
+"""ImageNet-style trees of class folders, read through torchvision's ImageFolder.
+
+Two layouts: `train/` and `val/` subfolders (an official split), or one tree of class
+folders that the caller splits stratified. Images are resized to a square and kept RGB.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner.data.sources import ImageData, Source
+from tuner.errors import TunerError
+
+DEFAULT_IMAGE_SIZE = 32  # the prior art's 32x32
+
+
+def imagenet_source(root: Path, classes: tuple[str, ...] | None, image_size: int | None) -> Source:
+    if not root.is_dir():
+        raise TunerError(f"imagenet: data_dir {root} is not a directory. Expected class folders of images "
+                         f"there (<data_dir>/<class>/<image>), or train/ and val/ subfolders holding them.")
+    split_dirs = _split_dirs(root)
+    available = _classes_in(split_dirs[0], root)
+    chosen = _choose(available, classes, root)
+    for other in split_dirs[1:]:
+        lacking = sorted(set(chosen) - set(_classes_in(other, root)))
+        if lacking:
+            raise TunerError(f"imagenet: {other} lacks the class folders {', '.join(lacking)} that "
+                             f"{split_dirs[0]} has; train/ and val/ need the same classes.")
+    size = image_size or DEFAULT_IMAGE_SIZE
+    fingerprint = {
+        "dataset": "imagenet", "root": str(root), "image_size": size, "classes": list(chosen),
+        # A class folder's mtime changes when files are added or removed in it: cheap to read.
+        "dirs": [[d.name, c, (d / c).stat().st_mtime_ns] for d in split_dirs for c in chosen],
+    }
+    return Source("imagenet", fingerprint,
+                  lambda progress: load_imagefolder(split_dirs, chosen, size, progress))
+
+
+def _split_dirs(root: Path) -> list[Path]:
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return [root / "train", root / "val"]
+    return [root]
+
+
+def _classes_in(directory: Path, root: Path) -> list[str]:
+    from torchvision.datasets.folder import find_classes
+
+    try:
+        return find_classes(str(directory))[0]
+    except FileNotFoundError:
+        raise TunerError(f"imagenet: no class folders in {directory} (data_dir {root}). Expected "
+                         f"<class>/<image> folders there, or train/ and val/ subfolders holding them.") from None
+
+
+def _choose(available: list[str], wanted: tuple[str, ...] | None, root: Path) -> tuple[str, ...]:
+    if wanted is None:
+        return tuple(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise TunerError(f"classes: {', '.join(map(repr, unknown))} not found in data_dir {root}. "
+                         f"Available class folders: {', '.join(available)}.")
+    # Label order follows the folder names' sorted order, as ImageFolder numbers them.
+    return tuple(sorted(set(wanted)))
+
+
+def _folder_dataset(directory: Path, classes: tuple[str, ...], size: int) -> Any:
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    class SubsetFolder(ImageFolder):
+        def find_classes(self, _directory: str) -> tuple[list[str], dict[str, int]]:
+            return list(classes), {c: i for i, c in enumerate(classes)}
+
+    try:
+        return SubsetFolder(str(directory), transform=transforms.Resize((size, size)))
+    except FileNotFoundError as err:
+        raise TunerError(f"imagenet: {err} Every class folder needs at least one image "
+                         f"(.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp).") from None
+
+
+def _read_all(dataset: Any, size: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    from tqdm import tqdm
+
+    images = np.empty((len(dataset), 3, size, size), dtype=np.uint8)
+    for i in tqdm(range(len(dataset)), desc=desc, unit="img", file=sys.stderr, disable=not progress):
+        try:
+            image, _ = dataset[i]
+        except OSError as err:
+            raise TunerError(f"imagenet: could not read image {dataset.samples[i][0]}: {err}") from None
+        images[i] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
+def load_imagefolder(split_dirs: list[Path], classes: tuple[str, ...], size: int,
+                     progress: bool) -> ImageData:
+    parts = [_read_all(_folder_dataset(d, classes, size), size, progress, f"reading {d.name}")
+             for d in split_dirs]
+    x_test, y_test = parts[1] if len(parts) > 1 else (None, None)
+    return ImageData(parts[0][0], parts[0][1], x_test, y_test, classes, 255.0)
