@@ -7,6 +7,9 @@ classes when drawing a batch, never over pairs or triplets.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import Any, Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -72,19 +75,48 @@ def _draw(n: int, k: int, generator: torch.Generator) -> Tensor:
 
 def all_pairs(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Every unordered pair i < j of the batch, and whether the two share a label."""
-    i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)
-    return i, j, labels.index_select(0, i) == labels.index_select(0, j)
+    return _memo(_all_pairs, labels)
 
 
 def all_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Every (anchor, positive, negative) with a != p, y[a] == y[p], y[n] != y[a].
 
-    Built as ordered positive pairs x negatives rather than a full B^3 mask: the positive
-    pairs are few (about B^2 / n_classes), so the mask that nonzero() scans is small.
     Triplets come out sorted by (a, p, n).
     """
+    return _memo(_all_triplets, labels)
+
+
+def _all_pairs(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)
+    return i, j, labels.index_select(0, i) == labels.index_select(0, j)
+
+
+def _all_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    # Ordered positive pairs x negatives rather than a full B^3 mask: the positive pairs
+    # are few (about B^2 / n_classes), so the mask that nonzero() scans is small.
     same, pos_a, pos_p = _positive_pairs(labels)
     return _expand(pos_a, pos_p, ~same.index_select(0, pos_a))
+
+
+_MEMO: OrderedDict[tuple[Any, ...], tuple[Tensor, Tensor, Tensor]] = OrderedDict()
+_MEMO_SIZE = 512
+
+
+def _memo(build: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Mined index sets depend only on the batch's label sequence, and stratified batches
+    repeat a few hundred sequences (their labels come grouped by class, the counts vary
+    only by where the remainder lands): remember the last few hundred. Callers never
+    modify the returned tensors in place (cap_tuples and the losses index into copies).
+    """
+    key = (build.__name__, labels.device, labels.dtype, labels.cpu().numpy().tobytes())
+    hit = _MEMO.get(key)
+    if hit is not None:
+        _MEMO.move_to_end(key)
+        return hit
+    result = _MEMO[key] = build(labels)
+    if len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return result
 
 
 def semihard_triplets(labels: Tensor, dist: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
