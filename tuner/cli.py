@@ -41,7 +41,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tuner.data import load_features
     from tuner.train import fit
 
+    import torch
+
     cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
+    torch.set_num_threads(args.threads)
     data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
     report = None if args.json else _print_progress
     result = fit(cfg, data, report=report)
@@ -53,6 +56,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         for key, value in final.items():
             print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def _print_progress(metrics: dict[str, float], _state: Any) -> None:
@@ -126,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(train)
     add_data_dir(train)
     train.add_argument("--json", action="store_true", help="print one JSON object with the final metrics")
+    train.add_argument("--threads", type=_positive_int, default=1,
+                       help="torch threads (default 1: these MLPs gain little from more, and "
+                            "lose a lot when the cores are busy)")
     train.set_defaults(func=cmd_train)
 
     for name, func, text in (("search", cmd_search, "run a search on Ray Tune, logged to MLflow"),

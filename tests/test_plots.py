@@ -1,0 +1,128 @@
+"""Plots write real PNGs; the Pareto front matches one computed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tuner import plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path, min_bytes: int = 5000) -> None:
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_MAGIC
+    assert len(data) > min_bytes, f"{path} is only {len(data)} bytes"
+
+
+def clustered(latent_dim: int, n_per_class: int = 40, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    z = rng.normal(size=(len(labels), latent_dim)) * 0.2 + labels[:, None]
+    return z.astype(np.float32), labels
+
+
+def test_backend_is_agg() -> None:
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+@pytest.mark.parametrize("latent_dim", [1, 2, 5])
+def test_plot_embedding_writes_png(tmp_path: Path, latent_dim: int) -> None:
+    z, labels = clustered(latent_dim)
+    out = plots.plot_embedding(z, labels, ["zero", "one", "two"], tmp_path / "sub" / "emb.png", title="t")
+    assert out == tmp_path / "sub" / "emb.png"
+    assert_png(out)
+
+
+def test_embedding_pca_axes_explain_variance(tmp_path: Path) -> None:
+    # Above two dimensions the axes are principal components with their variance shares.
+    z, labels = clustered(5)
+    plots.plot_embedding(z, labels, ["a", "b", "c"], tmp_path / "e.png")
+    xy, xlabel, ylabel = plots._to_2d(z)
+    centred = z - z.mean(axis=0)
+    top = np.linalg.svd(centred, full_matrices=False)[2][0]
+    assert xy.shape == (len(z), 2)
+    assert abs(abs(np.corrcoef(xy[:, 0], centred @ top)[0, 1]) - 1) < 1e-6
+    assert xlabel.startswith("PC1 (") and ylabel.startswith("PC2 (")
+
+
+def test_embedding_one_dimension_keeps_values(tmp_path: Path) -> None:
+    z, _ = clustered(1)
+    xy, xlabel, ylabel = plots._to_2d(z)
+    np.testing.assert_allclose(xy[:, 0], z[:, 0], rtol=1e-6)
+    assert ylabel == "jitter" and np.all(np.abs(xy[:, 1]) <= 0.5)
+
+
+def test_embedding_unknown_label_gets_its_number(tmp_path: Path) -> None:
+    # More label values than names must not crash: the number is used as the name.
+    z, labels = clustered(2, n_classes=4)
+    assert_png(plots.plot_embedding(z, labels, ["a", "b"], tmp_path / "e.png"))
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8)])
+def test_plot_reconstructions(tmp_path: Path, shape: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-0.5, 1.5, size=(20, int(np.prod(shape))))  # out of range values get clipped
+    out = plots.plot_reconstructions(x, x * 0.9, shape, tmp_path / "rec.png", n=6)
+    assert_png(out)
+
+
+def test_plot_reconstructions_rejects_bad_shape(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        plots.plot_reconstructions(np.zeros((2, 32)), np.zeros((2, 32)), (2, 4, 4), tmp_path / "r.png")
+
+
+def test_plot_loss_curves(tmp_path: Path) -> None:
+    history = [{"iteration": float(i), "loss": 1 / (i + 1), "metric_loss": 0.5 / (i + 1),
+                "recon_loss": 0.2, "kl": 0.1, "knn_accuracy": 0.5 + i / 20} for i in range(0, 10, 2)]
+    assert_png(plots.plot_loss_curves(history, tmp_path / "curves.png"))
+    assert_png(plots.plot_loss_curves([], tmp_path / "empty.png"), min_bytes=1000)
+
+
+def test_pareto_front_by_hand() -> None:
+    # (recon_error, knn_accuracy): lower x, higher y better.
+    points = {
+        "a": (0.10, 0.50),  # best x: on the front
+        "b": (0.20, 0.70),  # on the front
+        "c": (0.20, 0.60),  # same x as b, lower y: dominated by b
+        "d": (0.30, 0.70),  # same y as b, higher x: dominated by b
+        "e": (0.40, 0.90),  # on the front
+        "f": (0.40, 0.90),  # duplicate of e: neither dominates the other, both kept
+        "g": (0.50, 0.80),  # dominated by e
+        "h": (0.05, np.nan),  # no accuracy: left out
+        "i": (0.60, 0.95),  # highest y: on the front
+    }
+    table = pd.DataFrame([{"trial_id": k, "recon_error": x, "knn_accuracy": y} for k, (x, y) in points.items()])
+    front = plots.pareto_front(table)
+    assert list(front["trial_id"]) == ["a", "b", "e", "f", "i"]
+    assert list(front["recon_error"]) == sorted(front["recon_error"])
+
+
+def test_pareto_front_brute_force_agrees() -> None:
+    rng = np.random.default_rng(3)
+    # Coarse values make ties in x, in y and whole duplicate points common.
+    table = pd.DataFrame({"recon_error": rng.integers(0, 6, 60) / 10, "knn_accuracy": rng.integers(0, 6, 60) / 10})
+    x, y = table["recon_error"].to_numpy(), table["knn_accuracy"].to_numpy()
+    dominated = [bool(np.any((x <= x[i]) & (y >= y[i]) & ((x < x[i]) | (y > y[i])))) for i in range(len(x))]
+    expected = {i for i, d in enumerate(dominated) if not d}
+    front = plots.pareto_front(table)
+    assert set(front.index) == expected
+    assert front["recon_error"].is_monotonic_increasing
+
+
+def test_pareto_custom_columns_and_empty() -> None:
+    table = pd.DataFrame({"err": [2.0, 1.0, 3.0], "acc": [0.9, 0.8, 0.95]})
+    assert list(plots.pareto_front(table, x="err", y="acc").index) == [1, 0, 2]
+    assert plots.pareto_front(table.iloc[:0], x="err", y="acc").empty
+
+
+def test_plot_pareto(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame({"trial_id": [f"t{i}" for i in range(12)], "recon_error": rng.uniform(0, 1, 12),
+                          "knn_accuracy": rng.uniform(0, 1, 12)})
+    assert_png(plots.plot_pareto(table, tmp_path / "pareto.png"))

@@ -1,0 +1,296 @@
+"""SearchTracker against a real SQLite MLflow store, driven by hand the way the Tune callback drives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tuner import plots
+from tuner.errors import TunerError
+from tuner.tracking import SearchTracker, mask_uri, print_report, resolve_tracking_uri, trials_table
+
+SPEC_YAML = "# my search\nsearch:\n  samples: 3\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
+SEARCH_PARAMS = {"metric": "knn_accuracy", "mode": "max", "samples": 3, "searcher": "random",
+                 "metrics_seen": ["knn_accuracy", "recon_error"]}
+# trial id -> (lr, status, history of (step, knn_accuracy, recon_error, loss))
+TRIALS = {
+    "t0_00000": (1e-3, "FINISHED", [(0, 0.40, 0.50, 2.0), (10, 0.70, 0.20, 1.0), (20, 0.90, 0.10, 0.5)]),
+    "t0_00001": (1e-2, "FAILED", [(0, 0.30, 0.60, 3.0), (10, 0.50, 0.30, 2.5)]),
+    "t0_00002": (1e-4, "KILLED", [(0, 0.60, 0.05, 1.5)]),
+}
+
+
+def params_of(lr: float) -> dict:
+    return {"lr": lr, "encoder": "vae", "hidden_dims": [64, 32], "composite_labels": {0: 0, 1: 1},
+            "label_names": None, "normalize": False}
+
+
+def artifacts(directory: Path) -> Path:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(2), 20)
+    plots.plot_embedding(rng.normal(size=(40, 2)) + labels[:, None], labels, ["even", "odd"],
+                         directory / "embedding.png")
+    x = rng.uniform(size=(8, 64))
+    plots.plot_reconstructions(x, x * 0.8, (1, 8, 8), directory / "reconstructions.png", n=8)
+    plots.plot_loss_curves([{"iteration": 0.0, "loss": 2.0}, {"iteration": 10.0, "loss": 1.0}],
+                           directory / "loss_curves.png")
+    return directory
+
+
+def run_search(uri: str, tmp: Path, search_id: str = "s1", experiment: str = "exp") -> SearchTracker:
+    tracker = SearchTracker.open(uri, experiment, search_id, SPEC_YAML, {"space": {"lr": [1e-4, 1e-2]}},
+                                 SEARCH_PARAMS, resume=False)
+    tracker.log_baselines({"baseline_pca_knn_accuracy": 0.8})
+    rows = []
+    for trial_id, (lr, status, history) in TRIALS.items():
+        tracker.trial_started(trial_id, params_of(lr))
+        for step, acc, err, loss in history:
+            tracker.log_metrics(trial_id, {"knn_accuracy": acc, "recon_error": err, "loss": loss,
+                                           "iteration": float(step), "config/lr": lr}, step)
+        art = artifacts(tmp / trial_id) if status == "FINISHED" else None
+        error = "Traceback...\nTrainingDiverged: loss is nan at iteration 12" if status == "FAILED" else None
+        tracker.trial_finished(trial_id, status, artifact_dir=art, error=error)
+        rows.append({"trial_id": trial_id, "lr": lr, "knn_accuracy": history[-1][1],
+                     "recon_error": history[-1][2], "loss": history[-1][3]})
+    tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
+    return tracker
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker, Path]:
+    tmp = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    return uri, run_search(uri, tmp), tmp
+
+
+def nested_runs(client: MlflowClient, tracker: SearchTracker) -> dict[str, object]:
+    runs = client.search_runs([tracker.experiment_id], f"tags.`mlflow.parentRunId` = '{tracker.parent_run_id}'")
+    return {r.data.tags["tuner.trial_id"]: r for r in runs}
+
+
+def artifact_names(client: MlflowClient, run_id: str) -> set[str]:
+    return {f.path for f in client.list_artifacts(run_id)}
+
+
+def test_parent_run(store) -> None:
+    uri, tracker, tmp = store
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(tracker.parent_run_id)
+    assert parent.data.tags["tuner.role"] == "search" and parent.data.tags["tuner.search_id"] == "s1"
+    assert parent.data.tags["tuner.metric"] == "knn_accuracy" and parent.data.tags["tuner.mode"] == "max"
+    assert parent.data.tags["tuner.best_trial_id"] == "t0_00000"
+    assert parent.data.params["samples"] == "3" and parent.data.params["searcher"] == "random"
+    assert parent.data.params["metrics_seen"] == '["knn_accuracy", "recon_error"]'
+    assert parent.info.status == "FINISHED"
+    assert artifact_names(client, parent.info.run_id) == {"search.yaml", "spec.json", "summary.csv", "pareto.png"}
+    yaml_text = Path(client.download_artifacts(parent.info.run_id, "search.yaml", str(tmp / "dl"))).read_text()
+    assert yaml_text == SPEC_YAML
+    summary = pd.read_csv(client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp / "dl")))
+    assert list(summary["trial_id"]) == list(TRIALS)
+    # Best by knn_accuracy (max) is t0_00000: its final metrics, plus the baseline as given.
+    assert parent.data.metrics == {"best_knn_accuracy": 0.9, "best_recon_error": 0.1, "best_loss": 0.5,
+                                   "baseline_pca_knn_accuracy": 0.8}
+    # Artifacts beside the database, not under whatever the working directory was.
+    assert parent.info.artifact_uri.removeprefix("file://").startswith(str(tmp / "mlartifacts"))
+
+
+def test_nested_runs(store) -> None:
+    uri, tracker, tmp = store
+    client = MlflowClient(tracking_uri=uri)
+    runs = nested_runs(client, tracker)
+    assert set(runs) == set(TRIALS)
+    for trial_id, (lr, status, history) in TRIALS.items():
+        run = runs[trial_id]
+        assert run.info.run_name == trial_id and run.info.status == status
+        assert run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
+        assert float(run.data.params["lr"]) == lr
+        assert run.data.params["hidden_dims"] == "[64, 32]"
+        assert run.data.params["composite_labels"] == '{"0": 0, "1": 1}'
+        assert run.data.params["label_names"] == "None" and run.data.params["normalize"] == "False"
+        for index, key in ((1, "knn_accuracy"), (2, "recon_error"), (3, "loss")):
+            points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+            assert points == [(h[0], h[index]) for h in history]
+        # Only the trial metrics: Tune's bookkeeping (iteration, config/...) is not a metric.
+        assert set(run.data.metrics) == {"knn_accuracy", "recon_error", "loss"}
+    assert artifact_names(client, runs["t0_00000"].info.run_id) == {
+        "embedding.png", "reconstructions.png", "loss_curves.png"}
+    assert artifact_names(client, runs["t0_00001"].info.run_id) == {"error.txt"}
+    error = Path(client.download_artifacts(runs["t0_00001"].info.run_id, "error.txt", str(tmp / "dl2")))
+    assert "loss is nan at iteration 12" in error.read_text()
+    assert artifact_names(client, runs["t0_00002"].info.run_id) == set()
+
+
+def test_trials_table_sorted_by_search_metric(store) -> None:
+    uri, tracker, _ = store
+    table = trials_table(uri)
+    assert list(table["trial_id"]) == ["t0_00000", "t0_00002", "t0_00001"]  # knn 0.9, 0.6, 0.5
+    assert list(table["status"]) == ["FINISHED", "KILLED", "FAILED"]
+    assert list(table["knn_accuracy"]) == [0.9, 0.6, 0.5] and list(table["recon_error"]) == [0.1, 0.05, 0.3]
+    assert list(table["lr"]) == [1e-3, 1e-4, 1e-2]
+    assert list(table.columns[:3]) == ["trial_id", "status", "lr"]  # the searched param comes first
+    assert table.attrs["searched"] == ["lr"] and table.attrs["search_id"] == "s1"
+    runs = nested_runs(MlflowClient(tracking_uri=uri), tracker)
+    assert set(table["run_id"]) == {r.info.run_id for r in runs.values()}
+    assert trials_table(uri, "exp")["trial_id"].tolist() == table["trial_id"].tolist()
+
+
+def test_print_report(store, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    uri, _, _ = store
+    csv_path = tmp_path / "out" / "report.csv"
+    print_report(uri, "exp", csv_path)
+    out = capsys.readouterr().out
+    table_part, front_part = out.split("Pareto front")
+    order = [table_part.index(t) for t in ("t0_00000", "t0_00002", "t0_00001")]
+    assert order == sorted(order)
+    # Front of (recon_error lower, knn_accuracy higher): t0_00002 (0.05, 0.6) and t0_00000 (0.1, 0.9).
+    assert "2 trials" in front_part and "t0_00001" not in front_part
+    assert front_part.index("t0_00002") < front_part.index("t0_00000")
+    written = pd.read_csv(csv_path)
+    assert list(written["trial_id"]) == ["t0_00000", "t0_00002", "t0_00001"]
+    assert list(written["knn_accuracy"]) == [0.9, 0.6, 0.5]
+
+
+def test_resume_reuses_runs_without_duplicate_points(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = run_search(uri, tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    before = {t: r.info.run_id for t, r in nested_runs(client, first).items()}
+
+    again = SearchTracker.open(uri, "exp", "s1", SPEC_YAML, {}, SEARCH_PARAMS, resume=True)
+    assert again.parent_run_id == first.parent_run_id
+    assert client.get_run(again.parent_run_id).info.status == "RUNNING"
+    assert again.trial_started("t0_00002", params_of(1e-4)) == before["t0_00002"]
+    # Tune replays the steps since the last checkpoint (0 again), then goes on (10).
+    again.log_metrics("t0_00002", {"knn_accuracy": 0.61, "recon_error": 0.06}, 0)
+    again.log_metrics("t0_00002", {"knn_accuracy": 0.80, "recon_error": 0.04}, 10)
+    again.trial_finished("t0_00002", "FINISHED")
+    # A trial the resumed driver only hears results from still lands on its old run.
+    again.log_metrics("t0_00001", {"knn_accuracy": 0.99}, 10)
+    again.finish(trials_table(uri), "knn_accuracy", "max")
+
+    after = nested_runs(client, again)
+    assert {t: r.info.run_id for t, r in after.items()} == before  # run count == trial count
+    history = sorted((m.step, m.value) for m in client.get_metric_history(before["t0_00002"], "knn_accuracy"))
+    assert history == [(0, 0.60), (10, 0.80)]
+    assert after["t0_00002"].info.status == "FINISHED"
+    assert [m.value for m in client.get_metric_history(before["t0_00001"], "knn_accuracy")] == [0.30, 0.50]
+    parents = client.search_runs([again.experiment_id], "tags.`tuner.role` = 'search'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+def test_new_search_reuses_experiment_and_report_shows_latest(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = run_search(uri, tmp_path, "s1")
+    spec_file = tmp_path / "grid.yaml"  # a path to the file is accepted as well as its text
+    spec_file.write_text("search: {samples: 1}\n")
+    second = SearchTracker.open(uri, "exp", "s2", str(spec_file), {}, {"metric": "recon_error", "mode": "min"},
+                                resume=False)
+    assert second.experiment_id == first.experiment_id and second.parent_run_id != first.parent_run_id
+    logged = MlflowClient(tracking_uri=uri).download_artifacts(second.parent_run_id, "search.yaml", str(tmp_path))
+    assert Path(logged).read_text() == "search: {samples: 1}\n"
+    for trial_id, err in (("a", 0.3), ("b", 0.1), ("c", 0.2)):
+        second.trial_started(trial_id, {"lr": err})
+        second.log_metrics(trial_id, {"recon_error": err, "knn_accuracy": 0.5}, 5)
+        second.trial_finished(trial_id, "FINISHED")
+    table = trials_table(uri)
+    assert table.attrs["search_id"] == "s2" and list(table["trial_id"]) == ["b", "c", "a"]  # min recon_error
+    with pytest.raises(TunerError, match="'nope'.*exp"):
+        trials_table(uri, "nope")
+    client = MlflowClient(tracking_uri=uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    with pytest.raises(TunerError, match="'gone' is deleted"):
+        SearchTracker.open(uri, "gone", "s3", SPEC_YAML, {}, {}, resume=False)
+
+
+def test_no_searches_and_missing_store(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/empty.db"
+    MlflowClient(tracking_uri=uri).create_experiment("other")
+    with pytest.raises(TunerError, match="no tuner search found"):
+        trials_table(uri)
+    with pytest.raises(TunerError, match="no MLflow store"):
+        trials_table(f"sqlite:///{tmp_path}/absent.db")
+
+
+def test_interrupted_search_with_empty_table(tmp_path: Path) -> None:
+    # A search that fails before any trial still ends its parent run, with the status given.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SearchTracker.open(uri, "exp", "s", SPEC_YAML, {}, {}, resume=False)
+    tracker.finish(pd.DataFrame(), ["knn_accuracy", "recon_error"], ["max", "min"], "FAILED")
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(tracker.parent_run_id)
+    assert parent.info.status == "FAILED" and parent.data.metrics == {}
+    assert parent.data.tags["tuner.metric"] == "knn_accuracy,recon_error"
+    assert parent.data.tags["tuner.mode"] == "max,min"
+    assert artifact_names(client, tracker.parent_run_id) == {"search.yaml", "spec.json", "summary.csv"}
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_is_a_fast_user_error() -> None:
+    port = closed_port()
+    start = time.monotonic()
+    with pytest.raises(TunerError) as err:
+        SearchTracker.open(f"http://alice:s3cret@127.0.0.1:{port}", "exp", "s", SPEC_YAML, {}, {}, resume=False)
+    assert time.monotonic() - start < 10
+    message = str(err.value)
+    assert f"127.0.0.1:{port}" in message and "***@" in message
+    assert "s3cret" not in message and "alice" not in message
+    with pytest.raises(TunerError, match="cannot be used"):
+        trials_table(f"https://bob:pw@127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("uri", ["foo://bar", "/definitely/a/file/store/mlruns"])
+def test_bad_uri_is_a_user_error(uri: str) -> None:
+    with pytest.raises(TunerError, match="cannot be used"):
+        SearchTracker.open(uri, "exp", "s", SPEC_YAML, {}, {}, resume=False)
+
+
+def test_resolve_and_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert resolve_tracking_uri("sqlite:///sub/x.db") == f"sqlite:///{tmp_path.resolve()}/sub/x.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://host:5000")
+    assert resolve_tracking_uri(None) == "http://host:5000"
+    assert resolve_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert mask_uri("see https://u:p@h:1/x and http://h:2") == "see https://***@h:1/x and http://h:2"
+
+
+def test_serve_ui_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    port = closed_port()
+    code = f"import sys; from tuner.tracking import serve_ui; sys.exit(serve_ui({uri!r}, '127.0.0.1', {port}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and status is None and proc.poll() is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, proc.stdout.read() if proc.poll() is not None else "no answer"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert f"http://127.0.0.1:{port}" in proc.stdout.read()
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,145 @@
+"""Figures of one trial and of a search: arrays in, PNG file out, nothing else touched.
+
+Every function closes its figure, so thousands of trials in one worker do not leak memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: trials and the driver have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+LOSS_KEYS = ("loss", "metric_loss", "recon_loss", "kl")
+ACCURACY_KEYS = ("knn_accuracy", "fine_knn_accuracy")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _to_2d(z: np.ndarray) -> tuple[np.ndarray, str, str]:
+    """Points to draw and their axis labels: PCA above two dimensions, jitter for one."""
+    z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
+    if z.shape[1] == 1:
+        jitter = np.random.default_rng(0).uniform(-0.5, 0.5, size=len(z))
+        return np.column_stack([z[:, 0], jitter]), "z1", "jitter"
+    if z.shape[1] == 2:
+        return z, "z1", "z2"
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=0)
+    xy = pca.fit_transform(z)
+    share = pca.explained_variance_ratio_ * 100
+    return xy, f"PC1 ({share[0]:.0f}%)", f"PC2 ({share[1]:.0f}%)"
+
+
+def plot_embedding(z: np.ndarray, labels: np.ndarray, label_names: Sequence[str], path: Path,
+                   title: str = "") -> Path:
+    """2-D scatter of an embedding, one colour and legend entry per label name."""
+    xy, xlabel, ylabel = _to_2d(z)
+    labels = np.asarray(labels).reshape(-1)
+    classes = np.unique(labels)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for i, label in enumerate(classes):
+        name = label_names[int(label)] if 0 <= int(label) < len(label_names) else str(label)
+        mask = labels == label
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or f"test embedding (latent_dim={np.shape(z)[-1]})")
+    ax.legend(markerscale=3, fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path)
+
+
+def plot_reconstructions(x: np.ndarray, x_hat: np.ndarray, image_shape: tuple[int, ...], path: Path,
+                         n: int = 16) -> Path:
+    """Top row originals, bottom row reconstructions; images (C, H, W) with C in {1, 3}."""
+    if len(image_shape) != 3 or image_shape[0] not in (1, 3):
+        raise ValueError(f"image_shape {image_shape} is not (C, H, W) with C = 1 or 3")
+    n = max(1, min(n, len(x)))
+    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)
+    for row, images in enumerate((x, x_hat)):
+        batch = np.clip(np.asarray(images[:n], dtype=np.float32).reshape(n, *image_shape), 0.0, 1.0)
+        for col in range(n):
+            image = batch[col].transpose(1, 2, 0)
+            ax = axes[row, col]
+            if image_shape[0] == 1:
+                ax.imshow(image[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                ax.imshow(image)
+            ax.set_axis_off()
+        axes[row, 0].set_title("original" if row == 0 else "reconstruction", loc="left", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path:
+    """Losses over iterations (left) and kNN accuracy (right)."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [h.get("iteration", i) for i, h in enumerate(history)]
+    for axis, keys in ((ax_loss, LOSS_KEYS), (ax_acc, ACCURACY_KEYS)):
+        for key in keys:
+            if any(key in h for h in history):
+                values = [h.get(key, np.nan) for h in history]
+                axis.plot(steps, values, marker="o", markersize=3, label=key)
+        if axis.lines:
+            axis.legend(fontsize="small")
+        else:
+            axis.text(0.5, 0.5, "no evaluations", ha="center", va="center", transform=axis.transAxes)
+        axis.set_xlabel("iteration")
+    ax_loss.set_ylabel("loss")
+    ax_acc.set_ylabel("kNN accuracy")
+    return _save(fig, path)
+
+
+def pareto_front(table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accuracy") -> pd.DataFrame:
+    """Rows no other row dominates (lower x and higher y are better), sorted by x.
+
+    Equal points do not dominate each other, so duplicates on the front are all kept; of
+    rows sharing an x only those with the highest y can be on it. Rows missing x or y are left out.
+    """
+    valid = table.dropna(subset=[x, y])
+    ordered = valid.sort_values([x, y], ascending=[True, False], kind="stable")
+    keep: list = []
+    best_y = -np.inf  # highest y among rows with a strictly smaller x
+    xs, ys = ordered[x].to_numpy(float), ordered[y].to_numpy(float)
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end < len(ordered) and xs[end] == xs[start]:
+            end += 1
+        group_max = ys[start]  # sorted by y descending within equal x
+        if group_max > best_y:
+            keep += [ordered.index[i] for i in range(start, end) if ys[i] == group_max]
+            best_y = group_max
+        start = end
+    return ordered.loc[keep]
+
+
+def plot_pareto(table: pd.DataFrame, path: Path, x: str = "recon_error", y: str = "knn_accuracy") -> Path:
+    """Every trial in grey, the Pareto front highlighted and joined."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    valid = table.dropna(subset=[x, y])
+    ax.scatter(valid[x], valid[y], color="0.6", s=20, label=f"trials ({len(valid)})")
+    front = pareto_front(valid, x, y)
+    if len(front):
+        ax.plot(front[x], front[y], color="tab:red", marker="o", markersize=6, drawstyle="steps-post",
+                label=f"Pareto front ({len(front)})")
+        if "trial_id" in front:
+            for _, row in front.iterrows():
+                ax.annotate(str(row["trial_id"]), (row[x], row[y]), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")
+    ax.set(xlabel=f"{x} (lower is better)", ylabel=f"{y} (higher is better)", title="trials and Pareto front")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
