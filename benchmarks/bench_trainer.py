@@ -1,0 +1,149 @@
+"""Trainer benchmark: three ratios, each measured side by side in this one run.
+
+    python benchmarks/bench_trainer.py [--json] [--data-dir ../shared/data/mnist-t10k-split]
+
+(a) trainer_vs_bare: fit()'s training steps/s / a bare PyTorch loop of the same model,
+    batch sampler and loss (no evaluation, bookkeeping or checks). Target >= 0.95.
+(b) mining_speedup: building the pairs and triplets of 64-sample, 10-class batches, as the
+    trainer does it (vectorized, memoized by label sequence), / the prior art's plain
+    Python-loop enumeration of the same sets. Target >= 100x. The unmemoized vectorized
+    build is printed too (mining_speedup_cold).
+(c) cache_speedup: HOG features of the MNIST split, first extraction / cached load
+    (target >= 50x); hog_parallel_speedup: extraction on 1 worker / on 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mining_reference import python_loop_pairs, python_loop_triplets  # noqa: E402
+
+from tuner.config import TrialConfig  # noqa: E402
+from tuner.data import hog_features, load_features  # noqa: E402
+from tuner.models import build_model  # noqa: E402
+from tuner.sampling import StratifiedBatchSampler, _all_pairs, _all_triplets, all_pairs, all_triplets  # noqa: E402
+from tuner.train import fit, metric_loss  # noqa: E402
+from tuner.losses import reconstruction_loss, total_loss  # noqa: E402
+
+DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"
+
+
+def bare_loop_seconds(cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The same model, sampler and loss as fit(), with nothing else around it."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model = build_model(cfg, x.shape[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sampler = StratifiedBatchSampler(y.numpy(), cfg.batch_size, generator)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(cfg.iterations):
+        idx = sampler.next_batch()
+        xb, yb = x[idx], y[idx]
+        out = model(xb)
+        loss = total_loss(metric_loss(cfg, out.embedding, yb, generator), reconstruction_loss(out.x_hat, xb),
+                          None, cfg.mu, cfg.beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def trainer_vs_bare(rounds: int = 5) -> float:
+    cfg = TrialConfig(iterations=400, eval_every=400, mu=0.5)
+    data = load_features(cfg, progress=False)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    bare, ours = [], []
+    for _ in range(rounds):  # interleaved, so both see the same machine load
+        bare.append(bare_loop_seconds(cfg, x, y))
+        ours.append(fit(cfg, data).metrics["train_seconds"])
+    ratio = statistics.median(bare) / statistics.median(ours)
+    print(f"(a) trainer {cfg.iterations / statistics.median(ours):.0f} steps/s, bare loop "
+          f"{cfg.iterations / statistics.median(bare):.0f} steps/s: trainer_vs_bare = {ratio:.3f} (target >= 0.95)")
+    return ratio
+
+
+def _per_batch(function, batches) -> float:
+    start = time.perf_counter()
+    for labels in batches:
+        function(labels)
+    return (time.perf_counter() - start) / len(batches)
+
+
+def mining_speedup(n_batches: int = 3000) -> tuple[float, float]:
+    labels = np.repeat(np.arange(10), 800)
+    sampler = StratifiedBatchSampler(labels, 64, torch.Generator().manual_seed(0))
+    batches = [torch.from_numpy(labels)[sampler.next_batch()] for _ in range(n_batches)]
+    as_lists = [b.tolist() for b in batches[:100]]
+
+    def loop(labels_list):
+        return torch.tensor(python_loop_pairs(labels_list)), torch.tensor(python_loop_triplets(labels_list))
+
+    t_loop = _per_batch(loop, as_lists)
+    t_cold = _per_batch(lambda b: (_all_pairs(b), _all_triplets(b)), batches[:500])
+    t_trainer = _per_batch(lambda b: (all_pairs(b), all_triplets(b)), batches)  # memo starts empty
+    print(f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, "
+          f"vectorized {t_cold * 1e6:.0f} us ({t_loop / t_cold:.0f}x), as the trainer builds them over "
+          f"{n_batches} batches (memoized by label sequence) {t_trainer * 1e6:.1f} us: "
+          f"mining_speedup = {t_loop / t_trainer:.0f}x (target >= 100x)")
+    return t_loop / t_trainer, t_loop / t_cold
+
+
+def feature_speedups(mnist_dir: Path) -> tuple[float | None, float | None]:
+    if not (mnist_dir / "MNIST" / "raw").is_dir():
+        print(f"(c) skipped: no MNIST split at {mnist_dir} (pass --data-dir)")
+        return None, None
+    cfg = TrialConfig(dataset="mnist", feature_extractor="hog")
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        first = load_features(cfg, data_dir=mnist_dir, cache_dir=cache, progress=False)
+        t_first = time.perf_counter() - start
+        start = time.perf_counter()
+        again = load_features(cfg, data_dir=mnist_dir, cache_dir=cache, progress=False)
+        t_cached = time.perf_counter() - start
+    assert np.array_equal(first.x_train, again.x_train)
+    images = np.concatenate([_mnist_images(mnist_dir, train) for train in (True, False)])
+    timings = {}
+    for workers in (1, 2, 1, 2):  # interleaved against drifting load; keep the best of each
+        start = time.perf_counter()
+        hog_features(images, workers=workers)
+        timings[workers] = min(timings.get(workers, float("inf")), time.perf_counter() - start)
+    print(f"(c) HOG on the MNIST split ({len(images)} images): first load_features {t_first:.1f} s, cached "
+          f"{t_cached:.3f} s: cache_speedup = {t_first / t_cached:.0f}x (target >= 50x); "
+          f"1 worker {timings[1]:.1f} s, 2 workers {timings[2]:.1f} s: hog_parallel_speedup = "
+          f"{timings[1] / timings[2]:.2f}x")
+    return t_first / t_cached, timings[1] / timings[2]
+
+
+def _mnist_images(root: Path, train: bool) -> np.ndarray:
+    import torchvision
+
+    return torchvision.datasets.MNIST(str(root), train=train).data.numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the ratios")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_MNIST, help="MNIST root (torchvision layout)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    a = trainer_vs_bare()
+    b, b_cold = mining_speedup()
+    c, c_parallel = feature_speedups(args.data_dir)
+    if args.json:
+        print(json.dumps({"trainer_vs_bare": a, "mining_speedup": b, "mining_speedup_cold": b_cold,
+                          "cache_speedup": c, "hog_parallel_speedup": c_parallel}))
+
+
+if __name__ == "__main__":
+    main()
