@@ -108,9 +108,11 @@ def feature_speedups(mnist_dir: Path) -> tuple[float | None, float | None]:
         start = time.perf_counter()
         first = load_features(cfg, data_dir=mnist_dir, cache_dir=cache, progress=False)
         t_first = time.perf_counter() - start
-        start = time.perf_counter()
-        again = load_features(cfg, data_dir=mnist_dir, cache_dir=cache, progress=False)
-        t_cached = time.perf_counter() - start
+        t_cached = float("inf")
+        for _ in range(3):  # a cache hit is tens of ms: keep the best of a few against noise
+            start = time.perf_counter()
+            again = load_features(cfg, data_dir=mnist_dir, cache_dir=cache, progress=False)
+            t_cached = min(t_cached, time.perf_counter() - start)
     assert np.array_equal(first.x_train, again.x_train)
     images = np.concatenate([_mnist_images(mnist_dir, train) for train in (True, False)])
     timings = {}
