@@ -1,0 +1,81 @@
+"""The Ray Tune trainable: thin glue between Tune and `fit` (threads, checkpoints, plots).
+
+The data arrives through Ray's object store (`tune.with_parameters`), loaded once on the
+driver; fixed settings travel beside Tune's sampled config and merge in `trial_config`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from tuner.config import TrialConfig
+from tuner.data.features import FeatureSet
+from tuner.space import trial_config
+from tuner.train import TrainState, embed_and_reconstruct, fit
+
+CHECKPOINT_FILE = "train_state.pt"
+
+
+def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any], cpus: float,
+              checkpoint_every: int, plots_root: str) -> None:
+    """One trial: report every evaluation to Tune, checkpoint every `checkpoint_every` of them."""
+    torch.set_num_threads(max(1, int(cpus)))  # else every trial's torch uses every core
+    # Arrays from the object store are read-only views; fit never writes into them.
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
+    cfg = trial_config(fixed, config)
+    resume = load_checkpoint(tune.get_checkpoint())
+    restored = {"restored_from_iteration": float(resume["iteration"] if resume else 0)}
+
+    def report(metrics: dict[str, float], state: TrainState) -> None:
+        metrics = {**metrics, **restored}  # Tune's results only: shows which trials resumed
+        if state.iteration >= cfg.iterations:
+            # Before the last report: a scheduler may stop the trial as soon as it sees it.
+            write_plots(state, cfg, data, Path(plots_root) / tune.get_context().get_trial_id())
+        if should_checkpoint(cfg, state.iteration, checkpoint_every):
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save(state.state_dict(), Path(tmp) / CHECKPOINT_FILE)
+                # Tune copies the directory into the trial's storage before report returns.
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(metrics)
+
+    fit(cfg, data, report=report, resume=resume)
+
+
+def should_checkpoint(cfg: TrialConfig, iteration: int, every: int) -> bool:
+    """Every `every`-th evaluation, counted from the start so a resumed trial keeps the rhythm.
+
+    The last evaluation needs none: the trial is done once it is reported.
+    """
+    return iteration < cfg.iterations and iteration % cfg.eval_every == 0 \
+        and (iteration // cfg.eval_every) % every == 0
+
+
+def load_checkpoint(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as path:
+        return torch.load(Path(path) / CHECKPOINT_FILE, weights_only=True)
+
+
+def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path) -> Path:
+    """Figures the driver attaches to the trial's MLflow run (it reads them from `out`)."""
+    from tuner.plots import plot_embedding, plot_loss_curves, plot_reconstructions
+
+    device = next(state.model.parameters()).device
+    z_test, x_hat = embed_and_reconstruct(state.model, torch.from_numpy(data.x_test).to(device))
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{cfg.constraint} {cfg.encoder}, mu={cfg.mu:g}, latent_dim={cfg.latent_dim}"
+    plot_embedding(z_test, data.y_test, data.label_names, out / "embedding.png", title)
+    plot_loss_curves(state.history, out / "loss_curves.png")
+    if data.image_shape is not None:  # raw pixels: reconstructions can be drawn as images
+        plot_reconstructions(data.x_test, x_hat, data.image_shape, out / "reconstructions.png")
+    return out
