@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import yaml
 
 from tuner.errors import TunerError
+from tuner.space import YamlLoader
 
 DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
 
@@ -28,7 +29,7 @@ def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise TunerError(f"--set {pair!r}: expected key=value, e.g. --set iterations=200.")
         try:
-            out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+            out[key.strip()] = yaml.load(text, Loader=YamlLoader) if text.strip() else None
         except yaml.YAMLError as err:
             raise TunerError(f"--set {pair!r}: the value is not valid YAML ({err}).") from None
     return out
@@ -186,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tuner {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `tuner report | head`: the reader left; say nothing more on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

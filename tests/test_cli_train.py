@@ -1,0 +1,61 @@
+"""`tuner train` and the prior art's `run_experiment`, through their public entry points."""
+
+import json
+
+import pytest
+
+import tuner
+from tuner.cli import main, parse_set_pairs
+from tuner.errors import TunerError
+
+QUICK = ["--set", "iterations=30", "--set", "eval_every=30", "--set", "hidden_dims=[32, 16]"]
+
+
+def test_train_json_prints_one_object_with_the_final_metrics(capsys):
+    assert main(["train", "--json", *QUICK, "--set", "lr=3e-3", "--set", "encoder=vae"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    result = json.loads(out[0])
+    assert result["iterations"] == 30
+    assert 0.1 < result["knn_accuracy"] <= 1.0
+    assert result["recon_error"] > 0 and result["seconds"] > 0
+    assert "kl" in result
+
+
+@pytest.mark.parametrize(
+    ("pairs", "fragment"),
+    [
+        (["mu=2"], "mu = 2.0 is not valid"),
+        (["latent_dim=two"], "latent_dim = 'two'"),
+        (["learning_rate=0.1"], "unknown key 'learning_rate'"),
+        (["hidden_dims=[64,"], "not valid YAML"),
+        (["mu"], "expected key=value"),
+        (["dataset=mnist"], "MNIST"),  # no files under ./data: names the directory and the files
+    ],
+)
+def test_user_errors_exit_2_with_one_message_and_no_traceback(capsys, tmp_path, monkeypatch, pairs, fragment):
+    monkeypatch.chdir(tmp_path)
+    args = ["train"] + [arg for pair in pairs for arg in ("--set", pair)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert "Traceback" not in err
+    assert err.startswith("tuner train: error: ")
+
+
+def test_set_values_parse_as_yaml_including_plain_exponents():
+    assert parse_set_pairs(["lr=1e-3", "normalize=false", "hidden_dims=[64, 32]", "label_names=null"]) == {
+        "lr": 0.001, "normalize": False, "hidden_dims": [64, 32], "label_names": None}
+    with pytest.raises(TunerError):
+        parse_set_pairs(["=3"])
+
+
+def test_run_experiment_accepts_the_prior_arts_arguments():
+    table = tuner.run_experiment("triplet", "embenc", "digits", [0.0, 1.0], [2, 3], num_iters=30,
+                                 batch_size=40, keys=list("0123456789"), margin=1, dropout_val=0.1,
+                                 normalize=True, feature_extractor="raw", hidden_dims=[32, 16], eval_every=30)
+    assert list(zip(table["mu"], table["latent_dim"])) == [(0.0, 2), (0.0, 3), (1.0, 2), (1.0, 3)]
+    assert set(table["encoder"]) == {"ae"} and set(table["constraint"]) == {"triplet"}
+    assert table["knn_accuracy"].between(0, 1).all()
+    # mu = 1 trains the encoder only: its reconstructions stay as poor as an untrained decoder's.
+    assert table.loc[table["mu"] == 1.0, "recon_error"].min() > table.loc[table["mu"] == 0.0, "recon_error"].max()
