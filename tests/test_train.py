@@ -114,7 +114,8 @@ def test_total_loss_is_the_documented_mix(digits):
     model = build_model(cfg, digits.n_features)
     terms = training_step(cfg, model, torch.from_numpy(digits.x_train[:40]), torch.from_numpy(digits.y_train[:40]),
                           torch.Generator().manual_seed(0))
-    expected = 0.3 * terms["metric_loss"] + 0.7 * (terms["recon_loss"] + 2.0 * terms["kl"])
+    # The KL is weighted per input feature, matching the per-feature mean of the reconstruction.
+    expected = 0.3 * terms["metric_loss"] + 0.7 * (terms["recon_loss"] + 2.0 / digits.n_features * terms["kl"])
     assert torch.allclose(terms["loss"], expected)
     assert terms["kl"] > 0
 

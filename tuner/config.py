@@ -41,7 +41,7 @@ class TrialConfig:
     encoder: str = "ae"
     mu: float = 0.5
     margin: float = 1.0
-    beta: float = 1.0
+    beta: float = 0.1
     mining: str = "all"
     max_tuples: int | None = None
     # --- the model -----------------------------------------------------------------
@@ -137,7 +137,7 @@ FIELD_HELP: dict[str, str] = {
     "encoder": "ae (plain autoencoder) or vae (variational, with a KL prior); 'embenc' = ae",
     "mu": "weight of the metric loss in [0, 1]: mu*metric + (1-mu)*(recon + beta*KL)",
     "margin": "margin of the contrastive / triplet loss (> 0)",
-    "beta": "weight of the KL term of a VAE (>= 0)",
+    "beta": "weight of a VAE's KL term per input feature (>= 0); 1 = the ELBO over n_features",
     "mining": "all: every valid pair/triplet of the batch; semihard: only semi-hard negatives",
     "max_tuples": "cap on pairs/triplets per batch, sampled uniformly (null: no cap)",
     "latent_dim": "dimension of the embedding (>= 1)",

@@ -105,7 +105,11 @@ def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: to
     metric = metric_loss(cfg, out.embedding, yb, generator) if cfg.mu > 0.0 else zero
     recon = reconstruction_loss(out.x_hat, xb) if out.x_hat is not None else zero
     kl = kl_divergence(out.mean, out.logvar) if out.mean is not None and cfg.mu < 1.0 else zero
-    terms = {"loss": total_loss(metric, recon, kl, cfg.mu, cfg.beta), "metric_loss": metric, "recon_loss": recon}
+    # The reconstruction is a mean over features while the KL sums over latent dims; the KL
+    # is put on the same per-feature footing, so beta = 1 is a Gaussian decoder's ELBO
+    # divided by n_features. Unscaled, the KL swamped the reconstruction (posterior collapse).
+    kl_weight = cfg.beta / xb.shape[1]
+    terms = {"loss": total_loss(metric, recon, kl, cfg.mu, kl_weight), "metric_loss": metric, "recon_loss": recon}
     if cfg.encoder == "vae":
         terms["kl"] = kl
     return terms
