@@ -1,0 +1,244 @@
+"""Search benchmark: three figures, each measured side by side in this one run.
+
+    python benchmarks/bench_search.py [--json] [--trial-seconds 10] [--optuna-samples 16]
+
+(a) scheduling_efficiency: the trials' own training seconds (sum of each trial's final
+    `train_seconds`) / (search wall seconds x 2 CPUs), for 16 trials of ~10 s on digits, 1 CPU
+    each. The wall is ray.init + the whole run_search call (data, baselines, MLflow, Tuner,
+    the summary). Also printed: run_search alone, and the span from the first trial's start
+    to the last trial's end (MLflow run times): setup and teardown excluded. Target >= 0.85.
+(b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once,
+    torch threads 1), its wall / the search's wall of (a). Half the loop runs just before the
+    search and half just after, so drifting machine load weighs on both sides.
+(c) optuna_asha_grid_share: a full grid (mu x latent_dim x constraint, 400 iterations each)
+    gives the best knn_accuracy and the total trial-iterations; Optuna + ASHA over the same
+    values as choices (max_concurrent 2, seeded) is walked in trial completion order, adding
+    the last iteration each trial reached, until a trial's final knn_accuracy is within 0.005
+    of the grid's best; that sum / the grid's total. Target <= 0.25. Never reached: the value
+    is null, `optuna_asha_reached` false, and `optuna_asha_total_share` holds what it spent.
+    Also printed: the iterations all trials had run by the time the reaching trial ended
+    (in-flight trials included, from MLflow's metric timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tuner.config import TrialConfig
+from tuner.data import load_features
+from tuner.data.features import FeatureSet
+from tuner.search import run_search
+from tuner.space import SearchSpec, load_spec
+from tuner.train import fit
+
+CPUS = 2
+FIXED = {"dataset": "digits", "feature_extractor": "raw", "encoder": "ae", "batch_size": 128,
+         "hidden_dims": [256, 128], "lr": 0.001, "margin": 1.0, "dropout": 0.2, "seed": 0}
+SCHED_GRID = {"mu": [0.2, 0.4, 0.6, 0.8], "latent_dim": [2, 4, 8, 16]}  # 16 pairwise trials
+SPACE_C = {"mu": [0.2, 0.4, 0.6, 0.8], "latent_dim": [2, 4, 8], "constraint": ["pairwise", "triplet"]}
+ITERATIONS_C = 400
+TOLERANCE = 0.005  # 0.5 points of knn_accuracy
+
+
+def write_spec(folder: Path, name: str, body: dict[str, Any]) -> SearchSpec:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "metric": "knn_accuracy", "mode": "max",
+                                    "resources": {"cpus": 1, "gpus": 0}, "seed": 0, **body}))
+    return load_spec(path)
+
+
+def grid_configs(spec: SearchSpec) -> list[TrialConfig]:
+    names = list(spec.params)
+    return [spec.trial_config(dict(zip(names, values)))
+            for values in itertools.product(*(spec.params[n].values for n in names))]
+
+
+def size_iterations(trial_seconds: float) -> int:
+    """Iterations for a ~trial_seconds pairwise trial, from one timed fit on this machine now."""
+    cfg = TrialConfig.from_dict({**FIXED, "constraint": "pairwise", "mu": 0.5, "latent_dim": 8,
+                                 "iterations": 400, "eval_every": 400}, source="calibration")
+    seconds = fit(cfg, load_features(cfg, progress=False)).metrics["train_seconds"]
+    return max(100, round(trial_seconds * cfg.iterations / seconds / 100) * 100)
+
+
+def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, float]:
+    """(wall seconds, sum of train_seconds) of the prior art's loop: one fit after another."""
+    start = time.perf_counter()
+    trained = sum(fit(cfg, data).metrics["train_seconds"] for cfg in configs)
+    return time.perf_counter() - start, trained
+
+
+def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, float]:
+    start = time.perf_counter()
+    table = run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False)
+    return table, time.perf_counter() - start
+
+
+def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
+    """One row per trial run: trial_id, start/end (s), (timestamp s, iteration) history; by end.
+
+    The iteration is the step of each logged evaluation (MLflow logs metrics at step=iteration)."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], "tags.`tuner.role` = 'trial'", max_results=1000)
+    rows = [{"trial_id": r.data.tags["tuner.trial_id"], "start": r.info.start_time / 1e3,
+             "end": r.info.end_time / 1e3 if r.info.end_time else float("nan"),
+             "history": [(m.timestamp / 1e3, float(m.step))
+                         for m in client.get_metric_history(r.info.run_id, "knn_accuracy")]}
+            for r in runs]
+    return pd.DataFrame(rows).sort_values("end", kind="stable").reset_index(drop=True)
+
+
+def check_finished(table: pd.DataFrame, what: str, allowed: tuple[str, ...] = ("FINISHED",)) -> None:
+    bad = table[~table["status"].isin(allowed)]
+    if len(bad):
+        raise SystemExit(f"{what}: {len(bad)} trial(s) did not end as {allowed}: {bad['status'].tolist()}")
+
+
+def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
+                 uri: str) -> tuple[pd.DataFrame, float, float, float]:
+    """(search table, search seconds, sequential wall, sequential train_seconds sum).
+
+    Half the loop runs before the search and half after: a load that drifts during the run
+    (other people's work) weighs on both sides alike."""
+    start = time.perf_counter()
+    data = load_features(configs[0], progress=False)
+    load_s = time.perf_counter() - start
+    half = len(configs) // 2
+    before = sequential(configs[:half], data)
+    table, search_s = timed_search(spec, tmp, uri)
+    after = sequential(configs[half:], data)
+    return table, search_s, load_s + before[0] + after[0], before[1] + after[1]
+
+
+def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> dict[str, float]:
+    iterations = size_iterations(trial_seconds)
+    spec = write_spec(tmp, "bench-sched", {"search": "grid", "samples": 1, "scheduler": "none",
+                                          "fixed": {**FIXED, "constraint": "pairwise", "iterations": iterations,
+                                                    "eval_every": iterations // 4},
+                                          "params": {k: {"grid": v} for k, v in SCHED_GRID.items()}})
+    configs = grid_configs(spec)
+    table, search_s, seq_wall, seq_trained = side_by_side(spec, configs, tmp, uri)
+    check_finished(table, "(a)")
+    trained = float(table["train_seconds"].sum())
+    runs = trial_runs(uri, spec.name)
+    span = float(runs["end"].max() - runs["start"].min())
+    in_flight = float((runs["end"] - runs["start"]).sum()) / span  # mean trials running at once
+    wall = ray_init_s + search_s
+    out = {"scheduling_efficiency": trained / (wall * CPUS),
+           "scheduling_efficiency_run_search_only": trained / (search_s * CPUS),
+           "scheduling_efficiency_trial_span": trained / (span * CPUS),
+           "vs_sequential": seq_wall / wall, "vs_sequential_run_search_only": seq_wall / search_s}
+    print(f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: train_seconds per trial "
+          f"mean {table['train_seconds'].mean():.1f} s (min {table['train_seconds'].min():.1f}, max "
+          f"{table['train_seconds'].max():.1f}), sum {trained:.0f} s; search wall {wall:.0f} s = ray.init "
+          f"{ray_init_s:.1f} s + run_search {search_s:.0f} s (first trial start -> last trial end {span:.0f} s, "
+          f"{in_flight:.2f} trials running on average)")
+    print(f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); run_search only "
+          f"{out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
+          f"{out['scheduling_efficiency_trial_span']:.3f}")
+    print(f"(b) sequential fit() loop (half the configs just before the search, half just after): "
+          f"wall {seq_wall:.0f} s (train_seconds sum {seq_trained:.0f} s, "
+          f"{seq_trained / len(configs):.1f} s a trial): vs_sequential = {out['vs_sequential']:.2f}x "
+          f"(run_search only {out['vs_sequential_run_search_only']:.2f}x)")
+    return out
+
+
+def iterations_by(runs: pd.DataFrame, moment: float) -> float:
+    """Iterations every trial had reported by `moment` (in-flight trials up to their last report)."""
+    return float(sum(max((v for t, v in h if t <= moment), default=0.0) for h in runs["history"]))
+
+
+def grid_reference(tmp: Path, uri: str, fixed: dict[str, Any]) -> tuple[float, float, int]:
+    """(best knn_accuracy, total trial-iterations, trials within TOLERANCE of the best) of the full grid."""
+    grid = write_spec(tmp, "bench-grid", {"search": "grid", "samples": 1, "scheduler": "none", "fixed": fixed,
+                                          "params": {k: {"grid": v} for k, v in SPACE_C.items()}})
+    table, seconds = timed_search(grid, tmp, uri)
+    check_finished(table, "(c) grid")
+    best = float(table["knn_accuracy"].max())
+    total = float(table["iteration"].sum())
+    near = int((table["knn_accuracy"] >= best - TOLERANCE - 1e-9).sum())  # how easy the target is
+    print(f"(c) grid: {len(table)} trials, best knn_accuracy {best:.4f} ({near} trials within {TOLERANCE}), "
+          f"{total:.0f} trial-iterations, {seconds:.0f} s")
+    return best, total, near
+
+
+def search_share(tmp: Path, uri: str, samples: int) -> dict[str, Any]:
+    fixed = {**FIXED, "iterations": ITERATIONS_C, "eval_every": 100}
+    best, grid_total, near = grid_reference(tmp, uri, fixed)
+    optuna = write_spec(tmp, "bench-optuna", {
+        "search": "optuna", "samples": samples, "max_concurrent": 2, "fixed": fixed,
+        "scheduler": {"type": "asha", "grace_period": 100, "reduction_factor": 3, "brackets": 1},
+        "params": {k: {"choice": v} for k, v in SPACE_C.items()}})
+    table, seconds = timed_search(optuna, tmp, uri)
+    check_finished(table, "(c) optuna", ("FINISHED", "KILLED"))
+    runs = trial_runs(uri, optuna.name).join(table.set_index("trial_id")[["knn_accuracy", "iteration"]],
+                                             on="trial_id")  # in completion order
+    reached = runs.index[runs["knn_accuracy"] >= best - TOLERANCE - 1e-9]
+    total = float(runs["iteration"].sum())
+    out: dict[str, Any] = {"optuna_asha_reached": len(reached) > 0, "optuna_asha_total_share": total / grid_total,
+                           "grid_best_knn_accuracy": best, "grid_trials_within_tolerance": near,
+                           "optuna_best_knn_accuracy": float(runs["knn_accuracy"].max())}
+    print(f"    optuna+asha: {len(table)} trials ({(table['status'] == 'KILLED').sum()} stopped by ASHA), best "
+          f"{out['optuna_best_knn_accuracy']:.4f}, {total:.0f} trial-iterations "
+          f"({out['optuna_asha_total_share']:.1%} of the grid's), {seconds:.0f} s")
+    if not len(reached):
+        out["optuna_asha_grid_share"] = None
+        print(f"    not reached: no Optuna trial within {TOLERANCE} of {best:.4f}: optuna_asha_grid_share = null")
+        return out
+    first = int(reached[0])
+    spent = float(runs["iteration"].iloc[: first + 1].sum())
+    in_flight = iterations_by(runs, float(runs["end"].iloc[first]))
+    out.update(optuna_asha_grid_share=spent / grid_total, optuna_asha_grid_share_in_flight=in_flight / grid_total)
+    print(f"    trial {first + 1} to end ({runs['trial_id'].iloc[first]}, knn_accuracy "
+          f"{runs['knn_accuracy'].iloc[first]:.4f}) is within {TOLERANCE}: {spent:.0f} iterations by ended trials: "
+          f"optuna_asha_grid_share = {out['optuna_asha_grid_share']:.1%} (target <= 25%); with in-flight "
+          f"trials' iterations {out['optuna_asha_grid_share_in_flight']:.1%}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    parser.add_argument("--trial-seconds", type=float, default=10.0, help="(a) training seconds a trial")
+    parser.add_argument("--optuna-samples", type=int, default=16, help="(c) trials Optuna proposes")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench_search_") as name:
+        tmp = Path(name)
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        start = time.perf_counter()
+        # address="local": a new instance even when another Ray runs on this machine; run_search
+        # then leaves this one alone, and ray.init's own seconds can be counted apart.
+        ray.init(address="local", num_cpus=CPUS, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
+        ray_init_s = time.perf_counter() - start
+        try:
+            figures = {**scheduling(tmp, uri, args.trial_seconds, ray_init_s),
+                       **search_share(tmp, uri, args.optuna_samples)}
+        finally:
+            ray.shutdown()
+    figures.update(ray_init_seconds=ray_init_s, load_average_before=load_before[0],
+                   load_average_after=os.getloadavg()[0])
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {figures['load_average_after']:.2f} "
+          f"on {os.cpu_count()} cores: other work on the machine distorts (a) and (b)")
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
