@@ -23,9 +23,12 @@ import pytest
 
 import tuner
 from tuner.config import TrialConfig
-from tuner.search import PLOTS_DIR, STATE_FILE, init_storage, pareto_mask, run_search
+from tuner.search import STATE_FILE, init_storage, run_search
+from tuner.search_report import pareto_mask
 from tuner.space import load_spec
-from tuner.trial import should_checkpoint
+from tuner.errors import TunerError
+from tuner.storage import delete_checkpoints, experiment_store
+from tuner.trial import PLOTS_DIR, should_checkpoint
 
 TINY = "{hidden_dims: [32], batch_size: 40, knn_k: 3"
 
@@ -55,11 +58,27 @@ def test_a_new_search_moves_the_previous_one_aside(tmp_path: Path) -> None:
     spec = load_spec(write_space(tmp_path / "s.yaml", "name: s\n"))
     exp_dir = tmp_path / "ray" / "s"
     (exp_dir / "old_trial").mkdir(parents=True)
-    init_storage(exp_dir, "s-1234", spec, verbose=False)
+    init_storage(experiment_store(tmp_path / "ray", "s"), "s-1234", spec, verbose=False)
     moved = [p for p in exp_dir.parent.iterdir() if p != exp_dir]
     assert len(moved) == 1 and moved[0].name.startswith("s-") and (moved[0] / "old_trial").is_dir()
     assert [p.name for p in exp_dir.iterdir()] == [STATE_FILE]
     assert json.loads((exp_dir / STATE_FILE).read_text())["search_id"] == "s-1234"
+
+
+def test_a_storage_uri_is_read_and_written_through_pyarrow_not_as_a_local_path(tmp_path: Path) -> None:
+    store = experiment_store(f"file://{tmp_path}/bucket/", "my search")  # trailing slash, a space
+    assert (store.uri, store.parent_uri, store.name) == (f"file://{tmp_path}/bucket/my_search",
+                                                       f"file://{tmp_path}/bucket", "my_search")
+    assert store.read_text(STATE_FILE) is None and store.entries() == []
+    store.write_text(STATE_FILE, '{"search_id": "x"}')
+    assert (tmp_path / "bucket" / "my_search" / STATE_FILE).read_text() == '{"search_id": "x"}'
+    (tmp_path / "bucket" / "my_search" / "run_trial_1" / "checkpoint_000000").mkdir(parents=True)
+    delete_checkpoints(store.fs, store.child("run_trial_1"))
+    assert sorted(p.name for p in (tmp_path / "bucket" / "my_search").rglob("*")) == ["run_trial_1", STATE_FILE]
+    moved = store.move_aside()
+    assert moved.startswith(f"file://{tmp_path}/bucket/my_search-") and store.entries() == []
+    with pytest.raises(TunerError, match=r"--storage-path 'nosuch://x' cannot be opened.*s3://bucket"):
+        experiment_store("nosuch://x", "s")
 
 
 # ------------------------------------------------------------------ fixtures
@@ -70,7 +89,7 @@ def local_ray():
     """One Ray for the module (ray.init costs ~5 s); run_search leaves a Ray it did not start."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -251,9 +270,10 @@ def _resumable_checkpoint(exp_dir: Path, before: set[Path]):
 
     def ready() -> bool:
         if not registered_at:
-            finished = {p.name for p in (exp_dir / PLOTS_DIR).glob("*")}
+            # A finished trial's last checkpoint holds its plots (and is deleted soon after).
+            finished = {p.parent.parent.name for p in exp_dir.glob(f"run_trial_*/checkpoint_*/{PLOTS_DIR}")}
             for ckpt in set(exp_dir.glob("run_trial_*/checkpoint_*")) - before:
-                if not any(f in ckpt.parent.name for f in finished):
+                if ckpt.parent.name not in finished:
                     seen.setdefault(ckpt.parent.name, set()).add(ckpt.name)
             if any(len(names) >= 2 for names in seen.values()):
                 registered_at.append(time.time())
@@ -348,8 +368,6 @@ def test_interrupt_kill_and_resume(local_ray, tmp_path: Path, capsys: pytest.Cap
 
 @pytest.mark.slow
 def test_a_trial_larger_than_the_cluster_is_refused_before_any_run(local_ray, tmp_path: Path) -> None:
-    from tuner.errors import TunerError
-
     space = write_space(tmp_path / "big.yaml", f"""
         name: e2e-big
         resources: {{cpus: 3}}

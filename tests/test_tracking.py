@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +20,10 @@ from mlflow import MlflowClient
 
 from tuner import plots
 from tuner.errors import TunerError
-from tuner.tracking import SearchTracker, mask_uri, print_report, resolve_tracking_uri, trials_table
+from tuner.report import print_report, trials_table
+from tuner.sync import SPOOL_DIR, STATE_FILE, search_status, sync_search, trial_status, TrialRecord
+from tuner.tracking import SearchTracker, mask_uri, resolve_tracking_uri
+from tuner.tracking_store import unreachable
 
 SPEC_YAML = "# my search\nsearch:\n  samples: 3\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
 SEARCH_PARAMS = {"metric": "knn_accuracy", "mode": "max", "samples": 3, "searcher": "random",
@@ -274,7 +279,7 @@ def test_resolve_and_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_serve_ui_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     port = closed_port()
-    code = f"import sys; from tuner.tracking import serve_ui; sys.exit(serve_ui({uri!r}, '127.0.0.1', {port}))"
+    code = f"import sys; from tuner.report import serve_ui; sys.exit(serve_ui({uri!r}, '127.0.0.1', {port}))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -294,3 +299,145 @@ def test_serve_ui_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------ the store goes away; tuner sync
+
+
+SYNC_SPEC = {"name": "exp", "metric": ["knn_accuracy"], "mode": ["max"], "search": "grid", "samples": 1,
+             "scheduler": None, "n_trials": 4, "fixed": {"iterations": 20, "eval_every": 10},
+             "params": {"lr": "grid [0.001, 1000000.0, 0.01, 0.1]"}}
+DIVERGED = "Traceback (most recent call last):\n  File ...\ntuner.errors.TrainingDiverged: the loss became nan\n"
+
+
+def tune_dir(root: Path) -> Path:
+    """What Tune leaves in storage (layout as Ray 2.60 writes it): 4 trials of a search."""
+    exp = root / "exp"
+    exp.mkdir(parents=True)
+    (exp / STATE_FILE).write_text(json.dumps({"search_id": "s9", "spec": SYNC_SPEC}))
+    for n, lr, steps, error in ((0, 0.001, [(10, 0.5), (20, 0.8)], None),   # FINISHED
+                                (1, 1e6, [(10, 0.1)], DIVERGED),            # FAILED
+                                (2, 0.01, [(10, 0.6)], None),               # KILLED (stopped early)
+                                (3, 0.1, [], None)):                        # never ran: no run
+        trial = exp / f"run_trial_abcde_0000{n}_{n}_lr={lr}_2026-01-01_00-00-00"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps({"lr": lr}))
+        lines = [json.dumps({"iteration": float(step), "knn_accuracy": acc, "recon_error": round(1 - acc, 6),
+                             "training_iteration": i + 1, "trial_id": f"abcde_0000{n}", "config": {"lr": lr}})
+                 for i, (step, acc) in enumerate(steps)]
+        (trial / "result.json").write_text("".join(line + "\n" for line in lines))
+        if error:
+            (trial / "error.txt").write_text(error)
+    return exp
+
+
+def snapshot(uri: str) -> dict:
+    """Everything sync could change: runs, statuses, end times, params, histories, artifacts."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("exp")
+    out = {}
+    for run in client.search_runs([exp.experiment_id]):
+        histories = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)]
+                     for k in run.data.metrics}
+        out[run.info.run_name] = (run.info.run_id, run.info.status, run.info.end_time, run.data.params,
+                                  histories, artifact_names(client, run.info.run_id))
+    return out
+
+
+def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a closed port, refused at once
+    exp_dir, uri = tune_dir(tmp_path / "ray"), f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SearchTracker.open(uri, "exp", "s9", SPEC_YAML, SYNC_SPEC,
+                                 {"metric": ["knn_accuracy"], "mode": ["max"], "storage": str(exp_dir)}, resume=False)
+    tracker.trial_started("abcde_00000", {"lr": 0.001})
+    tracker.log_metrics("abcde_00000", {"knn_accuracy": 0.5, "recon_error": 0.5}, 10)
+    first_run = tracker.trial_started("abcde_00000", {})
+
+    # The store stops answering: every later call meets a closed port (credentials in its URI).
+    dead = f"http://alice:s3cret@127.0.0.1:{closed_port()}"
+    tracker.client, tracker.tracking_uri = MlflowClient(tracking_uri=dead), dead
+    start = time.monotonic()
+    assert tracker.log_metrics("abcde_00000", {"knn_accuracy": 0.8, "recon_error": 0.2}, 20) == 0
+    assert tracker.offline and tracker.trial_started("abcde_00001", {"lr": 1e6}) is None
+    tracker.trial_finished("abcde_00000", "FINISHED", artifact_dir=artifacts(tmp_path / "plots"))
+    tracker.finish(pd.DataFrame([{"trial_id": "abcde_00000", "knn_accuracy": 0.8}]), "knn_accuracy", "max")
+    assert time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert err.count("stopped answering") == 1 and "missed part of this search" in err
+    assert "MLflow at http://***@127.0.0.1" in err and f'tuner sync --storage-path {exp_dir} --experiment "exp" --tracking-uri {uri}' in err
+    assert "s3cret" not in err and "alice" not in err
+    # What only the driver knew is kept beside Tune's results: the plots, the search's status.
+    assert {p.name for p in (exp_dir / SPOOL_DIR / "abcde_00000").iterdir()} == {
+        "embedding.png", "reconstructions.png", "loss_curves.png"}
+    assert json.loads((exp_dir / SPOOL_DIR / "search.json").read_text()) == {"status": "FINISHED"}
+
+    before = snapshot(uri)
+    assert before["s9"][1] == "RUNNING" and before["abcde_00000"][4]["knn_accuracy"] == [(10, 0.5)]
+    written = sync_search(tmp_path / "ray", "exp", uri, verbose=False)
+    after = snapshot(uri)
+    assert set(after) == {"s9", "abcde_00000", "abcde_00001", "abcde_00002"}  # 00003 never ran
+    assert after["abcde_00000"][0] == first_run  # the same run, completed
+    assert {t: after[t][1] for t in after} == {"s9": "FINISHED", "abcde_00000": "FINISHED",
+                                               "abcde_00001": "FAILED", "abcde_00002": "KILLED"}
+    assert after["abcde_00000"][4] == {"knn_accuracy": [(10, 0.5), (20, 0.8)], "recon_error": [(10, 0.5), (20, 0.2)]}
+    assert after["abcde_00001"][4]["knn_accuracy"] == [(10, 0.1)]
+    assert after["abcde_00002"][3]["lr"] == "0.01" and after["abcde_00002"][3]["iterations"] == "20"
+    assert after["abcde_00000"][5] == {"embedding.png", "reconstructions.png", "loss_curves.png"}
+    assert after["abcde_00001"][5] == {"error.txt"} and after["abcde_00002"][5] == set()
+    error = MlflowClient(tracking_uri=uri).download_artifacts(after["abcde_00001"][0], "error.txt", str(tmp_path))
+    assert Path(error).read_text().startswith("tuner.errors.TrainingDiverged: the loss became nan\n\nTraceback")
+    assert after["s9"][4]["best_knn_accuracy"] == [(0, 0.8)] and "summary.csv" in after["s9"][5]
+    # 2 new runs; metrics: 2 (00000 step 20) + 2 + 2 (the new runs) + best_knn_accuracy + best_recon_error.
+    assert written["runs"] == 2 and written["metrics"] == 8
+    assert not (exp_dir / SPOOL_DIR).exists()  # all of it is in MLflow now
+
+    assert sync_search(exp_dir, None, uri, verbose=False) == {}  # the search's own directory works too
+    assert sync_search(exp_dir, "exp", uri, verbose=False) == {}  # as the hint has it
+    assert snapshot(uri) == after  # nothing doubled, nothing touched
+
+
+def test_sync_finds_the_search_or_says_what_to_pass(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(TunerError, match="no tuner searches there"):
+        sync_search(tmp_path, None, uri, verbose=False)
+    with pytest.raises(TunerError, match="--experiment 'nope': no tuner search there"):
+        sync_search(tmp_path, "nope", uri, verbose=False)
+    exp_dir = tune_dir(tmp_path)
+    shutil.copytree(exp_dir, tmp_path / "exp-20260101-000000")  # an earlier search, moved aside
+    with pytest.raises(TunerError, match=r"several tuner searches there \(exp, exp-20260101-000000\)"):
+        sync_search(tmp_path, None, uri, verbose=False)
+
+
+def test_trial_and_search_status_rules() -> None:
+    def record(iterations: list[float], error: str | None = None) -> TrialRecord:
+        return TrialRecord("t", {}, [{"iteration": i} for i in iterations], error, None)
+
+    assert trial_status(record([10, 20]), 20) == "FINISHED"
+    assert trial_status(record([10, 20], DIVERGED), 20) == "FINISHED"  # a retried crash that then finished
+    assert trial_status(record([10], DIVERGED), 20) == "FAILED"
+    assert trial_status(record([], DIVERGED), 20) == "FAILED"
+    assert trial_status(record([10]), 20) == "KILLED"
+    assert trial_status(record([]), 20) is None
+    asha = {**SYNC_SPEC, "n_trials": 3, "scheduler": {"type": "asha"}}
+    assert search_status(asha, ["FINISHED", "FAILED", "KILLED"]) == "FINISHED"  # ASHA stopped one
+    assert search_status({**asha, "scheduler": None}, ["FINISHED", "FAILED", "KILLED"]) == "KILLED"
+    assert search_status(asha, ["FINISHED", "FINISHED"]) == "KILLED"  # a trial never started
+
+
+def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    tracker = SearchTracker.open(f"sqlite:///{tmp_path}/mlflow.db", "exp", "s", SPEC_YAML, {}, {}, resume=False)
+    with pytest.raises(MlflowException, match="bad@key"):
+        tracker.trial_started("t", {"bad@key": 1})
+    assert not tracker.offline
+    with pytest.raises(ValueError, match="trial status 'DONE'"):
+        tracker.trial_finished("t", "DONE")
+    assert unreachable(MlflowException("API request to http://h/api failed with exception "
+                                       "HTTPConnectionPool(host='h', port=1): Max retries exceeded"))
+    try:
+        requests.get(f"http://127.0.0.1:{closed_port()}", timeout=5)
+    except requests.exceptions.ConnectionError as err:
+        assert unreachable(err)
+    assert not unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: run abc not found"))

@@ -96,16 +96,23 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tuner.tracking import print_report
+    from tuner.report import print_report
 
     print_report(tracking_uri=args.tracking_uri, experiment=args.experiment, csv_path=args.csv)
     return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from tuner.tracking import serve_ui
+    from tuner.report import serve_ui
 
     return serve_ui(tracking_uri=args.tracking_uri, host=args.host, port=args.port)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from tuner.sync import sync_search
+
+    sync_search(storage_path=args.storage_path, experiment=args.experiment, tracking_uri=args.tracking_uri)
+    return 0
 
 
 # --------------------------------------------------------------------------- parser
@@ -174,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
+
+    sync = sub.add_parser("sync", help="write into MLflow what a search's Tune results hold and MLflow lacks "
+                                       "(after the tracking server was unreachable); safe to repeat")
+    add_tracking(sync)
+    sync.add_argument("--storage-path", default=None,
+                      help="the search's Tune storage path, or its experiment directory (default: ./ray_results)")
+    sync.add_argument("--experiment", default=None,
+                      help="the search's experiment (default: the one search under --storage-path)")
+    sync.set_defaults(func=cmd_sync)
     return parser
 
 

@@ -1,111 +1,36 @@
-"""MLflow logging from the driver (the one writer), and the reports that read it back.
+"""MLflow logging from the driver: the one writer. Reading back lives in `tuner.report`.
 
 Everything goes through an explicit `MlflowClient(tracking_uri=...)`: the fluent API's
 global state (`mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID) misroutes Ray's runs.
 Runs are found by tags, never by an in-memory map, so a resumed search reuses its runs:
 parent `tuner.role=search` + `tuner.search_id`; trial `mlflow.parentRunId` + `tuner.trial_id`.
+A store that stops answering mid-search turns the tracker offline: the search goes on,
+Tune keeps every result, and `tuner sync` writes the rest later (see `tuner.sync`).
 MLflow is imported inside functions so `import tuner.tracking` stays cheap.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
-import os
-import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Callable
 
 import pandas as pd
 
-from tuner.errors import TunerError
+from tuner.tracking_store import (PARENT_FILTER, artifact_names, connect, experiment_id,  # noqa: F401
+                                  log_params, log_text, mask_uri, resolve_tracking_uri, unreachable)
 
 TRIAL_METRICS = ("knn_accuracy", "recon_error", "loss", "metric_loss", "recon_loss", "kl",
                  "fine_knn_accuracy", "train_seconds", "seconds")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
-PARENT_FILTER = "tags.`tuner.role` = 'search'"
-_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
-
-
-def mask_uri(text: str) -> str:
-    """`scheme://user:pass@host` -> `scheme://***@host`, anywhere in a text."""
-    return _CREDENTIALS.sub(r"\1***@", str(text))
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """None -> $MLFLOW_TRACKING_URI or sqlite:///<abs cwd>/mlflow.db; relative SQLite paths made absolute."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve()}/mlflow.db"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return uri
-
-
-def connect(tracking_uri: str | None):
-    """A client whose store answered once; TunerError (credentials masked) when it does not."""
-    from mlflow import MlflowClient
-
-    uri = resolve_tracking_uri(tracking_uri)
-    parts = urlsplit(uri)
-    try:
-        if parts.scheme in ("http", "https"):
-            # A TCP probe answers in seconds; MLflow's own HTTP retries take minutes by default.
-            address = (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-            timeout = float(os.environ.get("TUNER_TRACKING_CONNECT_TIMEOUT", 5))
-            socket.create_connection(address, timeout=timeout).close()
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
-    except Exception as err:  # noqa: BLE001 - any failure here means the URI is unusable
-        raise TunerError(f"MLflow tracking URI {mask_uri(uri)!r} cannot be used: {mask_uri(err)}. "
-                         "Pass --tracking-uri (or set MLFLOW_TRACKING_URI) to a running MLflow server "
-                         "(http://host:port) or a database such as sqlite:////abs/path/mlflow.db.") from None
-    return client
-
-
-def _experiment_id(client, name: str, uri: str) -> str:
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        db = uri[len("sqlite:///"):] if uri.startswith("sqlite:////") else None
-        # Without a location MLflow puts artifacts under the cwd of whoever created the experiment.
-        location = str(Path(db).parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)) if db else None
-        try:
-            return client.create_experiment(name, artifact_location=location)
-        except Exception:  # noqa: BLE001 - another driver created it first: use theirs
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    if exp.lifecycle_stage == "deleted":
-        raise TunerError(f"MLflow experiment {name!r} is deleted in {mask_uri(uri)!r}: restore it "
-                         "(mlflow experiments restore) or pass another --experiment.")
-    return exp.experiment_id
-
-
-def _param_text(value: Any) -> str:
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, str] | None = None) -> None:
-    """MLflow params are immutable: keys already on the run (a resumed run) are left alone."""
-    from mlflow.entities import Param
-
-    todo = [Param(str(k), _param_text(v)) for k, v in params.items() if k not in (existing or {})]
-    for start in range(0, len(todo), 100):  # MLflow's per-batch limit
-        client.log_batch(run_id, params=todo[start:start + 100])
-
-
-def _log_text(client, run_id: str, text: str, name: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / name).write_text(text)
-        client.log_artifact(run_id, str(Path(tmp) / name))
 
 
 def _yaml_text(spec_yaml: str) -> str:
@@ -122,43 +47,85 @@ def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _tolerant(default: Any = None) -> Callable:
+    """Once the store stops answering, a tracker call is a no-op instead of an error that would stop Tune."""
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def call(self: "SearchTracker", *args: Any, **kwargs: Any) -> Any:
+            if self.offline:
+                return default
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - sorted by `unreachable`; the rest re-raised
+                if not unreachable(err):
+                    raise
+                self._go_offline(err)
+                return default
+        return call
+    return wrap
+
+
 @dataclass
 class SearchTracker:
     client: Any
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
+    search_id: str = ""
+    parent_status: str = "RUNNING"  # the parent's status when opened (before any reopening)
+    sync_hint: str = "tuner sync --storage-path <Tune's storage path>"
+    offline: bool = False
+    spool: str | None = None  # Tune's experiment directory: where an offline tracker keeps what it could not log
+    written: Counter = field(default_factory=Counter)  # what this tracker wrote: runs, params, metrics, ...
     _runs: dict[str, str] = field(default_factory=dict)
+    _status: dict[str, str] = field(default_factory=dict)  # trial id -> its run's status as last set
     _last_step: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, tracking_uri: str, experiment: str, search_id: str, spec_yaml: str, spec_resolved: dict,
-             search_params: dict[str, Any], resume: bool) -> "SearchTracker":
-        """Create (or, resuming, reopen) the parent run of a search and log its spec.
+             search_params: dict[str, Any], resume: bool, *, reopen: bool = True) -> "SearchTracker":
+        """Create (or, resuming, find) the parent run of a search and log its spec.
 
         spec_yaml is the search file's text as written (a path to the file is also accepted).
+        A found parent is set RUNNING again unless `reopen` is False (`tuner sync`); what it
+        already has (params, spec artifacts) is left as it is.
         """
         uri = resolve_tracking_uri(tracking_uri)
         client = connect(uri)
-        exp_id = _experiment_id(client, experiment, uri)
+        exp_id = experiment_id(client, experiment, uri)
         found = client.search_runs([exp_id], f"{PARENT_FILTER} and tags.`tuner.search_id` = '{search_id}'",
                                    max_results=1) if resume else []
         tags = {"tuner.role": "search", "tuner.search_id": search_id}
         tags.update({f"tuner.{k}": ",".join(_as_list(search_params[k])) for k in ("metric", "mode")
                      if k in search_params})
-        if found:
-            run = found[0]
+        run = found[0] if found else client.create_run(exp_id, tags=tags, run_name=search_id)
+        storage = search_params.get("storage", "<Tune's storage path>")  # the experiment directory
+        hint = f"tuner sync --storage-path {storage} --experiment {json.dumps(experiment)} --tracking-uri {mask_uri(uri)}"
+        tracker = cls(client, uri, exp_id, run.info.run_id, search_id, run.info.status, hint,
+                      spool=search_params.get("storage"))
+        tracker.written.update(runs=0 if found else 1)  # zero counts vanish in `+written`
+        if found and reopen:
             client.update_run(run.info.run_id, status="RUNNING")
-        else:
-            run = client.create_run(exp_id, tags=tags, run_name=search_id)
-        tracker = cls(client, uri, exp_id, run.info.run_id)
-        _log_params(client, tracker.parent_run_id, search_params, run.data.params)
-        _log_text(client, tracker.parent_run_id, _yaml_text(spec_yaml), "search.yaml")
-        _log_text(client, tracker.parent_run_id, json.dumps(spec_resolved, indent=2, default=str), "spec.json")
+            tracker.written.update(statuses=1)
+        tracker.written.update(params=log_params(client, tracker.parent_run_id, search_params, run.data.params))
+        have = artifact_names(client, tracker.parent_run_id) if found else set()
+        for name, text in (("search.yaml", _yaml_text(spec_yaml)),
+                           ("spec.json", json.dumps(spec_resolved, indent=2, default=str))):
+            if name not in have:
+                log_text(client, tracker.parent_run_id, text, name)
+                tracker.written.update(artifacts=1)
         return tracker
 
-    def trial_started(self, trial_id: str, params: dict[str, Any]) -> str:
-        """The trial's nested run: the one already tagged with this trial id, else a new one."""
+    def _go_offline(self, err: BaseException) -> None:
+        if self.offline:
+            return
+        self.offline = True
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        print(f"tuner: MLflow at {mask_uri(self.tracking_uri)} stopped answering ({mask_uri(first)}). "
+              f"The search goes on without it and Tune keeps every result; once the server is back, "
+              f"run:\n  {self.sync_hint}", file=sys.stderr, flush=True)
+
+    def _trial_run(self, trial_id: str, params: dict[str, Any], reopen: bool) -> str:
         if trial_id in self._runs:
             return self._runs[trial_id]
         found = self.client.search_runs(
@@ -167,24 +134,46 @@ class SearchTracker:
             max_results=1)
         if found:
             run = found[0]
-            self.client.update_run(run.info.run_id, status="RUNNING")
+            self._status[trial_id] = run.info.status
+            if reopen:
+                self.client.update_run(run.info.run_id, status="RUNNING")
+                self._status[trial_id] = "RUNNING"
+                self.written.update(statuses=1)
             # Fetched once: re-reported steps at or below these are already in the history.
             self._last_step[trial_id] = {
                 key: max(m.step for m in self.client.get_metric_history(run.info.run_id, key))
                 for key in run.data.metrics}
         else:
-            tags = {"mlflow.parentRunId": self.parent_run_id, "tuner.trial_id": trial_id, "tuner.role": "trial"}
+            tags = {"mlflow.parentRunId": self.parent_run_id, "tuner.trial_id": trial_id,
+                    "tuner.role": "trial", "tuner.search_id": self.search_id}  # the UI groups by it
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=trial_id)
-            self._last_step[trial_id] = {}
+            self._last_step[trial_id], self._status[trial_id] = {}, "RUNNING"
+            self.written.update(runs=1)
         self._runs[trial_id] = run.info.run_id
-        _log_params(self.client, run.info.run_id, params, run.data.params)
+        self.written.update(params=log_params(self.client, run.info.run_id, params, run.data.params))
         return run.info.run_id
 
-    def log_metrics(self, trial_id: str, metrics: dict[str, float], step: int) -> None:
-        """The known trial metrics present in `metrics`, at `step`, skipping steps already logged."""
+    @_tolerant()
+    def trial_started(self, trial_id: str, params: dict[str, Any], *, reopen: bool = True) -> str | None:
+        """The trial's nested run: the one already tagged with this trial id, else a new one.
+
+        A found run is set RUNNING again unless `reopen` is False. None once offline.
+        """
+        return self._trial_run(trial_id, params, reopen)
+
+    def run_status(self, trial_id: str) -> str | None:
+        """The status of the trial's run as this tracker last saw or set it."""
+        return self._status.get(trial_id)
+
+    @_tolerant(default=0)
+    def log_metrics(self, trial_id: str, metrics: dict[str, float], step: int) -> int:
+        """The known trial metrics present in `metrics`, at `step`, skipping steps already logged.
+
+        Returns how many values were written.
+        """
         from mlflow.entities import Metric
 
-        run_id = self.trial_started(trial_id, {})
+        run_id = self._trial_run(trial_id, {}, reopen=True)
         last = self._last_step[trial_id]
         now = int(time.time() * 1000)
         batch = [Metric(key, float(metrics[key]), now, int(step)) for key in TRIAL_METRICS
@@ -193,18 +182,65 @@ class SearchTracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
             last.update({m.key: int(step) for m in batch})
+            self.written.update(metrics=len(batch))
+        return len(batch)
+
+    @_tolerant(default=())
+    def missing_artifacts(self, trial_id: str, artifact_dir: Path | None) -> list[str]:
+        """Files directly in `artifact_dir` that the trial's run does not have yet."""
+        return self._missing_artifacts(trial_id, artifact_dir)
+
+    def _missing_artifacts(self, trial_id: str, artifact_dir: Path | None) -> list[str]:
+        if artifact_dir is None or not Path(artifact_dir).is_dir():
+            return []
+        have = artifact_names(self.client, self._trial_run(trial_id, {}, reopen=False))
+        return sorted(p.name for p in Path(artifact_dir).iterdir() if p.is_file() and p.name not in have)
 
     def trial_finished(self, trial_id: str, status: str, artifact_dir: Path | None = None,
                        error: str | None = None) -> None:
+        """Ends the trial's run; files of `artifact_dir` it lacks are uploaded, `error` as error.txt.
+
+        Offline, the files are kept for `tuner sync` (the caller may delete them: the plots
+        leave with a trial's checkpoints).
+        """
         if status not in STATUSES:
             raise ValueError(f"trial status {status!r}: expected one of {', '.join(STATUSES)}")
-        run_id = self.trial_started(trial_id, {})
-        if artifact_dir is not None and Path(artifact_dir).is_dir() and any(Path(artifact_dir).iterdir()):
-            self.client.log_artifacts(run_id, str(artifact_dir))
-        if error:
-            _log_text(self.client, run_id, error, "error.txt")
-        self.client.set_terminated(run_id, status)
+        self._end_trial(trial_id, status, artifact_dir, error)
+        if self.offline and artifact_dir is not None:
+            self._keep(trial_id, None, artifact_dir)
 
+    def _keep(self, trial_id: str | None, status: str | None, artifact_dir: Path | None = None) -> None:
+        from tuner.sync import spool
+
+        try:
+            if self.spool:
+                spool(self.spool, trial_id, status, artifact_dir)
+        except Exception as err:  # noqa: BLE001 - losing plots must not stop the search
+            print(f"tuner: could not keep {trial_id or 'the search'}'s results for tuner sync: {mask_uri(err)}",
+                  file=sys.stderr, flush=True)
+
+    @_tolerant()
+    def _end_trial(self, trial_id: str, status: str, artifact_dir: Path | None, error: str | None) -> None:
+        run_id = self._trial_run(trial_id, {}, reopen=False)
+        for name in self._missing_artifacts(trial_id, artifact_dir):
+            self.client.log_artifact(run_id, str(Path(artifact_dir) / name))
+            self.written.update(artifacts=1)
+        if error:
+            log_text(self.client, run_id, error, "error.txt")
+            self.written.update(artifacts=1)
+        self.client.set_terminated(run_id, status)
+        self._status[trial_id] = status
+        self.written.update(statuses=1)
+
+    @_tolerant()
+    def set_trial_tags(self, trial_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        run_id = self._trial_run(trial_id, {}, reopen=False)
+        self.client.log_batch(run_id, tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
+        self.written.update(tags=len(tags))
+
+    @_tolerant()
     def log_baselines(self, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
@@ -212,10 +248,19 @@ class SearchTracker:
         batch = [Metric(str(k), float(v), now, 0) for k, v in metrics.items()]
         for start in range(0, len(batch), 1000):
             self.client.log_batch(self.parent_run_id, metrics=batch[start:start + 1000])
+        self.written.update(metrics=len(batch))
 
     def finish(self, table: pd.DataFrame, metric: str | list[str], mode: str | list[str],
                status: str = "FINISHED") -> None:
         """Best trial's metrics (by the first metric), summary.csv and the Pareto plot; ends the parent."""
+        self._finish(table, metric, mode, status)
+        if self.offline:  # said again at the end, where people look
+            self._keep(None, status)
+            print(f"tuner: MLflow at {mask_uri(self.tracking_uri)} missed part of this search; once it "
+                  f"answers again, run:\n  {self.sync_hint}", file=sys.stderr, flush=True)
+
+    @_tolerant()
+    def _finish(self, table: pd.DataFrame, metric: str | list[str], mode: str | list[str], status: str) -> None:
         from mlflow.entities import Metric, RunTag
 
         from tuner.plots import plot_pareto
@@ -224,20 +269,26 @@ class SearchTracker:
         tags = [RunTag("tuner.metric", ",".join(metrics)), RunTag("tuner.mode", ",".join(modes))]
         best = _best_row(table, metrics[0], modes[0])
         if best is not None:
-            now = int(time.time() * 1000)
+            now, logged = int(time.time() * 1000), self.client.get_run(self.parent_run_id).data.metrics
             values = [Metric(f"best_{k}", float(best[k]), now, 0) for k in TRIAL_METRICS
-                      if isinstance(best.get(k), numbers.Real) and pd.notna(best[k])]
+                      if isinstance(best.get(k), numbers.Real) and pd.notna(best[k])
+                      and logged.get(f"best_{k}") != float(best[k])]  # a second sync adds no point
             if "trial_id" in best:
                 tags.append(RunTag("tuner.best_trial_id", str(best["trial_id"])))
             self.client.log_batch(self.parent_run_id, metrics=values)
+            self.written.update(metrics=len(values))
         self.client.log_batch(self.parent_run_id, tags=tags)
         with tempfile.TemporaryDirectory() as tmp:
             table.to_csv(Path(tmp) / "summary.csv", index=False)
             self.client.log_artifact(self.parent_run_id, str(Path(tmp) / "summary.csv"))
+            self.written.update(artifacts=1)
             if {"recon_error", "knn_accuracy"} <= set(table.columns):
                 plot_pareto(table, Path(tmp) / "pareto.png")
                 self.client.log_artifact(self.parent_run_id, str(Path(tmp) / "pareto.png"))
+                self.written.update(artifacts=1)
         self.client.set_terminated(self.parent_run_id, status)
+        self.parent_status = status
+        self.written.update(statuses=1)
 
 
 def _best_row(table: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
@@ -247,119 +298,10 @@ def _best_row(table: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
     return table.iloc[values.idxmax() if mode == "max" else values.idxmin()]  # positional: index may repeat
 
 
-# ------------------------------------------------------------------ reading back
+def __getattr__(name: str) -> Any:
+    """The reading side moved to `tuner.report`; `tuner.tracking.trials_table` & co. still work."""
+    if name in ("trials_table", "print_report", "serve_ui"):
+        from tuner import report
 
-
-def _all_pages(fetch) -> list:
-    items, token = [], None
-    while True:
-        page = fetch(token)
-        items += list(page)
-        token = page.token
-        if not token:
-            return items
-
-
-def _latest_search(client, experiment: str | None):
-    """(experiment, parent run) of the newest search, optionally within one experiment."""
-    exps = _all_pages(lambda token: client.search_experiments(max_results=1000, page_token=token))
-    chosen = [e for e in exps if experiment is None or e.name == experiment]
-    runs = client.search_runs([e.experiment_id for e in chosen], PARENT_FILTER,
-                              order_by=["attributes.start_time DESC"], max_results=1) if chosen else []
-    if not runs:
-        with_searches = sorted({e.name for e in exps
-                                if client.search_runs([e.experiment_id], PARENT_FILTER, max_results=1)})
-        what = f"experiment {experiment!r}" if experiment else "this store"
-        raise TunerError(f"no tuner search found in {what}. Experiments with searches: "
-                         f"{', '.join(with_searches) or 'none (run `tuner search` first)'}.")
-    return next(e for e in chosen if e.experiment_id == runs[0].info.experiment_id), runs[0]
-
-
-def _numeric(column: pd.Series) -> pd.Series:
-    try:
-        return pd.to_numeric(column)
-    except (ValueError, TypeError):
-        return column
-
-
-def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.DataFrame:
-    """One row per trial of the latest (or the given experiment's latest) search, best first.
-
-    Columns: trial_id, status, params (those that vary across trials first), final metrics,
-    run_id. `attrs` holds experiment, search_id, metric, mode and searched (the varying params).
-    """
-    uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:////") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise TunerError(f"no MLflow store at {uri[len('sqlite:///'):]!r}: run `tuner search` there first, "
-                         "or pass --tracking-uri (or MLFLOW_TRACKING_URI) naming the store of your searches.")
-    client = connect(uri)
-    exp, parent = _latest_search(client, experiment)
-    runs = _all_pages(lambda token: client.search_runs(
-        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-        max_results=1000, page_token=token))
-    rows = [{"trial_id": r.data.tags.get("tuner.trial_id", r.info.run_name), "status": r.info.status,
-             **r.data.params, **r.data.metrics, "run_id": r.info.run_id} for r in runs]
-    table = pd.DataFrame(rows, columns=None if rows else ["trial_id", "status", "run_id"])
-    params = sorted({k for r in runs for k in r.data.params})
-    metrics = [k for k in TRIAL_METRICS if k in table] + sorted({k for r in runs for k in r.data.metrics}
-                                                                - set(TRIAL_METRICS))
-    for col in params + metrics:
-        table[col] = _numeric(table[col])
-    searched = [p for p in params if table[p].astype(str).nunique() > 1]
-    table = table[["trial_id", "status", *searched, *[p for p in params if p not in searched], *metrics, "run_id"]]
-    metric = parent.data.tags.get("tuner.metric", "knn_accuracy").split(",")[0]
-    mode = parent.data.tags.get("tuner.mode", "max").split(",")[0]
-    if metric in table:
-        table = table.sort_values(metric, ascending=mode == "min", na_position="last", kind="stable")
-    table = table.reset_index(drop=True)
-    table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
-                       metric=metric, mode=mode, searched=searched)
-    return table
-
-
-def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None) -> None:
-    from tuner.plots import pareto_front
-
-    table = trials_table(tracking_uri, experiment)
-    a = table.attrs
-    shown = [c for c in ("trial_id", *a["searched"], "knn_accuracy", "recon_error", "status") if c in table]
-    print(f"search {a['search_id']} in experiment {a['experiment']!r}: {len(table)} trials, "
-          f"sorted by {a['metric']} ({a['mode']})")
-    with pd.option_context("display.width", 160, "display.max_columns", 12, "display.max_rows", 500,
-                           "display.float_format", "{:.4g}".format):
-        print(table[shown].to_string(index=False))
-        if {"knn_accuracy", "recon_error"} <= set(table.columns):
-            front = pareto_front(table)
-            print(f"\nPareto front of knn_accuracy (higher) vs recon_error (lower): {len(front)} trials")
-            print(front[shown].to_string(index=False))
-    if csv_path is not None:
-        try:
-            Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-            table.to_csv(csv_path, index=False)
-        except OSError as err:
-            raise TunerError(f"--csv {str(csv_path)!r}: cannot write the table ({err.strerror}).") from None
-        print(f"\nwrote {csv_path}")
-
-
-def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
-    """Run `mlflow server` on this store until it exits or Ctrl-C; returns its exit code."""
-    uri = resolve_tracking_uri(tracking_uri)
-    if urlsplit(uri).scheme in ("http", "https"):
-        raise TunerError(f"tracking URI {mask_uri(uri)!r} is already a server: open it in a browser.")
-    print(f"MLflow UI on http://{host}:{port} for {mask_uri(uri)} (Ctrl-C stops it)", flush=True)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", host, "--port", str(port), "--workers", "1"]
-    # The server's job runner (GenAI evaluation jobs) is not needed to browse runs, and it
-    # slows start-up and Ctrl-C by many seconds.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    proc = subprocess.Popen(cmd, env=env)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        return 0
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """The Ray Tune trainable: thin glue between Tune and `fit` (threads, checkpoints, plots).
 
 The data arrives through Ray's object store (`tune.with_parameters`), loaded once on the
-driver; fixed settings travel beside Tune's sampled config and merge in `trial_config`.
+driver: a trial never reads dataset files or the feature cache, so it runs on any node.
+Fixed settings travel beside Tune's sampled config and merge in `trial_config`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -21,31 +23,38 @@ from tuner.space import trial_config
 from tuner.train import TrainState, embed_and_reconstruct, fit
 
 CHECKPOINT_FILE = "train_state.pt"
+PLOTS_DIR = "plots"  # inside the final checkpoint
 
 
 def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any], cpus: float,
-              checkpoint_every: int, plots_root: str) -> None:
-    """One trial: report every evaluation to Tune, checkpoint every `checkpoint_every` of them."""
+              checkpoint_every: int) -> None:
+    """One trial: report every evaluation to Tune, checkpoint every `checkpoint_every` of them.
+
+    The last report carries a checkpoint with the plots: Tune persists it to the storage path
+    before the report returns, so the driver finds them whichever node the trial ran on.
+    """
     torch.set_num_threads(max(1, int(cpus)))  # else every trial's torch uses every core
     # Arrays from the object store are read-only views; fit never writes into them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
     cfg = trial_config(fixed, config)
     resume = load_checkpoint(tune.get_checkpoint())
-    restored = {"restored_from_iteration": float(resume["iteration"] if resume else 0)}
+    # Tune's results only (MLflow logs the known metrics): which trials resumed, and where they ran.
+    extra = {"restored_from_iteration": float(resume["iteration"] if resume else 0),
+             "node_id": ray.get_runtime_context().get_node_id()}
 
     def report(metrics: dict[str, float], state: TrainState) -> None:
-        metrics = {**metrics, **restored}  # Tune's results only: shows which trials resumed
-        if state.iteration >= cfg.iterations:
-            # Before the last report: a scheduler may stop the trial as soon as it sees it.
-            write_plots(state, cfg, data, Path(plots_root) / tune.get_context().get_trial_id())
-        if should_checkpoint(cfg, state.iteration, checkpoint_every):
-            with tempfile.TemporaryDirectory() as tmp:
-                torch.save(state.state_dict(), Path(tmp) / CHECKPOINT_FILE)
-                # Tune copies the directory into the trial's storage before report returns.
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-        else:
+        metrics = {**metrics, **extra}
+        last = state.iteration >= cfg.iterations
+        if not (last or should_checkpoint(cfg, state.iteration, checkpoint_every)):
             tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state.state_dict(), Path(tmp) / CHECKPOINT_FILE)
+            if last:  # before the last report: a scheduler may stop the trial as soon as it sees it
+                write_plots(state, cfg, data, Path(tmp) / PLOTS_DIR)
+            # Tune copies the directory into the trial's storage before report returns.
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     fit(cfg, data, report=report, resume=resume)
 
@@ -53,7 +62,7 @@ def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any]
 def should_checkpoint(cfg: TrialConfig, iteration: int, every: int) -> bool:
     """Every `every`-th evaluation, counted from the start so a resumed trial keeps the rhythm.
 
-    The last evaluation needs none: the trial is done once it is reported.
+    The last evaluation is not counted here: it always gets one, holding the plots.
     """
     return iteration < cfg.iterations and iteration % cfg.eval_every == 0 \
         and (iteration // cfg.eval_every) % every == 0
@@ -67,7 +76,7 @@ def load_checkpoint(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None
 
 
 def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path) -> Path:
-    """Figures the driver attaches to the trial's MLflow run (it reads them from `out`)."""
+    """Figures the driver attaches to the trial's MLflow run (they travel in the last checkpoint)."""
     from tuner.plots import plot_embedding, plot_loss_curves, plot_reconstructions
 
     device = next(state.model.parameters()).device

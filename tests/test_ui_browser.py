@@ -1,0 +1,147 @@
+"""`tuner ui` in a real browser: headless Chromium renders MLflow's UI of a finished search.
+
+The store is written by SearchTracker the way a search writes it, with real PNG plots; the
+UI is started through the CLI (`tuner ui`, default host), and the link it prints is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tuner import plots
+from tuner.tracking import SearchTracker
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PNG = b"\x89PNG\r\n\x1a\n"
+TRIALS = {"ab12c_00000": (2, 0.91), "ab12c_00001": (8, 0.95), "ab12c_00002": (16, 0.88)}  # latent_dim, accuracy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker, Path]:
+    """A finished search of three trials, each with its embedding and loss plots."""
+    tmp = tmp_path_factory.mktemp("ui-store")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    tracker = SearchTracker.open(uri, "ui-digits", "ui-digits-1234abcd", "name: ui-digits\n", {},
+                                 {"metric": "knn_accuracy", "mode": "max"}, resume=False)
+    rng, rows = np.random.default_rng(0), []
+    for trial_id, (dim, acc) in TRIALS.items():
+        tracker.trial_started(trial_id, {"latent_dim": dim, "mu": 0.5})
+        for step in (100, 200):
+            tracker.log_metrics(trial_id, {"knn_accuracy": acc * step / 200, "recon_error": 1 / step}, step)
+        out = tmp / trial_id
+        out.mkdir()
+        labels = np.repeat(np.arange(3), 30)
+        plots.plot_embedding(rng.normal(size=(90, 2)) + labels[:, None], labels, ["0", "1", "2"],
+                             out / "embedding.png", title=trial_id)
+        plots.plot_loss_curves([{"iteration": 100.0, "loss": 1.0}, {"iteration": 200.0, "loss": 0.5}],
+                               out / "loss_curves.png")
+        tracker.trial_finished(trial_id, "FINISHED", artifact_dir=out)
+        rows.append({"trial_id": trial_id, "latent_dim": dim, "knn_accuracy": acc, "recon_error": 0.005})
+    tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
+    return uri, tracker, tmp
+
+
+def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Headless Chromium in its own session, so that every process it spawns is ended with it."""
+    cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+           "--virtual-time-budget=15000", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of the sockets listening on `port` (from /proc: no traffic sent)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def start_ui(uri: str, port: int) -> tuple[subprocess.Popen, str]:
+    """`tuner ui` as typed (default host), up and answering; returns it and the link it printed."""
+    code = f"import sys; from tuner.cli import main; sys.exit(main(['ui', '--tracking-uri', {uri!r}, '--port', '{port}']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                                                    "MLFLOW_DISABLE_TELEMETRY": "true"})
+    printed = proc.stdout.readline() + proc.stdout.readline()
+    link = re.search(r"http://\S+", printed)
+    deadline, status = time.monotonic() + 120, None
+    while link and time.monotonic() < deadline and status is None and proc.poll() is None:
+        try:
+            status = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status
+        except OSError:
+            time.sleep(0.25)
+    if status != 200:
+        stop(proc)
+        raise AssertionError(f"tuner ui did not come up: {printed}")
+    return proc, link.group(0)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as in a terminal
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    uri, tracker, tmp = store
+    port = free_port()
+    proc, url = start_ui(uri, port)
+    try:
+        assert url == f"http://127.0.0.1:{port}/#/experiments/{tracker.experiment_id}/runs?viewStateShareKey=tuner"
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, as --host defaults
+
+        profile = f"--user-data-dir={tmp_path / 'profile'}"
+        dom = chromium(profile, "--dump-dom", url).stdout
+        for trial_id in (*TRIALS, "ui-digits-1234abcd"):
+            assert trial_id in dom, f"{trial_id} is not on the page"
+        # Without the view tuner saves, MLflow folds the trials under their parent run.
+        plain = chromium(profile, "--dump-dom", url.split("?")[0]).stdout
+        assert "ui-digits-1234abcd" in plain and not any(t in plain for t in TRIALS)
+        shot = tmp_path / "ui.png"
+        chromium(profile, f"--screenshot={shot}", url)
+        assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
+
+        run_id = tracker.trial_started("ab12c_00001", {})
+        served = urllib.request.urlopen(f"http://127.0.0.1:{port}/get-artifact?path=embedding.png&run_uuid={run_id}",
+                                        timeout=30)
+        assert served.status == 200
+        assert served.read() == (tmp / "ab12c_00001" / "embedding.png").read_bytes()
+    finally:
+        stop(proc)

@@ -1,0 +1,133 @@
+"""Reading a store back: the trials table, `tuner report`, and `tuner ui` (MLflow's own server)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tuner.errors import TunerError
+from tuner.tracking import TRIAL_METRICS
+from tuner.tracking_store import (PARENT_FILTER, UI_VIEW_KEY, all_pages, connect, is_server, mask_uri,
+                                  resolve_tracking_uri)
+
+
+def _latest_search(client, experiment: str | None):
+    """(experiment, parent run) of the newest search, optionally within one experiment."""
+    exps = all_pages(lambda token: client.search_experiments(max_results=1000, page_token=token))
+    chosen = [e for e in exps if experiment is None or e.name == experiment]
+    runs = client.search_runs([e.experiment_id for e in chosen], PARENT_FILTER,
+                              order_by=["attributes.start_time DESC"], max_results=1) if chosen else []
+    if not runs:
+        with_searches = sorted({e.name for e in exps
+                                if client.search_runs([e.experiment_id], PARENT_FILTER, max_results=1)})
+        what = f"experiment {experiment!r}" if experiment else "this store"
+        raise TunerError(f"no tuner search found in {what}. Experiments with searches: "
+                         f"{', '.join(with_searches) or 'none (run `tuner search` first)'}.")
+    return next(e for e in chosen if e.experiment_id == runs[0].info.experiment_id), runs[0]
+
+
+def _numeric(column: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
+
+
+def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.DataFrame:
+    """One row per trial of the latest (or the given experiment's latest) search, best first.
+
+    Columns: trial_id, status, params (those that vary across trials first), final metrics,
+    run_id. `attrs` holds experiment, search_id, metric, mode and searched (the varying params).
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:////") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise TunerError(f"no MLflow store at {uri[len('sqlite:///'):]!r}: run `tuner search` there first, "
+                         "or pass --tracking-uri (or MLFLOW_TRACKING_URI) naming the store of your searches.")
+    client = connect(uri)
+    exp, parent = _latest_search(client, experiment)
+    runs = all_pages(lambda token: client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=1000, page_token=token))
+    rows = [{"trial_id": r.data.tags.get("tuner.trial_id", r.info.run_name), "status": r.info.status,
+             **r.data.params, **r.data.metrics, "run_id": r.info.run_id} for r in runs]
+    table = pd.DataFrame(rows, columns=None if rows else ["trial_id", "status", "run_id"])
+    params = sorted({k for r in runs for k in r.data.params})
+    metrics = [k for k in TRIAL_METRICS if k in table] + sorted({k for r in runs for k in r.data.metrics}
+                                                                - set(TRIAL_METRICS))
+    for col in params + metrics:
+        table[col] = _numeric(table[col])
+    searched = [p for p in params if table[p].astype(str).nunique() > 1]
+    table = table[["trial_id", "status", *searched, *[p for p in params if p not in searched], *metrics, "run_id"]]
+    metric = parent.data.tags.get("tuner.metric", "knn_accuracy").split(",")[0]
+    mode = parent.data.tags.get("tuner.mode", "max").split(",")[0]
+    if metric in table:
+        table = table.sort_values(metric, ascending=mode == "min", na_position="last", kind="stable")
+    table = table.reset_index(drop=True)
+    table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
+                       metric=metric, mode=mode, searched=searched)
+    return table
+
+
+def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None) -> None:
+    from tuner.plots import pareto_front
+
+    table = trials_table(tracking_uri, experiment)
+    a = table.attrs
+    shown = [c for c in ("trial_id", *a["searched"], "knn_accuracy", "recon_error", "status") if c in table]
+    print(f"search {a['search_id']} in experiment {a['experiment']!r}: {len(table)} trials, "
+          f"sorted by {a['metric']} ({a['mode']})")
+    with pd.option_context("display.width", 160, "display.max_columns", 12, "display.max_rows", 500,
+                           "display.float_format", "{:.4g}".format):
+        print(table[shown].to_string(index=False))
+        if {"knn_accuracy", "recon_error"} <= set(table.columns):
+            front = pareto_front(table)
+            print(f"\nPareto front of knn_accuracy (higher) vs recon_error (lower): {len(front)} trials")
+            print(front[shown].to_string(index=False))
+    if csv_path is not None:
+        try:
+            Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(csv_path, index=False)
+        except OSError as err:
+            raise TunerError(f"--csv {str(csv_path)!r}: cannot write the table ({err.strerror}).") from None
+        print(f"\nwrote {csv_path}")
+
+
+def ui_url(tracking_uri: str | None, host: str, port: int) -> str:
+    """Where to point a browser: the runs of the newest search's experiment, grouped by search."""
+    base = f"http://{host}:{port}"
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:////") and not Path(uri[len("sqlite:///"):]).is_file():
+        return base  # connecting would create an empty store
+    try:
+        exp, _ = _latest_search(connect(uri), None)
+    except TunerError:
+        return base
+    return f"{base}/#/experiments/{exp.experiment_id}/runs?viewStateShareKey={UI_VIEW_KEY}"
+
+
+def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
+    """Run `mlflow server` on this store until it exits or Ctrl-C; returns its exit code."""
+    uri = resolve_tracking_uri(tracking_uri)
+    if is_server(uri):
+        raise TunerError(f"tracking URI {mask_uri(uri)!r} is already a server: open it in a browser.")
+    print(f"MLflow UI for {mask_uri(uri)} (Ctrl-C stops it):\n  {ui_url(uri, host, port)}", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1"]
+    # The store URI goes by environment, not argv, where `ps` would show its credentials.
+    # The server's job runner (GenAI evaluation jobs) is not needed to browse runs, and it
+    # slows start-up and Ctrl-C by many seconds.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0

@@ -1,0 +1,116 @@
+"""Where a search's Tune results live: a local directory or any URI pyarrow opens (s3://, gs://, file://).
+
+Every read and write goes through a pyarrow filesystem, so the same code serves a local
+path, a directory every node of a cluster mounts, and cloud storage. Ray-free.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from tuner.errors import TunerError
+
+STORAGE_HINT = ("a directory every node of the cluster mounts (e.g. /mnt/shared/ray_results) or a URI "
+                "pyarrow can open (s3://bucket/prefix, gs://bucket/prefix, file:///abs/path)")
+
+
+@dataclass(frozen=True)
+class ExperimentStore:
+    """One experiment directory: `uri` is what Tune is given, (`fs`, `path`) what we read and write."""
+
+    uri: str
+    fs: Any  # pyarrow.fs.FileSystem
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent_uri(self) -> str:
+        """RunConfig(storage_path=...): the experiment directory is `parent_uri/name`."""
+        return self.uri.rstrip("/").rsplit("/", 1)[0] if self.is_uri else str(Path(self.uri).parent)
+
+    @property
+    def is_uri(self) -> bool:
+        return "://" in self.uri
+
+    def child(self, name: str) -> str:
+        return f"{self.path.rstrip('/')}/{name}"
+
+    def read_text(self, name: str) -> str | None:
+        if self.fs.get_file_info(self.child(name)).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_stream(self.child(name)) as stream:
+            return stream.read().decode()
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.create_dir(self.path, recursive=True)
+        with self.fs.open_output_stream(self.child(name)) as stream:
+            stream.write(text.encode())
+
+    def entries(self) -> list[Any]:
+        """What the experiment directory holds (nothing when it does not exist)."""
+        info = self.fs.get_file_info(self.path)
+        if info.type != pafs.FileType.Directory:
+            return []
+        return self.fs.get_file_info(pafs.FileSelector(self.path))
+
+    def move_aside(self) -> str:
+        """Rename the directory to `<name>-<timestamp>`; returns where it went."""
+        mtime = self.fs.get_file_info(self.path).mtime
+        stamp = time.strftime("%Y%m%d-%H%M%S", (mtime.timetuple() if mtime else time.localtime()))
+        moved_name = f"{self.name}-{stamp}"
+        moved = f"{self.path.rstrip('/').rsplit('/', 1)[0]}/{moved_name}"
+        try:
+            self.fs.move(self.path, moved)
+        except (OSError, NotImplementedError) as err:  # object stores cannot rename a directory
+            raise TunerError(f"{self.uri} holds an earlier search and cannot be moved aside ({_first_line(err)}). "
+                             f"Continue it with --resume, or pass another --experiment or --storage-path.") from None
+        return f"{self.parent_uri}/{moved_name}" if self.is_uri else moved
+
+
+def experiment_store(storage_path: str | Path | None, experiment: str) -> ExperimentStore:
+    """The experiment directory `<storage_path>/<experiment>`; a local default of ./ray_results."""
+    root = str(storage_path or "ray_results")
+    name = re.sub(r"[^\w.-]", "_", experiment)
+    if "://" not in root:
+        path = str(Path(root).expanduser().resolve() / name)
+        return ExperimentStore(path, pafs.LocalFileSystem(), path)
+    uri = f"{root.rstrip('/')}/{name}"
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise TunerError(f"--storage-path {root!r} cannot be opened: {_first_line(err)}. Expected "
+                         f"{STORAGE_HINT}.") from None
+    return ExperimentStore(uri, fs, path)
+
+
+def delete_checkpoints(fs: Any, trial_path: str) -> None:
+    """Remove a trial's `checkpoint_*` directories (its results stay)."""
+    try:
+        found = fs.get_file_info(pafs.FileSelector(trial_path))
+    except (OSError, FileNotFoundError):
+        return
+    for info in found:
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+            fs.delete_dir(info.path)
+
+
+def download_dir(fs: Any, path: str, local: Path) -> bool:
+    """Copy a directory from storage to `local`; False when there is none."""
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return False
+    local.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    return True
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

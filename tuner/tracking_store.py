@@ -1,0 +1,159 @@
+"""MLflow plumbing: which store, whether it answers, the experiment in it, and small writes.
+
+Shared by the writer (`tuner.tracking`), the reports (`tuner.report`) and `tuner sync`.
+Credentials in a tracking URI never reach a message: everything shown goes through `mask_uri`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tuner.errors import TunerError
+
+PARENT_FILTER = "tags.`tuner.role` = 'search'"
+# MLflow's UI opens this saved view with `?viewStateShareKey=tuner`: runs grouped by search,
+# so the trial runs show without unfolding their parent.
+UI_VIEW_KEY = "tuner"
+_UI_VIEW = {"groupBy": {"aggregateFunction": "average",
+                        "groupByKeys": [{"mode": "tag", "groupByData": "tuner.search_id"}]}}
+# MLflow retries a dead server for ~4 minutes by default, stalling Tune's event loop each time;
+# ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+def mask_uri(text: str) -> str:
+    """`scheme://user:pass@host` -> `scheme://***@host`, anywhere in a text."""
+    return _CREDENTIALS.sub(r"\1***@", str(text))
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """None -> $MLFLOW_TRACKING_URI or sqlite:///<abs cwd>/mlflow.db; relative SQLite paths made absolute."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve()}/mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def is_server(uri: str) -> bool:
+    return urlsplit(uri).scheme in ("http", "https")
+
+
+def connect(tracking_uri: str | None):
+    """A client whose store answered once; TunerError (credentials masked) when it does not."""
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    parts = urlsplit(uri)
+    try:
+        if is_server(uri):
+            for key, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+            # A TCP probe answers in seconds; MLflow's own HTTP retries take minutes by default.
+            address = (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+            timeout = float(os.environ.get("TUNER_TRACKING_CONNECT_TIMEOUT", 5))
+            socket.create_connection(address, timeout=timeout).close()
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure here means the URI is unusable
+        raise TunerError(f"MLflow tracking URI {mask_uri(uri)!r} cannot be used: {mask_uri(err)}. "
+                         "Pass --tracking-uri (or set MLFLOW_TRACKING_URI) to a running MLflow server "
+                         "(http://host:port) or a database such as sqlite:////abs/path/mlflow.db.") from None
+    return client
+
+
+def unreachable(err: BaseException) -> bool:
+    """The store did not answer (refused, timed out, 5xx after retries, database locked): not a bad request."""
+    import requests
+
+    transport = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                 requests.exceptions.RetryError, ConnectionError, TimeoutError)
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, transport) or type(seen).__name__ == "OperationalError":  # sqlalchemy's
+            return True
+        response = getattr(seen, "response", None)
+        if isinstance(seen, requests.exceptions.HTTPError) and response is not None and response.status_code >= 500:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    # MLflow's REST client re-raises transport errors as text.
+    return any(s in str(err) for s in ("Max retries exceeded", "Connection refused", "Connection aborted"))
+
+
+def experiment_id(client, name: str, uri: str) -> str:
+    """The id of experiment `name`, created once (artifacts beside a SQLite file); never a deleted one."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        db = uri[len("sqlite:///"):] if uri.startswith("sqlite:////") else None
+        # Without a location MLflow puts artifacts under the cwd of whoever created the experiment.
+        location = str(Path(db).parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)) if db else None
+        try:
+            client.create_experiment(name, artifact_location=location)
+        except Exception:  # noqa: BLE001 - another driver created it first: use theirs
+            pass
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise TunerError(f"MLflow experiment {name!r} could not be created in {mask_uri(uri)!r}.")
+    if exp.lifecycle_stage == "deleted":
+        raise TunerError(f"MLflow experiment {name!r} is deleted in {mask_uri(uri)!r}: restore it "
+                         "(mlflow experiments restore) or pass another --experiment.")
+    if f"mlflow.sharedViewState.{UI_VIEW_KEY}" not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, f"mlflow.sharedViewState.{UI_VIEW_KEY}", json.dumps(_UI_VIEW))
+    return exp.experiment_id
+
+
+def param_text(value: Any) -> str:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, str] | None = None) -> int:
+    """MLflow params are immutable: keys already on the run (a resumed run) are left alone."""
+    from mlflow.entities import Param
+
+    todo = [Param(str(k), param_text(v)) for k, v in params.items() if k not in (existing or {})]
+    for start in range(0, len(todo), 100):  # MLflow's per-batch limit
+        client.log_batch(run_id, params=todo[start:start + 100])
+    return len(todo)
+
+
+def log_text(client, run_id: str, text: str, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / name).write_text(text)
+        client.log_artifact(run_id, str(Path(tmp) / name))
+
+
+def artifact_names(client, run_id: str) -> set[str]:
+    return {f.path for f in client.list_artifacts(run_id)}
+
+
+def all_pages(fetch) -> list:
+    """Every item of a paged MLflow listing; `fetch(page_token)` returns one page."""
+    items, token = [], None
+    while True:
+        page = fetch(token)
+        items += list(page)
+        token = page.token
+        if not token:
+            return items
+
+
+def find_search(client, search_id: str):
+    """(experiment, parent run) of the search with this id in any experiment, or None."""
+    exps = all_pages(lambda token: client.search_experiments(max_results=1000, page_token=token))
+    if not exps:
+        return None
+    runs = client.search_runs([e.experiment_id for e in exps],
+                              f"{PARENT_FILTER} and tags.`tuner.search_id` = '{search_id}'", max_results=1)
+    if not runs:
+        return None
+    return next(e for e in exps if e.experiment_id == runs[0].info.experiment_id), runs[0]
