@@ -27,11 +27,10 @@ from tuner.errors import TunerError
 from tuner.search_callback import SESSIONS, Session, TrackingCallback, row_status
 from tuner.search_report import TrialOutcome, baselines, print_summary, results_table
 from tuner.space import SearchSpec, load_spec
-from tuner.storage import STORAGE_HINT, ExperimentStore, experiment_store
+from tuner.storage import STATE_FILE, STORAGE_HINT, ExperimentStore, experiment_store
 from tuner.tracking import SearchTracker, connect, mask_uri, resolve_tracking_uri
 from tuner.trial import run_trial
 
-STATE_FILE = "tuner_search.json"  # search_id + resolved spec, beside Tune's own state
 
 
 def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,

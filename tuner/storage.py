@@ -16,6 +16,11 @@ import pyarrow.fs as pafs
 
 from tuner.errors import TunerError
 
+# The layout tuner adds to Tune's experiment directory, named once here (Ray-free) so that
+# `tuner sync` can read it without importing Ray and torch.
+STATE_FILE = "tuner_search.json"  # search_id + resolved spec, beside Tune's own state
+PLOTS_DIR = "plots"  # inside a trial's final checkpoint
+
 STORAGE_HINT = ("a directory every node of the cluster mounts (e.g. /mnt/shared/ray_results) or a URI "
                 "pyarrow can open (s3://bucket/prefix, gs://bucket/prefix, file:///abs/path)")
 

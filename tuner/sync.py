@@ -23,14 +23,10 @@ import yaml
 
 from tuner.errors import TunerError
 from tuner.space import trial_config
-from tuner.storage import ExperimentStore, download_dir, experiment_store
+from tuner.storage import PLOTS_DIR, STATE_FILE, ExperimentStore, download_dir, experiment_store
 from tuner.tracking import TRIAL_METRICS, SearchTracker
 from tuner.tracking_store import connect, find_search, mask_uri, resolve_tracking_uri
 
-# The same names as tuner.search.STATE_FILE and tuner.trial.PLOTS_DIR (a test checks): importing
-# those modules would load Ray and torch, seconds that `tuner sync` does not need.
-STATE_FILE = "tuner_search.json"
-PLOTS_DIR = "plots"
 # What an offline SearchTracker keeps for sync: <spool>/<trial id>/<plot files>, <spool>/search.json.
 SPOOL_DIR = "tuner_mlflow_spool"
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dir: <trainable>_<trial id>_<n>_...

@@ -20,10 +20,10 @@ from ray import tune
 from tuner.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.space import trial_config
+from tuner.storage import PLOTS_DIR
 from tuner.train import TrainState, embed_and_reconstruct, fit
 
 CHECKPOINT_FILE = "train_state.pt"
-PLOTS_DIR = "plots"  # inside the final checkpoint
 
 
 def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any], cpus: float,
