@@ -90,8 +90,8 @@ def stop_node(proc: subprocess.Popen) -> None:
 def run(name: str, root: Path, address: str, trials: int, iterations: int) -> dict[str, float]:
     from mlflow import MlflowClient
 
-    from tuner.search import run_search
-    from tuner.space import load_spec
+    from tuner.runner.search import run_search
+    from tuner.space.load import load_spec
 
     space = root / f"{name}.yaml"
     space.write_text(textwrap.dedent(f"""

@@ -37,12 +37,12 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
-from tuner.search import run_search
-from tuner.space import SearchSpec, load_spec
-from tuner.train import fit
+from tuner.runner.search import run_search
+from tuner.space.load import SearchSpec, load_spec
+from tuner.trainer.train import fit
 
 CPUS = 2
 FIXED = {"dataset": "digits", "feature_extractor": "raw", "encoder": "ae", "batch_size": 128,

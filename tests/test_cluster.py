@@ -26,8 +26,8 @@ import pytest
 from mlflow import MlflowClient
 
 from tuner.errors import TunerError
-from tuner.search import run_search
-from tuner.space import load_spec
+from tuner.runner.search import run_search
+from tuner.space.load import load_spec
 
 pytestmark = pytest.mark.slow
 TINY = "{dataset: mnist, hidden_dims: [32], batch_size: 40, knn_k: 3, latent_dim: 2"

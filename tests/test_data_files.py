@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.data import load_features
 from tuner.errors import TunerError
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from tuner.losses import (contrastive_loss, distances, kl_divergence, reconstruction_loss,
+from tuner.trainer.losses import (contrastive_loss, distances, kl_divergence, reconstruction_loss,
                           total_loss, triplet_loss)
-from tuner.sampling import all_pairs, all_triplets
+from tuner.trainer.sampling import all_pairs, all_triplets
 
 
 def _long(*values: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from tuner.metrics import knn_accuracy, reconstruction_error
+from tuner.trainer.metrics import knn_accuracy, reconstruction_error
 
 
 def test_well_separated_clusters_are_perfectly_classified() -> None:

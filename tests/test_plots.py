@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner import plots
+from tuner.trainer import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

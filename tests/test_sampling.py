@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.sampling import (StratifiedBatchSampler, active_pairs, all_pairs, all_triplets, cap_tuples,
+from tuner.trainer.sampling import (StratifiedBatchSampler, active_pairs, all_pairs, all_triplets, cap_tuples,
                             distance_matrix, mine, semihard_triplets)
 
 _spec = importlib.util.spec_from_file_location(

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 
 import tuner
-from tuner.config import TrialConfig
-from tuner.search import STATE_FILE, init_storage, run_search
-from tuner.search_report import pareto_mask
-from tuner.space import load_spec
+from tuner.trainer.config import TrialConfig
+from tuner.runner.search import STATE_FILE, init_storage, run_search
+from tuner.runner.summary import pareto_mask
+from tuner.space.load import load_spec
 from tuner.errors import TunerError
 from tuner.storage import delete_checkpoints, experiment_store
-from tuner.trial import PLOTS_DIR, should_checkpoint
+from tuner.runner.trial import PLOTS_DIR, should_checkpoint
 
 TINY = "{hidden_dims: [32], batch_size: 40, knn_k: 3"
 
@@ -173,7 +173,7 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
     assert {"embedding.png", "loss_curves.png", "reconstructions.png"} <= artifacts(uri, finished)
     # The trial trained exactly the config it logged: a direct fit gives the same accuracy.
     from tuner.data import load_features
-    from tuner.train import fit
+    from tuner.trainer.train import fit
 
     cfg = spec.trial_config({"latent_dim": 8, "lr": 0.001})
     direct = fit(cfg, load_features(cfg, progress=False))
@@ -204,7 +204,7 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
         """)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # The Python API: a path, trial settings as keywords (like --set), run_search's keywords.
-    table = tuner.search(space, iterations=20, samples=4, tracking_uri=uri, storage_path=tmp_path / "ray",
+    table = tuner.runner.search(space, iterations=20, samples=4, tracking_uri=uri, storage_path=tmp_path / "ray",
                          verbose=False)
     assert len(table) == 4 and (table["status"] == "FINISHED").all()
     assert (table["iteration"] == 20).all()

@@ -24,7 +24,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tuner.cli import main
-from tuner.tracking_store import HTTP_DEFAULTS
+from tuner.tracking.store import HTTP_DEFAULTS
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -153,9 +153,9 @@ def snapshot(uri: str, experiment: str) -> dict:
 
 
 def test_sync_reads_the_names_search_and_trial_write() -> None:
-    from tuner.search import STATE_FILE
-    from tuner.sync import PLOTS_DIR as SYNC_PLOTS, STATE_FILE as SYNC_STATE
-    from tuner.trial import PLOTS_DIR
+    from tuner.runner.search import STATE_FILE
+    from tuner.tracking.sync import PLOTS_DIR as SYNC_PLOTS, STATE_FILE as SYNC_STATE
+    from tuner.runner.trial import PLOTS_DIR
 
     assert (SYNC_STATE, SYNC_PLOTS) == (STATE_FILE, PLOTS_DIR)
 
@@ -178,8 +178,8 @@ def test_unreachable_server_stops_the_search_before_anything_starts(tmp_path: Pa
 
 def test_search_against_a_server_logs_runs_and_serves_artifacts(server: Server, local_ray, tmp_path: Path,
                                                                 capsys) -> None:
-    from tuner.search import run_search
-    from tuner.space import load_spec
+    from tuner.runner.search import run_search
+    from tuner.space.load import load_spec
 
     spec = load_spec(write_space(tmp_path / "srv.yaml", "srv", 40))
     table = run_search(spec, tracking_uri=server.uri, storage_path=tmp_path / "ray", verbose=False)
@@ -247,8 +247,8 @@ def assert_complete(uri: str, exp_dir: Path, trial_ids: set[str]) -> None:
 
 
 def test_server_lost_mid_search_then_sync_fills_the_gaps(local_ray, tmp_path: Path, capfd) -> None:
-    from tuner.search import run_search
-    from tuner.space import load_spec
+    from tuner.runner.search import run_search
+    from tuner.space.load import load_spec
 
     srv = Server(tmp_path / "lost.db", tmp_path / "lost-artifacts", free_port()).start()
     killer = Killer(srv, "lost")

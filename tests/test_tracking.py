@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tuner import plots
+from tuner.trainer import plots
 from tuner.errors import TunerError
-from tuner.report import print_report, trials_table
-from tuner.sync import SPOOL_DIR, STATE_FILE, search_status, sync_search, trial_status, TrialRecord
-from tuner.tracking import SearchTracker, mask_uri, resolve_tracking_uri
-from tuner.tracking_store import unreachable
+from tuner.tracking.reader import print_report, trials_table
+from tuner.tracking.sync import SPOOL_DIR, STATE_FILE, search_status, sync_search, trial_status, TrialRecord
+from tuner.tracking.writer import SearchTracker, mask_uri, resolve_tracking_uri
+from tuner.tracking.store import unreachable
 
 SPEC_YAML = "# my search\nsearch:\n  samples: 3\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
 SEARCH_PARAMS = {"metric": "knn_accuracy", "mode": "max", "samples": 3, "searcher": "random",
@@ -279,7 +279,7 @@ def test_resolve_and_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_serve_ui_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     port = closed_port()
-    code = f"import sys; from tuner.report import serve_ui; sys.exit(serve_ui({uri!r}, '127.0.0.1', {port}))"
+    code = f"import sys; from tuner.tracking.reader import serve_ui; sys.exit(serve_ui({uri!r}, '127.0.0.1', {port}))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

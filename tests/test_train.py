@@ -6,11 +6,11 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
-from tuner.models import build_model
-from tuner.train import _Tensors, evaluate, fit, training_step
+from tuner.trainer.models import build_model
+from tuner.trainer.train import _Tensors, evaluate, fit, training_step
 
 SMALL = dict(hidden_dims=(64, 32), iterations=60, eval_every=20, batch_size=40, lr=3e-3)
 

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner import plots
-from tuner.tracking import SearchTracker
+from tuner.trainer import plots
+from tuner.tracking.writer import SearchTracker
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.errors import TunerError
 
 __all__ = ["TrialConfig", "TunerError", "run_experiment", "search"]
@@ -17,6 +17,6 @@ def __getattr__(name: str) -> Any:
         from tuner.experiment import run_experiment
         return run_experiment
     if name == "search":
-        from tuner.search import search
+        from tuner.runner.search import search
         return search
     raise AttributeError(f"module 'tuner' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import yaml
 
 from tuner.errors import TunerError
-from tuner.space import YamlLoader
+from tuner.space.load import YamlLoader
 
 DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
 
@@ -38,9 +38,9 @@ def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tuner.config import TrialConfig
+    from tuner.trainer.config import TrialConfig
     from tuner.data import load_features
-    from tuner.train import fit
+    from tuner.trainer.train import fit
 
     import torch
 
@@ -75,7 +75,7 @@ def _print_progress(metrics: dict[str, float], _state: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tuner.space import load_spec
+    from tuner.space.load import load_spec
 
     spec = load_spec(args.space, overrides=parse_set_pairs(args.set), samples=args.samples,
                      max_concurrent=args.max_concurrent)
@@ -84,8 +84,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tuner.search import run_search
-    from tuner.space import load_spec
+    from tuner.runner.search import run_search
+    from tuner.space.load import load_spec
 
     spec = load_spec(args.space, overrides=parse_set_pairs(args.set), samples=args.samples,
                      max_concurrent=args.max_concurrent)
@@ -96,20 +96,20 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tuner.report import print_report
+    from tuner.tracking.reader import print_report
 
     print_report(tracking_uri=args.tracking_uri, experiment=args.experiment, csv_path=args.csv)
     return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from tuner.report import serve_ui
+    from tuner.tracking.reader import serve_ui
 
     return serve_ui(tracking_uri=args.tracking_uri, host=args.host, port=args.port)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from tuner.sync import sync_search
+    from tuner.tracking.sync import sync_search
 
     sync_search(storage_path=args.storage_path, experiment=args.experiment, tracking_uri=args.tracking_uri)
     return 0
@@ -118,7 +118,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 def _train_help() -> str:
-    from tuner.config import FIELD_HELP, TrialConfig
+    from tuner.trainer.config import FIELD_HELP, TrialConfig
 
     defaults = TrialConfig().to_dict()
     lines = ["trial settings for --set key=value (default in brackets):"]

@@ -11,9 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.data import load_features
-from tuner.train import fit
+from tuner.trainer.train import fit
 
 
 def run_experiment(

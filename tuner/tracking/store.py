@@ -1,6 +1,6 @@
 """MLflow plumbing: which store, whether it answers, the experiment in it, and small writes.
 
-Shared by the writer (`tuner.tracking`), the reports (`tuner.report`) and `tuner sync`.
+Shared by the writer (`tuner.tracking.writer`), the reports (`tuner.tracking.reader`) and `tuner sync`.
 Credentials in a tracking URI never reach a message: everything shown goes through `mask_uri`.
 """
 

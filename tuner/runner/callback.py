@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 from ray import tune
 
-from tuner.space import SearchSpec
+from tuner.space.load import SearchSpec
 from tuner.storage import delete_checkpoints, download_dir
-from tuner.tracking import SearchTracker, mask_uri
-from tuner.trial import PLOTS_DIR
+from tuner.tracking.writer import SearchTracker, mask_uri
+from tuner.runner.trial import PLOTS_DIR
 
 
 @dataclass

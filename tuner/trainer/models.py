@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 
 
 @dataclass

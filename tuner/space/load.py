@@ -18,13 +18,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.errors import TunerError
 
 SEARCHES = ("grid", "random", "optuna")
-METRIC_MODES = {"knn_accuracy": "max", "fine_knn_accuracy": "max", "recon_error": "min", "loss": "min",
-                "metric_loss": "min", "recon_loss": "min", "kl": "min", "train_seconds": "min",
-                "seconds": "min"}
 FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrialConfig)}
 
 
@@ -171,7 +168,7 @@ def load_spec(path: Path | str, overrides: dict | None = None, samples: int | No
               max_concurrent: int | None = None) -> SearchSpec:
     """Read and validate a search-space file; `overrides` (--set) fix trial settings."""
     # Imported here, not above: space_checks builds this module's Param and Scheduler.
-    from tuner.space_checks import Ctx, check_objective, check_params, check_scheduler, check_top
+    from tuner.space.checks import Ctx, check_objective, check_params, check_scheduler, check_top
 
     path = Path(path)
     raw, text, lines = read_yaml(path)

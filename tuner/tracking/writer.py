@@ -1,12 +1,12 @@
-"""MLflow logging from the driver: the one writer. Reading back lives in `tuner.report`.
+"""MLflow logging from the driver: the one writer. Reading back lives in `tuner.tracking.reader`.
 
 Everything goes through an explicit `MlflowClient(tracking_uri=...)`: the fluent API's
 global state (`mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID) misroutes Ray's runs.
 Runs are found by tags, never by an in-memory map, so a resumed search reuses its runs:
 parent `tuner.role=search` + `tuner.search_id`; trial `mlflow.parentRunId` + `tuner.trial_id`.
 A store that stops answering mid-search turns the tracker offline: the search goes on,
-Tune keeps every result, and `tuner sync` writes the rest later (see `tuner.sync`).
-MLflow is imported inside functions so `import tuner.tracking` stays cheap.
+Tune keeps every result, and `tuner sync` writes the rest later (see `tuner.tracking.sync`).
+MLflow is imported inside functions so `import tuner.tracking.writer` stays cheap.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tuner.tracking_store import (PARENT_FILTER, artifact_names, connect, experiment_id,  # noqa: F401
+from tuner.trainer.metrics import TRIAL_METRICS
+
+from tuner.tracking.store import (PARENT_FILTER, artifact_names, connect, experiment_id,  # noqa: F401
                                   log_params, log_text, mask_uri, resolve_tracking_uri, unreachable)
 
-TRIAL_METRICS = ("knn_accuracy", "recon_error", "loss", "metric_loss", "recon_loss", "kl",
-                 "fine_knn_accuracy", "train_seconds", "seconds")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -210,7 +210,7 @@ class SearchTracker:
             self._keep(trial_id, None, artifact_dir)
 
     def _keep(self, trial_id: str | None, status: str | None, artifact_dir: Path | None = None) -> None:
-        from tuner.sync import spool
+        from tuner.tracking.sync import spool
 
         try:
             if self.spool:
@@ -263,7 +263,7 @@ class SearchTracker:
     def _finish(self, table: pd.DataFrame, metric: str | list[str], mode: str | list[str], status: str) -> None:
         from mlflow.entities import Metric, RunTag
 
-        from tuner.plots import plot_pareto
+        from tuner.trainer.plots import plot_pareto
 
         metrics, modes = _as_list(metric), _as_list(mode)
         tags = [RunTag("tuner.metric", ",".join(metrics)), RunTag("tuner.mode", ",".join(modes))]
@@ -299,7 +299,7 @@ def _best_row(table: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
 
 
 def __getattr__(name: str) -> Any:
-    """The reading side moved to `tuner.report`; `tuner.tracking.trials_table` & co. still work."""
+    """The reading side moved to `tuner.tracking.reader`; `tuner.tracking.writer.trials_table` & co. still work."""
     if name in ("trials_table", "print_report", "serve_ui"):
         from tuner import report
 

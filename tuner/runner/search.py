@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
-import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,18 +22,18 @@ from ray import tune
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.errors import TunerError
-from tuner.search_callback import SESSIONS, Session, TrackingCallback, row_status
-from tuner.search_report import TrialOutcome, baselines, print_summary, results_table
-from tuner.space import SearchSpec, load_spec
+from tuner.runner.callback import SESSIONS, Session, TrackingCallback, row_status
+from tuner.runner.summary import TrialOutcome, baselines, print_summary, results_table
+from tuner.space.load import SearchSpec, load_spec
 from tuner.storage import STATE_FILE, STORAGE_HINT, ExperimentStore, experiment_store
-from tuner.tracking import SearchTracker, connect, mask_uri, resolve_tracking_uri
-from tuner.trial import run_trial
+from tuner.tracking.writer import SearchTracker, connect, mask_uri, resolve_tracking_uri
+from tuner.runner.trial import run_trial
 
 
 
 def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,
            max_concurrent: int | None = None, **kwargs: Any) -> pd.DataFrame:
-    """Python API: `tuner.search("search_spaces/grid.yaml", iterations=200, tracking_uri=...)`.
+    """Python API: `tuner.runner.search("search_spaces/grid.yaml", iterations=200, tracking_uri=...)`.
 
     Keywords of `run_search` pass through; any other keyword fixes a trial setting (like --set).
     """
@@ -66,7 +64,7 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     search_id = previous_search_id(store, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
     connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
     if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
-        from tuner.sync import sync_search
+        from tuner.tracking.sync import sync_search
 
         sync_search(store.uri, experiment, uri, verbose=verbose)
     own_ray = start_ray(address, verbose)
@@ -228,14 +226,3 @@ def _scheduler(spec: SearchSpec) -> Any:
     s = spec.scheduler
     return ASHAScheduler(time_attr="iteration", max_t=s.max_t, grace_period=s.grace_period,
                          reduction_factor=s.reduction_factor, brackets=s.brackets)
-
-
-class _CallableModule(types.ModuleType):
-    """`tuner.search` names both this module and the API function: importing the module binds
-    the name to the module, so the module itself answers `tuner.search(...)`."""
-
-    def __call__(self, spec_or_path: SearchSpec | str | Path, **kwargs: Any) -> pd.DataFrame:
-        return search(spec_or_path, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from tuner.errors import TunerError
-from tuner.tracking import TRIAL_METRICS
-from tuner.tracking_store import (PARENT_FILTER, UI_VIEW_KEY, all_pages, connect, is_server, mask_uri,
+from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.tracking.store import (PARENT_FILTER, UI_VIEW_KEY, all_pages, connect, is_server, mask_uri,
                                   resolve_tracking_uri)
 
 
@@ -73,7 +73,7 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
 
 
 def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None) -> None:
-    from tuner.plots import pareto_front
+    from tuner.trainer.plots import pareto_front
 
     table = trials_table(tracking_uri, experiment)
     a = table.attrs

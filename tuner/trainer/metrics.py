@@ -1,9 +1,18 @@
-"""Evaluation metrics: numpy arrays in, a float out."""
+"""Evaluation metrics: numpy arrays in, a float out; and the registry of every metric a trial reports."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
+
+# Every metric a trial reports, with its direction: the one list that Tune's metric checks,
+# MLflow logging, the results table and `tuner report` read. Flat snake_case, the same name
+# everywhere; test-split figures are these names with the prefix `test_`.
+METRIC_MODES: dict[str, str] = {
+    "knn_accuracy": "max", "fine_knn_accuracy": "max", "recon_error": "min", "loss": "min",
+    "metric_loss": "min", "recon_loss": "min", "kl": "min", "train_seconds": "min", "seconds": "min",
+}
+TRIAL_METRICS = tuple(METRIC_MODES)
 
 
 def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray,

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from tuner.data.features import FeatureSet
-from tuner.space import METRIC_MODES, SearchSpec
-from tuner.tracking import mask_uri
+from tuner.space.load import SearchSpec
+from tuner.trainer.metrics import METRIC_MODES
+from tuner.tracking.writer import mask_uri
 
 REPORTED = ("iteration", *METRIC_MODES)
 
@@ -30,7 +31,7 @@ def baselines(spec: SearchSpec, data: FeatureSet) -> dict[str, float]:
     """What an embedding must beat: kNN on the input features, and PCA at each searched latent_dim."""
     from sklearn.decomposition import PCA
 
-    from tuner.metrics import knn_accuracy, reconstruction_error
+    from tuner.trainer.metrics import knn_accuracy, reconstruction_error
 
     k = spec.base_config.knn_k
     out = {"baseline_input_knn_accuracy": knn_accuracy(data.x_train, data.y_train, data.x_test, data.y_test, k)}

@@ -1,6 +1,6 @@
 """The loss terms: pure functions of tensors, each a 0-dim tensor.
 
-Metric losses take the embeddings and index tensors from `tuner.sampling`, average over
+Metric losses take the embeddings and index tensors from `tuner.trainer.sampling`, average over
 the tuples, and return a zero that still depends on the embeddings when there are no
 tuples, so a batch without any needs no special case in the trainer.
 """

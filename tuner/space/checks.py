@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tuner.config import DATA_FIELDS, KEY_ALIASES, TrialConfig, did_you_mean
+from tuner.trainer.config import DATA_FIELDS, KEY_ALIASES, TrialConfig, did_you_mean
 from tuner.errors import TunerError
-from tuner.space import FIELD_TYPES, METRIC_MODES, SEARCHES, Param, Scheduler
+from tuner.space.load import FIELD_TYPES, SEARCHES, Param, Scheduler
+from tuner.trainer.metrics import METRIC_MODES
 
 TOP_KEYS = ("name", "description", "metric", "mode", "search", "samples", "max_concurrent",
             "scheduler", "resources", "seed", "checkpoint_every", "max_failures", "fixed", "params")

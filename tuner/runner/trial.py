@@ -17,11 +17,11 @@ import ray
 import torch
 from ray import tune
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
-from tuner.space import trial_config
+from tuner.space.load import trial_config
 from tuner.storage import PLOTS_DIR
-from tuner.train import TrainState, embed_and_reconstruct, fit
+from tuner.trainer.train import TrainState, embed_and_reconstruct, fit
 
 CHECKPOINT_FILE = "train_state.pt"
 
@@ -77,7 +77,7 @@ def load_checkpoint(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None
 
 def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path) -> Path:
     """Figures the driver attaches to the trial's MLflow run (they travel in the last checkpoint)."""
-    from tuner.plots import plot_embedding, plot_loss_curves, plot_reconstructions
+    from tuner.trainer.plots import plot_embedding, plot_loss_curves, plot_reconstructions
 
     device = next(state.model.parameters()).device
     z_test, x_hat = embed_and_reconstruct(state.model, torch.from_numpy(data.x_test).to(device))

@@ -22,10 +22,11 @@ import pyarrow.fs as pafs
 import yaml
 
 from tuner.errors import TunerError
-from tuner.space import trial_config
+from tuner.space.load import trial_config
 from tuner.storage import PLOTS_DIR, STATE_FILE, ExperimentStore, download_dir, experiment_store
-from tuner.tracking import TRIAL_METRICS, SearchTracker
-from tuner.tracking_store import connect, find_search, mask_uri, resolve_tracking_uri
+from tuner.tracking.writer import SearchTracker
+from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.tracking.store import connect, find_search, mask_uri, resolve_tracking_uri
 
 # What an offline SearchTracker keeps for sync: <spool>/<trial id>/<plot files>, <spool>/search.json.
 SPOOL_DIR = "tuner_mlflow_spool"

@@ -11,13 +11,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from tuner.config import TrialConfig
+from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
-from tuner.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
-from tuner.metrics import knn_accuracy, reconstruction_error
-from tuner.models import AutoEncoder, build_model
-from tuner.sampling import StratifiedBatchSampler, mine
+from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
+from tuner.trainer.metrics import knn_accuracy, reconstruction_error
+from tuner.trainer.models import AutoEncoder, build_model
+from tuner.trainer.sampling import StratifiedBatchSampler, mine
 
 
 @dataclass

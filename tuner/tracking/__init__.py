@@ -1,0 +1,1 @@
+"""The MLflow edge: the store (`store`), the driver's one writer (`writer`), reading back (`reader`), `sync`."""
