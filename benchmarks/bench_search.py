@@ -41,7 +41,8 @@ from tuner.trainer.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.runner.search import run_search
-from tuner.space.load import SearchSpec, load_spec
+from tuner.space.load import load_spec
+from tuner.space.spec import SearchSpec
 from tuner.trainer.train import fit
 
 CPUS = 2

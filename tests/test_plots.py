@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tuner.outcome import pareto_front
 from tuner.trainer import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -98,7 +99,7 @@ def test_pareto_front_by_hand() -> None:
         "i": (0.60, 0.95),  # highest y: on the front
     }
     table = pd.DataFrame([{"trial_id": k, "recon_error": x, "knn_accuracy": y} for k, (x, y) in points.items()])
-    front = plots.pareto_front(table)
+    front = pareto_front(table)
     assert list(front["trial_id"]) == ["a", "b", "e", "f", "i"]
     assert list(front["recon_error"]) == sorted(front["recon_error"])
 
@@ -110,15 +111,15 @@ def test_pareto_front_brute_force_agrees() -> None:
     x, y = table["recon_error"].to_numpy(), table["knn_accuracy"].to_numpy()
     dominated = [bool(np.any((x <= x[i]) & (y >= y[i]) & ((x < x[i]) | (y > y[i])))) for i in range(len(x))]
     expected = {i for i, d in enumerate(dominated) if not d}
-    front = plots.pareto_front(table)
+    front = pareto_front(table)
     assert set(front.index) == expected
     assert front["recon_error"].is_monotonic_increasing
 
 
 def test_pareto_custom_columns_and_empty() -> None:
     table = pd.DataFrame({"err": [2.0, 1.0, 3.0], "acc": [0.9, 0.8, 0.95]})
-    assert list(plots.pareto_front(table, x="err", y="acc").index) == [1, 0, 2]
-    assert plots.pareto_front(table.iloc[:0], x="err", y="acc").empty
+    assert list(pareto_front(table, x="err", y="acc").index) == [1, 0, 2]
+    assert pareto_front(table.iloc[:0], x="err", y="acc").empty
 
 
 def test_plot_pareto(tmp_path: Path) -> None:

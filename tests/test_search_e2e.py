@@ -23,12 +23,13 @@ import pytest
 
 import tuner
 from tuner.trainer.config import TrialConfig
-from tuner.runner.search import STATE_FILE, init_storage, run_search
-from tuner.runner.summary import pareto_mask
+from tuner.outcome import pareto_mask
+from tuner.runner.resume import init_storage
+from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.errors import TunerError
-from tuner.storage import delete_checkpoints, experiment_store
-from tuner.runner.trial import PLOTS_DIR, should_checkpoint
+from tuner.runner.trial import should_checkpoint
+from tuner.storage import PLOTS_DIR, STATE_FILE, delete_checkpoints, experiment_dir
 
 TINY = "{hidden_dims: [32], batch_size: 40, knn_k: 3"
 
@@ -58,7 +59,7 @@ def test_a_new_search_moves_the_previous_one_aside(tmp_path: Path) -> None:
     spec = load_spec(write_space(tmp_path / "s.yaml", "name: s\n"))
     exp_dir = tmp_path / "ray" / "s"
     (exp_dir / "old_trial").mkdir(parents=True)
-    init_storage(experiment_store(tmp_path / "ray", "s"), "s-1234", spec, verbose=False)
+    init_storage(experiment_dir(tmp_path / "ray", "s"), "s-1234", spec, verbose=False)
     moved = [p for p in exp_dir.parent.iterdir() if p != exp_dir]
     assert len(moved) == 1 and moved[0].name.startswith("s-") and (moved[0] / "old_trial").is_dir()
     assert [p.name for p in exp_dir.iterdir()] == [STATE_FILE]
@@ -66,7 +67,7 @@ def test_a_new_search_moves_the_previous_one_aside(tmp_path: Path) -> None:
 
 
 def test_a_storage_uri_is_read_and_written_through_pyarrow_not_as_a_local_path(tmp_path: Path) -> None:
-    store = experiment_store(f"file://{tmp_path}/bucket/", "my search")  # trailing slash, a space
+    store = experiment_dir(f"file://{tmp_path}/bucket/", "my search")  # trailing slash, a space
     assert (store.uri, store.parent_uri, store.name) == (f"file://{tmp_path}/bucket/my_search",
                                                        f"file://{tmp_path}/bucket", "my_search")
     assert store.read_text(STATE_FILE) is None and store.entries() == []
@@ -78,7 +79,7 @@ def test_a_storage_uri_is_read_and_written_through_pyarrow_not_as_a_local_path(t
     moved = store.move_aside()
     assert moved.startswith(f"file://{tmp_path}/bucket/my_search-") and store.entries() == []
     with pytest.raises(TunerError, match=r"--storage-path 'nosuch://x' cannot be opened.*s3://bucket"):
-        experiment_store("nosuch://x", "s")
+        experiment_dir("nosuch://x", "s")
 
 
 # ------------------------------------------------------------------ fixtures

@@ -11,7 +11,8 @@ import pytest
 
 from tuner.cli import main
 from tuner.errors import TunerError
-from tuner.space.load import load_spec, trial_config
+from tuner.space.load import load_spec
+from tuner.space.spec import trial_config
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 

@@ -21,9 +21,11 @@ from mlflow import MlflowClient
 from tuner.trainer import plots
 from tuner.errors import TunerError
 from tuner.tracking.reader import print_report, trials_table
-from tuner.tracking.sync import SPOOL_DIR, STATE_FILE, search_status, sync_search, trial_status, TrialRecord
-from tuner.tracking.writer import SearchTracker, mask_uri, resolve_tracking_uri
-from tuner.tracking.store import unreachable
+from tuner.outcome import search_status
+from tuner.storage import SPOOL_DIR, STATE_FILE, open_storage
+from tuner.tracking.store import mask_uri, resolve_tracking_uri, unreachable
+from tuner.tracking.sync import TrialRecord, record_status, sync_search
+from tuner.tracking.writer import SearchTracker
 
 SPEC_YAML = "# my search\nsearch:\n  samples: 3\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
 SEARCH_PARAMS = {"metric": "knn_accuracy", "mode": "max", "samples": 3, "searcher": "random",
@@ -348,7 +350,8 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(tmp_path: Path
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a closed port, refused at once
     exp_dir, uri = tune_dir(tmp_path / "ray"), f"sqlite:///{tmp_path}/mlflow.db"
     tracker = SearchTracker.open(uri, "exp", "s9", SPEC_YAML, SYNC_SPEC,
-                                 {"metric": ["knn_accuracy"], "mode": ["max"], "storage": str(exp_dir)}, resume=False)
+                                 {"metric": ["knn_accuracy"], "mode": ["max"]}, resume=False,
+                                 storage=open_storage(str(exp_dir)))
     tracker.trial_started("abcde_00000", {"lr": 0.001})
     tracker.log_metrics("abcde_00000", {"knn_accuracy": 0.5, "recon_error": 0.5}, 10)
     first_run = tracker.trial_started("abcde_00000", {})
@@ -412,16 +415,16 @@ def test_trial_and_search_status_rules() -> None:
     def record(iterations: list[float], error: str | None = None) -> TrialRecord:
         return TrialRecord("t", {}, [{"iteration": i} for i in iterations], error, None)
 
-    assert trial_status(record([10, 20]), 20) == "FINISHED"
-    assert trial_status(record([10, 20], DIVERGED), 20) == "FINISHED"  # a retried crash that then finished
-    assert trial_status(record([10], DIVERGED), 20) == "FAILED"
-    assert trial_status(record([], DIVERGED), 20) == "FAILED"
-    assert trial_status(record([10]), 20) == "KILLED"
-    assert trial_status(record([]), 20) is None
-    asha = {**SYNC_SPEC, "n_trials": 3, "scheduler": {"type": "asha"}}
-    assert search_status(asha, ["FINISHED", "FAILED", "KILLED"]) == "FINISHED"  # ASHA stopped one
-    assert search_status({**asha, "scheduler": None}, ["FINISHED", "FAILED", "KILLED"]) == "KILLED"
-    assert search_status(asha, ["FINISHED", "FINISHED"]) == "KILLED"  # a trial never started
+    assert record_status(record([10, 20]), 20) == "FINISHED"
+    assert record_status(record([10, 20], DIVERGED), 20) == "FINISHED"  # a retried crash that then finished
+    assert record_status(record([10], DIVERGED), 20) == "FAILED"
+    assert record_status(record([], DIVERGED), 20) == "FAILED"
+    assert record_status(record([10]), 20) == "KILLED"
+    assert record_status(record([]), 20) is None
+    assert search_status(["FINISHED", "FAILED", "KILLED"], 3, scheduled=True) == "FINISHED"  # ASHA stopped one
+    assert search_status(["FINISHED", "FAILED", "KILLED"], 3, scheduled=False) == "KILLED"
+    assert search_status(["FINISHED", "FINISHED"], 3, scheduled=True) == "KILLED"  # a trial never started
+    assert search_status(["FINISHED", "UNFINISHED", "FINISHED"], 3, scheduled=True) == "KILLED"  # interrupted
 
 
 def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:

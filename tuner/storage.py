@@ -6,6 +6,7 @@ path, a directory every node of a cluster mounts, and cloud storage. Ray-free.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -20,14 +21,18 @@ from tuner.errors import TunerError
 # `tuner sync` can read it without importing Ray and torch.
 STATE_FILE = "tuner_search.json"  # search_id + resolved spec, beside Tune's own state
 PLOTS_DIR = "plots"  # inside a trial's final checkpoint
+# What the driver alone knew, kept while MLflow did not answer, for `tuner sync`:
+# <spool>/<trial id>/<plot files>, <spool>/search.json (the search's final status).
+SPOOL_DIR = "tuner_mlflow_spool"
 
 STORAGE_HINT = ("a directory every node of the cluster mounts (e.g. /mnt/shared/ray_results) or a URI "
                 "pyarrow can open (s3://bucket/prefix, gs://bucket/prefix, file:///abs/path)")
 
 
 @dataclass(frozen=True)
-class ExperimentStore:
-    """One experiment directory: `uri` is what Tune is given, (`fs`, `path`) what we read and write."""
+class ExperimentDir:
+    """One search's Tune experiment directory: `uri` is what Tune is given, (`fs`, `path`) what we
+    read and write. (MLflow's side is the tracking *store*; this is Tune's *storage*.)"""
 
     uri: str
     fs: Any  # pyarrow.fs.FileSystem
@@ -81,20 +86,51 @@ class ExperimentStore:
         return f"{self.parent_uri}/{moved_name}" if self.is_uri else moved
 
 
-def experiment_store(storage_path: str | Path | None, experiment: str) -> ExperimentStore:
+def experiment_dir(storage_path: str | Path | None, experiment: str) -> ExperimentDir:
     """The experiment directory `<storage_path>/<experiment>`; a local default of ./ray_results."""
     root = str(storage_path or "ray_results")
     name = re.sub(r"[^\w.-]", "_", experiment)
     if "://" not in root:
         path = str(Path(root).expanduser().resolve() / name)
-        return ExperimentStore(path, pafs.LocalFileSystem(), path)
+        return ExperimentDir(path, pafs.LocalFileSystem(), path)
     uri = f"{root.rstrip('/')}/{name}"
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError, NotImplementedError) as err:
         raise TunerError(f"--storage-path {root!r} cannot be opened: {_first_line(err)}. Expected "
                          f"{STORAGE_HINT}.") from None
-    return ExperimentStore(uri, fs, path)
+    return ExperimentDir(uri, fs, path)
+
+
+def open_storage(storage: str) -> ExperimentDir:
+    """An experiment directory given as a path or URI (what the tracker is told to spool into)."""
+    if "://" in storage:
+        fs, path = pafs.FileSystem.from_uri(storage)
+        return ExperimentDir(storage, fs, path)
+    path = str(Path(storage).resolve())
+    return ExperimentDir(path, pafs.LocalFileSystem(), path)
+
+
+def spool(exp_dir: ExperimentDir, trial_id: str | None, status: str | None, artifact_dir: Path | None = None) -> None:
+    """Keep beside Tune's results what only the driver knew: a trial's plots, the search's final status."""
+    base = exp_dir.child(SPOOL_DIR) + (f"/{trial_id}" if trial_id else "")
+    exp_dir.fs.create_dir(base, recursive=True)
+    if artifact_dir is not None and Path(artifact_dir).is_dir():
+        pafs.copy_files(str(artifact_dir), base, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=exp_dir.fs)
+    if status is not None:
+        with exp_dir.fs.open_output_stream(f"{base}/search.json") as stream:
+            stream.write(json.dumps({"status": status}).encode())
+
+
+def read_spool(exp_dir: ExperimentDir) -> tuple[str | None, dict[str, str]]:
+    """(the search's final status, trial id -> its kept plots) from an offline tracker's spool."""
+    text = exp_dir.read_text(f"{SPOOL_DIR}/search.json")
+    root = exp_dir.child(SPOOL_DIR)
+    is_dir = exp_dir.fs.get_file_info(root).type == pafs.FileType.Directory
+    kept = exp_dir.fs.get_file_info(pafs.FileSelector(root)) if is_dir else []
+    return (json.loads(text)["status"] if text else None,
+            {i.base_name: i.path for i in kept if i.type == pafs.FileType.Directory})
 
 
 def delete_checkpoints(fs: Any, trial_path: str) -> None:

@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 from ray import tune
 
-from tuner.space.load import SearchSpec
-from tuner.storage import delete_checkpoints, download_dir
-from tuner.tracking.writer import SearchTracker, mask_uri
-from tuner.runner.trial import PLOTS_DIR
+from tuner.outcome import UNFINISHED, error_summary, trial_status
+from tuner.space.spec import SearchSpec
+from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
+from tuner.tracking.store import mask_uri
+from tuner.tracking.writer import SearchTracker
 
 
 @dataclass
@@ -47,9 +48,7 @@ class Session:
         seen = self.nodes.setdefault(trial_id, [])
         if seen[-1:] != [node]:
             seen.append(node)
-            set_tags = getattr(self.tracker, "set_trial_tags", None)  # newer SearchTracker only
-            if set_tags is not None:
-                set_tags(trial_id, {"tuner.node": ",".join(seen)})
+            self.tracker.set_trial_tags(trial_id, {"tuner.node": ",".join(seen)})
 
 
 SESSIONS: dict[str, Session] = {}  # search id -> the live session
@@ -77,10 +76,10 @@ class TrackingCallback(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id not in self.session.open_trials and "iteration" not in trial.last_result:
             return  # a pending trial dropped at Ctrl-C: it never ran, so it gets no run
-        self.session.end(trial, _ended_status(self.session.spec, trial))
+        self.session.end(trial, ended_status(self.session.spec, trial, error=False))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.session.end(trial, "FAILED", error=_error_text(trial))
+        self.session.end(trial, ended_status(self.session.spec, trial, error=True), error=_error_text(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.session.trials = list(trials)
@@ -113,15 +112,13 @@ def _error_text(trial: Any) -> str:
     """The trial's traceback; at this point it sits in the driver's staging copy, not yet in storage."""
     local = trial.error_file
     text = Path(local).read_text() if local and Path(local).is_file() else str(trial.get_error() or "")
-    lines = [line for line in text.splitlines() if line.strip()]
-    summary = lines[-1] if lines else f"trial {trial.trial_id} failed (see {trial.path})"
-    return f"{summary}\n\n{text}" if text else summary  # the exception first, then the traceback
+    return error_summary(text) if text.strip() else f"trial {trial.trial_id} failed (see {trial.path})"
 
 
-def _ended_status(spec: SearchSpec, trial: Any) -> str:
-    """FINISHED when the trial reached its last iteration, else KILLED (stopped by ASHA)."""
+def ended_status(spec: SearchSpec, trial: Any, error: bool) -> str:
     last = trial.last_result.get("iteration", 0)
-    return "FINISHED" if last >= spec.trial_config(trial.config).iterations else "KILLED"
+    iterations = spec.trial_config(trial.config).iterations
+    return trial_status(last, iterations, error=error, reported=True)  # type: ignore[return-value]
 
 
 def row_status(spec: SearchSpec, session: Session, trial: Any) -> str:
@@ -129,7 +126,7 @@ def row_status(spec: SearchSpec, session: Session, trial: Any) -> str:
     if trial.trial_id in session.ended:
         return session.ended[trial.trial_id]
     if trial.trial_id in session.open_trials or "iteration" not in trial.last_result:  # never reported
-        return "UNFINISHED"
-    if trial.status == "ERROR":
-        return "FAILED"
-    return _ended_status(spec, trial) if trial.status == "TERMINATED" else "UNFINISHED"
+        return UNFINISHED
+    if trial.status in ("ERROR", "TERMINATED"):
+        return ended_status(spec, trial, error=trial.status == "ERROR")
+    return UNFINISHED

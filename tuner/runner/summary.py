@@ -1,30 +1,12 @@
-"""What a search reports besides its trials' runs: baselines, the results table, the summary. Ray-free."""
+"""What a search shows besides its trials: the baselines it logs, the summary it prints. Ray-free."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
-
-import numpy as np
 import pandas as pd
 
 from tuner.data.features import FeatureSet
-from tuner.space.load import SearchSpec
-from tuner.trainer.metrics import METRIC_MODES
-from tuner.tracking.writer import mask_uri
-
-REPORTED = ("iteration", *METRIC_MODES)
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """One trial as the table shows it: Tune's sampled config and last result, our status."""
-
-    trial_id: str
-    status: str  # FINISHED | KILLED | FAILED | UNFINISHED
-    config: Mapping[str, Any]
-    last_result: Mapping[str, Any]
+from tuner.space.spec import SearchSpec
+from tuner.tracking.store import mask_uri
 
 
 def baselines(spec: SearchSpec, data: FeatureSet) -> dict[str, float]:
@@ -53,41 +35,6 @@ def baseline_dims(spec: SearchSpec) -> list[int]:
         return sorted({int(v) for v in p.values})
     dims = list(range(int(p.low), int(p.high) + 1, p.q or 1))
     return dims if len(dims) <= 8 else [dims[0], dims[-1]]  # a wide range: its two ends
-
-
-def results_table(spec: SearchSpec, trials: Sequence[TrialOutcome]) -> pd.DataFrame:
-    """One row per trial: id, status, searched values, last reported metrics; best first."""
-    rows = []
-    for trial in trials:
-        values = spec.trial_config(trial.config).to_dict()
-        row = {"trial_id": trial.trial_id, "status": trial.status}
-        row.update({k: json.dumps(values[k]) if isinstance(values[k], (list, dict)) else values[k]
-                    for k in spec.params})
-        row.update({k: trial.last_result.get(k, np.nan) for k in REPORTED})
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["trial_id", "status", *spec.params, *REPORTED])
-    table = table.dropna(axis=1, how="all")  # kl for AEs only, fine_knn_accuracy when merged
-    for metric in spec.metric:
-        if metric not in table:
-            table[metric] = np.nan
-    if spec.multi_objective:
-        table.insert(2, "pareto", pareto_mask(table[list(spec.metric)].to_numpy(float), spec.mode))
-        return table.sort_values(["pareto", spec.metric[0]], ascending=[False, spec.mode[0] == "min"],
-                                 na_position="last", kind="stable").reset_index(drop=True)
-    return table.sort_values(spec.metric[0], ascending=spec.mode[0] == "min", na_position="last",
-                             kind="stable").reset_index(drop=True)
-
-
-def pareto_mask(values: np.ndarray, modes: tuple[str, ...]) -> np.ndarray:
-    """Rows no other row dominates (at least as good in every metric, better in one)."""
-    signed = values * np.where(np.asarray(modes) == "max", 1.0, -1.0)
-    finite = np.all(np.isfinite(signed), axis=1)
-    mask = np.zeros(len(signed), dtype=bool)
-    others = signed[finite]
-    for i in np.flatnonzero(finite):
-        dominated = np.all(others >= signed[i], axis=1) & np.any(others > signed[i], axis=1)
-        mask[i] = not dominated.any()
-    return mask
 
 
 def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: str, storage: str,

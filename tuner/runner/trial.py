@@ -19,7 +19,7 @@ from ray import tune
 
 from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
-from tuner.space.load import trial_config
+from tuner.space.spec import trial_config
 from tuner.storage import PLOTS_DIR
 from tuner.trainer.train import TrainState, embed_and_reconstruct, fit
 

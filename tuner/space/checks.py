@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tuner.trainer.config import DATA_FIELDS, KEY_ALIASES, TrialConfig, did_you_mean
-from tuner.errors import TunerError
-from tuner.space.load import FIELD_TYPES, SEARCHES, Param, Scheduler
+from tuner.errors import TunerError, did_you_mean
+from tuner.space.spec import SEARCHES, Param, Scheduler
+from tuner.trainer.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
 from tuner.trainer.metrics import METRIC_MODES
 
 TOP_KEYS = ("name", "description", "metric", "mode", "search", "samples", "max_concurrent",
@@ -59,7 +58,7 @@ def check_top(ctx: Ctx, raw: dict, default_name: str) -> dict[str, Any]:
     """Every top-level setting except fixed/params/scheduler, with defaults filled in."""
     for key in raw:
         if key not in TOP_KEYS:
-            hint = (" (a trial setting: put it under fixed: or params:)" if str(key) in FIELD_TYPES
+            hint = (" (a trial setting: put it under fixed: or params:)" if str(key) in FIELDS
                     else did_you_mean(key, TOP_KEYS))
             ctx.fail(str(key), f"unknown key{hint}. Valid keys: {', '.join(TOP_KEYS)}")
     name = raw.get("name", default_name)
@@ -130,8 +129,7 @@ def _check_fixed(ctx: Ctx, file_fixed: dict[str, Any], overrides: dict[str, Any]
         return TrialConfig.from_dict({**file_fixed, **overrides}, source="@")
     except TunerError as err:
         text = str(err).removeprefix("@: ").rstrip(".")
-        match = re.match(r"(?:unknown key )?'?(\w+)'?", text)
-        name = KEY_ALIASES.get(match.group(1), match.group(1)) if match else ""
+        name = KEY_ALIASES.get(err.key, err.key) if err.key else ""
         if name in overrides:
             raise TunerError(f"--set {name}: {text}.") from None
         ctx.fail(f"fixed.{name}" if name else "fixed", text)
@@ -147,9 +145,9 @@ def check_params(ctx: Ctx, fixed_raw: Any, params_raw: Any, overrides: dict,
     params: dict[str, Param] = {}
     for name, (raw, spec) in _mapping(ctx, "params", params_raw).items():
         key = f"params.{raw}"
-        if name not in FIELD_TYPES:
-            ctx.fail(key, f"unknown trial setting{did_you_mean(name, FIELD_TYPES)}. "
-                          f"Valid: {', '.join(FIELD_TYPES)}")
+        if name not in FIELDS:
+            ctx.fail(key, f"unknown trial setting{did_you_mean(name, FIELDS)}. "
+                          f"Valid: {', '.join(FIELDS)}")
         if name in DATA_FIELDS:
             ctx.fail(key, "data settings must be fixed: the data is loaded and featurized once per "
                           "search, on the driver. Move it under fixed: (one search per value)")
@@ -186,12 +184,12 @@ def _check_param(ctx: Ctx, key: str, name: str, spec: Any, search: str, base: Tr
 
 
 def _check_range(ctx: Ctx, key: str, name: str, kind: str, args: Any, base: TrialConfig) -> Param:
-    ftype = FIELD_TYPES[name]
+    field = field_kind(name)
     is_int = kind in ("randint", "qrandint")
-    if (is_int and not ftype.startswith("int")) or (not is_int and ftype != "float"):
-        want = "randint/qrandint (integers)" if ftype.startswith("int") else \
-            "uniform/loguniform (numbers)" if ftype == "float" else "grid or choice"
-        ctx.fail(key, f"{name} is {ftype}: {kind} does not fit it; use {want}")
+    if (is_int and field != "int") or (not is_int and field != "float"):
+        want = "randint/qrandint (integers)" if field == "int" else \
+            "uniform/loguniform (numbers)" if field == "float" else "grid or choice"
+        ctx.fail(key, f"{name} is {FIELDS[name].type}: {kind} does not fit it; use {want}")
     n = 3 if kind == "qrandint" else 2
     number = int if is_int else (int, float)
     if (not isinstance(args, list) or len(args) != n

@@ -10,24 +10,10 @@ from pathlib import Path
 import pandas as pd
 
 from tuner.errors import TunerError
+from tuner.outcome import pareto_front
+from tuner.tracking.runs import latest_search, trial_runs
+from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, mask_uri, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
-from tuner.tracking.store import (PARENT_FILTER, UI_VIEW_KEY, all_pages, connect, is_server, mask_uri,
-                                  resolve_tracking_uri)
-
-
-def _latest_search(client, experiment: str | None):
-    """(experiment, parent run) of the newest search, optionally within one experiment."""
-    exps = all_pages(lambda token: client.search_experiments(max_results=1000, page_token=token))
-    chosen = [e for e in exps if experiment is None or e.name == experiment]
-    runs = client.search_runs([e.experiment_id for e in chosen], PARENT_FILTER,
-                              order_by=["attributes.start_time DESC"], max_results=1) if chosen else []
-    if not runs:
-        with_searches = sorted({e.name for e in exps
-                                if client.search_runs([e.experiment_id], PARENT_FILTER, max_results=1)})
-        what = f"experiment {experiment!r}" if experiment else "this store"
-        raise TunerError(f"no tuner search found in {what}. Experiments with searches: "
-                         f"{', '.join(with_searches) or 'none (run `tuner search` first)'}.")
-    return next(e for e in chosen if e.experiment_id == runs[0].info.experiment_id), runs[0]
 
 
 def _numeric(column: pd.Series) -> pd.Series:
@@ -48,10 +34,8 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
         raise TunerError(f"no MLflow store at {uri[len('sqlite:///'):]!r}: run `tuner search` there first, "
                          "or pass --tracking-uri (or MLFLOW_TRACKING_URI) naming the store of your searches.")
     client = connect(uri)
-    exp, parent = _latest_search(client, experiment)
-    runs = all_pages(lambda token: client.search_runs(
-        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-        max_results=1000, page_token=token))
+    exp, parent = latest_search(client, experiment)
+    runs = trial_runs(client, exp.experiment_id, parent.info.run_id)
     rows = [{"trial_id": r.data.tags.get("tuner.trial_id", r.info.run_name), "status": r.info.status,
              **r.data.params, **r.data.metrics, "run_id": r.info.run_id} for r in runs]
     table = pd.DataFrame(rows, columns=None if rows else ["trial_id", "status", "run_id"])
@@ -73,8 +57,6 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
 
 
 def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None) -> None:
-    from tuner.trainer.plots import pareto_front
-
     table = trials_table(tracking_uri, experiment)
     a = table.attrs
     shown = [c for c in ("trial_id", *a["searched"], "knn_accuracy", "recon_error", "status") if c in table]
@@ -103,7 +85,7 @@ def ui_url(tracking_uri: str | None, host: str, port: int) -> str:
     if uri.startswith("sqlite:////") and not Path(uri[len("sqlite:///"):]).is_file():
         return base  # connecting would create an empty store
     try:
-        exp, _ = _latest_search(connect(uri), None)
+        exp, _ = latest_search(connect(uri), None)
     except TunerError:
         return base
     return f"{base}/#/experiments/{exp.experiment_id}/runs?viewStateShareKey={UI_VIEW_KEY}"

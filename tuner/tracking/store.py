@@ -1,6 +1,6 @@
 """MLflow plumbing: which store, whether it answers, the experiment in it, and small writes.
 
-Shared by the writer (`tuner.tracking.writer`), the reports (`tuner.tracking.reader`) and `tuner sync`.
+Shared by the writer, the reader and `tuner sync`; finding runs in a store lives in `runs`.
 Credentials in a tracking URI never reach a message: everything shown goes through `mask_uri`.
 """
 
@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from tuner.errors import TunerError
 
-PARENT_FILTER = "tags.`tuner.role` = 'search'"
 # MLflow's UI opens this saved view with `?viewStateShareKey=tuner`: runs grouped by search,
 # so the trial runs show without unfolding their parent.
 UI_VIEW_KEY = "tuner"
@@ -134,26 +133,3 @@ def log_text(client, run_id: str, text: str, name: str) -> None:
 
 def artifact_names(client, run_id: str) -> set[str]:
     return {f.path for f in client.list_artifacts(run_id)}
-
-
-def all_pages(fetch) -> list:
-    """Every item of a paged MLflow listing; `fetch(page_token)` returns one page."""
-    items, token = [], None
-    while True:
-        page = fetch(token)
-        items += list(page)
-        token = page.token
-        if not token:
-            return items
-
-
-def find_search(client, search_id: str):
-    """(experiment, parent run) of the search with this id in any experiment, or None."""
-    exps = all_pages(lambda token: client.search_experiments(max_results=1000, page_token=token))
-    if not exps:
-        return None
-    runs = client.search_runs([e.experiment_id for e in exps],
-                              f"{PARENT_FILTER} and tags.`tuner.search_id` = '{search_id}'", max_results=1)
-    if not runs:
-        return None
-    return next(e for e in exps if e.experiment_id == runs[0].info.experiment_id), runs[0]

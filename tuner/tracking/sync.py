@@ -17,19 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow.fs as pafs
 import yaml
 
 from tuner.errors import TunerError
-from tuner.space.load import trial_config
-from tuner.storage import PLOTS_DIR, STATE_FILE, ExperimentStore, download_dir, experiment_store
+from tuner.outcome import TrialOutcome, error_summary, results_table, search_status, trial_status
+from tuner.space.spec import trial_config
+from tuner.storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
+                           read_spool)
+from tuner.tracking.runs import find_search
+from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
 from tuner.tracking.writer import SearchTracker
-from tuner.trainer.metrics import TRIAL_METRICS
-from tuner.tracking.store import connect, find_search, mask_uri, resolve_tracking_uri
 
-# What an offline SearchTracker keeps for sync: <spool>/<trial id>/<plot files>, <spool>/search.json.
-SPOOL_DIR = "tuner_mlflow_spool"
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dir: <trainable>_<trial id>_<n>_...
 
 
@@ -79,92 +78,39 @@ def read_trial(fs: Any, path: str) -> TrialRecord | None:
     return TrialRecord(trial_id, json.loads(params), results, _read(fs, f"{path}/error.txt"), plots)
 
 
-def read_trials(store: ExperimentStore) -> list[TrialRecord]:
-    records = (read_trial(store.fs, info.path) for info in sorted(store.entries(), key=lambda i: i.base_name)
+def read_trials(exp_dir: ExperimentDir) -> list[TrialRecord]:
+    records = (read_trial(exp_dir.fs, info.path) for info in sorted(exp_dir.entries(), key=lambda i: i.base_name)
                if info.type == pafs.FileType.Directory)
     return [r for r in records if r is not None]
 
 
-def trial_status(record: TrialRecord, iterations: int) -> str | None:
-    """FINISHED once the last iteration was reported; else FAILED when Tune kept an error, else
-    KILLED (stopped early or interrupted); None for a trial that never reported nor failed."""
+def record_status(record: TrialRecord, iterations: int) -> str | None:
     last = max((r.get("iteration", 0) for r in record.results), default=0)
-    if last >= iterations:
-        return "FINISHED"  # an error.txt left by a retried crash does not undo that
-    if record.error is not None:
-        return "FAILED"
-    return "KILLED" if record.results else None
+    return trial_status(last, iterations, error=record.error is not None, reported=bool(record.results))
 
 
-def search_status(spec: dict[str, Any], statuses: list[str]) -> str:
-    """FINISHED when every trial of the search ended (KILLED ends one only under a scheduler)."""
-    ended = {"FINISHED", "FAILED"} | ({"KILLED"} if spec.get("scheduler") else set())
-    return "FINISHED" if len(statuses) >= spec.get("n_trials", 0) and set(statuses) <= ended else "KILLED"
-
-
-def error_text(text: str) -> str:
-    """As the live search logs it: the exception first, then the traceback."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return f"{lines[-1]}\n\n{text}" if lines else text
-
-
-def _filesystem(storage: str) -> tuple[Any, str]:
-    if "://" in storage:
-        return pafs.FileSystem.from_uri(storage)
-    return pafs.LocalFileSystem(), str(Path(storage).resolve())
-
-
-def spool(storage: str, trial_id: str | None, status: str | None, artifact_dir: Path | None = None) -> None:
-    """Keep beside Tune's results what only the driver knew: a trial's plots, the search's final status."""
-    fs, path = _filesystem(storage)
-    base = f"{path}/{SPOOL_DIR}" + (f"/{trial_id}" if trial_id else "")
-    fs.create_dir(base, recursive=True)
-    if artifact_dir is not None and Path(artifact_dir).is_dir():
-        pafs.copy_files(str(artifact_dir), base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-    if status is not None:
-        with fs.open_output_stream(f"{base}/search.json") as stream:
-            stream.write(json.dumps({"status": status}).encode())
-
-
-def read_spool(store: ExperimentStore) -> tuple[str | None, dict[str, str]]:
-    """(the search's final status, trial id -> its kept plots) from an offline tracker's spool."""
-    text = store.read_text(f"{SPOOL_DIR}/search.json")
-    root = store.child(SPOOL_DIR)
-    kept = store.fs.get_file_info(pafs.FileSelector(root)) if store.fs.get_file_info(root).type == \
-        pafs.FileType.Directory else []
-    return (json.loads(text)["status"] if text else None,
-            {i.base_name: i.path for i in kept if i.type == pafs.FileType.Directory})
-
-
-def find_store(storage_path: str | Path | None, experiment: str | None) -> ExperimentStore:
+def find_experiment_dir(storage_path: str | Path | None, experiment: str | None) -> ExperimentDir:
     """The experiment directory: `<storage_path>/<experiment>`, the path itself, or its one search."""
     root = str(storage_path or "ray_results")
     whole = root.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())
     parent, name = whole.rsplit("/", 1)
-    here = experiment_store(parent or "/", name)
-    for store in ([experiment_store(root, experiment)] if experiment else []) + [here]:
-        if store.read_text(STATE_FILE) is not None:
-            return store
+    here = experiment_dir(parent or "/", name)
+    for candidate in ([experiment_dir(root, experiment)] if experiment else []) + [here]:
+        if candidate.read_text(STATE_FILE) is not None:
+            return candidate
     if experiment:
         raise TunerError(f"--storage-path {mask_uri(root)!r} --experiment {experiment!r}: no tuner search there "
                          f"(no {STATE_FILE}). Pass the --storage-path and --experiment the search ran with.")
-    found = [experiment_store(whole, i.base_name) for i in here.entries() if i.type == pafs.FileType.Directory]
-    found = [s for s in found if s.read_text(STATE_FILE) is not None]
+    found = [experiment_dir(whole, i.base_name) for i in here.entries() if i.type == pafs.FileType.Directory]
+    found = [d for d in found if d.read_text(STATE_FILE) is not None]
     if len(found) != 1:
-        names = ", ".join(sorted(s.name for s in found)) or "none"
+        names = ", ".join(sorted(d.name for d in found)) or "none"
         raise TunerError(f"--storage-path {mask_uri(root)!r}: {'several' if found else 'no'} tuner searches there "
                          f"({names}). Pass --experiment NAME, or the search's own directory as --storage-path.")
     return found[0]
 
 
-def _trial_row(record: TrialRecord, status: str, searched: list[str]) -> dict[str, Any]:
-    last = record.results[-1] if record.results else {}
-    return {"trial_id": record.trial_id, "status": status,
-            **{k: record.config.get(k) for k in searched},
-            **{k: last[k] for k in ("iteration", *TRIAL_METRICS) if k in last}}
-
-
-def sync_trial(tracker: SearchTracker, store: ExperimentStore, record: TrialRecord, params: dict[str, Any],
+def sync_trial(tracker: SearchTracker, exp_dir: ExperimentDir, record: TrialRecord, params: dict[str, Any],
                status: str, plots: str | None) -> None:
     """The trial's run, params, metric history, plots, error and status: whichever are missing."""
     tracker.trial_started(record.trial_id, params, reopen=False)
@@ -172,51 +118,53 @@ def sync_trial(tracker: SearchTracker, store: ExperimentStore, record: TrialReco
         tracker.log_metrics(record.trial_id, result, step=int(result.get("iteration", 0)))
     with tempfile.TemporaryDirectory() as tmp:
         if plots is not None:
-            download_dir(store.fs, plots, Path(tmp))
+            download_dir(exp_dir.fs, plots, Path(tmp))
         if status == "FAILED" and record.error:
-            (Path(tmp) / "error.txt").write_text(error_text(record.error))
+            (Path(tmp) / "error.txt").write_text(error_summary(record.error))
         if tracker.run_status(record.trial_id) != status or tracker.missing_artifacts(record.trial_id, Path(tmp)):
             tracker.trial_finished(record.trial_id, status, Path(tmp))
 
 
-def _sync_trials(tracker: SearchTracker, store: ExperimentStore, spec: dict[str, Any],
-                 kept_plots: dict[str, str]) -> pd.DataFrame:
-    """Every trial that ran, synced; one row each (id, status, searched values, last metrics)."""
-    rows = []
-    for record in read_trials(store):
-        cfg = trial_config(spec.get("fixed", {}), record.config)
-        status = trial_status(record, cfg.iterations)
+def _sync_trials(tracker: SearchTracker, exp_dir: ExperimentDir, resolved: dict[str, Any],
+                 kept_plots: dict[str, str]) -> list[TrialOutcome]:
+    """Every trial that ran, synced; returns their outcomes."""
+    outcomes = []
+    for record in read_trials(exp_dir):
+        cfg = trial_config(resolved.get("fixed", {}), record.config).to_dict()
+        status = record_status(record, cfg["iterations"])
         if status is not None:
-            sync_trial(tracker, store, record, cfg.to_dict(), status, record.plots or kept_plots.get(record.trial_id))
-            rows.append(_trial_row(record, status, list(spec.get("params", {}))))
-    return pd.DataFrame(rows, columns=None if rows else ["trial_id", "status"])
+            sync_trial(tracker, exp_dir, record, cfg, status, record.plots or kept_plots.get(record.trial_id))
+            outcomes.append(TrialOutcome(record.trial_id, status, cfg, record.results[-1] if record.results else {}))
+    return outcomes
 
 
 def sync_search(storage_path: str | Path | None = None, experiment: str | None = None,
                 tracking_uri: str | None = None, verbose: bool = True) -> Counter:
     """Write what MLflow lacks of one search; returns what was written (empty: it was complete)."""
     uri = resolve_tracking_uri(tracking_uri)
-    store = find_store(storage_path, experiment)
-    state = json.loads(store.read_text(STATE_FILE))
-    search_id, spec = str(state["search_id"]), state["spec"]
+    exp_dir = find_experiment_dir(storage_path, experiment)
+    state = json.loads(exp_dir.read_text(STATE_FILE))
+    search_id, resolved = str(state["search_id"]), state["spec"]
     found = find_search(connect(uri), search_id)
-    name = experiment or (found[0].name if found else spec.get("name", store.name))
-    params = {k: spec[k] for k in ("metric", "mode", "search", "samples", "n_trials") if k in spec}
+    name = experiment or (found[0].name if found else resolved.get("name", exp_dir.name))
+    params = {k: resolved[k] for k in ("metric", "mode", "search", "samples", "n_trials") if k in resolved}
     tracker = SearchTracker.open(uri, name, search_id, "# rebuilt by tuner sync from the resolved spec\n"
-                                 + yaml.safe_dump(spec, sort_keys=False), spec,
-                                 {**params, "storage": mask_uri(store.uri)}, resume=True, reopen=False)
-    tracker.spool = None  # the spool is what this reads
-    kept_status, kept_plots = read_spool(store)
-    table = _sync_trials(tracker, store, spec, kept_plots)
-    status = kept_status or search_status(spec, list(table["status"]))
+                                 + yaml.safe_dump(resolved, sort_keys=False), resolved,
+                                 {**params, "storage": mask_uri(exp_dir.uri)}, resume=True, reopen=False)
+    kept_status, kept_plots = read_spool(exp_dir)  # tracker.storage stays None: the spool is what this reads
+    metric, mode = resolved.get("metric", ["knn_accuracy"]), resolved.get("mode", ["max"])
+    outcomes = _sync_trials(tracker, exp_dir, resolved, kept_plots)
+    table = results_table(outcomes, list(resolved.get("params", {})), metric, mode)
+    status = kept_status or search_status([o.status for o in outcomes], resolved.get("n_trials", 0),
+                                          scheduled=bool(resolved.get("scheduler")))
     if +tracker.written or tracker.parent_status == "RUNNING":  # else the parent is as the search left it
-        tracker.finish(table, spec.get("metric", ["knn_accuracy"]), spec.get("mode", ["max"]), status)
+        tracker.finish(table, metric, mode, status)
     if tracker.offline:
         raise TunerError(f"MLflow at {mask_uri(uri)} stopped answering during the sync: run it again once it answers.")
     if kept_status is not None or kept_plots:  # all in MLflow now; a later search may spool afresh
-        store.fs.delete_dir(store.child(SPOOL_DIR))
+        exp_dir.fs.delete_dir(exp_dir.child(SPOOL_DIR))
     if verbose:
         done = ", ".join(f"{n} {k}" for k, n in sorted((+tracker.written).items())) or "nothing was missing"
         print(f"synced search {search_id} ({len(table)} trials, {tracker.parent_status.lower()}) from "
-              f"{mask_uri(store.uri)} into MLflow experiment {name!r} at {mask_uri(uri)}: {done}")
+              f"{mask_uri(exp_dir.uri)} into MLflow experiment {name!r} at {mask_uri(uri)}: {done}")
     return +tracker.written

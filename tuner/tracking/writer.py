@@ -2,8 +2,7 @@
 
 Everything goes through an explicit `MlflowClient(tracking_uri=...)`: the fluent API's
 global state (`mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID) misroutes Ray's runs.
-Runs are found by tags, never by an in-memory map, so a resumed search reuses its runs:
-parent `tuner.role=search` + `tuner.search_id`; trial `mlflow.parentRunId` + `tuner.trial_id`.
+Runs are found by their tags (see `runs`), so a resumed search reuses its runs.
 A store that stops answering mid-search turns the tracker offline: the search goes on,
 Tune keeps every result, and `tuner sync` writes the rest later (see `tuner.tracking.sync`).
 MLflow is imported inside functions so `import tuner.tracking.writer` stays cheap.
@@ -16,7 +15,6 @@ import json
 import math
 import numbers
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,26 +23,13 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from tuner.outcome import RUN_STATUSES
+from tuner.storage import ExperimentDir, spool
+from tuner.tracking import runs
+from tuner.tracking.store import (artifact_names, connect, experiment_id, log_params, log_text, mask_uri,
+                                  resolve_tracking_uri, unreachable)
+from tuner.tracking.parent import as_list, log_search_start, log_search_summary
 from tuner.trainer.metrics import TRIAL_METRICS
-
-from tuner.tracking.store import (PARENT_FILTER, artifact_names, connect, experiment_id,  # noqa: F401
-                                  log_params, log_text, mask_uri, resolve_tracking_uri, unreachable)
-
-STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-
-def _yaml_text(spec_yaml: str) -> str:
-    """The YAML text itself, or the text of the file it names."""
-    try:
-        if "\n" not in spec_yaml and spec_yaml.endswith((".yaml", ".yml")) and Path(spec_yaml).is_file():
-            return Path(spec_yaml).read_text()
-    except OSError:  # e.g. a one-line YAML text too long for a file name
-        pass
-    return spec_yaml
-
-
-def _as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _tolerant(default: Any = None) -> Callable:
@@ -75,7 +60,7 @@ class SearchTracker:
     parent_status: str = "RUNNING"  # the parent's status when opened (before any reopening)
     sync_hint: str = "tuner sync --storage-path <Tune's storage path>"
     offline: bool = False
-    spool: str | None = None  # Tune's experiment directory: where an offline tracker keeps what it could not log
+    storage: ExperimentDir | None = None  # where an offline tracker keeps what it could not log
     written: Counter = field(default_factory=Counter)  # what this tracker wrote: runs, params, metrics, ...
     _runs: dict[str, str] = field(default_factory=dict)
     _status: dict[str, str] = field(default_factory=dict)  # trial id -> its run's status as last set
@@ -83,37 +68,31 @@ class SearchTracker:
 
     @classmethod
     def open(cls, tracking_uri: str, experiment: str, search_id: str, spec_yaml: str, spec_resolved: dict,
-             search_params: dict[str, Any], resume: bool, *, reopen: bool = True) -> "SearchTracker":
+             search_params: dict[str, Any], resume: bool, *, reopen: bool = True,
+             storage: ExperimentDir | None = None) -> "SearchTracker":
         """Create (or, resuming, find) the parent run of a search and log its spec.
 
         spec_yaml is the search file's text as written (a path to the file is also accepted).
         A found parent is set RUNNING again unless `reopen` is False (`tuner sync`); what it
-        already has (params, spec artifacts) is left as it is.
+        already has (params, spec artifacts) is left as it is. `storage` is the search's Tune
+        directory, where an offline tracker keeps what it could not log (None: nowhere).
         """
         uri = resolve_tracking_uri(tracking_uri)
         client = connect(uri)
         exp_id = experiment_id(client, experiment, uri)
-        found = client.search_runs([exp_id], f"{PARENT_FILTER} and tags.`tuner.search_id` = '{search_id}'",
-                                   max_results=1) if resume else []
-        tags = {"tuner.role": "search", "tuner.search_id": search_id}
-        tags.update({f"tuner.{k}": ",".join(_as_list(search_params[k])) for k in ("metric", "mode")
+        found = runs.parent_run(client, [exp_id], search_id) if resume else None
+        tags = runs.parent_tags(search_id)
+        tags.update({f"tuner.{k}": ",".join(as_list(search_params[k])) for k in ("metric", "mode")
                      if k in search_params})
-        run = found[0] if found else client.create_run(exp_id, tags=tags, run_name=search_id)
-        storage = search_params.get("storage", "<Tune's storage path>")  # the experiment directory
-        hint = f"tuner sync --storage-path {storage} --experiment {json.dumps(experiment)} --tracking-uri {mask_uri(uri)}"
-        tracker = cls(client, uri, exp_id, run.info.run_id, search_id, run.info.status, hint,
-                      spool=search_params.get("storage"))
+        run = found or client.create_run(exp_id, tags=tags, run_name=search_id)
+        shown = mask_uri(storage.uri) if storage else "<Tune's storage path>"
+        hint = f"tuner sync --storage-path {shown} --experiment {json.dumps(experiment)} --tracking-uri {mask_uri(uri)}"
+        tracker = cls(client, uri, exp_id, run.info.run_id, search_id, run.info.status, hint, storage=storage)
         tracker.written.update(runs=0 if found else 1)  # zero counts vanish in `+written`
         if found and reopen:
             client.update_run(run.info.run_id, status="RUNNING")
             tracker.written.update(statuses=1)
-        tracker.written.update(params=log_params(client, tracker.parent_run_id, search_params, run.data.params))
-        have = artifact_names(client, tracker.parent_run_id) if found else set()
-        for name, text in (("search.yaml", _yaml_text(spec_yaml)),
-                           ("spec.json", json.dumps(spec_resolved, indent=2, default=str))):
-            if name not in have:
-                log_text(client, tracker.parent_run_id, text, name)
-                tracker.written.update(artifacts=1)
+        tracker.written.update(log_search_start(client, run, spec_yaml, spec_resolved, search_params, bool(found)))
         return tracker
 
     def _go_offline(self, err: BaseException) -> None:
@@ -128,12 +107,8 @@ class SearchTracker:
     def _trial_run(self, trial_id: str, params: dict[str, Any], reopen: bool) -> str:
         if trial_id in self._runs:
             return self._runs[trial_id]
-        found = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and tags.`tuner.trial_id` = '{trial_id}'",
-            max_results=1)
-        if found:
-            run = found[0]
+        run = runs.trial_run(self.client, self.experiment_id, self.parent_run_id, trial_id)
+        if run is not None:
             self._status[trial_id] = run.info.status
             if reopen:
                 self.client.update_run(run.info.run_id, status="RUNNING")
@@ -144,8 +119,7 @@ class SearchTracker:
                 key: max(m.step for m in self.client.get_metric_history(run.info.run_id, key))
                 for key in run.data.metrics}
         else:
-            tags = {"mlflow.parentRunId": self.parent_run_id, "tuner.trial_id": trial_id,
-                    "tuner.role": "trial", "tuner.search_id": self.search_id}  # the UI groups by it
+            tags = runs.trial_tags(self.parent_run_id, self.search_id, trial_id)
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=trial_id)
             self._last_step[trial_id], self._status[trial_id] = {}, "RUNNING"
             self.written.update(runs=1)
@@ -203,18 +177,16 @@ class SearchTracker:
         Offline, the files are kept for `tuner sync` (the caller may delete them: the plots
         leave with a trial's checkpoints).
         """
-        if status not in STATUSES:
-            raise ValueError(f"trial status {status!r}: expected one of {', '.join(STATUSES)}")
+        if status not in RUN_STATUSES:
+            raise ValueError(f"trial status {status!r}: expected one of {', '.join(RUN_STATUSES)}")
         self._end_trial(trial_id, status, artifact_dir, error)
         if self.offline and artifact_dir is not None:
             self._keep(trial_id, None, artifact_dir)
 
     def _keep(self, trial_id: str | None, status: str | None, artifact_dir: Path | None = None) -> None:
-        from tuner.tracking.sync import spool
-
         try:
-            if self.spool:
-                spool(self.spool, trial_id, status, artifact_dir)
+            if self.storage is not None:
+                spool(self.storage, trial_id, status, artifact_dir)
         except Exception as err:  # noqa: BLE001 - losing plots must not stop the search
             print(f"tuner: could not keep {trial_id or 'the search'}'s results for tuner sync: {mask_uri(err)}",
                   file=sys.stderr, flush=True)
@@ -261,47 +233,7 @@ class SearchTracker:
 
     @_tolerant()
     def _finish(self, table: pd.DataFrame, metric: str | list[str], mode: str | list[str], status: str) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        from tuner.trainer.plots import plot_pareto
-
-        metrics, modes = _as_list(metric), _as_list(mode)
-        tags = [RunTag("tuner.metric", ",".join(metrics)), RunTag("tuner.mode", ",".join(modes))]
-        best = _best_row(table, metrics[0], modes[0])
-        if best is not None:
-            now, logged = int(time.time() * 1000), self.client.get_run(self.parent_run_id).data.metrics
-            values = [Metric(f"best_{k}", float(best[k]), now, 0) for k in TRIAL_METRICS
-                      if isinstance(best.get(k), numbers.Real) and pd.notna(best[k])
-                      and logged.get(f"best_{k}") != float(best[k])]  # a second sync adds no point
-            if "trial_id" in best:
-                tags.append(RunTag("tuner.best_trial_id", str(best["trial_id"])))
-            self.client.log_batch(self.parent_run_id, metrics=values)
-            self.written.update(metrics=len(values))
-        self.client.log_batch(self.parent_run_id, tags=tags)
-        with tempfile.TemporaryDirectory() as tmp:
-            table.to_csv(Path(tmp) / "summary.csv", index=False)
-            self.client.log_artifact(self.parent_run_id, str(Path(tmp) / "summary.csv"))
-            self.written.update(artifacts=1)
-            if {"recon_error", "knn_accuracy"} <= set(table.columns):
-                plot_pareto(table, Path(tmp) / "pareto.png")
-                self.client.log_artifact(self.parent_run_id, str(Path(tmp) / "pareto.png"))
-                self.written.update(artifacts=1)
+        self.written.update(log_search_summary(self.client, self.parent_run_id, table, as_list(metric), as_list(mode)))
         self.client.set_terminated(self.parent_run_id, status)
         self.parent_status = status
         self.written.update(statuses=1)
-
-
-def _best_row(table: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
-    if metric not in table or table[metric].notna().sum() == 0:
-        return None
-    values = pd.to_numeric(table[metric], errors="coerce").reset_index(drop=True)
-    return table.iloc[values.idxmax() if mode == "max" else values.idxmin()]  # positional: index may repeat
-
-
-def __getattr__(name: str) -> Any:
-    """The reading side moved to `tuner.tracking.reader`; `tuner.tracking.writer.trials_table` & co. still work."""
-    if name in ("trials_table", "print_report", "serve_ui"):
-        from tuner import report
-
-        return getattr(report, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,18 +1,20 @@
 """The frozen, validated hyperparameters of one trial.
 
-Every field has a docstring-like comment in `FIELD_HELP`; `tuner train --help` and the
-search-space validator both read it, so a field is documented once.
+Each field carries its help beside it (`setting(default, help)`); `tuner train --help`, the
+search-file checks and the conversion of loose YAML/--set values all read the field itself
+(its annotation, help, choices, and whether it is a data setting), so a new setting is
+written in one place.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from tuner.errors import TunerError
+from tuner.errors import TunerError, did_you_mean
+from tuner.trainer.config_values import check_choices, coerce, kind_of, validate
 
 CONSTRAINTS = ("pairwise", "triplet")
 ENCODERS = ("ae", "vae")
@@ -34,48 +36,73 @@ KEY_ALIASES = {
 VALUE_ALIASES = {"encoder": {"embenc": "ae"}}
 
 
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, data: bool = False) -> Any:
+    """A TrialConfig field with its help text; `data` marks what the featurized arrays depend on."""
+    return field(default=default, metadata={"help": help, "choices": choices, "data": data})
+
+
+def data_setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+    """A data setting: fixed within a search, since the data is featurized once, on the driver."""
+    return setting(default, help, choices=choices, data=True)
+
+
 @dataclass(frozen=True)
 class TrialConfig:
-    # --- the objective -------------------------------------------------------------
-    constraint: str = "pairwise"
-    encoder: str = "ae"
-    mu: float = 0.5
-    margin: float = 1.0
-    beta: float = 0.1
-    mining: str = "all"
-    max_tuples: int | None = None
-    # --- the model -----------------------------------------------------------------
-    latent_dim: int = 2
-    hidden_dims: tuple[int, ...] = (256, 128)
-    dropout: float = 0.2
-    # --- the optimisation ----------------------------------------------------------
-    lr: float = 1e-3
-    batch_size: int = 128
-    iterations: int = 1500
-    eval_every: int = 250
-    knn_k: int = 5
-    seed: int = 0
-    device: str = "auto"
-    # --- the data (fixed within a search: featurized once on the driver) -------------
-    dataset: str = "digits"
-    feature_extractor: str = "raw"
-    normalize: bool = False
-    composite_labels: tuple[tuple[int, int], ...] | None = None
-    label_names: tuple[str, ...] | None = None
-    test_size: float = 0.25
-    split_seed: int = 0
-    classes: tuple[str, ...] | None = None
-    image_size: int | None = None
-    hog_orientations: int = 9
-    hog_pixels_per_cell: int = 4
-    hog_cells_per_block: int = 2
-    resnet_weights: str = "imagenet"
-    download: bool = False
+    # --- the objective
+    constraint: str = setting(
+        "pairwise", "label constraint drawn from each batch: pairwise (contrastive) or triplet", choices=CONSTRAINTS)
+    encoder: str = setting(
+        "ae", "ae (plain autoencoder) or vae (variational, with a KL prior); 'embenc' = ae", choices=ENCODERS)
+    mu: float = setting(0.5, "weight of the metric loss in [0, 1]: mu*metric + (1-mu)*(recon + beta*KL)")
+    margin: float = setting(1.0, "margin of the contrastive / triplet loss (> 0)")
+    beta: float = setting(0.1, "weight of a VAE's KL term per input feature (>= 0); 1 = the ELBO over n_features")
+    mining: str = setting(
+        "all", "all: every valid pair/triplet of the batch; semihard: only semi-hard negatives", choices=MINING)
+    max_tuples: int | None = setting(None, "cap on pairs/triplets per batch, sampled uniformly (null: no cap)")
+    # --- the model
+    latent_dim: int = setting(2, "dimension of the embedding (>= 1)")
+    hidden_dims: tuple[int, ...] = setting((256, 128), "widths of the encoder's hidden layers; the decoder mirrors them")
+    dropout: float = setting(0.2, "dropout probability after each hidden layer, in [0, 1)")
+    # --- the optimisation
+    lr: float = setting(1e-3, "Adam learning rate (> 0)")
+    batch_size: int = setting(128, "samples per class-stratified batch; must hold two samples per class")
+    iterations: int = setting(1500, "optimisation steps")
+    eval_every: int = setting(250, "evaluate (kNN accuracy, reconstruction error) every N iterations")
+    knn_k: int = setting(5, "neighbours of the kNN classifier on the embeddings")
+    seed: int = setting(0, "seed of initialisation and batch sampling: same seed, same metrics on CPU")
+    device: str = setting("auto", "auto (CUDA when this trial was given a GPU), cpu or cuda", choices=DEVICES)
+    # --- the data (fixed within a search: featurized once on the driver)
+    dataset: str = data_setting(
+        "digits", "digits (scikit-learn, embedded), mnist, cifar10 or imagenet (an image folder)", choices=DATASETS)
+    feature_extractor: str = data_setting(
+        "raw", "raw pixels in [0, 1], hog (scikit-image) or resnet (ResNet-50 pooled)", choices=FEATURE_EXTRACTORS)
+    normalize: bool = data_setting(False, "standardize features with statistics of the training split")
+    composite_labels: tuple[tuple[int, int], ...] | None = data_setting(
+        None, "map fine label -> coarse label; constraints use the coarse labels")
+    label_names: tuple[str, ...] | None = data_setting(
+        None, "names of the (coarse) labels, in label order, for plots and tables")
+    test_size: float = data_setting(
+        0.25, "held-out share when a dataset has no official split (digits, one image tree)")
+    split_seed: int = data_setting(0, "seed of that split")
+    classes: tuple[str, ...] | None = data_setting(None, "imagenet: subset of class folder names to load (null: all)")
+    image_size: int | None = data_setting(None, "imagenet: resize images to this square size (null: 32)")
+    hog_orientations: int = data_setting(9, "HOG orientation bins")
+    hog_pixels_per_cell: int = data_setting(4, "HOG cell size in pixels (square)")
+    hog_cells_per_block: int = data_setting(2, "HOG block size in cells (square)")
+    resnet_weights: str = data_setting(
+        "imagenet", "imagenet (torchvision's weights, from torch's cache) or none (random)", choices=RESNET_WEIGHTS)
+    download: bool = data_setting(False, "download mnist/cifar10 into data_dir when missing")
 
     def __post_init__(self) -> None:
-        for name, value in _normalized_fields(self).items():
-            object.__setattr__(self, name, value)
-        _validate(self)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            new = coerce(f.name, value, HINTS[f.name], f.metadata["choices"])
+            if new is not value:
+                object.__setattr__(self, f.name, new)
+        for f in dataclasses.fields(self):
+            if f.metadata["choices"]:
+                check_choices(f.name, getattr(self, f.name), f.metadata["choices"])
+        validate(self)
 
     # ------------------------------------------------------------------------------
     @classmethod
@@ -91,14 +118,14 @@ class TrialConfig:
             key = KEY_ALIASES.get(raw_key, raw_key)
             if key not in known:
                 raise TunerError(f"{source}: unknown key {raw_key!r}{did_you_mean(raw_key, known)}. "
-                                 f"Valid keys: {', '.join(sorted(known))}.")
+                                 f"Valid keys: {', '.join(sorted(known))}.", key=raw_key)
             if key in kwargs:
-                raise TunerError(f"{source}: {key!r} is given twice (once as an alias).")
+                raise TunerError(f"{source}: {key!r} is given twice (once as an alias).", key=key)
             kwargs[key] = VALUE_ALIASES.get(key, {}).get(value, value) if isinstance(value, str) else value
         try:
             return cls(**kwargs)
         except TunerError as err:
-            raise TunerError(f"{source}: {err}") from None
+            raise TunerError(f"{source}: {err}", key=err.key) from None
 
     def replace(self, **changes: Any) -> "TrialConfig":
         return TrialConfig.from_dict({**self.to_dict(), **changes})
@@ -126,190 +153,13 @@ class TrialConfig:
         return None
 
 
-DATA_FIELDS = (
-    "dataset", "feature_extractor", "normalize", "composite_labels", "label_names",
-    "test_size", "split_seed", "classes", "image_size", "hog_orientations",
-    "hog_pixels_per_cell", "hog_cells_per_block", "resnet_weights", "download",
-)
+FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
+DATA_FIELDS = tuple(name for name, f in FIELDS.items() if f.metadata["data"])
+FIELD_HELP = {name: f.metadata["help"] for name, f in FIELDS.items()}
 
-FIELD_HELP: dict[str, str] = {
-    "constraint": "label constraint drawn from each batch: pairwise (contrastive) or triplet",
-    "encoder": "ae (plain autoencoder) or vae (variational, with a KL prior); 'embenc' = ae",
-    "mu": "weight of the metric loss in [0, 1]: mu*metric + (1-mu)*(recon + beta*KL)",
-    "margin": "margin of the contrastive / triplet loss (> 0)",
-    "beta": "weight of a VAE's KL term per input feature (>= 0); 1 = the ELBO over n_features",
-    "mining": "all: every valid pair/triplet of the batch; semihard: only semi-hard negatives",
-    "max_tuples": "cap on pairs/triplets per batch, sampled uniformly (null: no cap)",
-    "latent_dim": "dimension of the embedding (>= 1)",
-    "hidden_dims": "widths of the encoder's hidden layers; the decoder mirrors them",
-    "dropout": "dropout probability after each hidden layer, in [0, 1)",
-    "lr": "Adam learning rate (> 0)",
-    "batch_size": "samples per class-stratified batch; must hold two samples per class",
-    "iterations": "optimisation steps",
-    "eval_every": "evaluate (kNN accuracy, reconstruction error) every N iterations",
-    "knn_k": "neighbours of the kNN classifier on the embeddings",
-    "seed": "seed of initialisation and batch sampling: same seed, same metrics on CPU",
-    "device": "auto (CUDA when this trial was given a GPU), cpu or cuda",
-    "dataset": "digits (scikit-learn, embedded), mnist, cifar10 or imagenet (an image folder)",
-    "feature_extractor": "raw pixels in [0, 1], hog (scikit-image) or resnet (ResNet-50 pooled)",
-    "normalize": "standardize features with statistics of the training split",
-    "composite_labels": "map fine label -> coarse label; constraints use the coarse labels",
-    "label_names": "names of the (coarse) labels, in label order, for plots and tables",
-    "test_size": "held-out share when a dataset has no official split (digits, one image tree)",
-    "split_seed": "seed of that split",
-    "classes": "imagenet: subset of class folder names to load (null: all)",
-    "image_size": "imagenet: resize images to this square size (null: 32)",
-    "hog_orientations": "HOG orientation bins",
-    "hog_pixels_per_cell": "HOG cell size in pixels (square)",
-    "hog_cells_per_block": "HOG block size in cells (square)",
-    "resnet_weights": "imagenet (torchvision's weights, from torch's cache) or none (random)",
-    "download": "download mnist/cifar10 into data_dir when missing",
-}
+HINTS = typing.get_type_hints(TrialConfig)
 
 
-def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-# ----------------------------------------------------------------------------------
-# Normalisation of loosely typed input (YAML, --set) into the declared field types.
-
-def _normalized_fields(cfg: TrialConfig) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        expected = f.default
-        new = _coerce(f.name, value, expected)
-        if new is not value:
-            changes[f.name] = new
-    return changes
-
-
-_INT_FIELDS = {"latent_dim", "batch_size", "iterations", "eval_every", "knn_k", "seed",
-               "split_seed", "hog_orientations", "hog_pixels_per_cell", "hog_cells_per_block"}
-_FLOAT_FIELDS = {"mu", "margin", "beta", "dropout", "lr", "test_size"}
-_BOOL_FIELDS = {"normalize", "download"}
-_STR_FIELDS = {"constraint": CONSTRAINTS, "encoder": ENCODERS, "mining": MINING,
-               "device": DEVICES, "dataset": DATASETS,
-               "feature_extractor": FEATURE_EXTRACTORS, "resnet_weights": RESNET_WEIGHTS}
-
-
-def _type_error(name: str, value: Any, expected: str) -> TunerError:
-    return TunerError(f"{name} = {value!r} ({type(value).__name__}) is not valid: expected {expected}.")
-
-
-def _as_int(name: str, value: Any) -> int:
-    # Ray and numpy hand over numpy integers and integral floats (qrandint, grid values).
-    if isinstance(value, bool):
-        raise _type_error(name, value, "an integer")
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise _type_error(name, value, "an integer") from None
-    if not math.isfinite(as_float) or as_float != int(as_float):
-        raise _type_error(name, value, "an integer")
-    return int(as_float)
-
-
-def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or isinstance(value, str):
-        raise _type_error(name, value, "a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise _type_error(name, value, "a number") from None
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    if name in _INT_FIELDS:
-        out = _as_int(name, value)
-        return value if type(value) is int else out
-    if name in _FLOAT_FIELDS:
-        out = _as_float(name, value)
-        return value if type(value) is float else out
-    if name in _BOOL_FIELDS:
-        if not isinstance(value, bool):
-            raise _type_error(name, value, "true or false")
-        return value
-    if name in _STR_FIELDS:
-        if not isinstance(value, str):
-            raise _type_error(name, value, f"one of {', '.join(_STR_FIELDS[name])}")
-        return value
-    if name == "max_tuples":
-        return None if value is None else _as_int(name, value)
-    if name == "image_size":
-        return None if value is None else _as_int(name, value)
-    if name == "hidden_dims":
-        if not isinstance(value, (list, tuple)) or not value:
-            raise _type_error(name, value, "a non-empty list of layer widths, e.g. [256, 128]")
-        return tuple(_as_int(name, v) for v in value)
-    if name in ("label_names", "classes"):
-        if value is None:
-            return None
-        if not isinstance(value, (list, tuple)) or not value:
-            raise _type_error(name, value, "a non-empty list of names, or null")
-        return tuple(str(v) for v in value)
-    if name == "composite_labels":
-        return _coerce_composite(value)
-    return value
-
-
-def _coerce_composite(value: Any) -> tuple[tuple[int, int], ...] | None:
-    if value is None:
-        return None
-    pairs = value.items() if isinstance(value, Mapping) else value
-    try:
-        out = tuple(sorted((_as_int("composite_labels", f), _as_int("composite_labels", c)) for f, c in pairs))
-    except (TypeError, ValueError):
-        raise _type_error("composite_labels", value, "a mapping fine label -> coarse label, e.g. {0: 0, 1: 0, 2: 1}") from None
-    if not out:
-        raise _type_error("composite_labels", value, "a non-empty mapping, or null")
-    return out
-
-
-# ----------------------------------------------------------------------------------
-# Range and consistency checks.
-
-def _check(ok: bool, name: str, value: Any, valid: str) -> None:
-    if not ok:
-        raise TunerError(f"{name} = {value!r} is not valid: {valid}.")
-
-
-def _validate(cfg: TrialConfig) -> None:
-    for name, choices in _STR_FIELDS.items():
-        value = getattr(cfg, name)
-        _check(value in choices, name, value,
-               f"expected one of {', '.join(choices)}{did_you_mean(value, choices)}")
-    _check(0.0 <= cfg.mu <= 1.0, "mu", cfg.mu, "expected a weight in [0, 1]")
-    _check(cfg.margin > 0 and math.isfinite(cfg.margin), "margin", cfg.margin, "expected a number > 0")
-    _check(cfg.beta >= 0 and math.isfinite(cfg.beta), "beta", cfg.beta, "expected a number >= 0")
-    _check(cfg.max_tuples is None or cfg.max_tuples >= 1, "max_tuples", cfg.max_tuples,
-           "expected an integer >= 1, or null for no cap")
-    _check(cfg.latent_dim >= 1, "latent_dim", cfg.latent_dim, "expected an integer >= 1")
-    _check(all(w >= 1 for w in cfg.hidden_dims), "hidden_dims", list(cfg.hidden_dims),
-           "expected layer widths >= 1")
-    _check(0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout, "expected a probability in [0, 1)")
-    _check(cfg.lr > 0 and math.isfinite(cfg.lr), "lr", cfg.lr, "expected a learning rate > 0")
-    _check(cfg.batch_size >= 4, "batch_size", cfg.batch_size, "expected an integer >= 4")
-    n_classes = cfg.n_classes_hint or _DATASET_CLASSES.get(cfg.dataset)
-    if n_classes is not None:
-        _check(cfg.batch_size >= 2 * n_classes, "batch_size", cfg.batch_size,
-               f"a class-stratified batch needs two samples per class: at least {2 * n_classes} "
-               f"for {n_classes} classes of {cfg.dataset}")
-    _check(cfg.iterations >= 1, "iterations", cfg.iterations, "expected an integer >= 1")
-    _check(cfg.eval_every >= 1, "eval_every", cfg.eval_every, "expected an integer >= 1")
-    _check(cfg.knn_k >= 1, "knn_k", cfg.knn_k, "expected an integer >= 1")
-    _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
-    _check(cfg.image_size is None or cfg.image_size >= 8, "image_size", cfg.image_size,
-           "expected an integer >= 8, or null")
-    _check(cfg.hog_orientations >= 1, "hog_orientations", cfg.hog_orientations, "expected an integer >= 1")
-    _check(cfg.hog_pixels_per_cell >= 1, "hog_pixels_per_cell", cfg.hog_pixels_per_cell, "expected an integer >= 1")
-    _check(cfg.hog_cells_per_block >= 1, "hog_cells_per_block", cfg.hog_cells_per_block, "expected an integer >= 1")
-    if cfg.label_names is not None and n_classes is not None:
-        _check(len(cfg.label_names) == n_classes, "label_names", list(cfg.label_names),
-               f"expected {n_classes} names, one per {'coarse ' if cfg.composite_labels else ''}label")
-
-
-# Known class counts let a bad batch size fail at config time, before data loads.
-_DATASET_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10}
+def field_kind(name: str) -> str:
+    """int, float, bool, str, ints, names or pairs: what a search range over the field may be."""
+    return kind_of(HINTS[name])[0]

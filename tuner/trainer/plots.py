@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tuner.outcome import pareto_front  # noqa: E402
+
 LOSS_KEYS = ("loss", "metric_loss", "recon_loss", "kl")
 ACCURACY_KEYS = ("knn_accuracy", "fine_knn_accuracy")
 
@@ -101,30 +103,6 @@ def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path
     ax_loss.set_ylabel("loss")
     ax_acc.set_ylabel("kNN accuracy")
     return _save(fig, path)
-
-
-def pareto_front(table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accuracy") -> pd.DataFrame:
-    """Rows no other row dominates (lower x and higher y are better), sorted by x.
-
-    Equal points do not dominate each other, so duplicates on the front are all kept; of
-    rows sharing an x only those with the highest y can be on it. Rows missing x or y are left out.
-    """
-    valid = table.dropna(subset=[x, y])
-    ordered = valid.sort_values([x, y], ascending=[True, False], kind="stable")
-    keep: list = []
-    best_y = -np.inf  # highest y among rows with a strictly smaller x
-    xs, ys = ordered[x].to_numpy(float), ordered[y].to_numpy(float)
-    start = 0
-    while start < len(ordered):
-        end = start
-        while end < len(ordered) and xs[end] == xs[start]:
-            end += 1
-        group_max = ys[start]  # sorted by y descending within equal x
-        if group_max > best_y:
-            keep += [ordered.index[i] for i in range(start, end) if ys[i] == group_max]
-            best_y = group_max
-        start = end
-    return ordered.loc[keep]
 
 
 def plot_pareto(table: pd.DataFrame, path: Path, x: str = "recon_error", y: str = "knn_accuracy") -> Path:

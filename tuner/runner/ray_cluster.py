@@ -1,0 +1,49 @@
+"""Ray itself: a local Ray of our own, or a cluster joined; what a cluster must offer a search."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+
+from tuner.errors import TunerError
+from tuner.space.spec import SearchSpec
+from tuner.storage import STORAGE_HINT
+
+
+def start_ray(address: str | None, verbose: bool) -> bool:
+    """A local Ray sized to this machine, or the given cluster; True when we started it."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
+        else:  # no dashboard: nothing listens beyond what Ray itself needs
+            # address="local": a new Ray of our own, never someone's `ray start` on this machine.
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=verbose)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
+        raise TunerError(f"cannot start or join Ray at {address or 'a local instance'!r}: {err}. Check "
+                         f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
+                         f"command and driver.") from None
+    return True
+
+
+def check_cluster(spec: SearchSpec, storage_path: str | Path | None, verbose: bool) -> None:
+    """Refuse what could never work, before any run exists: no shared storage across nodes,
+    a trial larger than every node (it would wait forever)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and storage_path is None:
+        raise TunerError(f"the Ray cluster has {len(nodes)} nodes, and trials on one node must read the "
+                         f"checkpoints and results written on another: pass --storage-path with {STORAGE_HINT}.")
+    for key, need, name in (("CPU", spec.cpus, "cpus"), ("GPU", spec.gpus, "gpus")):
+        have = max((n.get("Resources", {}).get(key, 0) for n in nodes), default=0)
+        if need > have:
+            where = "the Ray cluster has" if len(nodes) == 1 else "the largest node of the Ray cluster has"
+            raise TunerError(f"{spec.path}: resources.{name}: each trial asks for {need:g} {key}, {where} "
+                             f"{have:g}. Lower it, or join a larger cluster (--address).")
+    if len(nodes) > 1 and spec.max_failures == 0 and verbose:
+        print("note: max_failures is 0, so a node lost mid-search fails the trials on it; with "
+              "max_failures >= 1 they resume from their last checkpoint on another node.")

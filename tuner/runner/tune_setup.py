@@ -1,0 +1,69 @@
+"""Ray Tune assembled for one search: the trainable with its resources, searcher, scheduler,
+storage, failure and checkpoint settings, and the tracking callback."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ray import tune
+
+from tuner.data.features import FeatureSet
+from tuner.runner.callback import TrackingCallback
+from tuner.runner.trial import run_trial
+from tuner.space.spec import SearchSpec
+from tuner.storage import ExperimentDir
+
+
+def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, search_id: str, resume: bool,
+               verbose: bool) -> tune.Tuner:
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, data=data, fixed=spec.fixed, cpus=spec.cpus,
+                             checkpoint_every=spec.checkpoint_every),
+        {"cpu": spec.cpus, "gpu": spec.gpus})
+    # Tune's saved state names the checkpoints a resume starts from; by default it is written
+    # every 10+ s, so a crash would replay that much of every running trial.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
+    # Tune warns about every trial that has not started (no results to load): noise here.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if resume:  # finished trials stay; the rest continue from checkpoints; Optuna's state returns
+        return tune.Tuner.restore(exp_dir.uri, trainable=trainable, resume_errored=True,
+                                  param_space=spec.param_space())
+    single = not spec.multi_objective
+    run_config = tune.RunConfig(
+        name=exp_dir.name, storage_path=exp_dir.parent_uri, callbacks=[TrackingCallback(search_id)],
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
+        # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=1 if verbose else 0)
+    tune_config = tune.TuneConfig(
+        metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
+        search_alg=_searcher(spec), scheduler=_scheduler(spec), num_samples=spec.samples,
+        max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
+        reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
+    return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config, run_config=run_config)
+
+
+def _searcher(spec: SearchSpec) -> Any:
+    if spec.search != "optuna":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    if spec.multi_objective:  # Tune's own metric stays unset: it takes one metric only
+        return OptunaSearch(metric=list(spec.metric), mode=list(spec.mode), sampler=sampler)
+    return OptunaSearch(sampler=sampler)
+
+
+def _scheduler(spec: SearchSpec) -> Any:
+    if spec.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = spec.scheduler
+    return ASHAScheduler(time_attr="iteration", max_t=s.max_t, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor, brackets=s.brackets)

@@ -1,0 +1,155 @@
+"""A search as data: `SearchSpec` (validated from a search file by `load`), its searched `Param`s,
+its `Scheduler`, and how one trial's TrialConfig is put together. Ray is imported only inside
+`param_space()`, so `tuner validate` answers at once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+from typing import Any, Mapping
+
+from tuner.trainer.config import FIELDS, TrialConfig, field_kind
+
+SEARCHES = ("grid", "random", "optuna")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched TrialConfig field: grid/choice take `values`, ranges `low`/`high`(/`q`)."""
+
+    kind: str
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    q: int | None = None
+
+    def probes(self) -> tuple[Any, ...]:
+        """Values that bound what a trial can get: every listed value, or both range ends."""
+        return self.values if self.values else (self.low, self.high)
+
+    def describe(self) -> str:
+        if self.values:
+            return f"{self.kind} {json.dumps(list(self.values))}"
+        step = f" step {self.q}" if self.q else ""
+        return f"{self.kind} [{self.low}, {self.high}]{step}"
+
+    def domain(self, tune: Any, search: str) -> Any:
+        """The Tune domain; our int ranges include `high` (Tune's randint excludes it)."""
+        if self.kind == "grid":
+            return tune.grid_search(list(self.values))
+        if self.kind == "choice":
+            scalar = all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
+            # Optuna's categoricals take scalars only: lists travel as JSON text, decoded in the trial.
+            values = self.values if scalar or search != "optuna" else [json.dumps(v) for v in self.values]
+            return tune.choice(list(values))
+        if self.kind == "uniform":
+            return tune.uniform(self.low, self.high)
+        if self.kind == "loguniform":
+            return tune.loguniform(self.low, self.high)
+        if self.kind == "randint":
+            return tune.randint(int(self.low), int(self.high) + 1)
+        return tune.qrandint(int(self.low), int(self.high), int(self.q))
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """ASHA on the `iteration` metric; `max_t` is the largest possible iterations."""
+
+    grace_period: int
+    reduction_factor: float
+    brackets: int
+    max_t: int
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    path: Path
+    text: str
+    name: str
+    metric: tuple[str, ...]
+    mode: tuple[str, ...]
+    search: str
+    samples: int
+    max_concurrent: int | None
+    scheduler: Scheduler | None
+    cpus: float
+    gpus: float
+    seed: int
+    checkpoint_every: int
+    max_failures: int
+    fixed: dict[str, Any]
+    params: dict[str, Param]
+    description: str = ""
+    base_config: TrialConfig = field(default_factory=TrialConfig)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metric) > 1
+
+    @property
+    def n_trials(self) -> int:
+        """Trials Tune will run: grids multiply, and the grid repeats `samples` times."""
+        grid = reduce(lambda a, p: a * len(p.values), [p for p in self.params.values() if p.kind == "grid"], 1)
+        return self.samples if self.search == "optuna" else grid * self.samples
+
+    def param_space(self) -> dict[str, Any]:
+        """Searched fields as Tune domains; fixed ones travel beside (see `trial_config`)."""
+        from ray import tune  # only a running search needs Ray
+
+        return {name: p.domain(tune, self.search) for name, p in self.params.items()}
+
+    def trial_config(self, config: Mapping[str, Any]) -> TrialConfig:
+        return trial_config(self.fixed, config)
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain data describing the search (logged, and compared on --resume)."""
+        sched = None if self.scheduler is None else {"type": "asha", **self.scheduler.__dict__}
+        return {
+            "name": self.name, "metric": list(self.metric), "mode": list(self.mode),
+            "search": self.search, "samples": self.samples, "max_concurrent": self.max_concurrent,
+            "scheduler": sched, "resources": {"cpus": self.cpus, "gpus": self.gpus},
+            "seed": self.seed, "checkpoint_every": self.checkpoint_every,
+            "max_failures": self.max_failures, "fixed": dict(self.fixed),
+            "params": {n: p.describe() for n, p in self.params.items()}, "n_trials": self.n_trials,
+        }
+
+    def describe(self) -> str:
+        metric = ", ".join(f"{m} ({d})" for m, d in zip(self.metric, self.mode))
+        if self.scheduler is None:
+            sched = "none"
+        else:
+            s = self.scheduler
+            sched = (f"asha on iterations: grace_period {s.grace_period}, reduction_factor "
+                     f"{s.reduction_factor}, brackets {s.brackets}, max_t {s.max_t}")
+        count = {"grid": f"{self.n_trials} trials ({self.samples} repeat(s) of the grid)",
+                 "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point)",
+                 "optuna": f"{self.n_trials} trials (TPE sampler{', multi-objective' if self.multi_objective else ''})"}
+        rows = [
+            ("file", str(self.path)), ("name", f"{self.name} (MLflow experiment)"),
+            ("metric", metric + ("  -> Pareto front" if self.multi_objective else "")),
+            ("search", f"{self.search}: {count[self.search]}"), ("scheduler", sched),
+            ("resources", f"{self.cpus:g} CPU, {self.gpus:g} GPU per trial; max_concurrent "
+                          f"{self.max_concurrent or 'unlimited (as resources allow)'}"),
+            ("checkpoints", f"every {self.checkpoint_every} evaluation(s); max_failures {self.max_failures}"),
+            ("seed", f"{self.seed} (searcher)"),
+        ] + ([("description", self.description)] if self.description else [])
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k:<{width}}  {v}" for k, v in rows]
+        lines.append("fixed" + ("" if self.fixed else "  (none: TrialConfig defaults)"))
+        lines += [f"  {k:<18} {json.dumps(v)}" for k, v in self.fixed.items()]
+        lines.append("params" + ("" if self.params else "  (none: one configuration)"))
+        lines += [f"  {k:<18} {p.describe()}" for k, p in self.params.items()]
+        if self.search == "grid" and self.samples > 1 and "seed" not in self.params:
+            lines.append("note: repeats share one seed and so give identical results on CPU; "
+                         "search `seed: {grid: [0, 1, 2]}` for independent repeats.")
+        return "\n".join(lines)
+
+
+def trial_config(fixed: Mapping[str, Any], config: Mapping[str, Any]) -> TrialConfig:
+    """The TrialConfig of one trial from the fixed values and Tune's sampled ones."""
+    # Optuna's categoricals carry list values as JSON text (see Param.domain).
+    decoded = {k: json.loads(v) if isinstance(v, str) and k in FIELDS and field_kind(k) in ("ints", "names", "pairs")
+               else v for k, v in config.items()}
+    return TrialConfig.from_dict({**fixed, **decoded}, source="trial config")

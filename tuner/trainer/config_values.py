@@ -1,0 +1,131 @@
+"""Loose values (YAML, --set, Ray's numpy numbers) into a TrialConfig field's declared type, and
+the range and consistency checks of a whole config.
+
+The conversion is chosen from the field's annotation, so a new setting needs no entry here
+unless it has a range to check. Errors carry the field's name (`TunerError.key`).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from typing import Any, Mapping
+
+from tuner.errors import TunerError, did_you_mean
+
+# Known class counts let a bad batch size fail at config time, before data loads.
+DATASET_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10}
+
+
+def kind_of(hint: Any) -> tuple[str, bool]:
+    """(kind, optional) of an annotation: int, float, bool or str; ints (tuple[int, ...]),
+    names (tuple[str, ...]) or pairs (tuple[tuple[int, int], ...])."""
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    if hint in (int, float, bool, str):
+        return hint.__name__, optional
+    item = typing.get_args(hint)[0]
+    return {int: "ints", str: "names"}.get(item, "pairs"), optional
+
+
+def coerce(name: str, value: Any, hint: Any, choices: tuple[str, ...] | None = None) -> Any:
+    """`value` as the field's type; the same object when it already is one (the frozen
+    dataclass then has nothing to replace)."""
+    kind, optional = kind_of(hint)
+    if value is None and optional:
+        return None
+    if kind in ("int", "float"):
+        out = _as_int(name, value) if kind == "int" else _as_float(name, value)
+        return value if type(value) is type(out) else out
+    if kind in ("bool", "str"):
+        if not isinstance(value, bool if kind == "bool" else str):
+            raise _type_error(name, value, "true or false" if kind == "bool" else
+                              f"one of {', '.join(choices)}" if choices else "a name")
+        return value
+    if kind == "pairs":
+        return _as_pairs(name, value)
+    if not isinstance(value, (list, tuple)) or not value:
+        expected = "a non-empty list of layer widths, e.g. [256, 128]" if kind == "ints" else "a non-empty list of names"
+        raise _type_error(name, value, expected + (", or null" if optional else ""))
+    return tuple(_as_int(name, v) for v in value) if kind == "ints" else tuple(str(v) for v in value)
+
+
+def _type_error(name: str, value: Any, expected: str) -> TunerError:
+    return TunerError(f"{name} = {value!r} ({type(value).__name__}) is not valid: expected {expected}.", key=name)
+
+
+def _as_int(name: str, value: Any) -> int:
+    # Ray and numpy hand over numpy integers and integral floats (qrandint, grid values);
+    # JSON mappings (composite_labels) have text keys.
+    if isinstance(value, bool):
+        raise _type_error(name, value, "an integer")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _type_error(name, value, "an integer") from None
+    if not math.isfinite(as_float) or as_float != int(as_float):
+        raise _type_error(name, value, "an integer")
+    return int(value) if isinstance(value, int) else int(as_float)
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, (bool, str)):
+        raise _type_error(name, value, "a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _type_error(name, value, "a number") from None
+
+
+def _as_pairs(name: str, value: Any) -> tuple[tuple[int, int], ...]:
+    pairs = value.items() if isinstance(value, Mapping) else value
+    try:
+        out = tuple(sorted((_as_int(name, f), _as_int(name, c)) for f, c in pairs))
+    except (TypeError, ValueError):
+        raise _type_error(name, value, "a mapping fine label -> coarse label, e.g. {0: 0, 1: 0, 2: 1}") from None
+    if not out:
+        raise _type_error(name, value, "a non-empty mapping, or null")
+    return out
+
+
+def _check(ok: bool, name: str, value: Any, valid: str) -> None:
+    if not ok:
+        raise TunerError(f"{name} = {value!r} is not valid: {valid}.", key=name)
+
+
+def check_choices(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    _check(value in choices, name, value, f"expected one of {', '.join(choices)}{did_you_mean(value, choices)}")
+
+
+def validate(cfg: Any) -> None:
+    """Ranges and consistency; `cfg` is a TrialConfig whose values already have their types."""
+    _check(0.0 <= cfg.mu <= 1.0, "mu", cfg.mu, "expected a weight in [0, 1]")
+    _check(cfg.margin > 0 and math.isfinite(cfg.margin), "margin", cfg.margin, "expected a number > 0")
+    _check(cfg.beta >= 0 and math.isfinite(cfg.beta), "beta", cfg.beta, "expected a number >= 0")
+    _check(cfg.lr > 0 and math.isfinite(cfg.lr), "lr", cfg.lr, "expected a learning rate > 0")
+    _check(cfg.max_tuples is None or cfg.max_tuples >= 1, "max_tuples", cfg.max_tuples,
+           "expected an integer >= 1, or null for no cap")
+    for name in ("latent_dim", "iterations", "eval_every", "knn_k", "hog_orientations", "hog_pixels_per_cell",
+                 "hog_cells_per_block"):
+        _check(getattr(cfg, name) >= 1, name, getattr(cfg, name), "expected an integer >= 1")
+    _check(all(w >= 1 for w in cfg.hidden_dims), "hidden_dims", list(cfg.hidden_dims), "expected layer widths >= 1")
+    _check(0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout, "expected a probability in [0, 1)")
+    _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
+    _check(cfg.image_size is None or cfg.image_size >= 8, "image_size", cfg.image_size,
+           "expected an integer >= 8, or null")
+    _validate_batch_and_labels(cfg)
+
+
+def _validate_batch_and_labels(cfg: Any) -> None:
+    _check(cfg.batch_size >= 4, "batch_size", cfg.batch_size, "expected an integer >= 4")
+    n_classes = cfg.n_classes_hint or DATASET_CLASSES.get(cfg.dataset)
+    if n_classes is not None:
+        _check(cfg.batch_size >= 2 * n_classes, "batch_size", cfg.batch_size,
+               f"a class-stratified batch needs two samples per class: at least {2 * n_classes} "
+               f"for {n_classes} classes of {cfg.dataset}")
+    if cfg.label_names is not None and n_classes is not None:
+        _check(len(cfg.label_names) == n_classes, "label_names", list(cfg.label_names),
+               f"expected {n_classes} names, one per {'coarse ' if cfg.composite_labels else ''}label")
