@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from tuner.processes import end_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
 NODE_MEMORY = 2 * 1024**3
@@ -60,30 +61,9 @@ def start_node(args: list[str], log: Path) -> subprocess.Popen:
     return proc
 
 
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid:
-                pids.append(int(entry))
-    return pids
-
-
 def stop_node(proc: subprocess.Popen) -> None:
     """SIGTERM the node's processes (ray start, GCS, raylet, agents, workers), then SIGKILL stragglers."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        for pid in session_pids(proc.pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while session_pids(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
+    end_session(proc.pid, grace=10.0)
     proc.wait()
 
 

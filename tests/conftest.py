@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Real data lies beside the checkout (../shared/data); tests that use it skip when it is absent.
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist-t10k-split"
 
 
 @pytest.fixture(autouse=True, scope="session")

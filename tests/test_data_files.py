@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_MNIST
 from PIL import Image
 
 from tuner.trainer.config import TrialConfig
 from tuner.data import load_features
 from tuner.errors import TunerError
 
-SHARED_MNIST = Path("/work/shared/data/mnist-t10k-split")
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

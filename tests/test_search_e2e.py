@@ -28,6 +28,7 @@ from tuner.runner.resume import init_storage
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.errors import TunerError
+from tuner.processes import end_session
 from tuner.runner.trial import should_checkpoint
 from tuner.storage import PLOTS_DIR, STATE_FILE, delete_checkpoints, experiment_dir
 
@@ -205,7 +206,7 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
         """)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # The Python API: a path, trial settings as keywords (like --set), run_search's keywords.
-    table = tuner.runner.search(space, iterations=20, samples=4, tracking_uri=uri, storage_path=tmp_path / "ray",
+    table = tuner.search(space, iterations=20, samples=4, tracking_uri=uri, storage_path=tmp_path / "ray",
                          verbose=False)
     assert len(table) == 4 and (table["status"] == "FINISHED").all()
     assert (table["iteration"] == 20).all()
@@ -225,26 +226,9 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
 # ------------------------------------------------------------------ kill and resume
 
 
-def _processes_in_session(sid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid:  # state, ppid, pgrp, session
-                found.append(int(entry))
-    return found
-
-
 def _kill_session(sid: int) -> None:
     """The killed driver's Ray (raylet, GCS, agents, workers) shares its session: end exactly those."""
-    for pid in _processes_in_session(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    end_session(sid, grace=0.0)  # no grace: a crash, not a shutdown
 
 
 def _start_driver(args: list[str], log: Path) -> subprocess.Popen:

@@ -278,10 +278,24 @@ def test_resolve_and_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert mask_uri("see https://u:p@h:1/x and http://h:2") == "see https://***@h:1/x and http://h:2"
 
 
-def test_serve_ui_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def _servers_on(port: int) -> list[int]:
+    """Pids of mlflow server processes (and their web workers) started for this port."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mlflow" in b" ".join(argv) and str(port).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_tuner_ui_serves_and_stops_with_its_server_on_ctrl_c_or_sigterm(tmp_path: Path, sig) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     port = closed_port()
-    code = f"import sys; from tuner.tracking.reader import serve_ui; sys.exit(serve_ui({uri!r}, '127.0.0.1', {port}))"
+    code = f"import sys; from tuner.cli import main; sys.exit(main(['ui', '--tracking-uri', {uri!r}, '--port', '{port}']))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -292,11 +306,13 @@ def test_serve_ui_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             except OSError:
                 time.sleep(0.5)
         assert status == 200, proc.stdout.read() if proc.poll() is not None else "no answer"
-        proc.send_signal(signal.SIGINT)
+        assert _servers_on(port)  # the check below would pass for a wrong port too
+        proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
         assert f"http://127.0.0.1:{port}" in proc.stdout.read()
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+        assert _servers_on(port) == []  # no web worker left holding the port
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -439,8 +455,7 @@ def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
         tracker.trial_finished("t", "DONE")
     assert unreachable(MlflowException("API request to http://h/api failed with exception "
                                        "HTTPConnectionPool(host='h', port=1): Max retries exceeded"))
-    try:
+    with pytest.raises(requests.exceptions.ConnectionError) as refused:
         requests.get(f"http://127.0.0.1:{closed_port()}", timeout=5)
-    except requests.exceptions.ConnectionError as err:
-        assert unreachable(err)
+    assert unreachable(refused.value)
     assert not unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: run abc not found"))

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import yaml
 
 from tuner.errors import TunerError
+from tuner.processes import terminate_as_interrupt
 from tuner.space.load import YamlLoader
 
 DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
@@ -196,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with terminate_as_interrupt():
+            return int(args.func(args) or 0)
     except TunerError as err:
         print(f"tuner {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import pandas as pd
 
 from tuner.errors import TunerError
 from tuner.outcome import pareto_front
+from tuner.processes import end_session
 from tuner.tracking.runs import latest_search, trial_runs
 from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, mask_uri, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
@@ -102,14 +103,11 @@ def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
     # The server's job runner (GenAI evaluation jobs) is not needed to browse runs, and it
     # slows start-up and Ctrl-C by many seconds.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
-    proc = subprocess.Popen(cmd, env=env)
+    # A session of its own: its web workers outlive a plain terminate, and end_session finds them all.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (see cli.py)
+        end_session(proc.pid, grace=15.0)
+        proc.wait()
         return 0
