@@ -92,7 +92,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                      max_concurrent=args.max_concurrent)
     run_search(spec, tracking_uri=args.tracking_uri, storage_path=args.storage_path,
                address=args.address, experiment=args.experiment, resume=args.resume,
-               data_dir=args.data_dir, verbose=True)
+               data_dir=args.data_dir, verbose=True, tune_console=args.verbose)
     return 0
 
 
@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="existing Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
             p.add_argument("--experiment", default=None, help="MLflow experiment (default: the file's name)")
             p.add_argument("--resume", action="store_true", help="continue an interrupted search")
+            p.add_argument("--verbose", action="store_true",
+                           help="show Ray Tune's own per-trial output instead of the progress line "
+                                "(it is always in tune_output.log in the experiment directory)")
 
     report = sub.add_parser("report", help="table of a search's trials, best first")
     add_tracking(report)

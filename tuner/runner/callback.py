@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ray import tune
 
 from tuner.outcome import UNFINISHED, error_summary, trial_status
+from tuner.runner.console import SearchProgress
 from tuner.space.spec import SearchSpec
 from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
 from tuner.tracking.store import mask_uri
@@ -32,6 +33,7 @@ class Session:
     ended: dict[str, str] = field(default_factory=dict)  # trial id -> status, this run
     nodes: dict[str, list[str]] = field(default_factory=dict)  # trial id -> nodes it ran on, in order
     trials: list = field(default_factory=list)
+    progress: SearchProgress | None = None  # the console's live line (None: quiet, or Tune's own output)
 
     def end(self, trial: Any, status: str, error: str | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -39,6 +41,8 @@ class Session:
             self.tracker.trial_finished(trial.trial_id, status, plots, error=error)
         self.open_trials.discard(trial.trial_id)
         self.ended[trial.trial_id] = status
+        if self.progress is not None:
+            self.progress.trial_ended(trial.trial_id, status)
         if status != "FAILED":  # resume never restores an ended trial; a failed one it retries
             _storage_step(f"delete {trial.trial_id}'s checkpoints", delete_checkpoints,
                           trial.storage.storage_filesystem, trial.path)
@@ -68,10 +72,15 @@ class TrackingCallback(tune.Callback):
         s = self.session
         s.tracker.trial_started(trial.trial_id, s.spec.trial_config(trial.config).to_dict())
         s.open_trials.add(trial.trial_id)
+        if s.progress is not None:
+            s.progress.trial_started(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.session.tracker.log_metrics(trial.trial_id, result, step=int(result.get("iteration", 0)))
-        self.session.saw_node(trial.trial_id, node_name(result))
+        s = self.session
+        s.tracker.log_metrics(trial.trial_id, result, step=int(result.get("iteration", 0)))
+        s.saw_node(trial.trial_id, node_name(result))
+        if s.progress is not None:
+            s.progress.trial_result(trial.config, result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id not in self.session.open_trials and "iteration" not in trial.last_result:

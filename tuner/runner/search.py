@@ -7,6 +7,7 @@ Joining a cluster (`address`) works the same; the storage path must then be shar
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ from tuner.data.features import FeatureSet
 from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, results_table, search_status
 from tuner.runner.callback import SESSIONS, Session, row_status
+from tuner.runner.console import SearchProgress, tune_output_to_log
 from tuner.runner.ray_cluster import check_cluster, start_ray
 from tuner.runner.resume import init_storage, previous_search_id
 from tuner.runner.summary import baselines, print_summary
@@ -38,7 +40,8 @@ def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,
 
     Keywords of `run_search` pass through; any other keyword fixes a trial setting (like --set).
     """
-    run_keys = {"tracking_uri", "storage_path", "address", "experiment", "resume", "data_dir", "verbose"}
+    run_keys = {"tracking_uri", "storage_path", "address", "experiment", "resume", "data_dir", "verbose",
+                "tune_console"}
     overrides = {k: v for k, v in kwargs.items() if k not in run_keys}
     if isinstance(spec_or_path, SearchSpec):
         if overrides or samples or max_concurrent:
@@ -52,11 +55,12 @@ def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,
 
 def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_path: str | Path | None = None,
                address: str | None = None, experiment: str | None = None, resume: bool = False,
-               data_dir: str | Path | None = None, verbose: bool = True) -> pd.DataFrame:
+               data_dir: str | Path | None = None, verbose: bool = True, tune_console: bool = False) -> pd.DataFrame:
     """Run (or with `resume`, continue) a search; return one row per trial, best first.
 
     `address` (or $RAY_ADDRESS) joins a running Ray cluster; `storage_path` is a local directory,
-    a directory every node mounts, or a pyarrow URI such as s3://bucket/prefix.
+    a directory every node mounts, or a pyarrow URI such as s3://bucket/prefix. `verbose` False
+    prints nothing; else a live progress line, or with `tune_console` Tune's own output.
     """
     started = time.perf_counter()
     experiment = experiment or spec.name
@@ -75,7 +79,8 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
         if not resume:
             init_storage(exp_dir, search_id, spec, verbose)
             tracker.log_baselines(baselines(spec, data))
-        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, verbose)
+        console = "quiet" if not verbose else "tune" if tune_console else "progress"
+        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console)
     finally:
         if own_ray:
             ray.shutdown()
@@ -85,12 +90,22 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
 
 
 def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_dir: ExperimentDir,
-                search_id: str, resume: bool, verbose: bool) -> tuple[pd.DataFrame, str]:
-    """Tuner.fit with the callback's session live; the parent run ends whatever happens."""
-    session = SESSIONS[search_id] = Session(tracker, spec)
+                search_id: str, resume: bool, console: str) -> tuple[pd.DataFrame, str]:
+    """Tuner.fit with the callback's session live; the parent run ends whatever happens.
+
+    `console`: quiet, progress (a live line; Tune's output to its log file) or tune (Tune's output).
+    """
+    progress = SearchProgress(spec) if console == "progress" else None
+    session = SESSIONS[search_id] = Session(tracker, spec, progress=progress)
     table, status = pd.DataFrame(), "FAILED"
     try:
-        make_tuner(spec, data, exp_dir, search_id, resume, verbose).fit()
+        tuner = make_tuner(spec, data, exp_dir, search_id, resume, tune_verbosity=0 if console == "quiet" else 2)
+        with tune_output_to_log(exp_dir) if progress else contextlib.nullcontext():
+            try:
+                tuner.fit()
+            finally:
+                if progress:
+                    progress.close()
         for trial_id in sorted(session.open_trials):  # interrupted (Ctrl-C): resumable
             tracker.trial_finished(trial_id, "KILLED")
         outcomes = [TrialOutcome(t.trial_id, row_status(spec, session, t), spec.trial_config(t.config).to_dict(),

@@ -51,7 +51,7 @@ def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: s
     print(f"\nMLflow experiment {experiment!r} in {mask_uri(uri)}\n"
           f"  tuner report --tracking-uri {mask_uri(uri)} --experiment {experiment}\n"
           f"  tuner ui --tracking-uri {mask_uri(uri)}   (or: mlflow ui --backend-store-uri {mask_uri(uri)})\n"
-          f"Tune results and checkpoints: {mask_uri(storage)}")
+          f"Tune results and checkpoints: {mask_uri(storage)} (Tune's console output: tune_output.log there)")
     if status == "KILLED":
         print(f"interrupted: continue with `tuner search --space {spec.path} --resume` "
               f"(same --storage-path / --experiment / --set)")

@@ -17,7 +17,7 @@ from tuner.storage import ExperimentDir
 
 
 def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, search_id: str, resume: bool,
-               verbose: bool) -> tune.Tuner:
+               tune_verbosity: int) -> tune.Tuner:
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data, fixed=spec.fixed, cpus=spec.cpus,
                              checkpoint_every=spec.checkpoint_every),
@@ -36,7 +36,7 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
         # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=1 if verbose else 0)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
         search_alg=_searcher(spec), scheduler=_scheduler(spec), num_samples=spec.samples,

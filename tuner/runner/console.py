@@ -1,0 +1,94 @@
+"""What a person sees while a search runs: one live line instead of Tune's per-trial boxes.
+
+Tune's own status output goes to `tune_output.log` in the experiment directory (`--verbose`
+brings it back to the console); the live line shows trials done / running / pending / stopped /
+failed, the best so far with its setting, the elapsed time and an ETA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from tqdm import tqdm
+
+from tuner.space.spec import SearchSpec
+from tuner.storage import ExperimentDir
+
+TUNE_LOG = "tune_output.log"
+
+
+class SearchProgress:
+    """A tqdm line over the search's trials; `n` counts the trials that ended."""
+
+    def __init__(self, spec: SearchSpec, file: Any = None) -> None:
+        self.metric, self.mode, self.searched = spec.metric[0], spec.mode[0], list(spec.params)
+        self.started: set[str] = set()
+        self.ended: dict[str, str] = {}
+        self.best: tuple[float, str] | None = None  # (value, the setting that reached it)
+        # postfix as a one-item list: bar_format shows it as written (a plain postfix gets ", " before it).
+        self.bar = tqdm(total=spec.n_trials, unit="trial", file=file or sys.stderr, dynamic_ncols=True,
+                        mininterval=1.0, postfix=[""], bar_format="{n_fmt}/{total_fmt} trials |{bar:16}| "
+                                                                  "{postfix[0]} [{elapsed} elapsed, ETA {remaining}]")
+        self._show()
+
+    def trial_started(self, trial_id: str) -> None:
+        self.started.add(trial_id)
+        self._show()
+
+    def trial_result(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        value = result.get(self.metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
+            setting = " ".join(f"{k}={_short(config.get(k))}" for k in self.searched)
+            self.best = (float(value), setting)
+            self._show()
+
+    def trial_ended(self, trial_id: str, status: str) -> None:
+        if trial_id not in self.ended:
+            self.ended[trial_id] = status
+            self.bar.update(1)
+        self._show()
+
+    def close(self) -> None:
+        self._show()
+        self.bar.close()
+
+    def _show(self) -> None:
+        stopped = sum(s == "KILLED" for s in self.ended.values())
+        failed = sum(s == "FAILED" for s in self.ended.values())
+        running = len(self.started - set(self.ended))
+        pending = max(0, (self.bar.total or 0) - len(self.started | set(self.ended)))
+        parts = [f"done {len(self.ended) - stopped - failed}", f"running {running}", f"pending {pending}",
+                 f"stopped {stopped}", f"failed {failed}"]
+        if self.best is not None:
+            parts.append(f"best {self.metric} {self.best[0]:.4g}" + (f" ({self.best[1]})" if self.best[1] else ""))
+        self.bar.postfix[0] = " | ".join(parts)
+        self.bar.refresh()
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@contextlib.contextmanager
+def tune_output_to_log(exp_dir: ExperimentDir) -> Iterator[str]:
+    """Tune's status output (it prints to stdout) into `tune_output.log` in the experiment
+    directory; yields where it goes. Object stores cannot append: there the log is written
+    locally and copied in at the end."""
+    local = not exp_dir.is_uri
+    path = Path(exp_dir.child(TUNE_LOG)) if local else Path(tempfile.mkdtemp()) / TUNE_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as log, contextlib.redirect_stdout(log):
+        try:
+            yield str(path) if local else exp_dir.uri.rstrip("/") + "/" + TUNE_LOG
+        finally:
+            log.flush()
+            if not local:
+                with contextlib.suppress(OSError):
+                    exp_dir.write_text(TUNE_LOG, path.read_text())
