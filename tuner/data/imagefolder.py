@@ -6,7 +6,9 @@ folders that the caller splits stratified. Images are resized to a square and ke
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +87,43 @@ def _folder_dataset(directory: Path, classes: tuple[str, ...], size: int) -> Any
 def _read_all(dataset: Any, size: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
     from tqdm import tqdm
 
-    images = np.empty((len(dataset), 3, size, size), dtype=np.uint8)
+    images = _allocate(len(dataset), size)
     for i in tqdm(range(len(dataset)), desc=desc, unit="img", file=sys.stderr, disable=not progress):
-        try:
-            image, _ = dataset[i]
-        except OSError as err:
-            raise TunerError(f"imagenet: could not read image {dataset.samples[i][0]}: {err}") from None
-        images[i] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+        images[i] = _read_image(dataset, i)
     return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
+def _allocate(n: int, size: int) -> np.ndarray:
+    # Linux overcommits: np.empty of more than the machine has succeeds, and filling it then
+    # gets the process killed. Compare with the physical memory first.
+    need = n * 3 * size * size
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    if have is not None and need > have:
+        raise TunerError(f"image_size = {size}: {n} images of 3x{size}x{size} bytes need {need / 2**30:.1f} GiB, "
+                         f"more than this machine's {have / 2**30:.1f} GiB of memory (the features need "
+                         f"more still). Use a smaller image_size (default {DEFAULT_IMAGE_SIZE}).")
+    try:
+        return np.empty((n, 3, size, size), dtype=np.uint8)
+    except (MemoryError, ValueError) as err:
+        raise TunerError(f"image_size = {size}: cannot hold {n} images of 3x{size}x{size} ({err}). "
+                         f"Use a smaller image_size (default {DEFAULT_IMAGE_SIZE}).") from None
+
+
+def _read_image(dataset: Any, i: int) -> np.ndarray:
+    from PIL import Image
+
+    path = dataset.samples[i][0]
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit: a bomb either way.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image, _ = dataset[i]
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise TunerError(f"imagenet: refused image {path}: {err} Shrink or remove it.") from None
+    except Exception as err:  # noqa: BLE001 - decoders of a broken file raise OSError, SyntaxError, ValueError...
+        raise TunerError(f"imagenet: could not read image {path} (truncated or not an image? "
+                         f"{type(err).__name__}: {err}). Replace or remove it.") from None
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def load_imagefolder(split_dirs: list[Path], classes: tuple[str, ...], size: int,
