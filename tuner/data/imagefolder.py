@@ -6,6 +6,8 @@ folders that the caller splits stratified. Images are resized to a square and ke
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import warnings
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.data.sources import ImageData, Source
+from tuner.data.sources import ImageData, Source, file_entries
 from tuner.errors import TunerError
 
 DEFAULT_IMAGE_SIZE = 32  # the prior art's 32x32
@@ -33,10 +35,13 @@ def imagenet_source(root: Path, classes: tuple[str, ...] | None, image_size: int
             raise TunerError(f"imagenet: {other} lacks the class folders {', '.join(lacking)} that "
                              f"{split_dirs[0]} has; train/ and val/ need the same classes.")
     size = image_size or DEFAULT_IMAGE_SIZE
+    entries = file_entries([p for d in split_dirs for p in _image_files(d, chosen)], root)
     fingerprint = {
         "dataset": "imagenet", "root": str(root), "image_size": size, "classes": list(chosen),
-        # A class folder's mtime changes when files are added or removed in it: cheap to read.
-        "dirs": [[d.name, c, (d / c).stat().st_mtime_ns] for d in split_dirs for c in chosen],
+        # Every image's path, size, mtime and content digest, folded into one hash: a tree of
+        # a million images would otherwise make a key (and its JSON sidecar) of 100 MB.
+        "n_images": len(entries),
+        "images_sha256": hashlib.sha256(json.dumps(entries).encode()).hexdigest(),
     }
     return Source("imagenet", fingerprint,
                   lambda progress: load_imagefolder(split_dirs, chosen, size, progress))
@@ -69,6 +74,22 @@ def _choose(available: list[str], wanted: tuple[str, ...] | None, root: Path) ->
     return tuple(sorted(set(wanted)))
 
 
+def _image_files(directory: Path, classes: tuple[str, ...]) -> list[Path]:
+    """The image files ImageFolder will read, in its order (it walks each class folder, sorted)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    try:
+        samples = make_dataset(str(directory), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as err:
+        raise _no_images(err) from None
+    return [Path(path) for path, _ in samples]
+
+
+def _no_images(err: FileNotFoundError) -> TunerError:
+    return TunerError(f"imagenet: {err} Every class folder needs at least one image "
+                      f"(.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp).")
+
+
 def _folder_dataset(directory: Path, classes: tuple[str, ...], size: int) -> Any:
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
@@ -80,8 +101,7 @@ def _folder_dataset(directory: Path, classes: tuple[str, ...], size: int) -> Any
     try:
         return SubsetFolder(str(directory), transform=transforms.Resize((size, size)))
     except FileNotFoundError as err:
-        raise TunerError(f"imagenet: {err} Every class folder needs at least one image "
-                         f"(.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp).") from None
+        raise _no_images(err) from None
 
 
 def _read_all(dataset: Any, size: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ feature cache can be consulted before any image is decoded. `Source.load` reads 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,38 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("TUNER_DATA_DIR") or "data")
 
 
-def file_stats(paths: list[Path]) -> list[list[Any]]:
-    # Size and mtime catch files replaced in place under the same directory.
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+HASHED_ENDS = 64 * 1024  # bytes hashed at each end of a data file
+
+
+def file_entries(paths: list[Path], root: Path) -> list[list[Any]]:
+    """[path relative to root, size, mtime_ns, content digest] of each file: its cache identity."""
+    entries = []
+    for path in paths:
+        try:
+            st = path.stat()
+            entries.append([path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns,
+                            content_digest(path, st.st_size)])
+        except OSError as err:
+            raise TunerError(f"could not read {path}: {err.strerror or err}.") from None
+    return entries
+
+
+def content_digest(path: Path, size: int) -> str:
+    """sha256 of the size and the first and last 64 KiB of the file.
+
+    Size and mtime alone miss a file replaced by `cp -p` or `rsync -t` (both keep the mtime).
+    Hashing whole files would read every byte of the dataset, gigabytes for an image tree, on
+    each cache lookup; the two ends hold every IDX and pickle header, the start and end of
+    the pixel data, and the whole of any file up to 128 KiB (most images). What this misses
+    is an edit inside a large file that keeps its size and restores its mtime.
+    """
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(HASHED_ENDS))
+        if size > HASHED_ENDS:
+            f.seek(max(HASHED_ENDS, size - HASHED_ENDS))
+            digest.update(f.read(HASHED_ENDS))
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- digits
@@ -80,7 +110,7 @@ def mnist_source(root: Path, download: bool) -> Source:
         if not download:
             raise _missing("mnist", root, raw, paths)
         _download(lambda: _torchvision_mnist_download(root), "mnist", root)
-    return Source("mnist", {"dataset": "mnist", "root": str(root), "files": file_stats(paths)},
+    return Source("mnist", {"dataset": "mnist", "root": str(root), "files": file_entries(paths, root)},
                   lambda _progress: load_mnist_images(root))
 
 
@@ -113,7 +143,7 @@ def cifar10_source(root: Path, download: bool) -> Source:
         if not download:
             raise _missing("cifar10", root, folder, paths)
         _download(lambda: _torchvision_cifar_download(root), "cifar10", root)
-    return Source("cifar10", {"dataset": "cifar10", "root": str(root), "files": file_stats(paths)},
+    return Source("cifar10", {"dataset": "cifar10", "root": str(root), "files": file_entries(paths, root)},
                   lambda _progress: load_cifar10_images(root))
 
 
