@@ -59,3 +59,14 @@ def test_run_experiment_accepts_the_prior_arts_arguments():
     assert table["knn_accuracy"].between(0, 1).all()
     # mu = 1 trains the encoder only: its reconstructions stay as poor as an untrained decoder's.
     assert table.loc[table["mu"] == 1.0, "recon_error"].min() > table.loc[table["mu"] == 0.0, "recon_error"].max()
+
+
+def test_device_cuda_without_cuda_exits_2_before_training(capsys, monkeypatch):
+    import torch
+
+    # A machine without CUDA, whichever machine runs the tests.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", *QUICK, "--set", "device=cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("tuner train: error: device = cuda but torch sees no CUDA device: "
+                   "use device: auto or cpu.\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,91 @@ def test_changed_data_files_miss(tmp_path):
     write_mnist(data, n_train=40)
     assert len(load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c",
                              progress=False).y_train) == 40
+
+
+def _rewrite(entry: Path, **changes) -> None:
+    """Write the entry again as a valid .npz under its own key, with arrays changed or (None) dropped."""
+    with np.load(entry) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays.update(changes)
+    np.savez(entry, **{k: v for k, v in arrays.items() if v is not None})
+
+
+@pytest.mark.parametrize(("damage", "fragment"), [
+    (lambda e: e.write_bytes(e.read_bytes()[:-30]), "rebuilding the unreadable feature cache entry"),
+    (lambda e: e.write_bytes(b""), "rebuilding the unreadable feature cache entry .*No data left in file"),
+    (lambda e: _rewrite(e, x_train=None), "x_train is missing or not a 2-d array"),
+    (lambda e: _rewrite(e, y_train=np.zeros(3, np.int64)), r"x_train and y_train do not match \(\(1797, 64\) and \(3,\)\)"),
+    (lambda e: _rewrite(e, y_test=np.zeros(3, np.int64)), "it holds only one of x_test and y_test"),
+    (lambda e: _rewrite(e, label_names=np.asarray(["a", "b"])), r"labels lie outside 0..1, the label names"),
+    (lambda e: _rewrite(e, image_shape=np.asarray([1, 7, 7])), r"image_shape \(1, 7, 7\) does not match 64 features"),
+])
+def test_corrupt_entry_is_rebuilt_with_a_warning(tmp_path, damage, fragment):
+    cfg = TrialConfig(test_size=0.25)
+    first = load_features(cfg, cache_dir=tmp_path, progress=False)
+    [entry] = tmp_path.glob("*.npz")
+    damage(entry)
+    with pytest.warns(UserWarning, match=fragment):
+        again = load_features(cfg, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(first.x_train, again.x_train)
+    assert again.label_names == tuple("0123456789")
+    with np.load(entry) as npz:  # rewritten whole
+        assert npz["y_train"].shape == (1797,) and list(npz["image_shape"]) == [1, 8, 8]
+
+
+def _key(cfg: TrialConfig, data: Path) -> dict:
+    return pipeline.feature_key(cfg, pipeline.open_source(cfg, data), None)
+
+
+def test_a_file_replaced_by_cp_p_with_its_size_and_mtime_changes_the_key(tmp_path):
+    from test_data_files import write_mnist
+
+    data, other = tmp_path / "data", tmp_path / "other"
+    write_mnist(data, n_train=30)
+    write_mnist(other, n_train=30, seed=7)  # same sizes, other pixels
+    target = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    replacement = other / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    before = target.stat()
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+    cfg = TrialConfig(dataset="mnist")
+    old_key, old = _key(cfg, data), load_features(cfg, data_dir=data, cache_dir=tmp_path / "c", progress=False)
+    shutil.copy2(replacement, target)  # cp -p
+    after = target.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert _key(cfg, data) != old_key
+    new = load_features(cfg, data_dir=data, cache_dir=tmp_path / "c", progress=False)
+    assert not np.array_equal(new.x_train, old.x_train)
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 2
+
+
+def test_an_image_added_to_a_class_folder_changes_the_key(tmp_path):
+    from test_data_files import write_folder
+
+    write_folder(tmp_path / "data", per_class=3)
+    cfg = TrialConfig(dataset="imagenet", test_size=0.5)
+    old_key = _key(cfg, tmp_path / "data")
+    red = tmp_path / "data" / "red"
+    folder_mtime = red.stat().st_mtime_ns
+    shutil.copy2(red / "0.png", red / "3.png")
+    os.utime(red, ns=(folder_mtime, folder_mtime))  # as rsync -t leaves a folder: the old key missed this
+    new_key = _key(cfg, tmp_path / "data")
+    assert new_key != old_key and (old_key["source"]["n_images"], new_key["source"]["n_images"]) == (6, 7)
+    fs = load_features(cfg, data_dir=tmp_path / "data", progress=False)
+    assert len(fs.y_train) + len(fs.y_test) == 7
+
+
+def test_the_extractors_library_versions_are_in_the_key(monkeypatch):
+    keys = {name: pipeline.library_versions(TrialConfig(feature_extractor=name)) for name in ("raw", "hog", "resnet")}
+    assert set(keys["raw"]) == {"numpy"} and set(keys["hog"]) == {"numpy", "scikit-image"}
+    assert set(keys["resnet"]) == {"numpy", "torch", "torchvision"}
+    assert set(pipeline.library_versions(TrialConfig(dataset="imagenet"))) == {"numpy", "pillow", "torchvision"}
+    cfg = TrialConfig(feature_extractor="hog")
+    source = pipeline.open_source(cfg, None)
+    before = pipeline.feature_key(cfg, source, None)
+    monkeypatch.setattr(pipeline.metadata, "version", lambda name: "99.0")
+    after = pipeline.feature_key(cfg, source, None)
+    assert after["libraries"] == {"numpy": "99.0", "scikit-image": "99.0"} != before["libraries"]
+    assert cache.entry_path(Path("c"), after) != cache.entry_path(Path("c"), before)
 
 
 # ----------------------------------------------------------------------------- concurrent writers

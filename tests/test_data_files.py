@@ -75,7 +75,7 @@ def load(dataset: str, root: Path, **changes):
 
 # ----------------------------------------------------------------------------- mnist
 
-def test_mnist_idx_files_load_through_torchvision(tmp_path):
+def test_mnist_idx_files_load(tmp_path):
     arrays = write_mnist(tmp_path)
     fs = load("mnist", tmp_path)
     np.testing.assert_allclose(fs.x_train, arrays["x_train"].reshape(30, -1) / 255.0, atol=1e-7)

@@ -127,3 +127,23 @@ def test_plot_pareto(tmp_path: Path) -> None:
     table = pd.DataFrame({"trial_id": [f"t{i}" for i in range(12)], "recon_error": rng.uniform(0, 1, 12),
                           "knn_accuracy": rng.uniform(0, 1, 12)})
     assert_png(plots.plot_pareto(table, tmp_path / "pareto.png"))
+
+
+def test_label_names_that_read_as_math_text_are_drawn_as_written(tmp_path: Path, monkeypatch) -> None:
+    # "$x^$" and "a_$b$c" are broken math text: matplotlib's parser raised at savefig, failing the trial.
+    names = ["$x^$", "a_$b$c", r"$\frac{$", "_hidden"]
+    drawn: list[tuple[str, bool]] = []
+    real_save = plots._save
+
+    def save(fig, path):
+        drawn.extend((t.get_text(), t.get_parse_math()) for t in fig.axes[0].get_legend().get_texts())
+        drawn.append((fig.axes[0].get_title(), fig.axes[0].title.get_parse_math()))
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", save)
+    z, labels = clustered(2, n_classes=4)
+    out = plots.plot_embedding(z, labels, names, tmp_path / "emb.png", title="$bad^$")
+    assert_png(out)
+    assert drawn == [("$x^$", False), ("a_$b$c", False), (r"$\frac{$", False), (" _hidden", False),
+                     ("$bad^$", False)]
+    assert matplotlib.rcParams["text.parse_math"] is True  # the setting is the plot's, not the process's

@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-FORMAT_VERSION = 1  # bump when what an entry holds, or how features are computed, changes
+# Bump when what an entry holds, or how features are computed, changes.
+# 2: keys name every data file (size, mtime, content digest) and the extractor's library versions.
+FORMAT_VERSION = 2
 KEY_ARRAY = "__key__"
 
 Arrays = dict[str, np.ndarray]
@@ -42,12 +44,12 @@ def entry_path(cache_dir: Path, key: dict[str, Any]) -> Path:
 def read_entry(path: Path, key: dict[str, Any]) -> Arrays | None:
     """The cached arrays, or None when absent, unreadable or written for another key."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        warnings.warn(f"ignoring unreadable feature cache entry {path}: {err}", stacklevel=2)
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as err:
+        warnings.warn(f"rebuilding the unreadable feature cache entry {path}: {err}", stacklevel=2)
         return None
     if str(arrays.pop(KEY_ARRAY, "")) != key_json(key):
         return None
@@ -74,15 +76,21 @@ def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         raise
 
 
-def load_or_build(cache_dir: Path, key: dict[str, Any], build: Callable[[], Arrays]) -> tuple[Arrays, bool]:
+def load_or_build(cache_dir: Path, key: dict[str, Any], build: Callable[[], Arrays],
+                  problem: Callable[[Arrays], str | None] = lambda _arrays: None) -> tuple[Arrays, bool]:
     """(arrays, hit): the cached entry for `key`, or `build()`'s arrays, stored for next time.
 
-    A cache directory that cannot be written is not fatal: the arrays are returned uncached.
+    `problem` says what is wrong with a readable entry (missing arrays, wrong shapes), or None:
+    such an entry is rebuilt, as an unreadable one is. A cache directory that cannot be written
+    is not fatal: the arrays are returned uncached.
     """
     path = entry_path(cache_dir, key)
     cached = read_entry(path, key)
     if cached is not None:
-        return cached, True
+        wrong = problem(cached)
+        if wrong is None:
+            return cached, True
+        warnings.warn(f"rebuilding the feature cache entry {path}: {wrong}", stacklevel=2)
     arrays = build()
     try:
         write_entry(path, key, arrays)

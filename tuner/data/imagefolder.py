@@ -6,13 +6,17 @@ folders that the caller splits stratified. Images are resized to a square and ke
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tuner.data.sources import ImageData, Source
+from tuner.data.sources import ImageData, Source, file_entries
 from tuner.errors import TunerError
 
 DEFAULT_IMAGE_SIZE = 32  # the prior art's 32x32
@@ -31,10 +35,13 @@ def imagenet_source(root: Path, classes: tuple[str, ...] | None, image_size: int
             raise TunerError(f"imagenet: {other} lacks the class folders {', '.join(lacking)} that "
                              f"{split_dirs[0]} has; train/ and val/ need the same classes.")
     size = image_size or DEFAULT_IMAGE_SIZE
+    entries = file_entries([p for d in split_dirs for p in _image_files(d, chosen)], root)
     fingerprint = {
         "dataset": "imagenet", "root": str(root), "image_size": size, "classes": list(chosen),
-        # A class folder's mtime changes when files are added or removed in it: cheap to read.
-        "dirs": [[d.name, c, (d / c).stat().st_mtime_ns] for d in split_dirs for c in chosen],
+        # Every image's path, size, mtime and content digest, folded into one hash: a tree of
+        # a million images would otherwise make a key (and its JSON sidecar) of 100 MB.
+        "n_images": len(entries),
+        "images_sha256": hashlib.sha256(json.dumps(entries).encode()).hexdigest(),
     }
     return Source("imagenet", fingerprint,
                   lambda progress: load_imagefolder(split_dirs, chosen, size, progress))
@@ -67,6 +74,22 @@ def _choose(available: list[str], wanted: tuple[str, ...] | None, root: Path) ->
     return tuple(sorted(set(wanted)))
 
 
+def _image_files(directory: Path, classes: tuple[str, ...]) -> list[Path]:
+    """The image files ImageFolder will read, in its order (it walks each class folder, sorted)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    try:
+        samples = make_dataset(str(directory), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as err:
+        raise _no_images(err) from None
+    return [Path(path) for path, _ in samples]
+
+
+def _no_images(err: FileNotFoundError) -> TunerError:
+    return TunerError(f"imagenet: {err} Every class folder needs at least one image "
+                      f"(.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp).")
+
+
 def _folder_dataset(directory: Path, classes: tuple[str, ...], size: int) -> Any:
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
@@ -78,21 +101,49 @@ def _folder_dataset(directory: Path, classes: tuple[str, ...], size: int) -> Any
     try:
         return SubsetFolder(str(directory), transform=transforms.Resize((size, size)))
     except FileNotFoundError as err:
-        raise TunerError(f"imagenet: {err} Every class folder needs at least one image "
-                         f"(.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp).") from None
+        raise _no_images(err) from None
 
 
 def _read_all(dataset: Any, size: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
     from tqdm import tqdm
 
-    images = np.empty((len(dataset), 3, size, size), dtype=np.uint8)
+    images = _allocate(len(dataset), size)
     for i in tqdm(range(len(dataset)), desc=desc, unit="img", file=sys.stderr, disable=not progress):
-        try:
-            image, _ = dataset[i]
-        except OSError as err:
-            raise TunerError(f"imagenet: could not read image {dataset.samples[i][0]}: {err}") from None
-        images[i] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+        images[i] = _read_image(dataset, i)
     return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
+def _allocate(n: int, size: int) -> np.ndarray:
+    # Linux overcommits: np.empty of more than the machine has succeeds, and filling it then
+    # gets the process killed. Compare with the physical memory first.
+    need = n * 3 * size * size
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    if have is not None and need > have:
+        raise TunerError(f"image_size = {size}: {n} images of 3x{size}x{size} bytes need {need / 2**30:.1f} GiB, "
+                         f"more than this machine's {have / 2**30:.1f} GiB of memory (the features need "
+                         f"more still). Use a smaller image_size (default {DEFAULT_IMAGE_SIZE}).")
+    try:
+        return np.empty((n, 3, size, size), dtype=np.uint8)
+    except (MemoryError, ValueError) as err:
+        raise TunerError(f"image_size = {size}: cannot hold {n} images of 3x{size}x{size} ({err}). "
+                         f"Use a smaller image_size (default {DEFAULT_IMAGE_SIZE}).") from None
+
+
+def _read_image(dataset: Any, i: int) -> np.ndarray:
+    from PIL import Image
+
+    path = dataset.samples[i][0]
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit: a bomb either way.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image, _ = dataset[i]
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise TunerError(f"imagenet: refused image {path}: {err} Shrink or remove it.") from None
+    except Exception as err:  # noqa: BLE001 - decoders of a broken file raise OSError, SyntaxError, ValueError...
+        raise TunerError(f"imagenet: could not read image {path} (truncated or not an image? "
+                         f"{type(err).__name__}: {err}). Replace or remove it.") from None
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def load_imagefolder(split_dirs: list[Path], classes: tuple[str, ...], size: int,

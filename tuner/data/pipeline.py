@@ -8,6 +8,7 @@ they take milliseconds, and changing them then needs no new extraction.
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def load_features(cfg: TrialConfig, data_dir: str | Path | None = None, cache_di
     weights = resolve_weights(cfg.resnet_weights, cfg.download) if cfg.feature_extractor == "resnet" else None
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     arrays, _hit = load_or_build(cache, feature_key(cfg, source, weights),
-                                 lambda: featurize(cfg, source.load(progress), weights, progress))
+                                 lambda: featurize(cfg, source.load(progress), weights, progress), entry_problem)
     return assemble(cfg, arrays)
 
 
@@ -69,7 +70,46 @@ def feature_key(cfg: TrialConfig, source: Source, weights: Any) -> dict[str, Any
         key["hog"] = [cfg.hog_orientations, cfg.hog_pixels_per_cell, cfg.hog_cells_per_block]
     if cfg.feature_extractor == "resnet":
         key["resnet_weights"] = weights_name(weights)
+    key["libraries"] = library_versions(cfg)
     return key
+
+
+def library_versions(cfg: TrialConfig) -> dict[str, str]:
+    """Versions of the libraries that compute the cached arrays: an upgrade may change them."""
+    names = ["numpy"]  # raw features, and the arrays every extractor works on
+    names += {"hog": ["scikit-image"], "resnet": ["torch", "torchvision"]}.get(cfg.feature_extractor, [])
+    if cfg.dataset == "imagenet":
+        names += ["pillow", "torchvision"]  # decode and resize the images
+    versions = {}
+    for name in sorted(set(names)):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def entry_problem(arrays: Arrays) -> str | None:
+    """What is wrong with a cached entry's arrays (as `featurize` writes them), or None."""
+    need = {"x_train": (2, "f"), "y_train": (1, "i"), "label_names": (1, "U"), "image_shape": (1, "i")}
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        return "it holds only one of x_test and y_test"
+    if "x_test" in arrays:
+        need.update(x_test=(2, "f"), y_test=(1, "i"))
+    for name, (ndim, kind) in need.items():
+        array = arrays.get(name)
+        if array is None or array.ndim != ndim or array.dtype.kind != kind:
+            return f"{name} is missing or not a {ndim}-d array of kind {kind!r}"
+    for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
+        if x in arrays and (len(arrays[x]) != len(arrays[y]) or arrays[x].shape[1] != arrays["x_train"].shape[1]):
+            return f"{x} and {y} do not match ({arrays[x].shape} and {arrays[y].shape})"
+    labels = np.concatenate([arrays["y_train"], arrays.get("y_test", arrays["y_train"][:0])])
+    if len(labels) == 0 or labels.min() < 0 or labels.max() >= len(arrays["label_names"]):
+        return f"labels lie outside 0..{len(arrays['label_names']) - 1}, the label names"
+    shape = arrays["image_shape"]
+    if len(shape) and int(np.prod(shape)) != arrays["x_train"].shape[1]:
+        return f"image_shape {tuple(int(v) for v in shape)} does not match {arrays['x_train'].shape[1]} features"
+    return None
 
 
 def featurize(cfg: TrialConfig, images: ImageData, weights: Any, progress: bool) -> Arrays:

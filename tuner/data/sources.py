@@ -6,14 +6,15 @@ feature cache can be consulted before any image is decoded. `Source.load` reads 
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from tuner.data.formats import check_mnist_pair, read_cifar_batch, read_cifar_names, read_idx
 from tuner.errors import TunerError
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -51,9 +52,38 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("TUNER_DATA_DIR") or "data")
 
 
-def file_stats(paths: list[Path]) -> list[list[Any]]:
-    # Size and mtime catch files replaced in place under the same directory.
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+HASHED_ENDS = 64 * 1024  # bytes hashed at each end of a data file
+
+
+def file_entries(paths: list[Path], root: Path) -> list[list[Any]]:
+    """[path relative to root, size, mtime_ns, content digest] of each file: its cache identity."""
+    entries = []
+    for path in paths:
+        try:
+            st = path.stat()
+            entries.append([path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns,
+                            content_digest(path, st.st_size)])
+        except OSError as err:
+            raise TunerError(f"could not read {path}: {err.strerror or err}.") from None
+    return entries
+
+
+def content_digest(path: Path, size: int) -> str:
+    """sha256 of the size and the first and last 64 KiB of the file.
+
+    Size and mtime alone miss a file replaced by `cp -p` or `rsync -t` (both keep the mtime).
+    Hashing whole files would read every byte of the dataset, gigabytes for an image tree, on
+    each cache lookup; the two ends hold every IDX and pickle header, the start and end of
+    the pixel data, and the whole of any file up to 128 KiB (most images). What this misses
+    is an edit inside a large file that keeps its size and restores its mtime.
+    """
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(HASHED_ENDS))
+        if size > HASHED_ENDS:
+            f.seek(max(HASHED_ENDS, size - HASHED_ENDS))
+            digest.update(f.read(HASHED_ENDS))
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- digits
@@ -79,25 +109,27 @@ def mnist_source(root: Path, download: bool) -> Source:
     if not all(p.is_file() for p in paths):
         if not download:
             raise _missing("mnist", root, raw, paths)
-        _download(lambda: _torchvision_mnist(root, True, download=True), "mnist", root)
-    return Source("mnist", {"dataset": "mnist", "root": str(root), "files": file_stats(paths)},
+        _download(lambda: _torchvision_mnist_download(root), "mnist", root)
+    return Source("mnist", {"dataset": "mnist", "root": str(root), "files": file_entries(paths, root)},
                   lambda _progress: load_mnist_images(root))
 
 
-def _torchvision_mnist(root: Path, train: bool, download: bool = False) -> Any:
+def _torchvision_mnist_download(root: Path) -> None:
     from torchvision.datasets import MNIST
 
-    return MNIST(str(root), train=train, download=download)
+    MNIST(str(root), train=True, download=True)
 
 
 def load_mnist_images(root: Path) -> ImageData:
+    # Read with our own IDX reader, not torchvision's: a truncated or garbage file then names
+    # itself and what is wrong, instead of ending in an assertion or a reshape error.
+    raw = root / "MNIST" / "raw"
     arrays = []
-    for train in (True, False):
-        try:
-            ds = _torchvision_mnist(root, train)
-        except (OSError, RuntimeError, TypeError, ValueError) as err:
-            raise TunerError(f"mnist: could not read the IDX files in {root / 'MNIST' / 'raw'}: {err}") from None
-        arrays += [ds.data.numpy()[:, None, :, :], ds.targets.numpy().astype(np.int64)]
+    for prefix in ("train", "t10k"):
+        image_path, label_path = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+        images, labels = read_idx(image_path, 3), read_idx(label_path, 1)
+        check_mnist_pair(images, labels, image_path, label_path)
+        arrays += [images[:, None, :, :], labels.astype(np.int64)]
     names = tuple(str(i) for i in range(10))
     return ImageData(*arrays, label_names=names, max_value=255.0)
 
@@ -111,7 +143,7 @@ def cifar10_source(root: Path, download: bool) -> Source:
         if not download:
             raise _missing("cifar10", root, folder, paths)
         _download(lambda: _torchvision_cifar_download(root), "cifar10", root)
-    return Source("cifar10", {"dataset": "cifar10", "root": str(root), "files": file_stats(paths)},
+    return Source("cifar10", {"dataset": "cifar10", "root": str(root), "files": file_entries(paths, root)},
                   lambda _progress: load_cifar10_images(root))
 
 
@@ -124,38 +156,17 @@ def _torchvision_cifar_download(root: Path) -> None:
 
 
 def load_cifar10_images(root: Path) -> ImageData:
-    """Read the official python batches, as torchvision does, minus its md5 check."""
+    """Read the official python batches, as torchvision does, minus its md5 check.
+
+    Without that check any file could be there: formats.py unpickles them without running code.
+    """
     folder = root / CIFAR_DIR
-    parts = [_read_pickle(folder / name) for name in CIFAR_FILES[:5]]
-    test = _read_pickle(folder / "test_batch")
-    meta = _read_pickle(folder / "batches.meta")
-    try:
-        x_train = np.concatenate([_cifar_pixels(p) for p in parts])
-        y_train = np.concatenate([np.asarray(p["labels"], dtype=np.int64) for p in parts])
-        x_test, y_test = _cifar_pixels(test), np.asarray(test["labels"], dtype=np.int64)
-        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"])
-    except (KeyError, ValueError) as err:
-        raise TunerError(f"cifar10: the batches in {folder} are not in the CIFAR-10 python format "
-                         f"(dicts with data, labels; batches.meta with label_names): {err}") from None
+    parts = [read_cifar_batch(folder / name) for name in CIFAR_FILES[:5]]
+    x_test, y_test = read_cifar_batch(folder / "test_batch")
+    names = read_cifar_names(folder / "batches.meta")
+    x_train = np.concatenate([x for x, _ in parts])
+    y_train = np.concatenate([y for _, y in parts])
     return ImageData(x_train, y_train, x_test, y_test, names, 255.0)
-
-
-def _read_pickle(path: Path) -> dict[str, Any]:
-    # The official batches are Python 2 pickles: with encoding="bytes" their keys come back
-    # as bytes, exactly like batches written by Python 3 with bytes keys; decode both alike.
-    try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
-        raise TunerError(f"cifar10: could not read {path}: {err}") from None
-    if not isinstance(entry, dict):
-        raise TunerError(f"cifar10: {path} does not hold a dict, as the CIFAR-10 python batches do.")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
-
-
-def _cifar_pixels(batch: dict[str, Any]) -> np.ndarray:
-    # Each row is 1024 red, then green, then blue values of a 32x32 image: already CHW.
-    return np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
 
 
 # ----------------------------------------------------------------------------- errors

@@ -33,8 +33,10 @@ def baseline_dims(spec: SearchSpec) -> list[int]:
         return [spec.base_config.latent_dim]
     if p.values:
         return sorted({int(v) for v in p.values})
-    dims = list(range(int(p.low), int(p.high) + 1, p.q or 1))
-    return dims if len(dims) <= 8 else [dims[0], dims[-1]]  # a wide range: its two ends
+    low, step = int(p.low), p.q or 1
+    count = (int(p.high) - low) // step + 1  # counted, not listed: randint [1, 10**12] is a valid range
+    # A wide range: its two ends.
+    return list(range(low, low + count * step, step)) if count <= 8 else [low, low + (count - 1) * step]
 
 
 def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: str, storage: str,

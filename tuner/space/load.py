@@ -14,6 +14,7 @@ import yaml
 
 from tuner.errors import TunerError
 from tuner.space.checks import Ctx, check_objective, check_params, check_scheduler, check_top
+from tuner.space.safe_yaml import check_yaml_events, read_search_text
 from tuner.space.spec import SearchSpec
 
 
@@ -60,13 +61,14 @@ YamlLoader.add_implicit_resolver(
 def read_yaml(path: Path) -> tuple[dict, str, dict[str, int]]:
     """The parsed mapping, its text, and the line of every key (dotted path -> line)."""
     try:
-        text = path.read_text()
+        text = read_search_text(path)  # refuses a huge or non-UTF-8 file
     except FileNotFoundError:
         raise TunerError(f"{path}: no such search-space file (examples: search_spaces/grid.yaml, "
                          f"optuna.yaml, pareto.yaml).") from None
     except OSError as err:
         raise TunerError(f"{path}: cannot read the search-space file ({err.strerror}).") from None
     try:
+        check_yaml_events(text, path, YamlLoader)  # before composing: aliases, deep nesting
         node = yaml.compose(text, Loader=YamlLoader)
         raw = yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:

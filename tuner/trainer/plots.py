@@ -5,8 +5,9 @@ Every function closes its figure, so thousands of trials in one worker do not le
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import matplotlib
 
@@ -20,6 +21,20 @@ from tuner.outcome import pareto_front  # noqa: E402
 
 LOSS_KEYS = ("loss", "metric_loss", "recon_loss", "kl")
 ACCURACY_KEYS = ("knn_accuracy", "fine_knn_accuracy")
+# Text as the user wrote it: label names and titles such as "$x^$" or "a_$b" would otherwise
+# be parsed as math text (or sent to LaTeX by a matplotlibrc with usetex) and fail the save,
+# and with it the trial.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _plain_text(plot: F) -> F:
+    @functools.wraps(plot)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with plt.rc_context(PLAIN_TEXT):
+            return plot(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -48,6 +63,7 @@ def _to_2d(z: np.ndarray) -> tuple[np.ndarray, str, str]:
     return xy, f"PC1 ({share[0]:.0f}%)", f"PC2 ({share[1]:.0f}%)"
 
 
+@_plain_text
 def plot_embedding(z: np.ndarray, labels: np.ndarray, label_names: Sequence[str], path: Path,
                    title: str = "") -> Path:
     """2-D scatter of an embedding, one colour and legend entry per label name."""
@@ -58,6 +74,7 @@ def plot_embedding(z: np.ndarray, labels: np.ndarray, label_names: Sequence[str]
     fig, ax = plt.subplots(figsize=(7, 6))
     for i, label in enumerate(classes):
         name = label_names[int(label)] if 0 <= int(label) < len(label_names) else str(label)
+        name = f" {name}" if name.startswith("_") else name  # matplotlib's legend skips "_" labels
         mask = labels == label
         ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=name)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title or f"test embedding (latent_dim={np.shape(z)[-1]})")
@@ -65,6 +82,7 @@ def plot_embedding(z: np.ndarray, labels: np.ndarray, label_names: Sequence[str]
     return _save(fig, path)
 
 
+@_plain_text
 def plot_reconstructions(x: np.ndarray, x_hat: np.ndarray, image_shape: tuple[int, ...], path: Path,
                          n: int = 16) -> Path:
     """Top row originals, bottom row reconstructions; images (C, H, W) with C in {1, 3}."""
@@ -86,6 +104,7 @@ def plot_reconstructions(x: np.ndarray, x_hat: np.ndarray, image_shape: tuple[in
     return _save(fig, path)
 
 
+@_plain_text
 def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path:
     """Losses over iterations (left) and kNN accuracy (right)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -105,6 +124,7 @@ def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path
     return _save(fig, path)
 
 
+@_plain_text
 def plot_pareto(table: pd.DataFrame, path: Path, x: str = "recon_error", y: str = "knn_accuracy") -> Path:
     """Every trial in grey, the Pareto front highlighted and joined."""
     fig, ax = plt.subplots(figsize=(7, 5))

@@ -13,7 +13,7 @@ import torch
 
 from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
-from tuner.errors import TrainingDiverged
+from tuner.errors import TrainingDiverged, TunerError
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.metrics import knn_accuracy, reconstruction_error
 from tuner.trainer.models import AutoEncoder, build_model
@@ -85,6 +85,8 @@ class _Running:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():  # else torch fails deep inside fit()
+        raise TunerError("device = cuda but torch sees no CUDA device: use device: auto or cpu.")
     return torch.device(name)
 
 
