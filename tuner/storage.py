@@ -97,14 +97,15 @@ def experiment_store(storage_path: str | Path | None, experiment: str) -> Experi
     return ExperimentStore(uri, fs, path)
 
 
-def delete_checkpoints(fs: Any, trial_path: str) -> None:
-    """Remove a trial's `checkpoint_*` directories (its results stay)."""
+def delete_checkpoints(fs: Any, trial_path: str, keep: str | None = None) -> None:
+    """Remove a trial's `checkpoint_*` directories (its results stay), all but `keep` when given."""
     try:
         found = fs.get_file_info(pafs.FileSelector(trial_path))
     except (OSError, FileNotFoundError):
         return
     for info in found:
-        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_") \
+                and (keep is None or info.path.rstrip("/") != keep.rstrip("/")):
             fs.delete_dir(info.path)
 
 

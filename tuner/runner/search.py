@@ -28,6 +28,7 @@ from tuner.space.load import SearchSpec, load_spec
 from tuner.storage import STATE_FILE, STORAGE_HINT, ExperimentStore, experiment_store
 from tuner.tracking.writer import SearchTracker, connect, mask_uri, resolve_tracking_uri
 from tuner.runner.trial import run_trial
+from tuner.runner.models_step import log_search_models
 
 
 
@@ -76,7 +77,7 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
         if not resume:
             init_storage(store, search_id, spec, verbose)
             tracker.log_baselines(baselines(spec, data))
-        table, status = fit_tracked(spec, data, tracker, store, search_id, resume, verbose)
+        table, status = fit_tracked(spec, data, tracker, store, search_id, resume, verbose, data_dir=data_dir)
     finally:
         if own_ray:
             ray.shutdown()
@@ -86,7 +87,8 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
 
 
 def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, store: ExperimentStore,
-                search_id: str, resume: bool, verbose: bool) -> tuple[pd.DataFrame, str]:
+                search_id: str, resume: bool, verbose: bool,
+                data_dir: str | Path | None = None) -> tuple[pd.DataFrame, str]:
     """Tuner.fit with the callback's session live; the parent run ends whatever happens."""
     session = SESSIONS[search_id] = Session(tracker, spec)
     table, status = pd.DataFrame(), "FAILED"
@@ -97,6 +99,8 @@ def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, stor
         table = results_table(spec, [TrialOutcome(t.trial_id, row_status(spec, session, t), t.config,
                                                   t.last_result) for t in session.trials])
         status = "KILLED" if (table["status"] == "UNFINISHED").any() else "FINISHED"
+        if status == "FINISHED":  # hook (issue 9): the chosen trials' models, logged and registered
+            log_search_models(spec, table, session.trials, tracker, data, data_dir, verbose)
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
         SESSIONS.pop(search_id, None)

@@ -67,10 +67,11 @@ def _client_and_uri(client_or_uri: Any) -> tuple[Any, str]:
 
 
 def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_example: np.ndarray,
-              tags: dict[str, str] | None = None) -> Any:
+              tags: dict[str, str] | None = None, featurized: bool = False) -> Any:
     """Log `model` as the logged model `embedding_model` of run `run_id`; returns MLflow's ModelInfo.
 
-    `input_example` is raw input (a few images); the signature and example are its features.
+    `input_example` is raw input (a few images), or with `featurized` already their features
+    (un-normalized); the signature and example are the features, what the graph takes.
     """
     import mlflow
     import torch
@@ -82,7 +83,8 @@ def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_exam
     logged = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
                                         tags={str(k): str(v) for k, v in (tags or {}).items()},
                                         params=dict(run.data.params), model_type="embedding")
-    features = np.ascontiguousarray(model.features(np.asarray(input_example)[:EXAMPLE_ROWS]), dtype=np.float32)
+    example = np.asarray(input_example)[:EXAMPLE_ROWS]
+    features = np.ascontiguousarray(example if featurized else model.features(example), dtype=np.float32)
     meta = {"tuner_format": 1, "load_with": "tuner.load_model(uri)",
             "forward_input": f"featurized rows ({model.config.feature_extractor}, un-normalized), "
                              f"shape (N, {model.settings.n_features})"}
