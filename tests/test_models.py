@@ -90,3 +90,44 @@ def test_unknown_model_is_a_user_error(tmp_path, monkeypatch):
         load_model("models:/nothing@champion", tracking_uri=uri)
     with pytest.raises(TunerError, match="not found"):
         load_model("0" * 32, tracking_uri=uri)
+
+
+def test_embed_command_writes_parquet_and_refuses_other_shapes(tmp_path, trained, monkeypatch, capsys):
+    import pandas as pd
+
+    from tuner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("embed", artifact_location=str(tmp_path / "artifacts"))
+    cfg, result, model = trained[2]
+    run_id = _trial_run(client, exp, cfg, result.metrics)
+    log_model(client, run_id, model, split_images(cfg, "test").images)
+
+    args = ["embed", "--model", run_id, "--tracking-uri", uri, "--dataset", "digits"]
+    assert main([*args, "--out", str(tmp_path / "z"), "--plot", str(tmp_path / "z.png")]) == 0
+    frame = pd.read_parquet(tmp_path / "z.parquet")
+    assert list(frame.columns) == ["label", "label_name", "z0", "z1", "z2", "z3"]
+    assert np.array_equal(frame[["z0", "z1", "z2", "z3"]].to_numpy(), result.test_embedding)
+    assert np.array_equal(frame["label"].to_numpy(), load_features(cfg, progress=False).y_test)
+    assert (tmp_path / "z.png").stat().st_size > 0
+    assert main([*args, "--split", "all", "--out", str(tmp_path / "all.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 1797
+
+    # unlabeled images of another size: exit 2, both shapes named
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), 40 * i, dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    capsys.readouterr()
+    assert main(["embed", "--model", run_id, "--tracking-uri", uri, "--images", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "u.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "(3, 1, 28, 28)" in err and "(N, 1, 8, 8)" in err
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    assert main(["embed", "--model", run_id, "--tracking-uri", uri, "--images", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "u.npy")]) == 0
+    assert np.load(tmp_path / "u.npy").shape == (3, 4)

@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--experiment", default=None,
                       help="the search's experiment (default: the one search under --storage-path)")
     sync.set_defaults(func=cmd_sync)
+
+    # ---- issue 9: models (tuner embed); kept in its own module
+    from tuner.embed_cmd import add_parser as add_embed_parser
+
+    add_embed_parser(sub, add_data_dir, add_tracking)
     return parser
 
 
