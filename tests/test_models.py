@@ -131,3 +131,34 @@ def test_embed_command_writes_parquet_and_refuses_other_shapes(tmp_path, trained
     assert main(["embed", "--model", run_id, "--tracking-uri", uri, "--images", str(tmp_path / "imgs"),
                  "--out", str(tmp_path / "u.npy")]) == 0
     assert np.load(tmp_path / "u.npy").shape == (3, 4)
+
+
+def test_train_from_run_reproduces_the_logged_metrics(tmp_path, monkeypatch, capsys):
+    from tuner.cli import main
+    from tuner.tracking.store import log_params
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("rerun")
+    cfg = TrialConfig(iterations=60, eval_every=30, normalize=True, encoder="vae", lr=1e-3, hidden_dims=(32,),
+                      composite_labels={i: i % 2 for i in range(10)}, label_names=("even", "odd"))
+    torch.set_num_threads(1)
+    result = fit(cfg, load_features(cfg, progress=False))
+    run_id = _trial_run(client, exp, cfg, result.metrics)
+    log_params(client, run_id, cfg.to_dict())  # as the search's tracker writes them
+
+    capsys.readouterr()
+    assert main(["train", "--from-run", run_id, "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert "knn_accuracy: logged" in out and "recon_error: logged" in out and "differs" not in out
+    assert main(["train", "--from-run", run_id, "--tracking-uri", uri, "--set", "iterations=30", "--json"]) == 0
+    assert '"iterations": 30' in capsys.readouterr().out
+
+    parent = client.create_run(exp, tags={"tuner.role": "search"}).info.run_id
+    assert main(["train", "--from-run", parent, "--tracking-uri", uri]) == 2
+    assert "not a trial run" in capsys.readouterr().err
+    assert main(["train", "--from-run", "f" * 32, "--tracking-uri", uri]) == 2
+    assert "no such run" in capsys.readouterr().err
+    assert main(["train", "--from-run", run_id, "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    assert "cannot be used" in capsys.readouterr().err
