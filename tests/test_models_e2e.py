@@ -49,6 +49,7 @@ def test_searches_register_the_best_and_move_champion_only_when_better(local_ray
     spec = load_spec(_space(tmp_path / "a.yaml", "models-a", "[2, 8]", 100))
     table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
     client = MlflowClient(tracking_uri=uri)
+    assert client.get_experiment_by_name("models-a").tags["mlflow.experimentKind"] == "custom_model_development"
     champion = client.get_model_version_by_alias("digits-embedder", "champion")
     best = table.iloc[0]
     assert str(champion.version) == "1" and champion.tags["tuner.trial_id"] == best["trial_id"]
