@@ -7,7 +7,7 @@ from typing import Any
 from tuner.trainer.config import TrialConfig
 from tuner.errors import TunerError
 
-__all__ = ["TrialConfig", "TunerError", "run_experiment", "search"]
+__all__ = ["TrialConfig", "TunerError", "load_model", "run_experiment", "search"]
 __version__ = "0.1.0"
 
 
@@ -19,4 +19,7 @@ def __getattr__(name: str) -> Any:
     if name == "search":
         from tuner.runner.search import search
         return search
+    if name == "load_model":  # models:/name@champion, models:/name/3, runs:/..., or a run id
+        from tuner.tracking.models import load_model
+        return load_model
     raise AttributeError(f"module 'tuner' has no attribute {name!r}")

@@ -45,7 +45,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
+    run = None
+    if getattr(args, "from_run", None):  # issue 9: rebuild a trial's config from its MLflow run
+        from tuner.rerun import config_from_run
+
+        cfg, run = config_from_run(args.from_run, args.tracking_uri, parse_set_pairs(args.set))
+    else:
+        cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
     torch.set_num_threads(args.threads)
     data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
     report = None if args.json else _print_progress
@@ -57,6 +63,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         width = max(len(k) for k in final)
         for key, value in final.items():
             print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if run is not None and not args.json:
+        from tuner.rerun import print_comparison
+
+        print_comparison(run, result.metrics)
     return 0
 
 
@@ -151,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_positive_int, default=1,
                        help="torch threads (default 1: these MLPs gain little from more, and "
                             "lose a lot when the cores are busy)")
+    train.add_argument("--from-run", default=None, metavar="RUN_ID",
+                       help="start from the config of this trial's MLflow run (--set then changes it)")
+    add_tracking(train)
     train.set_defaults(func=cmd_train)
 
     for name, func, text in (("search", cmd_search, "run a search on Ray Tune, logged to MLflow"),
@@ -194,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--experiment", default=None,
                       help="the search's experiment (default: the one search under --storage-path)")
     sync.set_defaults(func=cmd_sync)
+
+    # ---- issue 9: models (tuner embed); kept in its own module
+    from tuner.embed_cmd import add_parser as add_embed_parser
+
+    add_embed_parser(sub, add_data_dir, add_tracking)
     return parser
 
 

@@ -133,14 +133,15 @@ def read_spool(exp_dir: ExperimentDir) -> tuple[str | None, dict[str, str]]:
             {i.base_name: i.path for i in kept if i.type == pafs.FileType.Directory})
 
 
-def delete_checkpoints(fs: Any, trial_path: str) -> None:
-    """Remove a trial's `checkpoint_*` directories (its results stay)."""
+def delete_checkpoints(fs: Any, trial_path: str, keep: str | None = None) -> None:
+    """Remove a trial's `checkpoint_*` directories (its results stay), all but `keep` when given."""
     try:
         found = fs.get_file_info(pafs.FileSelector(trial_path))
     except (OSError, FileNotFoundError):
         return
     for info in found:
-        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_") \
+                and (keep is None or info.path.rstrip("/") != keep.rstrip("/")):
             fs.delete_dir(info.path)
 
 

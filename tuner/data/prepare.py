@@ -24,11 +24,24 @@ def stratified_split(x: np.ndarray, y: np.ndarray, test_size: float,
 
 def standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Subtract the train mean and divide by the train std, per feature (std 0 -> 1)."""
+    mean, std = standardization_stats(x_train)
+    return apply_standardization(x_train, mean, std), apply_standardization(x_test, mean, std)
+
+
+def standardization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature float64 mean and std of the training features (std 0 -> 1).
+
+    Kept apart from `standardize` so that a saved model can carry them and apply them to new data.
+    """
     mean = x_train.mean(axis=0, dtype=np.float64)
     std = x_train.std(axis=0, dtype=np.float64)
     std[std == 0] = 1.0
-    return (((x_train - mean) / std).astype(np.float32),
-            ((x_test - mean) / std).astype(np.float32))
+    return mean, std
+
+
+def apply_standardization(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    # float64 arithmetic, then float32: a saved model reproduces the training features bit for bit.
+    return ((x - mean) / std).astype(np.float32)
 
 
 def compose_labels(y: np.ndarray, pairs: tuple[tuple[int, int], ...],

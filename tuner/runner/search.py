@@ -22,6 +22,7 @@ from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, results_table, search_status
 from tuner.runner.callback import SESSIONS, Session, row_status
 from tuner.runner.console import SearchProgress, tune_output_to_log
+from tuner.runner.models_step import log_search_models
 from tuner.runner.ray_cluster import check_cluster, start_ray
 from tuner.runner.resume import init_storage, previous_search_id
 from tuner.runner.summary import baselines, print_summary
@@ -80,7 +81,7 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
             init_storage(exp_dir, search_id, spec, verbose)
             tracker.log_baselines(baselines(spec, data))
         console = "quiet" if not verbose else "tune" if tune_console else "progress"
-        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console)
+        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir)
     finally:
         if own_ray:
             ray.shutdown()
@@ -90,7 +91,8 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
 
 
 def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_dir: ExperimentDir,
-                search_id: str, resume: bool, console: str) -> tuple[pd.DataFrame, str]:
+                search_id: str, resume: bool, console: str,
+                data_dir: str | Path | None = None) -> tuple[pd.DataFrame, str]:
     """Tuner.fit with the callback's session live; the parent run ends whatever happens.
 
     `console`: quiet, progress (a live line; Tune's output to its log file) or tune (Tune's output).
@@ -112,6 +114,8 @@ def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_
                                  t.last_result) for t in session.trials]
         table = results_table(outcomes, list(spec.params), spec.metric, spec.mode)
         status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
+        if status == "FINISHED":  # the chosen trials' models, logged and registered
+            log_search_models(spec, table, session.trials, tracker, data, data_dir, verbose=console != "quiet")
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
         SESSIONS.pop(search_id, None)

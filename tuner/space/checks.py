@@ -17,7 +17,9 @@ from tuner.trainer.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, 
 from tuner.trainer.metrics import METRIC_MODES
 
 TOP_KEYS = ("name", "description", "metric", "mode", "search", "samples", "max_concurrent",
-            "scheduler", "resources", "seed", "checkpoint_every", "max_failures", "fixed", "params")
+            "scheduler", "resources", "seed", "checkpoint_every", "max_failures", "fixed", "params",
+            "log_models", "register_as")
+LOG_MODELS = ("best", "all", "none")  # best: the best trial, or a multi-objective search's Pareto front
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "qrandint")
 
 
@@ -93,7 +95,24 @@ def check_top(ctx: Ctx, raw: dict, default_name: str) -> dict[str, Any]:
         "seed": _int(ctx, "seed", raw.get("seed", 0), 0),
         "checkpoint_every": _int(ctx, "checkpoint_every", raw.get("checkpoint_every", 1), 1),
         "max_failures": _int(ctx, "max_failures", raw.get("max_failures", 0), 0),
+        **_check_models(ctx, raw, name.strip()),
     }
+
+
+def _check_models(ctx: Ctx, raw: dict, name: str) -> dict[str, Any]:
+    """Which trials' models are logged, and the registered model the best one joins (None: none)."""
+    log_models = raw.get("log_models", "best")
+    if log_models not in LOG_MODELS:
+        ctx.fail("log_models", f"{log_models!r} is not valid: expected one of {', '.join(LOG_MODELS)}"
+                               f"{did_you_mean(log_models, LOG_MODELS)}")
+    register_as = raw.get("register_as", None if log_models == "none" else name)
+    if register_as is not None and (not isinstance(register_as, str) or not register_as.strip()):
+        ctx.fail("register_as", f"{register_as!r} is not valid: expected a registered model name, or null "
+                                f"to register nothing")
+    if register_as is not None and log_models == "none":
+        ctx.fail("register_as", "log_models: none logs no model to register: set log_models: best, "
+                                "or register_as: null")
+    return {"log_models": log_models, "register_as": register_as.strip() if register_as else None}
 
 
 def check_objective(ctx: Ctx, top: dict, params: dict[str, Param], base: TrialConfig) -> None:

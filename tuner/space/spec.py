@@ -83,6 +83,9 @@ class SearchSpec:
     params: dict[str, Param]
     description: str = ""
     base_config: TrialConfig = field(default_factory=TrialConfig)
+    # After the search (not in resolved(): they change no trial, so --resume may change them).
+    log_models: str = "best"  # best | all | none
+    register_as: str | None = None  # registered model name; None: register nothing
 
     @property
     def multi_objective(self) -> bool:

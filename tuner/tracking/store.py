@@ -26,6 +26,7 @@ _UI_VIEW = {"groupBy": {"aggregateFunction": "average",
 # ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+EXPERIMENT_KIND = "mlflow.experimentKind"
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
@@ -106,6 +107,8 @@ def experiment_id(client, name: str, uri: str) -> str:
                          "(mlflow experiments restore) or pass another --experiment.")
     if f"mlflow.sharedViewState.{UI_VIEW_KEY}" not in exp.tags:
         client.set_experiment_tag(exp.experiment_id, f"mlflow.sharedViewState.{UI_VIEW_KEY}", json.dumps(_UI_VIEW))
+    if EXPERIMENT_KIND not in exp.tags:  # issue 9: the UI opens its model-training view, not the GenAI one
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, "custom_model_development")
     return exp.experiment_id
 
 

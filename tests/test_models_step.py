@@ -1,0 +1,52 @@
+"""Which trials' models a search logs and registers (log_models / register_as), without Ray."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tuner.errors import TunerError
+from tuner.runner.models_step import best_of, chosen_trials
+from tuner.space.load import load_spec
+
+
+def _spec(tmp_path: Path, extra: str, metric: str = "knn_accuracy"):
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: s
+        metric: {metric}
+        search: random
+        {extra}
+        params:
+          mu: {{uniform: [0.1, 0.9]}}
+        """))
+    return load_spec(path)
+
+
+TABLE = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "status": ["FINISHED", "KILLED", "FINISHED", "FINISHED"],
+                      "knn_accuracy": [0.9, 0.95, 0.8, 0.7], "recon_error": [0.5, 0.1, 0.2, 0.6]})
+
+
+def test_best_all_none_and_the_pareto_front(tmp_path):
+    assert chosen_trials(_spec(tmp_path, ""), TABLE) == ["a"]  # b is better but was stopped early
+    assert chosen_trials(_spec(tmp_path, "log_models: all"), TABLE) == ["a", "c", "d"]
+    assert chosen_trials(_spec(tmp_path, "log_models: none"), TABLE) == []
+    multi = _spec(tmp_path, "", metric="[knn_accuracy, recon_error]")
+    front = chosen_trials(multi, TABLE)
+    assert front == ["a", "c"]  # d is dominated by a; b did not finish
+    assert best_of(multi, TABLE, front) == "a"  # the first metric decides
+    assert best_of(_spec(tmp_path, "", metric="recon_error"), TABLE, ["a", "c"]) == "c"
+
+
+def test_register_as_defaults_to_the_search_name_and_is_checked(tmp_path):
+    assert _spec(tmp_path, "").register_as == "s"
+    assert _spec(tmp_path, "register_as: null").register_as is None
+    assert _spec(tmp_path, "log_models: none").register_as is None
+    with pytest.raises(TunerError, match=r"s.yaml:\d+: log_models: 'bset'.*did you mean 'best'"):
+        _spec(tmp_path, "log_models: bset")
+    with pytest.raises(TunerError, match="register_as: log_models: none logs no model"):
+        _spec(tmp_path, "log_models: none\n        register_as: x")
+    assert "log_models" not in _spec(tmp_path, "").resolved()  # --resume may change it

@@ -1,0 +1,71 @@
+"""`tuner train --from-run RUN_ID`: the TrialConfig of a trial, read back from its MLflow run.
+
+A trial run's params are its whole TrialConfig (`to_dict()`, written by the search's tracker:
+lists and mappings as JSON, the rest with str()), so parsing them back rebuilds the config;
+`--set` pairs then change it. Same machine, same threads: the same metrics, to the last bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from tuner.errors import TunerError
+from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
+from tuner.trainer.config import TrialConfig
+
+COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
+
+
+def trial_run(run_id: str, tracking_uri: str | None) -> Any:
+    """The MLflow run of a trial; TunerError for an unreachable store, an unknown run or another kind."""
+    uri = resolve_tracking_uri(tracking_uri)
+    client = connect(uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as err:  # noqa: BLE001 - MlflowException for a missing run, others for bad ids
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise TunerError(f"--from-run {run_id}: no such run in {mask_uri(uri)} ({mask_uri(first)}). Pass the run "
+                         f"id of a trial (tuner report lists them) and the --tracking-uri it was logged to.") from None
+    role = run.data.tags.get("tuner.role")
+    if role != "trial" and "tuner.trial_id" not in run.data.tags:
+        raise TunerError(f"--from-run {run_id}: run {run.info.run_name!r} is not a trial run of a tuner search "
+                         f"(tuner.role = {role!r}); pass one of the nested runs under a search.")
+    return run
+
+
+def config_from_params(params: dict[str, str], overrides: dict[str, Any], source: str) -> TrialConfig:
+    fields = {f.name for f in dataclasses.fields(TrialConfig)}
+    values = {k: parse_param(v) for k, v in params.items() if k in fields}
+    missing = sorted(fields - set(values))
+    if missing:
+        raise TunerError(f"{source}: the run lacks the params {', '.join(missing)}; it was not logged "
+                         f"by this version of tuner, so its config cannot be rebuilt exactly.")
+    return TrialConfig.from_dict({**values, **overrides}, source=source)
+
+
+def parse_param(text: str) -> Any:
+    """Invert the tracker's param_text: JSON for lists/mappings/numbers/booleans, str() otherwise."""
+    if text == "None":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a plain string such as pairwise, or a float str() wrote as 1e-05 (JSON reads it too)
+
+
+def config_from_run(run_id: str, tracking_uri: str | None, overrides: dict[str, Any]) -> tuple[TrialConfig, Any]:
+    run = trial_run(run_id, tracking_uri)
+    return config_from_params(dict(run.data.params), overrides, f"run {run_id}"), run
+
+
+def print_comparison(run: Any, metrics: dict[str, float]) -> None:
+    """The run's logged final metrics beside the rerun's."""
+    for key in COMPARED:
+        if key in run.data.metrics and key in metrics:
+            logged, now = run.data.metrics[key], metrics[key]
+            verdict = "identical" if logged == now else f"differs by {now - logged:+.3g}"
+            print(f"{key}: logged {logged!r}, rerun {now!r} ({verdict})")

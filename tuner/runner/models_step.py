@@ -1,0 +1,127 @@
+"""The end of a search: the chosen trials' models, built from their last checkpoints, are logged
+to their MLflow runs and the best one is registered (tuner.tracking.models).
+
+Which trials (`log_models` in the search file): `best` is the best finished trial of a
+single-objective search, or every finished trial on the Pareto front of a multi-objective one;
+`all` every finished trial. Only finished trials: their last checkpoint holds exactly the state
+their final metrics were measured on. The registered one is the best by the first metric.
+A failure here costs the models, never the search: it is reported and the search ends as usual.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tuner.data.features import FeatureSet
+from tuner.outcome import best_row, pareto_mask
+from tuner.runner.trial import CHECKPOINT_FILE
+from tuner.space.spec import SearchSpec
+from tuner.tracking.store import mask_uri
+from tuner.trainer.metrics import TRIAL_METRICS
+
+
+def chosen_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
+    """Trial ids whose models are logged, best first (the table's order)."""
+    if spec.log_models == "none" or table.empty:
+        return []
+    done = table[(table["status"] == "FINISHED") & table[list(spec.metric)].notna().all(axis=1)]
+    if spec.log_models == "all" or done.empty:
+        return list(done["trial_id"])
+    if spec.multi_objective:
+        front = pareto_mask(done[list(spec.metric)].to_numpy(float), spec.mode)
+        return list(done[front]["trial_id"])
+    return [str(done.iloc[0]["trial_id"])]
+
+
+def best_of(spec: SearchSpec, table: pd.DataFrame, trial_ids: list[str]) -> str | None:
+    """The one to register: the best by the first metric (multi-objective too)."""
+    best = best_row(table[table["trial_id"].isin(trial_ids)], spec.metric[0], spec.mode[0])
+    return None if best is None else str(best["trial_id"])
+
+
+def log_search_models(spec: SearchSpec, table: pd.DataFrame, trials: list, tracker: Any, data: FeatureSet,
+                      data_dir: str | Path | None, verbose: bool = True) -> dict[str, Any]:
+    """Log the chosen trials' models and register the best; returns {trial id: ModelInfo}."""
+    chosen = chosen_trials(spec, table)
+    if not chosen:
+        return {}
+    if getattr(tracker, "offline", False):
+        print("tuner: MLflow is unreachable: no model logged (rerun the trial with tuner train --from-run "
+              "once it answers).", file=sys.stderr, flush=True)
+        return {}
+    try:
+        return _log_and_register(spec, table, chosen, {t.trial_id: t for t in trials}, tracker, data,
+                                 data_dir, verbose)
+    except Exception as err:  # noqa: BLE001 - the search's results are in; losing models must not fail it
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"tuner: could not log the search's models: {type(err).__name__}: {mask_uri(first)}",
+              file=sys.stderr, flush=True)
+        return {}
+
+
+def _log_and_register(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], trials: dict[str, Any],
+                      tracker: Any, data: FeatureSet, data_dir: str | Path | None,
+                      verbose: bool) -> dict[str, Any]:
+    from tuner.data.inputs import normalization_stats
+    from tuner.tracking.models import log_model, register_model
+    from tuner.trainer.embedder import EmbeddingModel
+
+    stats = normalization_stats(spec.base_config, data_dir)
+    example = _feature_example(data, stats)
+    logged: dict[str, Any] = {}
+    for trial_id in chosen:
+        trial, run_id = trials.get(trial_id), tracker.trial_started(trial_id, {}, reopen=False)
+        state = _read_state(trial) if trial is not None else None
+        if state is None or run_id is None:
+            print(f"tuner: no final checkpoint of {trial_id} in storage: its model is not logged.",
+                  file=sys.stderr, flush=True)
+            continue
+        model = EmbeddingModel.from_state(spec.trial_config(trial.config), state, data, stats)
+        logged[trial_id] = log_model(tracker.client, run_id, model, example, _tags(spec, table, tracker, trial_id),
+                                     featurized=True)
+        if verbose:
+            print(f"logged the model of {trial_id}: {logged[trial_id].model_uri} (run {run_id})")
+    best = best_of(spec, table, list(logged))
+    if best is not None and spec.register_as:
+        reg = register_model(tracker.client, spec.register_as, logged[best], logged[best].run_id,
+                             _tags(spec, table, tracker, best), spec.metric[0], spec.mode[0])
+        if verbose:
+            held = "now holds" if reg.moved else f"stays on version {reg.champion}; it holds"
+            print(f"registered {best} as models:/{reg.name}/{reg.version}; alias champion {held} "
+                  f"the best {spec.metric[0]} ({spec.mode[0]})")
+    return logged
+
+
+def _tags(spec: SearchSpec, table: pd.DataFrame, tracker: Any, trial_id: str) -> dict[str, Any]:
+    row = table[table["trial_id"] == trial_id].iloc[0]
+    metrics = {k: float(row[k]) for k in TRIAL_METRICS if k in row and pd.notna(row[k])}
+    return {"tuner.search_id": tracker.search_id, "tuner.trial_id": trial_id,
+            "tuner.metric": ",".join(spec.metric), "tuner.mode": ",".join(spec.mode), **metrics}
+
+
+def _read_state(trial: Any) -> dict[str, Any] | None:
+    """The trial's last TrainState, read from storage (any node may have written it)."""
+    import torch
+
+    ckpt = trial.checkpoint
+    if ckpt is None:
+        return None
+    try:
+        with ckpt.filesystem.open_input_stream(f"{ckpt.path}/{CHECKPOINT_FILE}") as stream:
+            return torch.load(io.BytesIO(stream.read()), weights_only=True, map_location="cpu")
+    except (OSError, FileNotFoundError):
+        return None
+
+
+def _feature_example(data: FeatureSet, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """A few test rows as the model's graph takes them: featurized, not yet normalized."""
+    rows = data.x_test[:5].astype(np.float64)
+    if stats is not None:
+        rows = rows * stats[1] + stats[0]
+    return rows.astype(np.float32)

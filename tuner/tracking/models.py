@@ -1,0 +1,172 @@
+"""Trained models in MLflow: log an EmbeddingModel to its trial's run, register it, load it back.
+
+A model is an MLflow 3 logged model (`mlflow.pytorch`, pt2 format: no pickle to trust when
+loading) linked to the trial's run. Its graph maps featurized rows to embeddings, so
+`mlflow.pytorch.load_model(uri)` works anywhere torch does; `extra_files/` holds the
+EmbeddingModel (embedder.json + state_dict.pt) that `load_model` rebuilds, with `.embed`,
+`.reconstruct` and `.config` on raw inputs.
+
+Registry rule: every registered version carries the search id, trial id and final metrics as
+tags; the alias `champion` moves to a new version only when it is strictly better than the
+current champion on the search's first metric, in the search's mode (a multi-objective search
+decides by its first metric too). A champion without that metric keeps the alias: nothing shows
+the new one is better.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from tuner.errors import TunerError
+from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
+from tuner.trainer.embedder import CONFIG_FILE, EmbeddingModel
+
+MODEL_NAME = "embedding_model"  # the logged model's name, so runs:/<run id>/embedding_model finds it
+CHAMPION = "champion"
+EXAMPLE_ROWS = 5  # > 1: torch.export keeps the batch dimension dynamic only then
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: int
+    champion: int | None  # the version holding the alias afterwards
+    moved: bool  # whether this version took the alias
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's model logging reads the global tracking URI: MLflow's own context sets it for
+    the call; $MLFLOW_TRACKING_URI, which it clears on the way out, is put back as it was."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def _client_and_uri(client_or_uri: Any) -> tuple[Any, str]:
+    if isinstance(client_or_uri, str) or client_or_uri is None:
+        uri = resolve_tracking_uri(client_or_uri)
+        return connect(uri), uri
+    return client_or_uri, client_or_uri.tracking_uri
+
+
+def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_example: np.ndarray,
+              tags: dict[str, str] | None = None, featurized: bool = False) -> Any:
+    """Log `model` as the logged model `embedding_model` of run `run_id`; returns MLflow's ModelInfo.
+
+    `input_example` is raw input (a few images), or with `featurized` already their features
+    (un-normalized); the signature and example are the features, what the graph takes.
+    """
+    import mlflow
+    import torch
+
+    client, uri = _client_and_uri(client_or_uri)
+    run = client.get_run(run_id)
+    # Created here, in the run's experiment: left to MLflow, a logged model lands in the fluent
+    # API's active experiment (Default), whatever experiment its run is in.
+    logged = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
+                                        tags={str(k): str(v) for k, v in (tags or {}).items()},
+                                        params=dict(run.data.params), model_type="embedding")
+    example = np.asarray(input_example)[:EXAMPLE_ROWS]
+    features = np.ascontiguousarray(example if featurized else model.features(example), dtype=np.float32)
+    meta = {"tuner_format": 1, "load_with": "tuner.load_model(uri)",
+            "forward_input": f"featurized rows ({model.config.feature_extractor}, un-normalized), "
+                             f"shape (N, {model.settings.n_features})"}
+    with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(uri):
+        files = [str(p) for p in model.save(tmp)]
+        return mlflow.pytorch.log_model(
+            model.cpu().eval(), name=MODEL_NAME, run_id=run_id, input_example=features,
+            serialization_format="pt2", extra_files=files, metadata=meta, model_id=logged.model_id,
+            # Stated, not inferred: inference starts a subprocess that loads the model (seconds).
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"])
+
+
+def model_uri(uri_or_run_id: str) -> str:
+    """A bare run id means the model logged to that run."""
+    text = str(uri_or_run_id).strip()
+    return f"runs:/{text}/{MODEL_NAME}" if _RUN_ID.match(text) else text
+
+
+def load_model(uri: str, tracking_uri: str | None = None) -> EmbeddingModel:
+    """`models:/name@champion`, `models:/name/3`, `models:/m-<id>`, `runs:/<run id>/embedding_model`
+    or a bare run id -> the EmbeddingModel (`.embed`, `.reconstruct`, `.config`)."""
+    import mlflow
+
+    resolved = resolve_tracking_uri(tracking_uri)
+    source = model_uri(uri)
+    # runs:/ URIs find their logged model through the global tracking URI: set it too.
+    with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(resolved):
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp,
+                                                        tracking_uri=resolved, registry_uri=resolved)
+        except Exception as err:  # noqa: BLE001 - MLflow raises many types for "not there"
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise TunerError(f"model {uri!r}: not found in {mask_uri(resolved)} ({mask_uri(first)}). Expected "
+                             f"models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/{MODEL_NAME} or a run id "
+                             f"of a trial whose model was logged; pass --tracking-uri for another store.") from None
+        folder = Path(local) / "extra_files"
+        if not (folder / CONFIG_FILE).is_file():
+            raise TunerError(f"model {uri!r} is not a tuner model: it has no extra_files/{CONFIG_FILE}.")
+        return EmbeddingModel.load(folder)
+
+
+def register_model(client: Any, name: str, model_info: Any, run_id: str, tags: dict[str, Any],
+                   metric: str, mode: str) -> Registered:
+    """A new version of `name` (created when missing) tagged with `tags`; `champion` moves to it
+    only when its `metric` (a key of `tags`) beats the champion's in `mode`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Embedding models registered by tuner searches.")
+    text_tags = {str(k): str(v) for k, v in tags.items()}
+    with using_tracking_uri(client.tracking_uri):  # the registry resolves models:/m-<id> through it
+        version = client.create_model_version(name, source=model_info.model_uri, run_id=run_id,
+                                              tags=text_tags, model_id=model_info.model_id)
+    current = champion_version(client, name)
+    moved = current is None or beats(text_tags.get(metric), current.tags.get(metric), mode)
+    if moved:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+    return Registered(name, int(version.version), int(version.version) if moved else int(current.version), moved)
+
+
+def champion_version(client: Any, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def beats(new: Any, old: Any, mode: str) -> bool:
+    """Strictly better in `mode`. Without both values there is no comparison: the champion stays."""
+    new_f, old_f = _number(new), _number(old)
+    if new_f is None or old_f is None:
+        return False
+    return new_f > old_f if mode == "max" else new_f < old_f
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
