@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from tuner.errors import TunerError
-from tuner.space.checks import Ctx, check_objective, check_params, check_scheduler, check_top
+from tuner.space.checks import Ctx, check_objective, check_scheduler, check_top
+from tuner.space.param_checks import check_params
 from tuner.space.safe_yaml import check_yaml_events, read_search_text
 from tuner.space.spec import SearchSpec
 
