@@ -103,15 +103,21 @@ def load_digits_images() -> ImageData:
 
 # ----------------------------------------------------------------------------- mnist
 
-def mnist_source(root: Path, download: bool) -> Source:
-    raw = root / "MNIST" / "raw"
-    paths = [raw / name for name in MNIST_FILES]
+def _file_source(dataset: str, root: Path, folder: Path, names: tuple[str, ...], download: bool,
+                 fetch: Callable[[Path], None], read: Callable[[Path], ImageData]) -> Source:
+    """A dataset of fixed files in `folder`: fetched when missing and allowed, fingerprinted, read lazily."""
+    paths = [folder / name for name in names]
     if not all(p.is_file() for p in paths):
         if not download:
-            raise _missing("mnist", root, raw, paths)
-        _download(lambda: _torchvision_mnist_download(root), "mnist", root)
-    return Source("mnist", {"dataset": "mnist", "root": str(root), "files": file_entries(paths, root)},
-                  lambda _progress: load_mnist_images(root))
+            raise _missing(dataset, root, folder, paths)
+        _download(lambda: fetch(root), dataset, root)
+    return Source(dataset, {"dataset": dataset, "root": str(root), "files": file_entries(paths, root)},
+                  lambda _progress: read(root))
+
+
+def mnist_source(root: Path, download: bool) -> Source:
+    return _file_source("mnist", root, root / "MNIST" / "raw", MNIST_FILES, download,
+                        _torchvision_mnist_download, load_mnist_images)
 
 
 def _torchvision_mnist_download(root: Path) -> None:
@@ -137,14 +143,8 @@ def load_mnist_images(root: Path) -> ImageData:
 # ----------------------------------------------------------------------------- cifar10
 
 def cifar10_source(root: Path, download: bool) -> Source:
-    folder = root / CIFAR_DIR
-    paths = [folder / name for name in CIFAR_FILES]
-    if not all(p.is_file() for p in paths):
-        if not download:
-            raise _missing("cifar10", root, folder, paths)
-        _download(lambda: _torchvision_cifar_download(root), "cifar10", root)
-    return Source("cifar10", {"dataset": "cifar10", "root": str(root), "files": file_entries(paths, root)},
-                  lambda _progress: load_cifar10_images(root))
+    return _file_source("cifar10", root, root / CIFAR_DIR, CIFAR_FILES, download,
+                        _torchvision_cifar_download, load_cifar10_images)
 
 
 def _torchvision_cifar_download(root: Path) -> None:
