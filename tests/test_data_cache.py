@@ -47,9 +47,10 @@ def test_changed_extractor_parameter_misses_split_parameters_do_not(tmp_path, ho
     other = load_features(base.replace(hog_orientations=6), cache_dir=tmp_path, progress=False)
     assert len(hog_calls) == 2 and other.n_features == 2 * 2 * 6
     # Split, standardization and label merging are redone from the cached features.
-    resplit = load_features(base.replace(test_size=0.5, normalize=True, composite_labels={f: f // 5 for f in range(10)}),
+    resplit = load_features(base.replace(test_size=0.5, val_size=0.5, normalize=True,
+                                         composite_labels={f: f // 5 for f in range(10)}),
                             cache_dir=tmp_path, progress=False)
-    assert len(hog_calls) == 2 and len(resplit.y_test) == 899 and resplit.n_classes == 2
+    assert len(hog_calls) == 2 and len(resplit.y_test) == 899 and len(resplit.y_val) == 449 and resplit.n_classes == 2
 
 
 def test_raw_images_are_not_reread_on_a_hit(tmp_path, monkeypatch):
@@ -76,11 +77,11 @@ def test_changed_data_files_miss(tmp_path):
 
     data = tmp_path / "data"
     write_mnist(data, n_train=30)
-    assert len(load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c",
-                             progress=False).y_train) == 30
+    first = load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c", progress=False)
+    assert len(first.y_train) + len(first.y_val) == 30
     write_mnist(data, n_train=40)
-    assert len(load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c",
-                             progress=False).y_train) == 40
+    second = load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c", progress=False)
+    assert len(second.y_train) + len(second.y_val) == 40
 
 
 # ----------------------------------------------------------------------------- concurrent writers

@@ -62,7 +62,8 @@ class TrialConfig:
     normalize: bool = False
     composite_labels: tuple[tuple[int, int], ...] | None = None
     label_names: tuple[str, ...] | None = None
-    test_size: float = 0.25
+    test_size: float = 0.2
+    val_size: float | None = None
     split_seed: int = 0
     classes: tuple[str, ...] | None = None
     image_size: int | None = None
@@ -128,7 +129,7 @@ class TrialConfig:
 
 DATA_FIELDS = (
     "dataset", "feature_extractor", "normalize", "composite_labels", "label_names",
-    "test_size", "split_seed", "classes", "image_size", "hog_orientations",
+    "test_size", "val_size", "split_seed", "classes", "image_size", "hog_orientations",
     "hog_pixels_per_cell", "hog_cells_per_block", "resnet_weights", "download",
 )
 
@@ -155,8 +156,10 @@ FIELD_HELP: dict[str, str] = {
     "normalize": "standardize features with statistics of the training split",
     "composite_labels": "map fine label -> coarse label; constraints use the coarse labels",
     "label_names": "names of the (coarse) labels, in label order, for plots and tables",
-    "test_size": "held-out share when a dataset has no official split (digits, one image tree)",
-    "split_seed": "seed of that split",
+    "test_size": "test share of the whole when a dataset has no official test split (digits, one image tree)",
+    "val_size": "validation share of the training part, stratified (null: 0.15 of an official training "
+                "split; with no official split, as many samples as the test split: digits 60/20/20)",
+    "split_seed": "seed of the test and validation splits",
     "classes": "imagenet: subset of class folder names to load (null: all)",
     "image_size": "imagenet: resize images to this square size (null: 32)",
     "hog_orientations": "HOG orientation bins",
@@ -240,6 +243,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return None if value is None else _as_int(name, value)
     if name == "image_size":
         return None if value is None else _as_int(name, value)
+    if name == "val_size":
+        return value if value is None or type(value) is float else _as_float(name, value)
     if name == "hidden_dims":
         if not isinstance(value, (list, tuple)) or not value:
             raise _type_error(name, value, "a non-empty list of layer widths, e.g. [256, 128]")
@@ -301,6 +306,8 @@ def _validate(cfg: TrialConfig) -> None:
     _check(cfg.eval_every >= 1, "eval_every", cfg.eval_every, "expected an integer >= 1")
     _check(cfg.knn_k >= 1, "knn_k", cfg.knn_k, "expected an integer >= 1")
     _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
+    _check(cfg.val_size is None or 0.0 < cfg.val_size < 1.0, "val_size", cfg.val_size,
+           "expected a share of the training part in (0, 1), or null for the default")
     _check(cfg.image_size is None or cfg.image_size >= 8, "image_size", cfg.image_size,
            "expected an integer >= 8, or null")
     _check(cfg.hog_orientations >= 1, "hog_orientations", cfg.hog_orientations, "expected an integer >= 1")
