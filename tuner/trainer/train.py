@@ -134,6 +134,16 @@ def embed_and_reconstruct(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192
     return torch.cat(zs).numpy(), torch.cat(xs).numpy()
 
 
+@torch.no_grad()
+def embed(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192) -> np.ndarray:
+    """Embeddings alone, in eval mode: the kNN reference needs no reconstruction."""
+    was_training = model.training
+    model.eval()
+    zs = [model(x[start:start + chunk], decode=False).embedding.float().cpu() for start in range(0, len(x), chunk)]
+    model.train(was_training)
+    return torch.cat(zs).numpy()
+
+
 def evaluate(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet,
              tensors: _Tensors) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Every metric on the validation split, with its embedding and reconstruction."""
@@ -159,7 +169,7 @@ def _measure(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, x_train: to
     # The training embedding is the reference of kNN and retrieval; split_seed (fixed per
     # search) seeds k-means and the trustworthiness subsample, so trials compare on the same points.
     x_np, y, fine_y = data.split(split)
-    z_train, _ = embed_and_reconstruct(model, x_train)
+    z_train = embed(model, x_train)
     z, x_hat = embed_and_reconstruct(model, x)
     metrics = evaluate_embedding(z_train, data.y_train, z, y, x_np, x_hat, k=cfg.knn_k, seed=cfg.split_seed,
                                  ref_fine_y=data.fine_y_train, fine_y=fine_y)
