@@ -64,6 +64,8 @@ def test_frozen():
         ({"knn_k": 0}, ["knn_k"]),
         ({"max_tuples": 0}, ["max_tuples"]),
         ({"test_size": 1.0}, ["test_size", "(0, 1)"]),
+        ({"val_size": 0}, ["val_size = 0.0", "(0, 1)", "or null"]),
+        ({"val_size": "half"}, ["val_size = 'half'", "a number"]),
         ({"constraint": "pairs"}, ["constraint = 'pairs'", "pairwise, triplet"]),
         ({"encoder": "vea"}, ["encoder", "did you mean 'vae'"]),
         ({"dataset": "mnsit"}, ["dataset", "did you mean 'mnist'"]),

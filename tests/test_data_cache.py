@@ -49,9 +49,10 @@ def test_changed_extractor_parameter_misses_split_parameters_do_not(tmp_path, ho
     other = load_features(base.replace(hog_orientations=6), cache_dir=tmp_path, progress=False)
     assert len(hog_calls) == 2 and other.n_features == 2 * 2 * 6
     # Split, standardization and label merging are redone from the cached features.
-    resplit = load_features(base.replace(test_size=0.5, normalize=True, composite_labels={f: f // 5 for f in range(10)}),
+    resplit = load_features(base.replace(test_size=0.5, val_size=0.5, normalize=True,
+                                         composite_labels={f: f // 5 for f in range(10)}),
                             cache_dir=tmp_path, progress=False)
-    assert len(hog_calls) == 2 and len(resplit.y_test) == 899 and resplit.n_classes == 2
+    assert len(hog_calls) == 2 and len(resplit.y_test) == 899 and len(resplit.y_val) == 449 and resplit.n_classes == 2
 
 
 def test_raw_images_are_not_reread_on_a_hit(tmp_path, monkeypatch):
@@ -78,11 +79,11 @@ def test_changed_data_files_miss(tmp_path):
 
     data = tmp_path / "data"
     write_mnist(data, n_train=30)
-    assert len(load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c",
-                             progress=False).y_train) == 30
+    first = load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c", progress=False)
+    assert len(first.y_train) + len(first.y_val) == 30
     write_mnist(data, n_train=40)
-    assert len(load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c",
-                             progress=False).y_train) == 40
+    second = load_features(TrialConfig(dataset="mnist"), data_dir=data, cache_dir=tmp_path / "c", progress=False)
+    assert len(second.y_train) + len(second.y_val) == 40
 
 
 def _rewrite(entry: Path, **changes) -> None:
@@ -143,17 +144,17 @@ def test_a_file_replaced_by_cp_p_with_its_size_and_mtime_changes_the_key(tmp_pat
 def test_an_image_added_to_a_class_folder_changes_the_key(tmp_path):
     from test_data_files import write_folder
 
-    write_folder(tmp_path / "data", per_class=3)
-    cfg = TrialConfig(dataset="imagenet", test_size=0.5)
+    write_folder(tmp_path / "data", per_class=6)  # enough per class for train, validation and test
+    cfg = TrialConfig(dataset="imagenet", test_size=0.25)
     old_key = _key(cfg, tmp_path / "data")
     red = tmp_path / "data" / "red"
     folder_mtime = red.stat().st_mtime_ns
-    shutil.copy2(red / "0.png", red / "3.png")
+    shutil.copy2(red / "0.png", red / "6.png")
     os.utime(red, ns=(folder_mtime, folder_mtime))  # as rsync -t leaves a folder: the old key missed this
     new_key = _key(cfg, tmp_path / "data")
-    assert new_key != old_key and (old_key["source"]["n_images"], new_key["source"]["n_images"]) == (6, 7)
+    assert new_key != old_key and (old_key["source"]["n_images"], new_key["source"]["n_images"]) == (12, 13)
     fs = load_features(cfg, data_dir=tmp_path / "data", progress=False)
-    assert len(fs.y_train) + len(fs.y_test) == 7
+    assert len(fs.y_train) + len(fs.y_val) + len(fs.y_test) == 13
 
 
 def test_the_extractors_library_versions_are_in_the_key(monkeypatch):

@@ -54,7 +54,7 @@ def test_hog_too_small_images_name_the_fields():
 
 def test_hog_through_load_features_on_digits():
     fs = load_features(TrialConfig(feature_extractor="hog", hog_orientations=8), progress=False)
-    assert fs.x_train.shape == (1347, 2 * 2 * 8) and fs.image_shape is None
+    assert fs.x_train.shape == (1077, 2 * 2 * 8) and fs.image_shape is None
 
 
 def test_resnet_random_weights_give_2048_features_and_grey_is_replicated():
@@ -69,9 +69,9 @@ def test_resnet_random_weights_give_2048_features_and_grey_is_replicated():
 def test_resnet_through_load_features_on_an_image_folder(tmp_path):
     for c, colour in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
         (tmp_path / c).mkdir()
-        for i in range(2):
+        for i in range(3):  # one each for train, validation and test
             Image.new("RGB", (32, 32), colour).save(tmp_path / c / f"{i}.png")
-    cfg = TrialConfig(dataset="imagenet", feature_extractor="resnet", resnet_weights="none", test_size=0.5)
+    cfg = TrialConfig(dataset="imagenet", feature_extractor="resnet", resnet_weights="none", test_size=0.3)
     fs = load_features(cfg, data_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
     assert fs.x_train.shape == (2, 2048) and fs.x_test.shape == (2, 2048) and fs.image_shape is None
     np.testing.assert_array_equal(np.sort(fs.y_train), [0, 1])

@@ -12,7 +12,7 @@ from conftest import SHARED_MNIST
 from PIL import Image
 
 from tuner.trainer.config import TrialConfig
-from tuner.data import load_features
+from tuner.data import FeatureSet, load_features
 from tuner.errors import TunerError
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -73,14 +73,27 @@ def load(dataset: str, root: Path, **changes):
     return load_features(TrialConfig(dataset=dataset, **changes), data_dir=root, progress=False)
 
 
+def training_part(fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation together, rows sorted: the loader's training split, whatever the hold-out drew."""
+    return sorted_rows(np.concatenate([fs.x_train, fs.x_val]), np.concatenate([fs.y_train, fs.y_val]))
+
+
+def sorted_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    order = np.lexsort(np.column_stack([y, x]).T[::-1])
+    return x[order], np.asarray(y)[order]
+
+
 # ----------------------------------------------------------------------------- mnist
 
 def test_mnist_idx_files_load(tmp_path):
     arrays = write_mnist(tmp_path)
     fs = load("mnist", tmp_path)
-    np.testing.assert_allclose(fs.x_train, arrays["x_train"].reshape(30, -1) / 255.0, atol=1e-7)
+    x_train, y_train = training_part(fs)
+    expected_x, expected_y = sorted_rows(arrays["x_train"] / 255.0, arrays["y_train"])
+    np.testing.assert_allclose(x_train, expected_x, atol=1e-7)
     np.testing.assert_allclose(fs.x_test, arrays["x_test"].reshape(20, -1) / 255.0, atol=1e-7)
-    np.testing.assert_array_equal(fs.y_train, arrays["y_train"])
+    np.testing.assert_array_equal(y_train, expected_y)
     np.testing.assert_array_equal(fs.y_test, arrays["y_test"])
     assert fs.image_shape == (1, 28, 28)
     assert fs.label_names == tuple(str(i) for i in range(10))
@@ -98,12 +111,14 @@ def test_mnist_missing_files_error_names_directory_and_files(tmp_path):
 # ----------------------------------------------------------------------------- cifar10
 
 def test_cifar10_python_batches_load_with_their_names(tmp_path):
-    arrays = write_cifar(tmp_path)
+    arrays = write_cifar(tmp_path, per_batch=20)  # every class twice, to hold one out for validation
     fs = load("cifar10", tmp_path)
     # Rows are R, G, B planes of 32x32: the raw features keep that (C, H, W) order.
-    np.testing.assert_allclose(fs.x_train, arrays["x_train"] / 255.0, atol=1e-7)
+    x_train, y_train = training_part(fs)
+    expected_x, expected_y = sorted_rows(arrays["x_train"] / 255.0, arrays["y_train"])
+    np.testing.assert_allclose(x_train, expected_x, atol=1e-7)
     np.testing.assert_allclose(fs.x_test, arrays["x_test"] / 255.0, atol=1e-7)
-    np.testing.assert_array_equal(fs.y_train, arrays["y_train"])
+    np.testing.assert_array_equal(y_train, expected_y)
     np.testing.assert_array_equal(fs.y_test, arrays["y_test"])
     assert fs.image_shape == (3, 32, 32)
     assert fs.label_names == tuple(CIFAR_NAMES)
@@ -123,24 +138,29 @@ def test_image_folder_with_train_and_val(tmp_path):
     write_folder(tmp_path / "train", per_class=3)
     write_folder(tmp_path / "val", per_class=2)
     fs = load("imagenet", tmp_path, image_size=16)
-    assert fs.x_train.shape == (6, 3 * 16 * 16) and fs.x_test.shape == (4, 3 * 16 * 16)
+    # val/ is the test split; validation holds out one image per class of train/.
+    assert fs.x_train.shape == (4, 3 * 16 * 16) and fs.x_val.shape == (2, 3 * 16 * 16)
+    assert fs.x_test.shape == (4, 3 * 16 * 16)
     assert fs.image_shape == (3, 16, 16) and fs.label_names == ("blue", "red")
-    np.testing.assert_array_equal(fs.y_train, [0, 0, 0, 1, 1, 1])
+    x_train, y_train = training_part(fs)
+    np.testing.assert_array_equal(y_train, [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(fs.y_test, [0, 0, 1, 1])
-    planes = fs.x_train.reshape(6, 3, 16 * 16).mean(axis=2)  # per-image mean of R, G, B
+    planes = x_train.reshape(6, 3, 16 * 16).mean(axis=2)  # per-image mean of R, G, B
     np.testing.assert_allclose(planes[:3], [[0, 0, 1]] * 3, atol=1e-6)
     np.testing.assert_allclose(planes[3:], [[1, 0, 0]] * 3, atol=1e-6)
 
 
 def test_image_folder_single_tree_is_split_stratified_with_class_subset(tmp_path):
-    write_folder(tmp_path, per_class=4, classes=("blue", "green", "red"))
-    fs = load("imagenet", tmp_path, classes=["red", "green"], test_size=0.5, split_seed=1)
+    write_folder(tmp_path, per_class=5, classes=("blue", "green", "red"))
+    fs = load("imagenet", tmp_path, classes=["red", "green"], test_size=0.2, split_seed=1)
     assert fs.label_names == ("green", "red")
     assert fs.image_shape == (3, 32, 32)  # the default size
-    np.testing.assert_array_equal(np.bincount(fs.y_train), [2, 2])
-    np.testing.assert_array_equal(np.bincount(fs.y_test), [2, 2])
+    # Test as large as validation, each a fifth of the whole: 3 / 1 / 1 per class.
+    np.testing.assert_array_equal(np.bincount(fs.y_train), [3, 3])
+    np.testing.assert_array_equal(np.bincount(fs.y_val), [1, 1])
+    np.testing.assert_array_equal(np.bincount(fs.y_test), [1, 1])
     # Labels follow the pixels: green images are label 0, red ones label 1.
-    green = fs.x_train.reshape(4, 3, -1).mean(axis=2)[:, 1]
+    green = fs.x_train.reshape(len(fs.x_train), 3, -1).mean(axis=2)[:, 1]
     np.testing.assert_array_equal(green > 0.5, fs.y_train == 0)
 
 
@@ -165,7 +185,10 @@ def test_image_folder_errors(tmp_path):
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"real MNIST split not present at {SHARED_MNIST}")
 def test_real_mnist_split(tmp_path):
     fs = load_features(TrialConfig(dataset="mnist"), data_dir=SHARED_MNIST, cache_dir=tmp_path, progress=False)
-    assert fs.x_train.shape == (8000, 784) and fs.x_test.shape == (2000, 784)
-    np.testing.assert_array_equal(np.bincount(fs.y_train), [800, 892, 830, 812, 796, 704, 753, 828, 784, 801])
+    # Validation: 0.15 of the official training split, stratified.
+    assert fs.x_train.shape == (6800, 784) and fs.x_val.shape == (1200, 784) and fs.x_test.shape == (2000, 784)
+    per_class = np.bincount(fs.y_train) + np.bincount(fs.y_val)
+    np.testing.assert_array_equal(per_class, [800, 892, 830, 812, 796, 704, 753, 828, 784, 801])
+    assert np.all(np.abs(np.bincount(fs.y_val) - 0.15 * per_class) <= 1)
     np.testing.assert_array_equal(np.bincount(fs.y_test), [180, 243, 202, 198, 186, 188, 205, 200, 190, 208])
     assert 0.0 <= fs.x_train.min() and fs.x_train.max() == 1.0

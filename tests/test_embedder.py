@@ -22,20 +22,22 @@ def test_embed_on_raw_images_reproduces_the_trial(tmp_path, extractor, normalize
     data = load_features(cfg, progress=False)
     result = fit(cfg, data)
     model = EmbeddingModel.from_training(cfg, result.model, data, normalization_stats(cfg))
-    test, train = split_images(cfg, "test"), split_images(cfg, "train")
-    assert np.array_equal(test.labels, data.y_test)
-    assert np.array_equal(model.model_input(test.images), data.x_test)  # the data layer's own features
-    z = model.embed(test.images)
-    assert np.array_equal(z, result.test_embedding)
-    assert knn_accuracy(model.embed(train.images), train.labels, z, test.labels, cfg.knn_k) == \
+    # The trial's own embedding is of the validation split; the test split goes through the same code.
+    val, train, test = split_images(cfg, "val"), split_images(cfg, "train"), split_images(cfg, "test")
+    assert np.array_equal(val.labels, data.y_val) and np.array_equal(test.labels, data.y_test)
+    assert np.array_equal(model.model_input(val.images), data.x_val)  # the data layer's own features
+    assert np.array_equal(model.model_input(test.images), data.x_test)
+    z = model.embed(val.images)
+    assert np.array_equal(z, result.val_embedding)
+    assert knn_accuracy(model.embed(train.images), train.labels, z, val.labels, cfg.knn_k) == \
         result.metrics["knn_accuracy"]
     # forward (what torch.export captures) agrees with embed
-    assert np.array_equal(model(torch.from_numpy(model.features(test.images))).detach().numpy(), z)
-    recon = model.reconstruct(test.images)
+    assert np.array_equal(model(torch.from_numpy(model.features(val.images))).detach().numpy(), z)
+    recon = model.reconstruct(val.images)
     normalized = (recon - model.norm_mean.numpy()) / model.norm_std.numpy()
-    assert np.allclose(normalized, result.test_reconstruction, atol=1e-5)
+    assert np.allclose(normalized, result.val_reconstruction, atol=1e-5)
     model.save(tmp_path)
-    assert np.array_equal(EmbeddingModel.load(tmp_path).embed(test.images[:, 0]), z)  # (N, H, W) too
+    assert np.array_equal(EmbeddingModel.load(tmp_path).embed(val.images[:, 0]), z)  # (N, H, W) too
 
 
 def test_input_of_another_shape_names_both_shapes():

@@ -48,7 +48,7 @@ def test_log_register_champion_and_load(tmp_path, trained, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("models", artifact_location=str(tmp_path / "artifacts"))
-    test = split_images(trained[0][0], "test")
+    test = split_images(trained[0][0], "val")  # the split the trials' own embeddings are of
     train = split_images(trained[0][0], "train")
     registered = []
     for cfg, result, model in trained:
@@ -67,7 +67,7 @@ def test_log_register_champion_and_load(tmp_path, trained, monkeypatch):
         loaded = load_model(source, tracking_uri=uri)
         assert loaded.config == cfg
         z = loaded.embed(test.images)
-        assert np.allclose(z, result.test_embedding) and np.array_equal(z, result.test_embedding)
+        assert np.allclose(z, result.val_embedding) and np.array_equal(z, result.val_embedding)
     assert knn_accuracy(loaded.embed(train.images), train.labels, z, test.labels, cfg.knn_k) == \
         result.metrics["knn_accuracy"]
     assert loaded.reconstruct(test.images).shape == (len(test.images), 64)
@@ -78,7 +78,7 @@ def test_log_register_champion_and_load(tmp_path, trained, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     graph = mlflow.pytorch.load_model("models:/digits-embedder@champion")
     out = graph(torch.from_numpy(loaded.features(test.images))).detach().numpy()
-    assert np.allclose(out, result.test_embedding, atol=1e-6)
+    assert np.allclose(out, result.val_embedding, atol=1e-6)
     assert tuner.load_model("models:/digits-embedder/1", tracking_uri=uri).config == trained[0][0]
 
 
@@ -106,11 +106,11 @@ def test_embed_command_writes_parquet_and_refuses_other_shapes(tmp_path, trained
     log_model(client, run_id, model, split_images(cfg, "test").images)
 
     args = ["embed", "--model", run_id, "--tracking-uri", uri, "--dataset", "digits"]
-    assert main([*args, "--out", str(tmp_path / "z"), "--plot", str(tmp_path / "z.png")]) == 0
+    assert main([*args, "--split", "val", "--out", str(tmp_path / "z"), "--plot", str(tmp_path / "z.png")]) == 0
     frame = pd.read_parquet(tmp_path / "z.parquet")
     assert list(frame.columns) == ["label", "label_name", "z0", "z1", "z2", "z3"]
-    assert np.array_equal(frame[["z0", "z1", "z2", "z3"]].to_numpy(), result.test_embedding)
-    assert np.array_equal(frame["label"].to_numpy(), load_features(cfg, progress=False).y_test)
+    assert np.array_equal(frame[["z0", "z1", "z2", "z3"]].to_numpy(), result.val_embedding)
+    assert np.array_equal(frame["label"].to_numpy(), load_features(cfg, progress=False).y_val)
     assert (tmp_path / "z.png").stat().st_size > 0
     assert main([*args, "--split", "all", "--out", str(tmp_path / "all.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "all.csv")) == 1797

@@ -178,8 +178,20 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
     from tuner.trainer.train import fit
 
     cfg = spec.trial_config({"latent_dim": 8, "lr": 0.001})
-    direct = fit(cfg, load_features(cfg, progress=False))
+    data = load_features(cfg, progress=False)
+    direct = fit(cfg, data.without_test())
     assert finished.data.metrics["knn_accuracy"] == pytest.approx(direct.metrics["knn_accuracy"], abs=1e-9)
+    # The test split is read once, for the selected (best) trial only, from its final checkpoint.
+    from tuner.trainer.train import evaluate_split
+
+    tested = {r.data.tags["tuner.trial_id"] for r in trials if "test_knn_accuracy" in r.data.metrics}
+    assert tested == {finished.data.tags["tuner.trial_id"]}
+    expected = evaluate_split(cfg, direct.model, data, "test")
+    assert finished.data.metrics["test_knn_accuracy"] == pytest.approx(expected["test_knn_accuracy"], abs=1e-9)
+    assert base["test_knn_accuracy"] == finished.data.metrics["test_knn_accuracy"]
+    assert table.iloc[0]["test_knn_accuracy"] == pytest.approx(expected["test_knn_accuracy"], abs=1e-9)
+    assert table["test_knn_accuracy"].iloc[1:].isna().all()
+    assert {"test_baseline_input_knn_accuracy", "test_baseline_pca8_recon_error"} <= set(base)
 
     killed = runs[by_config[(1, 0.001)].trial_id]
     assert steps(uri, killed, "knn_accuracy") == [20]
@@ -221,6 +233,10 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
     assert table["pareto"].iloc[0] and table["pareto"].is_monotonic_decreasing  # front first
     parent, trials = runs_of(uri, "e2e-pareto")
     assert len(trials) == 4 and parent.data.tags["tuner.metric"] == "knn_accuracy,recon_error"
+    # Every trial on the front, and only those, was read on the test split.
+    front = set(table[table["pareto"]]["trial_id"])
+    assert {r.data.tags["tuner.trial_id"] for r in trials if "test_recon_error" in r.data.metrics} == front
+    assert table[table["pareto"]]["test_knn_accuracy"].notna().all()
 
 
 # ------------------------------------------------------------------ kill and resume

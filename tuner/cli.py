@@ -39,35 +39,46 @@ def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- commands
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tuner.trainer.config import TrialConfig
     from tuner.data import load_features
-    from tuner.trainer.train import fit
+    from tuner.trainer.config import TrialConfig
+    from tuner.trainer.train import evaluate_split, fit
 
     import torch
 
-    run = None
-    if getattr(args, "from_run", None):  # issue 9: rebuild a trial's config from its MLflow run
+    source_run = None
+    if args.from_run:  # rebuild a trial's config from its MLflow run
         from tuner.rerun import config_from_run
 
-        cfg, run = config_from_run(args.from_run, args.tracking_uri, parse_set_pairs(args.set))
+        cfg, source_run = config_from_run(args.from_run, args.tracking_uri, parse_set_pairs(args.set))
     else:
         cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
     torch.set_num_threads(args.threads)
     data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
-    report = None if args.json else _print_progress
-    result = fit(cfg, data, report=report)
-    final = {**result.metrics, "iterations": cfg.iterations, "seconds": round(result.seconds, 3)}
+    # Trained and measured on validation as a search's trial is; the test split is read once, at the end.
+    result = fit(cfg, data.without_test(), report=None if args.json else _print_progress)
+    test = evaluate_split(cfg, result.model, data, "test")
+    timing = {"iterations": cfg.iterations, "seconds": round(result.seconds, 3)}
     if args.json:
-        print(json.dumps(final))
-    else:
-        width = max(len(k) for k in final)
-        for key, value in final.items():
-            print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    if run is not None and not args.json:
+        print(json.dumps({**result.metrics, **test, **timing}))
+        return 0
+    sections = ((f"validation ({len(data.y_val)} samples; what a search ranks by)", result.metrics),
+                (f"test ({len(data.y_test)} samples, read once after training)", test), ("run", timing))
+    width = max(len(k) for _, values in sections for k in values)
+    for title, values in sections:
+        print(f"{title}:")
+        for key, value in values.items():
+            if key not in ("iteration", "seconds") or values is timing:
+                print(f"  {key:<{width}}  {_shown(value)}")
+    if source_run is not None:
         from tuner.rerun import print_comparison
 
-        print_comparison(run, result.metrics)
+        print_comparison(source_run, result.metrics)
     return 0
+
+
+def _shown(value: Any) -> str:
+    # Counts reach us as floats (trustworthiness_n): 360, not 360.0000.
+    return f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
 
 
 def _positive_int(text: str) -> int:

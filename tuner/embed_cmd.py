@@ -30,7 +30,8 @@ def add_parser(sub: Any, add_data_dir: Any, add_tracking: Any) -> None:
     source.add_argument("--images", type=Path, help="a folder of unlabeled images (file paths are written)")
     add_data_dir(p)
     add_tracking(p)
-    p.add_argument("--split", default="test", choices=("train", "test", "all"), help="dataset split (default: test)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                   help="dataset split (default: test)")
     p.add_argument("--out", required=True, type=Path, help="output file: .parquet (default), .csv or .npy")
     p.add_argument("--plot", type=Path, default=None, help="also draw the embeddings to this .png")
     p.set_defaults(func=embed_command)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.data.pipeline import load_features, open_source
-from tuner.data.prepare import compose_labels, resolve_label_names, standardization_stats, stratified_split
+from tuner.data.pipeline import load_features, open_source, three_splits
+from tuner.data.prepare import compose_labels, resolve_label_names, standardization_stats
 from tuner.errors import TunerError
 from tuner.trainer.config import TrialConfig
 
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "val", "test", "all")
 
 
 @dataclass(frozen=True)
@@ -45,22 +45,20 @@ def normalization_stats(cfg: TrialConfig, data_dir: str | Path | None = None,
 
 def split_images(cfg: TrialConfig, split: str, data_dir: str | Path | None = None,
                  progress: bool = True) -> SplitImages:
-    """The images of `split` (train, test or all) in the order `load_features` puts their features."""
+    """The images of `split` (train, val, test or all) in the order `load_features` puts their features."""
     if split not in SPLITS:
         raise TunerError(f"--split {split!r} is not valid: expected one of {', '.join(SPLITS)}.")
     data = open_source(cfg, data_dir).load(progress)
+    # load_features' own split, applied to row numbers: it depends on the labels and seeds only.
+    rows = {"x_train": np.arange(len(data.y_train))[:, None], "y_train": data.y_train}
     if data.x_test is not None:
-        parts = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
-    else:  # the same seeded split as load_features, applied to row numbers
-        rows = np.arange(len(data.y_train))[:, None]
-        r_tr, y_tr, r_te, y_te = stratified_split(rows, data.y_train, cfg.test_size, cfg.split_seed)
-        parts = {"train": (data.x_train[r_tr[:, 0]], y_tr), "test": (data.x_train[r_te[:, 0]], y_te)}
-    if split == "all":
-        images = np.concatenate([parts["train"][0], parts["test"][0]])
-        fine = np.concatenate([parts["train"][1], parts["test"][1]])
-    else:
-        images, fine = parts[split]
-    labels, names = fine.astype(np.int64), tuple(data.label_names)
+        rows.update(x_test=np.arange(len(data.y_test))[:, None], y_test=data.y_test)
+    parts = three_splits(cfg, rows)
+    chosen = ("train", "val", "test") if split == "all" else (split,)
+    sources = {part: data.x_test if part == "test" and data.x_test is not None else data.x_train for part in chosen}
+    images = np.concatenate([sources[part][parts[part][0][:, 0]] for part in chosen])
+    fine = np.concatenate([parts[part][1] for part in chosen]).astype(np.int64)
+    labels, names = fine, tuple(data.label_names)
     if cfg.composite_labels is not None:
-        labels, names = compose_labels(labels, cfg.composite_labels, names)
-    return SplitImages(images, labels, fine.astype(np.int64), resolve_label_names(names, cfg.label_names))
+        labels, names = compose_labels(fine, cfg.composite_labels, names)
+    return SplitImages(images, labels, fine, resolve_label_names(names, cfg.label_names))

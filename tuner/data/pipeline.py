@@ -19,7 +19,8 @@ from tuner.data.cache import Arrays, default_cache_dir, load_or_build
 from tuner.data.features import FeatureSet
 from tuner.data.hog import hog_features
 from tuner.data.imagefolder import imagenet_source
-from tuner.data.prepare import compose_labels, resolve_label_names, standardize, stratified_split
+from tuner.data.prepare import (compose_labels, resolve_label_names, standardize, stratified_split,
+                                validation_count, validation_split)
 from tuner.data.resnet import resnet_features, resolve_weights, weights_name
 from tuner.data.sources import (ImageData, Source, cifar10_source, default_data_dir, digits_source,
                                 mnist_source)
@@ -28,7 +29,7 @@ from tuner.errors import TunerError
 
 def load_features(cfg: TrialConfig, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                   progress: bool = True) -> FeatureSet:
-    """The train/test features `cfg`'s data fields describe, from the cache when it has them.
+    """The train/validation/test features `cfg`'s data fields describe, from the cache when it has them.
 
     `data_dir` (None: $TUNER_DATA_DIR or ./data) holds mnist/cifar10/imagenet files; digits
     needs none. `cache_dir` None: $TUNER_CACHE_DIR or ~/.cache/tuner/features.
@@ -137,23 +138,39 @@ def featurize(cfg: TrialConfig, images: ImageData, weights: Any, progress: bool)
 
 
 def assemble(cfg: TrialConfig, arrays: Arrays) -> FeatureSet:
+    """Split (train / validation / test), merge labels, name them and standardize: cheap, so per call."""
     names = tuple(str(n) for n in arrays["label_names"])
-    x_tr, y_tr = arrays["x_train"], arrays["y_train"]
-    if "x_test" in arrays:
-        x_te, y_te = arrays["x_test"], arrays["y_test"]
-    else:
-        x_tr, y_tr, x_te, y_te = stratified_split(x_tr, y_tr, cfg.test_size, cfg.split_seed)
-    fine_tr = fine_te = None
-    if cfg.composite_labels is not None:
-        fine_tr, fine_te = y_tr, y_te
-        y_tr, names_coarse = compose_labels(y_tr, cfg.composite_labels, names)
-        y_te, _ = compose_labels(y_te, cfg.composite_labels, names)
-        names = names_coarse
+    fine_names = names
+    if cfg.composite_labels is not None:  # the mapping is checked on the label numbers, before any split
+        _, names = compose_labels(np.arange(len(fine_names)), cfg.composite_labels, fine_names)
     names = resolve_label_names(names, cfg.label_names)
-    if cfg.normalize:
-        x_tr, x_te = standardize(x_tr, x_te)
+    splits = three_splits(cfg, arrays)
+    fine: dict[str, np.ndarray | None] = {part: None for part in splits}
+    if cfg.composite_labels is not None:
+        fine = {part: y for part, (_, y) in splits.items()}
+        splits = {part: (x, compose_labels(y, cfg.composite_labels, fine_names)[0]) for part, (x, y) in splits.items()}
+    xs = [x for x, _ in splits.values()]
+    if cfg.normalize:  # statistics of the training split only
+        xs = list(standardize(*xs))
+    (x_tr, x_va, x_te), (y_tr, y_va, y_te) = xs, [y for _, y in splits.values()]
     shape = tuple(int(v) for v in arrays["image_shape"]) or None
     return FeatureSet(
         x_train=np.ascontiguousarray(x_tr, dtype=np.float32), y_train=y_tr.astype(np.int64),
+        x_val=np.ascontiguousarray(x_va, dtype=np.float32), y_val=y_va.astype(np.int64),
         x_test=np.ascontiguousarray(x_te, dtype=np.float32), y_test=y_te.astype(np.int64),
-        label_names=names, fine_y_train=fine_tr, fine_y_test=fine_te, image_shape=shape)
+        label_names=names, fine_y_train=fine["train"], fine_y_val=fine["val"], fine_y_test=fine["test"],
+        image_shape=shape)
+
+
+def three_splits(cfg: TrialConfig, arrays: Arrays) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train", "val", "test"} -> (x, y). The test split is the official one where the data has
+    one, else a stratified `test_size` share; validation then comes out of the training part."""
+    x_tr, y_tr = arrays["x_train"], arrays["y_train"]
+    official = "x_test" in arrays
+    if official:
+        x_te, y_te = arrays["x_test"], arrays["y_test"]
+    else:
+        x_tr, y_tr, x_te, y_te = stratified_split(x_tr, y_tr, cfg.test_size, cfg.split_seed)
+    n_val = validation_count(cfg.val_size, len(y_tr), len(y_te), official)
+    x_tr, y_tr, x_va, y_va = validation_split(x_tr, y_tr, n_val, cfg.split_seed, cfg.val_size)
+    return {"train": (x_tr, y_tr), "val": (x_va, y_va), "test": (x_te, y_te)}

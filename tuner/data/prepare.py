@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tuner.errors import TunerError
@@ -22,10 +24,11 @@ def stratified_split(x: np.ndarray, y: np.ndarray, test_size: float,
     return x_tr, y_tr, x_te, y_te
 
 
-def standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Subtract the train mean and divide by the train std, per feature (std 0 -> 1)."""
+def standardize(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Subtract the train mean and divide by the train std, per feature (std 0 -> 1); the
+    other splits are scaled with the train statistics, so nothing is learned from them."""
     mean, std = standardization_stats(x_train)
-    return apply_standardization(x_train, mean, std), apply_standardization(x_test, mean, std)
+    return tuple(apply_standardization(x, mean, std) for x in (x_train, *others))
 
 
 def standardization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +45,44 @@ def standardization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def apply_standardization(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     # float64 arithmetic, then float32: a saved model reproduces the training features bit for bit.
     return ((x - mean) / std).astype(np.float32)
+
+
+# Where a dataset has an official test split, validation is this share of its training split.
+DEFAULT_VAL_SHARE = 0.15
+
+
+def validation_count(val_size: float | None, n_train: int, n_test: int, official_test: bool) -> int:
+    """How many training samples to hold out for validation.
+
+    An explicit `val_size` is a share of the training part. None: 0.15 of an official training
+    split; with no official split, as many as the test split (digits: 60 / 20 / 20).
+    """
+    if val_size is None:
+        return math.ceil(DEFAULT_VAL_SHARE * n_train) if official_test else n_test
+    return math.ceil(val_size * n_train)
+
+
+def validation_split(x: np.ndarray, y: np.ndarray, n_val: int, seed: int,
+                     val_size: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded, stratified hold-out of `n_val` samples: (x_tr, y_tr, x_val, y_val).
+
+    At least one sample per class is held out, so every class is measured; at least one per
+    class must stay in train.
+    """
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    n_classes = int(np.count_nonzero(counts))
+    n_val = max(n_val, n_classes)
+    smallest = int(counts[counts > 0].min())
+    if len(y) - n_val < n_classes or smallest < 2:
+        shown = "null" if val_size is None else val_size
+        raise TunerError(f"val_size = {shown}: cannot hold out {n_val} of {len(y)} training samples of "
+                         f"{n_classes} classes stratified (smallest class: {smallest} samples; each class "
+                         f"needs one in train and one in validation). Give a smaller val_size (a share "
+                         f"of the training part, in (0, 1)) or more data.")
+    x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=n_val, random_state=seed, stratify=y)
+    return x_tr, y_tr, x_val, y_val
 
 
 def compose_labels(y: np.ndarray, pairs: tuple[tuple[int, int], ...],

@@ -45,7 +45,7 @@ class Session:
             self.progress.trial_ended(trial.trial_id, status)
         if status != "FAILED":  # resume never restores an ended trial; a failed one it retries
             _storage_step(f"delete {trial.trial_id}'s checkpoints", delete_checkpoints,
-                          trial.storage.storage_filesystem, trial.path, kept_checkpoint(self.spec, trial, status))
+                          trial.storage.storage_filesystem, trial.path, kept_checkpoint(trial, status))
 
     def saw_node(self, trial_id: str, node: str) -> None:
         """Tag the trial's run with the nodes it ran on (more than one when it moved)."""
@@ -55,10 +55,12 @@ class Session:
             self.tracker.set_trial_tags(trial_id, {"tuner.node": ",".join(seen)})
 
 
-def kept_checkpoint(spec: SearchSpec, trial: Any, status: str) -> str | None:
-    """A finished trial's last checkpoint stays while models may be logged from it at the end of
-    the search (tuner.runner.models_step), also after --resume."""
-    if getattr(spec, "log_models", "none") == "none" or status != "FINISHED" or trial.checkpoint is None:
+def kept_checkpoint(trial: Any, status: str) -> str | None:
+    """A finished trial's last checkpoint stays: at the end of the search (also after --resume)
+    the driver reads the selected trials' final state for the test split (runner/final_test.py)
+    and for their models (runner/models_step.py). Only those chosen then are needed, but which
+    they are is known only once every trial has ended."""
+    if status != "FINISHED" or trial.checkpoint is None:
         return None
     return trial.checkpoint.path
 

@@ -10,7 +10,6 @@ A failure here costs the models, never the search: it is reported and the search
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from tuner.data.features import FeatureSet
-from tuner.outcome import best_row, pareto_mask
-from tuner.runner.trial import CHECKPOINT_FILE
+from tuner.outcome import best_row
+from tuner.runner.final_test import read_final_state, selected_trials
 from tuner.space.spec import SearchSpec
 from tuner.tracking.store import mask_uri
 from tuner.trainer.metrics import TRIAL_METRICS
@@ -30,13 +29,9 @@ def chosen_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
     """Trial ids whose models are logged, best first (the table's order)."""
     if spec.log_models == "none" or table.empty:
         return []
-    done = table[(table["status"] == "FINISHED") & table[list(spec.metric)].notna().all(axis=1)]
-    if spec.log_models == "all" or done.empty:
-        return list(done["trial_id"])
-    if spec.multi_objective:
-        front = pareto_mask(done[list(spec.metric)].to_numpy(float), spec.mode)
-        return list(done[front]["trial_id"])
-    return [str(done.iloc[0]["trial_id"])]
+    if spec.log_models == "all":
+        return list(table[table["status"] == "FINISHED"]["trial_id"])
+    return selected_trials(spec, table)
 
 
 def best_of(spec: SearchSpec, table: pd.DataFrame, trial_ids: list[str]) -> str | None:
@@ -77,7 +72,7 @@ def _log_and_register(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], 
     logged: dict[str, Any] = {}
     for trial_id in chosen:
         trial, run_id = trials.get(trial_id), tracker.trial_started(trial_id, {}, reopen=False)
-        state = _read_state(trial) if trial is not None else None
+        state = read_final_state(trial) if trial is not None else None
         if state is None or run_id is None:
             print(f"tuner: no final checkpoint of {trial_id} in storage: its model is not logged.",
                   file=sys.stderr, flush=True)
@@ -105,23 +100,9 @@ def _tags(spec: SearchSpec, table: pd.DataFrame, tracker: Any, trial_id: str) ->
             "tuner.metric": ",".join(spec.metric), "tuner.mode": ",".join(spec.mode), **metrics}
 
 
-def _read_state(trial: Any) -> dict[str, Any] | None:
-    """The trial's last TrainState, read from storage (any node may have written it)."""
-    import torch
-
-    ckpt = trial.checkpoint
-    if ckpt is None:
-        return None
-    try:
-        with ckpt.filesystem.open_input_stream(f"{ckpt.path}/{CHECKPOINT_FILE}") as stream:
-            return torch.load(io.BytesIO(stream.read()), weights_only=True, map_location="cpu")
-    except (OSError, FileNotFoundError):
-        return None
-
-
 def _feature_example(data: FeatureSet, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """A few test rows as the model's graph takes them: featurized, not yet normalized."""
-    rows = data.x_test[:5].astype(np.float64)
+    """A few validation rows as the model's graph takes them: featurized, not yet normalized."""
+    rows = data.x_val[:5].astype(np.float64)
     if stats is not None:
         rows = rows * stats[1] + stats[0]
     return rows.astype(np.float32)

@@ -22,6 +22,7 @@ from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, results_table, search_status
 from tuner.runner.callback import SESSIONS, Session, row_status
 from tuner.runner.console import SearchProgress, tune_output_to_log
+from tuner.runner.final_test import test_selected_safely
 from tuner.runner.models_step import log_search_models
 from tuner.runner.ray_cluster import check_cluster, start_ray
 from tuner.runner.resume import init_storage, previous_search_id
@@ -114,7 +115,8 @@ def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_
                                  t.last_result) for t in session.trials]
         table = results_table(outcomes, list(spec.params), spec.metric, spec.mode)
         status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
-        if status == "FINISHED":  # the chosen trials' models, logged and registered
+        if status == "FINISHED":  # the selected trials read once on the test split; their models logged
+            table = test_selected_safely(spec, table, session.trials, tracker, data)
             log_search_models(spec, table, session.trials, tracker, data, data_dir, verbose=console != "quiet")
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)

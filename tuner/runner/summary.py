@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import pandas as pd
+from sklearn.decomposition import PCA
 
 from tuner.data.features import FeatureSet
 from tuner.space.spec import SearchSpec
 from tuner.tracking.store import mask_uri
+from tuner.trainer.metrics import knn_accuracy, reconstruction_error
 
 
 def baselines(spec: SearchSpec, data: FeatureSet) -> dict[str, float]:
-    """What an embedding must beat: kNN on the input features, and PCA at each searched latent_dim."""
-    from sklearn.decomposition import PCA
-
-    from tuner.trainer.metrics import knn_accuracy, reconstruction_error
-
+    """What an embedding must beat: kNN on the input features, and PCA at each searched latent_dim;
+    fitted on train, measured on validation (plain names) and on test (prefix `test_`)."""
     k = spec.base_config.knn_k
-    out = {"baseline_input_knn_accuracy": knn_accuracy(data.x_train, data.y_train, data.x_test, data.y_test, k)}
+    splits = {"": (data.x_val, data.y_val)} | ({"test_": (data.x_test, data.y_test)} if data.has_test else {})
+    out = {f"{prefix}baseline_input_knn_accuracy": knn_accuracy(data.x_train, data.y_train, x, y, k)
+           for prefix, (x, y) in splits.items()}
     for dim in baseline_dims(spec):
         if dim > min(data.x_train.shape):
             continue
         pca = PCA(n_components=dim, random_state=0).fit(data.x_train)
-        z_train, z_test = pca.transform(data.x_train), pca.transform(data.x_test)
-        out[f"baseline_pca{dim}_knn_accuracy"] = knn_accuracy(z_train, data.y_train, z_test, data.y_test, k)
-        out[f"baseline_pca{dim}_recon_error"] = reconstruction_error(pca.inverse_transform(z_test), data.x_test)
+        z_train = pca.transform(data.x_train)
+        for prefix, (x, y) in splits.items():
+            z = pca.transform(x)
+            out[f"{prefix}baseline_pca{dim}_knn_accuracy"] = knn_accuracy(z_train, data.y_train, z, y, k)
+            out[f"{prefix}baseline_pca{dim}_recon_error"] = reconstruction_error(pca.inverse_transform(z), x)
     return out
 
 
@@ -46,8 +49,10 @@ def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: s
     shown = table[table["pareto"]] if spec.multi_objective else table.head(10)
     what = f"Pareto front of {', '.join(spec.metric)}" if spec.multi_objective else \
         f"best trials by {spec.metric[0]} ({spec.mode[0]})"
+    what += " on validation" + ("; test_* read once, for the selected trials" if "test_knn_accuracy" in table else "")
+    tested = [f"test_{m}" for m in (*spec.metric, "knn_accuracy", "recon_error")]
     cols = [c for c in ("trial_id", "status", *spec.params, *spec.metric, "knn_accuracy", "recon_error",
-                        "iteration") if c in table]
+                        *tested, "iteration") if c in table]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print(f"{what}:\n{shown[list(dict.fromkeys(cols))].to_string(index=False)}")
     print(f"\nMLflow experiment {experiment!r} in {mask_uri(uri)}\n"

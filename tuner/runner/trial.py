@@ -37,6 +37,8 @@ def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any]
     # Arrays from the object store are read-only views; fit never writes into them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
+    if data.has_test:  # the driver ships data.without_test(): a trial must not see what selects it
+        raise ValueError("a trial received the test split; selection would then read it")
     cfg = trial_config(fixed, config)
     resume = load_checkpoint(tune.get_checkpoint())
     # Tune's results only (MLflow logs the known metrics): which trials resumed, and where they ran.
@@ -80,11 +82,11 @@ def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path
     from tuner.trainer.plots import plot_embedding, plot_loss_curves, plot_reconstructions
 
     device = next(state.model.parameters()).device
-    z_test, x_hat = embed_and_reconstruct(state.model, torch.from_numpy(data.x_test).to(device))
+    z_val, x_hat = embed_and_reconstruct(state.model, torch.from_numpy(data.x_val).to(device))
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{cfg.constraint} {cfg.encoder}, mu={cfg.mu:g}, latent_dim={cfg.latent_dim}"
-    plot_embedding(z_test, data.y_test, data.label_names, out / "embedding.png", title)
+    title = f"{cfg.constraint} {cfg.encoder}, mu={cfg.mu:g}, latent_dim={cfg.latent_dim} (validation)"
+    plot_embedding(z_val, data.y_val, data.label_names, out / "embedding.png", title)
     plot_loss_curves(state.history, out / "loss_curves.png")
     if data.image_shape is not None:  # raw pixels: reconstructions can be drawn as images
-        plot_reconstructions(data.x_test, x_hat, data.image_shape, out / "reconstructions.png")
+        plot_reconstructions(data.x_val, x_hat, data.image_shape, out / "reconstructions.png")
     return out

@@ -19,7 +19,8 @@ from tuner.storage import ExperimentDir
 def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, search_id: str, resume: bool,
                tune_verbosity: int) -> tune.Tuner:
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, data=data, fixed=spec.fixed, cpus=spec.cpus,
+        # Trials get no test split: they cannot select by it (see runner/final_test.py).
+        tune.with_parameters(run_trial, data=data.without_test(), fixed=spec.fixed, cpus=spec.cpus,
                              checkpoint_every=spec.checkpoint_every),
         {"cpu": spec.cpus, "gpu": spec.gpus})
     # Tune's saved state names the checkpoints a resume starts from; by default it is written

@@ -15,7 +15,7 @@ import pandas as pd
 
 from tuner.outcome import best_row
 from tuner.tracking.store import artifact_names, log_params, log_text
-from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 from tuner.trainer.plots import plot_pareto
 
 
@@ -58,9 +58,10 @@ def log_search_summary(client: Any, run_id: str, table: pd.DataFrame, metric: li
     best = best_row(table, metric[0], mode[0])
     if best is not None:
         now, logged = int(time.time() * 1000), client.get_run(run_id).data.metrics
-        values = [Metric(f"best_{k}", float(best[k]), now, 0) for k in TRIAL_METRICS
-                  if isinstance(best.get(k), numbers.Real) and pd.notna(best[k])
-                  and logged.get(f"best_{k}") != float(best[k])]
+        # The best trial's validation figures as best_*, its test figures under their own names.
+        names = {f"best_{k}": k for k in TRIAL_METRICS} | {k: k for k in TEST_METRICS}
+        values = [Metric(name, float(best[k]), now, 0) for name, k in names.items()
+                  if isinstance(best.get(k), numbers.Real) and pd.notna(best[k]) and logged.get(name) != float(best[k])]
         if "trial_id" in best:
             tags.append(RunTag("tuner.best_trial_id", str(best["trial_id"])))
         client.log_batch(run_id, metrics=values)

@@ -29,7 +29,7 @@ from tuner.tracking import runs
 from tuner.tracking.store import (artifact_names, connect, experiment_id, log_params, log_text, mask_uri,
                                   resolve_tracking_uri, unreachable)
 from tuner.tracking.parent import as_list, log_search_start, log_search_summary
-from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 
 
 def _tolerant(default: Any = None) -> Callable:
@@ -141,7 +141,8 @@ class SearchTracker:
 
     @_tolerant(default=0)
     def log_metrics(self, trial_id: str, metrics: dict[str, float], step: int) -> int:
-        """The known trial metrics present in `metrics`, at `step`, skipping steps already logged.
+        """The known trial metrics (and test_ figures) present in `metrics`, at `step`, skipping
+        steps already logged.
 
         Returns how many values were written.
         """
@@ -150,7 +151,7 @@ class SearchTracker:
         run_id = self._trial_run(trial_id, {}, reopen=True)
         last = self._last_step[trial_id]
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(metrics[key]), now, int(step)) for key in TRIAL_METRICS
+        batch = [Metric(key, float(metrics[key]), now, int(step)) for key in (*TRIAL_METRICS, *TEST_METRICS)
                  if isinstance(metrics.get(key), numbers.Real) and not isinstance(metrics[key], bool)
                  and int(step) > last.get(key, -math.inf)]
         if batch:

@@ -82,8 +82,11 @@ class TrialConfig:
     label_names: tuple[str, ...] | None = data_setting(
         None, "names of the (coarse) labels, in label order, for plots and tables")
     test_size: float = data_setting(
-        0.25, "held-out share when a dataset has no official split (digits, one image tree)")
-    split_seed: int = data_setting(0, "seed of that split")
+        0.2, "test share of the whole when a dataset has no official test split (digits, one image tree)")
+    val_size: float | None = data_setting(
+        None, "validation share of the training part, stratified (null: 0.15 of an official training "
+              "split; with no official split, as many samples as the test split: digits 60/20/20)")
+    split_seed: int = data_setting(0, "seed of the test and validation splits")
     classes: tuple[str, ...] | None = data_setting(None, "imagenet: subset of class folder names to load (null: all)")
     image_size: int | None = data_setting(None, "imagenet: resize images to this square size (null: 32)")
     hog_orientations: int = data_setting(9, "HOG orientation bins")

@@ -114,6 +114,8 @@ def validate(cfg: Any) -> None:
     _check(all(w >= 1 for w in cfg.hidden_dims), "hidden_dims", list(cfg.hidden_dims), "expected layer widths >= 1")
     _check(0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout, "expected a probability in [0, 1)")
     _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
+    _check(cfg.val_size is None or 0.0 < cfg.val_size < 1.0, "val_size", cfg.val_size,
+           "expected a share of the training part in (0, 1), or null for the default")
     _check(cfg.image_size is None or cfg.image_size >= 8, "image_size", cfg.image_size,
            "expected an integer >= 8, or null")
     _validate_batch_and_labels(cfg)

@@ -1,4 +1,8 @@
-"""`fit(cfg, data, report)`: the training loop of one trial. Pure PyTorch: no Ray, no MLflow."""
+"""`fit(cfg, data, report)`: the training loop of one trial. Pure PyTorch: no Ray, no MLflow.
+
+A trial trains on the training split and is measured on validation; `fit` never reads the
+test split, which `evaluate_split` measures once, for the trials a search selected.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged, TunerError
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
-from tuner.trainer.metrics import knn_accuracy, reconstruction_error
+from tuner.trainer.metrics import evaluate_embedding
 from tuner.trainer.models import AutoEncoder, build_model
 from tuner.trainer.sampling import StratifiedBatchSampler, mine
 
@@ -49,11 +53,13 @@ Reporter = Callable[[dict[str, float], TrainState], None]
 
 @dataclass
 class FitResult:
+    """The last evaluation's metrics (on validation), their history, and what plots need."""
+
     metrics: dict[str, float]
     history: list[dict[str, float]]
     model: AutoEncoder
-    test_embedding: np.ndarray
-    test_reconstruction: np.ndarray
+    val_embedding: np.ndarray
+    val_reconstruction: np.ndarray
     seconds: float
 
 
@@ -61,7 +67,7 @@ class FitResult:
 class _Tensors:
     x_train: torch.Tensor
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_val: torch.Tensor
 
 
 @dataclass
@@ -130,16 +136,46 @@ def embed_and_reconstruct(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192
     return torch.cat(zs).numpy(), torch.cat(xs).numpy()
 
 
-def evaluate(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, tensors: _Tensors) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    z_train, _ = embed_and_reconstruct(model, tensors.x_train)
-    z_test, x_hat = embed_and_reconstruct(model, tensors.x_test)
-    metrics = {
-        "knn_accuracy": knn_accuracy(z_train, data.y_train, z_test, data.y_test, cfg.knn_k),
-        "recon_error": reconstruction_error(x_hat, data.x_test),
-    }
-    if data.fine_y_train is not None and data.fine_y_test is not None:
-        metrics["fine_knn_accuracy"] = knn_accuracy(z_train, data.fine_y_train, z_test, data.fine_y_test, cfg.knn_k)
-    return metrics, z_test, x_hat
+@torch.no_grad()
+def embed(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192) -> np.ndarray:
+    """Embeddings alone, in eval mode: the kNN reference needs no reconstruction."""
+    was_training = model.training
+    model.eval()
+    zs = [model(x[start:start + chunk], decode=False).embedding.float().cpu() for start in range(0, len(x), chunk)]
+    model.train(was_training)
+    return torch.cat(zs).numpy()
+
+
+def evaluate(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet,
+             tensors: _Tensors) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Every metric on the validation split, with its embedding and reconstruction."""
+    return _measure(cfg, model, data, tensors.x_train, tensors.x_val, "val")
+
+
+def evaluate_split(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, split: str = "test") -> dict[str, float]:
+    """Every metric of a trained model on one split; keys carry the prefix `test_` for the test split.
+
+    For the driver after a search (the selected trials only) and `tuner train`: a trial's own
+    evaluations never see the test split.
+    """
+    x, _, _ = data.split(split)
+    device = next(model.parameters()).device
+    metrics, _, _ = _measure(cfg, model, data, torch.from_numpy(data.x_train).to(device),
+                             torch.from_numpy(x).to(device), split)
+    prefix = "test_" if split == "test" else ""
+    return {prefix + key: value for key, value in metrics.items()}
+
+
+def _measure(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, x_train: torch.Tensor, x: torch.Tensor,
+             split: str) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    # The training embedding is the reference of kNN and retrieval; split_seed (fixed per
+    # search) seeds k-means and the trustworthiness subsample, so trials compare on the same points.
+    x_np, y, fine_y = data.split(split)
+    z_train = embed(model, x_train)
+    z, x_hat = embed_and_reconstruct(model, x)
+    metrics = evaluate_embedding(z_train, data.y_train, z, y, x_np, x_hat, k=cfg.knn_k, seed=cfg.split_seed,
+                                 ref_fine_y=data.fine_y_train, fine_y=fine_y)
+    return metrics, z, x_hat
 
 
 def _restore(state: TrainState, resume: dict[str, Any]) -> None:
@@ -152,10 +188,9 @@ def _restore(state: TrainState, resume: dict[str, Any]) -> None:
     state.train_seconds = float(resume["train_seconds"])
 
 
-def fit(cfg: TrialConfig, data: FeatureSet, report: Reporter | None = None,
-        resume: dict[str, Any] | None = None) -> FitResult:
-    """Train one trial; evaluate every `eval_every` iterations and at the end."""
-    started = time.perf_counter()
+def _start(cfg: TrialConfig, data: FeatureSet,
+           resume: dict[str, Any] | None) -> tuple[TrainState, _Tensors, StratifiedBatchSampler]:
+    """A seeded model, optimizer and batch sampler, restored from `resume` when given."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -165,10 +200,21 @@ def fit(cfg: TrialConfig, data: FeatureSet, report: Reporter | None = None,
     if resume is not None:
         _restore(state, resume)
     tensors = _Tensors(torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device),
-                       torch.from_numpy(data.x_test).to(device))
-    sampler = StratifiedBatchSampler(data.y_train, cfg.batch_size, generator)
+                       torch.from_numpy(data.x_val).to(device))
+    return state, tensors, StratifiedBatchSampler(data.y_train, cfg.batch_size, generator)
+
+
+def fit(cfg: TrialConfig, data: FeatureSet, report: Reporter | None = None,
+        resume: dict[str, Any] | None = None) -> FitResult:
+    """Train one trial; evaluate on validation every `eval_every` iterations and at the end.
+
+    `data` may lack its test split (`FeatureSet.without_test()`, what trials receive).
+    """
+    started = time.perf_counter()
+    state, tensors, sampler = _start(cfg, data, resume)
+    model, optimizer, generator, device = state.model, state.optimizer, state.generator, tensors.x_train.device
     running = _Running()
-    z_test = x_hat = None
+    z_val = x_hat = None
     model.train()
     tick = time.perf_counter()
     for iteration in range(state.iteration + 1, cfg.iterations + 1):
@@ -185,13 +231,13 @@ def fit(cfg: TrialConfig, data: FeatureSet, report: Reporter | None = None,
         state.iteration = iteration
         if iteration % cfg.eval_every == 0 or iteration == cfg.iterations:
             state.train_seconds += time.perf_counter() - tick
-            metrics, z_test, x_hat = evaluate(cfg, model, data, tensors)
+            metrics, z_val, x_hat = evaluate(cfg, model, data, tensors)
             metrics = {"iteration": float(iteration), **metrics, **running.means(),
                        "train_seconds": state.train_seconds, "seconds": time.perf_counter() - started}
             state.history.append(metrics)
             if report is not None:
                 report(metrics, state)
             tick = time.perf_counter()
-    if z_test is None:  # resumed at the last iteration: nothing left to train
-        _, z_test, x_hat = evaluate(cfg, model, data, tensors)
-    return FitResult(state.history[-1], state.history, model, z_test, x_hat, time.perf_counter() - started)
+    if z_val is None:  # resumed at the last iteration: nothing left to train
+        _, z_val, x_hat = evaluate(cfg, model, data, tensors)
+    return FitResult(state.history[-1], state.history, model, z_val, x_hat, time.perf_counter() - started)
