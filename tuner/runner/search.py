@@ -71,11 +71,8 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     uri = resolve_tracking_uri(tracking_uri)
     exp_dir = experiment_dir(storage_path, experiment)
     search_id = previous_search_id(exp_dir, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
-    check_warm_start(spec, warm_start, resume)
+    warm = warm_start_from(spec, warm_start, uri, resume, verbose)
     connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
-    warm = read_warm_start(uri, warm_start, spec) if warm_start else None
-    if warm is not None and verbose:
-        print(warm.summary(), flush=True)
     if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
         sync_search(exp_dir.uri, experiment, uri, verbose=verbose)
     own_ray = start_ray(address, verbose)
@@ -130,10 +127,12 @@ def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_
     return table, status
 
 
-def check_warm_start(spec: SearchSpec, warm_start: str | None, resume: bool) -> None:
-    """Only Optuna learns from earlier results; Tune's grid/random generator has nothing to tell."""
+def warm_start_from(spec: SearchSpec, warm_start: str | None, uri: str, resume: bool,
+                    verbose: bool) -> WarmStart | None:
+    """The earlier search's trials for Optuna. Only Optuna learns from earlier results: Tune's
+    grid/random generator has nothing to be told."""
     if not warm_start:
-        return
+        return None
     if spec.search != "optuna":
         raise TunerError(f"--warm-start {warm_start}: {spec.path} is a {spec.search} search, which proposes "
                          f"the same trials whatever came before; only `search: optuna` learns from earlier "
@@ -141,6 +140,10 @@ def check_warm_start(spec: SearchSpec, warm_start: str | None, resume: bool) -> 
     if resume:
         raise TunerError(f"--warm-start {warm_start} with --resume: a resumed search keeps the searcher it "
                          f"started with (and any warm start it had); drop --warm-start.")
+    warm = read_warm_start(uri, warm_start, spec)
+    if verbose:
+        print(warm.summary(), flush=True)
+    return warm
 
 
 def search_params(spec: SearchSpec, exp_dir: ExperimentDir, warm: WarmStart | None = None) -> dict[str, Any]:
