@@ -357,7 +357,8 @@ def snapshot(uri: str) -> dict:
     for run in client.search_runs([exp.experiment_id]):
         histories = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)]
                      for k in run.data.metrics}
-        out[run.info.run_name] = (run.info.run_id, run.info.status, run.info.end_time, run.data.params,
+        # Keyed by trial id: trial runs are named by their values (e.g. "pairwise ae lr=0.01").
+        out[run.data.tags.get("tuner.trial_id", run.info.run_name)] = (run.info.run_id, run.info.status, run.info.end_time, run.data.params,
                                   histories, artifact_names(client, run.info.run_id))
     return out
 
@@ -401,6 +402,9 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(tmp_path: Path
     assert after["abcde_00000"][4] == {"knn_accuracy": [(10, 0.5), (20, 0.8)], "recon_error": [(10, 0.5), (20, 0.2)]}
     assert after["abcde_00001"][4]["knn_accuracy"] == [(10, 0.1)]
     assert after["abcde_00002"][3]["lr"] == "0.01" and after["abcde_00002"][3]["iterations"] == "20"
+    names = {r.data.tags["tuner.trial_id"]: r.info.run_name for r in MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("exp").experiment_id], "tags.`tuner.role` = 'trial'")}
+    assert names["abcde_00002"] == "pairwise ae lr=0.01"  # sync names the runs it creates by their values
     assert after["abcde_00000"][5] == {"embedding.png", "reconstructions.png", "loss_curves.png"}
     assert after["abcde_00001"][5] == {"error.txt"} and after["abcde_00002"][5] == set()
     error = MlflowClient(tracking_uri=uri).download_artifacts(after["abcde_00001"][0], "error.txt", str(tmp_path))

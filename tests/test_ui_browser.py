@@ -6,6 +6,7 @@ UI is started through the CLI (`tuner ui`, default host), and the link it prints
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -126,7 +127,8 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
     port = free_port()
     proc, url = start_ui(uri, port)
     try:
-        assert url == f"http://127.0.0.1:{port}/#/experiments/{tracker.experiment_id}/runs?viewStateShareKey=tuner"
+        assert url == (f"http://127.0.0.1:{port}/#/experiments/{tracker.experiment_id}/runs"
+                       f"?viewStateShareKey=tuner&workflowType=machine_learning")
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, as --host defaults
 
         profile = f"--user-data-dir={tmp_path / 'profile'}"
@@ -145,5 +147,74 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
                                         timeout=30)
         assert served.status == 200
         assert served.read() == (tmp / "ab12c_00001" / "embedding.png").read_bytes()
+    finally:
+        stop(proc)
+
+
+def page_text(dom: str) -> str:
+    """What a person reads on the page: its text nodes, in order, joined by ' | '."""
+    body = re.sub(r"<script.*?</script>|<style.*?</style>", "", dom, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", body)).replace("\xa0", " ")  # the alias reads "@&nbsp;champion"
+    return " | ".join(t.strip() for t in text.splitlines() if t.strip())
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker]:
+    """A search whose two trials' models were registered: version 1 (better) holds champion."""
+    from tuner.data import load_features
+    from tuner.data.inputs import split_images
+    from tuner.tracking.models import log_model, register_model
+    from tuner.tracking.note import record_registered
+    from tuner.trainer.config import TrialConfig
+    from tuner.trainer.embedder import EmbeddingModel
+    from tuner.trainer.train import fit
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('ui-models')}/mlflow.db"
+    tracker = SearchTracker.open(uri, "ui-models", "ui-models-5678abcd", "name: ui-models\n", {},
+                                 {"metric": "knn_accuracy", "mode": "max", "space_file": "models.yaml"}, resume=False)
+    cfg = TrialConfig(iterations=1, eval_every=1)
+    data = load_features(cfg, progress=False)
+    model = EmbeddingModel.from_training(cfg, fit(cfg, data).model, data)
+    rows = []
+    for trial_id, name, acc in (("cd34e_00000", "pairwise ae d=2", 0.9), ("cd34e_00001", "pairwise ae d=8", 0.8)):
+        run_id = tracker.trial_started(trial_id, cfg.to_dict(), run_name=name)
+        tracker.log_metrics(trial_id, {"knn_accuracy": acc, "recon_error": 0.1}, 1)
+        tracker.trial_finished(trial_id, "FINISHED")
+        info = log_model(tracker.client, run_id, model, split_images(cfg, "test").images[:3])
+        reg = register_model(tracker.client, "ui-embedder", info, run_id, {"knn_accuracy": acc}, "knn_accuracy", "max")
+        rows.append({"trial_id": trial_id, "knn_accuracy": acc, "recon_error": 0.1})
+    assert (reg.version, reg.champion) == (2, 1)  # the worse second version left champion on 1
+    record_registered(tracker.client, tracker.parent_run_id, reg.name, reg.version, reg.champion)
+    tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
+    return uri, tracker
+
+
+def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    uri, tracker = model_store
+    port = free_port()
+    proc, url = start_ui(uri, port)
+    profile, base = f"--user-data-dir={tmp_path / 'profile'}", f"http://127.0.0.1:{port}"
+    try:
+        assert url.endswith("&workflowType=machine_learning")
+        # The link tuner ui prints opens the model-training view: its nav, the runs table.
+        training = page_text(chromium(profile, "--dump-dom", url).stdout)
+        assert "| Model registry |" in training and "pairwise ae d=2" in training and "Token Usage" not in training
+        # MLflow 3.17 ignores the experiment's mlflow.experimentKind tag here: a bare link opens the
+        # GenAI overview (traces, token usage). If this fails, the tag is honoured again.
+        bare = page_text(chromium(profile, "--dump-dom", f"{base}/#/experiments/{tracker.experiment_id}").stdout)
+        assert "Token Usage" in bare
+
+        models = page_text(chromium(profile, "--dump-dom", f"{base}/#/models/ui-embedder").stdout)
+        newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
+        assert "champion" not in newer and "| @ champion" in older.split("| Previous |")[0]
+
+        run_page = f"{base}/#/experiments/{tracker.experiment_id}/runs/{tracker.parent_run_id}"
+        described = page_text(chromium(profile, "--dump-dom", run_page + "?workflowType=machine_learning").stdout)
+        assert "| Description |" in described and "| Best trial: | cd34e_00000 |" in described
+        assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
     finally:
         stop(proc)

@@ -113,7 +113,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                      max_concurrent=args.max_concurrent)
     run_search(spec, tracking_uri=args.tracking_uri, storage_path=args.storage_path,
                address=args.address, experiment=args.experiment, resume=args.resume,
-               data_dir=args.data_dir, verbose=True, tune_console=args.verbose)
+               data_dir=args.data_dir, verbose=True, tune_console=args.verbose, warm_start=args.warm_start)
     return 0
 
 
@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="existing Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
             p.add_argument("--experiment", default=None, help="MLflow experiment (default: the file's name)")
             p.add_argument("--resume", action="store_true", help="continue an interrupted search")
+            p.add_argument("--warm-start", default=None, metavar="EXPERIMENT_OR_RUN_ID",
+                           help="tell Optuna the finished trials of an earlier search (an experiment's latest, "
+                                "a search id or a parent run id) that fit this space; optuna searches only")
             p.add_argument("--verbose", action="store_true",
                            help="show Ray Tune's own per-trial output instead of the progress line "
                                 "(it is always in tune_output.log in the experiment directory)")

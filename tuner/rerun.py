@@ -8,11 +8,10 @@ lists and mappings as JSON, the rest with str()), so parsing them back rebuilds 
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from tuner.errors import TunerError
-from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
+from tuner.tracking.store import connect, mask_uri, parse_param, resolve_tracking_uri
 from tuner.trainer.config import TrialConfig
 
 COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
@@ -43,18 +42,6 @@ def config_from_params(params: dict[str, str], overrides: dict[str, Any], source
         raise TunerError(f"{source}: the run lacks the params {', '.join(missing)}; it was not logged "
                          f"by this version of tuner, so its config cannot be rebuilt exactly.")
     return TrialConfig.from_dict({**values, **overrides}, source=source)
-
-
-def parse_param(text: str) -> Any:
-    """Invert the tracker's param_text: JSON for lists/mappings/numbers/booleans, str() otherwise."""
-    if text == "None":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text  # a plain string such as pairwise, or a float str() wrote as 1e-05 (JSON reads it too)
 
 
 def config_from_run(run_id: str, tracking_uri: str | None, overrides: dict[str, Any]) -> tuple[TrialConfig, Any]:

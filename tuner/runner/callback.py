@@ -80,7 +80,8 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s = self.session
-        s.tracker.trial_started(trial.trial_id, s.spec.trial_config(trial.config).to_dict())
+        cfg = s.spec.trial_config(trial.config)
+        s.tracker.trial_started(trial.trial_id, cfg.to_dict(), run_name=s.spec.run_name(cfg))
         s.open_trials.add(trial.trial_id)
         if s.progress is not None:
             s.progress.trial_started(trial.trial_id)

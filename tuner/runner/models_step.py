@@ -65,6 +65,7 @@ def _log_and_register(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], 
                       verbose: bool) -> dict[str, Any]:
     from tuner.data.inputs import normalization_stats
     from tuner.tracking.models import log_model, register_model
+    from tuner.tracking.note import record_registered
     from tuner.trainer.embedder import EmbeddingModel
 
     stats = normalization_stats(spec.base_config, data_dir)
@@ -86,6 +87,7 @@ def _log_and_register(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], 
     if best is not None and spec.register_as:
         reg = register_model(tracker.client, spec.register_as, logged[best], logged[best].run_id,
                              _tags(spec, table, tracker, best), spec.metric[0], spec.mode[0])
+        record_registered(tracker.client, tracker.parent_run_id, reg.name, reg.version, reg.champion)
         if verbose:
             held = "now holds" if reg.moved else f"stays on version {reg.champion}; it holds"
             print(f"registered {best} as models:/{reg.name}/{reg.version}; alias champion {held} "

@@ -33,6 +33,7 @@ from tuner.space.spec import SearchSpec
 from tuner.storage import ExperimentDir, experiment_dir
 from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
 from tuner.tracking.sync import sync_search
+from tuner.tracking.warm_start import WarmStart, read_warm_start
 from tuner.tracking.writer import SearchTracker
 
 
@@ -43,7 +44,7 @@ def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,
     Keywords of `run_search` pass through; any other keyword fixes a trial setting (like --set).
     """
     run_keys = {"tracking_uri", "storage_path", "address", "experiment", "resume", "data_dir", "verbose",
-                "tune_console"}
+                "tune_console", "warm_start"}
     overrides = {k: v for k, v in kwargs.items() if k not in run_keys}
     if isinstance(spec_or_path, SearchSpec):
         if overrides or samples or max_concurrent:
@@ -57,18 +58,21 @@ def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,
 
 def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_path: str | Path | None = None,
                address: str | None = None, experiment: str | None = None, resume: bool = False,
-               data_dir: str | Path | None = None, verbose: bool = True, tune_console: bool = False) -> pd.DataFrame:
+               data_dir: str | Path | None = None, verbose: bool = True, tune_console: bool = False,
+               warm_start: str | None = None) -> pd.DataFrame:
     """Run (or with `resume`, continue) a search; return one row per trial, best first.
 
     `address` (or $RAY_ADDRESS) joins a running Ray cluster; `storage_path` is a local directory,
     a directory every node mounts, or a pyarrow URI such as s3://bucket/prefix. `verbose` False
     prints nothing; else a live progress line, or with `tune_console` Tune's own output.
+    `warm_start` (an experiment, search id or parent run id) tells Optuna an earlier search's trials.
     """
     started = time.perf_counter()
     experiment = experiment or spec.name
     uri = resolve_tracking_uri(tracking_uri)
     exp_dir = experiment_dir(storage_path, experiment)
     search_id = previous_search_id(exp_dir, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
+    warm = warm_start_from(spec, warm_start, uri, resume, verbose)
     connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
     if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
         sync_search(exp_dir.uri, experiment, uri, verbose=verbose)
@@ -77,12 +81,12 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
         check_cluster(spec, storage_path, verbose)
         data = load_features(spec.base_config, data_dir=data_dir, progress=verbose)
         tracker = SearchTracker.open(uri, experiment, search_id, spec.text, spec.resolved(),
-                                     search_params(spec, exp_dir), resume, storage=exp_dir)
+                                     search_params(spec, exp_dir, warm), resume, storage=exp_dir)
         if not resume:
             init_storage(exp_dir, search_id, spec, verbose)
             tracker.log_baselines(baselines(spec, data))
         console = "quiet" if not verbose else "tune" if tune_console else "progress"
-        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir)
+        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir, warm)
     finally:
         if own_ray:
             ray.shutdown()
@@ -92,8 +96,8 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
 
 
 def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_dir: ExperimentDir,
-                search_id: str, resume: bool, console: str,
-                data_dir: str | Path | None = None) -> tuple[pd.DataFrame, str]:
+                search_id: str, resume: bool, console: str, data_dir: str | Path | None = None,
+                warm: WarmStart | None = None) -> tuple[pd.DataFrame, str]:
     """Tuner.fit with the callback's session live; the parent run ends whatever happens.
 
     `console`: quiet, progress (a live line; Tune's output to its log file) or tune (Tune's output).
@@ -102,7 +106,8 @@ def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_
     session = SESSIONS[search_id] = Session(tracker, spec, progress=progress)
     table, status = pd.DataFrame(), "FAILED"
     try:
-        tuner = make_tuner(spec, data, exp_dir, search_id, resume, tune_verbosity=0 if console == "quiet" else 2)
+        tuner = make_tuner(spec, data, exp_dir, search_id, resume, tune_verbosity=0 if console == "quiet" else 2,
+                           warm=warm)
         with tune_output_to_log(exp_dir) if progress else contextlib.nullcontext():
             try:
                 tuner.fit()
@@ -124,13 +129,35 @@ def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_
     return table, status
 
 
-def search_params(spec: SearchSpec, exp_dir: ExperimentDir) -> dict[str, Any]:
+def warm_start_from(spec: SearchSpec, warm_start: str | None, uri: str, resume: bool,
+                    verbose: bool) -> WarmStart | None:
+    """The earlier search's trials for Optuna. Only Optuna learns from earlier results: Tune's
+    grid/random generator has nothing to be told."""
+    if not warm_start:
+        return None
+    if spec.search != "optuna":
+        raise TunerError(f"--warm-start {warm_start}: {spec.path} is a {spec.search} search, which proposes "
+                         f"the same trials whatever came before; only `search: optuna` learns from earlier "
+                         f"trials. To continue an interrupted search, use --resume.")
+    if resume:
+        raise TunerError(f"--warm-start {warm_start} with --resume: a resumed search keeps the searcher it "
+                         f"started with (and any warm start it had); drop --warm-start.")
+    warm = read_warm_start(uri, warm_start, spec)
+    if verbose:
+        print(warm.summary(), flush=True)
+    return warm
+
+
+def search_params(spec: SearchSpec, exp_dir: ExperimentDir, warm: WarmStart | None = None) -> dict[str, Any]:
     r = spec.resolved()
+    started = {} if warm is None else {  # the search it started from, and how much of it was used
+        "warm_start": warm.source, "warm_start_used": warm.used, "warm_start_pruned": len(warm.stopped),
+        "warm_start_skipped": warm.outside + warm.other_settings, "warm_start_unfinished": warm.unfinished}
     return {"space_file": str(spec.path), "search": spec.search, "samples": spec.samples,
             "n_trials": spec.n_trials, "metric": list(spec.metric), "mode": list(spec.mode),
             "scheduler": r["scheduler"] or "none", "max_concurrent": spec.max_concurrent or "unlimited",
             "cpus_per_trial": spec.cpus, "gpus_per_trial": spec.gpus, "searcher_seed": spec.seed,
             "checkpoint_every": spec.checkpoint_every, "max_failures": spec.max_failures,
-            "storage": mask_uri(exp_dir.uri), **{f"searched.{k}": v for k, v in r["params"].items()}}
+            "storage": mask_uri(exp_dir.uri), **{f"searched.{k}": v for k, v in r["params"].items()}, **started}
 
 

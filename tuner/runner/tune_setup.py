@@ -14,10 +14,11 @@ from tuner.runner.callback import TrackingCallback
 from tuner.runner.trial import run_trial
 from tuner.space.spec import SearchSpec
 from tuner.storage import ExperimentDir
+from tuner.tracking.warm_start import WarmStart
 
 
 def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, search_id: str, resume: bool,
-               tune_verbosity: int) -> tune.Tuner:
+               tune_verbosity: int, warm: WarmStart | None = None) -> tune.Tuner:
     trainable = tune.with_resources(
         # Trials get no test split: they cannot select by it (see runner/final_test.py).
         tune.with_parameters(run_trial, data=data.without_test(), fixed=spec.fixed, cpus=spec.cpus,
@@ -40,24 +41,30 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
-        search_alg=_searcher(spec), scheduler=_scheduler(spec), num_samples=spec.samples,
+        search_alg=_searcher(spec, warm), scheduler=_scheduler(spec), num_samples=spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
     return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config, run_config=run_config)
 
 
-def _searcher(spec: SearchSpec) -> Any:
+def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
+    """Tune's generator for grid/random files; Optuna's TPE otherwise, told `warm`'s earlier
+    results before its first proposal (TPE samples at random until it holds 10 finished trials)."""
     if spec.search != "optuna":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0)
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.runner.warm_optuna import WarmOptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    earlier: dict[str, Any] = {"stopped": warm.stopped if warm else None}
+    if warm and warm.points:
+        earlier.update(points_to_evaluate=warm.points, evaluated_rewards=warm.rewards)
     if spec.multi_objective:  # Tune's own metric stays unset: it takes one metric only
-        return OptunaSearch(metric=list(spec.metric), mode=list(spec.mode), sampler=sampler)
-    return OptunaSearch(sampler=sampler)
+        return WarmOptunaSearch(metric=list(spec.metric), mode=list(spec.mode), sampler=sampler, **earlier)
+    return WarmOptunaSearch(sampler=sampler, **earlier)
 
 
 def _scheduler(spec: SearchSpec) -> Any:

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
 
@@ -29,6 +29,31 @@ class Param:
         """Values that bound what a trial can get: every listed value, or both range ends."""
         return self.values if self.values else (self.low, self.high)
 
+    def _choices(self, search: str) -> list[Any]:
+        scalar = all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
+        # Optuna's categoricals take scalars only: lists travel as JSON text, decoded in the trial.
+        return list(self.values) if scalar or search != "optuna" else [json.dumps(v) for v in self.values]
+
+    def _index(self, value: Any) -> int | None:
+        return next((i for i, v in enumerate(self.values)
+                     if _same_number(value, v) or json.dumps(value) == json.dumps(v)), None)
+
+    def contains(self, value: Any) -> bool:
+        """Whether a trial of this search could have drawn `value` (a warm start's earlier point)."""
+        if self.values:
+            return self._index(value) is not None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.kind in ("randint", "qrandint"):  # Optuna's IntDistribution: on the step from low
+            return float(value).is_integer() and (int(value) - int(self.low)) % int(self.q or 1) == 0
+        return True
+
+    def searcher_value(self, value: Any, search: str) -> Any:
+        """`value` as the searcher holds it (see `domain`: Optuna's categoricals carry lists as JSON)."""
+        if self.values:
+            return self._choices(search)[self._index(value)]  # type: ignore[index]
+        return int(value) if self.kind in ("randint", "qrandint") else float(value)
+
     def describe(self) -> str:
         if self.values:
             return f"{self.kind} {json.dumps(list(self.values))}"
@@ -40,10 +65,7 @@ class Param:
         if self.kind == "grid":
             return tune.grid_search(list(self.values))
         if self.kind == "choice":
-            scalar = all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
-            # Optuna's categoricals take scalars only: lists travel as JSON text, decoded in the trial.
-            values = self.values if scalar or search != "optuna" else [json.dumps(v) for v in self.values]
-            return tune.choice(list(values))
+            return tune.choice(self._choices(search))
         if self.kind == "uniform":
             return tune.uniform(self.low, self.high)
         if self.kind == "loguniform":
@@ -106,6 +128,9 @@ class SearchSpec:
     def trial_config(self, config: Mapping[str, Any]) -> TrialConfig:
         return trial_config(self.fixed, config)
 
+    def run_name(self, cfg: TrialConfig) -> str:
+        return run_name(self.params, cfg)
+
     def resolved(self) -> dict[str, Any]:
         """Plain data describing the search (logged, and compared on --resume)."""
         sched = None if self.scheduler is None else {"type": "asha", **self.scheduler.__dict__}
@@ -148,6 +173,30 @@ class SearchSpec:
             lines.append("note: repeats share one seed and so give identical results on CPU; "
                          "search `seed: {grid: [0, 1, 2]}` for independent repeats.")
         return "\n".join(lines)
+
+
+def run_name(searched: Iterable[str], cfg: TrialConfig) -> str:
+    """What a trial is, for the MLflow UI: objective and encoder, then the searched values
+    (`triplet vae mu=0.5 d=8`). Not unique: the trial id stays a tag of the run."""
+    shown = [n for n in searched if n not in ("constraint", "encoder")]
+    parts = [cfg.constraint, cfg.encoder] + [_name_part(n, getattr(cfg, n)) for n in shown]
+    return " ".join(parts)[:250]  # MLflow's limit on a run name
+
+
+SHORT_NAMES = {"latent_dim": "d", "hidden_dims": "h", "batch_size": "bs", "iterations": "it"}
+
+
+def _name_part(name: str, value: Any) -> str:
+    if isinstance(value, str):  # pairwise, vae, hog: the value says what it is
+        return value
+    text = f"{value:.3g}" if isinstance(value, float) else json.dumps(value, separators=(",", ":"))
+    return f"{SHORT_NAMES.get(name, name)}={text}"
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """2 and 2.0 are one value (a param read back from text); True is not 1."""
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return numbers and a == b
 
 
 def trial_config(fixed: Mapping[str, Any], config: Mapping[str, Any]) -> TrialConfig:

@@ -1,5 +1,5 @@
 """What a search's parent run holds: its search file and settings from the start, and at its end
-the best trial's metrics, summary.csv and the Pareto plot."""
+the best trial's metrics, summary.csv, the Pareto plot and its description (tuner.tracking.note)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.outcome import best_row
+from tuner.tracking.note import NOTE_TAG, search_note
 from tuner.tracking.store import artifact_names, log_params, log_text
 from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 from tuner.trainer.plots import plot_pareto
@@ -54,10 +55,12 @@ def log_search_summary(client: Any, run_id: str, table: pd.DataFrame, metric: li
     from mlflow.entities import Metric, RunTag
 
     written: Counter = Counter()
-    tags = [RunTag("tuner.metric", ",".join(metric)), RunTag("tuner.mode", ",".join(mode))]
+    run = client.get_run(run_id)
+    tags = [RunTag("tuner.metric", ",".join(metric)), RunTag("tuner.mode", ",".join(mode)),
+            RunTag(NOTE_TAG, search_note(run.data.params, run.data.tags, table, metric, mode))]
     best = best_row(table, metric[0], mode[0])
     if best is not None:
-        now, logged = int(time.time() * 1000), client.get_run(run_id).data.metrics
+        now, logged = int(time.time() * 1000), run.data.metrics
         # The best trial's validation figures as best_*, its test figures under their own names.
         names = {f"best_{k}": k for k in TRIAL_METRICS} | {k: k for k in TEST_METRICS}
         values = [Metric(name, float(best[k]), now, 0) for name, k in names.items()

@@ -89,7 +89,9 @@ def ui_url(tracking_uri: str | None, host: str, port: int) -> str:
         exp, _ = latest_search(connect(uri), None)
     except TunerError:
         return base
-    return f"{base}/#/experiments/{exp.experiment_id}/runs?viewStateShareKey={UI_VIEW_KEY}"
+    # MLflow 3.17's UI takes the view (GenAI or model training) from its own switch, default GenAI,
+    # not from the experiment's mlflow.experimentKind tag: the link asks for the training view.
+    return f"{base}/#/experiments/{exp.experiment_id}/runs?viewStateShareKey={UI_VIEW_KEY}&workflowType=machine_learning"
 
 
 def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:

@@ -118,6 +118,18 @@ def param_text(value: Any) -> str:
     return str(value)
 
 
+def parse_param(text: str) -> Any:
+    """Invert param_text: JSON for lists/mappings/numbers/booleans, str() otherwise."""
+    if text == "None":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a plain string such as pairwise, or a float str() wrote as 1e-05 (JSON reads it too)
+
+
 def log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, str] | None = None) -> int:
     """MLflow params are immutable: keys already on the run (a resumed run) are left alone."""
     from mlflow.entities import Param

@@ -22,7 +22,7 @@ import yaml
 
 from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, error_summary, results_table, search_status, trial_status
-from tuner.space.spec import trial_config
+from tuner.space.spec import run_name, trial_config
 from tuner.storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
                            read_spool)
 from tuner.tracking.runs import find_search
@@ -111,9 +111,9 @@ def find_experiment_dir(storage_path: str | Path | None, experiment: str | None)
 
 
 def sync_trial(tracker: SearchTracker, exp_dir: ExperimentDir, record: TrialRecord, params: dict[str, Any],
-               status: str, plots: str | None) -> None:
+               status: str, plots: str | None, name: str | None = None) -> None:
     """The trial's run, params, metric history, plots, error and status: whichever are missing."""
-    tracker.trial_started(record.trial_id, params, reopen=False)
+    tracker.trial_started(record.trial_id, params, reopen=False, run_name=name)
     for result in record.results:
         tracker.log_metrics(record.trial_id, result, step=int(result.get("iteration", 0)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,10 +130,11 @@ def _sync_trials(tracker: SearchTracker, exp_dir: ExperimentDir, resolved: dict[
     """Every trial that ran, synced; returns their outcomes."""
     outcomes = []
     for record in read_trials(exp_dir):
-        cfg = trial_config(resolved.get("fixed", {}), record.config).to_dict()
+        config = trial_config(resolved.get("fixed", {}), record.config)
+        cfg, name = config.to_dict(), run_name(resolved.get("params", {}), config)
         status = record_status(record, cfg["iterations"])
         if status is not None:
-            sync_trial(tracker, exp_dir, record, cfg, status, record.plots or kept_plots.get(record.trial_id))
+            sync_trial(tracker, exp_dir, record, cfg, status, record.plots or kept_plots.get(record.trial_id), name)
             outcomes.append(TrialOutcome(record.trial_id, status, cfg, record.results[-1] if record.results else {}))
     return outcomes
 

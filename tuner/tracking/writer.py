@@ -82,7 +82,7 @@ class SearchTracker:
         exp_id = experiment_id(client, experiment, uri)
         found = runs.parent_run(client, [exp_id], search_id) if resume else None
         tags = runs.parent_tags(search_id)
-        tags.update({f"tuner.{k}": ",".join(as_list(search_params[k])) for k in ("metric", "mode")
+        tags.update({f"tuner.{k}": ",".join(as_list(search_params[k])) for k in ("metric", "mode", "warm_start")
                      if k in search_params})
         run = found or client.create_run(exp_id, tags=tags, run_name=search_id)
         shown = mask_uri(storage.uri) if storage else "<Tune's storage path>"
@@ -104,7 +104,7 @@ class SearchTracker:
               f"The search goes on without it and Tune keeps every result; once the server is back, "
               f"run:\n  {self.sync_hint}", file=sys.stderr, flush=True)
 
-    def _trial_run(self, trial_id: str, params: dict[str, Any], reopen: bool) -> str:
+    def _trial_run(self, trial_id: str, params: dict[str, Any], reopen: bool, run_name: str | None = None) -> str:
         if trial_id in self._runs:
             return self._runs[trial_id]
         run = runs.trial_run(self.client, self.experiment_id, self.parent_run_id, trial_id)
@@ -120,7 +120,7 @@ class SearchTracker:
                 for key in run.data.metrics}
         else:
             tags = runs.trial_tags(self.parent_run_id, self.search_id, trial_id)
-            run = self.client.create_run(self.experiment_id, tags=tags, run_name=trial_id)
+            run = self.client.create_run(self.experiment_id, tags=tags, run_name=run_name or trial_id)
             self._last_step[trial_id], self._status[trial_id] = {}, "RUNNING"
             self.written.update(runs=1)
         self._runs[trial_id] = run.info.run_id
@@ -128,12 +128,13 @@ class SearchTracker:
         return run.info.run_id
 
     @_tolerant()
-    def trial_started(self, trial_id: str, params: dict[str, Any], *, reopen: bool = True) -> str | None:
-        """The trial's nested run: the one already tagged with this trial id, else a new one.
-
-        A found run is set RUNNING again unless `reopen` is False. None once offline.
+    def trial_started(self, trial_id: str, params: dict[str, Any], *, reopen: bool = True,
+                      run_name: str | None = None) -> str | None:
+        """The trial's nested run: the one already tagged with this trial id, else a new one named
+        `run_name` (default: the trial id). A found run is set RUNNING again unless `reopen` is False.
+        None once offline.
         """
-        return self._trial_run(trial_id, params, reopen)
+        return self._trial_run(trial_id, params, reopen, run_name)
 
     def run_status(self, trial_id: str) -> str | None:
         """The status of the trial's run as this tracker last saw or set it."""

@@ -1,0 +1,79 @@
+"""The parent run's description (MLflow shows the `mlflow.note.content` tag as the run's markdown
+description): the search file, the best trial and its metrics, the Pareto front, the registered
+model. Written at the search's end, and again by `tuner sync`, from what the run holds."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Mapping
+
+import pandas as pd
+
+from tuner.outcome import best_row, pareto_front
+from tuner.trainer.metrics import TRIAL_METRICS
+
+NOTE_TAG = "mlflow.note.content"
+REGISTERED_TAG = "tuner.registered_model"  # models:/NAME/VERSION, set by record_registered
+CHAMPION_TAG = "tuner.champion_version"
+FRONT_ROWS = 20  # a longer front is in summary.csv
+
+
+def record_registered(client: Any, parent_run_id: str, name: str, version: int, champion: int | None) -> None:
+    """The version a search registered, on its parent run (the note names it)."""
+    client.set_tag(parent_run_id, REGISTERED_TAG, f"models:/{name}/{version}")
+    client.set_tag(parent_run_id, CHAMPION_TAG, str(champion))
+
+
+def search_note(params: Mapping[str, str], tags: Mapping[str, str], table: pd.DataFrame, metric: list[str],
+                mode: list[str]) -> str:
+    lines = [f"**Search file** `{params.get('space_file', '?')}` · {params.get('search', '?')}, "
+             f"{len(table)} trials · search id `{tags.get('tuner.search_id', '?')}`"]
+    if "warm_start" in params:
+        lines.append(f"\n**Warm start** from search `{params['warm_start']}`: {params.get('warm_start_used', '?')} "
+                     f"earlier trials given to Optuna, {params.get('warm_start_skipped', '?')} skipped.")
+    best = best_row(table, metric[0], mode[0])
+    searched = [c[len("searched."):] for c in params if c.startswith("searched.")]
+    shown = [c for c in ("trial_id", *searched) if c in table]
+    if best is not None:
+        lines += [f"\n### Best trial: `{best.get('trial_id', '?')}` ({metric[0]}, {mode[0]})\n",
+                  _markdown(pd.DataFrame([best])[[*shown, *_metrics(table)]])]
+    front = _front(table, metric, mode)
+    if len(front):
+        axes = ", ".join(f"{m} {'↑' if d == 'max' else '↓'}" for m, d in _axes(metric, mode))
+        lines += [f"\n### Pareto front ({axes}): {len(front)} trials\n",
+                  _markdown(front[[*shown, *_metrics(table)]].head(FRONT_ROWS))]
+    if REGISTERED_TAG in tags:
+        lines.append(f"\n### Registered model\n`{tags[REGISTERED_TAG]}` (alias `champion`: version "
+                     f"{tags.get(CHAMPION_TAG, '?')})")
+    return "\n".join(lines) + "\n"
+
+
+def _axes(metric: list[str], mode: list[str]) -> list[tuple[str, str]]:
+    return list(zip(metric, mode)) if len(metric) > 1 else [("recon_error", "min"), ("knn_accuracy", "max")]
+
+
+def _front(table: pd.DataFrame, metric: list[str], mode: list[str]) -> pd.DataFrame:
+    """Multi-objective: the search's own front; else the trade-off pareto.png draws."""
+    if "pareto" in table:
+        return table[table["pareto"].astype(bool)]
+    if {"recon_error", "knn_accuracy"} <= set(table.columns):
+        return pareto_front(table)
+    return table.iloc[:0]
+
+
+def _metrics(table: pd.DataFrame) -> list[str]:
+    return [k for k in TRIAL_METRICS if k in table and table[k].notna().any()]
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return str(value).replace("|", "\\|")
