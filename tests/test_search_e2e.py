@@ -69,8 +69,8 @@ def test_a_new_search_moves_the_previous_one_aside(tmp_path: Path) -> None:
 
 def test_a_storage_uri_is_read_and_written_through_pyarrow_not_as_a_local_path(tmp_path: Path) -> None:
     store = experiment_dir(f"file://{tmp_path}/bucket/", "my search")  # trailing slash, a space
-    assert (store.uri, store.parent_uri, store.name) == (f"file://{tmp_path}/bucket/my_search",
-                                                       f"file://{tmp_path}/bucket", "my_search")
+    assert (store.uri, store.parent_path, store.name) == (f"file://{tmp_path}/bucket/my_search",
+                                                        f"{tmp_path}/bucket", "my_search")
     assert store.read_text(STATE_FILE) is None and store.entries() == []
     store.write_text(STATE_FILE, '{"search_id": "x"}')
     assert (tmp_path / "bucket" / "my_search" / STATE_FILE).read_text() == '{"search_id": "x"}'

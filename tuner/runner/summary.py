@@ -6,7 +6,7 @@ import pandas as pd
 
 from tuner.data.features import FeatureSet
 from tuner.space.spec import SearchSpec
-from tuner.tracking.store import mask_uri
+from tuner.secrets import mask_uri
 
 
 def baselines(spec: SearchSpec, data: FeatureSet) -> dict[str, float]:

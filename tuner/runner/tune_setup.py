@@ -27,12 +27,16 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
     # Tune warns about every trial that has not started (no results to load): noise here.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Tune gets a path in a filesystem object, never a URI: it prints and saves what it is given,
+    # and the filesystem was built from a URI without credentials (see tuner.storage).
+    path, fs = tune_location(exp_dir)
     if resume:  # finished trials stay; the rest continue from checkpoints; Optuna's state returns
-        return tune.Tuner.restore(exp_dir.uri, trainable=trainable, resume_errored=True,
-                                  param_space=spec.param_space())
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=spec.param_space(),
+                                  storage_filesystem=fs)
     single = not spec.multi_objective
     run_config = tune.RunConfig(
-        name=exp_dir.name, storage_path=exp_dir.parent_uri, callbacks=[TrackingCallback(search_id)],
+        name=exp_dir.name, storage_path=path.rstrip("/").rsplit("/", 1)[0] or "/", storage_filesystem=fs,
+        callbacks=[TrackingCallback(search_id)],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
         # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
@@ -43,6 +47,11 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
     return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config, run_config=run_config)
+
+
+def tune_location(exp_dir: ExperimentDir) -> tuple[str, Any]:
+    """(the experiment directory, the filesystem) as Tune takes them; a local directory as a plain path."""
+    return (exp_dir.path, exp_dir.fs) if exp_dir.is_uri else (exp_dir.path, None)
 
 
 def _searcher(spec: SearchSpec) -> Any:

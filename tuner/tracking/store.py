@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tuner.errors import TunerError
+from tuner.secrets import mask_uri  # noqa: F401 - re-exported: the tracking modules' one import
 
 # MLflow's UI opens this saved view with `?viewStateShareKey=tuner`: runs grouped by search,
 # so the trial runs show without unfolding their parent.
@@ -26,13 +27,6 @@ _UI_VIEW = {"groupBy": {"aggregateFunction": "average",
 # ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
-
-
-def mask_uri(text: str) -> str:
-    """`scheme://user:pass@host` -> `scheme://***@host`, anywhere in a text."""
-    return _CREDENTIALS.sub(r"\1***@", str(text))
-
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """None -> $MLFLOW_TRACKING_URI or sqlite:///<abs cwd>/mlflow.db; relative SQLite paths made absolute."""
