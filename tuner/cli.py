@@ -18,6 +18,7 @@ import yaml
 from tuner.errors import TunerError
 from tuner.processes import terminate_as_interrupt
 from tuner.space.load import YamlLoader
+from tuner.space.safe_yaml import check_yaml_events
 
 DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
 
@@ -30,9 +31,12 @@ def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise TunerError(f"--set {pair!r}: expected key=value, e.g. --set iterations=200.")
         try:
+            check_yaml_events(text, Path("--set"), YamlLoader)  # aliases and deep nesting, as in search files
             out[key.strip()] = yaml.load(text, Loader=YamlLoader) if text.strip() else None
         except yaml.YAMLError as err:
-            raise TunerError(f"--set {pair!r}: the value is not valid YAML ({err}).") from None
+            raise TunerError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())}).") from None
+        except TunerError as err:
+            raise TunerError(f"--set {pair!r}: {str(err).split(': ', 1)[1].replace('search files', '--set')}") from None
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import ray
@@ -24,11 +25,28 @@ def start_ray(address: str | None, verbose: bool) -> bool:
             # address="local": a new Ray of our own, never someone's `ray start` on this machine.
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
                      log_to_driver=verbose)
+            warn_without_token_auth()
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
         raise TunerError(f"cannot start or join Ray at {address or 'a local instance'!r}: {err}. Check "
                          f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
                          f"command and driver.") from None
     return True
+
+
+def token_auth_enabled() -> bool:
+    """What the Ray started by this process enforces (Ray >= 2.59 turns token auth on by default,
+    unless RAY_AUTH_MODE=disabled)."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    return is_token_auth_enabled()
+
+
+def warn_without_token_auth() -> None:
+    """One line: a local Ray without token auth runs code for anyone who reaches its ports."""
+    if not token_auth_enabled():
+        print("tuner: warning: the local Ray runs without token auth (RAY_AUTH_MODE="
+              f"{os.environ.get('RAY_AUTH_MODE', 'unset')}): anyone who can reach this machine's Ray ports can "
+              "run code as you. Unset RAY_AUTH_MODE or set it to token.", file=sys.stderr, flush=True)
 
 
 def check_cluster(spec: SearchSpec, storage_path: str | Path | None, verbose: bool) -> None:
