@@ -74,6 +74,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1-65535, got {text!r}")
+    return value
+
+
 def _print_progress(metrics: dict[str, float], _state: Any) -> None:
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "iteration")
     print(f"iteration {int(metrics['iteration'])}: {shown}", file=sys.stderr, flush=True)
@@ -187,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the MLflow UI on this store")
     add_tracking(ui)
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000, help="TCP port, 1-65535 (default 5000)")
     ui.set_defaults(func=cmd_ui)
 
     sync = sub.add_parser("sync", help="write into MLflow what a search's Tune results hold and MLflow lacks "

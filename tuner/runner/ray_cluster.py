@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
+            probe_address(address)
             ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
         else:  # no dashboard: nothing listens beyond what Ray itself needs
             # address="local": a new Ray of our own, never someone's `ray start` on this machine.
@@ -31,6 +33,19 @@ def start_ray(address: str | None, verbose: bool) -> bool:
                          f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
                          f"command and driver.") from None
     return True
+
+
+def probe_address(address: str) -> None:
+    """A HOST:PORT nobody answers on: Ray itself retries it for minutes; a TCP probe answers in seconds."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # `auto`, ray://, or something Ray reports itself
+    try:
+        socket.create_connection((host, int(port)), timeout=float(os.environ.get("TUNER_RAY_CONNECT_TIMEOUT", 5))).close()
+    except (OSError, OverflowError) as err:
+        raise TunerError(f"--address {address!r}: no Ray answers there ({getattr(err, 'strerror', None) or err}). "
+                         f"Start the head with `ray start --head --port {port}`, or pass its HOST:PORT "
+                         f"(`ray status` on the head shows it), or omit --address for a local Ray.") from None
 
 
 def token_auth_enabled() -> bool:

@@ -28,7 +28,7 @@ from tuner.runner.summary import baselines, print_summary
 from tuner.runner.tune_setup import make_tuner
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
-from tuner.storage import ExperimentDir, experiment_dir, read_state
+from tuner.storage import ExperimentDir, experiment_dir
 from tuner.storage_guard import check_private, search_lock
 from tuner.secrets import mask_uri
 from tuner.tracking.store import connect, resolve_tracking_uri
@@ -65,17 +65,14 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     prints nothing; else a live progress line, or with `tune_console` Tune's own output.
     """
     started = time.perf_counter()
-    experiment = experiment or spec.name
+    experiment = spec.name if experiment is None else experiment  # an empty name is refused, not replaced
     uri = resolve_tracking_uri(tracking_uri)
     exp_dir = experiment_dir(storage_path, experiment)  # also takes credentials out of a storage URI
     check_private(exp_dir)
-    saved = read_state(exp_dir) if resume else None
-    search_id = saved["search_id"] if saved else f"{experiment}-{uuid.uuid4().hex[:8]}"
+    search_id = previous_search_id(exp_dir, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
     connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
     with search_lock(exp_dir, search_id):  # a second search of this experiment stops here
-        if resume:
-            previous_search_id(exp_dir, spec)  # there is one to resume, with these settings
-            # What an unreachable tracking server missed goes in first; the resumed runs continue it.
+        if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
             sync_search(exp_dir.uri, experiment, uri, verbose=verbose)
         own_ray = start_ray(address, verbose)
         try:

@@ -95,12 +95,15 @@ def find_experiment_dir(storage_path: str | Path | None, experiment: str | None)
     root = str(storage_path or "ray_results")
     base, question, query = root.partition("?") if "://" in root else (root, "", "")
     whole = base.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())
+    if "://" not in root and Path(whole).is_file():
+        raise TunerError(f"--storage-path {root!r} is a file: pass the directory the search's results are in "
+                         f"(its --storage-path, or its experiment directory).")
     parent, name = whole.rsplit("/", 1)
     here = experiment_dir(f"{parent or '/'}{question}{query}", name)
-    for candidate in ([experiment_dir(root, experiment)] if experiment else []) + [here]:
+    for candidate in ([experiment_dir(root, experiment)] if experiment is not None else []) + [here]:
         if candidate.read_text(STATE_FILE) is not None:
             return candidate
-    if experiment:
+    if experiment is not None:
         raise TunerError(f"--storage-path {mask_uri(root)!r} --experiment {experiment!r}: no tuner search there "
                          f"(no {STATE_FILE}). Pass the --storage-path and --experiment the search ran with.")
     found = [experiment_dir(f"{whole}{question}{query}", i.base_name) for i in here.entries() if i.type == pafs.FileType.Directory]
