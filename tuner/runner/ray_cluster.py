@@ -10,6 +10,7 @@ from pathlib import Path
 import ray
 
 from tuner.errors import TunerError
+from tuner.processes import reclaim_termination_signals
 from tuner.space.spec import SearchSpec
 from tuner.storage import STORAGE_HINT
 
@@ -32,6 +33,7 @@ def start_ray(address: str | None, verbose: bool) -> bool:
         raise TunerError(f"cannot start or join Ray at {address or 'a local instance'!r}: {err}. Check "
                          f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
                          f"command and driver.") from None
+    reclaim_termination_signals()  # ray.init took SIGTERM over: it would abort the driver
     return True
 
 
