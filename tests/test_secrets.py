@@ -75,3 +75,28 @@ def test_other_credentials_in_a_storage_uri_are_refused_without_showing_them(roo
     with pytest.raises(TunerError) as err:
         experiment_dir(root, "e")
     assert "pw" not in str(err.value) and "AWS_ACCESS_KEY_ID" in str(err.value)
+
+
+def test_what_tune_saves_and_mlflow_logs_holds_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune pickles its RunConfig (storage path and filesystem) into tuner.pkl; the search's params
+    go to MLflow. Neither may hold the key pair of an s3:// storage URI."""
+    import json
+    from pathlib import Path
+
+    from ray import cloudpickle
+
+    from tuner.runner.search import search_params
+    from tuner.runner.tune_setup import make_run_config
+    from tuner.space.load import load_spec
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    spec = load_spec(Path(__file__).resolve().parent.parent / "search_spaces" / "grid.yaml")
+    exp = experiment_dir("s3://AKIAXYZ:hunter%2F2@bucket/pre?region=us-east-1&endpoint_override=127.0.0.1:9"
+                         "&scheme=http", "e")
+    blob = cloudpickle.dumps(make_run_config(spec, exp, "e-1", 0))
+    assert b"bucket/pre" in blob  # the storage is in there, as a path
+    for secret in (b"hunter/2", b"hunter%2F2", b"AKIAXYZ"):
+        assert secret not in blob
+    params = json.dumps(search_params(spec, exp))
+    assert "s3://bucket/pre/e?region=us-east-1" in params and "hunter" not in params and "AKIAXYZ" not in params
