@@ -362,4 +362,5 @@ def test_a_trial_larger_than_the_cluster_is_refused_before_any_run(local_ray, tm
     with pytest.raises(TunerError, match=r"resources.cpus: each trial asks for 3 CPU, the Ray cluster has 2"):
         run_search(load_spec(space), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
     assert client_for(uri).get_experiment_by_name("e2e-big") is None
-    assert not (tmp_path / "ray").exists()
+    # Only the search's lock was taken: no experiment directory, nothing moved or written.
+    assert [p.name for p in (tmp_path / "ray").iterdir()] == [".e2e-big.lock"]

@@ -76,9 +76,10 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(tmp_p
                  first, 180, "a trial reported", log)
         state = json.loads((storage / "guard" / "tuner_search.json").read_text())
         # A second search, and a resume, of the running experiment, side by side.
-        others = [] if sig == signal.SIGHUP else [subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, *extra], stdout=subprocess.PIPE,
+        extras = [] if sig == signal.SIGHUP else [[], ["--resume"]]
+        others = [subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, *extra], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                   env={**os.environ, "PYTHONPATH": str(REPO)}) for extra in ([], ["--resume"])]
+                                   env={**os.environ, "PYTHONPATH": str(REPO)}) for extra in extras]
         for other in others:
             try:
                 _, err = other.communicate(timeout=120)

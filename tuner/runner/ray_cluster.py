@@ -43,7 +43,8 @@ def probe_address(address: str) -> None:
     if "://" in address or not sep or not port.isdigit():
         return  # `auto`, ray://, or something Ray reports itself
     try:
-        socket.create_connection((host, int(port)), timeout=float(os.environ.get("TUNER_RAY_CONNECT_TIMEOUT", 5))).close()
+        timeout = float(os.environ.get("TUNER_RAY_CONNECT_TIMEOUT", 5))
+        socket.create_connection((host, int(port)), timeout=timeout).close()
     except (OSError, OverflowError) as err:
         raise TunerError(f"--address {address!r}: no Ray answers there ({getattr(err, 'strerror', None) or err}). "
                          f"Start the head with `ray start --head --port {port}`, or pass its HOST:PORT "

@@ -100,8 +100,8 @@ def _check_port_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except (OSError, OverflowError) as err:
-        raise TunerError(f"tuner ui --host {host} --port {port}: cannot listen there ({err.strerror or err}). "
-                         f"Pick a free --port, or a --host this machine has (127.0.0.1 for this machine only).") from None
+        raise TunerError(f"tuner ui --host {host} --port {port}: cannot listen there ({err.strerror or err}). Pick "
+                         f"a free --port, or a --host this machine has (127.0.0.1 for this machine only).") from None
 
 
 def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:

@@ -106,7 +106,8 @@ def find_experiment_dir(storage_path: str | Path | None, experiment: str | None)
     if experiment is not None:
         raise TunerError(f"--storage-path {mask_uri(root)!r} --experiment {experiment!r}: no tuner search there "
                          f"(no {STATE_FILE}). Pass the --storage-path and --experiment the search ran with.")
-    found = [experiment_dir(f"{whole}{question}{query}", i.base_name) for i in here.entries() if i.type == pafs.FileType.Directory]
+    found = [experiment_dir(f"{whole}{question}{query}", i.base_name) for i in here.entries()
+             if i.type == pafs.FileType.Directory]
     found = [d for d in found if d.read_text(STATE_FILE) is not None]
     if len(found) != 1:
         names = ", ".join(sorted(d.name for d in found)) or "none"
