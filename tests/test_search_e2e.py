@@ -69,8 +69,8 @@ def test_a_new_search_moves_the_previous_one_aside(tmp_path: Path) -> None:
 
 def test_a_storage_uri_is_read_and_written_through_pyarrow_not_as_a_local_path(tmp_path: Path) -> None:
     store = experiment_dir(f"file://{tmp_path}/bucket/", "my search")  # trailing slash, a space
-    assert (store.uri, store.parent_uri, store.name) == (f"file://{tmp_path}/bucket/my_search",
-                                                       f"file://{tmp_path}/bucket", "my_search")
+    assert (store.uri, store.parent_path, store.name) == (f"file://{tmp_path}/bucket/my_search",
+                                                        f"{tmp_path}/bucket", "my_search")
     assert store.read_text(STATE_FILE) is None and store.entries() == []
     store.write_text(STATE_FILE, '{"search_id": "x"}')
     assert (tmp_path / "bucket" / "my_search" / STATE_FILE).read_text() == '{"search_id": "x"}'
@@ -378,4 +378,5 @@ def test_a_trial_larger_than_the_cluster_is_refused_before_any_run(local_ray, tm
     with pytest.raises(TunerError, match=r"resources.cpus: each trial asks for 3 CPU, the Ray cluster has 2"):
         run_search(load_spec(space), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
     assert client_for(uri).get_experiment_by_name("e2e-big") is None
-    assert not (tmp_path / "ray").exists()
+    # Only the search's lock was taken: no experiment directory, nothing moved or written.
+    assert [p.name for p in (tmp_path / "ray").iterdir()] == [".e2e-big.lock"]

@@ -23,7 +23,8 @@ from tuner.errors import TunerError
 from tuner.tracking.reader import print_report, trials_table
 from tuner.outcome import search_status
 from tuner.storage import SPOOL_DIR, STATE_FILE, open_storage
-from tuner.tracking.store import mask_uri, resolve_tracking_uri, unreachable
+from tuner.tracking.store import resolve_tracking_uri, unreachable
+from tuner.secrets import mask_uri
 from tuner.tracking.sync import TrialRecord, record_status, sync_search
 from tuner.tracking.writer import SearchTracker
 
@@ -463,3 +464,19 @@ def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
         requests.get(f"http://127.0.0.1:{closed_port()}", timeout=5)
     assert unreachable(refused.value)
     assert not unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: run abc not found"))
+
+
+def test_a_parent_whose_start_cannot_be_logged_ends_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error after the parent run exists (here: logging the search file) must not leave it RUNNING."""
+    import tuner.tracking.writer as writer
+
+    def broken(*args, **kwargs):
+        raise OSError("artifact store gone")
+
+    monkeypatch.setattr(writer, "log_search_start", broken)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(OSError, match="artifact store gone"):
+        SearchTracker.open(uri, "exp", "s1", SPEC_YAML, {}, SEARCH_PARAMS, resume=False)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

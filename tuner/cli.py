@@ -18,6 +18,7 @@ import yaml
 from tuner.errors import TunerError
 from tuner.processes import terminate_as_interrupt
 from tuner.space.load import YamlLoader
+from tuner.space.safe_yaml import check_yaml_events
 
 DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
 
@@ -30,9 +31,12 @@ def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise TunerError(f"--set {pair!r}: expected key=value, e.g. --set iterations=200.")
         try:
+            check_yaml_events(text, Path("--set"), YamlLoader)  # aliases and deep nesting, as in search files
             out[key.strip()] = yaml.load(text, Loader=YamlLoader) if text.strip() else None
         except yaml.YAMLError as err:
-            raise TunerError(f"--set {pair!r}: the value is not valid YAML ({err}).") from None
+            raise TunerError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())}).") from None
+        except TunerError as err:
+            raise TunerError(f"--set {pair!r}: {str(err).split(': ', 1)[1].replace('search files', '--set')}") from None
     return out
 
 
@@ -88,6 +92,13 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1-65535, got {text!r}")
     return value
 
 
@@ -210,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the MLflow UI on this store")
     add_tracking(ui)
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000, help="TCP port, 1-65535 (default 5000)")
     ui.set_defaults(func=cmd_ui)
 
     sync = sub.add_parser("sync", help="write into MLflow what a search's Tune results hold and MLflow lacks "

@@ -45,6 +45,14 @@ def end_session(sid: int, grace: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+_active: list[bool] = []  # one entry per terminate_as_interrupt block open
+
+
+def _forward(signum: int, frame: object) -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP (a `kill`, a closed terminal, a scheduler's stop) handled as Ctrl-C.
@@ -53,15 +61,26 @@ def terminate_as_interrupt() -> Iterator[None]:
     KeyboardInterrupt, or Ray Tune's own SIGINT handler, which stops the trials and saves the
     search's state for --resume. Main thread only, as Python's signal handlers are.
     """
-    def forward(signum: int, frame: object) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, _forward) for sig in _FORWARDED}
+    _active.append(True)
     try:
         yield
     finally:
+        _active.pop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def reclaim_termination_signals() -> None:
+    """Set the forwarding handlers again where `terminate_as_interrupt` is active.
+
+    `ray.init` replaces the SIGTERM handler (with `sys.exit`) and its core worker installs a C++
+    failure handler: SIGTERM then logged a stack and aborted the driver (exit -6), with trials,
+    MLflow runs and Ray left behind. Call this after anything that may do the same.
+    """
+    if _active and threading.current_thread() is threading.main_thread():
+        for sig in _FORWARDED:
+            signal.signal(sig, _forward)

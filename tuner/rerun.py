@@ -11,7 +11,8 @@ import dataclasses
 from typing import Any
 
 from tuner.errors import TunerError
-from tuner.tracking.store import connect, mask_uri, parse_param, resolve_tracking_uri
+from tuner.tracking.store import connect, parse_param, resolve_tracking_uri
+from tuner.secrets import mask_uri
 from tuner.trainer.config import TrialConfig
 
 COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")

@@ -7,6 +7,7 @@ path, a directory every node of a cluster mounts, and cloud storage. Ray-free.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from tuner.errors import TunerError
+from tuner.secrets import has_credentials, mask_uri, split_userinfo, strip_credentials
 
 # The layout tuner adds to Tune's experiment directory, named once here (Ray-free) so that
 # `tuner sync` can read it without importing Ray and torch.
@@ -31,8 +33,9 @@ STORAGE_HINT = ("a directory every node of the cluster mounts (e.g. /mnt/shared/
 
 @dataclass(frozen=True)
 class ExperimentDir:
-    """One search's Tune experiment directory: `uri` is what Tune is given, (`fs`, `path`) what we
-    read and write. (MLflow's side is the tracking *store*; this is Tune's *storage*.)"""
+    """One search's Tune experiment directory: `uri` is what is shown, logged and given to Tune
+    (free of credentials), (`fs`, `path`) what we and Tune read and write. (MLflow's side is the
+    tracking *store*; this is Tune's *storage*.)"""
 
     uri: str
     fs: Any  # pyarrow.fs.FileSystem
@@ -43,13 +46,18 @@ class ExperimentDir:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
-    def parent_uri(self) -> str:
-        """RunConfig(storage_path=...): the experiment directory is `parent_uri/name`."""
-        return self.uri.rstrip("/").rsplit("/", 1)[0] if self.is_uri else str(Path(self.uri).parent)
+    def parent_path(self) -> str:
+        """RunConfig(storage_path=..., storage_filesystem=fs): the experiment directory is `parent/name`."""
+        return self.path.rstrip("/").rsplit("/", 1)[0] or "/"
 
     @property
     def is_uri(self) -> bool:
         return "://" in self.uri
+
+    def sibling_uri(self, name: str) -> str:
+        """The URI of `name` beside this directory (a URI's query, e.g. an S3 endpoint, kept)."""
+        base, question, query = self.uri.partition("?")
+        return f"{base.rstrip('/').rsplit('/', 1)[0]}/{name}{question}{query}"
 
     def child(self, name: str) -> str:
         return f"{self.path.rstrip('/')}/{name}"
@@ -58,7 +66,7 @@ class ExperimentDir:
         if self.fs.get_file_info(self.child(name)).type != pafs.FileType.File:
             return None
         with self.fs.open_input_stream(self.child(name)) as stream:
-            return stream.read().decode()
+            return stream.read().decode(errors="replace")
 
     def write_text(self, name: str, text: str) -> None:
         self.fs.create_dir(self.path, recursive=True)
@@ -81,25 +89,90 @@ class ExperimentDir:
         try:
             self.fs.move(self.path, moved)
         except (OSError, NotImplementedError) as err:  # object stores cannot rename a directory
-            raise TunerError(f"{self.uri} holds an earlier search and cannot be moved aside ({_first_line(err)}). "
-                             f"Continue it with --resume, or pass another --experiment or --storage-path.") from None
-        return f"{self.parent_uri}/{moved_name}" if self.is_uri else moved
+            raise TunerError(f"{self.uri} holds an earlier search and cannot be moved aside "
+                             f"({mask_uri(_first_line(err))}). Continue it with --resume, or pass another "
+                             f"--experiment or --storage-path.") from None
+        return self.sibling_uri(moved_name) if self.is_uri else moved
+
+
+def check_experiment_name(experiment: str) -> str:
+    """The experiment's directory name. Separators and dot names are refused, not rewritten: `..` or
+    `a/b` would put the search outside its storage path or inside another search's directory.
+    Other characters outside [A-Za-z0-9_.-] become `_` (a space in a name is common and harmless)."""
+    if not experiment.strip() or experiment.strip() in (".", "..") or any(c in experiment for c in "/\\\0"):
+        raise TunerError(f"--experiment {experiment!r}: an experiment name cannot be empty, '.' or '..', or hold "
+                         f"a path separator (/ or \\): it names a directory inside --storage-path. Pick a plain "
+                         f"name such as 'grid-digits'.")
+    return re.sub(r"[^\w.-]", "_", experiment)
 
 
 def experiment_dir(storage_path: str | Path | None, experiment: str) -> ExperimentDir:
     """The experiment directory `<storage_path>/<experiment>`; a local default of ./ray_results."""
     root = str(storage_path or "ray_results")
-    name = re.sub(r"[^\w.-]", "_", experiment)
+    name = check_experiment_name(experiment)
     if "://" not in root:
-        path = str(Path(root).expanduser().resolve() / name)
+        base = Path(root).expanduser().resolve()
+        if base.exists() and not base.is_dir():
+            raise TunerError(f"--storage-path {root!r} is a file, not a directory. Pass a directory (it is "
+                             f"created when missing), or {STORAGE_HINT}.")
+        if (base / name).exists() and not (base / name).is_dir():
+            raise TunerError(f"{base / name} is a file, where the search's directory would be. Move it away, "
+                             f"or pass another --experiment or --storage-path.")
+        path = str(base / name)
         return ExperimentDir(path, pafs.LocalFileSystem(), path)
-    uri = f"{root.rstrip('/')}/{name}"
+    clean = credential_free(root)
+    base, question, query = clean.partition("?")
+    uri = f"{base.rstrip('/')}/{name}{question}{query}"
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError, NotImplementedError) as err:
-        raise TunerError(f"--storage-path {root!r} cannot be opened: {_first_line(err)}. Expected "
-                         f"{STORAGE_HINT}.") from None
+        raise TunerError(f"--storage-path {mask_uri(root)!r} cannot be opened: {mask_uri(_first_line(err))}. "
+                         f"Expected {STORAGE_HINT}.") from None
     return ExperimentDir(uri, fs, path)
+
+
+def credential_free(root: str) -> str:
+    """The storage URI without credentials, which Tune, logs and MLflow may then see.
+
+    Tune pickles its RunConfig, filesystem included, into the experiment directory: an S3
+    filesystem built from `s3://KEY:SECRET@bucket` would carry the secret there. So the key pair
+    moves to this process's environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), where pyarrow,
+    and the local Ray's workers started after this, find it; nothing else can hold credentials.
+    """
+    if not has_credentials(root):
+        return root
+    clean, user, password = strip_credentials(root)
+    scheme = root.split("://", 1)[0].lower()
+    if scheme not in ("s3", "s3a") or user is None or password is None or clean != _without_userinfo(root):
+        raise TunerError(f"--storage-path {mask_uri(root)!r}: credentials in a storage URI are accepted only as "
+                         f"s3://KEY:SECRET@bucket/prefix. Give them to pyarrow through the environment instead "
+                         f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, "
+                         f"HADOOP_USER_NAME) and pass the URI without them.")
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = user, password
+    return clean
+
+
+def _without_userinfo(uri: str) -> str:
+    scheme, rest = uri.split("://", 1)
+    return f"{scheme}://{split_userinfo(rest)[1]}"
+
+
+def read_state(exp_dir: ExperimentDir) -> dict[str, Any] | None:
+    """tuner's state file (search id, resolved spec); None when there is none; TunerError when broken."""
+    text = exp_dir.read_text(STATE_FILE)
+    if text is None:
+        return None
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as err:
+        state = err
+    if not isinstance(state, dict) or not isinstance(state.get("search_id"), str) \
+            or not isinstance(state.get("spec"), dict):
+        raise TunerError(f"{exp_dir.uri}/{STATE_FILE} is broken or empty (expected a JSON object with "
+                         f"'search_id' and 'spec', as tuner writes it): this directory's search cannot be "
+                         f"resumed or synced. Start a new search (without --resume), or pass another "
+                         f"--storage-path / --experiment.")
+    return state
 
 
 def open_storage(storage: str) -> ExperimentDir:

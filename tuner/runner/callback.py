@@ -18,7 +18,7 @@ from tuner.outcome import UNFINISHED, error_summary, trial_status
 from tuner.runner.console import SearchProgress
 from tuner.space.spec import SearchSpec
 from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
-from tuner.tracking.store import mask_uri
+from tuner.secrets import mask_uri
 from tuner.tracking.writer import SearchTracker
 
 

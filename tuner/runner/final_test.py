@@ -21,7 +21,7 @@ from tuner.data.features import FeatureSet
 from tuner.outcome import pareto_mask
 from tuner.runner.trial import CHECKPOINT_FILE
 from tuner.space.spec import SearchSpec
-from tuner.tracking.store import mask_uri
+from tuner.secrets import mask_uri
 from tuner.trainer.models import AutoEncoder, build_model
 from tuner.trainer.train import evaluate_split
 

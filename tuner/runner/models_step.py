@@ -21,7 +21,7 @@ from tuner.data.features import FeatureSet
 from tuner.outcome import best_row
 from tuner.runner.final_test import read_final_state, selected_trials
 from tuner.space.spec import SearchSpec
-from tuner.tracking.store import mask_uri
+from tuner.secrets import mask_uri
 from tuner.trainer.metrics import TRIAL_METRICS
 
 

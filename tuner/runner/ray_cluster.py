@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
 
 import ray
 
 from tuner.errors import TunerError
+from tuner.processes import reclaim_termination_signals
 from tuner.space.spec import SearchSpec
 from tuner.storage import STORAGE_HINT
 
@@ -19,16 +22,49 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
+            probe_address(address)
             ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
         else:  # no dashboard: nothing listens beyond what Ray itself needs
             # address="local": a new Ray of our own, never someone's `ray start` on this machine.
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
                      log_to_driver=verbose)
+            warn_without_token_auth()
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
         raise TunerError(f"cannot start or join Ray at {address or 'a local instance'!r}: {err}. Check "
                          f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
                          f"command and driver.") from None
+    reclaim_termination_signals()  # ray.init took SIGTERM over: it would abort the driver
     return True
+
+
+def probe_address(address: str) -> None:
+    """A HOST:PORT nobody answers on: Ray itself retries it for minutes; a TCP probe answers in seconds."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # `auto`, ray://, or something Ray reports itself
+    try:
+        timeout = float(os.environ.get("TUNER_RAY_CONNECT_TIMEOUT", 5))
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, OverflowError) as err:
+        raise TunerError(f"--address {address!r}: no Ray answers there ({getattr(err, 'strerror', None) or err}). "
+                         f"Start the head with `ray start --head --port {port}`, or pass its HOST:PORT "
+                         f"(`ray status` on the head shows it), or omit --address for a local Ray.") from None
+
+
+def token_auth_enabled() -> bool:
+    """What the Ray started by this process enforces (Ray >= 2.59 turns token auth on by default,
+    unless RAY_AUTH_MODE=disabled)."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    return is_token_auth_enabled()
+
+
+def warn_without_token_auth() -> None:
+    """One line: a local Ray without token auth runs code for anyone who reaches its ports."""
+    if not token_auth_enabled():
+        print("tuner: warning: the local Ray runs without token auth (RAY_AUTH_MODE="
+              f"{os.environ.get('RAY_AUTH_MODE', 'unset')}): anyone who can reach this machine's Ray ports can "
+              "run code as you. Unset RAY_AUTH_MODE or set it to token.", file=sys.stderr, flush=True)
 
 
 def check_cluster(spec: SearchSpec, storage_path: str | Path | None, verbose: bool) -> None:

@@ -8,17 +8,18 @@ from ray import tune
 
 from tuner.errors import TunerError
 from tuner.space.spec import SearchSpec
-from tuner.storage import STATE_FILE, ExperimentDir
-from tuner.tracking.store import mask_uri
+from tuner.runner.tune_setup import tune_location
+from tuner.storage import STATE_FILE, ExperimentDir, read_state
+from tuner.secrets import mask_uri
 
 
 def previous_search_id(exp_dir: ExperimentDir, spec: SearchSpec) -> str:
     """The id of the search to resume; its settings must match the current ones."""
-    text = exp_dir.read_text(STATE_FILE)
-    if text is None or not tune.Tuner.can_restore(exp_dir.uri):
+    saved = read_state(exp_dir)
+    path, fs = tune_location(exp_dir)
+    if saved is None or not tune.Tuner.can_restore(path, storage_filesystem=fs):
         raise TunerError(f"--resume: no search to resume in {mask_uri(exp_dir.uri)}. Pass the --storage-path "
                          f"and --experiment it ran with, or start it without --resume.")
-    saved = json.loads(text)
     now = json.loads(json.dumps(spec.resolved()))
     changed = sorted(k for k in now if saved["spec"].get(k) != now[k])
     if changed:

@@ -31,7 +31,9 @@ from tuner.runner.tune_setup import make_tuner
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
 from tuner.storage import ExperimentDir, experiment_dir
-from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
+from tuner.storage_guard import check_private, search_lock
+from tuner.secrets import mask_uri
+from tuner.tracking.store import connect, resolve_tracking_uri
 from tuner.tracking.sync import sync_search
 from tuner.tracking.warm_start import WarmStart, read_warm_start
 from tuner.tracking.writer import SearchTracker
@@ -68,28 +70,29 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     `warm_start` (an experiment, search id or parent run id) tells Optuna an earlier search's trials.
     """
     started = time.perf_counter()
-    experiment = experiment or spec.name
+    experiment = spec.name if experiment is None else experiment  # an empty name is refused, not replaced
     uri = resolve_tracking_uri(tracking_uri)
-    exp_dir = experiment_dir(storage_path, experiment)
+    exp_dir = experiment_dir(storage_path, experiment)  # also takes credentials out of a storage URI
+    check_private(exp_dir)
     search_id = previous_search_id(exp_dir, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
     warm = warm_start_from(spec, warm_start, uri, resume, verbose)
     connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
-    if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
-        sync_search(exp_dir.uri, experiment, uri, verbose=verbose)
-    own_ray = start_ray(address, verbose)
-    try:
-        check_cluster(spec, storage_path, verbose)
-        data = load_features(spec.base_config, data_dir=data_dir, progress=verbose)
-        tracker = SearchTracker.open(uri, experiment, search_id, spec.text, spec.resolved(),
-                                     search_params(spec, exp_dir, warm), resume, storage=exp_dir)
-        if not resume:
-            init_storage(exp_dir, search_id, spec, verbose)
-            tracker.log_baselines(baselines(spec, data))
-        console = "quiet" if not verbose else "tune" if tune_console else "progress"
-        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir, warm)
-    finally:
-        if own_ray:
-            ray.shutdown()
+    with search_lock(exp_dir, search_id):  # a second search of this experiment stops here
+        if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
+            sync_search(exp_dir.uri, experiment, uri, verbose=verbose)
+        own_ray = start_ray(address, verbose)
+        try:
+            check_cluster(spec, storage_path, verbose)
+            data = load_features(spec.base_config, data_dir=data_dir, progress=verbose)
+            if not resume:  # storage ready before the parent run exists: a failure here leaves no run
+                init_storage(exp_dir, search_id, spec, verbose)
+            tracker = SearchTracker.open(uri, experiment, search_id, spec.text, spec.resolved(),
+                                         search_params(spec, exp_dir, warm), resume, storage=exp_dir)
+            console = "quiet" if not verbose else "tune" if tune_console else "progress"
+            table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir, warm)
+        finally:
+            if own_ray:
+                ray.shutdown()
     if verbose:
         print_summary(spec, table, experiment, uri, exp_dir.uri, time.perf_counter() - started, status)
     return table
@@ -98,7 +101,8 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
 def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_dir: ExperimentDir,
                 search_id: str, resume: bool, console: str, data_dir: str | Path | None = None,
                 warm: WarmStart | None = None) -> tuple[pd.DataFrame, str]:
-    """Tuner.fit with the callback's session live; the parent run ends whatever happens.
+    """Tuner.fit with the callback's session live; the parent run ends whatever happens (from
+    here on: nothing that can fail runs between opening the tracker and this).
 
     `console`: quiet, progress (a live line; Tune's output to its log file) or tune (Tune's output).
     """
@@ -106,6 +110,8 @@ def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_
     session = SESSIONS[search_id] = Session(tracker, spec, progress=progress)
     table, status = pd.DataFrame(), "FAILED"
     try:
+        if not resume:
+            tracker.log_baselines(baselines(spec, data))
         tuner = make_tuner(spec, data, exp_dir, search_id, resume, tune_verbosity=0 if console == "quiet" else 2,
                            warm=warm)
         with tune_output_to_log(exp_dir) if progress else contextlib.nullcontext():

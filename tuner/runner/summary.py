@@ -7,7 +7,7 @@ from sklearn.decomposition import PCA
 
 from tuner.data.features import FeatureSet
 from tuner.space.spec import SearchSpec
-from tuner.tracking.store import mask_uri
+from tuner.secrets import mask_uri
 from tuner.trainer.metrics import knn_accuracy, reconstruction_error
 
 

@@ -29,22 +29,36 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
     # Tune warns about every trial that has not started (no results to load): noise here.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Tune gets a path in a filesystem object, never a URI: it prints and saves what it is given,
+    # and the filesystem was built from a URI without credentials (see tuner.storage).
+    path, fs = tune_location(exp_dir)
     if resume:  # finished trials stay; the rest continue from checkpoints; Optuna's state returns
-        return tune.Tuner.restore(exp_dir.uri, trainable=trainable, resume_errored=True,
-                                  param_space=spec.param_space())
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=spec.param_space(),
+                                  storage_filesystem=fs)
     single = not spec.multi_objective
-    run_config = tune.RunConfig(
-        name=exp_dir.name, storage_path=exp_dir.parent_uri, callbacks=[TrackingCallback(search_id)],
-        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
-        # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
         search_alg=_searcher(spec, warm), scheduler=_scheduler(spec), num_samples=spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
-    return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config,
+                      run_config=make_run_config(spec, exp_dir, search_id, tune_verbosity))
+
+
+def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, search_id: str, tune_verbosity: int) -> tune.RunConfig:
+    """What Tune pickles into tuner.pkl beside its results: it must hold no credentials."""
+    path, fs = tune_location(exp_dir)
+    return tune.RunConfig(
+        name=exp_dir.name, storage_path=path.rstrip("/").rsplit("/", 1)[0] or "/", storage_filesystem=fs,
+        callbacks=[TrackingCallback(search_id)], failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
+        # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
+
+
+def tune_location(exp_dir: ExperimentDir) -> tuple[str, Any]:
+    """(the experiment directory, the filesystem) as Tune takes them; a local directory as a plain path."""
+    return (exp_dir.path, exp_dir.fs) if exp_dir.is_uri else (exp_dir.path, None)
 
 
 def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:

@@ -27,7 +27,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
+from tuner.tracking.store import connect, resolve_tracking_uri
+from tuner.secrets import mask_uri
 from tuner.trainer.embedder import CONFIG_FILE, EmbeddingModel
 
 MODEL_NAME = "embedding_model"  # the logged model's name, so runs:/<run id>/embedding_model finds it

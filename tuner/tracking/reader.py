@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from tuner.errors import TunerError
 from tuner.outcome import pareto_front
 from tuner.processes import end_session
 from tuner.tracking.runs import latest_search, trial_runs
-from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, mask_uri, resolve_tracking_uri
+from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, resolve_tracking_uri
+from tuner.secrets import mask_uri
 from tuner.trainer.metrics import TRIAL_METRICS
 
 
@@ -94,11 +96,23 @@ def ui_url(tracking_uri: str | None, host: str, port: int) -> str:
     return f"{base}/#/experiments/{exp.experiment_id}/runs?viewStateShareKey={UI_VIEW_KEY}&workflowType=machine_learning"
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """The server would fail on a taken port or an unknown host with its own traceback: say it first."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except (OSError, OverflowError) as err:
+        raise TunerError(f"tuner ui --host {host} --port {port}: cannot listen there ({err.strerror or err}). Pick "
+                         f"a free --port, or a --host this machine has (127.0.0.1 for this machine only).") from None
+
+
 def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
     """Run `mlflow server` on this store until it exits or Ctrl-C; returns its exit code."""
     uri = resolve_tracking_uri(tracking_uri)
     if is_server(uri):
         raise TunerError(f"tracking URI {mask_uri(uri)!r} is already a server: open it in a browser.")
+    _check_port_free(host, port)
     print(f"MLflow UI for {mask_uri(uri)} (Ctrl-C stops it):\n  {ui_url(uri, host, port)}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1"]
     # The store URI goes by environment, not argv, where `ps` would show its credentials.

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tuner.errors import TunerError
+from tuner.secrets import mask_uri
 
 # MLflow's UI opens this saved view with `?viewStateShareKey=tuner`: runs grouped by search,
 # so the trial runs show without unfolding their parent.
@@ -27,12 +28,6 @@ _UI_VIEW = {"groupBy": {"aggregateFunction": "average",
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 EXPERIMENT_KIND = "mlflow.experimentKind"
-_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
-
-
-def mask_uri(text: str) -> str:
-    """`scheme://user:pass@host` -> `scheme://***@host`, anywhere in a text."""
-    return _CREDENTIALS.sub(r"\1***@", str(text))
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

@@ -24,9 +24,11 @@ from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, error_summary, results_table, search_status, trial_status
 from tuner.space.spec import run_name, trial_config
 from tuner.storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
-                           read_spool)
+                           read_spool, read_state)
+from tuner.storage_guard import check_private
 from tuner.tracking.runs import find_search
-from tuner.tracking.store import connect, mask_uri, resolve_tracking_uri
+from tuner.tracking.store import connect, resolve_tracking_uri
+from tuner.secrets import mask_uri
 from tuner.tracking.writer import SearchTracker
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dir: <trainable>_<trial id>_<n>_...
@@ -92,16 +94,21 @@ def record_status(record: TrialRecord, iterations: int) -> str | None:
 def find_experiment_dir(storage_path: str | Path | None, experiment: str | None) -> ExperimentDir:
     """The experiment directory: `<storage_path>/<experiment>`, the path itself, or its one search."""
     root = str(storage_path or "ray_results")
-    whole = root.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())
+    base, question, query = root.partition("?") if "://" in root else (root, "", "")
+    whole = base.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())
+    if "://" not in root and Path(whole).is_file():
+        raise TunerError(f"--storage-path {root!r} is a file: pass the directory the search's results are in "
+                         f"(its --storage-path, or its experiment directory).")
     parent, name = whole.rsplit("/", 1)
-    here = experiment_dir(parent or "/", name)
-    for candidate in ([experiment_dir(root, experiment)] if experiment else []) + [here]:
+    here = experiment_dir(f"{parent or '/'}{question}{query}", name)
+    for candidate in ([experiment_dir(root, experiment)] if experiment is not None else []) + [here]:
         if candidate.read_text(STATE_FILE) is not None:
             return candidate
-    if experiment:
+    if experiment is not None:
         raise TunerError(f"--storage-path {mask_uri(root)!r} --experiment {experiment!r}: no tuner search there "
                          f"(no {STATE_FILE}). Pass the --storage-path and --experiment the search ran with.")
-    found = [experiment_dir(whole, i.base_name) for i in here.entries() if i.type == pafs.FileType.Directory]
+    found = [experiment_dir(f"{whole}{question}{query}", i.base_name) for i in here.entries()
+             if i.type == pafs.FileType.Directory]
     found = [d for d in found if d.read_text(STATE_FILE) is not None]
     if len(found) != 1:
         names = ", ".join(sorted(d.name for d in found)) or "none"
@@ -144,7 +151,8 @@ def sync_search(storage_path: str | Path | None = None, experiment: str | None =
     """Write what MLflow lacks of one search; returns what was written (empty: it was complete)."""
     uri = resolve_tracking_uri(tracking_uri)
     exp_dir = find_experiment_dir(storage_path, experiment)
-    state = json.loads(exp_dir.read_text(STATE_FILE))
+    check_private(exp_dir)  # Tune's files there are read next
+    state = read_state(exp_dir)
     search_id, resolved = str(state["search_id"]), state["spec"]
     found = find_search(connect(uri), search_id)
     name = experiment or (found[0].name if found else resolved.get("name", exp_dir.name))

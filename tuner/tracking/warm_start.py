@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping
 from tuner.errors import TunerError
 from tuner.space.spec import SearchSpec
 from tuner.tracking import runs
-from tuner.tracking.store import connect, mask_uri, param_text, parse_param, resolve_tracking_uri
+from tuner.tracking.store import connect, param_text, parse_param, resolve_tracking_uri
+from tuner.secrets import mask_uri
 from tuner.trainer.config import FIELDS
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")

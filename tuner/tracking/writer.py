@@ -10,6 +10,7 @@ MLflow is imported inside functions so `import tuner.tracking.writer` stays chea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -26,8 +27,9 @@ import pandas as pd
 from tuner.outcome import RUN_STATUSES
 from tuner.storage import ExperimentDir, spool
 from tuner.tracking import runs
-from tuner.tracking.store import (artifact_names, connect, experiment_id, log_params, log_text, mask_uri,
+from tuner.tracking.store import (artifact_names, connect, experiment_id, log_params, log_text,
                                   resolve_tracking_uri, unreachable)
+from tuner.secrets import mask_uri
 from tuner.tracking.parent import as_list, log_search_start, log_search_summary
 from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 
@@ -92,7 +94,12 @@ class SearchTracker:
         if found and reopen:
             client.update_run(run.info.run_id, status="RUNNING")
             tracker.written.update(statuses=1)
-        tracker.written.update(log_search_start(client, run, spec_yaml, spec_resolved, search_params, bool(found)))
+        try:
+            tracker.written.update(log_search_start(client, run, spec_yaml, spec_resolved, search_params, bool(found)))
+        except BaseException:  # a parent left RUNNING would look like a live search forever
+            with contextlib.suppress(Exception):
+                client.set_terminated(run.info.run_id, "FAILED")
+            raise
         return tracker
 
     def _go_offline(self, err: BaseException) -> None:

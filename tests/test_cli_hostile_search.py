@@ -1,0 +1,114 @@
+"""Mistakes around a search's storage, names and flags: exit 2 with one paragraph, never a traceback.
+
+Each case runs the real CLI in-process (`main`), which returns 2 only through its TunerError
+handler: an exception of any other type would fail the test with its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner.cli import main
+from tuner.storage import STATE_FILE
+
+REPO = Path(__file__).resolve().parent.parent
+SPACE = str(REPO / "search_spaces" / "grid.yaml")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]  # libraries may log before; the error is one paragraph, last
+    assert last.startswith(f"tuner {args[0]}: error: ") and err.endswith(last + "\n"), err
+    return last
+
+
+@pytest.mark.parametrize("content", ["", "{bro", "[1, 2]", '{"search_id": 7, "spec": {}}', "\xff\xfe"])
+def test_a_broken_state_file_stops_resume_and_sync(tmp_path: Path, capsys, content: str) -> None:
+    (tmp_path / "ray" / "grid-digits").mkdir(parents=True)
+    (tmp_path / "ray" / "grid-digits" / STATE_FILE).write_text(content, errors="surrogateescape")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    want = f"{tmp_path}/ray/grid-digits/{STATE_FILE} is broken or empty"
+    assert want in run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"),
+                           "--tracking-uri", uri, "--resume")
+    assert want in run_cli(capsys, "sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", uri)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any store was touched
+
+
+def test_a_storage_path_that_is_a_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "f").write_text("x")
+    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "f"))
+    assert f"--storage-path '{tmp_path}/f' is a file, not a directory" in err
+    err = run_cli(capsys, "sync", "--storage-path", str(tmp_path / "f"))
+    assert f"--storage-path '{tmp_path}/f' is a file" in err
+
+
+@pytest.mark.parametrize("name", [".", "..", "", "a/b", "../escape", "a\\b"])
+def test_an_experiment_name_that_is_not_a_plain_name_is_refused(tmp_path: Path, capsys, name: str) -> None:
+    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"), "--experiment", name)
+    assert f"--experiment {name!r}: an experiment name cannot be empty, '.' or '..', or hold a path separator" in err
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "escape").exists()
+    err = run_cli(capsys, "sync", "--storage-path", str(tmp_path / "ray"), "--experiment", name)
+    assert f"--experiment {name!r}: an experiment name cannot be empty" in err
+
+
+def test_resume_of_an_unknown_experiment(tmp_path: Path, capsys) -> None:
+    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"),
+                  "--experiment", "nosuch", "--resume", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert f"--resume: no search to resume in {tmp_path}/ray/nosuch" in err
+
+
+@pytest.mark.parametrize("value,want", [("mu=&a 0.5", "YAML anchors and aliases (&a, *a) are not accepted in --set"),
+                                        ("hidden_dims=&a [*a]", "YAML anchors and aliases"),
+                                        ("hidden_dims=" + "[" * 100 + "]" * 100, "nested more than 64 deep"),
+                                        ("mu=[", "the value is not valid YAML")])
+def test_hostile_set_values(capsys, value: str, want: str) -> None:
+    err = run_cli(capsys, "validate", "--space", SPACE, "--set", value)
+    assert err.startswith(f"tuner validate: error: --set {value!r}: ") and want in err
+
+
+def test_storage_others_can_write_to_is_refused_before_resume_reads_it(tmp_path: Path, capsys) -> None:
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray").chmod(0o777)
+    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"), "--resume")
+    assert f"storage directory {tmp_path}/ray can be written by other users (mode drwxrwxrwx)" in err
+
+
+def test_credentials_in_a_refused_storage_uri_are_not_shown(capsys) -> None:
+    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", "gs://me:hunter2/x@bucket/p")
+    assert "--storage-path 'gs://***@bucket/p': credentials in a storage URI" in err and "hunter2" not in err
+
+
+def test_an_address_where_no_ray_answers(tmp_path: Path, capsys) -> None:
+    err = run_cli(capsys, "search", "--space", SPACE, "--address", "127.0.0.1:1", "--storage-path",
+                  str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert "--address '127.0.0.1:1': no Ray answers there (Connection refused)" in err
+
+
+def test_ui_on_a_port_that_is_taken_or_out_of_range(capsys) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = run_cli(capsys, "ui", "--port", str(port), "--tracking-uri", "sqlite:////nonexistent/mlflow.db")
+        assert f"tuner ui --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)" in err
+    with pytest.raises(SystemExit) as exited:  # argparse's own usage error, exit 2
+        main(["ui", "--port", "99999"])
+    assert exited.value.code == 2 and "expected a TCP port 1-65535, got '99999'" in capsys.readouterr().err
+
+
+def test_a_subprocess_cli_error_has_no_traceback(tmp_path: Path) -> None:
+    """The installed entry point path: stderr holds exactly the one-line error."""
+    (tmp_path / "ray" / "grid-digits").mkdir(parents=True)
+    (tmp_path / "ray" / "grid-digits" / STATE_FILE).write_text("")
+    done = subprocess.run([sys.executable, "-m", "tuner.cli", "sync", "--storage-path", str(tmp_path / "ray")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("tuner sync: error: ") and "Traceback" not in done.stderr
