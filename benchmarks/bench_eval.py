@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tuner.trainer.train as train  # noqa: E402
-from tuner.cli import parse_set_pairs  # noqa: E402
+from tuner.commands.args import parse_set_pairs  # noqa: E402
 from tuner.data import load_features  # noqa: E402
 from tuner.trainer.config import TrialConfig  # noqa: E402
 

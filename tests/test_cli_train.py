@@ -6,7 +6,8 @@ import re
 import pytest
 
 import tuner
-from tuner.cli import main, parse_set_pairs
+from tuner.cli import main
+from tuner.commands.args import parse_set_pairs
 from tuner.errors import TunerError
 
 QUICK = ["--set", "iterations=30", "--set", "eval_every=30", "--set", "hidden_dims=[32, 16]"]

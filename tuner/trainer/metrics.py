@@ -1,13 +1,12 @@
 """Evaluation metrics: numpy arrays in, a float out; and the registry of every metric a trial reports.
 
-Pure functions. Heavy libraries (torch, pytorch-metric-learning, sklearn's clustering) are
-imported where they are used, so that reading the registry stays cheap.
+Pure functions. Heavy libraries (torch, pytorch-metric-learning, scikit-learn) are imported
+where they are used, so that reading the registry (`tuner validate`, `tuner --help`) stays cheap.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
 
 # Every metric a trial reports, with its direction: the one list that Tune's metric checks,
 # MLflow logging, the results table and `tuner report` read. Flat snake_case, the same name
@@ -36,6 +35,8 @@ def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, t
     _check_lengths(train_z, train_y, test_z, test_y)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    from sklearn.neighbors import KNeighborsClassifier
+
     knn = KNeighborsClassifier(n_neighbors=min(k, len(train_z)), algorithm="auto", n_jobs=1)
     knn.fit(train_z, np.asarray(train_y))
     return float(np.mean(knn.predict(test_z) == np.asarray(test_y)))

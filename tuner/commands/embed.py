@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tuner.commands.args import add_data_dir, add_tracking
 from tuner.errors import TunerError
 
 FORMATS = (".parquet", ".csv", ".npy")
@@ -21,7 +22,7 @@ BLOCK = 4 * 8192  # rows per step of the progress bar; a multiple of the encoder
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
-def add_parser(sub: Any, add_data_dir: Any, add_tracking: Any) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("embed", help="apply a logged model to a dataset split or a folder of images")
     p.add_argument("--model", required=True,
                    help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/embedding_model or a run id")

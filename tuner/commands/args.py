@@ -1,0 +1,61 @@
+"""What several commands share: --set pairs, --data-dir, --tracking-uri, and argument types."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from tuner.errors import TunerError
+from tuner.space.load import YamlLoader
+from tuner.space.safe_yaml import check_yaml_events
+
+DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
+
+
+def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` pairs whose values parse as YAML (`normalize=false`, `hidden_dims=[64,32]`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise TunerError(f"--set {pair!r}: expected key=value, e.g. --set iterations=200.")
+        try:
+            check_yaml_events(text, Path("--set"), YamlLoader)  # aliases and deep nesting, as in search files
+            out[key.strip()] = yaml.load(text, Loader=YamlLoader) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise TunerError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())}).") from None
+        except TunerError as err:
+            raise TunerError(f"--set {pair!r}: {str(err).split(': ', 1)[1].replace('search files', '--set')}") from None
+    return out
+
+
+def add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a trial setting; the value parses as YAML (repeatable)")
+
+
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=os.environ.get("TUNER_DATA_DIR", "data"),
+                   help="where mnist/cifar10/imagenet files live (default: $TUNER_DATA_DIR or ./data)")
+
+
+def add_tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", default=None, help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI_HINT})")
+
+
+def positive_int(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def tcp_port(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1-65535, got {text!r}")
+    return value
