@@ -21,7 +21,8 @@ from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.space.spec import trial_config
 from tuner.storage import PLOTS_DIR
-from tuner.trainer.train import TrainState, embed_and_reconstruct, fit
+from tuner.trainer.evaluation import embed_and_reconstruct
+from tuner.trainer.train import TrainState, fit
 
 CHECKPOINT_FILE = "train_state.pt"
 
@@ -39,7 +40,7 @@ def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any]
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
     if data.has_test:  # the driver ships data.without_test(): a trial must not see what selects it
         raise ValueError("a trial received the test split; selection would then read it")
-    cfg = trial_config(fixed, config)
+    cfg = trial_device(trial_config(fixed, config), ray.get_gpu_ids())
     resume = load_checkpoint(tune.get_checkpoint())
     # Tune's results only (MLflow logs the known metrics): which trials resumed, and where they ran.
     extra = {"restored_from_iteration": float(resume["iteration"] if resume else 0),
@@ -59,6 +60,14 @@ def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any]
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     fit(cfg, data, report=report, resume=resume)
+
+
+def trial_device(cfg: TrialConfig, gpu_ids: list) -> TrialConfig:
+    """`device: auto` follows the trial's GPU assignment (a fraction of one GPU counts), not
+    whether the machine has one: a trial given no GPU must not take one from trials that were."""
+    if cfg.device != "auto":
+        return cfg
+    return cfg.replace(device="cuda" if gpu_ids else "cpu")
 
 
 def should_checkpoint(cfg: TrialConfig, iteration: int, every: int) -> bool:
