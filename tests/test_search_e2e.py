@@ -29,6 +29,7 @@ from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.errors import TunerError
 from tuner.processes import end_session
+from tuner.runner.setup_clock import SetupClock
 from tuner.runner.trial import should_checkpoint, trial_device
 from tuner.storage import PLOTS_DIR, STATE_FILE, delete_checkpoints, experiment_dir
 
@@ -51,6 +52,17 @@ def test_a_quarter_gpu_per_trial_is_accepted_and_auto_follows_the_assignment(tmp
     assert trial_device(auto, ["0"]).device == "cuda"  # Ray's GPU ids for this trial
     assert trial_device(auto, []).device == "cpu"  # none given: not the machine's GPU
     assert trial_device(TrialConfig(device="cpu"), ["0"]).device == "cpu"
+
+
+def test_setup_over_budget_is_reported_once_with_its_phases() -> None:
+    over, within = SetupClock(budget_s=0.0), SetupClock(budget_s=1e9)
+    for clock in (over, within):
+        clock.lap("ray start")
+        clock.lap("baselines")
+    line = over.first_trial()
+    assert line is not None and "setup took" in line and "ray start" in line and "tune" in line
+    assert over.first_trial() is None  # the second trial's start says nothing
+    assert within.first_trial() is None and within.total is not None
 
 
 def test_pareto_mask_keeps_exactly_the_non_dominated_rows() -> None:

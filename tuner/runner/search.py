@@ -26,6 +26,7 @@ from tuner.runner.final_test import test_selected_safely
 from tuner.runner.models_step import log_search_models
 from tuner.runner.ray_cluster import check_cluster, start_ray
 from tuner.runner.resume import init_storage, previous_search_id
+from tuner.runner.setup_clock import SetupClock
 from tuner.runner.summary import baselines, print_summary
 from tuner.runner.tune_setup import make_tuner
 from tuner.space.load import load_spec
@@ -65,6 +66,7 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     prints nothing; else a live progress line, or with `tune_console` Tune's own output.
     """
     started = time.perf_counter()
+    clock = SetupClock()
     experiment = experiment or spec.name
     uri = resolve_tracking_uri(tracking_uri)
     exp_dir = experiment_dir(storage_path, experiment)
@@ -72,17 +74,23 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
     if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
         sync_search(exp_dir.uri, experiment, uri, verbose=verbose)
+    clock.lap("mlflow")
     own_ray = start_ray(address, verbose)
     try:
         check_cluster(spec, storage_path, verbose)
+        clock.lap("ray start")
         data = load_features(spec.base_config, data_dir=data_dir, progress=verbose)
+        clock.lap("data")
         tracker = SearchTracker.open(uri, experiment, search_id, spec.text, spec.resolved(),
                                      search_params(spec, exp_dir), resume, storage=exp_dir)
         if not resume:
             init_storage(exp_dir, search_id, spec, verbose)
+            clock.lap("mlflow")
             tracker.log_baselines(baselines(spec, data))
+            clock.lap("baselines")
         console = "quiet" if not verbose else "tune" if tune_console else "progress"
-        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir)
+        table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir,
+                                    clock if verbose else None)
     finally:
         if own_ray:
             ray.shutdown()
@@ -93,13 +101,14 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
 
 def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_dir: ExperimentDir,
                 search_id: str, resume: bool, console: str,
-                data_dir: str | Path | None = None) -> tuple[pd.DataFrame, str]:
+                data_dir: str | Path | None = None, clock: SetupClock | None = None) -> tuple[pd.DataFrame, str]:
     """Tuner.fit with the callback's session live; the parent run ends whatever happens.
 
     `console`: quiet, progress (a live line; Tune's output to its log file) or tune (Tune's output).
+    `clock`: the setup's laps, reported at the first trial's start when over budget.
     """
     progress = SearchProgress(spec) if console == "progress" else None
-    session = SESSIONS[search_id] = Session(tracker, spec, progress=progress)
+    session = SESSIONS[search_id] = Session(tracker, spec, progress=progress, clock=clock)
     table, status = pd.DataFrame(), "FAILED"
     try:
         tuner = make_tuner(spec, data, exp_dir, search_id, resume, tune_verbosity=0 if console == "quiet" else 2)
