@@ -83,7 +83,8 @@ def load_checkpoint(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as path:
-        return torch.load(Path(path) / CHECKPOINT_FILE, weights_only=True)
+        # On the CPU first: a GPU trial retried on a node without one still loads (fit moves it).
+        return torch.load(Path(path) / CHECKPOINT_FILE, weights_only=True, map_location="cpu")
 
 
 def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path) -> Path:

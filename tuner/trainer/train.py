@@ -172,7 +172,8 @@ def _start(cfg: TrialConfig, data: FeatureSet,
     generator = torch.Generator().manual_seed(cfg.seed)
     on_device = device_generator(device, cfg.seed)
     model = build_model(cfg, data.n_features).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # Fused Adam on CUDA: one kernel for every parameter instead of several per step.
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda" or None)
     state = TrainState(0, model, optimizer, generator, [], 0.0, on_device)
     if resume is not None:
         _restore(state, resume)
