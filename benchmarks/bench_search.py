@@ -2,14 +2,12 @@
 
     python benchmarks/bench_search.py [--json] [--trial-seconds 10] [--optuna-samples 16]
 
-(a) scheduling_efficiency: fixed work over the capacity used. The work is the sum of the same
-    16 trials' fit() seconds when each runs alone (the sequential loop of (b), measured in this
-    run), the capacity 2 CPUs x the search's wall seconds; 16 trials of ~10 s on digits, 1 CPU
-    each. The wall is ray.init + the whole run_search call (data, baselines, MLflow, Tuner,
-    the summary). A trial's own seconds inside the search are not used: trials sharing the
-    cores run slower, which would read as more work done. Also printed: run_search alone, the
-    span from the first trial's start to the last trial's end (MLflow run times: setup and
-    teardown excluded), and the peak RSS of each trial worker process. Target >= 0.85.
+(a) scheduling_efficiency: fixed work / capacity used: the same 16 trials' fit() seconds when
+    each runs alone (the loop of (b), this run) / (2 CPUs x search wall); ~10 s digits trials,
+    1 CPU each. The wall is ray.init + the whole run_search call. (Trials' own seconds inside
+    the search would count slower, core-sharing trials as more work.) Also printed: run_search
+    alone, the first trial start -> last trial end span (MLflow run times), and each trial
+    worker's peak private memory and RSS. Target >= 0.85.
 (b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once, torch
     threads 1), its wall / the search's wall of (a). Half the loop runs just before the search,
     half just after, so drifting machine load weighs on both sides. Target >= 1.85.
@@ -17,9 +15,8 @@
     gives the best knn_accuracy and the total trial-iterations; Optuna + ASHA over the same
     values as choices (max_concurrent 2, seeded) is walked in trial completion order, adding
     the last iteration each trial reached, until a trial's final knn_accuracy is within 0.005
-    of the grid's best; that sum / the grid's total. Target <= 0.25. Never reached: the value
-    is null, `optuna_asha_reached` false, and `optuna_asha_total_share` holds what it spent.
-    Also printed: the iterations all trials had run when the reaching trial ended (in flight too).
+    of the grid's best; that sum / the grid's total. Target <= 0.25. Never reached: null, with
+    `optuna_asha_reached` false and `optuna_asha_total_share` what it spent.
 """
 
 from __future__ import annotations
@@ -82,9 +79,7 @@ def size_iterations(trial_seconds: float) -> int:
 
 
 def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, float]:
-    """(wall seconds, sum of each fit's own seconds) of the prior art's loop: one fit after another.
-
-    A fit's seconds (training and evaluations) alone on the machine: the work of (a)."""
+    """(wall, sum of each fit's own seconds: training and evaluations, alone) of one fit after another."""
     start = time.perf_counter()
     alone = sum(fit(cfg, data).seconds for cfg in configs)
     return time.perf_counter() - start, alone
@@ -92,14 +87,12 @@ def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, flo
 
 def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, float]:
     start = time.perf_counter()
-    table = run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False)
-    return table, time.perf_counter() - start
+    return run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False), \
+        time.perf_counter() - start
 
 
 def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """One row per trial run: trial_id, start/end (s), (timestamp s, iteration) history; by end.
-
-    The iteration is the step of each logged evaluation (MLflow logs metrics at step=iteration)."""
+    """One row per trial run: trial_id, start/end (s), (timestamp s, iteration = step) history; by end."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], "tags.`tuner.role` = 'trial'", max_results=1000)
@@ -112,14 +105,13 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
 
 
 def check_finished(table: pd.DataFrame, what: str, allowed: tuple[str, ...] = ("FINISHED",)) -> None:
-    bad = table[~table["status"].isin(allowed)]
-    if len(bad):
+    if len(bad := table[~table["status"].isin(allowed)]):
         raise SystemExit(f"{what}: {len(bad)} trial(s) did not end as {allowed}: {bad['status'].tolist()}")
 
 
 def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
-                 uri: str) -> tuple[pd.DataFrame, float, float, float, dict[int, float]]:
-    """(search table, search seconds, sequential wall, sum of the fits' seconds alone, peak MB by worker).
+                 uri: str) -> tuple[pd.DataFrame, float, float, float, WorkerMemory]:
+    """(search table, search seconds, sequential wall, sum of the fits' seconds alone, workers' memory).
 
     Half the loop runs before the search and half after: a load that drifts during the run
     (other people's work) weighs on both sides alike."""
@@ -131,7 +123,7 @@ def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
     with WorkerMemory() as memory:
         table, search_s = timed_search(spec, tmp, uri)
     after = sequential(configs[half:], data)
-    return table, search_s, load_s + before[0] + after[0], before[1] + after[1], memory.peak_mb
+    return table, search_s, load_s + before[0] + after[0], before[1] + after[1], memory
 
 
 def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> dict[str, float]:
@@ -141,7 +133,7 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
                                                     "eval_every": iterations // 4},
                                           "params": {k: {"grid": v} for k, v in SCHED_GRID.items()}})
     configs = grid_configs(spec)
-    table, search_s, seq_wall, alone, peak_mb = side_by_side(spec, configs, tmp, uri)
+    table, search_s, seq_wall, alone, memory = side_by_side(spec, configs, tmp, uri)
     check_finished(table, "(a)")
     runs = trial_runs(uri, spec.name)
     span = float(runs["end"].max() - runs["start"].min())
@@ -151,8 +143,9 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
            "scheduling_efficiency_run_search_only": alone / (search_s * CPUS),
            "scheduling_efficiency_trial_span": alone / (span * CPUS),
            "vs_sequential": seq_wall / wall, "vs_sequential_run_search_only": seq_wall / search_s,
-           "trial_worker_peak_rss_mb": max(peak_mb.values(), default=float("nan")),
-           "trial_workers": len(peak_mb)}
+           "trial_worker_peak_rss_mb": max(memory.peak_mb.values(), default=float("nan")),
+           "trial_worker_peak_private_mb": max(memory.private_mb.values(), default=float("nan")),
+           "trial_workers": len(memory.peak_mb)}
     print(f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: the same fits alone take "
           f"{alone:.0f} s ({alone / len(configs):.1f} s a trial); in the search train_seconds per trial "
           f"mean {table['train_seconds'].mean():.1f} s (min {table['train_seconds'].min():.1f}, max "
@@ -162,8 +155,9 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
     print(f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); run_search only "
           f"{out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
           f"{out['scheduling_efficiency_trial_span']:.3f}")
-    print(f"    peak RSS of the {len(peak_mb)} trial worker process(es): "
-          f"{', '.join(f'{mb:.0f}' for mb in sorted(peak_mb.values())) or 'none seen'} MB (target <= 600 MB)")
+    print(f"    {len(memory.peak_mb)} trial worker process(es): private memory "
+          f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target <= 600 MB); "
+          f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB (shared libraries included)")
     print(f"(b) sequential fit() loop (half the configs just before the search, half just after): "
           f"wall {seq_wall:.0f} s: vs_sequential = {out['vs_sequential']:.2f}x "
           f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)")
