@@ -113,8 +113,7 @@ def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
                  uri: str) -> tuple[pd.DataFrame, float, float, float, WorkerMemory]:
     """(search table, search seconds, sequential wall, sum of the fits' seconds alone, workers' memory).
 
-    Half the loop runs before the search and half after: a load that drifts during the run
-    (other people's work) weighs on both sides alike."""
+    Half the loop runs before the search, half after: a drifting load weighs on both alike."""
     start = time.perf_counter()
     data = load_features(configs[0], progress=False)
     load_s = time.perf_counter() - start
