@@ -2,22 +2,21 @@
 
     python benchmarks/bench_search.py [--json] [--trial-seconds 10] [--optuna-samples 16]
 
-(a) scheduling_efficiency: the trials' own training seconds (sum of each trial's final
-    `train_seconds`) / (search wall seconds x 2 CPUs), for 16 trials of ~10 s on digits, 1 CPU
-    each. The wall is ray.init + the whole run_search call (data, baselines, MLflow, Tuner,
-    the summary). Also printed: run_search alone, and the span from the first trial's start
-    to the last trial's end (MLflow run times): setup and teardown excluded. Target >= 0.85.
-(b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once,
-    torch threads 1), its wall / the search's wall of (a). Half the loop runs just before the
-    search and half just after, so drifting machine load weighs on both sides.
+(a) scheduling_efficiency: fixed work / capacity used: the same 16 trials' fit() seconds when
+    each runs alone (the loop of (b), this run) / (2 CPUs x search wall); ~10 s digits trials,
+    1 CPU each. The wall is ray.init + the whole run_search call. (Trials' own seconds inside
+    the search would count slower, core-sharing trials as more work.) Also printed: run_search
+    alone, the first trial start -> last trial end span (MLflow run times), and each trial
+    worker's peak private memory and RSS. Target >= 0.85.
+(b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once, torch
+    threads 1), its wall / the search's wall of (a). Half the loop runs just before the search,
+    half just after, so drifting machine load weighs on both sides. Target >= 1.85.
 (c) optuna_asha_grid_share: a full grid (mu x latent_dim x constraint, 400 iterations each)
     gives the best knn_accuracy and the total trial-iterations; Optuna + ASHA over the same
     values as choices (max_concurrent 2, seeded) is walked in trial completion order, adding
     the last iteration each trial reached, until a trial's final knn_accuracy is within 0.005
-    of the grid's best; that sum / the grid's total. Target <= 0.25. Never reached: the value
-    is null, `optuna_asha_reached` false, and `optuna_asha_total_share` holds what it spent.
-    Also printed: the iterations all trials had run by the time the reaching trial ended
-    (in-flight trials included, from MLflow's metric timestamps).
+    of the grid's best; that sum / the grid's total. Target <= 0.25. Never reached: null, with
+    `optuna_asha_reached` false and `optuna_asha_total_share` what it spent.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +44,9 @@ from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
 from tuner.trainer.train import fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from worker_memory import WorkerMemory  # noqa: E402
 
 CPUS = 2
 FIXED = {"dataset": "digits", "feature_extractor": "raw", "encoder": "ae", "batch_size": 128,
@@ -76,22 +79,20 @@ def size_iterations(trial_seconds: float) -> int:
 
 
 def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, float]:
-    """(wall seconds, sum of train_seconds) of the prior art's loop: one fit after another."""
+    """(wall, sum of each fit's own seconds: training and evaluations, alone) of one fit after another."""
     start = time.perf_counter()
-    trained = sum(fit(cfg, data).metrics["train_seconds"] for cfg in configs)
-    return time.perf_counter() - start, trained
+    alone = sum(fit(cfg, data).seconds for cfg in configs)
+    return time.perf_counter() - start, alone
 
 
 def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, float]:
     start = time.perf_counter()
-    table = run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False)
-    return table, time.perf_counter() - start
+    return run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False), \
+        time.perf_counter() - start
 
 
 def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """One row per trial run: trial_id, start/end (s), (timestamp s, iteration) history; by end.
-
-    The iteration is the step of each logged evaluation (MLflow logs metrics at step=iteration)."""
+    """One row per trial run: trial_id, start/end (s), (timestamp s, iteration = step) history; by end."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], "tags.`tuner.role` = 'trial'", max_results=1000)
@@ -104,25 +105,24 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
 
 
 def check_finished(table: pd.DataFrame, what: str, allowed: tuple[str, ...] = ("FINISHED",)) -> None:
-    bad = table[~table["status"].isin(allowed)]
-    if len(bad):
+    if len(bad := table[~table["status"].isin(allowed)]):
         raise SystemExit(f"{what}: {len(bad)} trial(s) did not end as {allowed}: {bad['status'].tolist()}")
 
 
 def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
-                 uri: str) -> tuple[pd.DataFrame, float, float, float]:
-    """(search table, search seconds, sequential wall, sequential train_seconds sum).
+                 uri: str) -> tuple[pd.DataFrame, float, float, float, WorkerMemory]:
+    """(search table, search seconds, sequential wall, sum of the fits' seconds alone, workers' memory).
 
-    Half the loop runs before the search and half after: a load that drifts during the run
-    (other people's work) weighs on both sides alike."""
+    Half the loop runs before the search, half after: a drifting load weighs on both alike."""
     start = time.perf_counter()
     data = load_features(configs[0], progress=False)
     load_s = time.perf_counter() - start
     half = len(configs) // 2
     before = sequential(configs[:half], data)
-    table, search_s = timed_search(spec, tmp, uri)
+    with WorkerMemory() as memory:
+        table, search_s = timed_search(spec, tmp, uri)
     after = sequential(configs[half:], data)
-    return table, search_s, load_s + before[0] + after[0], before[1] + after[1]
+    return table, search_s, load_s + before[0] + after[0], before[1] + after[1], memory
 
 
 def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> dict[str, float]:
@@ -132,29 +132,34 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
                                                     "eval_every": iterations // 4},
                                           "params": {k: {"grid": v} for k, v in SCHED_GRID.items()}})
     configs = grid_configs(spec)
-    table, search_s, seq_wall, seq_trained = side_by_side(spec, configs, tmp, uri)
+    table, search_s, seq_wall, alone, memory = side_by_side(spec, configs, tmp, uri)
     check_finished(table, "(a)")
-    trained = float(table["train_seconds"].sum())
     runs = trial_runs(uri, spec.name)
     span = float(runs["end"].max() - runs["start"].min())
     in_flight = float((runs["end"] - runs["start"]).sum()) / span  # mean trials running at once
     wall = ray_init_s + search_s
-    out = {"scheduling_efficiency": trained / (wall * CPUS),
-           "scheduling_efficiency_run_search_only": trained / (search_s * CPUS),
-           "scheduling_efficiency_trial_span": trained / (span * CPUS),
-           "vs_sequential": seq_wall / wall, "vs_sequential_run_search_only": seq_wall / search_s}
-    print(f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: train_seconds per trial "
+    out = {"scheduling_efficiency": alone / (wall * CPUS),
+           "scheduling_efficiency_run_search_only": alone / (search_s * CPUS),
+           "scheduling_efficiency_trial_span": alone / (span * CPUS),
+           "vs_sequential": seq_wall / wall, "vs_sequential_run_search_only": seq_wall / search_s,
+           "trial_worker_peak_rss_mb": max(memory.peak_mb.values(), default=float("nan")),
+           "trial_worker_peak_private_mb": max(memory.private_mb.values(), default=float("nan")),
+           "trial_workers": len(memory.peak_mb)}
+    print(f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: the same fits alone take "
+          f"{alone:.0f} s ({alone / len(configs):.1f} s a trial); in the search train_seconds per trial "
           f"mean {table['train_seconds'].mean():.1f} s (min {table['train_seconds'].min():.1f}, max "
-          f"{table['train_seconds'].max():.1f}), sum {trained:.0f} s; search wall {wall:.0f} s = ray.init "
-          f"{ray_init_s:.1f} s + run_search {search_s:.0f} s (first trial start -> last trial end {span:.0f} s, "
+          f"{table['train_seconds'].max():.1f}); search wall {wall:.0f} s = ray.init {ray_init_s:.1f} s + "
+          f"run_search {search_s:.0f} s (first trial start -> last trial end {span:.0f} s, "
           f"{in_flight:.2f} trials running on average)")
     print(f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); run_search only "
           f"{out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
           f"{out['scheduling_efficiency_trial_span']:.3f}")
+    print(f"    {len(memory.peak_mb)} trial worker process(es): private memory "
+          f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target <= 600 MB); "
+          f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB (shared libraries included)")
     print(f"(b) sequential fit() loop (half the configs just before the search, half just after): "
-          f"wall {seq_wall:.0f} s (train_seconds sum {seq_trained:.0f} s, "
-          f"{seq_trained / len(configs):.1f} s a trial): vs_sequential = {out['vs_sequential']:.2f}x "
-          f"(run_search only {out['vs_sequential_run_search_only']:.2f}x)")
+          f"wall {seq_wall:.0f} s: vs_sequential = {out['vs_sequential']:.2f}x "
+          f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)")
     return out
 
 

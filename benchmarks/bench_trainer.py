@@ -4,10 +4,11 @@
 
 (a) trainer_vs_bare: fit()'s training steps/s / a bare PyTorch loop of the same model,
     batch sampler and loss (no evaluation, bookkeeping or checks). Target >= 0.95.
-(b) mining_speedup: building the pairs and triplets of 64-sample, 10-class batches, as the
-    trainer does it (vectorized, memoized by label sequence), / the prior art's plain
-    Python-loop enumeration of the same sets. Target >= 100x. The unmemoized vectorized
-    build is printed too (mining_speedup_cold).
+(b) mining_speedup: the prior art's plain Python-loop enumeration of the pairs and triplets
+    of 64-sample, 10-class batches / the vectorized build of the same sets, unmemoized (every
+    batch built from scratch, as for labels never seen before). Target >= 100x. Beside it, the
+    memo's own gain (mining_memo_gain): the unmemoized build / the trainer's memoized one
+    over 3,000 stratified batches (their label sequences repeat).
 (c) cache_speedup: HOG features of the MNIST split, first extraction / cached load
     (target >= 50x); hog_parallel_speedup: extraction on 1 worker / on 2 workers.
 """
@@ -92,11 +93,11 @@ def mining_speedup(n_batches: int = 3000) -> tuple[float, float]:
     t_loop = _per_batch(loop, as_lists)
     t_cold = _per_batch(lambda b: (_all_pairs(b), _all_triplets(b)), batches[:500])
     t_trainer = _per_batch(lambda b: (all_pairs(b), all_triplets(b)), batches)  # memo starts empty
-    print(f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, "
-          f"vectorized {t_cold * 1e6:.0f} us ({t_loop / t_cold:.0f}x), as the trainer builds them over "
-          f"{n_batches} batches (memoized by label sequence) {t_trainer * 1e6:.1f} us: "
-          f"mining_speedup = {t_loop / t_trainer:.0f}x (target >= 100x)")
-    return t_loop / t_trainer, t_loop / t_cold
+    print(f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, vectorized "
+          f"{t_cold * 1e6:.0f} us: mining_speedup = {t_loop / t_cold:.0f}x (target >= 100x); memoized by label "
+          f"sequence as the trainer builds them over {n_batches} batches {t_trainer * 1e6:.1f} us: "
+          f"mining_memo_gain = {t_cold / t_trainer:.1f}x ({t_loop / t_trainer:.0f}x the loop)")
+    return t_loop / t_cold, t_cold / t_trainer
 
 
 def feature_speedups(mnist_dir: Path) -> tuple[float | None, float | None]:
@@ -140,10 +141,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     a = trainer_vs_bare()
-    b, b_cold = mining_speedup()
+    b, b_memo = mining_speedup()
     c, c_parallel = feature_speedups(args.data_dir)
     if args.json:
-        print(json.dumps({"trainer_vs_bare": a, "mining_speedup": b, "mining_speedup_cold": b_cold,
+        print(json.dumps({"trainer_vs_bare": a, "mining_speedup": b, "mining_memo_gain": b_memo,
                           "cache_speedup": c, "hog_parallel_speedup": c_parallel}))
 
 

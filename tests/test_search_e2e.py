@@ -29,7 +29,8 @@ from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.errors import TunerError
 from tuner.processes import end_session
-from tuner.runner.trial import should_checkpoint
+from tuner.runner.setup_clock import SetupClock
+from tuner.runner.trial import should_checkpoint, trial_device
 from tuner.storage import PLOTS_DIR, STATE_FILE, delete_checkpoints, experiment_dir
 
 TINY = "{hidden_dims: [32], batch_size: 40, knn_k: 3"
@@ -42,6 +43,26 @@ def test_checkpoints_fall_on_every_nth_evaluation_but_not_the_last() -> None:
     cfg = TrialConfig(iterations=100, eval_every=20)
     assert [i for i in range(1, 101) if should_checkpoint(cfg, i, 1)] == [20, 40, 60, 80]
     assert [i for i in range(1, 101) if should_checkpoint(cfg, i, 2)] == [40, 80]
+
+
+def test_a_quarter_gpu_per_trial_is_accepted_and_auto_follows_the_assignment(tmp_path: Path) -> None:
+    spec = load_spec(write_space(tmp_path / "s.yaml", "name: s\nresources: {cpus: 1, gpus: 0.25}\n"))
+    assert spec.gpus == 0.25  # four trials share one GPU
+    auto = TrialConfig()
+    assert trial_device(auto, ["0"]).device == "cuda"  # Ray's GPU ids for this trial
+    assert trial_device(auto, []).device == "cpu"  # none given: not the machine's GPU
+    assert trial_device(TrialConfig(device="cpu"), ["0"]).device == "cpu"
+
+
+def test_setup_over_budget_is_reported_once_with_its_phases() -> None:
+    over, within = SetupClock(budget_s=0.0), SetupClock(budget_s=1e9)
+    for clock in (over, within):
+        clock.lap("ray start")
+        clock.lap("baselines")
+    line = over.first_trial()
+    assert line is not None and "setup took" in line and "ray start" in line and "tune" in line
+    assert over.first_trial() is None  # the second trial's start says nothing
+    assert within.first_trial() is None and within.total is not None
 
 
 def test_pareto_mask_keeps_exactly_the_non_dominated_rows() -> None:

@@ -10,7 +10,8 @@ from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
 from tuner.trainer.config import TrialConfig
 from tuner.trainer.models import build_model
-from tuner.trainer.train import _Tensors, evaluate, evaluate_split, fit, training_step
+from tuner.trainer.evaluation import evaluate_split
+from tuner.trainer.train import _Tensors, evaluate, fit, training_step
 
 FIELD_METRICS = ("precision_at_1", "r_precision", "map_at_r", "nmi", "ami", "trustworthiness")
 SMALL = dict(hidden_dims=(64, 32), iterations=60, eval_every=20, batch_size=40, lr=3e-3)
@@ -53,7 +54,7 @@ def test_every_constraint_and_encoder_trains_and_beats_the_untrained_encoder(dig
 def test_reports_every_eval_and_at_the_end(digits):
     seen = []
     cfg = TrialConfig(**{**SMALL, "iterations": 50, "eval_every": 20})
-    fit(cfg, digits, report=lambda metrics, state: seen.append((metrics, state.iteration)))
+    fit(cfg, digits, on_evaluation=lambda metrics, state: seen.append((metrics, state.iteration)))
     assert [it for _, it in seen] == [20, 40, 50]
     assert [m["iteration"] for m, _ in seen] == [20.0, 40.0, 50.0]
     keys = set(seen[-1][0])
@@ -108,7 +109,7 @@ def test_same_seed_same_metrics_and_other_seed_differs(digits):
 def test_resume_from_a_checkpoint_continues_identically(digits):
     cfg = TrialConfig(encoder="vae", mining="semihard", constraint="triplet", max_tuples=200, **SMALL)
     checkpoints = {}
-    full = fit(cfg, digits, report=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()))
+    full = fit(cfg, digits, on_evaluation=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()))
     # Round-trip through torch.save/load(weights_only=True), as Tune's checkpoints do.
     import io
     buffer = io.BytesIO()
@@ -184,3 +185,26 @@ def test_default_trial_on_real_mnist_reaches_its_known_quality(tmp_path) -> None
     metrics = fit(cfg, data).metrics
     assert metrics["knn_accuracy"] >= 0.90
     assert metrics["recon_error"] <= 0.056
+
+
+def test_the_device_path_runs_on_the_cpu_and_resumes_identically(digits, monkeypatch):
+    # What a GPU trial does (batches drawn with the device's own generator, which the
+    # checkpoint carries), with the CPU standing in for the device.
+    import tuner.trainer.train as train
+
+    monkeypatch.setattr(train, "device_generator", lambda device, seed: torch.Generator().manual_seed(seed))
+    cfg = TrialConfig(constraint="triplet", max_tuples=300, **SMALL)
+    checkpoints = {}
+    full = fit(cfg, digits, on_evaluation=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()))
+    assert "device_generator" in checkpoints[20] and "cuda_rng" not in checkpoints[20]
+    resumed = fit(cfg, digits, resume=checkpoints[20])
+    assert resumed.metrics["loss"] == full.metrics["loss"] == fit(cfg, digits).metrics["loss"]
+    assert full.metrics["knn_accuracy"] > 0.5
+
+
+def test_divergence_read_every_n_steps_names_the_window(digits, monkeypatch):
+    import tuner.trainer.train as train
+
+    monkeypatch.setattr(train, "CHECK_EVERY", {"cpu": 10})  # as on a GPU: the loss read every 10 steps
+    with pytest.raises(TrainingDiverged, match="at an iteration from 1 to 10 "):
+        fit(TrialConfig(mu=1.0, margin=1e20, **SMALL), digits)

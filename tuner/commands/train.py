@@ -53,7 +53,7 @@ def train_command(args: argparse.Namespace) -> int:
         cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
     torch.set_num_threads(args.threads)
     data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
-    result = fit(cfg, data.without_test(), report=None if args.json else _print_progress)
+    result = fit(cfg, data.without_test(), on_evaluation=None if args.json else _print_progress)
     test = evaluate_split(cfg, result.model, data, "test")
     timing = {"iterations": cfg.iterations, "seconds": round(result.seconds, 3)}
     if args.json:

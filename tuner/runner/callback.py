@@ -16,6 +16,7 @@ from ray import tune
 
 from tuner.outcome import UNFINISHED, error_summary, trial_status
 from tuner.runner.console import SearchProgress
+from tuner.runner.setup_clock import SetupClock
 from tuner.space.spec import SearchSpec
 from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
 from tuner.secrets import mask_uri
@@ -34,6 +35,17 @@ class Session:
     nodes: dict[str, list[str]] = field(default_factory=dict)  # trial id -> nodes it ran on, in order
     trials: list = field(default_factory=list)
     progress: SearchProgress | None = None  # the console's live line (None: quiet, or Tune's own output)
+    clock: SetupClock | None = None  # the setup's laps (None: quiet)
+
+    def trial_started(self, trial_id: str) -> None:
+        self.open_trials.add(trial_id)
+        line = self.clock.first_trial() if self.clock is not None else None
+        if line and self.progress is not None:
+            self.progress.bar.write(line, file=sys.stderr)  # above the live line, which stays
+        elif line:
+            print(line, file=sys.stderr, flush=True)
+        if self.progress is not None:
+            self.progress.trial_started(trial_id)
 
     def end(self, trial: Any, status: str, error: str | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -82,9 +94,7 @@ class TrackingCallback(tune.Callback):
         s = self.session
         cfg = s.spec.trial_config(trial.config)
         s.tracker.trial_started(trial.trial_id, cfg.to_dict(), run_name=s.spec.run_name(cfg))
-        s.open_trials.add(trial.trial_id)
-        if s.progress is not None:
-            s.progress.trial_started(trial.trial_id)
+        s.trial_started(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         s = self.session

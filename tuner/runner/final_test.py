@@ -23,7 +23,7 @@ from tuner.runner.trial import CHECKPOINT_FILE
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
 from tuner.trainer.models import AutoEncoder, build_model
-from tuner.trainer.train import evaluate_split
+from tuner.trainer.evaluation import evaluate_split
 
 
 def selected_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:

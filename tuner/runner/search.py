@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tuner.runner.final_test import test_selected_safely
 from tuner.runner.models_step import log_search_models
 from tuner.runner.ray_cluster import check_cluster, start_ray
 from tuner.runner.resume import init_storage, previous_search_id
+from tuner.runner.setup_clock import SetupClock
 from tuner.runner.summary import baselines, print_summary
 from tuner.runner.tune_setup import make_tuner
 from tuner.space.load import load_spec
@@ -58,6 +60,22 @@ def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,
     return run_search(spec, **{k: v for k, v in kwargs.items() if k in run_keys})
 
 
+@dataclass(frozen=True)
+class SearchRun:
+    """One search's where and how, decided before Ray starts and passed down as one value."""
+
+    spec: SearchSpec
+    experiment: str
+    tracking_uri: str
+    exp_dir: ExperimentDir
+    search_id: str
+    resume: bool
+    console: str  # quiet | progress (a live line; Tune's output to its log file) | tune (Tune's output)
+    data_dir: str | Path | None
+    warm: WarmStart | None
+    clock: SetupClock
+
+
 def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_path: str | Path | None = None,
                address: str | None = None, experiment: str | None = None, resume: bool = False,
                data_dir: str | Path | None = None, verbose: bool = True, tune_console: bool = False,
@@ -69,69 +87,86 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     prints nothing; else a live progress line, or with `tune_console` Tune's own output.
     `warm_start` (an experiment, search id or parent run id) tells Optuna an earlier search's trials.
     """
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), SetupClock()
     experiment = spec.name if experiment is None else experiment  # an empty name is refused, not replaced
     uri = resolve_tracking_uri(tracking_uri)
     exp_dir = experiment_dir(storage_path, experiment)  # also takes credentials out of a storage URI
     check_private(exp_dir)
     search_id = previous_search_id(exp_dir, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
-    warm = warm_start_from(spec, warm_start, uri, resume, verbose)
+    console = "quiet" if not verbose else "tune" if tune_console else "progress"
+    run = SearchRun(spec, experiment, uri, exp_dir, search_id, resume, console, data_dir,
+                    warm_start_from(spec, warm_start, uri, resume, verbose), clock)
     connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
     with search_lock(exp_dir, search_id):  # a second search of this experiment stops here
-        if resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
-            sync_search(exp_dir.uri, experiment, uri, verbose=verbose)
-        own_ray = start_ray(address, verbose)
-        try:
-            check_cluster(spec, storage_path, verbose)
-            data = load_features(spec.base_config, data_dir=data_dir, progress=verbose)
-            if not resume:  # storage ready before the parent run exists: a failure here leaves no run
-                init_storage(exp_dir, search_id, spec, verbose)
-            tracker = SearchTracker.open(uri, experiment, search_id, spec.text, spec.resolved(),
-                                         search_params(spec, exp_dir, warm), resume, storage=exp_dir)
-            console = "quiet" if not verbose else "tune" if tune_console else "progress"
-            table, status = fit_tracked(spec, data, tracker, exp_dir, search_id, resume, console, data_dir, warm)
-        finally:
-            if own_ray:
-                ray.shutdown()
+        table, status = _run_on_ray(run, address, storage_path)
     if verbose:
         print_summary(spec, table, experiment, uri, exp_dir.uri, time.perf_counter() - started, status)
     return table
 
 
-def fit_tracked(spec: SearchSpec, data: FeatureSet, tracker: SearchTracker, exp_dir: ExperimentDir,
-                search_id: str, resume: bool, console: str, data_dir: str | Path | None = None,
-                warm: WarmStart | None = None) -> tuple[pd.DataFrame, str]:
-    """Tuner.fit with the callback's session live; the parent run ends whatever happens (from
-    here on: nothing that can fail runs between opening the tracker and this).
+def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | None) -> tuple[pd.DataFrame, str]:
+    verbose, clock = run.console != "quiet", run.clock
+    if run.resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
+        sync_search(run.exp_dir.uri, run.experiment, run.tracking_uri, verbose=verbose)
+    clock.lap("mlflow")
+    own_ray = start_ray(address, verbose)
+    try:
+        check_cluster(run.spec, storage_path, verbose)
+        clock.lap("ray start")
+        data = load_features(run.spec.base_config, data_dir=run.data_dir, progress=verbose)
+        clock.lap("data")
+        if not run.resume:  # storage ready before the parent run exists: a failure here leaves no run
+            init_storage(run.exp_dir, run.search_id, run.spec, verbose)
+        tracker = SearchTracker.open(run.tracking_uri, run.experiment, run.search_id, run.spec.text,
+                                     run.spec.resolved(), search_params(run.spec, run.exp_dir, run.warm),
+                                     run.resume, storage=run.exp_dir)
+        clock.lap("mlflow")
+        return fit_tracked(run, data, tracker)
+    finally:
+        if own_ray:
+            ray.shutdown()
 
-    `console`: quiet, progress (a live line; Tune's output to its log file) or tune (Tune's output).
-    """
-    progress = SearchProgress(spec) if console == "progress" else None
-    session = SESSIONS[search_id] = Session(tracker, spec, progress=progress)
+
+def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tuple[pd.DataFrame, str]:
+    """Tuner.fit with the callback's session live; the parent run ends whatever happens (from
+    here on: nothing that can fail runs between opening the tracker and this)."""
+    spec = run.spec
+    progress = SearchProgress(spec) if run.console == "progress" else None
+    session = SESSIONS[run.search_id] = Session(tracker, spec, progress=progress,
+                                                clock=run.clock if run.console != "quiet" else None)
     table, status = pd.DataFrame(), "FAILED"
     try:
-        if not resume:
+        if not run.resume:
             tracker.log_baselines(baselines(spec, data))
-        tuner = make_tuner(spec, data, exp_dir, search_id, resume, tune_verbosity=0 if console == "quiet" else 2,
-                           warm=warm)
-        with tune_output_to_log(exp_dir) if progress else contextlib.nullcontext():
+            run.clock.lap("baselines")
+        tuner = make_tuner(spec, data, run.exp_dir, run.search_id, run.resume,
+                           tune_verbosity=0 if run.console == "quiet" else 2, warm=run.warm)
+        with tune_output_to_log(run.exp_dir) if progress else contextlib.nullcontext():
             try:
                 tuner.fit()
             finally:
                 if progress:
                     progress.close()
-        for trial_id in sorted(session.open_trials):  # interrupted (Ctrl-C): resumable
-            tracker.trial_finished(trial_id, "KILLED")
-        outcomes = [TrialOutcome(t.trial_id, row_status(spec, session, t), spec.trial_config(t.config).to_dict(),
-                                 t.last_result) for t in session.trials]
-        table = results_table(outcomes, list(spec.params), spec.metric, spec.mode)
-        status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
-        if status == "FINISHED":  # the selected trials read once on the test split; their models logged
-            table = test_selected_safely(spec, table, session.trials, tracker, data)
-            log_search_models(spec, table, session.trials, tracker, data, data_dir, verbose=console != "quiet")
+        table, status = _conclude(run, session, tracker, data)
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
-        SESSIONS.pop(search_id, None)
+        SESSIONS.pop(run.search_id, None)
+    return table, status
+
+
+def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: FeatureSet) -> tuple[pd.DataFrame, str]:
+    """The results table and the search's status; a finished search's selected trials are read once
+    on the test split and their models logged."""
+    spec = run.spec
+    for trial_id in sorted(session.open_trials):  # interrupted (Ctrl-C): resumable
+        tracker.trial_finished(trial_id, "KILLED")
+    outcomes = [TrialOutcome(t.trial_id, row_status(spec, session, t), spec.trial_config(t.config).to_dict(),
+                             t.last_result) for t in session.trials]
+    table = results_table(outcomes, list(spec.params), spec.metric, spec.mode)
+    status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
+    if status == "FINISHED":
+        table = test_selected_safely(spec, table, session.trials, tracker, data)
+        log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
     return table, status
 
 

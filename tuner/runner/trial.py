@@ -21,7 +21,8 @@ from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.space.spec import trial_config
 from tuner.storage import PLOTS_DIR
-from tuner.trainer.train import TrainState, embed_and_reconstruct, fit
+from tuner.trainer.evaluation import embed_and_reconstruct
+from tuner.trainer.train import TrainState, fit
 
 CHECKPOINT_FILE = "train_state.pt"
 
@@ -39,13 +40,13 @@ def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any]
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
     if data.has_test:  # the driver ships data.without_test(): a trial must not see what selects it
         raise ValueError("a trial received the test split; selection would then read it")
-    cfg = trial_config(fixed, config)
+    cfg = trial_device(trial_config(fixed, config), ray.get_gpu_ids())
     resume = load_checkpoint(tune.get_checkpoint())
     # Tune's results only (MLflow logs the known metrics): which trials resumed, and where they ran.
     extra = {"restored_from_iteration": float(resume["iteration"] if resume else 0),
              "node_id": ray.get_runtime_context().get_node_id()}
 
-    def report(metrics: dict[str, float], state: TrainState) -> None:
+    def report_to_tune(metrics: dict[str, float], state: TrainState) -> None:
         metrics = {**metrics, **extra}
         last = state.iteration >= cfg.iterations
         if not (last or should_checkpoint(cfg, state.iteration, checkpoint_every)):
@@ -58,7 +59,15 @@ def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any]
             # Tune copies the directory into the trial's storage before report returns.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    fit(cfg, data, report=report, resume=resume)
+    fit(cfg, data, on_evaluation=report_to_tune, resume=resume)
+
+
+def trial_device(cfg: TrialConfig, gpu_ids: list) -> TrialConfig:
+    """`device: auto` follows the trial's GPU assignment (a fraction of one GPU counts), not
+    whether the machine has one: a trial given no GPU must not take one from trials that were."""
+    if cfg.device != "auto":
+        return cfg
+    return cfg.replace(device="cuda" if gpu_ids else "cpu")
 
 
 def should_checkpoint(cfg: TrialConfig, iteration: int, every: int) -> bool:
@@ -74,7 +83,8 @@ def load_checkpoint(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as path:
-        return torch.load(Path(path) / CHECKPOINT_FILE, weights_only=True)
+        # On the CPU first: a GPU trial retried on a node without one still loads (fit moves it).
+        return torch.load(Path(path) / CHECKPOINT_FILE, weights_only=True, map_location="cpu")
 
 
 def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path) -> Path:

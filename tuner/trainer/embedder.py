@@ -28,7 +28,7 @@ from tuner.data.prepare import apply_standardization
 from tuner.errors import TunerError
 from tuner.trainer.config import TrialConfig
 from tuner.trainer.models import AutoEncoder, build_model
-from tuner.trainer.train import embed_and_reconstruct
+from tuner.trainer.evaluation import embed_and_reconstruct
 
 FORMAT = 1
 CONFIG_FILE, STATE_FILE = "embedder.json", "state_dict.pt"

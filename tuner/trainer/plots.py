@@ -1,6 +1,9 @@
 """Figures of one trial and of a search: arrays in, PNG file out, nothing else touched.
 
 Every function closes its figure, so thousands of trials in one worker do not leak memory.
+A trial's figures are drawn once, at its end, on the trial's own core, so they are kept cheap:
+fixed margins (automatic layouts and bbox_inches="tight" measure every text, which cost more
+than the drawing), and the reconstructions as one tiled image, not an axes per digit.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+        fig.savefig(path, format="png", dpi=100)
     finally:
         plt.close(fig)
     return path
@@ -71,14 +74,15 @@ def plot_embedding(z: np.ndarray, labels: np.ndarray, label_names: Sequence[str]
     labels = np.asarray(labels).reshape(-1)
     classes = np.unique(labels)
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = plt.subplots(figsize=(8.5, 6))
+    fig.subplots_adjust(left=0.09, right=0.78, bottom=0.09, top=0.94)  # the legend's column on the right
     for i, label in enumerate(classes):
         name = label_names[int(label)] if 0 <= int(label) < len(label_names) else str(label)
         name = f" {name}" if name.startswith("_") else name  # matplotlib's legend skips "_" labels
         mask = labels == label
         ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=name)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title or f"test embedding (latent_dim={np.shape(z)[-1]})")
-    ax.legend(markerscale=3, fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(markerscale=3, fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
 
 
@@ -89,25 +93,30 @@ def plot_reconstructions(x: np.ndarray, x_hat: np.ndarray, image_shape: tuple[in
     if len(image_shape) != 3 or image_shape[0] not in (1, 3):
         raise ValueError(f"image_shape {image_shape} is not (C, H, W) with C = 1 or 3")
     n = max(1, min(n, len(x)))
-    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)
-    for row, images in enumerate((x, x_hat)):
-        batch = np.clip(np.asarray(images[:n], dtype=np.float32).reshape(n, *image_shape), 0.0, 1.0)
-        for col in range(n):
-            image = batch[col].transpose(1, 2, 0)
-            ax = axes[row, col]
-            if image_shape[0] == 1:
-                ax.imshow(image[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0)
-            else:
-                ax.imshow(image)
-            ax.set_axis_off()
-        axes[row, 0].set_title("original" if row == 0 else "reconstruction", loc="left", fontsize=9)
+    rows = [_tile(np.asarray(images[:n], dtype=np.float32).reshape(n, *image_shape)) for images in (x, x_hat)]
+    gap = np.ones((2, *rows[0].shape[1:]), dtype=np.float32)
+    grid = np.concatenate([rows[0], gap, rows[1]])  # originals above, reconstructions below
+    fig, ax = plt.subplots(figsize=(1.2 * n, 2.6))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88)
+    ax.imshow(grid[:, :, 0] if image_shape[0] == 1 else grid, cmap="gray", vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title("originals (top), reconstructions (bottom)", loc="left", fontsize=9)
     return _save(fig, path)
+
+
+def _tile(batch: np.ndarray) -> np.ndarray:
+    """(n, C, H, W) in [0, 1] -> one (H, n * (W + 2) - 2, C) row of images, 2 white pixels apart."""
+    images = np.clip(batch, 0.0, 1.0).transpose(0, 2, 3, 1)
+    gap = np.ones((images.shape[1], 2, images.shape[3]), dtype=np.float32)
+    return np.concatenate([part for image in images for part in (image, gap)][:-1], axis=1)
 
 
 @_plain_text
 def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path:
     """Losses over iterations (left) and kNN accuracy (right)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.96, wspace=0.22)
     steps = [h.get("iteration", i) for i, h in enumerate(history)]
     for axis, keys in ((ax_loss, LOSS_KEYS), (ax_acc, ACCURACY_KEYS)):
         for key in keys:
@@ -128,6 +137,7 @@ def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path
 def plot_pareto(table: pd.DataFrame, path: Path, x: str = "recon_error", y: str = "knn_accuracy") -> Path:
     """Every trial in grey, the Pareto front highlighted and joined."""
     fig, ax = plt.subplots(figsize=(7, 5))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.93)
     valid = table.dropna(subset=[x, y])
     ax.scatter(valid[x], valid[y], color="0.6", s=20, label=f"trials ({len(valid)})")
     front = pareto_front(valid, x, y)

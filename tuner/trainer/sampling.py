@@ -1,8 +1,8 @@
 """Class-stratified batches, and the pairs or triplets mined from one batch's labels.
 
 Mining is kept apart from the losses (as in pytorch-metric-learning): a miner returns index
-tensors, a loss consumes them. Everything here is tensor ops; the only Python loop is over
-classes when drawing a batch, never over pairs or triplets.
+tensors, a loss consumes them. Everything here is tensor ops, on the embeddings' device; no
+Python loop over pairs or triplets. The sampler lives in batches.py (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,80 +10,37 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from tuner.trainer.batches import StratifiedBatchSampler
+
 Tuples = tuple[Tensor, ...]
+
+__all__ = ["StratifiedBatchSampler", "mine", "all_pairs", "all_triplets", "semihard_triplets", "active_pairs",
+           "cap_tuples", "distance_matrix"]
 
 CONSTRAINTS = ("pairwise", "triplet")
 MINING = ("all", "semihard")
 
 
-class StratifiedBatchSampler:
-    """Draws class-stratified batches of indices into a label array.
-
-    Every class gets batch_size // n_classes samples; the remainder goes, one each, to
-    randomly chosen classes. Within a class the samples are distinct when the class is
-    large enough; a smaller class is taken whole and topped up with replacement. The
-    generator is the only state, so checkpointing it checkpoints the sampler.
-    """
-
-    def __init__(self, labels: np.ndarray, batch_size: int, generator: torch.Generator) -> None:
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or labels.size == 0:
-            raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.classes = np.unique(labels)
-        # Precomputed once: each class's indices, so a batch costs a few small draws.
-        self._class_indices = [torch.from_numpy(np.flatnonzero(labels == c)).long() for c in self.classes]
-        self.batch_size = batch_size
-        self.generator = generator
-        self._base, self._remainder = divmod(batch_size, len(self.classes))
-
-    @property
-    def n_classes(self) -> int:
-        return len(self._class_indices)
-
-    def class_counts(self) -> list[int]:
-        """How many samples of each class the next batch takes (draws from the generator)."""
-        counts = torch.full((self.n_classes,), self._base, dtype=torch.long)
-        if self._remainder:
-            lucky = torch.randperm(self.n_classes, generator=self.generator)[: self._remainder]
-            counts[lucky] += 1
-        return counts.tolist()
-
-    def next_batch(self) -> Tensor:
-        parts = []
-        for indices, k in zip(self._class_indices, self.class_counts()):
-            if k:
-                parts.append(indices[_draw(len(indices), k, self.generator)])
-        return torch.cat(parts)
-
-
-def _draw(n: int, k: int, generator: torch.Generator) -> Tensor:
-    """k positions in range(n): distinct when k <= n, else all n plus k - n with replacement."""
-    if k <= n:
-        return torch.randperm(n, generator=generator)[:k]
-    extra = torch.randint(n, (k - n,), generator=generator)
-    return torch.cat([torch.randperm(n, generator=generator), extra])
-
-
 # ----------------------------------------------------------------------------------
 # Miners: labels (and, for semi-hard mining, distances) in, index tensors out.
 
-def all_pairs(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Every unordered pair i < j of the batch, and whether the two share a label."""
-    return _memo(_all_pairs, labels)
+def all_pairs(labels: Tensor, key: bytes | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Every unordered pair i < j of the batch, and whether the two share a label.
+
+    `key`: the labels' bytes as the host knows them (the sampler's `last_labels`), so that a
+    memo hit reads nothing back from the device."""
+    return _memo(_all_pairs, labels, key)
 
 
-def all_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def all_triplets(labels: Tensor, key: bytes | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Every (anchor, positive, negative) with a != p, y[a] == y[p], y[n] != y[a].
 
-    Triplets come out sorted by (a, p, n).
+    Triplets come out sorted by (a, p, n). `key` as in all_pairs.
     """
-    return _memo(_all_triplets, labels)
+    return _memo(_all_triplets, labels, key)
 
 
 def _all_pairs(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -102,13 +59,16 @@ _MEMO: OrderedDict[tuple[Any, ...], tuple[Tensor, Tensor, Tensor]] = OrderedDict
 _MEMO_SIZE = 512
 
 
-def _memo(build: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _memo(build: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], labels: Tensor,
+          labels_bytes: bytes | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Mined index sets depend only on the batch's label sequence, and stratified batches
     repeat a few hundred sequences (their labels come grouped by class, the counts vary
     only by where the remainder lands): remember the last few hundred. Callers never
     modify the returned tensors in place (cap_tuples and the losses index into copies).
     """
-    key = (build.__name__, labels.device, labels.dtype, labels.cpu().numpy().tobytes())
+    if labels_bytes is None:
+        labels_bytes = labels.cpu().numpy().tobytes()  # a host sync when labels sit on a GPU
+    key = (build.__name__, labels.device, labels.dtype, labels_bytes)
     hit = _MEMO.get(key)
     if hit is not None:
         _MEMO.move_to_end(key)
@@ -166,7 +126,8 @@ def cap_tuples(tuples: Tuples, max_tuples: int | None, generator: torch.Generato
     count = len(tuples[0])
     if max_tuples is None or count <= max_tuples:
         return tuples
-    keep = torch.randperm(count, generator=generator)[:max_tuples].sort().values
+    # Drawn where the generator lives: the device's own generator when batches are drawn there.
+    keep = torch.randperm(count, generator=generator, device=generator.device)[:max_tuples].sort().values
     keep = keep.to(tuples[0].device)
     return tuple(t.index_select(0, keep) for t in tuples)
 
@@ -183,19 +144,19 @@ def distance_matrix(embeddings: Tensor) -> Tensor:
 
 
 def mine(labels: Tensor, embeddings: Tensor, constraint: str, mining: str, margin: float,
-         max_tuples: int | None, generator: torch.Generator) -> Tuples:
+         max_tuples: int | None, generator: torch.Generator, labels_key: bytes | None = None) -> Tuples:
     """The trainer's one entry point.
 
     pairwise -> (i, j, same) for `contrastive_loss`; triplet -> (a, p, n) for `triplet_loss`.
     mining "all" takes every valid tuple, "semihard" the semi-hard triplets or active pairs;
-    then at most max_tuples are kept, uniformly.
+    then at most max_tuples are kept, uniformly. `labels_key` as all_pairs' `key`.
     """
     if constraint not in CONSTRAINTS:
         raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
     if mining not in MINING:
         raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
     if mining == "all":
-        tuples = all_pairs(labels) if constraint == "pairwise" else all_triplets(labels)
+        tuples = all_pairs(labels, labels_key) if constraint == "pairwise" else all_triplets(labels, labels_key)
     else:
         dist = distance_matrix(embeddings)
         miner = active_pairs if constraint == "pairwise" else semihard_triplets

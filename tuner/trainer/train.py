@@ -19,9 +19,14 @@ from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged, TunerError
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
-from tuner.trainer.metrics import evaluate_embedding
+from tuner.trainer.evaluation import evaluate_split, measure
 from tuner.trainer.models import AutoEncoder, build_model
 from tuner.trainer.sampling import StratifiedBatchSampler, mine
+
+
+# evaluate_split moved to evaluation.py; `tuner train` (cli.py) still imports it from here.
+__all__ = ["TrainState", "FitResult", "fit", "evaluate", "evaluate_split", "training_step", "metric_loss",
+           "resolve_device", "TrainingDiverged"]
 
 
 @dataclass
@@ -34,10 +39,11 @@ class TrainState:
     generator: torch.Generator
     history: list[dict[str, float]]
     train_seconds: float
+    device_generator: torch.Generator | None = None  # batches drawn on a GPU: its own generator
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot: later steps do not change it (the live state_dicts share storage)."""
-        return copy.deepcopy({
+        state = {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -45,10 +51,16 @@ class TrainState:
             "torch_rng": torch.get_rng_state(),
             "history": [dict(h) for h in self.history],
             "train_seconds": self.train_seconds,
-        })
+        }
+        if self.device_generator is not None:
+            state["device_generator"] = self.device_generator.get_state()
+            if self.device_generator.device.type == "cuda":  # dropout there draws from CUDA's default generator
+                state["cuda_rng"] = torch.cuda.get_rng_state()
+        return copy.deepcopy(state)
 
 
-Reporter = Callable[[dict[str, float], TrainState], None]
+# Called after every evaluation with its metrics and the live state (Tune's report and checkpoint, a console).
+OnEvaluation = Callable[[dict[str, float], TrainState], None]
 
 
 @dataclass
@@ -88,6 +100,12 @@ class _Running:
         return out
 
 
+# Steps between reads of the summed loss (the divergence check): a read is free on the CPU,
+# a host sync on a GPU, which otherwise runs ahead of Python by many steps.
+CHECK_EVERY = {"cpu": 1}
+CHECK_EVERY_ON_DEVICE = 50
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -96,21 +114,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def metric_loss(cfg: TrialConfig, z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def metric_loss(cfg: TrialConfig, z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                labels_key: bytes | None = None) -> torch.Tensor:
     """The contrastive or triplet loss over the pairs / triplets mined from one batch."""
-    tuples = mine(labels, z, cfg.constraint, cfg.mining, cfg.margin, cfg.max_tuples, generator)
+    tuples = mine(labels, z, cfg.constraint, cfg.mining, cfg.margin, cfg.max_tuples, generator, labels_key)
     if cfg.constraint == "pairwise":
         return contrastive_loss(z, *tuples, cfg.margin)
     return triplet_loss(z, *tuples, cfg.margin)
 
 
 def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: torch.Tensor,
-                  generator: torch.Generator) -> dict[str, torch.Tensor]:
+                  generator: torch.Generator, labels_key: bytes | None = None) -> dict[str, torch.Tensor]:
     """The loss terms of one batch. Terms weighted by zero are not computed at all, so
-    mu = 1 leaves the decoder without gradient and mu = 0 skips mining."""
+    mu = 1 leaves the decoder without gradient and mu = 0 skips mining. `labels_key`: yb's
+    bytes as the host knows them (the mining memo then never reads yb back from a GPU)."""
     zero = xb.new_zeros(())
     out = model(xb, decode=cfg.mu < 1.0)
-    metric = metric_loss(cfg, out.embedding, yb, generator) if cfg.mu > 0.0 else zero
+    metric = metric_loss(cfg, out.embedding, yb, generator, labels_key) if cfg.mu > 0.0 else zero
     recon = reconstruction_loss(out.x_hat, xb) if out.x_hat is not None else zero
     kl = kl_divergence(out.mean, out.logvar) if out.mean is not None and cfg.mu < 1.0 else zero
     # The reconstruction is a mean over features while the KL sums over latent dims; the KL
@@ -123,59 +143,10 @@ def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: to
     return terms
 
 
-@torch.no_grad()
-def embed_and_reconstruct(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    was_training = model.training
-    model.eval()
-    zs, xs = [], []
-    for start in range(0, len(x), chunk):
-        out = model(x[start:start + chunk])
-        zs.append(out.embedding.float().cpu())
-        xs.append(out.x_hat.float().cpu())
-    model.train(was_training)
-    return torch.cat(zs).numpy(), torch.cat(xs).numpy()
-
-
-@torch.no_grad()
-def embed(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192) -> np.ndarray:
-    """Embeddings alone, in eval mode: the kNN reference needs no reconstruction."""
-    was_training = model.training
-    model.eval()
-    zs = [model(x[start:start + chunk], decode=False).embedding.float().cpu() for start in range(0, len(x), chunk)]
-    model.train(was_training)
-    return torch.cat(zs).numpy()
-
-
 def evaluate(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet,
              tensors: _Tensors) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Every metric on the validation split, with its embedding and reconstruction."""
-    return _measure(cfg, model, data, tensors.x_train, tensors.x_val, "val")
-
-
-def evaluate_split(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, split: str = "test") -> dict[str, float]:
-    """Every metric of a trained model on one split; keys carry the prefix `test_` for the test split.
-
-    For the driver after a search (the selected trials only) and `tuner train`: a trial's own
-    evaluations never see the test split.
-    """
-    x, _, _ = data.split(split)
-    device = next(model.parameters()).device
-    metrics, _, _ = _measure(cfg, model, data, torch.from_numpy(data.x_train).to(device),
-                             torch.from_numpy(x).to(device), split)
-    prefix = "test_" if split == "test" else ""
-    return {prefix + key: value for key, value in metrics.items()}
-
-
-def _measure(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, x_train: torch.Tensor, x: torch.Tensor,
-             split: str) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    # The training embedding is the reference of kNN and retrieval; split_seed (fixed per
-    # search) seeds k-means and the trustworthiness subsample, so trials compare on the same points.
-    x_np, y, fine_y = data.split(split)
-    z_train = embed(model, x_train)
-    z, x_hat = embed_and_reconstruct(model, x)
-    metrics = evaluate_embedding(z_train, data.y_train, z, y, x_np, x_hat, k=cfg.knn_k, seed=cfg.split_seed,
-                                 ref_fine_y=data.fine_y_train, fine_y=fine_y)
-    return metrics, z, x_hat
+    return measure(cfg, model, data, tensors.x_train, tensors.x_val, "val")
 
 
 def _restore(state: TrainState, resume: dict[str, Any]) -> None:
@@ -183,6 +154,10 @@ def _restore(state: TrainState, resume: dict[str, Any]) -> None:
     state.optimizer.load_state_dict(resume["optimizer"])
     state.generator.set_state(resume["generator"])
     torch.set_rng_state(resume["torch_rng"])
+    if state.device_generator is not None and "device_generator" in resume:
+        state.device_generator.set_state(resume["device_generator"])
+    if "cuda_rng" in resume and torch.cuda.is_available():
+        torch.cuda.set_rng_state(resume["cuda_rng"])
     state.iteration = int(resume["iteration"])
     state.history = [dict(h) for h in resume["history"]]
     state.train_seconds = float(resume["train_seconds"])
@@ -190,53 +165,84 @@ def _restore(state: TrainState, resume: dict[str, Any]) -> None:
 
 def _start(cfg: TrialConfig, data: FeatureSet,
            resume: dict[str, Any] | None) -> tuple[TrainState, _Tensors, StratifiedBatchSampler]:
-    """A seeded model, optimizer and batch sampler, restored from `resume` when given."""
+    """A seeded model, optimizer and batch sampler, restored from `resume` when given.
+
+    The training data moves to the device once, here; on a GPU the batches are drawn there too."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
+    on_device = device_generator(device, cfg.seed)
     model = build_model(cfg, data.n_features).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = TrainState(0, model, optimizer, generator, [], 0.0)
+    # Fused Adam on CUDA: one kernel for every parameter instead of several per step.
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda" or None)
+    state = TrainState(0, model, optimizer, generator, [], 0.0, on_device)
     if resume is not None:
         _restore(state, resume)
     tensors = _Tensors(torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device),
                        torch.from_numpy(data.x_val).to(device))
-    return state, tensors, StratifiedBatchSampler(data.y_train, cfg.batch_size, generator)
+    return state, tensors, StratifiedBatchSampler(data.y_train, cfg.batch_size, generator, device, on_device)
 
 
-def fit(cfg: TrialConfig, data: FeatureSet, report: Reporter | None = None,
+def device_generator(device: torch.device, seed: int) -> torch.Generator | None:
+    """The generator batches are drawn with on `device`; None on the CPU, where the host draws
+    them as it always has (same seed, same batches as before batches could be drawn on a GPU)."""
+    return None if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+
+
+def _check_finite(cfg: TrialConfig, running: _Running, first: int, last: int) -> None:
+    """TrainingDiverged when a loss of iterations first..last was not finite. The loss terms
+    are non-negative, so their running sum is finite exactly when every one of them was."""
+    total = float(running.sums["loss"])
+    if not math.isfinite(total):
+        where = f"at iteration {last}" if first == last else f"at an iteration from {first} to {last}"
+        raise TrainingDiverged(f"the loss became {total} {where} "
+                               f"(lr={cfg.lr}, mu={cfg.mu}, margin={cfg.margin}); lower lr or margin.")
+
+
+def _evaluation(cfg: TrialConfig, state: TrainState, data: FeatureSet, tensors: _Tensors, running: _Running,
+                started: float, on_evaluation: OnEvaluation | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every metric on validation, the mean loss terms since the last one, into the history."""
+    metrics, z_val, x_hat = evaluate(cfg, state.model, data, tensors)
+    metrics = {"iteration": float(state.iteration), **metrics, **running.means(),
+               "train_seconds": state.train_seconds, "seconds": time.perf_counter() - started}
+    state.history.append(metrics)
+    if on_evaluation is not None:
+        on_evaluation(metrics, state)
+    return z_val, x_hat
+
+
+def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None = None,
         resume: dict[str, Any] | None = None) -> FitResult:
     """Train one trial; evaluate on validation every `eval_every` iterations and at the end.
 
-    `data` may lack its test split (`FeatureSet.without_test()`, what trials receive).
+    `data` may lack its test split (`FeatureSet.without_test()`, what trials receive). The
+    loss is read only every CHECK_EVERY steps and at evaluations: no host sync per GPU step.
     """
     started = time.perf_counter()
     state, tensors, sampler = _start(cfg, data, resume)
-    model, optimizer, generator, device = state.model, state.optimizer, state.generator, tensors.x_train.device
+    model, optimizer, device = state.model, state.optimizer, tensors.x_train.device
+    generator = state.device_generator or state.generator  # where mining's random draws happen
+    every, checked = CHECK_EVERY.get(device.type, CHECK_EVERY_ON_DEVICE), state.iteration
     running = _Running()
     z_val = x_hat = None
     model.train()
     tick = time.perf_counter()
     for iteration in range(state.iteration + 1, cfg.iterations + 1):
-        idx = sampler.next_batch().to(device)
-        terms = training_step(cfg, model, tensors.x_train[idx], tensors.y_train[idx], generator)
-        loss = terms["loss"]
-        if not math.isfinite(loss.item()):
-            raise TrainingDiverged(f"the loss became {loss.item()} at iteration {iteration} "
-                                   f"(lr={cfg.lr}, mu={cfg.mu}, margin={cfg.margin}); lower lr or margin.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        idx = sampler.next_batch()
+        terms = training_step(cfg, model, tensors.x_train[idx], tensors.y_train[idx], generator,
+                              sampler.last_labels.tobytes())
         running.add(terms)
+        evaluating = iteration % cfg.eval_every == 0 or iteration == cfg.iterations
+        if evaluating or iteration - checked >= every:
+            _check_finite(cfg, running, checked + 1, iteration)
+            checked = iteration
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
         state.iteration = iteration
-        if iteration % cfg.eval_every == 0 or iteration == cfg.iterations:
+        if evaluating:
             state.train_seconds += time.perf_counter() - tick
-            metrics, z_val, x_hat = evaluate(cfg, model, data, tensors)
-            metrics = {"iteration": float(iteration), **metrics, **running.means(),
-                       "train_seconds": state.train_seconds, "seconds": time.perf_counter() - started}
-            state.history.append(metrics)
-            if report is not None:
-                report(metrics, state)
+            z_val, x_hat = _evaluation(cfg, state, data, tensors, running, started, on_evaluation)
             tick = time.perf_counter()
     if z_val is None:  # resumed at the last iteration: nothing left to train
         _, z_val, x_hat = evaluate(cfg, model, data, tensors)

@@ -1,0 +1,130 @@
+"""GPU benchmark: one trial's training steps/s on the CPU and on the GPU, and trials packed on one GPU.
+
+    python benchmarks/bench_gpu.py [--json] [--data-dir ../shared/data/mnist-t10k-split] [--steps 2000]
+
+On the MNIST split (raw pixels) and two networks: the default (784-256-128-2, batch 128) and the
+prior art's (784-500-500-2000-10, batch 64). A trial's steps/s is iterations / train_seconds of
+one fit() (evaluation excluded), after a short warm-up fit (CUDA context, kernels, the mining
+memo). The CPU trial runs as a search runs it: one torch thread (resources.cpus 1).
+(a) gpu_vs_cpu_trial: the prior art's network, GPU steps/s / CPU steps/s (goal >= 50); the
+    default network's ratio beside it (gpu_vs_cpu_trial_default).
+(b) packing: 1, 2, 4 and 8 trials of the prior art's network sharing one GPU through Ray Tune
+    (resources gpus 1/n, cpus 1), all launched at once; aggregate steps/s is the sum of the
+    trials' own steps/s. gpu_packing_speedup_4: four trials' aggregate / one trial's (goal >= 3).
+Without CUDA the CPU figures are printed and the GPU keys are null. Sized to stay under
+4 minutes on an H200 (Ray start and four small searches included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tuner.data import load_features  # noqa: E402
+from tuner.data.features import FeatureSet  # noqa: E402
+from tuner.trainer.config import TrialConfig  # noqa: E402
+from tuner.trainer.train import fit  # noqa: E402
+
+DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"
+NETWORKS = {"default": {}, "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64}}
+PACKING = (1, 2, 4, 8)
+
+
+def steps_per_second(net: dict[str, Any], device: str, steps: int, data: FeatureSet) -> float:
+    """One trial's training steps/s on `device`, after a warm-up fit of a tenth of the steps."""
+    def run(iterations: int) -> float:
+        cfg = TrialConfig.from_dict({"dataset": "mnist", "device": device, **net, "iterations": iterations,
+                                     "eval_every": iterations}, source="bench_gpu")
+        return iterations / fit(cfg, data).metrics["train_seconds"]
+
+    run(max(20, steps // 10))
+    return run(steps)
+
+
+def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
+    """Aggregate steps/s of n prior-art trials sharing one GPU in one search (gpus 1/n each)."""
+    from tuner.runner.search import run_search
+    from tuner.space.load import load_spec
+
+    path = tmp / f"pack{n}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": f"pack{n}", "search": "grid", "samples": 1, "scheduler": "none", "log_models": "none",
+        "resources": {"cpus": 1, "gpus": 1 / n},
+        "fixed": {"dataset": "mnist", **NETWORKS["prior_art"], "iterations": steps, "eval_every": steps},
+        "params": {"seed": {"grid": list(range(n))}}}))
+    table = run_search(load_spec(path), tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", storage_path=tmp / "ray",
+                       data_dir=data_dir, verbose=False)
+    if not (table["status"] == "FINISHED").all():
+        raise SystemExit(f"packing {n}: trials did not finish: {table['status'].tolist()}")
+    return float((table["iteration"] / table["train_seconds"]).sum())
+
+
+def gpu_packing(steps: int, data_dir: Path) -> dict[int, float]:
+    import ray
+
+    ray.init(address="local", num_cpus=max(PACKING), num_gpus=1, include_dashboard=False,
+             logging_level="WARNING", log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_gpu_") as name:
+            out = {}
+            for n in PACKING:
+                out[n] = packed(n, steps, data_dir, Path(name))
+                print(f"(b) {n} trial(s) on one GPU: aggregate {out[n]:.0f} steps/s "
+                      f"({out[n] / out[1]:.2f}x one trial's)", flush=True)
+            return out
+    finally:
+        ray.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_MNIST, help="MNIST root (torchvision layout)")
+    parser.add_argument("--steps", type=int, default=2000, help="iterations of a measured GPU trial")
+    parser.add_argument("--cpu-steps", type=int, default=300, help="iterations of a measured CPU trial")
+    args = parser.parse_args()
+    if not (args.data_dir / "MNIST" / "raw").is_dir():
+        print(f"skipped: no MNIST split at {args.data_dir} (pass --data-dir)")
+        return
+    torch.set_num_threads(1)
+    data = load_features(TrialConfig(dataset="mnist"), data_dir=args.data_dir, progress=False).without_test()
+    cuda = torch.cuda.is_available()
+    figures: dict[str, Any] = {"load_average_before": os.getloadavg()[0], "gpu": None}
+    for name, net in NETWORKS.items():
+        cpu = steps_per_second(net, "cpu", args.cpu_steps, data)
+        gpu = steps_per_second(net, "cuda", args.steps, data) if cuda else None
+        figures[f"cpu_steps_per_s_{name}"], figures[f"gpu_steps_per_s_{name}"] = cpu, gpu
+        ratio = gpu / cpu if gpu else None
+        figures["gpu_vs_cpu_trial" if name == "prior_art" else "gpu_vs_cpu_trial_default"] = ratio
+        print(f"(a) {name}: CPU (1 thread) {cpu:.0f} steps/s, GPU "
+              + (f"{gpu:.0f} steps/s: {ratio:.1f}x" if gpu else "-"), flush=True)
+    if cuda:
+        figures["gpu"] = torch.cuda.get_device_name(0)
+        start = time.perf_counter()
+        pack = gpu_packing(args.steps, args.data_dir)
+        figures |= {f"gpu_packing_steps_per_s_{n}": v for n, v in pack.items()}
+        figures["gpu_packing_speedup_4"] = pack[4] / pack[1]
+        print(f"packing took {time.perf_counter() - start:.0f} s; gpu_vs_cpu_trial = "
+              f"{figures['gpu_vs_cpu_trial']:.1f}x (goal >= 50), gpu_packing_speedup_4 = "
+              f"{figures['gpu_packing_speedup_4']:.2f}x (goal >= 3)")
+    else:
+        figures |= {"gpu_vs_cpu_trial": None, "gpu_packing_speedup_4": None}
+        print("no GPU found (torch.cuda.is_available() is False): gpu_vs_cpu_trial and "
+              "gpu_packing_speedup_4 are null; the CPU figures above are this machine's")
+    figures["load_average_after"] = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

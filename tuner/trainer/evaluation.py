@@ -1,0 +1,64 @@
+"""Embedding a split and measuring it: in large chunks on the model's device, metrics on the host.
+
+Pure PyTorch and numpy. A trial's evaluations read validation only (train.py's `evaluate`);
+`evaluate_split` measures the test split once, for the trials a search selected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tuner.data.features import FeatureSet
+from tuner.trainer.config import TrialConfig
+from tuner.trainer.metrics import evaluate_embedding
+from tuner.trainer.models import AutoEncoder
+
+
+@torch.no_grad()
+def embed_and_reconstruct(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    was_training = model.training
+    model.eval()
+    zs, xs = [], []
+    for start in range(0, len(x), chunk):
+        out = model(x[start:start + chunk])
+        zs.append(out.embedding.float().cpu())
+        xs.append(out.x_hat.float().cpu())
+    model.train(was_training)
+    return torch.cat(zs).numpy(), torch.cat(xs).numpy()
+
+
+@torch.no_grad()
+def embed(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192) -> np.ndarray:
+    """Embeddings alone, in eval mode: the kNN reference needs no reconstruction."""
+    was_training = model.training
+    model.eval()
+    zs = [model(x[start:start + chunk], decode=False).embedding.float().cpu() for start in range(0, len(x), chunk)]
+    model.train(was_training)
+    return torch.cat(zs).numpy()
+
+
+def evaluate_split(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, split: str = "test") -> dict[str, float]:
+    """Every metric of a trained model on one split; keys carry the prefix `test_` for the test split.
+
+    For the driver after a search (the selected trials only) and `tuner train`: a trial's own
+    evaluations never see the test split.
+    """
+    x, _, _ = data.split(split)
+    device = next(model.parameters()).device
+    metrics, _, _ = measure(cfg, model, data, torch.from_numpy(data.x_train).to(device),
+                             torch.from_numpy(x).to(device), split)
+    prefix = "test_" if split == "test" else ""
+    return {prefix + key: value for key, value in metrics.items()}
+
+
+def measure(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, x_train: torch.Tensor, x: torch.Tensor,
+             split: str) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    # The training embedding is the reference of kNN and retrieval; split_seed (fixed per
+    # search) seeds k-means and the trustworthiness subsample, so trials compare on the same points.
+    x_np, y, fine_y = data.split(split)
+    z_train = embed(model, x_train)
+    z, x_hat = embed_and_reconstruct(model, x)
+    metrics = evaluate_embedding(z_train, data.y_train, z, y, x_np, x_hat, k=cfg.knn_k, seed=cfg.split_seed,
+                                 ref_fine_y=data.fine_y_train, fine_y=fine_y)
+    return metrics, z, x_hat
