@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 from ray import tune
 
-from tuner.outcome import UNFINISHED, error_summary, trial_status
+from tuner.outcome import UNFINISHED, config_id, error_summary, trial_status
 from tuner.runner.console import SearchProgress
 from tuner.space.spec import SearchSpec
 from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
+from tuner.tracking.runs import CONFIG_ID_TAG
 from tuner.tracking.store import mask_uri
 from tuner.tracking.writer import SearchTracker
 
@@ -80,7 +81,10 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s = self.session
-        s.tracker.trial_started(trial.trial_id, s.spec.trial_config(trial.config).to_dict())
+        config = s.spec.trial_config(trial.config).to_dict()
+        s.tracker.trial_started(trial.trial_id, config)
+        # The runs of one configuration (repeats: one seed each) share it; reports group by it.
+        s.tracker.set_trial_tags(trial.trial_id, {CONFIG_ID_TAG: config_id(config)})
         s.open_trials.add(trial.trial_id)
         if s.progress is not None:
             s.progress.trial_started(trial.trial_id)

@@ -12,7 +12,7 @@ from ray import tune
 from tuner.data.features import FeatureSet
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.trial import run_trial
-from tuner.space.spec import SearchSpec
+from tuner.space.spec import REPEAT_KEY, SearchSpec
 from tuner.storage import ExperimentDir
 
 
@@ -40,7 +40,9 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
-        search_alg=_searcher(spec), scheduler=_scheduler(spec), num_samples=spec.samples,
+        search_alg=_repeated(spec, _searcher(spec)), scheduler=_scheduler(spec),
+        # Under Repeater num_samples counts every trial, repeats included; a seed axis multiplies itself.
+        num_samples=spec.samples * spec.repeats if spec.search == "optuna" else spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
     return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config, run_config=run_config)
@@ -50,7 +52,10 @@ def _searcher(spec: SearchSpec) -> Any:
     if spec.search != "optuna":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0)
+        # constant_grid_search: random values drawn once per sample, then crossed with the grid,
+        # so the repeats (a grid axis) of a random configuration share its values.
+        return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0,
+                                     constant_grid_search=spec.repeats > 1)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -58,6 +63,18 @@ def _searcher(spec: SearchSpec) -> Any:
     if spec.multi_objective:  # Tune's own metric stays unset: it takes one metric only
         return OptunaSearch(metric=list(spec.metric), mode=list(spec.mode), sampler=sampler)
     return OptunaSearch(sampler=sampler)
+
+
+def _repeated(spec: SearchSpec, searcher: Any) -> Any:
+    """Optuna with repeats: Ray's Repeater suggests each configuration `repeats` times, sets the
+    repeat index (the seed offset, see space/spec.py REPEAT_KEY) and tells TPE the mean."""
+    if spec.repeats == 1 or spec.search != "optuna":
+        return searcher
+    from ray.tune.search import Repeater
+    from ray.tune.search.repeater import TRIAL_INDEX
+
+    assert TRIAL_INDEX == REPEAT_KEY, "Ray renamed the repeat index: update space/spec.py REPEAT_KEY"
+    return Repeater(searcher, repeat=spec.repeats, set_index=True)
 
 
 def _scheduler(spec: SearchSpec) -> Any:
