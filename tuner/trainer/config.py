@@ -25,6 +25,7 @@ RESNET_WEIGHTS = ("imagenet", "none")
 DEVICES = ("auto", "cpu", "cuda")
 ARCHITECTURES = ("mlp", "conv")
 DECODER_OUTPUTS = ("linear", "sigmoid")
+LR_SCHEDULES = ("constant", "cosine")
 
 # The prior art's names, accepted wherever a TrialConfig is built from a mapping.
 KEY_ALIASES = {
@@ -74,6 +75,9 @@ class TrialConfig:
         choices=DECODER_OUTPUTS)
     # --- the optimisation
     lr: float = setting(1e-3, "Adam learning rate (> 0)")
+    lr_schedule: str = setting(
+        "constant", "constant, or cosine: from lr down to 0 at the last iteration", choices=LR_SCHEDULES)
+    weight_decay: float = setting(0.0, "decoupled weight decay (AdamW) when > 0; 0: plain Adam")
     batch_size: int = setting(128, "samples per class-stratified batch; must hold two samples per class")
     iterations: int = setting(1500, "optimisation steps")
     eval_every: int = setting(250, "evaluate (kNN accuracy, reconstruction error) every N iterations")

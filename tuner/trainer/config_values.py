@@ -106,6 +106,8 @@ def validate(cfg: Any) -> None:
     _check(cfg.margin > 0 and math.isfinite(cfg.margin), "margin", cfg.margin, "expected a number > 0")
     _check(cfg.beta >= 0 and math.isfinite(cfg.beta), "beta", cfg.beta, "expected a number >= 0")
     _check(cfg.lr > 0 and math.isfinite(cfg.lr), "lr", cfg.lr, "expected a learning rate > 0")
+    _check(cfg.weight_decay >= 0 and math.isfinite(cfg.weight_decay), "weight_decay", cfg.weight_decay,
+           "expected a number >= 0")
     _check(cfg.max_tuples is None or cfg.max_tuples >= 1, "max_tuples", cfg.max_tuples,
            "expected an integer >= 1, or null for no cap")
     for name in ("latent_dim", "iterations", "eval_every", "knn_k", "hog_orientations", "hog_pixels_per_cell",

@@ -21,6 +21,7 @@ from tuner.errors import TrainingDiverged, TunerError
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.metrics import evaluate_embedding
 from tuner.trainer.models import AutoEncoder, build_model
+from tuner.trainer.optim import lr_at, make_optimizer, set_lr
 from tuner.trainer.sampling import StratifiedBatchSampler, mine
 
 
@@ -195,7 +196,7 @@ def _start(cfg: TrialConfig, data: FeatureSet,
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     model = build_model(cfg, data.n_features).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(cfg, model)
     state = TrainState(0, model, optimizer, generator, [], 0.0)
     if resume is not None:
         _restore(state, resume)
@@ -226,6 +227,8 @@ def fit(cfg: TrialConfig, data: FeatureSet, report: Reporter | None = None,
                                    f"(lr={cfg.lr}, mu={cfg.mu}, margin={cfg.margin}); lower lr or margin.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.lr_schedule != "constant":
+            set_lr(optimizer, lr_at(cfg, iteration))
         optimizer.step()
         running.add(terms)
         state.iteration = iteration

@@ -1,4 +1,5 @@
-"""Model options: architecture (mlp | conv on raw image pixels) and decoder_output (linear | sigmoid)."""
+"""Trainer options: architecture (mlp | conv on raw image pixels), decoder_output (linear | sigmoid),
+lr_schedule (constant | cosine) and weight_decay. Each default is the trainer as it was."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from tuner.data import load_features
 from tuner.errors import TunerError
 from tuner.trainer.config import TrialConfig
 from tuner.trainer.models import build_model, image_shape
+from tuner.trainer.optim import lr_at, make_optimizer
 from tuner.trainer.train import fit
 
 
@@ -55,3 +57,36 @@ def test_a_conv_trial_trains_on_digits_and_learns() -> None:
     result = fit(cfg, load_features(cfg, progress=False).without_test())
     first, last = result.history
     assert last["loss"] < first["loss"] and last["knn_accuracy"] > 0.5
+
+
+def test_cosine_schedule_by_hand_and_constant_by_default() -> None:
+    cfg = TrialConfig(lr=0.01, iterations=4)
+    assert [lr_at(cfg, i) for i in (1, 2, 3, 4)] == [0.01] * 4
+    cosine = cfg.replace(lr_schedule="cosine")
+    # 0.01 * (1 + cos(pi * (i - 1) / 4)) / 2 for i = 1..4
+    assert [lr_at(cosine, i) for i in (1, 2, 3, 4)] == pytest.approx(
+        [0.01, 0.01 * (1 + 2 ** -0.5) / 2, 0.005, 0.01 * (1 - 2 ** -0.5) / 2])
+
+
+def test_weight_decay_switches_to_adamw_and_shrinks_weights() -> None:
+    model = build_model(TrialConfig(), 64)
+    assert type(make_optimizer(TrialConfig(), model)) is torch.optim.Adam
+    decayed = make_optimizer(TrialConfig(weight_decay=0.5, lr=0.1), model)
+    assert type(decayed) is torch.optim.AdamW
+    before = model.head.weight.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: only the decay moves the weights
+    decayed.step()
+    assert torch.allclose(model.head.weight, before * (1 - 0.1 * 0.5))
+    with pytest.raises(TunerError, match="weight_decay"):
+        TrialConfig(weight_decay=-1.0)
+
+
+def test_a_cosine_trial_resumed_midway_matches_one_run_straight() -> None:
+    cfg = TrialConfig(lr_schedule="cosine", weight_decay=1e-3, iterations=40, eval_every=20, hidden_dims=(16,))
+    data = load_features(cfg, progress=False).without_test()
+    states: list[dict] = []
+    straight = fit(cfg, data, report=lambda m, s: states.append(s.state_dict()))
+    resumed = fit(cfg, data, resume=states[0])
+    assert resumed.metrics["knn_accuracy"] == straight.metrics["knn_accuracy"]
+    assert resumed.metrics["loss"] == pytest.approx(straight.metrics["loss"], rel=1e-6)
