@@ -72,12 +72,14 @@ class AutoEncoder(nn.Module):
                  sigmoid: bool = False):
         super().__init__()
         self.sigmoid = sigmoid
-        self.head = nn.Linear(hidden_dims[-1], latent_dim)
+        # Built in this order (encoder, head, decoder): it fixes how a seed initialises the weights.
         if image is not None:
             self.encoder = conv_encoder(image, channels, hidden_dims, dropout)
+            self.head = nn.Linear(hidden_dims[-1], latent_dim)
             self.decoder = conv_decoder(image, channels, hidden_dims, latent_dim)
             return
         self.encoder = mlp([input_dim, *hidden_dims], dropout)
+        self.head = nn.Linear(hidden_dims[-1], latent_dim)
         # Dropout only regularises the encoder: in the decoder it would blur the very
         # reconstructions the (1 - mu) term is meant to keep sharp.
         self.decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden_dims)], 0.0),
