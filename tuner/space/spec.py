@@ -141,8 +141,9 @@ class SearchSpec:
             s = self.scheduler
             sched = (f"asha on iterations: grace_period {s.grace_period}, reduction_factor "
                      f"{s.reduction_factor}, brackets {s.brackets}, max_t {s.max_t}")
-        count = {"grid": f"{self.n_trials} trials ({self.samples} repeat(s) of the grid)",
-                 "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point)",
+        per_seed = " x repeats" if self.repeats > 1 else ""
+        count = {"grid": f"{self.n_trials} trials ({self.samples} pass(es) over the grid{per_seed})",
+                 "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point{per_seed})",
                  "optuna": f"{self.n_trials} trials (TPE sampler{', multi-objective' if self.multi_objective else ''})"}
         seeds = (f"{self.repeats} per configuration ({self.n_configs} configurations x {self.repeats} seeds: "
                  f"seed + 0..{self.repeats - 1}; ranked by the mean)") if self.repeats > 1 else "1 per configuration"
@@ -162,8 +163,8 @@ class SearchSpec:
         lines.append("params" + ("" if self.params else "  (none: one configuration)"))
         lines += [f"  {k:<18} {p.describe()}" for k, p in self.params.items()]
         if self.search == "grid" and self.samples > 1 and "seed" not in self.params and self.repeats == 1:
-            lines.append("note: repeats share one seed and so give identical results on CPU; "
-                         "set `repeats: 3` (one seed each, ranked by the mean) for independent repeats.")
+            lines.append("note: samples > 1 runs the grid again, and these repeats share one seed, so they give "
+                         "identical results on CPU; set `repeats: 3` instead (one seed each, ranked by the mean).")
         return "\n".join(lines)
 
 
