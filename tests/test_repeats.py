@@ -208,3 +208,27 @@ def test_repeats_2_gives_two_seeded_runs_per_configuration_and_a_mean(local_ray,
     out = capsys.readouterr().out
     assert "per configuration, mean and standard deviation over its seeds (2 configurations)" in out
     assert "knn_accuracy_mean" in out and "knn_accuracy_std" in out
+
+
+def test_the_repeater_state_survives_save_and_restore(tmp_path: Path) -> None:
+    """--resume rebuilds the searcher from its saved file: the groups must come back with it."""
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.runner.tune_setup import ResumableRepeater
+
+    def repeater() -> ResumableRepeater:
+        searcher = OptunaSearch(space={"mu": tune.uniform(0, 1)}, metric="knn_accuracy", mode="max")
+        return ResumableRepeater(searcher, repeat=2)
+
+    before = repeater()
+    first, second = before.suggest("t1"), before.suggest("t2")
+    assert first["mu"] == second["mu"] and (first[REPEAT_KEY], second[REPEAT_KEY]) == (0, 1)
+    before.save(str(tmp_path / "state.pkl"))
+    after = repeater()
+    after.restore(str(tmp_path / "state.pkl"))
+    after.on_trial_complete("t1", {"knn_accuracy": 0.8})  # Ray's Repeater: KeyError here
+    after.on_trial_complete("t2", {"knn_accuracy": 0.6})
+    trial = after.searcher._ot_study.trials[0]
+    assert trial.value == pytest.approx(0.7)  # TPE was told the mean
+    assert after.suggest("t3")[REPEAT_KEY] == 0  # a new configuration starts a new group

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import tempfile
 from typing import Any
 
 from ray import tune
+from ray.tune.search import Repeater
 
 from tuner.data.features import FeatureSet
 from tuner.runner.callback import TrackingCallback
@@ -70,11 +73,35 @@ def _repeated(spec: SearchSpec, searcher: Any) -> Any:
     repeat index (the seed offset, see space/spec.py REPEAT_KEY) and tells TPE the mean."""
     if spec.repeats == 1 or spec.search != "optuna":
         return searcher
-    from ray.tune.search import Repeater
     from ray.tune.search.repeater import TRIAL_INDEX
 
     assert TRIAL_INDEX == REPEAT_KEY, "Ray renamed the repeat index: update space/spec.py REPEAT_KEY"
-    return Repeater(searcher, repeat=spec.repeats, set_index=True)
+    return ResumableRepeater(searcher, repeat=spec.repeats, set_index=True)
+
+
+class ResumableRepeater(Repeater):
+    """Ray's Repeater saves only the searcher it wraps. On --resume its groups (which trials repeat
+    which configuration) were lost, and the first restored repeat to finish raised KeyError; here
+    one file holds both."""
+
+    def save(self, checkpoint_path: str) -> None:
+        inner = f"{checkpoint_path}.searcher"
+        self.searcher.save(inner)
+        with open(inner, "rb") as f:
+            searcher_bytes = f.read()
+        os.remove(inner)
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"searcher": searcher_bytes, "repeater": self.get_state()}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            saved = pickle.load(f)  # noqa: S301 - Tune's own state file, written by save above
+        with tempfile.TemporaryDirectory() as tmp:
+            inner = os.path.join(tmp, "searcher.pkl")
+            with open(inner, "wb") as f:
+                f.write(saved["searcher"])
+            self.searcher.restore(inner)
+        self.set_state(saved["repeater"])
 
 
 def _scheduler(spec: SearchSpec) -> Any:
