@@ -203,7 +203,7 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
     direct = fit(cfg, data.without_test())
     assert finished.data.metrics["knn_accuracy"] == pytest.approx(direct.metrics["knn_accuracy"], abs=1e-9)
     # The test split is read once, for the selected (best) trial only, from its final checkpoint.
-    from tuner.trainer.train import evaluate_split
+    from tuner.trainer.evaluation import evaluate_split
 
     tested = {r.data.tags["tuner.trial_id"] for r in trials if "test_knn_accuracy" in r.data.metrics}
     assert tested == {finished.data.tags["tuner.trial_id"]}

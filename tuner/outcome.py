@@ -7,6 +7,7 @@ MLflow writer and the reports all call these, so each rule is written in one pla
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -55,27 +56,73 @@ def error_summary(traceback_text: str) -> str:
     return f"{lines[-1]}\n\n{traceback_text}" if lines else traceback_text
 
 
+def config_id(config: Mapping[str, Any]) -> str:
+    """A stable id of a trial's configuration without its seed: the runs of one configuration
+    with different seeds (`repeats`) share it. `config` is TrialConfig.to_dict() (or the same keys)."""
+    rest = {k: v for k, v in config.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def results_table(outcomes: Sequence[TrialOutcome], searched: Sequence[str], metric: Sequence[str],
                   mode: Sequence[str]) -> pd.DataFrame:
-    """One row per trial: id, status, searched values, last metrics; best first (multi-objective:
-    the Pareto front first, flagged in a `pareto` column)."""
+    """One row per trial: id, status, searched values, last metrics, config_id; best first
+    (multi-objective: the Pareto front first, flagged in a `pareto` column). Runs of one
+    configuration (repeats) rank together by their configuration's mean (see `rank_by_config`)."""
     rows = []
     for trial in outcomes:
         row = {"trial_id": trial.trial_id, "status": trial.status}
         row.update({k: _cell(trial.config.get(k)) for k in searched})
         row.update({k: trial.last_result.get(k, np.nan) for k in REPORTED})
+        row["config_id"] = config_id(trial.config)
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["trial_id", "status", *searched, *REPORTED])
+    table = pd.DataFrame(rows, columns=["trial_id", "status", *searched, *REPORTED, "config_id"])
     table = table.dropna(axis=1, how="all")  # kl for VAEs only, fine_knn_accuracy when merged, ...
     for name in metric:
         if name not in table:
             table[name] = np.nan
+    return rank_by_config(table, metric, mode)
+
+
+def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]) -> pd.DataFrame:
+    """Best first by each configuration's mean over its runs (the run's own value when it has one
+    run; ties keep runs of a configuration together, the better first). Multi-objective: the
+    Pareto front of the configurations' means first, flagged per run in a `pareto` column."""
+    key = table["config_id"] if "config_id" in table else pd.Series(range(len(table)), index=table.index)
+    order = pd.Series(pd.factorize(key)[0], index=table.index)  # equal means: first seen first, as before
+    means = table.groupby(key)[list(metric)].transform("mean")
+    table = table.drop(columns=["pareto"], errors="ignore")
+    ranked = table.assign(**{f"_{m}": means[m] for m in metric}, _key=order)
     if len(metric) > 1:
-        table.insert(2, "pareto", pareto_mask(table[list(metric)].to_numpy(float), mode))
-        by, ascending = ["pareto", metric[0]], [False, mode[0] == "min"]
+        ranked.insert(2, "pareto", pareto_mask(means.to_numpy(float), mode))
+        by, ascending = ["pareto", f"_{metric[0]}"], [False, mode[0] == "min"]
     else:
-        by, ascending = [metric[0]], [mode[0] == "min"]
-    return table.sort_values(by, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+        by, ascending = [f"_{metric[0]}"], [mode[0] == "min"]
+    ranked = ranked.sort_values([*by, "_key", metric[0]], ascending=[*ascending, True, mode[0] == "min"],
+                                na_position="last", kind="stable")
+    return ranked.drop(columns=[f"_{m}" for m in metric] + ["_key"]).reset_index(drop=True)
+
+
+def config_table(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
+                 params: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per configuration (config_id) of a ranked trials table, in its order: `params`
+    (shared by the runs), `runs`, `finished` (runs that reached their last iteration), and the
+    mean and sample standard deviation (NaN for one run) of every metric over its finished runs
+    (all its runs when none finished). `trial_ids` lists the runs, best first."""
+    metrics = [c for c in table.columns if c.removeprefix("test_") in METRIC_MODES and c != "iteration"]
+    rows = []
+    for cid, runs in table.groupby("config_id", sort=False):
+        finished = runs[runs["status"] == "FINISHED"]
+        measured = finished if len(finished) else runs
+        row: dict[str, Any] = {"config_id": cid, **{p: runs[p].iloc[0] for p in params if p in runs}}
+        row.update(runs=len(runs), finished=len(finished), trial_ids=list(runs["trial_id"]))
+        for m in metrics:
+            values = pd.to_numeric(measured[m], errors="coerce")
+            row[f"{m}_mean"], row[f"{m}_std"] = values.mean(), values.std(ddof=1)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if len(metric) > 1 and len(out):
+        out.insert(1, "pareto", pareto_mask(out[[f"{m}_mean" for m in metric]].to_numpy(float), mode))
+    return out
 
 
 def _cell(value: Any) -> Any:

@@ -42,7 +42,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     from tuner.data import load_features
     from tuner.trainer.config import TrialConfig
-    from tuner.trainer.train import evaluate_split, fit
+    from tuner.trainer.evaluation import evaluate_split
+    from tuner.trainer.train import fit
 
     source_run = None
     if args.from_run:  # rebuild a trial's config from its MLflow run

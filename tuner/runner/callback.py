@@ -14,12 +14,13 @@ from typing import Any, Callable
 
 from ray import tune
 
-from tuner.outcome import UNFINISHED, error_summary, trial_status
+from tuner.outcome import UNFINISHED, config_id, error_summary, trial_status
 from tuner.runner.console import SearchProgress
 from tuner.runner.setup_clock import SetupClock
 from tuner.space.spec import SearchSpec
 from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
 from tuner.secrets import mask_uri
+from tuner.tracking.runs import CONFIG_ID_TAG
 from tuner.tracking.writer import SearchTracker
 
 
@@ -93,7 +94,10 @@ class TrackingCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s = self.session
         cfg = s.spec.trial_config(trial.config)
-        s.tracker.trial_started(trial.trial_id, cfg.to_dict(), run_name=s.spec.run_name(cfg))
+        config = cfg.to_dict()
+        s.tracker.trial_started(trial.trial_id, config, run_name=s.spec.run_name(cfg))
+        # The runs of one configuration (repeats: one seed each) share it; reports group by it.
+        s.tracker.set_trial_tags(trial.trial_id, {CONFIG_ID_TAG: config_id(config)})
         s.trial_started(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

@@ -162,7 +162,8 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
         tracker.trial_finished(trial_id, "KILLED")
     outcomes = [TrialOutcome(t.trial_id, row_status(spec, session, t), spec.trial_config(t.config).to_dict(),
                              t.last_result) for t in session.trials]
-    table = results_table(outcomes, list(spec.params), spec.metric, spec.mode)
+    seeds = ["seed"] if spec.repeats > 1 and "seed" not in spec.params else []  # which run of a configuration
+    table = results_table(outcomes, [*spec.params, *seeds], spec.metric, spec.mode)
     status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
     if status == "FINISHED":
         table = test_selected_safely(spec, table, session.trials, tracker, data)
@@ -195,7 +196,7 @@ def search_params(spec: SearchSpec, exp_dir: ExperimentDir, warm: WarmStart | No
         "warm_start": warm.source, "warm_start_used": warm.used, "warm_start_pruned": len(warm.stopped),
         "warm_start_skipped": warm.outside + warm.other_settings, "warm_start_unfinished": warm.unfinished}
     return {"space_file": str(spec.path), "search": spec.search, "samples": spec.samples,
-            "n_trials": spec.n_trials, "metric": list(spec.metric), "mode": list(spec.mode),
+            "n_trials": spec.n_trials, "repeats": spec.repeats, "metric": list(spec.metric), "mode": list(spec.mode),
             "scheduler": r["scheduler"] or "none", "max_concurrent": spec.max_concurrent or "unlimited",
             "cpus_per_trial": spec.cpus, "gpus_per_trial": spec.gpus, "searcher_seed": spec.seed,
             "checkpoint_every": spec.checkpoint_every, "max_failures": spec.max_failures,

@@ -6,6 +6,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from tuner.data.features import FeatureSet
+from tuner.outcome import config_table
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
 from tuner.trainer.metrics import knn_accuracy, reconstruction_error
@@ -42,6 +43,18 @@ def baseline_dims(spec: SearchSpec) -> list[int]:
     return list(range(low, low + count * step, step)) if count <= 8 else [low, low + (count - 1) * step]
 
 
+def print_configs(spec: SearchSpec, table: pd.DataFrame) -> None:
+    """Repeats: the configurations by their mean over seeds (how the search ranks and selects them)."""
+    params = [p for p in spec.params if p != "seed"]
+    configs = config_table(table, spec.metric, spec.mode, params).head(10)
+    names = dict.fromkeys((*spec.metric, "knn_accuracy", "recon_error", *(f"test_{m}" for m in spec.metric),
+                           "test_knn_accuracy", "test_recon_error"))
+    stats = [f"{m}_{s}" for m in names for s in ("mean", "std") if f"{m}_{s}" in configs]
+    cols = ["config_id", *(["pareto"] if "pareto" in configs else []), *params, "runs", "finished", *stats]
+    print(f"best configurations by their mean over {spec.repeats} seeds (test_*: the selected "
+          f"configuration's runs):\n{configs[cols].to_string(index=False)}\n")
+
+
 def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: str, storage: str,
                   seconds: float, status: str) -> None:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in table["status"].value_counts().items()) if len(table) else "none"
@@ -54,6 +67,8 @@ def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: s
     cols = [c for c in ("trial_id", "status", *spec.params, *spec.metric, "knn_accuracy", "recon_error",
                         *tested, "iteration") if c in table]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        if spec.repeats > 1 and len(table):
+            print_configs(spec, table)
         print(f"{what}:\n{shown[list(dict.fromkeys(cols))].to_string(index=False)}")
     print(f"\nMLflow experiment {experiment!r} in {mask_uri(uri)}\n"
           f"  tuner report --tracking-uri {mask_uri(uri)} --experiment {experiment}\n"

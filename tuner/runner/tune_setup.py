@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import tempfile
 from typing import Any
 
 from ray import tune
+from ray.tune.search import Repeater
 
 from tuner.data.features import FeatureSet
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.trial import run_trial
-from tuner.space.spec import SearchSpec
+from tuner.space.spec import REPEAT_KEY, SearchSpec
 from tuner.storage import ExperimentDir
 from tuner.tracking.warm_start import WarmStart
 
@@ -38,7 +41,9 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
     single = not spec.multi_objective
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
-        search_alg=_searcher(spec, warm), scheduler=_scheduler(spec), num_samples=spec.samples,
+        search_alg=_repeated(spec, _searcher(spec, warm)), scheduler=_scheduler(spec),
+        # Under Repeater num_samples counts every trial, repeats included; a seed axis multiplies itself.
+        num_samples=spec.samples * spec.repeats if spec.search == "optuna" else spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
     return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config,
@@ -67,7 +72,10 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
     if spec.search != "optuna":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0)
+        # constant_grid_search: random values drawn once per sample, then crossed with the grid,
+        # so the repeats (a grid axis) of a random configuration share its values.
+        return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0,
+                                     constant_grid_search=spec.repeats > 1)
     import optuna
 
     from tuner.runner.warm_optuna import WarmOptunaSearch
@@ -79,6 +87,42 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
     if spec.multi_objective:  # Tune's own metric stays unset: it takes one metric only
         return WarmOptunaSearch(metric=list(spec.metric), mode=list(spec.mode), sampler=sampler, **earlier)
     return WarmOptunaSearch(sampler=sampler, **earlier)
+
+
+def _repeated(spec: SearchSpec, searcher: Any) -> Any:
+    """Optuna with repeats: Ray's Repeater suggests each configuration `repeats` times, sets the
+    repeat index (the seed offset, see space/spec.py REPEAT_KEY) and tells TPE the mean."""
+    if spec.repeats == 1 or spec.search != "optuna":
+        return searcher
+    from ray.tune.search.repeater import TRIAL_INDEX
+
+    assert TRIAL_INDEX == REPEAT_KEY, "Ray renamed the repeat index: update space/spec.py REPEAT_KEY"
+    return ResumableRepeater(searcher, repeat=spec.repeats, set_index=True)
+
+
+class ResumableRepeater(Repeater):
+    """Ray's Repeater saves only the searcher it wraps. On --resume its groups (which trials repeat
+    which configuration) were lost, and the first restored repeat to finish raised KeyError; here
+    one file holds both."""
+
+    def save(self, checkpoint_path: str) -> None:
+        inner = f"{checkpoint_path}.searcher"
+        self.searcher.save(inner)
+        with open(inner, "rb") as f:
+            searcher_bytes = f.read()
+        os.remove(inner)
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"searcher": searcher_bytes, "repeater": self.get_state()}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            saved = pickle.load(f)  # noqa: S301 - Tune's own state file, written by save above
+        with tempfile.TemporaryDirectory() as tmp:
+            inner = os.path.join(tmp, "searcher.pkl")
+            with open(inner, "wb") as f:
+                f.write(saved["searcher"])
+            self.searcher.restore(inner)
+        self.set_state(saved["repeater"])
 
 
 def _scheduler(spec: SearchSpec) -> Any:

@@ -17,7 +17,7 @@ from tuner.trainer.metrics import METRIC_MODES
 
 TOP_KEYS = ("name", "description", "metric", "mode", "search", "samples", "max_concurrent",
             "scheduler", "resources", "seed", "checkpoint_every", "max_failures", "fixed", "params",
-            "log_models", "register_as")
+            "log_models", "register_as", "repeats")
 LOG_MODELS = ("best", "all", "none")  # best: the best trial, or a multi-objective search's Pareto front
 
 
@@ -89,6 +89,7 @@ def check_top(ctx: Ctx, raw: dict, default_name: str) -> dict[str, Any]:
         "seed": _int(ctx, "seed", raw.get("seed", 0), 0),
         "checkpoint_every": _int(ctx, "checkpoint_every", raw.get("checkpoint_every", 1), 1),
         "max_failures": _int(ctx, "max_failures", raw.get("max_failures", 0), 0),
+        "repeats": _int(ctx, "repeats", raw.get("repeats", 1), 1),
         **_check_models(ctx, raw, name.strip()),
     }
 
@@ -119,6 +120,10 @@ def _check_models(ctx: Ctx, raw: dict, name: str) -> dict[str, Any]:
 def check_objective(ctx: Ctx, top: dict, params: dict[str, Param], base: TrialConfig) -> None:
     """Metrics a trial cannot report are refused: kl needs VAEs, fine_knn merged labels."""
     encoders = {base.encoder} if "encoder" not in params else set(params["encoder"].probes())
+    if top["repeats"] > 1 and top["search"] == "optuna" and len(top["metric"]) > 1:
+        ctx.fail("repeats", "Ray's Repeater (repeats under search: optuna) averages one metric, and "
+                            f"this search has several ({', '.join(top['metric'])}): use repeats: 1, or "
+                            "search: grid / random, where repeats are a seed axis")
     for metric in top["metric"]:
         if metric == "kl" and encoders != {"vae"}:
             ctx.fail("metric", "kl is reported by VAE trials only: fix encoder: vae, or choose "
@@ -129,7 +134,7 @@ def check_objective(ctx: Ctx, top: dict, params: dict[str, Param], base: TrialCo
 
 
 def check_scheduler(ctx: Ctx, raw: Any, metric: tuple[str, ...], params: dict[str, Param],
-                    base: TrialConfig) -> Scheduler | None:
+                    base: TrialConfig, repeats: int = 1) -> Scheduler | None:
     if raw in (None, False, "none"):
         return None
     spec = {"type": raw} if isinstance(raw, str) else raw
@@ -140,6 +145,10 @@ def check_scheduler(ctx: Ctx, raw: Any, metric: tuple[str, ...], params: dict[st
     for key in spec:
         if key not in asha_keys:
             ctx.fail(f"scheduler.{key}", f"unknown key{did_you_mean(key, asha_keys)}. Valid: {', '.join(asha_keys)}")
+    if repeats > 1:
+        ctx.fail("repeats", f"{repeats} seeds per configuration cannot run under scheduler: asha: early "
+                            "stopping would stop some seeds of a configuration and not others, so their "
+                            "mean would compare unequal runs. Use scheduler: none, or repeats: 1")
     if len(metric) > 1:
         ctx.fail("scheduler", "a scheduler stops trials on one metric, and this search has several "
                               f"({', '.join(metric)}): use scheduler: none")

@@ -34,7 +34,7 @@ def load_spec(path: Path | str, overrides: dict | None = None, samples: int | No
     fixed, params, base = check_params(ctx, raw.get("fixed"), raw.get("params"), overrides or {},
                                        top["search"])
     check_objective(ctx, top, params, base)
-    scheduler = check_scheduler(ctx, raw.get("scheduler", "none"), top["metric"], params, base)
+    scheduler = check_scheduler(ctx, raw.get("scheduler", "none"), top["metric"], params, base, top["repeats"])
     if top["search"] == "optuna" and not params:
         ctx.fail("params", "search: optuna needs at least one searched parameter; with everything "
                            "fixed use search: grid (one trial per repeat)")

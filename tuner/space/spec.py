@@ -13,6 +13,10 @@ from typing import Any, Iterable, Mapping
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
 
 SEARCHES = ("grid", "random", "optuna")
+# The repeat index Tune's config carries: Ray's Repeater sets this very key (ray.tune.search.repeater
+# .TRIAL_INDEX) under Optuna, and grid/random searches get it as a grid axis. trial_config turns
+# it into the seed, so the repeats of one configuration differ only by seed.
+REPEAT_KEY = "__trial_index__"
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class SearchSpec:
     fixed: dict[str, Any]
     params: dict[str, Param]
     description: str = ""
+    repeats: int = 1  # seeds per configuration; a trial's seed = its configured seed + repeat index
     base_config: TrialConfig = field(default_factory=TrialConfig)
     # After the search (not in resolved(): they change no trial, so --resume may change them).
     log_models: str = "best"  # best | all | none
@@ -115,15 +120,23 @@ class SearchSpec:
 
     @property
     def n_trials(self) -> int:
-        """Trials Tune will run: grids multiply, and the grid repeats `samples` times."""
+        """Trials Tune will run: grids multiply, the grid repeats `samples` times, and each
+        configuration runs `repeats` times (one seed each)."""
         grid = reduce(lambda a, p: a * len(p.values), [p for p in self.params.values() if p.kind == "grid"], 1)
-        return self.samples if self.search == "optuna" else grid * self.samples
+        return (self.samples if self.search == "optuna" else grid * self.samples) * self.repeats
+
+    @property
+    def n_configs(self) -> int:
+        return self.n_trials // self.repeats
 
     def param_space(self) -> dict[str, Any]:
         """Searched fields as Tune domains; fixed ones travel beside (see `trial_config`)."""
         from ray import tune  # only a running search needs Ray
 
-        return {name: p.domain(tune, self.search) for name, p in self.params.items()}
+        space = {name: p.domain(tune, self.search) for name, p in self.params.items()}
+        if self.repeats > 1 and self.search != "optuna":  # Optuna: Ray's Repeater sets the index
+            space[REPEAT_KEY] = tune.grid_search(list(range(self.repeats)))
+        return space
 
     def trial_config(self, config: Mapping[str, Any]) -> TrialConfig:
         return trial_config(self.fixed, config)
@@ -141,6 +154,8 @@ class SearchSpec:
             "seed": self.seed, "checkpoint_every": self.checkpoint_every,
             "max_failures": self.max_failures, "fixed": dict(self.fixed),
             "params": {n: p.describe() for n, p in self.params.items()}, "n_trials": self.n_trials,
+            # Only when set: a search saved before repeats existed still resumes (resume compares keys).
+            **({"repeats": self.repeats} if self.repeats > 1 else {}),
         }
 
     def describe(self) -> str:
@@ -151,9 +166,12 @@ class SearchSpec:
             s = self.scheduler
             sched = (f"asha on iterations: grace_period {s.grace_period}, reduction_factor "
                      f"{s.reduction_factor}, brackets {s.brackets}, max_t {s.max_t}")
-        count = {"grid": f"{self.n_trials} trials ({self.samples} repeat(s) of the grid)",
-                 "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point)",
+        per_seed = " x repeats" if self.repeats > 1 else ""
+        count = {"grid": f"{self.n_trials} trials ({self.samples} pass(es) over the grid{per_seed})",
+                 "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point{per_seed})",
                  "optuna": f"{self.n_trials} trials (TPE sampler{', multi-objective' if self.multi_objective else ''})"}
+        seeds = (f"{self.repeats} per configuration ({self.n_configs} configurations x {self.repeats} seeds: "
+                 f"seed + 0..{self.repeats - 1}; ranked by the mean)") if self.repeats > 1 else "1 per configuration"
         rows = [
             ("file", str(self.path)), ("name", f"{self.name} (MLflow experiment)"),
             ("metric", metric + ("  -> Pareto front" if self.multi_objective else "")),
@@ -161,7 +179,7 @@ class SearchSpec:
             ("resources", f"{self.cpus:g} CPU, {self.gpus:g} GPU per trial; max_concurrent "
                           f"{self.max_concurrent or 'unlimited (as resources allow)'}"),
             ("checkpoints", f"every {self.checkpoint_every} evaluation(s); max_failures {self.max_failures}"),
-            ("seed", f"{self.seed} (searcher)"),
+            ("seed", f"{self.seed} (searcher)"), ("repeats", seeds),
         ] + ([("description", self.description)] if self.description else [])
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
@@ -169,9 +187,9 @@ class SearchSpec:
         lines += [f"  {k:<18} {json.dumps(v)}" for k, v in self.fixed.items()]
         lines.append("params" + ("" if self.params else "  (none: one configuration)"))
         lines += [f"  {k:<18} {p.describe()}" for k, p in self.params.items()]
-        if self.search == "grid" and self.samples > 1 and "seed" not in self.params:
-            lines.append("note: repeats share one seed and so give identical results on CPU; "
-                         "search `seed: {grid: [0, 1, 2]}` for independent repeats.")
+        if self.search == "grid" and self.samples > 1 and "seed" not in self.params and self.repeats == 1:
+            lines.append("note: samples > 1 runs the grid again, and these repeats share one seed, so they give "
+                         "identical results on CPU; set `repeats: 3` instead (one seed each, ranked by the mean).")
         return "\n".join(lines)
 
 
@@ -203,5 +221,7 @@ def trial_config(fixed: Mapping[str, Any], config: Mapping[str, Any]) -> TrialCo
     """The TrialConfig of one trial from the fixed values and Tune's sampled ones."""
     # Optuna's categoricals carry list values as JSON text (see Param.domain).
     decoded = {k: json.loads(v) if isinstance(v, str) and k in FIELDS and field_kind(k) in ("ints", "names", "pairs")
-               else v for k, v in config.items()}
-    return TrialConfig.from_dict({**fixed, **decoded}, source="trial config")
+               else v for k, v in config.items() if k != REPEAT_KEY}
+    cfg = TrialConfig.from_dict({**fixed, **decoded}, source="trial config")
+    repeat = int(config.get(REPEAT_KEY, 0))
+    return cfg.replace(seed=cfg.seed + repeat) if repeat else cfg

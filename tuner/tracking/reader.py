@@ -7,15 +7,16 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from tuner.errors import TunerError
-from tuner.outcome import pareto_front
+from tuner.outcome import config_id, config_table, pareto_front, rank_by_config
 from tuner.processes import end_session
-from tuner.tracking.runs import latest_search, trial_runs
-from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, resolve_tracking_uri
 from tuner.secrets import mask_uri
+from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
+from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
 
 
@@ -40,23 +41,31 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
     exp, parent = latest_search(client, experiment)
     runs = trial_runs(client, exp.experiment_id, parent.info.run_id)
     rows = [{"trial_id": r.data.tags.get("tuner.trial_id", r.info.run_name), "status": r.info.status,
-             **r.data.params, **r.data.metrics, "run_id": r.info.run_id} for r in runs]
-    table = pd.DataFrame(rows, columns=None if rows else ["trial_id", "status", "run_id"])
+             **r.data.params, **r.data.metrics, "run_id": r.info.run_id, "config_id": _config_of(r)} for r in runs]
+    table = pd.DataFrame(rows, columns=None if rows else ["trial_id", "status", "run_id", "config_id"])
     params = sorted({k for r in runs for k in r.data.params})
     metrics = [k for k in TRIAL_METRICS if k in table] + sorted({k for r in runs for k in r.data.metrics}
                                                                 - set(TRIAL_METRICS))
     for col in params + metrics:
         table[col] = _numeric(table[col])
     searched = [p for p in params if table[p].astype(str).nunique() > 1]
-    table = table[["trial_id", "status", *searched, *[p for p in params if p not in searched], *metrics, "run_id"]]
+    table = table[["trial_id", "status", *searched, *[p for p in params if p not in searched], *metrics, "run_id",
+                   "config_id"]]
     metric = parent.data.tags.get("tuner.metric", "knn_accuracy").split(",")[0]
     mode = parent.data.tags.get("tuner.mode", "max").split(",")[0]
-    if metric in table:
-        table = table.sort_values(metric, ascending=mode == "min", na_position="last", kind="stable")
+    if metric in table:  # best first; the runs of one configuration (repeats) by its mean
+        table = rank_by_config(table, [metric], [mode])
     table = table.reset_index(drop=True)
     table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
                        metric=metric, mode=mode, searched=searched)
     return table
+
+
+def _config_of(run: Any) -> str:
+    """The run's configuration id: its tag, else (runs written before the tag, or by `tuner sync`)
+    a hash of its params without the seed, the same for the runs of one configuration."""
+    tag = run.data.tags.get(CONFIG_ID_TAG)
+    return tag if tag else "p-" + config_id(run.data.params)
 
 
 def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None) -> None:
@@ -67,6 +76,8 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
           f"sorted by {a['metric']} ({a['mode']})")
     with pd.option_context("display.width", 160, "display.max_columns", 12, "display.max_rows", 500,
                            "display.float_format", "{:.4g}".format):
+        if table["config_id"].duplicated().any():
+            _print_configs(table)
         print(table[shown].to_string(index=False))
         if {"knn_accuracy", "recon_error"} <= set(table.columns):
             front = pareto_front(table)
@@ -79,6 +90,19 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
         except OSError as err:
             raise TunerError(f"--csv {str(csv_path)!r}: cannot write the table ({err.strerror}).") from None
         print(f"\nwrote {csv_path}")
+
+
+def _print_configs(table: pd.DataFrame) -> None:
+    """Seeds repeated (repeats > 1): mean and standard deviation per configuration, best first."""
+    a = table.attrs
+    params = [p for p in a["searched"] if p != "seed"]
+    configs = config_table(table, [a["metric"]], [a["mode"]], params)
+    stats = [f"{m}_{s}" for m in (a["metric"], "knn_accuracy", "recon_error", "test_knn_accuracy",
+                                   "test_recon_error") for s in ("mean", "std")]
+    cols = ["config_id", *params, "runs", "finished", *dict.fromkeys(c for c in stats if c in configs)]
+    print(f"per configuration, mean and standard deviation over its seeds ({len(configs)} configurations):")
+    print(configs[cols].to_string(index=False))
+    print("\nper run:")
 
 
 def ui_url(tracking_uri: str | None, host: str, port: int) -> str:

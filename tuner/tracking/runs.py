@@ -12,6 +12,9 @@ from typing import Any, Callable
 from tuner.errors import TunerError
 
 PARENT_FILTER = "tags.`tuner.role` = 'search'"
+# On a trial's run: the configuration without its seed (outcome.config_id); the runs of one
+# configuration under `repeats` share it, and reports take their mean over them.
+CONFIG_ID_TAG = "tuner.config_id"
 
 
 def parent_tags(search_id: str) -> dict[str, str]:

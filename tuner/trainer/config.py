@@ -23,6 +23,9 @@ FEATURE_EXTRACTORS = ("raw", "hog", "resnet")
 MINING = ("all", "semihard")
 RESNET_WEIGHTS = ("imagenet", "none")
 DEVICES = ("auto", "cpu", "cuda")
+ARCHITECTURES = ("mlp", "conv")
+DECODER_OUTPUTS = ("linear", "sigmoid")
+LR_SCHEDULES = ("constant", "cosine")
 
 # The prior art's names, accepted wherever a TrialConfig is built from a mapping.
 KEY_ALIASES = {
@@ -63,8 +66,18 @@ class TrialConfig:
     latent_dim: int = setting(2, "dimension of the embedding (>= 1)")
     hidden_dims: tuple[int, ...] = setting((256, 128), "widths of the encoder's hidden layers; the decoder mirrors them")
     dropout: float = setting(0.2, "dropout probability after each hidden layer, in [0, 1)")
+    architecture: str = setting(
+        "mlp", "mlp, or conv (raw image pixels): stride-2 convolutions, one per conv_channels width, before the "
+               "hidden_dims dense layers; the decoder mirrors them", choices=ARCHITECTURES)
+    conv_channels: tuple[int, ...] = setting((32, 64), "architecture conv: channels of each stride-2 conv layer")
+    decoder_output: str = setting(
+        "linear", "linear, or sigmoid: reconstructions squashed into (0, 1), the range of raw pixels",
+        choices=DECODER_OUTPUTS)
     # --- the optimisation
     lr: float = setting(1e-3, "Adam learning rate (> 0)")
+    lr_schedule: str = setting(
+        "constant", "constant, or cosine: from lr down to 0 at the last iteration", choices=LR_SCHEDULES)
+    weight_decay: float = setting(0.0, "decoupled weight decay (AdamW) when > 0; 0: plain Adam")
     batch_size: int = setting(128, "samples per class-stratified batch; must hold two samples per class")
     iterations: int = setting(1500, "optimisation steps")
     eval_every: int = setting(250, "evaluate (kNN accuracy, reconstruction error) every N iterations")

@@ -106,6 +106,8 @@ def validate(cfg: Any) -> None:
     _check(cfg.margin > 0 and math.isfinite(cfg.margin), "margin", cfg.margin, "expected a number > 0")
     _check(cfg.beta >= 0 and math.isfinite(cfg.beta), "beta", cfg.beta, "expected a number >= 0")
     _check(cfg.lr > 0 and math.isfinite(cfg.lr), "lr", cfg.lr, "expected a learning rate > 0")
+    _check(cfg.weight_decay >= 0 and math.isfinite(cfg.weight_decay), "weight_decay", cfg.weight_decay,
+           "expected a number >= 0")
     _check(cfg.max_tuples is None or cfg.max_tuples >= 1, "max_tuples", cfg.max_tuples,
            "expected an integer >= 1, or null for no cap")
     for name in ("latent_dim", "iterations", "eval_every", "knn_k", "hog_orientations", "hog_pixels_per_cell",
@@ -113,6 +115,11 @@ def validate(cfg: Any) -> None:
         _check(getattr(cfg, name) >= 1, name, getattr(cfg, name), "expected an integer >= 1")
     _check(all(w >= 1 for w in cfg.hidden_dims), "hidden_dims", list(cfg.hidden_dims), "expected layer widths >= 1")
     _check(0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout, "expected a probability in [0, 1)")
+    _check(len(cfg.conv_channels) >= 1 and all(w >= 1 for w in cfg.conv_channels), "conv_channels",
+           list(cfg.conv_channels), "expected one channel width >= 1 per conv layer")
+    _check(cfg.architecture == "mlp" or cfg.feature_extractor == "raw", "architecture", cfg.architecture,
+           f"conv reads images, and feature_extractor {cfg.feature_extractor} gives feature vectors: "
+           f"use architecture: mlp, or feature_extractor: raw")
     _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
     _check(cfg.val_size is None or 0.0 < cfg.val_size < 1.0, "val_size", cfg.val_size,
            "expected a share of the training part in (0, 1), or null for the default")

@@ -1,4 +1,4 @@
-"""`fit(cfg, data, report)`: the training loop of one trial. Pure PyTorch: no Ray, no MLflow.
+"""`fit(cfg, data, on_evaluation)`: the training loop of one trial. Pure PyTorch: no Ray, no MLflow.
 
 A trial trains on the training split and is measured on validation; `fit` never reads the
 test split, which `evaluate_split` measures once, for the trials a search selected.
@@ -19,14 +19,10 @@ from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged, TunerError
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
-from tuner.trainer.evaluation import evaluate_split, measure
+from tuner.trainer.evaluation import measure
 from tuner.trainer.models import AutoEncoder, build_model
+from tuner.trainer.optim import lr_at, make_optimizer, set_lr
 from tuner.trainer.sampling import StratifiedBatchSampler, mine
-
-
-# evaluate_split moved to evaluation.py; `tuner train` (cli.py) still imports it from here.
-__all__ = ["TrainState", "FitResult", "fit", "evaluate", "evaluate_split", "training_step", "metric_loss",
-           "resolve_device", "TrainingDiverged"]
 
 
 @dataclass
@@ -173,8 +169,7 @@ def _start(cfg: TrialConfig, data: FeatureSet,
     generator = torch.Generator().manual_seed(cfg.seed)
     on_device = device_generator(device, cfg.seed)
     model = build_model(cfg, data.n_features).to(device)
-    # Fused Adam on CUDA: one kernel for every parameter instead of several per step.
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda" or None)
+    optimizer = make_optimizer(cfg, model)
     state = TrainState(0, model, optimizer, generator, [], 0.0, on_device)
     if resume is not None:
         _restore(state, resume)
@@ -238,6 +233,8 @@ def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None =
             checked = iteration
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        if cfg.lr_schedule != "constant":
+            set_lr(optimizer, lr_at(cfg, iteration))
         optimizer.step()
         state.iteration = iteration
         if evaluating:
