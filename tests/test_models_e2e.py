@@ -58,10 +58,14 @@ def test_searches_register_the_best_and_move_champion_only_when_better(local_ray
     # The model rebuilt from the trial's last checkpoint scores exactly what the trial logged.
     model = tuner.load_model("models:/digits-embedder@champion", tracking_uri=uri)
     assert model.config == spec.trial_config({"latent_dim": int(best["latent_dim"])})
-    train, test = split_images(model.config, "train"), split_images(model.config, "test")
+    train, val, test = (split_images(model.config, part) for part in ("train", "val", "test"))
     run = client.get_run(champion.run_id)
-    assert knn_accuracy(model.embed(train.images), train.labels, model.embed(test.images), test.labels,
+    z_train = model.embed(train.images)
+    assert knn_accuracy(z_train, train.labels, model.embed(val.images), val.labels,
                         model.config.knn_k) == run.data.metrics["knn_accuracy"]
+    # The selected trial was also read once on test, by the same model.
+    assert knn_accuracy(z_train, train.labels, model.embed(test.images), test.labels,
+                        model.config.knn_k) == run.data.metrics["test_knn_accuracy"]
 
     worse = load_spec(_space(tmp_path / "b.yaml", "models-b", "[1]", 50))
     run_search(worse, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
