@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,9 +32,14 @@ class SearchProgress:
         self.ended: dict[str, str] = {}
         self.best: tuple[float, str] | None = None  # (value, the setting that reached it)
         # postfix as a one-item list: bar_format shows it as written (a plain postfix gets ", " before it).
-        self.bar = tqdm(total=spec.n_trials, unit="trial", file=file or sys.stderr, dynamic_ncols=True,
-                        mininterval=1.0, postfix=[""], bar_format="{n_fmt}/{total_fmt} trials |{bar:16}| "
-                                                                  "{postfix[0]} [{elapsed} elapsed, ETA {remaining}]")
+        # The size from $COLUMNS/$LINES or the terminal, else 120 x 24: tqdm hides a bar on a
+        # terminal that reports 0 rows (a pty no one sized, as under `script` or some CI runners).
+        size = shutil.get_terminal_size((120, 24))
+        # Times before the counts and the best: a line wider than the terminal loses its end.
+        self.bar = tqdm(total=spec.n_trials, unit="trial", file=file or sys.stderr, ncols=size.columns,
+                        nrows=size.lines, mininterval=1.0, postfix=[""],
+                        bar_format="{n_fmt}/{total_fmt} trials |{bar:16}| {elapsed} elapsed, ETA {remaining} | "
+                                   "{postfix[0]}")
         self._show()
 
     def trial_started(self, trial_id: str) -> None:

@@ -77,6 +77,8 @@ def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_exam
     import mlflow
     import torch
 
+    # MLflow draws a download bar per artifact it reads back while logging: noise on a search's console.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client, uri = _client_and_uri(client_or_uri)
     run = client.get_run(run_id)
     # Created here, in the run's experiment: left to MLflow, a logged model lands in the fluent
