@@ -1,0 +1,57 @@
+"""The live progress line of a search: counts, the best so far, and its place in narrow terminals."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+from tuner.runner.console import SearchProgress
+from tuner.space.load import load_spec
+
+
+def _spec(tmp_path: Path, mode: str = "max"):
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(f"""
+        metric: recon_error
+        mode: {mode}
+        fixed: {{iterations: 40}}
+        params:
+          mu: {{grid: [0.25, 0.5, 0.75]}}
+          latent_dim: {{grid: [2, 8]}}
+        """))
+    return load_spec(path)
+
+
+def _last_line(out: io.StringIO) -> str:
+    return out.getvalue().split("\r")[-1].strip()
+
+
+def test_counts_and_the_best_so_far_follow_the_trials(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    out = io.StringIO()
+    progress = SearchProgress(_spec(tmp_path, mode="min"), file=out)
+    progress.trial_started("a")
+    progress.trial_started("b")
+    progress.trial_result({"mu": 0.25, "latent_dim": 2}, {"recon_error": 0.05})
+    progress.trial_result({"mu": 0.5, "latent_dim": 8}, {"recon_error": 0.02})
+    progress.trial_result({"mu": 0.75, "latent_dim": 8}, {"recon_error": 0.09})  # worse: min mode
+    progress.trial_result({"mu": 0.75, "latent_dim": 2}, {"recon_error": float("nan")})  # ignored
+    progress.trial_ended("a", "KILLED")
+    progress.trial_ended("a", "KILLED")  # a repeated end counts once
+    progress.close()
+    line = _last_line(out)
+    assert line.startswith("1/6 trials")
+    assert "done 0 | running 1 | pending 4 | stopped 1 | failed 0" in line
+    assert "best recon_error 0.02 (mu=0.5 latent_dim=8)" in line
+
+
+def test_a_narrow_terminal_keeps_the_counts_and_times(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setenv("LINES", "0")  # a terminal reporting no rows must still show the line
+    out = io.StringIO()
+    progress = SearchProgress(_spec(tmp_path), file=out)
+    progress.trial_started("a")
+    progress.close()
+    line = _last_line(out)
+    assert line.startswith("0/6 trials") and "elapsed, ETA" in line and len(line) <= 60
