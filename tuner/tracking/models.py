@@ -67,6 +67,12 @@ def _client_and_uri(client_or_uri: Any) -> tuple[Any, str]:
     return client_or_uri, client_or_uri.tracking_uri
 
 
+def _quiet_downloads() -> None:
+    # MLflow draws a bar per artifact it downloads, logging a model or loading one: noise on a
+    # search's console and above tuner embed's own progress bar. Set the variable to keep them.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_example: np.ndarray,
               tags: dict[str, str] | None = None, featurized: bool = False) -> Any:
     """Log `model` as the logged model `embedding_model` of run `run_id`; returns MLflow's ModelInfo.
@@ -77,8 +83,7 @@ def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_exam
     import mlflow
     import torch
 
-    # MLflow draws a download bar per artifact it reads back while logging: noise on a search's console.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _quiet_downloads()
     client, uri = _client_and_uri(client_or_uri)
     run = client.get_run(run_id)
     # Created here, in the run's experiment: left to MLflow, a logged model lands in the fluent
@@ -111,6 +116,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> EmbeddingModel:
     or a bare run id -> the EmbeddingModel (`.embed`, `.reconstruct`, `.config`)."""
     import mlflow
 
+    _quiet_downloads()
     resolved = resolve_tracking_uri(tracking_uri)
     source = model_uri(uri)
     # runs:/ URIs find their logged model through the global tracking URI: set it too.
