@@ -11,8 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from contextlib import closing
@@ -28,6 +26,7 @@ from tuner.runner.resume import init_storage
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.errors import TunerError
+from drivers import start_driver, wait_for
 from tuner.processes import end_session
 from tuner.runner.setup_clock import SetupClock
 from tuner.runner.trial import should_checkpoint, trial_device
@@ -268,22 +267,6 @@ def _kill_session(sid: int) -> None:
     end_session(sid, grace=0.0)  # no grace: a crash, not a shutdown
 
 
-def _start_driver(args: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "a") as out:  # its own session: its Ray processes can be found and ended
-        return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], stdout=out, stderr=out,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def _wait_until(ready, proc: subprocess.Popen, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the search ended before {what}"
-        if ready():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _resumable_checkpoint(exp_dir: Path, before: set[Path]):
     """A readiness test: an unfinished trial wrote two checkpoints since `before` (so Tune has
     registered the first), and Tune's saved experiment state is newer than that."""
@@ -341,9 +324,9 @@ def test_interrupt_kill_and_resume(local_ray, tmp_path: Path, capsys: pytest.Cap
     args = ["search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]
     exp_dir, log = tmp_path / "ray" / "e2e-resume", tmp_path / "driver.log"
 
-    proc = _start_driver(args, log)  # 1: Ctrl-C once a trial has finished
+    proc = start_driver(args, log)  # 1: Ctrl-C once a trial has finished
     try:
-        _wait_until(lambda: _finished_trials(uri) > 0, proc, 120, "a trial finished")
+        wait_for(lambda: _finished_trials(uri) > 0, proc, 120, "a trial finished", log)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
@@ -353,9 +336,9 @@ def test_interrupt_kill_and_resume(local_ray, tmp_path: Path, capsys: pytest.Cap
     assert "search interrupted" in log.read_text() and "--resume" in log.read_text()
 
     ready = _resumable_checkpoint(exp_dir, set(exp_dir.glob("run_trial_*/checkpoint_*")))
-    proc = _start_driver([*args, "--resume"], log)  # 2: SIGKILL the resumed driver mid-trial
+    proc = start_driver([*args, "--resume"], log)  # 2: SIGKILL the resumed driver mid-trial
     try:
-        _wait_until(ready, proc, 120, "a checkpoint in Tune's saved state")
+        wait_for(ready, proc, 120, "a checkpoint in Tune's saved state", log)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers import start_driver, wait_for
 from tuner.processes import end_session, session_pids
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,13 +28,6 @@ fixed: {hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: 6000, eval_ever
 params:
   latent_dim: {grid: [2, 3]}
 """
-
-
-def driver(args: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "a") as out:  # a session of its own: its Ray processes can be found and ended
-        return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], stdout=out, stderr=out,
-                                start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
 
 
 def run_statuses(db: Path) -> dict[str, list[str]]:
@@ -50,16 +44,6 @@ def run_statuses(db: Path) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def wait_for(ready, proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the search ended before {what}:\n{log.read_text()[-3000:]}"
-        if ready():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(tmp_path: Path, sig) -> None:
@@ -70,7 +54,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(tmp_p
     args = ["search", "--space", str(tmp_path / "guard.yaml"), "--tracking-uri", f"sqlite:///{db}",
             "--storage-path", str(storage)]
     log = tmp_path / "first.log"
-    first = driver(args, log)
+    first = start_driver(args, log)
     try:
         wait_for(lambda: any(p.stat().st_size for p in storage.glob("guard/run_trial_*/result.json")),
                  first, 180, "a trial reported", log)
@@ -106,7 +90,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(tmp_p
         return
 
     log = tmp_path / "resume.log"
-    resumed = driver([*args, "--resume"], log)
+    resumed = start_driver([*args, "--resume"], log)
     try:
         assert resumed.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:

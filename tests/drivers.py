@@ -1,0 +1,32 @@
+"""`tuner` drivers as a person starts them (a process of their own), for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from conftest import REPO_ROOT
+
+
+def start_driver(args: list[str], log: Path) -> subprocess.Popen:
+    """`python -m tuner.cli ARGS` of this checkout, in its own session, so its Ray processes can be
+    found and ended."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], stdout=out, stderr=out,
+                                start_new_session=True, env=env)
+
+
+def wait_for(ready: Callable[[], object], proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
+    """Poll `ready()` until it is true; fail (with the log's end) if the driver ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the search ended before {what}:\n{log.read_text()[-3000:]}"
+        if ready():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
