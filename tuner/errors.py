@@ -27,3 +27,9 @@ def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
     """" (did you mean 'x'?)" for the closest choice, or nothing."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what one
+    paragraph of a user-facing message has room for."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

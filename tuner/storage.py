@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from tuner.errors import TunerError
+from tuner.errors import TunerError, first_line
 from tuner.secrets import has_credentials, mask_uri, split_userinfo, strip_credentials
 
 # The layout tuner adds to Tune's experiment directory, named once here (Ray-free) so that
@@ -90,7 +90,7 @@ class ExperimentDir:
             self.fs.move(self.path, moved)
         except (OSError, NotImplementedError) as err:  # object stores cannot rename a directory
             raise TunerError(f"{self.uri} holds an earlier search and cannot be moved aside "
-                             f"({mask_uri(_first_line(err))}). Continue it with --resume, or pass another "
+                             f"({mask_uri(first_line(err))}). Continue it with --resume, or pass another "
                              f"--experiment or --storage-path.") from None
         return self.sibling_uri(moved_name) if self.is_uri else moved
 
@@ -126,7 +126,7 @@ def experiment_dir(storage_path: str | Path | None, experiment: str) -> Experime
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError, NotImplementedError) as err:
-        raise TunerError(f"--storage-path {mask_uri(root)!r} cannot be opened: {mask_uri(_first_line(err))}. "
+        raise TunerError(f"--storage-path {mask_uri(root)!r} cannot be opened: {mask_uri(first_line(err))}. "
                          f"Expected {STORAGE_HINT}.") from None
     return ExperimentDir(uri, fs, path)
 
@@ -225,7 +225,3 @@ def download_dir(fs: Any, path: str, local: Path) -> bool:
     local.mkdir(parents=True, exist_ok=True)
     pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     return True
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]

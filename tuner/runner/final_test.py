@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from tuner.errors import first_line
 from tuner.data.features import FeatureSet
 from tuner.outcome import config_table, pareto_mask
 from tuner.runner.trial import CHECKPOINT_FILE
@@ -102,7 +103,7 @@ def test_selected_safely(spec: SearchSpec, table: pd.DataFrame, trials: list, tr
     try:
         return test_selected(spec, table, trials, tracker, data)
     except Exception as err:  # noqa: BLE001 - the search's results are in; report and go on
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         print(f"tuner: could not measure the selected trials on the test split: {type(err).__name__}: "
               f"{mask_uri(first)}", file=sys.stderr, flush=True)
         return table

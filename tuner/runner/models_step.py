@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tuner.errors import first_line
 from tuner.data.features import FeatureSet
 from tuner.outcome import best_row
 from tuner.runner.final_test import read_final_state, selected_trials
@@ -54,7 +55,7 @@ def log_search_models(spec: SearchSpec, table: pd.DataFrame, trials: list, track
         return _log_and_register(spec, table, chosen, {t.trial_id: t for t in trials}, tracker, data,
                                  data_dir, verbose)
     except Exception as err:  # noqa: BLE001 - the search's results are in; losing models must not fail it
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         print(f"tuner: could not log the search's models: {type(err).__name__}: {mask_uri(first)}",
               file=sys.stderr, flush=True)
         return {}

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tuner.errors import TunerError
+from tuner.errors import TunerError, first_line
 from tuner.tracking.store import connect, resolve_tracking_uri
 from tuner.secrets import mask_uri
 from tuner.trainer.embedder import CONFIG_FILE, EmbeddingModel
@@ -125,7 +125,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> EmbeddingModel:
             local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp,
                                                         tracking_uri=resolved, registry_uri=resolved)
         except Exception as err:  # noqa: BLE001 - MLflow raises many types for "not there"
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            first = first_line(err)
             raise TunerError(f"model {uri!r}: not found in {mask_uri(resolved)} ({mask_uri(first)}). Expected "
                              f"models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/{MODEL_NAME} or a run id "
                              f"of a trial whose model was logged; pass --tracking-uri for another store.") from None

@@ -7,13 +7,12 @@ lists and mappings as JSON, the rest with str()), so parsing them back rebuilds 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from tuner.errors import TunerError
+from tuner.errors import TunerError, first_line
 from tuner.tracking.store import connect, parse_param, resolve_tracking_uri
 from tuner.secrets import mask_uri
-from tuner.trainer.config import TrialConfig
+from tuner.trainer.config import FIELDS, TrialConfig
 
 COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
 
@@ -25,7 +24,7 @@ def trial_run(run_id: str, tracking_uri: str | None) -> Any:
     try:
         run = client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - MlflowException for a missing run, others for bad ids
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise TunerError(f"--from-run {run_id}: no such run in {mask_uri(uri)} ({mask_uri(first)}). Pass the run "
                          f"id of a trial (tuner report lists them) and the --tracking-uri it was logged to.") from None
     role = run.data.tags.get("tuner.role")
@@ -36,7 +35,7 @@ def trial_run(run_id: str, tracking_uri: str | None) -> Any:
 
 
 def config_from_params(params: dict[str, str], overrides: dict[str, Any], source: str) -> TrialConfig:
-    fields = {f.name for f in dataclasses.fields(TrialConfig)}
+    fields = set(FIELDS)
     values = {k: parse_param(v) for k, v in params.items() if k in fields}
     missing = sorted(fields - set(values))
     if missing:

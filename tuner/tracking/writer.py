@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from tuner.errors import first_line
 from tuner.outcome import RUN_STATUSES
 from tuner.storage import ExperimentDir, spool
 from tuner.tracking import runs
@@ -106,7 +107,7 @@ class SearchTracker:
         if self.offline:
             return
         self.offline = True
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        first = first_line(err)[:300]
         print(f"tuner: MLflow at {mask_uri(self.tracking_uri)} stopped answering ({mask_uri(first)}). "
               f"The search goes on without it and Tune keeps every result; once the server is back, "
               f"run:\n  {self.sync_hint}", file=sys.stderr, flush=True)
