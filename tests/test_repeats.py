@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, config_id, config_table, results_table
+from tuner.outcome import TrialOutcome, config_id, config_summary, config_table, results_table
 from tuner.runner.final_test import selected_trials
 from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
@@ -112,6 +112,15 @@ def test_runs_rank_by_their_configurations_mean_not_by_a_lucky_seed() -> None:
     assert configs["knn_accuracy_std"].tolist() == pytest.approx([np.std([0.91, 0.89], ddof=1),
                                                                  np.std([0.65, 0.95], ddof=1)])
     assert configs["recon_error_mean"].tolist() == pytest.approx([0.15, 0.15])
+
+
+def test_the_summary_of_configurations_shows_their_values_counts_and_stats_but_no_seed() -> None:
+    outcomes = _outcomes({"a": (0.2, 0, [0.91, 0.89]), "b": (0.8, 0, [0.65, 0.95])})
+    table = results_table(outcomes, ["mu", "seed"], ["knn_accuracy"], ["max"])
+    shown = config_summary(table, ["knn_accuracy"], ["max"], ["mu", "seed"])
+    assert list(shown.columns) == ["config_id", "mu", "runs", "finished", "knn_accuracy_mean", "knn_accuracy_std",
+                                   "recon_error_mean", "recon_error_std"]
+    assert list(shown["mu"]) == [0.2, 0.8] and shown["knn_accuracy_mean"].tolist() == pytest.approx([0.90, 0.80])
 
 
 def test_one_run_per_configuration_ranks_as_before_with_no_std() -> None:

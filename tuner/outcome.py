@@ -125,6 +125,19 @@ def config_table(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]
     return out
 
 
+def config_summary(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
+                   searched: Sequence[str]) -> pd.DataFrame:
+    """The configurations of a ranked trials table as a person reads them (the search's summary and
+    `tuner report`): id, the Pareto flag when several metrics, the searched values but the seed,
+    runs, finished, and mean / std of the metrics, knn_accuracy, recon_error and their test_ figures."""
+    params = [p for p in searched if p != "seed"]
+    configs = config_table(table, metric, mode, params)
+    names = dict.fromkeys((*metric, "knn_accuracy", "recon_error", *(f"test_{m}" for m in metric),
+                           "test_knn_accuracy", "test_recon_error"))
+    stats = [f"{m}_{s}" for m in names for s in ("mean", "std") if f"{m}_{s}" in configs]
+    return configs[["config_id", *(["pareto"] if "pareto" in configs else []), *params, "runs", "finished", *stats]]
+
+
 def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 

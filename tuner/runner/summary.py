@@ -6,7 +6,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from tuner.data.features import FeatureSet
-from tuner.outcome import config_table
+from tuner.outcome import config_summary
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
 from tuner.trainer.metrics import knn_accuracy, reconstruction_error
@@ -45,14 +45,9 @@ def baseline_dims(spec: SearchSpec) -> list[int]:
 
 def print_configs(spec: SearchSpec, table: pd.DataFrame) -> None:
     """Repeats: the configurations by their mean over seeds (how the search ranks and selects them)."""
-    params = [p for p in spec.params if p != "seed"]
-    configs = config_table(table, spec.metric, spec.mode, params).head(10)
-    names = dict.fromkeys((*spec.metric, "knn_accuracy", "recon_error", *(f"test_{m}" for m in spec.metric),
-                           "test_knn_accuracy", "test_recon_error"))
-    stats = [f"{m}_{s}" for m in names for s in ("mean", "std") if f"{m}_{s}" in configs]
-    cols = ["config_id", *(["pareto"] if "pareto" in configs else []), *params, "runs", "finished", *stats]
+    configs = config_summary(table, spec.metric, spec.mode, list(spec.params)).head(10)
     print(f"best configurations by their mean over {spec.repeats} seeds (test_*: the selected "
-          f"configuration's runs):\n{configs[cols].to_string(index=False)}\n")
+          f"configuration's runs):\n{configs.to_string(index=False)}\n")
 
 
 def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: str, storage: str,

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import TunerError
-from tuner.outcome import config_id, config_table, pareto_front, rank_by_config
+from tuner.outcome import config_id, config_summary, pareto_front, rank_by_config
 from tuner.processes import end_session
 from tuner.secrets import mask_uri
 from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
@@ -95,13 +95,9 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
 def _print_configs(table: pd.DataFrame) -> None:
     """Seeds repeated (repeats > 1): mean and standard deviation per configuration, best first."""
     a = table.attrs
-    params = [p for p in a["searched"] if p != "seed"]
-    configs = config_table(table, [a["metric"]], [a["mode"]], params)
-    stats = [f"{m}_{s}" for m in (a["metric"], "knn_accuracy", "recon_error", "test_knn_accuracy",
-                                   "test_recon_error") for s in ("mean", "std")]
-    cols = ["config_id", *params, "runs", "finished", *dict.fromkeys(c for c in stats if c in configs)]
+    configs = config_summary(table, [a["metric"]], [a["mode"]], a["searched"])
     print(f"per configuration, mean and standard deviation over its seeds ({len(configs)} configurations):")
-    print(configs[cols].to_string(index=False))
+    print(configs.to_string(index=False))
     print("\nper run:")
 
 
