@@ -74,6 +74,11 @@ class TrialConfig:
         "linear", "linear, or sigmoid: reconstructions squashed into (0, 1), the range of raw pixels",
         choices=DECODER_OUTPUTS)
     # --- the optimisation
+    augment_shift: float = setting(
+        0.0, "raw image pixels: shift each training image by up to this many pixels each way, at random "
+             "(0: off); the unshifted image stays the reconstruction target")
+    augment_degrees: float = setting(
+        0.0, "raw image pixels: rotate each training image by up to this many degrees, at random (0: off)")
     lr: float = setting(1e-3, "Adam learning rate (> 0)")
     lr_schedule: str = setting(
         "constant", "constant, or cosine: from lr down to 0 at the last iteration", choices=LR_SCHEDULES)

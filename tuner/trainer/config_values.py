@@ -120,6 +120,12 @@ def validate(cfg: Any) -> None:
     _check(cfg.architecture == "mlp" or cfg.feature_extractor == "raw", "architecture", cfg.architecture,
            f"conv reads images, and feature_extractor {cfg.feature_extractor} gives feature vectors: "
            f"use architecture: mlp, or feature_extractor: raw")
+    for name in ("augment_shift", "augment_degrees"):
+        value = getattr(cfg, name)
+        _check(value >= 0 and math.isfinite(value), name, value, "expected a number >= 0 (0: off)")
+        _check(value == 0 or cfg.feature_extractor == "raw", name, value,
+               f"it moves image pixels, and feature_extractor {cfg.feature_extractor} gives feature vectors: "
+               f"set it to 0, or use feature_extractor: raw")
     _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
     _check(cfg.val_size is None or 0.0 < cfg.val_size < 1.0, "val_size", cfg.val_size,
            "expected a share of the training part in (0, 1), or null for the default")

@@ -18,6 +18,7 @@ import torch
 from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged, TunerError
+from tuner.trainer.augment import jitter
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.evaluation import measure
 from tuner.trainer.models import AutoEncoder, build_model
@@ -120,12 +121,17 @@ def metric_loss(cfg: TrialConfig, z: torch.Tensor, labels: torch.Tensor, generat
 
 
 def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: torch.Tensor,
-                  generator: torch.Generator, labels_key: bytes | None = None) -> dict[str, torch.Tensor]:
+                  generator: torch.Generator, labels_key: bytes | None = None,
+                  image: tuple[int, int, int] | None = None) -> dict[str, torch.Tensor]:
     """The loss terms of one batch. Terms weighted by zero are not computed at all, so
     mu = 1 leaves the decoder without gradient and mu = 0 skips mining. `labels_key`: yb's
-    bytes as the host knows them (the mining memo then never reads yb back from a GPU)."""
+    bytes as the host knows them (the mining memo then never reads yb back from a GPU).
+    With augmentation on, the model sees jittered `image`s and reconstructs the clean ones:
+    the evaluations measure clean images, and the embedding should not move with the jitter."""
     zero = xb.new_zeros(())
-    out = model(xb, decode=cfg.mu < 1.0)
+    jittered = cfg.augment_shift > 0 or cfg.augment_degrees > 0
+    seen = jitter(xb, image, cfg.augment_shift, cfg.augment_degrees, generator) if jittered else xb
+    out = model(seen, decode=cfg.mu < 1.0)
     metric = metric_loss(cfg, out.embedding, yb, generator, labels_key) if cfg.mu > 0.0 else zero
     recon = reconstruction_loss(out.x_hat, xb) if out.x_hat is not None else zero
     kl = kl_divergence(out.mean, out.logvar) if out.mean is not None and cfg.mu < 1.0 else zero
@@ -184,6 +190,17 @@ def device_generator(device: torch.device, seed: int) -> torch.Generator | None:
     return None if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
 
 
+def augmented_image(cfg: TrialConfig, data: FeatureSet) -> tuple[int, int, int] | None:
+    """The (C, H, W) that augmentation moves; a TunerError when it is on and the data has none."""
+    if cfg.augment_shift == 0 and cfg.augment_degrees == 0:
+        return None
+    if data.image_shape is None or len(data.image_shape) != 3:
+        raise TunerError(f"augment_shift / augment_degrees move image pixels, and the {cfg.dataset} features "
+                         f"here are not images: set both to 0.", key="augment_shift")
+    c, h, w = data.image_shape
+    return int(c), int(h), int(w)
+
+
 def _check_finite(cfg: TrialConfig, running: _Running, first: int, last: int) -> None:
     """TrainingDiverged when a loss of iterations first..last was not finite. The loss terms
     are non-negative, so their running sum is finite exactly when every one of them was."""
@@ -219,13 +236,14 @@ def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None =
     generator = state.device_generator or state.generator  # where mining's random draws happen
     every, checked = CHECK_EVERY.get(device.type, CHECK_EVERY_ON_DEVICE), state.iteration
     running = _Running()
+    image = augmented_image(cfg, data)
     z_val = x_hat = None
     model.train()
     tick = time.perf_counter()
     for iteration in range(state.iteration + 1, cfg.iterations + 1):
         idx = sampler.next_batch()
         terms = training_step(cfg, model, tensors.x_train[idx], tensors.y_train[idx], generator,
-                              sampler.last_labels.tobytes())
+                              sampler.last_labels.tobytes(), image)
         running.add(terms)
         evaluating = iteration % cfg.eval_every == 0 or iteration == cfg.iterations
         if evaluating or iteration - checked >= every:
