@@ -10,7 +10,10 @@
     worker's peak private memory and RSS. Target >= 0.85.
 (b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once, torch
     threads 1), its wall / the search's wall of (a). Half the loop runs just before the search,
-    half just after, so drifting machine load weighs on both sides. Target >= 1.85.
+    half just after, so drifting machine load weighs on both sides. Target >= 1.85. Beside it, the
+    machine's own ceiling: the same fits split over two bare processes (no Ray, no MLflow, no
+    driver; imports and loading not timed), two_bare_processes_vs_sequential: what two trials
+    sharing the cores cost before any orchestration.
 (c) optuna_asha_grid_share: a full grid (mu x latent_dim x constraint, 400 iterations each)
     gives the best knn_accuracy and the total trial-iterations; Optuna + ASHA over the same
     values as choices (max_concurrent 2, seeded) is walked in trial completion order, adding
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -85,6 +89,36 @@ def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, flo
     return time.perf_counter() - start, alone
 
 
+def _fit_loop(configs: list[dict[str, Any]], ready: Any, go: Any, walls: Any) -> None:
+    """One of two bare processes: load, wait for the other, then fit one config after another."""
+    torch.set_num_threads(1)
+    cfgs = [TrialConfig.from_dict(c) for c in configs]
+    data = load_features(cfgs[0], progress=False)
+    ready.wait()
+    go.wait()
+    start = time.perf_counter()
+    for cfg in cfgs:
+        fit(cfg, data)
+    walls.put(time.perf_counter() - start)
+
+
+def two_processes(configs: list[TrialConfig]) -> float:
+    """The wall of the configs' fits split over two bare processes (no Ray, MLflow or driver),
+    imports and data loading excluded: what two trials at once cost on this machine."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, walls = ctx.Barrier(3), ctx.Event(), ctx.Queue()
+    halves = [[c.to_dict() for c in configs[i::2]] for i in range(2)]
+    workers = [ctx.Process(target=_fit_loop, args=(half, ready, go, walls)) for half in halves]
+    for w in workers:
+        w.start()
+    ready.wait()
+    go.set()
+    out = max(walls.get() for _ in workers)
+    for w in workers:
+        w.join()
+    return out
+
+
 def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, float]:
     start = time.perf_counter()
     return run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False), \
@@ -138,10 +172,13 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
     span = float(runs["end"].max() - runs["start"].min())
     in_flight = float((runs["end"] - runs["start"]).sum()) / span  # mean trials running at once
     wall = ray_init_s + search_s
+    bare_wall = two_processes(configs)
     out = {"scheduling_efficiency": alone / (wall * CPUS),
            "scheduling_efficiency_run_search_only": alone / (search_s * CPUS),
            "scheduling_efficiency_trial_span": alone / (span * CPUS),
            "vs_sequential": seq_wall / wall, "vs_sequential_run_search_only": seq_wall / search_s,
+           "two_bare_processes_vs_sequential": seq_wall / bare_wall,
+           "two_bare_processes_efficiency": alone / (bare_wall * CPUS),
            "trial_worker_peak_rss_mb": max(memory.peak_mb.values(), default=float("nan")),
            "trial_worker_peak_private_mb": max(memory.private_mb.values(), default=float("nan")),
            "trial_workers": len(memory.peak_mb)}
@@ -160,6 +197,10 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
     print(f"(b) sequential fit() loop (half the configs just before the search, half just after): "
           f"wall {seq_wall:.0f} s: vs_sequential = {out['vs_sequential']:.2f}x "
           f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)")
+    print(f"    the machine's own ceiling: the same fits split over two bare processes (no Ray, MLflow or driver; "
+          f"imports and loading excluded) take {bare_wall:.0f} s: "
+          f"{out['two_bare_processes_vs_sequential']:.2f}x the loop, efficiency "
+          f"{out['two_bare_processes_efficiency']:.3f}")
     return out
 
 

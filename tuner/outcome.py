@@ -1,5 +1,5 @@
 """How trials and searches end, decided once: statuses, the error summary, the results table,
-the Pareto front and the best row.
+the Pareto front, the bounds a selected trial must meet, and the best row.
 
 No Ray, no MLflow: the live search (Tune's events), `tuner sync` (Tune's files on disk), the
 MLflow writer and the reports all call these, so each rule is written in one place.
@@ -162,8 +162,37 @@ def pareto_front(table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accu
     return front.sort_values([x, y], ascending=[True, False], kind="stable")
 
 
-def best_row(table: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
-    """The row with the best value of `metric` (None when no row has one)."""
+def meets(table: pd.DataFrame, require: Mapping[str, float], suffix: str = "") -> pd.Series:
+    """Rows whose metrics are within a search's `require` bounds: at most the bound for a
+    minimised metric, at least it for a maximised one; a missing value is not within."""
+    ok = pd.Series(True, index=table.index)
+    for metric, bound in require.items():
+        column = metric + suffix
+        values = pd.to_numeric(table[column], errors="coerce") if column in table else pd.Series(np.nan, table.index)
+        ok &= values <= bound if METRIC_MODES[metric] == "min" else values >= bound
+    return ok
+
+
+def require_text(require: Mapping[str, float]) -> str:
+    """`recon_error<=0.045,knn_accuracy>=0.9`: the bounds as the parent run's tag keeps them."""
+    return ",".join(f"{m}{'<=' if METRIC_MODES[m] == 'min' else '>='}{b!r}" for m, b in require.items())
+
+
+def parse_require(text: str | None) -> dict[str, float]:
+    """require_text's inverse; unknown metrics (a newer tuner's tag) are left out."""
+    out = {}
+    for part in (text or "").split(","):
+        metric, _, bound = part.replace(">=", "<=").partition("<=")
+        if metric in METRIC_MODES and bound:
+            out[metric] = float(bound)
+    return out
+
+
+def best_row(table: pd.DataFrame, metric: str, mode: str,
+             require: Mapping[str, float] | None = None) -> pd.Series | None:
+    """The row with the best value of `metric` among those within `require` (None when none has one)."""
+    if require:
+        table = table[meets(table, require)]
     if metric not in table or table[metric].notna().sum() == 0:
         return None
     values = pd.to_numeric(table[metric], errors="coerce").reset_index(drop=True)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tuner.errors import first_line
 from tuner.data.features import FeatureSet
-from tuner.outcome import best_row
+from tuner.outcome import best_row, require_text
 from tuner.runner.final_test import read_final_state, selected_trials
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
@@ -36,8 +36,9 @@ def chosen_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
 
 
 def best_of(spec: SearchSpec, table: pd.DataFrame, trial_ids: list[str]) -> str | None:
-    """The one to register: the best by the first metric (multi-objective too)."""
-    best = best_row(table[table["trial_id"].isin(trial_ids)], spec.metric[0], spec.mode[0])
+    """The one to register: the best by the first metric (multi-objective too) among the runs
+    within the search's `require` bounds (each run on its own: the registered model is one run)."""
+    best = best_row(table[table["trial_id"].isin(trial_ids)], spec.metric[0], spec.mode[0], spec.require)
     return None if best is None else str(best["trial_id"])
 
 
@@ -85,6 +86,9 @@ def _log_and_register(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], 
         if verbose:
             print(f"logged the model of {trial_id}: {logged[trial_id].model_uri} (run {run_id})")
     best = best_of(spec, table, list(logged))
+    if best is None and logged and spec.register_as and verbose:
+        print(f"tuner: no logged trial is within require ({require_text(spec.require)}) on validation: "
+              f"nothing registered.")
     if best is not None and spec.register_as:
         reg = register_model(tracker.client, spec.register_as, logged[best], logged[best].run_id,
                              _tags(spec, table, tracker, best), spec.metric[0], spec.mode[0])

@@ -20,7 +20,7 @@ import ray
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, results_table, search_status
+from tuner.outcome import TrialOutcome, require_text, results_table, search_status
 from tuner.runner.callback import SESSIONS, Session, row_status
 from tuner.runner.console import SearchProgress, tune_output_to_log
 from tuner.runner.final_test import test_selected_safely
@@ -200,6 +200,7 @@ def search_params(spec: SearchSpec, exp_dir: ExperimentDir, warm: WarmStart | No
             "scheduler": r["scheduler"] or "none", "max_concurrent": spec.max_concurrent or "unlimited",
             "cpus_per_trial": spec.cpus, "gpus_per_trial": spec.gpus, "searcher_seed": spec.seed,
             "checkpoint_every": spec.checkpoint_every, "max_failures": spec.max_failures,
-            "storage": mask_uri(exp_dir.uri), **{f"searched.{k}": v for k, v in r["params"].items()}, **started}
+            "storage": mask_uri(exp_dir.uri), **({"require": require_text(spec.require)} if spec.require else {}),
+            **{f"searched.{k}": v for k, v in r["params"].items()}, **started}
 
 

@@ -17,7 +17,7 @@ from tuner.trainer.metrics import METRIC_MODES
 
 TOP_KEYS = ("name", "description", "metric", "mode", "search", "samples", "max_concurrent",
             "scheduler", "resources", "seed", "checkpoint_every", "max_failures", "fixed", "params",
-            "log_models", "register_as", "repeats")
+            "log_models", "register_as", "repeats", "require")
 LOG_MODELS = ("best", "all", "none")  # best: the best trial, or a multi-objective search's Pareto front
 
 
@@ -90,8 +90,26 @@ def check_top(ctx: Ctx, raw: dict, default_name: str) -> dict[str, Any]:
         "checkpoint_every": _int(ctx, "checkpoint_every", raw.get("checkpoint_every", 1), 1),
         "max_failures": _int(ctx, "max_failures", raw.get("max_failures", 0), 0),
         "repeats": _int(ctx, "repeats", raw.get("repeats", 1), 1),
+        "require": _check_require(ctx, raw.get("require") or {}),
         **_check_models(ctx, raw, name.strip()),
     }
+
+
+def _check_require(ctx: Ctx, require: Any) -> dict[str, float]:
+    """Bounds the chosen trial must meet on validation, e.g. {recon_error: 0.045}: at most the
+    bound for a minimised metric, at least it for a maximised one (the registry's mode)."""
+    if not isinstance(require, dict):
+        ctx.fail("require", f"{require!r} is not valid: expected metric: bound pairs, such as "
+                            f"{{recon_error: 0.045}}")
+    for metric, bound in require.items():
+        if metric not in METRIC_MODES:
+            ctx.fail(f"require.{metric}", f"unknown metric {metric!r}{did_you_mean(str(metric), METRIC_MODES)}. "
+                                          f"Valid: {', '.join(METRIC_MODES)}")
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
+            ctx.fail(f"require.{metric}", f"{bound!r} is not valid: expected a number (the "
+                                          f"{'largest' if METRIC_MODES[metric] == 'min' else 'smallest'} "
+                                          f"{metric} a chosen trial may have)")
+    return {str(m): float(b) for m, b in require.items()}
 
 
 def _check_resources(ctx: Ctx, resources: Any) -> dict[str, float]:

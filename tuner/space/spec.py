@@ -10,6 +10,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from tuner.outcome import require_text
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
 
 SEARCHES = ("grid", "random", "optuna")
@@ -113,6 +114,8 @@ class SearchSpec:
     # After the search (not in resolved(): they change no trial, so --resume may change them).
     log_models: str = "best"  # best | all | none
     register_as: str | None = None  # registered model name; None: register nothing
+    # Bounds the chosen (best, registered) trial must meet on validation: {metric: bound}.
+    require: dict[str, float] = field(default_factory=dict)
 
     @property
     def multi_objective(self) -> bool:
@@ -180,7 +183,8 @@ class SearchSpec:
                           f"{self.max_concurrent or 'unlimited (as resources allow)'}"),
             ("checkpoints", f"every {self.checkpoint_every} evaluation(s); max_failures {self.max_failures}"),
             ("seed", f"{self.seed} (searcher)"), ("repeats", seeds),
-        ] + ([("description", self.description)] if self.description else [])
+        ] + ([("require", f"{require_text(self.require).replace(',', ', ')} on validation, for the chosen trial")]
+             if self.require else []) + ([("description", self.description)] if self.description else [])
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
         lines.append("fixed" + ("" if self.fixed else "  (none: TrialConfig defaults)"))

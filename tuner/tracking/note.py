@@ -10,12 +10,13 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from tuner.outcome import best_row, pareto_front
+from tuner.outcome import best_row, pareto_front, parse_require, require_text
 from tuner.trainer.metrics import TRIAL_METRICS
 
 NOTE_TAG = "mlflow.note.content"
 REGISTERED_TAG = "tuner.registered_model"  # models:/NAME/VERSION, set by record_registered
 CHAMPION_TAG = "tuner.champion_version"
+REQUIRE_TAG = "tuner.require"  # the search's require bounds (outcome.require_text): the best is chosen within them
 FRONT_ROWS = 20  # a longer front is in summary.csv
 
 
@@ -32,11 +33,13 @@ def search_note(params: Mapping[str, str], tags: Mapping[str, str], table: pd.Da
     if "warm_start" in params:
         lines.append(f"\n**Warm start** from search `{params['warm_start']}`: {params.get('warm_start_used', '?')} "
                      f"earlier trials given to Optuna, {params.get('warm_start_skipped', '?')} skipped.")
-    best = best_row(table, metric[0], mode[0])
+    require = parse_require(tags.get(REQUIRE_TAG))
+    best = best_row(table, metric[0], mode[0], require)
     searched = [c[len("searched."):] for c in params if c.startswith("searched.")]
     shown = [c for c in ("trial_id", *searched) if c in table]
     if best is not None:
-        lines += [f"\n### Best trial: `{best.get('trial_id', '?')}` ({metric[0]}, {mode[0]})\n",
+        within = f"; within {require_text(require)}" if require else ""
+        lines += [f"\n### Best trial: `{best.get('trial_id', '?')}` ({metric[0]}, {mode[0]}{within})\n",
                   _markdown(pd.DataFrame([best])[[*shown, *_metrics(table)]])]
     front = _front(table, metric, mode)
     if len(front):

@@ -85,7 +85,7 @@ class SearchTracker:
         exp_id = experiment_id(client, experiment, uri)
         found = runs.parent_run(client, [exp_id], search_id) if resume else None
         tags = runs.parent_tags(search_id)
-        tags.update({f"tuner.{k}": ",".join(as_list(search_params[k])) for k in ("metric", "mode", "warm_start")
+        tags.update({f"tuner.{k}": ",".join(as_list(search_params[k])) for k in ("metric", "mode", "warm_start", "require")
                      if k in search_params})
         run = found or client.create_run(exp_id, tags=tags, run_name=search_id)
         shown = mask_uri(storage.uri) if storage else "<Tune's storage path>"
