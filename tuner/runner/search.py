@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,21 +97,29 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
     console = "quiet" if not verbose else "tune" if tune_console else "progress"
     run = SearchRun(spec, experiment, uri, exp_dir, search_id, resume, console, data_dir,
                     warm_start_from(spec, warm_start, uri, resume, verbose), clock)
-    connect(uri)  # an unusable tracking URI fails here, before Ray, data or any run
-    with search_lock(exp_dir, search_id):  # a second search of this experiment stops here
-        table, status = _run_on_ray(run, address, storage_path)
+    # Opening the MLflow store (creating it, on a first search) is seconds of CPU; starting Ray is
+    # seconds of waiting: side by side. An unusable tracking URI fails once Ray is up, before
+    # any data, storage or run.
+    with ThreadPoolExecutor(1, thread_name_prefix="tuner-connect") as pool:
+        connecting = pool.submit(connect, uri)
+        with search_lock(exp_dir, search_id):  # a second search of this experiment stops here
+            table, status = _run_on_ray(run, address, storage_path, connecting)
     if verbose:
         print_summary(spec, table, experiment, uri, exp_dir.uri, time.perf_counter() - started, status)
     return table
 
 
-def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | None) -> tuple[pd.DataFrame, str]:
+def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | None,
+                connecting: Future) -> tuple[pd.DataFrame, str]:
     verbose, clock = run.console != "quiet", run.clock
-    if run.resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
-        sync_search(run.exp_dir.uri, run.experiment, run.tracking_uri, verbose=verbose)
     clock.lap("mlflow")
     own_ray = start_ray(address, verbose)
     try:
+        clock.lap("ray start")
+        connecting.result()
+        if run.resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
+            sync_search(run.exp_dir.uri, run.experiment, run.tracking_uri, verbose=verbose)
+        clock.lap("mlflow")
         check_cluster(run.spec, storage_path, verbose)
         clock.lap("ray start")
         data = load_features(run.spec.base_config, data_dir=run.data_dir, progress=verbose)
