@@ -14,6 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tuner.data.features import FeatureSet
+from tuner.errors import TunerError
+from tuner.trainer.config import TrialConfig
+
 
 def jitter(x: Tensor, image: tuple[int, int, int], max_shift: float, max_degrees: float,
            generator: torch.Generator) -> Tensor:
@@ -27,3 +31,14 @@ def jitter(x: Tensor, image: tuple[int, int, int], max_shift: float, max_degrees
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
     return F.grid_sample(x.view(b, c, h, w), grid, padding_mode="zeros", align_corners=False).reshape(b, -1)
+
+
+def image_to_jitter(cfg: TrialConfig, data: FeatureSet) -> tuple[int, int, int] | None:
+    """The (C, H, W) that augmentation moves; a TunerError when it is on and the data has none."""
+    if cfg.augment_shift == 0 and cfg.augment_degrees == 0:
+        return None
+    if data.image_shape is None or len(data.image_shape) != 3:
+        raise TunerError(f"augment_shift / augment_degrees move image pixels, and the {cfg.dataset} features "
+                         f"here are not images: set both to 0.", key="augment_shift")
+    c, h, w = data.image_shape
+    return int(c), int(h), int(w)

@@ -17,8 +17,9 @@ import torch
 
 from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
-from tuner.errors import TrainingDiverged, TunerError
-from tuner.trainer.augment import jitter
+from tuner.errors import TrainingDiverged
+from tuner.trainer.augment import image_to_jitter, jitter
+from tuner.trainer.device import device_generator, resolve_device
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.evaluation import measure
 from tuner.trainer.models import AutoEncoder, build_model
@@ -103,14 +104,6 @@ CHECK_EVERY = {"cpu": 1}
 CHECK_EVERY_ON_DEVICE = 50
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():  # else torch fails deep inside fit()
-        raise TunerError("device = cuda but torch sees no CUDA device: use device: auto or cpu.")
-    return torch.device(name)
-
-
 def metric_loss(cfg: TrialConfig, z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
                 labels_key: bytes | None = None) -> torch.Tensor:
     """The contrastive or triplet loss over the pairs / triplets mined from one batch."""
@@ -184,23 +177,6 @@ def _start(cfg: TrialConfig, data: FeatureSet,
     return state, tensors, StratifiedBatchSampler(data.y_train, cfg.batch_size, generator, device, on_device)
 
 
-def device_generator(device: torch.device, seed: int) -> torch.Generator | None:
-    """The generator batches are drawn with on `device`; None on the CPU, where the host draws
-    them as it always has (same seed, same batches as before batches could be drawn on a GPU)."""
-    return None if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
-
-
-def augmented_image(cfg: TrialConfig, data: FeatureSet) -> tuple[int, int, int] | None:
-    """The (C, H, W) that augmentation moves; a TunerError when it is on and the data has none."""
-    if cfg.augment_shift == 0 and cfg.augment_degrees == 0:
-        return None
-    if data.image_shape is None or len(data.image_shape) != 3:
-        raise TunerError(f"augment_shift / augment_degrees move image pixels, and the {cfg.dataset} features "
-                         f"here are not images: set both to 0.", key="augment_shift")
-    c, h, w = data.image_shape
-    return int(c), int(h), int(w)
-
-
 def _check_finite(cfg: TrialConfig, running: _Running, first: int, last: int) -> None:
     """TrainingDiverged when a loss of iterations first..last was not finite. The loss terms
     are non-negative, so their running sum is finite exactly when every one of them was."""
@@ -236,7 +212,7 @@ def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None =
     generator = state.device_generator or state.generator  # where mining's random draws happen
     every, checked = CHECK_EVERY.get(device.type, CHECK_EVERY_ON_DEVICE), state.iteration
     running = _Running()
-    image = augmented_image(cfg, data)
+    image = image_to_jitter(cfg, data)
     z_val = x_hat = None
     model.train()
     tick = time.perf_counter()
