@@ -99,11 +99,9 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
                     warm_start_from(spec, warm_start, uri, resume, verbose), clock)
     # Opening the MLflow store (creating it, on a first search) is seconds of CPU; starting Ray is
     # seconds of waiting: side by side. An unusable tracking URI fails once Ray is up, before
-    # any data, storage or run.
+    # any lock, data, storage or run.
     with ThreadPoolExecutor(1, thread_name_prefix="tuner-connect") as pool:
-        connecting = pool.submit(connect, uri)
-        with search_lock(exp_dir, search_id):  # a second search of this experiment stops here
-            table, status = _run_on_ray(run, address, storage_path, connecting)
+        table, status = _run_on_ray(run, address, storage_path, pool.submit(connect, uri))
     if verbose:
         print_summary(spec, table, experiment, uri, exp_dir.uri, time.perf_counter() - started, status)
     return table
@@ -117,20 +115,21 @@ def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | 
     try:
         clock.lap("ray start")
         connecting.result()
-        if run.resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
-            sync_search(run.exp_dir.uri, run.experiment, run.tracking_uri, verbose=verbose)
-        clock.lap("mlflow")
-        check_cluster(run.spec, storage_path, verbose)
-        clock.lap("ray start")
-        data = load_features(run.spec.base_config, data_dir=run.data_dir, progress=verbose)
-        clock.lap("data")
-        if not run.resume:  # storage ready before the parent run exists: a failure here leaves no run
-            init_storage(run.exp_dir, run.search_id, run.spec, verbose)
-        tracker = SearchTracker.open(run.tracking_uri, run.experiment, run.search_id, run.spec.text,
-                                     run.spec.resolved(), search_params(run.spec, run.exp_dir, run.warm),
-                                     run.resume, storage=run.exp_dir)
-        clock.lap("mlflow")
-        return fit_tracked(run, data, tracker)
+        with search_lock(run.exp_dir, run.search_id):  # a second search of this experiment stops here
+            if run.resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
+                sync_search(run.exp_dir.uri, run.experiment, run.tracking_uri, verbose=verbose)
+            clock.lap("mlflow")
+            check_cluster(run.spec, storage_path, verbose)
+            clock.lap("ray start")
+            data = load_features(run.spec.base_config, data_dir=run.data_dir, progress=verbose)
+            clock.lap("data")
+            if not run.resume:  # storage ready before the parent run exists: a failure here leaves no run
+                init_storage(run.exp_dir, run.search_id, run.spec, verbose)
+            tracker = SearchTracker.open(run.tracking_uri, run.experiment, run.search_id, run.spec.text,
+                                         run.spec.resolved(), search_params(run.spec, run.exp_dir, run.warm),
+                                         run.resume, storage=run.exp_dir)
+            clock.lap("mlflow")
+            return fit_tracked(run, data, tracker)
     finally:
         if own_ray:
             ray.shutdown()
