@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 
 from tuner.trainer import plots
 from tuner.errors import TunerError
+from tuner.tracking.note import REQUIRE_TAG
 from tuner.tracking.reader import print_report, trials_table
 from tuner.outcome import search_status
 from tuner.storage import SPOOL_DIR, STATE_FILE, open_storage
@@ -167,6 +168,16 @@ def test_print_report(store, capsys: pytest.CaptureFixture, tmp_path: Path) -> N
     written = pd.read_csv(csv_path)
     assert list(written["trial_id"]) == ["t0_00000", "t0_00002", "t0_00001"]
     assert list(written["knn_accuracy"]) == [0.9, 0.6, 0.5]
+    assert "chosen" not in out  # no require bounds: no chosen line
+
+
+def test_print_report_names_the_trial_chosen_within_require(store, capsys: pytest.CaptureFixture) -> None:
+    uri, tracker, _ = store
+    MlflowClient(tracking_uri=uri).set_tag(tracker.parent_run_id, REQUIRE_TAG, "recon_error<=0.06")
+    print_report(uri, "exp", None)
+    chosen = capsys.readouterr().out.split("chosen: ")[1]
+    assert chosen.startswith("the best knn_accuracy within require (recon_error<=0.06) on validation")
+    assert "t0_00002" in chosen and "t0_00000" not in chosen  # 0.9 has recon 0.1: out of bounds
 
 
 def test_resume_reuses_runs_without_duplicate_points(tmp_path: Path) -> None:

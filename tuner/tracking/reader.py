@@ -12,9 +12,11 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import TunerError
-from tuner.outcome import config_id, config_summary, pareto_front, rank_by_config
+from tuner.outcome import (best_row, config_id, config_summary, pareto_front, parse_require, rank_by_config,
+                           require_text)
 from tuner.processes import end_session
 from tuner.secrets import mask_uri
+from tuner.tracking.note import REQUIRE_TAG
 from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
 from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
@@ -57,7 +59,8 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
         table = rank_by_config(table, [metric], [mode])
     table = table.reset_index(drop=True)
     table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
-                       metric=metric, mode=mode, searched=searched)
+                       metric=metric, mode=mode, searched=searched,
+                       require=parse_require(parent.data.tags.get(REQUIRE_TAG)))
     return table
 
 
@@ -83,6 +86,8 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
             front = pareto_front(table)
             print(f"\nPareto front of knn_accuracy (higher) vs recon_error (lower): {len(front)} trials")
             print(front[shown].to_string(index=False))
+        if a["require"]:
+            _print_chosen(table, shown)
     if csv_path is not None:
         try:
             Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +95,16 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
         except OSError as err:
             raise TunerError(f"--csv {str(csv_path)!r}: cannot write the table ({err.strerror}).") from None
         print(f"\nwrote {csv_path}")
+
+
+def _print_chosen(table: pd.DataFrame, shown: list[str]) -> None:
+    """The search's `require` bounds: the trial it chose, the best by its metric within them."""
+    a = table.attrs
+    bounds = require_text(a["require"]).replace(",", ", ")
+    best = best_row(table, a["metric"], a["mode"], a["require"])
+    tested = [c for c in ("test_knn_accuracy", "test_recon_error") if c in table]
+    print(f"\nchosen: the best {a['metric']} within require ({bounds}) on validation")
+    print("none" if best is None else pd.DataFrame([best])[[*shown, *tested]].to_string(index=False))
 
 
 def _print_configs(table: pd.DataFrame) -> None:
