@@ -89,13 +89,12 @@ def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, flo
     return time.perf_counter() - start, alone
 
 
-def _fit_loop(configs: list[dict[str, Any]], ready: Any, go: Any, walls: Any) -> None:
+def _fit_loop(configs: list[dict[str, Any]], ready: Any, walls: Any) -> None:
     """One of two bare processes: load, wait for the other, then fit one config after another."""
     torch.set_num_threads(1)
     cfgs = [TrialConfig.from_dict(c) for c in configs]
     data = load_features(cfgs[0], progress=False)
-    ready.wait()
-    go.wait()
+    ready.wait()  # both loaded: the two loops start together
     start = time.perf_counter()
     for cfg in cfgs:
         fit(cfg, data)
@@ -106,13 +105,12 @@ def two_processes(configs: list[TrialConfig]) -> float:
     """The wall of the configs' fits split over two bare processes (no Ray, MLflow or driver),
     imports and data loading excluded: what two trials at once cost on this machine."""
     ctx = multiprocessing.get_context("spawn")
-    ready, go, walls = ctx.Barrier(3), ctx.Event(), ctx.Queue()
+    ready, walls = ctx.Barrier(3), ctx.Queue()
     halves = [[c.to_dict() for c in configs[i::2]] for i in range(2)]
-    workers = [ctx.Process(target=_fit_loop, args=(half, ready, go, walls)) for half in halves]
+    workers = [ctx.Process(target=_fit_loop, args=(half, ready, walls)) for half in halves]
     for w in workers:
         w.start()
     ready.wait()
-    go.set()
     out = max(walls.get() for _ in workers)
     for w in workers:
         w.join()

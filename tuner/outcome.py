@@ -188,6 +188,16 @@ def parse_require(text: str | None) -> dict[str, float]:
     return out
 
 
+def chosen_text(table: pd.DataFrame, metric: str, mode: str, require: Mapping[str, float],
+                columns: Sequence[str]) -> str:
+    """What the summary and `tuner report` say of a search's `require` bounds: the trial chosen,
+    the best by `metric` within them, as a one-row table of `columns` (or that none is)."""
+    bounds = require_text(require).replace(",", ", ")
+    best = best_row(table, metric, mode, require)
+    head = f"chosen: the best {metric} within require ({bounds}) on validation"
+    return f"{head}: none" if best is None else f"{head}:\n{pd.DataFrame([best])[list(columns)].to_string(index=False)}"
+
+
 def best_row(table: pd.DataFrame, metric: str, mode: str,
              require: Mapping[str, float] | None = None) -> pd.Series | None:
     """The row with the best value of `metric` among those within `require` (None when none has one)."""

@@ -6,7 +6,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from tuner.data.features import FeatureSet
-from tuner.outcome import best_row, config_summary, require_text
+from tuner.outcome import chosen_text, config_summary
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
 from tuner.trainer.metrics import knn_accuracy, reconstruction_error
@@ -50,17 +50,6 @@ def print_configs(spec: SearchSpec, table: pd.DataFrame) -> None:
           f"configuration's runs):\n{configs.to_string(index=False)}\n")
 
 
-def print_chosen(spec: SearchSpec, table: pd.DataFrame, cols: list[str]) -> None:
-    """The trial a search with `require` bounds chooses: the best by its first metric within them."""
-    bounds = require_text(spec.require).replace(",", ", ")
-    best = best_row(table, spec.metric[0], spec.mode[0], spec.require)
-    if best is None:
-        print(f"no trial is within require ({bounds}) on validation")
-        return
-    print(f"chosen: the best {spec.metric[0]} within require ({bounds}) on validation:\n"
-          f"{pd.DataFrame([best])[cols].to_string(index=False)}")
-
-
 def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: str, storage: str,
                   seconds: float, status: str) -> None:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in table["status"].value_counts().items()) if len(table) else "none"
@@ -77,7 +66,7 @@ def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: s
             print_configs(spec, table)
         print(f"{what}:\n{shown[list(dict.fromkeys(cols))].to_string(index=False)}")
         if spec.require and len(table):
-            print_chosen(spec, table, list(dict.fromkeys(cols)))
+            print(chosen_text(table, spec.metric[0], spec.mode[0], spec.require, list(dict.fromkeys(cols))))
     print(f"\nMLflow experiment {experiment!r} in {mask_uri(uri)}\n"
           f"  tuner report --tracking-uri {mask_uri(uri)} --experiment {experiment}\n"
           f"  tuner ui --tracking-uri {mask_uri(uri)}   (or: mlflow ui --backend-store-uri {mask_uri(uri)})\n"

@@ -12,8 +12,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import TunerError
-from tuner.outcome import (best_row, config_id, config_summary, pareto_front, parse_require, rank_by_config,
-                           require_text)
+from tuner.outcome import chosen_text, config_id, config_summary, pareto_front, parse_require, rank_by_config
 from tuner.processes import end_session
 from tuner.secrets import mask_uri
 from tuner.tracking.note import REQUIRE_TAG
@@ -87,7 +86,8 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
             print(f"\nPareto front of knn_accuracy (higher) vs recon_error (lower): {len(front)} trials")
             print(front[shown].to_string(index=False))
         if a["require"]:
-            _print_chosen(table, shown)
+            tested = [c for c in ("test_knn_accuracy", "test_recon_error") if c in table]
+            print("\n" + chosen_text(table, a["metric"], a["mode"], a["require"], [*shown, *tested]))
     if csv_path is not None:
         try:
             Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
@@ -95,16 +95,6 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
         except OSError as err:
             raise TunerError(f"--csv {str(csv_path)!r}: cannot write the table ({err.strerror}).") from None
         print(f"\nwrote {csv_path}")
-
-
-def _print_chosen(table: pd.DataFrame, shown: list[str]) -> None:
-    """The search's `require` bounds: the trial it chose, the best by its metric within them."""
-    a = table.attrs
-    bounds = require_text(a["require"]).replace(",", ", ")
-    best = best_row(table, a["metric"], a["mode"], a["require"])
-    tested = [c for c in ("test_knn_accuracy", "test_recon_error") if c in table]
-    print(f"\nchosen: the best {a['metric']} within require ({bounds}) on validation")
-    print("none" if best is None else pd.DataFrame([best])[[*shown, *tested]].to_string(index=False))
 
 
 def _print_configs(table: pd.DataFrame) -> None:

@@ -33,9 +33,14 @@ def jitter(x: Tensor, image: tuple[int, int, int], max_shift: float, max_degrees
     return F.grid_sample(x.view(b, c, h, w), grid, padding_mode="zeros", align_corners=False).reshape(b, -1)
 
 
+def jitters(cfg: TrialConfig) -> bool:
+    """Whether the trial's training images are jittered (augment_shift or augment_degrees > 0)."""
+    return cfg.augment_shift > 0 or cfg.augment_degrees > 0
+
+
 def image_to_jitter(cfg: TrialConfig, data: FeatureSet) -> tuple[int, int, int] | None:
     """The (C, H, W) that augmentation moves; a TunerError when it is on and the data has none."""
-    if cfg.augment_shift == 0 and cfg.augment_degrees == 0:
+    if not jitters(cfg):
         return None
     if data.image_shape is None or len(data.image_shape) != 3:
         raise TunerError(f"augment_shift / augment_degrees move image pixels, and the {cfg.dataset} features "

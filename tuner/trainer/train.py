@@ -18,7 +18,7 @@ import torch
 from tuner.trainer.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
-from tuner.trainer.augment import image_to_jitter, jitter
+from tuner.trainer.augment import image_to_jitter, jitter, jitters
 from tuner.trainer.device import device_generator, resolve_device
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.evaluation import measure
@@ -122,8 +122,7 @@ def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: to
     With augmentation on, the model sees jittered `image`s and reconstructs the clean ones:
     the evaluations measure clean images, and the embedding should not move with the jitter."""
     zero = xb.new_zeros(())
-    jittered = cfg.augment_shift > 0 or cfg.augment_degrees > 0
-    seen = jitter(xb, image, cfg.augment_shift, cfg.augment_degrees, generator) if jittered else xb
+    seen = jitter(xb, image, cfg.augment_shift, cfg.augment_degrees, generator) if jitters(cfg) else xb
     out = model(seen, decode=cfg.mu < 1.0)
     metric = metric_loss(cfg, out.embedding, yb, generator, labels_key) if cfg.mu > 0.0 else zero
     recon = reconstruction_loss(out.x_hat, xb) if out.x_hat is not None else zero
