@@ -23,7 +23,7 @@ from tuner.trainer.device import device_generator, resolve_device
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.evaluation import measure
 from tuner.trainer.models import AutoEncoder, build_model
-from tuner.trainer.optim import lr_at, make_optimizer, set_lr
+from tuner.trainer.optim import FusedAdam, lr_at, make_optimizer, set_lr
 from tuner.trainer.sampling import StratifiedBatchSampler, mine
 
 
@@ -33,7 +33,7 @@ class TrainState:
 
     iteration: int
     model: AutoEncoder
-    optimizer: torch.optim.Optimizer
+    optimizer: FusedAdam
     generator: torch.Generator
     history: list[dict[str, float]]
     train_seconds: float
