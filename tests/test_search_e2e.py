@@ -215,6 +215,10 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
 
     killed = runs[by_config[(1, 0.001)].trial_id]
     assert steps(uri, killed, "knn_accuracy") == [20]
+    # Tune's result files stay (tuner sync reads result.json); TensorBoard's event files are not written.
+    trial_dirs = list((tmp_path / "ray" / "e2e-grid").glob("run_trial_*"))
+    assert len(trial_dirs) == 4 and all((d / "result.json").is_file() for d in trial_dirs)
+    assert not list((tmp_path / "ray").rglob("events.out.tfevents*"))
     for key in [(8, 1e6), (1, 1e6)]:
         failed = runs[by_config[key].trial_id]
         assert "error.txt" in artifacts(uri, failed)

@@ -52,10 +52,16 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
 
 def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, search_id: str, tune_verbosity: int) -> tune.RunConfig:
     """What Tune pickles into tuner.pkl beside its results: it must hold no credentials."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
     path, fs = tune_location(exp_dir)
+    # Tune's own loggers minus TensorBoard's: result.json feeds `tuner sync`, progress.csv Tune's
+    # analysis; the TensorBoard writer cost the driver an import and a flush per result (CPU the
+    # trials share) for files nobody opens: the search is read in MLflow.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     return tune.RunConfig(
         name=exp_dir.name, storage_path=path.rstrip("/").rsplit("/", 1)[0] or "/", storage_filesystem=fs,
-        callbacks=[TrackingCallback(search_id)], failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        callbacks=[TrackingCallback(search_id), JsonLoggerCallback(), CSVLoggerCallback()], failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
         # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
