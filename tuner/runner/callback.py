@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +38,23 @@ class Session:
     trials: list = field(default_factory=list)
     progress: SearchProgress | None = None  # the console's live line (None: quiet, or Tune's own output)
     clock: SetupClock | None = None  # the setup's laps (None: quiet)
+    warming: threading.Thread | None = None  # model logging's warm-up, on the last trials' free cores
+
+    def last_trials_running(self, trials: list) -> None:
+        """Once every trial has started and one has ended, a core stays free till the search
+        ends: model logging's one-time cost (runner/models_step.py) is paid there, not after."""
+        if self.warming is None and self.spec.log_models != "none" and len(trials) >= self.spec.n_trials \
+                and not any(t.status == "PENDING" for t in trials):
+            from tuner.tracking.models import warm_up_model_logging
+
+            self.warming = threading.Thread(target=_quietly, args=(warm_up_model_logging,), daemon=True,
+                                            name="tuner-warm-up")
+            self.warming.start()
+
+    def warmed_up(self) -> None:
+        """Wait for the warm-up: torch.export in two threads at once is not something to rely on."""
+        if self.warming is not None:
+            self.warming.join()
 
     def trial_started(self, trial_id: str) -> None:
         self.open_trials.add(trial_id)
@@ -111,9 +129,11 @@ class TrackingCallback(tune.Callback):
         if trial.trial_id not in self.session.open_trials and "iteration" not in trial.last_result:
             return  # a pending trial dropped at Ctrl-C: it never ran, so it gets no run
         self.session.end(trial, ended_status(self.session.spec, trial, error=False))
+        self.session.last_trials_running(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.session.end(trial, ended_status(self.session.spec, trial, error=True), error=_error_text(trial))
+        self.session.last_trials_running(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.session.trials = list(trials)
@@ -130,6 +150,14 @@ def _fetch_plots(trial: Any, local: Path) -> Path | None:
     if ckpt is None or not download_dir(ckpt.filesystem, f"{ckpt.path}/{PLOTS_DIR}", local):
         return None
     return local
+
+
+def _quietly(step: Callable[[], Any]) -> None:
+    """A warm-up that fails costs nothing: the real call pays, and reports, whatever it was."""
+    try:
+        step()
+    except Exception:  # noqa: BLE001, S110 - see above
+        pass
 
 
 def _storage_step(what: str, step: Callable[..., Any], *args: Any) -> Any:

@@ -175,6 +175,7 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
     status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
     if status == "FINISHED":
         table = test_selected_safely(spec, table, session.trials, tracker, data)
+        session.warmed_up()
         log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
     return table, status
 

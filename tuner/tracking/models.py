@@ -105,6 +105,18 @@ def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_exam
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"])
 
 
+def warm_up_model_logging() -> None:
+    """Pay model logging's one-time costs now: the first torch.export imports torch._dynamo and
+    builds its tracing machinery (~2 s of CPU), which then fall on no one's critical path when
+    this runs on a core the search's last trials leave free. A later `log_model` takes ~1 s."""
+    import importlib
+
+    import torch
+
+    importlib.import_module("mlflow.pytorch")
+    torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(2, 2),))
+
+
 def model_uri(uri_or_run_id: str) -> str:
     """A bare run id means the model logged to that run."""
     text = str(uri_or_run_id).strip()
