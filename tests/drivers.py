@@ -1,4 +1,4 @@
-"""`tuner` drivers as a person starts them (a process of their own), for the end-to-end tests."""
+"""`tuner` drivers as a person starts them (a process of their own), for the end-to-end tests; and\nfresh interpreters for what a process imports."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ def start_driver(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "a") as out:
         return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], stdout=out, stderr=out,
                                 start_new_session=True, env=env)
+
+
+def dynamo_imported_after(code: str) -> bool:
+    """Whether a fresh interpreter that ran `code` has imported torch._dynamo (~1 s and over 80 MB
+    of a process: what trial workers avoid, and the driver pays ahead of time)."""
+    script = f"{code}\nimport sys\nprint('torch._dynamo' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    return out.stdout.strip().splitlines()[-1] == "True"
 
 
 def wait_for(ready: Callable[[], object], proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
