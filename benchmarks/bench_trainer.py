@@ -152,8 +152,8 @@ def main() -> None:
     b, b_memo = mining_speedup()
     c, c_parallel = feature_speedups(args.data_dir)
     if args.json:
-        print(json.dumps({"trainer_vs_bare": a, "fused_adam_speedup": a_fused, "mining_speedup": b, "mining_memo_gain": b_memo,
-                          "cache_speedup": c, "hog_parallel_speedup": c_parallel}))
+        print(json.dumps({"trainer_vs_bare": a, "fused_adam_speedup": a_fused, "mining_speedup": b,
+                          "mining_memo_gain": b_memo, "cache_speedup": c, "hog_parallel_speedup": c_parallel}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`tuner` drivers as a person starts them (a process of their own), for the end-to-end tests; and\nfresh interpreters for what a process imports."""
+"""`tuner` drivers as a person starts them (a process of their own), for the end-to-end tests; and
+fresh interpreters for what a process imports."""
 
 from __future__ import annotations
 

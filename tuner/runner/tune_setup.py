@@ -61,7 +61,8 @@ def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, search_id: str, tu
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     return tune.RunConfig(
         name=exp_dir.name, storage_path=path.rstrip("/").rsplit("/", 1)[0] or "/", storage_filesystem=fs,
-        callbacks=[TrackingCallback(search_id), JsonLoggerCallback(), CSVLoggerCallback()], failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        callbacks=[TrackingCallback(search_id), JsonLoggerCallback(), CSVLoggerCallback()],
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
         # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
