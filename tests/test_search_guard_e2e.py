@@ -24,7 +24,9 @@ SPACE = """\
 name: guard
 search: grid
 max_concurrent: 1
-fixed: {hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: 6000, eval_every: 300}
+# Long enough that the first trial still runs when the refusals are done (~20 s): at 6,000
+# iterations a faster machine finished both trials before the SIGTERM came.
+fixed: {hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: 24000, eval_every: 1200}
 params:
   latent_dim: {grid: [2, 3]}
 """
@@ -81,7 +83,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(tmp_p
         assert first.wait(timeout=120) == 0  # as after Ctrl-C: Tune stops the trials and saves its state
     finally:
         end_session(first.pid, grace=0.0)
-    assert "search interrupted" in log.read_text() and "--resume" in log.read_text()
+    assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), log.read_text()[-3000:]
     assert session_pids(first.pid) == []  # Ray and its workers went with the driver
     statuses = run_statuses(db)
     assert statuses["search"] == ["KILLED"] and "RUNNING" not in statuses["trial"], statuses
