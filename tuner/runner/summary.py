@@ -55,6 +55,8 @@ def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: s
     counts = ", ".join(f"{n} {s.lower()}" for s, n in table["status"].value_counts().items()) if len(table) else "none"
     print(f"\nsearch {'interrupted' if status == 'KILLED' else status.lower()}: {len(table)} trials ({counts}) in {seconds:.0f} s")
     shown = table[table["pareto"]] if spec.multi_objective else table.head(10)
+    if "iteration" in shown:  # MLflow keeps metrics as floats; 14400 read as 1.44e+04 in the table
+        shown = shown.astype({"iteration": "Int64"})
     what = f"Pareto front of {', '.join(spec.metric)}" if spec.multi_objective else \
         f"best trials by {spec.metric[0]} ({spec.mode[0]})"
     what += " on validation" + ("; test_* read once, for the selected trials" if "test_knn_accuracy" in table else "")
