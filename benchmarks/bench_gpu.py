@@ -11,8 +11,12 @@ memo). The CPU trial runs as a search runs it: one torch thread (resources.cpus 
 (b) packing: 1, 2, 4 and 8 trials of the prior art's network sharing one GPU through Ray Tune
     (resources gpus 1/n, cpus 1), all launched at once; aggregate steps/s is the sum of the
     trials' own steps/s. gpu_packing_speedup_4: four trials' aggregate / one trial's (goal >= 3).
+(c) torch_compile: one trial's steps/s with the model compiled / eager, its compile included
+    (after a warm-up fit, as in a reused worker): compile_speedup_cpu (default network, mode
+    default, --steps iterations), compile_speedup_gpu_<mode> (prior art's network, modes default
+    and reduce-overhead). The trainer's default (none: eager) stays until a mode measures faster.
 Without CUDA the CPU figures are printed and the GPU keys are null. Sized to stay under
-4 minutes on an H200 (Ray start and four small searches included).
+5 minutes on an H200 (Ray start and four small searches included).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from tuner.trainer.train import fit  # noqa: E402
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"
 NETWORKS = {"default": {}, "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64}}
 PACKING = (1, 2, 4, 8)
+GPU_COMPILE_MODES = ("default", "reduce-overhead")
 
 
 def steps_per_second(net: dict[str, Any], device: str, steps: int, data: FeatureSet) -> float:
@@ -49,6 +54,22 @@ def steps_per_second(net: dict[str, Any], device: str, steps: int, data: Feature
 
     run(max(20, steps // 10))
     return run(steps)
+
+
+def compile_speedups(cuda: bool, steps: int, data: FeatureSet) -> dict[str, float | None]:
+    """Compiled / eager steps/s of one trial: the default network on the CPU, the prior art's on the GPU."""
+    eager_cpu = steps_per_second(NETWORKS["default"], "cpu", steps, data)
+    out: dict[str, float | None] = {
+        "compile_speedup_cpu": steps_per_second({"torch_compile": "default"}, "cpu", steps, data) / eager_cpu}
+    print(f"(c) torch_compile on the CPU (default network): {out['compile_speedup_cpu']:.2f}x eager", flush=True)
+    eager_gpu = steps_per_second(NETWORKS["prior_art"], "cuda", steps, data) if cuda else None
+    for mode in GPU_COMPILE_MODES:
+        key = f"compile_speedup_gpu_{mode.replace('-', '_')}"
+        out[key] = steps_per_second({**NETWORKS["prior_art"], "torch_compile": mode}, "cuda", steps, data) / eager_gpu \
+            if eager_gpu else None
+        print(f"    torch_compile {mode} on the GPU (prior art's network): "
+              + (f"{out[key]:.2f}x eager" if out[key] else "-"), flush=True)
+    return out
 
 
 def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
@@ -108,6 +129,7 @@ def main() -> None:
         figures["gpu_vs_cpu_trial" if name == "prior_art" else "gpu_vs_cpu_trial_default"] = ratio
         print(f"(a) {name}: CPU (1 thread) {cpu:.0f} steps/s, GPU "
               + (f"{gpu:.0f} steps/s: {ratio:.1f}x" if gpu else "-"), flush=True)
+    figures |= compile_speedups(cuda, args.steps, data)
     if cuda:
         figures["gpu"] = torch.cuda.get_device_name(0)
         start = time.perf_counter()

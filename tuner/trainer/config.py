@@ -26,6 +26,7 @@ DEVICES = ("auto", "cpu", "cuda")
 ARCHITECTURES = ("mlp", "conv")
 DECODER_OUTPUTS = ("linear", "sigmoid")
 LR_SCHEDULES = ("constant", "cosine")
+TORCH_COMPILE = ("none", "default", "reduce-overhead", "max-autotune")
 
 # The prior art's names, accepted wherever a TrialConfig is built from a mapping.
 KEY_ALIASES = {
@@ -89,6 +90,9 @@ class TrialConfig:
     knn_k: int = setting(5, "neighbours of the kNN classifier on the embeddings")
     seed: int = setting(0, "seed of initialisation and batch sampling: same seed, same metrics on CPU")
     device: str = setting("auto", "auto (CUDA when this trial was given a GPU), cpu or cuda", choices=DEVICES)
+    torch_compile: str = setting(
+        "none", "torch.compile the model with this mode (none: eager). reduce-overhead adds CUDA graphs on a GPU. "
+                "Slower on the CPU (benchmarks/bench_gpu.py); the first steps pay the compile", choices=TORCH_COMPILE)
     # --- the data (fixed within a search: featurized once on the driver)
     dataset: str = data_setting(
         "digits", "digits (scikit-learn, embedded), mnist, cifar10 or imagenet (an image folder)", choices=DATASETS)

@@ -167,6 +167,8 @@ def _start(cfg: TrialConfig, data: FeatureSet,
     generator = torch.Generator().manual_seed(cfg.seed)
     on_device = device_generator(device, cfg.seed)
     model = build_model(cfg, data.n_features).to(device)
+    if cfg.torch_compile != "none":  # in place: the state dict keeps its keys (checkpoints, logged models)
+        model.compile(mode=cfg.torch_compile)
     optimizer = make_optimizer(cfg, model)
     state = TrainState(0, model, optimizer, generator, [], 0.0, on_device)
     if resume is not None:
