@@ -100,3 +100,14 @@ def test_alias_and_name_together_is_an_error():
 def test_batch_size_check_uses_merged_class_count():
     merged = {i: i % 2 for i in range(10)}
     assert TrialConfig.from_dict({"composite_labels": merged, "batch_size": 4}).batch_size == 4
+
+
+def test_a_yaml_boolean_given_for_a_named_choice_says_to_quote_the_word():
+    with pytest.raises(TunerError) as info:
+        TrialConfig.from_dict({"torch_compile": False})  # `torch_compile: off`, as YAML reads it
+    assert "torch_compile = False (bool) is not valid: expected one of none, default" in str(info.value)
+    assert "quote the word" in str(info.value)
+    with pytest.raises(TunerError) as info:
+        TrialConfig.from_dict({"torch_compile": "fast"})
+    assert "quote" not in str(info.value)
+    assert TrialConfig.from_dict({"torch_compile": "reduce-overhead"}).torch_compile == "reduce-overhead"

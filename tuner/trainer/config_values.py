@@ -42,8 +42,10 @@ def coerce(name: str, value: Any, hint: Any, choices: tuple[str, ...] | None = N
         return value if type(value) is type(out) else out
     if kind in ("bool", "str"):
         if not isinstance(value, bool if kind == "bool" else str):
+            # YAML 1.1 reads unquoted yes/no/on/off as booleans: `torch_compile: off` arrives as False.
+            quote = " (YAML reads unquoted yes/no/on/off as true/false: quote the word)" if isinstance(value, bool) else ""
             raise _type_error(name, value, "true or false" if kind == "bool" else
-                              f"one of {', '.join(choices)}" if choices else "a name")
+                              f"one of {', '.join(choices)}{quote}" if choices else f"a name{quote}")
         return value
     if kind == "pairs":
         return _as_pairs(name, value)
