@@ -57,13 +57,13 @@ def steps_per_second(net: dict[str, Any], device: str, steps: int, data: Feature
     return run(steps)
 
 
-def compile_speedups(cuda: bool, steps: int, data: FeatureSet) -> dict[str, float | None]:
-    """Compiled / eager steps/s of one trial: the default network on the CPU, the prior art's on the GPU."""
+def compile_speedups(eager_gpu: float | None, steps: int, data: FeatureSet) -> dict[str, float | None]:
+    """Compiled / eager steps/s of one trial: the default network on the CPU, the prior art's on the
+    GPU (`eager_gpu`: (a)'s figure for it, the same fit; None without CUDA)."""
     eager_cpu = steps_per_second(NETWORKS["default"], "cpu", steps, data)
     out: dict[str, float | None] = {
         "compile_speedup_cpu": steps_per_second({"torch_compile": "default"}, "cpu", steps, data) / eager_cpu}
     print(f"(c) torch_compile on the CPU (default network): {out['compile_speedup_cpu']:.2f}x eager", flush=True)
-    eager_gpu = steps_per_second(NETWORKS["prior_art"], "cuda", steps, data) if cuda else None
     for mode in GPU_COMPILE_MODES:
         key = f"compile_speedup_gpu_{mode.replace('-', '_')}"
         out[key] = steps_per_second({**NETWORKS["prior_art"], "torch_compile": mode}, "cuda", steps, data) / eager_gpu \
@@ -130,7 +130,7 @@ def main() -> None:
         figures["gpu_vs_cpu_trial" if name == "prior_art" else "gpu_vs_cpu_trial_default"] = ratio
         print(f"(a) {name}: CPU (1 thread) {cpu:.0f} steps/s, GPU "
               + (f"{gpu:.0f} steps/s: {ratio:.1f}x" if gpu else "-"), flush=True)
-    figures |= compile_speedups(cuda, args.steps, data)
+    figures |= compile_speedups(figures["gpu_steps_per_s_prior_art"], args.steps, data)
     if cuda:
         figures["gpu"] = torch.cuda.get_device_name(0)
     if cuda and importlib.util.find_spec("ray") is None:  # a bare GPU image: (a) and (c) still measure
