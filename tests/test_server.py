@@ -222,15 +222,16 @@ class Killer(threading.Thread):
             time.sleep(0.2)
 
 
-def assert_complete(uri: str, exp_dir: Path, trial_ids: set[str]) -> None:
-    """One run per trial, FINISHED, with every step Tune kept and the plots; the parent ended."""
+def assert_complete(uri: str, exp_dir: Path, trial_ids: set[str], evaluations: int) -> None:
+    """One run per trial, FINISHED, with every step Tune kept (`evaluations` of them) and the
+    plots; the parent ended."""
     _, parent, trials = search_runs(uri, exp_dir.name)
     expected = tune_results(exp_dir)
     assert set(trials) == set(expected) == trial_ids
     client = MlflowClient(tracking_uri=uri)
     for trial_id, run in trials.items():
         history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "knn_accuracy")]
-        assert sorted(history) == expected[trial_id] and len(history) == 10  # 200 / eval_every 20
+        assert sorted(history) == expected[trial_id] and len(history) == evaluations
         assert run.info.status == "FINISHED"
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == PLOTS
     assert parent.info.status == "FINISHED"
@@ -246,7 +247,9 @@ def test_server_lost_mid_search_then_sync_fills_the_gaps(local_ray, tmp_path: Pa
     killer = Killer(srv, "lost")
     try:
         killer.start()
-        spec = load_spec(write_space(tmp_path / "lost.yaml", "lost", 200, max_concurrent=1))
+        # 600 iterations: the server's stop (a SIGTERM, up to seconds) must land before the two
+        # trials end; at 200 the margin was ~3 s and shrinks as trials get faster.
+        spec = load_spec(write_space(tmp_path / "lost.yaml", "lost", 600, max_concurrent=1))
         table = run_search(spec, tracking_uri=srv.uri, storage_path=tmp_path / "ray", verbose=False)
         ended_at = time.monotonic()
         killer.done.set()
@@ -261,7 +264,7 @@ def test_server_lost_mid_search_then_sync_fills_the_gaps(local_ray, tmp_path: Pa
         assert search_runs(srv.uri, "lost")[1].info.status == "RUNNING"  # the search could not end it
         sync = ["sync", "--storage-path", str(tmp_path / "ray"), "--experiment", "lost", "--tracking-uri", srv.uri]
         assert main(sync) == 0
-        assert_complete(srv.uri, tmp_path / "ray" / "lost", set(table["trial_id"]))
+        assert_complete(srv.uri, tmp_path / "ray" / "lost", set(table["trial_id"]), evaluations=600 // 20)
 
         before = snapshot(srv.uri, "lost")
         capfd.readouterr()
