@@ -36,13 +36,15 @@ def test_a_gpu_trial_learns_as_the_cpu_trial_does(digits: FeatureSet) -> None:
     assert gpu.metrics["recon_error"] == pytest.approx(cpu.metrics["recon_error"], rel=0.25)
 
 
-@pytest.mark.parametrize("constraint, encoder", [("pairwise", "ae"), ("triplet", "vae")])
-def test_training_steps_between_loss_checks_never_wait_for_the_gpu(digits: FeatureSet, constraint: str,
-                                                                    encoder: str) -> None:
+@pytest.mark.parametrize("constraint, encoder, mining, max_tuples", [
+    ("pairwise", "ae", "all", None), ("triplet", "vae", "all", None),
+    ("pairwise", "ae", "semihard", None), ("triplet", "ae", "semihard", 2000)])
+def test_training_steps_between_loss_checks_never_wait_for_the_gpu(digits: FeatureSet, constraint: str, encoder: str,
+                                                                    mining: str, max_tuples: int | None) -> None:
     """fit's loop body (batch, step, backward, Adam) under CUDA's sync debug mode: any host sync
-    (an .item(), a nonzero(), a read-back) raises. mining: all, whose index sets are memoised by
-    the host-side labels; semihard mining calls nonzero() on distances, one sync a step."""
-    cfg = TrialConfig(constraint=constraint, encoder=encoder, device="cuda")
+    (an .item(), a nonzero(), a read-back) raises. The index sets are memoised by the host-side
+    labels; semi-hard mining there is a mask over them (sampling.py), capped in a fixed shape."""
+    cfg = TrialConfig(constraint=constraint, encoder=encoder, mining=mining, max_tuples=max_tuples, device="cuda")
     model = build_model(cfg, digits.n_features).to(CUDA)
     optimizer, generator = make_optimizer(cfg, model), device_generator(CUDA, cfg.seed)
     sampler = StratifiedBatchSampler(digits.y_train, cfg.batch_size, torch.Generator().manual_seed(0), CUDA,

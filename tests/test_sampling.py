@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.trainer.sampling import (StratifiedBatchSampler, active_pairs, all_pairs, all_triplets, cap_tuples,
-                            distance_matrix, mine, semihard_triplets)
+from tuner.trainer.losses import contrastive_loss, triplet_loss
+from tuner.trainer.sampling import (StratifiedBatchSampler, active_pairs, all_pairs, all_triplets, cap_mask,
+                                    cap_tuples, distance_matrix, mine, semihard_triplets)
 
 _spec = importlib.util.spec_from_file_location(
     "mining_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "mining_reference.py")
@@ -100,11 +101,11 @@ def test_mine_dispatches_and_caps() -> None:
     gen = torch.Generator().manual_seed(0)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     z = torch.randn(6, 3, generator=gen)
-    assert _as_set(mine(labels, z, "pairwise", "all", 1.0, None, gen)) == _as_set(all_pairs(labels))
-    assert _as_set(mine(labels, z, "triplet", "all", 1.0, None, gen)) == _as_set(all_triplets(labels))
+    assert _as_set(mine(labels, z, "pairwise", "all", 1.0, None, gen).tuples) == _as_set(all_pairs(labels))
+    assert _as_set(mine(labels, z, "triplet", "all", 1.0, None, gen).tuples) == _as_set(all_triplets(labels))
     semihard = mine(SEMIHARD_Y, SEMIHARD_Z, "triplet", "semihard", 1.0, None, gen)
-    assert _as_set(semihard) == {(0, 1, 2), (3, 2, 1)}
-    assert len(mine(labels, z, "triplet", "all", 1.0, 5, gen)[0]) == 5
+    assert semihard.keep is None and _as_set(semihard.tuples) == {(0, 1, 2), (3, 2, 1)}
+    assert len(mine(labels, z, "triplet", "all", 1.0, 5, gen).tuples[0]) == 5
     with pytest.raises(ValueError, match="constraint"):
         mine(labels, z, "quadruplet", "all", 1.0, None, gen)
 
@@ -149,3 +150,62 @@ def test_small_class_is_taken_whole_then_with_replacement() -> None:
     assert len(small) == 5 and set(small) == {40, 41}
     big = [i for i in batch if labels[i] == 0]
     assert len(big) == 5 and len(set(big)) == 5
+
+
+def _batch_and_embeddings(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stratified-looking batch (10 classes, 128 points) and embeddings spread so that some,
+    not all, tuples are semi-hard / active."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(10).repeat_interleave(13)[:128][torch.randperm(128, generator=gen)]
+    return labels, torch.randn(128, 4, generator=gen) * 0.6
+
+
+@pytest.mark.parametrize("constraint", ["pairwise", "triplet"])
+def test_masked_semihard_mining_matches_the_selected_form(constraint: str) -> None:
+    """The GPU's form (every candidate, a mask) against the CPU's (nonzero): the same tuples, the
+    same loss and the same gradient, computed here on the CPU."""
+    loss = contrastive_loss if constraint == "pairwise" else triplet_loss
+    for seed in range(3):
+        labels, z0 = _batch_and_embeddings(seed)
+        results = []
+        for masked in (False, True):
+            z = z0.clone().requires_grad_()
+            mined = mine(labels, z, constraint, "semihard", 1.0, None, torch.Generator(), masked=masked)
+            value = loss(z, *mined.tuples, 1.0, keep=mined.keep)
+            value.backward()
+            results.append((mined, value.detach(), z.grad))
+        (selected, v_sel, g_sel), (masked_mined, v_mask, g_mask) = results
+        assert masked_mined.keep is not None and selected.keep is None
+        kept = _as_set(masked_mined.selected())
+        assert kept == _as_set(selected.tuples) and 0 < len(kept) < len(masked_mined.tuples[0])
+        assert torch.allclose(v_mask, v_sel, rtol=1e-5) and torch.allclose(g_mask, g_sel, rtol=1e-4, atol=1e-7)
+        capped = mine(labels, z0, constraint, "semihard", 1.0, 10, torch.Generator().manual_seed(seed), masked=True)
+        assert len(capped.tuples[0]) == len(masked_mined.tuples[0]) and int(capped.keep.sum()) == min(10, len(kept))
+        assert _as_set(capped.selected()) <= kept
+
+
+def test_a_mask_that_keeps_nothing_gives_a_zero_loss_with_a_gradient() -> None:
+    labels, z0 = _batch_and_embeddings(0)
+    z = z0.clone().requires_grad_()
+    a, p, n = all_triplets(labels)
+    value = triplet_loss(z, a, p, n, 1.0, keep=torch.zeros(len(a), dtype=torch.bool))
+    value.backward()
+    assert value.item() == 0.0 and z.grad is not None and not z.grad.any()
+
+
+def test_cap_mask_keeps_a_uniform_subsample_of_the_kept_entries() -> None:
+    keep = torch.zeros(40, dtype=torch.bool)
+    keep[::2] = True  # 20 kept entries
+    counts = torch.zeros(40)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        capped = cap_mask(keep, 5, gen)
+        assert int(capped.sum()) == 5 and not (capped & ~keep).any()
+        counts += capped
+    assert counts[1::2].sum() == 0
+    assert torch.allclose(counts[::2] / 2000, torch.full((20,), 5 / 20), atol=0.04)  # each 1 in 4, +- ~4 sigma
+    assert torch.equal(cap_mask(keep, 30, gen), keep)  # fewer kept than the cap: every one
+    few = keep.clone()
+    few[4:] = False  # 2 kept, cap 5 of 40 entries: both stay
+    assert torch.equal(cap_mask(few, 5, gen), few)
+    assert cap_mask(keep, None, gen) is keep and cap_mask(keep, 40, gen) is keep

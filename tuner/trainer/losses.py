@@ -1,8 +1,8 @@
 """The loss terms: pure functions of tensors, each a 0-dim tensor.
 
 Metric losses take the embeddings and index tensors from `tuner.trainer.sampling`, average over
-the tuples, and return a zero that still depends on the embeddings when there are no
-tuples, so a batch without any needs no special case in the trainer.
+the tuples (or, given a `keep` mask, over the tuples it marks), and return a zero that still
+depends on the embeddings when there are none, so such a batch needs no special case.
 """
 
 from __future__ import annotations
@@ -45,18 +45,26 @@ def _empty_loss(z: Tensor) -> Tensor:
     return z.sum() * 0.0
 
 
-def contrastive_loss(z: Tensor, i: Tensor, j: Tensor, same: Tensor, margin: float) -> Tensor:
-    """Mean over pairs of d^2 (same label) or relu(margin - d)^2 (different labels)."""
+def _mean(per_tuple: Tensor, keep: Tensor | None) -> Tensor:
+    if keep is None:
+        return per_tuple.mean()
+    # A count read back would be a host sync: divide by it on the device (0 kept: 0 / 1).
+    return torch.where(keep, per_tuple, 0.0).sum() / keep.sum().clamp(min=1)
+
+
+def contrastive_loss(z: Tensor, i: Tensor, j: Tensor, same: Tensor, margin: float,
+                     keep: Tensor | None = None) -> Tensor:
+    """Mean over pairs (those `keep` marks) of d^2 (same label) or relu(margin - d)^2 (different labels)."""
     if i.numel() == 0:
         return _empty_loss(z)
     d2 = squared_distances(z, i, j)
     # d^2 straight for positives: no sqrt, so no gradient issue there at all.
     negative = torch.relu(margin - torch.sqrt(d2 + SQRT_EPS)).pow(2)
-    return torch.where(same, d2, negative).mean()
+    return _mean(torch.where(same, d2, negative), keep)
 
 
-def triplet_loss(z: Tensor, a: Tensor, p: Tensor, n: Tensor, margin: float) -> Tensor:
-    """Mean over triplets of relu(d(a, p) - d(a, n) + margin)."""
+def triplet_loss(z: Tensor, a: Tensor, p: Tensor, n: Tensor, margin: float, keep: Tensor | None = None) -> Tensor:
+    """Mean over triplets (those `keep` marks) of relu(d(a, p) - d(a, n) + margin)."""
     if a.numel() == 0:
         return _empty_loss(z)
     if 2 * a.numel() > z.shape[0] ** 2:
@@ -65,7 +73,7 @@ def triplet_loss(z: Tensor, a: Tensor, p: Tensor, n: Tensor, margin: float) -> T
         d_ap, d_an = _lookup(d, a, p), _lookup(d, a, n)
     else:
         d_ap, d_an = distances(z, a, p), distances(z, a, n)
-    return torch.relu(d_ap - d_an + margin).mean()
+    return _mean(torch.relu(d_ap - d_an + margin), keep)
 
 
 def reconstruction_loss(x_hat: Tensor, x: Tensor) -> Tensor:

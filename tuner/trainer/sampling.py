@@ -3,12 +3,17 @@
 Mining is kept apart from the losses (as in pytorch-metric-learning): a miner returns index
 tensors, a loss consumes them. Everything here is tensor ops, on the embeddings' device; no
 Python loop over pairs or triplets. The sampler lives in batches.py (re-exported here).
+
+Semi-hard mining has two forms with one result. On the CPU it selects with nonzero(), so the
+loss touches only the selected tuples. On a GPU nonzero() would make the host wait for the
+device at every step (it must learn how many tuples there are), so there the candidates are
+every valid tuple (memoised by the host-side labels, as for "all") and a mask says which count.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -17,8 +22,21 @@ from tuner.trainer.batches import StratifiedBatchSampler
 
 Tuples = tuple[Tensor, ...]
 
-__all__ = ["StratifiedBatchSampler", "mine", "all_pairs", "all_triplets", "semihard_triplets", "active_pairs",
-           "cap_tuples", "distance_matrix"]
+
+class Mined(NamedTuple):
+    """What a loss consumes: pairs (i, j, same) or triplets (a, p, n), and which of them count
+    (a bool mask from the device miners; None: every one)."""
+
+    tuples: Tuples
+    keep: Tensor | None = None
+
+    def selected(self) -> Tuples:
+        """The tuples that count (nonzero() on a mask: a host sync on a GPU; for tests and tools)."""
+        return self.tuples if self.keep is None else tuple(t[self.keep] for t in self.tuples)
+
+
+__all__ = ["StratifiedBatchSampler", "Mined", "mine", "all_pairs", "all_triplets", "semihard_triplets",
+           "semihard_mask", "active_pairs", "active_pair_mask", "cap_tuples", "cap_mask", "distance_matrix"]
 
 CONSTRAINTS = ("pairwise", "triplet")
 MINING = ("all", "semihard")
@@ -91,6 +109,13 @@ def semihard_triplets(labels: Tensor, dist: Tensor, margin: float) -> tuple[Tens
     return _expand(pos_a, pos_p, keep)
 
 
+def semihard_mask(triplets: Tuples, dist: Tensor, margin: float) -> Tensor:
+    """Which valid triplets (all_triplets') are semi-hard: semihard_triplets' rule as a mask."""
+    a, p, n = triplets
+    d_ap, d_an = _lookup(dist, a, p), _lookup(dist, a, n)
+    return (d_ap < d_an) & (d_an < d_ap + margin)
+
+
 def _positive_pairs(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The B x B same-label matrix and every ordered pair (a, p), a != p, of one label."""
     same = labels[:, None] == labels[None, :]
@@ -116,6 +141,13 @@ def active_pairs(labels: Tensor, dist: Tensor, margin: float) -> tuple[Tensor, T
     return i, j, _lookup(same, i, j)
 
 
+def active_pair_mask(pairs: Tuples, dist: Tensor, margin: float) -> Tensor:
+    """Which of all_pairs' pairs are active: active_pairs' rule as a mask."""
+    i, j, same = pairs
+    d = _lookup(dist, i, j)
+    return torch.where(same, d > 0, d < margin)
+
+
 def _lookup(matrix: Tensor, i: Tensor, j: Tensor) -> Tensor:
     """matrix[i, j] through a flat index_select (much cheaper than advanced indexing)."""
     return matrix.reshape(-1).index_select(0, i * matrix.shape[1] + j)
@@ -132,6 +164,16 @@ def cap_tuples(tuples: Tuples, max_tuples: int | None, generator: torch.Generato
     return tuple(t.index_select(0, keep) for t in tuples)
 
 
+def cap_mask(keep: Tensor, max_tuples: int | None, generator: torch.Generator) -> Tensor:
+    """cap_tuples for a mask, in a fixed shape (no count read back): the kept entries with the
+    max_tuples smallest uniform draws stay, which is a uniform subsample without replacement."""
+    if max_tuples is None or keep.numel() <= max_tuples:
+        return keep
+    draws = torch.rand(keep.shape, generator=generator, device=generator.device).to(keep.device)
+    chosen = torch.where(keep, draws, 2.0).topk(max_tuples, largest=False).indices  # kept draws are < 1
+    return torch.zeros_like(keep).index_fill_(0, chosen, True) & keep
+
+
 def distance_matrix(embeddings: Tensor) -> Tensor:
     """Exact Euclidean distances, without grad: mining only compares them.
 
@@ -144,21 +186,28 @@ def distance_matrix(embeddings: Tensor) -> Tensor:
 
 
 def mine(labels: Tensor, embeddings: Tensor, constraint: str, mining: str, margin: float,
-         max_tuples: int | None, generator: torch.Generator, labels_key: bytes | None = None) -> Tuples:
+         max_tuples: int | None, generator: torch.Generator, labels_key: bytes | None = None,
+         masked: bool | None = None) -> Mined:
     """The trainer's one entry point.
 
     pairwise -> (i, j, same) for `contrastive_loss`; triplet -> (a, p, n) for `triplet_loss`.
     mining "all" takes every valid tuple, "semihard" the semi-hard triplets or active pairs;
-    then at most max_tuples are kept, uniformly. `labels_key` as all_pairs' `key`.
+    then at most max_tuples are kept, uniformly. `labels_key` as all_pairs' `key`. `masked`:
+    semi-hard mining's form (see the module's docstring); None chooses by the device: selected
+    on the CPU, where it is cheaper, masked elsewhere.
     """
     if constraint not in CONSTRAINTS:
         raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
     if mining not in MINING:
         raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
+    pairwise = constraint == "pairwise"
     if mining == "all":
-        tuples = all_pairs(labels, labels_key) if constraint == "pairwise" else all_triplets(labels, labels_key)
-    else:
-        dist = distance_matrix(embeddings)
-        miner = active_pairs if constraint == "pairwise" else semihard_triplets
-        tuples = miner(labels, dist, margin)
-    return cap_tuples(tuples, max_tuples, generator)
+        tuples = all_pairs(labels, labels_key) if pairwise else all_triplets(labels, labels_key)
+        return Mined(cap_tuples(tuples, max_tuples, generator))
+    dist = distance_matrix(embeddings)
+    if not (embeddings.device.type != "cpu" if masked is None else masked):
+        tuples = (active_pairs if pairwise else semihard_triplets)(labels, dist, margin)
+        return Mined(cap_tuples(tuples, max_tuples, generator))
+    candidates = all_pairs(labels, labels_key) if pairwise else all_triplets(labels, labels_key)
+    keep = (active_pair_mask if pairwise else semihard_mask)(candidates, dist, margin)
+    return Mined(candidates, cap_mask(keep, max_tuples, generator))

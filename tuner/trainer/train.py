@@ -107,10 +107,9 @@ CHECK_EVERY_ON_DEVICE = 50
 def metric_loss(cfg: TrialConfig, z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
                 labels_key: bytes | None = None) -> torch.Tensor:
     """The contrastive or triplet loss over the pairs / triplets mined from one batch."""
-    tuples = mine(labels, z, cfg.constraint, cfg.mining, cfg.margin, cfg.max_tuples, generator, labels_key)
-    if cfg.constraint == "pairwise":
-        return contrastive_loss(z, *tuples, cfg.margin)
-    return triplet_loss(z, *tuples, cfg.margin)
+    mined = mine(labels, z, cfg.constraint, cfg.mining, cfg.margin, cfg.max_tuples, generator, labels_key)
+    loss = contrastive_loss if cfg.constraint == "pairwise" else triplet_loss
+    return loss(z, *mined.tuples, cfg.margin, keep=mined.keep)
 
 
 def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: torch.Tensor,
