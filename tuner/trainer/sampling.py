@@ -205,7 +205,9 @@ def mine(labels: Tensor, embeddings: Tensor, constraint: str, mining: str, margi
         tuples = all_pairs(labels, labels_key) if pairwise else all_triplets(labels, labels_key)
         return Mined(cap_tuples(tuples, max_tuples, generator))
     dist = distance_matrix(embeddings)
-    if not (embeddings.device.type != "cpu" if masked is None else masked):
+    if masked is None:
+        masked = embeddings.device.type != "cpu"
+    if not masked:
         tuples = (active_pairs if pairwise else semihard_triplets)(labels, dist, margin)
         return Mined(cap_tuples(tuples, max_tuples, generator))
     candidates = all_pairs(labels, labels_key) if pairwise else all_triplets(labels, labels_key)
