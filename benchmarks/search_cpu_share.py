@@ -1,0 +1,122 @@
+"""Who gets the CPUs while a search runs: the trial workers, the driver, Ray's own processes, the rest.
+
+    python benchmarks/search_cpu_share.py [--trial-seconds 8] [--window 40]
+
+bench_search.py's (a) grid (16 pairwise digits trials, 1 CPU each, 2 CPUs) runs while a thread
+reads every process's CPU time from /proc (Linux) at the first trial's start and `--window`
+seconds later, inside the trials' span. Whatever the trial workers do not get of the window's
+capacity (CPUs x seconds) is what orchestration costs them: it is why trials in a search train
+slower than alone. Process roles: trial workers (Ray actors running Tune's trainable), the
+driver (this process), Ray (the driver's other descendants: raylet, GCS, agents, log monitor,
+idle workers), and everything else on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import ray
+import torch
+
+import tuner.runner.callback as callback
+from tuner.runner.search import run_search
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_search import CPUS, FIXED, SCHED_GRID, size_iterations, write_spec  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> dict[int, tuple[float, int, str]]:
+    """pid -> (user + system CPU seconds, parent pid, command line) of every process now."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended while we looked
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        out[int(entry)] = ((int(fields[11]) + int(fields[12])) / TICKS, int(fields[1]), cmd)
+    return out
+
+
+def role(pid: int, table: dict[int, tuple[float, int, str]]) -> str:
+    if pid == os.getpid():
+        return "driver"
+    if "ImplicitFunc" in table[pid][2]:
+        return "trial workers"
+    parent = table[pid][1]
+    while parent > 1 and parent in table:
+        if parent == os.getpid():
+            return "ray"
+        parent = table[parent][1]
+    return "other"
+
+
+def shares(before: dict, after: dict) -> Counter:
+    spent: Counter = Counter()
+    for pid, (seconds, _, _) in after.items():
+        spent[role(pid, after)] += seconds - before.get(pid, (0.0,))[0]
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trial-seconds", type=float, default=8.0, help="training seconds a trial")
+    parser.add_argument("--window", type=float, default=40.0, help="seconds measured from the first trial's start")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    first_trial = threading.Event()
+    started = callback.Session.trial_started
+
+    def trial_started(self: callback.Session, trial_id: str) -> None:
+        first_trial.set()
+        started(self, trial_id)
+
+    callback.Session.trial_started = trial_started  # type: ignore[method-assign]
+    result: dict[str, Counter | float] = {}
+
+    def sample() -> None:
+        first_trial.wait()
+        before, start = cpu_seconds(), time.perf_counter()
+        time.sleep(args.window)
+        result["spent"], result["wall"] = shares(before, cpu_seconds()), time.perf_counter() - start
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    with tempfile.TemporaryDirectory(prefix="search_cpu_share_") as name:
+        tmp = Path(name)
+        iterations = size_iterations(args.trial_seconds)
+        spec = write_spec(tmp, "cpu-share", {"search": "grid", "samples": 1, "scheduler": "none",
+                                             "fixed": {**FIXED, "constraint": "pairwise", "iterations": iterations,
+                                                       "eval_every": iterations // 4},
+                                             "params": {k: {"grid": v} for k, v in SCHED_GRID.items()}})
+        ray.init(address="local", num_cpus=CPUS, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        try:
+            run_search(spec, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", storage_path=tmp / "ray_results",
+                       verbose=False)
+        finally:
+            ray.shutdown()
+    sampler.join(timeout=0)
+    if "spent" not in result:
+        raise SystemExit(f"the search ended within --window {args.window:g} s of its first trial: shorten it")
+    spent, wall = result["spent"], result["wall"]
+    capacity = wall * (os.cpu_count() or CPUS)
+    print(f"{wall:.1f} s from the first trial's start, {os.cpu_count()} CPUs: {capacity:.0f} CPU-s of capacity; "
+          f"{sum(spent.values()):.1f} CPU-s used")
+    for name in ("trial workers", "driver", "ray", "other"):
+        print(f"  {name:14s} {spent[name]:6.1f} CPU-s  {spent[name] / capacity:6.1%} of capacity")
+
+
+if __name__ == "__main__":
+    main()
