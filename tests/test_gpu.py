@@ -13,8 +13,10 @@ from tuner.data.features import FeatureSet
 from tuner.trainer.batches import StratifiedBatchSampler
 from tuner.trainer.config import TrialConfig
 from tuner.trainer.device import device_generator
+from tuner.trainer.losses import contrastive_loss, triplet_loss
 from tuner.trainer.models import build_model
 from tuner.trainer.optim import make_optimizer
+from tuner.trainer.sampling import mine
 from tuner.trainer.train import fit, training_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -68,6 +70,23 @@ def test_training_steps_between_loss_checks_never_wait_for_the_gpu(digits: Featu
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(total).item()
+
+
+@pytest.mark.parametrize("constraint", ["pairwise", "triplet"])
+def test_semihard_mining_on_the_gpu_is_masked_and_agrees_with_the_cpu(constraint: str) -> None:
+    """On CUDA `mine` takes the masked form by itself; its loss equals the CPU's selected form's."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(13)[:128][torch.randperm(128, generator=gen)]
+    z = torch.randn(128, 4, generator=gen) * 0.6
+    loss = contrastive_loss if constraint == "pairwise" else triplet_loss
+    values = []
+    for device in ("cpu", "cuda"):
+        zd, yd = z.to(device), labels.to(device)
+        mined = mine(yd, zd, constraint, "semihard", 1.0, None, torch.Generator(device).manual_seed(0),
+                     labels.numpy().tobytes())
+        assert (mined.keep is not None) == (device == "cuda")
+        values.append(loss(zd, *mined.tuples, 1.0, keep=mined.keep).item())
+    assert values[1] == pytest.approx(values[0], rel=1e-4)
 
 
 def test_a_compiled_gpu_trial_with_cuda_graphs_trains(digits: FeatureSet) -> None:
