@@ -105,14 +105,16 @@ def semihard_triplets(labels: Tensor, dist: Tensor, margin: float) -> tuple[Tens
     same, pos_a, pos_p = _positive_pairs(labels)
     d_ap = _lookup(dist, pos_a, pos_p)[:, None]
     d_an = dist.index_select(0, pos_a)  # row k: d(a_k, every n)
-    keep = ~same.index_select(0, pos_a) & (d_ap < d_an) & (d_an < d_ap + margin)
-    return _expand(pos_a, pos_p, keep)
+    return _expand(pos_a, pos_p, ~same.index_select(0, pos_a) & _is_semihard(d_ap, d_an, margin))
 
 
 def semihard_mask(triplets: Tuples, dist: Tensor, margin: float) -> Tensor:
     """Which valid triplets (all_triplets') are semi-hard: semihard_triplets' rule as a mask."""
     a, p, n = triplets
-    d_ap, d_an = _lookup(dist, a, p), _lookup(dist, a, n)
+    return _is_semihard(_lookup(dist, a, p), _lookup(dist, a, n), margin)
+
+
+def _is_semihard(d_ap: Tensor, d_an: Tensor, margin: float) -> Tensor:
     return (d_ap < d_an) & (d_an < d_ap + margin)
 
 
@@ -136,7 +138,7 @@ def active_pairs(labels: Tensor, dist: Tensor, margin: float) -> tuple[Tensor, T
     what "semihard" means for the pairwise constraint.
     """
     same = labels[:, None] == labels[None, :]
-    keep = torch.where(same, dist > 0, dist < margin).triu_(diagonal=1)
+    keep = _is_active(same, dist, margin).triu_(diagonal=1)
     i, j = torch.nonzero(keep, as_tuple=True)  # row-major: the order of all_pairs
     return i, j, _lookup(same, i, j)
 
@@ -144,7 +146,10 @@ def active_pairs(labels: Tensor, dist: Tensor, margin: float) -> tuple[Tensor, T
 def active_pair_mask(pairs: Tuples, dist: Tensor, margin: float) -> Tensor:
     """Which of all_pairs' pairs are active: active_pairs' rule as a mask."""
     i, j, same = pairs
-    d = _lookup(dist, i, j)
+    return _is_active(same, _lookup(dist, i, j), margin)
+
+
+def _is_active(same: Tensor, d: Tensor, margin: float) -> Tensor:
     return torch.where(same, d > 0, d < margin)
 
 
@@ -201,15 +206,13 @@ def mine(labels: Tensor, embeddings: Tensor, constraint: str, mining: str, margi
     if mining not in MINING:
         raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
     pairwise = constraint == "pairwise"
-    if mining == "all":
-        tuples = all_pairs(labels, labels_key) if pairwise else all_triplets(labels, labels_key)
-        return Mined(cap_tuples(tuples, max_tuples, generator))
-    dist = distance_matrix(embeddings)
     if masked is None:
         masked = embeddings.device.type != "cpu"
-    if not masked:
-        tuples = (active_pairs if pairwise else semihard_triplets)(labels, dist, margin)
+    if mining == "semihard" and not masked:
+        tuples = (active_pairs if pairwise else semihard_triplets)(labels, distance_matrix(embeddings), margin)
         return Mined(cap_tuples(tuples, max_tuples, generator))
     candidates = all_pairs(labels, labels_key) if pairwise else all_triplets(labels, labels_key)
-    keep = (active_pair_mask if pairwise else semihard_mask)(candidates, dist, margin)
+    if mining == "all":
+        return Mined(cap_tuples(candidates, max_tuples, generator))
+    keep = (active_pair_mask if pairwise else semihard_mask)(candidates, distance_matrix(embeddings), margin)
     return Mined(candidates, cap_mask(keep, max_tuples, generator))
