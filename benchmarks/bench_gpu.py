@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -52,14 +52,17 @@ PACKING = (1, 2, 4, 8)
 GPU_COMPILE_MODES = ("default", "reduce-overhead")
 
 
-def steps_per_second(net: dict[str, Any], device: str, steps: int, data: FeatureSet) -> float:
-    """One trial's training steps/s on `device`, after a warm-up fit of a tenth of the steps."""
+def steps_per_second(net: dict[str, Any], device: str, steps: int, data: FeatureSet,
+                     after_warm_up: Callable[[], Any] = lambda: None) -> float:
+    """One trial's training steps/s on `device`, after a warm-up fit of a tenth of the steps
+    (then `after_warm_up`: packed trials wait there for each other)."""
     def run(iterations: int) -> float:
         cfg = TrialConfig.from_dict({"dataset": "mnist", "device": device, **net, "iterations": iterations,
                                      "eval_every": iterations}, source="bench_gpu")
         return iterations / fit(cfg, data).metrics["train_seconds"]
 
     run(max(20, steps // 10))
+    after_warm_up()
     return run(steps)
 
 
@@ -119,11 +122,7 @@ def _packed_process(net: dict[str, Any], device: str, steps: int, data_dir: Path
     """One of n trials in plain processes: warm up, wait for the others, then time one fit."""
     torch.set_num_threads(1)
     data = load_features(TrialConfig(dataset="mnist"), data_dir=data_dir, progress=False).without_test()
-    cfg = TrialConfig.from_dict({"dataset": "mnist", "device": device, "seed": seed, **net, "iterations": steps,
-                                 "eval_every": steps}, source="bench_gpu")
-    fit(cfg.replace(iterations=max(20, steps // 10), eval_every=max(20, steps // 10)), data)
-    ready.wait(timeout=600)
-    results.put(steps / fit(cfg, data).metrics["train_seconds"])
+    results.put(steps_per_second({**net, "seed": seed}, device, steps, data, lambda: ready.wait(timeout=600)))
 
 
 def process_packing(steps: int, data_dir: Path, device: str = "cuda",

@@ -14,7 +14,8 @@
     machine's own ceiling: the same fits split over two bare processes (no Ray, no MLflow, no
     driver; imports and loading not timed), two_bare_processes_vs_sequential: what two trials
     sharing the cores cost before any orchestration; and with Ray's start added to that wall
-    (ceiling_with_ray_start), the most any Ray search could reach on this machine in this run.
+    (ceiling_with_ray_start), the most a search that starts Ray could reach on this machine in
+    this run, even with its trials as fast as bare processes.
 (c) optuna_asha_grid_share: a full grid (mu x latent_dim x constraint, 400 iterations each)
     gives the best knn_accuracy and the total trial-iterations; Optuna + ASHA over the same
     values as choices (max_concurrent 2, seeded) is walked in trial completion order, adding
@@ -201,7 +202,7 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
           f"imports and loading excluded) take {bare_wall:.0f} s: "
           f"{out['two_bare_processes_vs_sequential']:.2f}x the loop, efficiency "
           f"{out['two_bare_processes_efficiency']:.3f}; with ray.init's {ray_init_s:.1f} s added "
-          f"{out['ceiling_with_ray_start']:.2f}x: no Ray search here could do better")
+          f"{out['ceiling_with_ray_start']:.2f}x: what a search that starts Ray reaches at best here")
     return out
 
 

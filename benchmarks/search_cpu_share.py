@@ -107,7 +107,6 @@ def main() -> None:
                        verbose=False)
         finally:
             ray.shutdown()
-    sampler.join(timeout=0)
     if "spent" not in result:
         raise SystemExit(f"the search ended within --window {args.window:g} s of its first trial: shorten it")
     spent, wall = result["spent"], result["wall"]
