@@ -19,6 +19,8 @@ from tuner.trainer.optim import make_optimizer
 from tuner.trainer.sampling import mine
 from tuner.trainer.train import fit, training_step
 
+from test_sampling import batch_and_embeddings
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CUDA = torch.device("cuda")
@@ -75,9 +77,7 @@ def test_training_steps_between_loss_checks_never_wait_for_the_gpu(digits: Featu
 @pytest.mark.parametrize("constraint", ["pairwise", "triplet"])
 def test_semihard_mining_on_the_gpu_is_masked_and_agrees_with_the_cpu(constraint: str) -> None:
     """On CUDA `mine` takes the masked form by itself; its loss equals the CPU's selected form's."""
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(10).repeat_interleave(13)[:128][torch.randperm(128, generator=gen)]
-    z = torch.randn(128, 4, generator=gen) * 0.6
+    labels, z = batch_and_embeddings(0)
     loss = contrastive_loss if constraint == "pairwise" else triplet_loss
     values = []
     for device in ("cpu", "cuda"):

@@ -152,9 +152,9 @@ def test_small_class_is_taken_whole_then_with_replacement() -> None:
     assert len(big) == 5 and len(set(big)) == 5
 
 
-def _batch_and_embeddings(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_and_embeddings(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A stratified-looking batch (10 classes, 128 points) and embeddings spread so that some,
-    not all, tuples are semi-hard / active."""
+    not all, tuples are semi-hard / active (test_gpu.py uses it too)."""
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(10).repeat_interleave(13)[:128][torch.randperm(128, generator=gen)]
     return labels, torch.randn(128, 4, generator=gen) * 0.6
@@ -166,7 +166,7 @@ def test_masked_semihard_mining_matches_the_selected_form(constraint: str) -> No
     same loss and the same gradient, computed here on the CPU."""
     loss = contrastive_loss if constraint == "pairwise" else triplet_loss
     for seed in range(3):
-        labels, z0 = _batch_and_embeddings(seed)
+        labels, z0 = batch_and_embeddings(seed)
         results = []
         for masked in (False, True):
             z = z0.clone().requires_grad_()
@@ -185,7 +185,7 @@ def test_masked_semihard_mining_matches_the_selected_form(constraint: str) -> No
 
 
 def test_a_mask_that_keeps_nothing_gives_a_zero_loss_with_a_gradient() -> None:
-    labels, z0 = _batch_and_embeddings(0)
+    labels, z0 = batch_and_embeddings(0)
     z = z0.clone().requires_grad_()
     a, p, n = all_triplets(labels)
     value = triplet_loss(z, a, p, n, 1.0, keep=torch.zeros(len(a), dtype=torch.bool))
