@@ -185,12 +185,15 @@ def check_failed_run(uri: str, run, tmp_path: Path) -> None:
 
 
 def checkpointed_trials(exp_dir: Path) -> set[str]:
-    """Trials with two checkpoints that are not a finished trial's last one (that one holds plots).
+    """Unfinished trials (no checkpoint with plots: a finished trial's last holds them; its earlier
+    ones stay a while after it ends) with two checkpoints.
 
     Two: a trial reports again only after the driver took its previous result, so the first
     checkpoint is then surely the one Tune would restart the trial from.
     """
-    counts = Counter(c.parent.name for c in exp_dir.glob("run_trial_*/checkpoint_*") if not (c / "plots").exists())
+    checkpoints = list(exp_dir.glob("run_trial_*/checkpoint_*"))
+    finished = {c.parent.name for c in checkpoints if (c / "plots").exists()}
+    counts = Counter(c.parent.name for c in checkpoints if c.parent.name not in finished)
     return {trial for trial, n in counts.items() if n >= 2}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,8 @@ class Session:
     progress: SearchProgress | None = None  # the console's live line (None: quiet, or Tune's own output)
     clock: SetupClock | None = None  # the setup's laps (None: quiet)
     warming: threading.Thread | None = None  # model logging's warm-up, on the last trials' free cores
+    # Ended trials' checkpoints to delete: (monotonic end time, trial, the checkpoint that stays).
+    unneeded_checkpoints: list[tuple[float, Any, str | None]] = field(default_factory=list)
 
     def last_trials_running(self, trials: list) -> None:
         """Once every trial has started and one has ended, a core stays free till the search
@@ -75,8 +78,20 @@ class Session:
         if self.progress is not None:
             self.progress.trial_ended(trial.trial_id, status)
         if status != "FAILED":  # resume never restores an ended trial; a failed one it retries
+            self.unneeded_checkpoints.append((time.monotonic(), trial, kept_checkpoint(trial, status)))
+
+    def delete_unneeded_checkpoints(self, ended_before_s: float = 0.0) -> None:
+        """Delete the checkpoints of trials that ended at least `ended_before_s` ago.
+
+        Not at once: until Tune's saved state (written every few seconds, uploaded in the
+        background) records the trial as ended, a crash resumes it from the checkpoint that state
+        names, an earlier one. With no wait only once Tune has saved its final state."""
+        now = time.monotonic()
+        due = [entry for entry in self.unneeded_checkpoints if now - entry[0] >= ended_before_s]
+        self.unneeded_checkpoints = [entry for entry in self.unneeded_checkpoints if now - entry[0] < ended_before_s]
+        for _, trial, keep in due:
             _storage_step(f"delete {trial.trial_id}'s checkpoints", delete_checkpoints,
-                          trial.storage.storage_filesystem, trial.path, kept_checkpoint(trial, status))
+                          trial.storage.storage_filesystem, trial.path, keep)
 
     def saw_node(self, trial_id: str, node: str) -> None:
         """Tag the trial's run with the nodes it ran on (more than one when it moved)."""
@@ -97,6 +112,10 @@ def kept_checkpoint(trial: Any, status: str) -> str | None:
 
 
 SESSIONS: dict[str, Session] = {}  # search id -> the live session
+
+# How long an ended trial's checkpoints outlive it: ten of Tune's state saves (TUNE_GLOBAL_CHECKPOINT_S,
+# 3 s, runner/tune_setup.py), so the saved state has recorded the end before they go.
+CHECKPOINT_GRACE_S = 30.0
 
 
 class TrackingCallback(tune.Callback):
@@ -134,6 +153,9 @@ class TrackingCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.session.end(trial, ended_status(self.session.spec, trial, error=True), error=_error_text(trial))
         self.session.last_trials_running(trials)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.session.delete_unneeded_checkpoints(ended_before_s=CHECKPOINT_GRACE_S)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.session.trials = list(trials)

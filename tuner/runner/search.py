@@ -155,6 +155,7 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
             finally:
                 if progress:
                     progress.close()
+        session.delete_unneeded_checkpoints()  # Tune's final state is saved: no ended trial resumes
         table, status = _conclude(run, session, tracker, data)
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)

@@ -64,7 +64,8 @@ def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, search_id: str, tu
         callbacks=[TrackingCallback(search_id), JsonLoggerCallback(), CSVLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
-        # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead.
+        # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead, once
+        # Tune's saved state records them ended (runner/callback.py).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
 
 
