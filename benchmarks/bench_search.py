@@ -7,7 +7,8 @@
     1 CPU each. The wall is ray.init + the whole run_search call. (Trials' own seconds inside
     the search would count slower, core-sharing trials as more work.) Also printed: run_search
     alone, the first trial start -> last trial end span (MLflow run times), and each trial
-    worker's peak private memory and RSS. Target >= 0.85.
+    worker's peak private memory and RSS, and each trial worker's mean train_seconds beside the
+    same fits' alone (search_cpu_share.py shows where the rest of the CPUs goes). Target >= 0.85.
 (b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once, torch
     threads 1), its wall / the search's wall of (a). Half the loop runs just before the search,
     half just after, so drifting machine load weighs on both sides. Target >= 1.85. Beside it, the
@@ -84,11 +85,13 @@ def size_iterations(trial_seconds: float) -> int:
     return max(100, round(trial_seconds * cfg.iterations / seconds / 100) * 100)
 
 
-def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, float]:
-    """(wall, sum of each fit's own seconds: training and evaluations, alone) of one fit after another."""
+def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, float, list[float]]:
+    """(wall, sum of each fit's own seconds: training and evaluations, each fit's train_seconds),
+    alone, of one fit after another."""
     start = time.perf_counter()
-    alone = sum(fit(cfg, data).seconds for cfg in configs)
-    return time.perf_counter() - start, alone
+    results = [fit(cfg, data) for cfg in configs]
+    return time.perf_counter() - start, sum(r.seconds for r in results), \
+        [r.metrics["train_seconds"] for r in results]
 
 
 def _fit_loop(configs: list[dict[str, Any]], ready: Any, walls: Any) -> None:
@@ -144,8 +147,9 @@ def check_finished(table: pd.DataFrame, what: str, allowed: tuple[str, ...] = ("
 
 
 def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
-                 uri: str) -> tuple[pd.DataFrame, float, float, float, WorkerMemory]:
-    """(search table, search seconds, sequential wall, sum of the fits' seconds alone, workers' memory).
+                 uri: str) -> tuple[pd.DataFrame, float, float, float, list[float], WorkerMemory]:
+    """(search table, search seconds, sequential wall, sum of the fits' seconds alone, each fit's
+    train_seconds alone, workers' memory).
 
     Half the loop runs before the search, half after: a drifting load weighs on both alike."""
     start = time.perf_counter()
@@ -156,7 +160,19 @@ def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
     with WorkerMemory() as memory:
         table, search_s = timed_search(spec, tmp, uri)
     after = sequential(configs[half:], data)
-    return table, search_s, load_s + before[0] + after[0], before[1] + after[1], memory
+    return table, search_s, load_s + before[0] + after[0], before[1] + after[1], before[2] + after[2], memory
+
+
+def train_seconds_by_worker(experiment_dir: Path) -> dict[int, list[float]]:
+    """Trial worker pid -> its trials' train_seconds, from Tune's result.json files (Tune adds
+    the pid to every result): who trained slower, when trials share the cores with the driver."""
+    out: dict[int, list[float]] = {}
+    for result_file in experiment_dir.glob("*/result.json"):
+        lines = result_file.read_text().splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            out.setdefault(int(last["pid"]), []).append(float(last["train_seconds"]))
+    return out
 
 
 def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> dict[str, float]:
@@ -166,8 +182,11 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
                                                     "eval_every": iterations // 4},
                                           "params": {k: {"grid": v} for k, v in SCHED_GRID.items()}})
     configs = grid_configs(spec)
-    table, search_s, seq_wall, alone, memory = side_by_side(spec, configs, tmp, uri)
+    table, search_s, seq_wall, alone, alone_train, memory = side_by_side(spec, configs, tmp, uri)
     check_finished(table, "(a)")
+    by_worker = train_seconds_by_worker(tmp / "ray_results" / spec.name)
+    worker_means = sorted(sum(v) / len(v) for v in by_worker.values())
+    alone_train_mean = sum(alone_train) / len(alone_train)
     runs = trial_runs(uri, spec.name)
     span = float(runs["end"].max() - runs["start"].min())
     in_flight = float((runs["end"] - runs["start"]).sum()) / span  # mean trials running at once
@@ -182,13 +201,18 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
            "ceiling_with_ray_start": seq_wall / (bare_wall + ray_init_s),
            "trial_worker_peak_rss_mb": max(memory.peak_mb.values(), default=float("nan")),
            "trial_worker_peak_private_mb": max(memory.private_mb.values(), default=float("nan")),
-           "trial_workers": len(memory.peak_mb)}
+           "trial_workers": len(memory.peak_mb), "train_seconds_alone_mean": alone_train_mean,
+           "train_seconds_by_worker_mean": worker_means,
+           "slowest_worker_train_slowdown": worker_means[-1] / alone_train_mean if worker_means else float("nan")}
     print(f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: the same fits alone take "
           f"{alone:.0f} s ({alone / len(configs):.1f} s a trial); in the search train_seconds per trial "
           f"mean {table['train_seconds'].mean():.1f} s (min {table['train_seconds'].min():.1f}, max "
           f"{table['train_seconds'].max():.1f}); search wall {wall:.0f} s = ray.init {ray_init_s:.1f} s + "
           f"run_search {search_s:.0f} s (first trial start -> last trial end {span:.0f} s, "
           f"{in_flight:.2f} trials running on average)")
+    print(f"    train_seconds a trial: alone {alone_train_mean:.2f} s; in the search, each trial worker's mean "
+          f"{', '.join(f'{m:.2f}' for m in worker_means)} s ({len(by_worker)} workers; the slowest "
+          f"{out['slowest_worker_train_slowdown']:.2f}x alone)")
     print(f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); run_search only "
           f"{out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
           f"{out['scheduling_efficiency_trial_span']:.3f}")
