@@ -279,7 +279,8 @@ def _resumable_checkpoint(exp_dir: Path, before: set[Path]):
 
     def ready() -> bool:
         if not registered_at:
-            # A finished trial's last checkpoint holds its plots (and is deleted once Tune's state records the end).
+            # A finished trial's last checkpoint holds its plots and stays; its earlier ones go once
+            # Tune's saved state records the end (runner/callback.py).
             finished = {p.parent.parent.name for p in exp_dir.glob(f"run_trial_*/checkpoint_*/{PLOTS_DIR}")}
             for ckpt in set(exp_dir.glob("run_trial_*/checkpoint_*")) - before:
                 if ckpt.parent.name not in finished:
