@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import multiprocessing
 import os
-import queue
 import sys
 import tempfile
 import time
@@ -41,6 +39,8 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spawned import run_spawned  # noqa: E402
 from tuner.data import load_features  # noqa: E402
 from tuner.data.features import FeatureSet  # noqa: E402
 from tuner.trainer.config import TrialConfig  # noqa: E402
@@ -128,25 +128,11 @@ def _packed_process(net: dict[str, Any], device: str, steps: int, data_dir: Path
 def process_packing(steps: int, data_dir: Path, device: str = "cuda",
                     counts: tuple[int, ...] = PACKING) -> dict[int, float]:
     """Aggregate steps/s (the sum of each trial's own) of n prior-art trials as n processes on one device."""
-    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     out = {}
     for n in counts:
-        ready, results = ctx.Barrier(n), ctx.Queue()
-        procs = [ctx.Process(target=_packed_process, args=(NETWORKS["prior_art"], device, steps, data_dir, seed,
-                                                            ready, results)) for seed in range(n)]
-        for proc in procs:
-            proc.start()
-        rates: list[float] = []
-        while len(rates) < n:
-            try:
-                rates.append(results.get(timeout=5))
-            except queue.Empty:
-                if any(proc.exitcode not in (None, 0) for proc in procs):
-                    raise SystemExit(f"packing {n}: a trial process failed (exit codes "
-                                     f"{[proc.exitcode for proc in procs]})") from None
+        rates = run_spawned(_packed_process, [(NETWORKS["prior_art"], device, steps, data_dir, seed)
+                                              for seed in range(n)], f"packing {n}")
         out[n] = sum(rates)
-        for proc in procs:
-            proc.join()
         print(f"(b) {n} trial process(es) on one {device}: aggregate {out[n]:.0f} steps/s "
               f"({out[n] / out[counts[0]]:.2f}x one's)", flush=True)
     return out

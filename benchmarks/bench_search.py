@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from tuner.space.spec import SearchSpec
 from tuner.trainer.train import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spawned import run_spawned  # noqa: E402
 from worker_memory import WorkerMemory  # noqa: E402
 
 CPUS = 2
@@ -109,17 +109,8 @@ def _fit_loop(configs: list[dict[str, Any]], ready: Any, walls: Any) -> None:
 def two_processes(configs: list[TrialConfig]) -> float:
     """The wall of the configs' fits split over two bare processes (no Ray, MLflow or driver),
     imports and data loading excluded: what two trials at once cost on this machine."""
-    ctx = multiprocessing.get_context("spawn")
-    ready, walls = ctx.Barrier(3), ctx.Queue()
     halves = [[c.to_dict() for c in configs[i::2]] for i in range(2)]
-    workers = [ctx.Process(target=_fit_loop, args=(half, ready, walls)) for half in halves]
-    for w in workers:
-        w.start()
-    ready.wait()
-    out = max(walls.get() for _ in workers)
-    for w in workers:
-        w.join()
-    return out
+    return max(run_spawned(_fit_loop, [(half,) for half in halves], "two bare processes"))
 
 
 def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, float]:
