@@ -204,6 +204,7 @@ def test_resume_reuses_runs_without_duplicate_points(tmp_path: Path) -> None:
     assert history == [(0, 0.60), (10, 0.80)]
     assert after["t0_00002"].info.status == "FINISHED"
     assert [m.value for m in client.get_metric_history(before["t0_00001"], "knn_accuracy")] == [0.30, 0.50]
+    assert after["t0_00001"].info.status == "FAILED"  # a metric written to an ended run does not reopen it
     parents = client.search_runs([again.experiment_id], "tags.`tuner.role` = 'search'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 

@@ -153,11 +153,13 @@ class SearchTracker:
         """The known trial metrics (and test_ figures) present in `metrics`, at `step`, skipping
         steps already logged.
 
-        Returns how many values were written.
+        Returns how many values were written. The run's status stays: only a trial's start and
+        end set it. (The test_ figures of a trial that ended under an earlier driver of a resumed
+        search go to its FINISHED run, which must stay FINISHED.)
         """
         from mlflow.entities import Metric
 
-        run_id = self._trial_run(trial_id, {}, reopen=True)
+        run_id = self._trial_run(trial_id, {}, reopen=False)
         last = self._last_step[trial_id]
         now = int(time.time() * 1000)
         batch = [Metric(key, float(metrics[key]), now, int(step)) for key in (*TRIAL_METRICS, *TEST_METRICS)
