@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, best_row, meets, parse_require, require_text, results_table
+from tuner.outcome import TrialOutcome, chosen, meets, parse_require, require_text, results_table
 from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of
 from tuner.space.load import load_spec
@@ -42,10 +42,10 @@ def test_bounds_follow_each_metrics_direction_and_a_missing_value_fails() -> Non
     assert meets(TABLE, {"trustworthiness": 0.5}).tolist() == [False] * 4  # a column nobody reported
 
 
-def test_the_best_row_is_the_best_within_the_bounds() -> None:
-    assert best_row(TABLE, "knn_accuracy", "max")["trial_id"] == "a"
-    assert best_row(TABLE, "knn_accuracy", "max", {"recon_error": 0.045})["trial_id"] == "b"
-    assert best_row(TABLE, "knn_accuracy", "max", {"recon_error": 0.01}) is None
+def test_the_chosen_row_is_the_best_within_the_bounds() -> None:
+    assert chosen(TABLE, ["knn_accuracy"], ["max"])["trial_id"] == "a"
+    assert chosen(TABLE, ["knn_accuracy"], ["max"], {"recon_error": 0.045})["trial_id"] == "b"
+    assert chosen(TABLE, ["knn_accuracy"], ["max"], {"recon_error": 0.01}) is None
 
 
 def test_the_tag_text_round_trips() -> None:

@@ -1,5 +1,5 @@
 """How trials and searches end, decided once: statuses, the error summary, the results table,
-the Pareto front, the bounds a selected trial must meet, and the best row.
+the Pareto front, the bounds a selected trial must meet, and the trials a search selects.
 
 No Ray, no MLflow: the live search (Tune's events), `tuner sync` (Tune's files on disk), the
 MLflow writer and the reports all call these, so each rule is written in one place.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,20 +86,88 @@ def results_table(outcomes: Sequence[TrialOutcome], searched: Sequence[str], met
 def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]) -> pd.DataFrame:
     """Best first by each configuration's mean over its runs (the run's own value when it has one
     run; ties keep runs of a configuration together, the better first). Multi-objective: the
-    Pareto front of the configurations' means first, flagged per run in a `pareto` column."""
-    key = table["config_id"] if "config_id" in table else pd.Series(range(len(table)), index=table.index)
+    Pareto front first, flagged per run in a `pareto` column: the front the search selects, of the
+    complete configurations' means (see `selection`); a failed or stopped run is never on it."""
+    key = _config_key(table)
     order = pd.Series(pd.factorize(key)[0], index=table.index)  # equal means: first seen first, as before
     means = table.groupby(key)[list(metric)].transform("mean")
     table = table.drop(columns=["pareto"], errors="ignore")
     ranked = table.assign(**{f"_{m}": means[m] for m in metric}, _key=order)
     if len(metric) > 1:
-        ranked.insert(2, "pareto", pareto_mask(means.to_numpy(float), mode))
+        ranked.insert(2, "pareto", _front_of_complete(table, means, metric, mode))
         by, ascending = ["pareto", f"_{metric[0]}"], [False, mode[0] == "min"]
     else:
         by, ascending = [f"_{metric[0]}"], [mode[0] == "min"]
     ranked = ranked.sort_values([*by, "_key", metric[0]], ascending=[*ascending, True, mode[0] == "min"],
                                 na_position="last", kind="stable")
     return ranked.drop(columns=[f"_{m}" for m in metric] + ["_key"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- what a search selects
+# One rule, read by everything that names a search's best: the final test, model logging and
+# registration, the parent run's best_* figures and description, the summary and `tuner report`.
+
+def selection(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
+              require: Mapping[str, float] | None = None) -> list[str]:
+    """The trials a search selects on validation, best first (the table's order).
+
+    Only complete configurations count: every run of it finished (a stopped or failed run's
+    figures are not its final state) with every `metric`. One metric: the configuration with the
+    best mean within `require` (its mean within the bounds), all its runs; several: every run of
+    the configurations on the Pareto front of the means, read whole (the chosen one meets the
+    bounds: `chosen`). With one run per configuration, a mean is the run's own value."""
+    if table.empty:
+        return []
+    key = _config_key(table)
+    means = table.groupby(key)[list(metric)].transform("mean")
+    if len(metric) > 1:
+        return list(table["trial_id"][_front_of_complete(table, means, metric, mode)])
+    bounded = [m for m in (require or {}) if m in table]
+    within = _complete(table, means) & meets(table.groupby(key)[bounded].transform("mean"), require or {})
+    if not within.any():
+        return []
+    values = means[metric[0]][within]
+    best = values.idxmax() if mode[0] == "max" else values.idxmin()  # the first of equal means
+    return list(table["trial_id"][key == key[best]])
+
+
+def chosen(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
+           require: Mapping[str, float] | None = None, among: Collection[str] | None = None) -> pd.Series | None:
+    """The one trial a search names as its best: its figures go to the parent run, its model is
+    the registered one. The best by the first metric of the selected runs that meet `require`
+    themselves (the registered model is one run), of those in `among` when given (the runs whose
+    model was logged). None when no selected run does."""
+    if table.empty:
+        return None
+    picked = table[table["trial_id"].isin(selection(table, metric, mode, require))]
+    if among is not None:
+        picked = picked[picked["trial_id"].isin(list(among))]
+    picked = picked[meets(picked, require or {})]
+    values = pd.to_numeric(picked[metric[0]], errors="coerce").reset_index(drop=True)
+    if values.notna().sum() == 0:
+        return None
+    return picked.iloc[values.idxmax() if mode[0] == "max" else values.idxmin()]  # positional: index may repeat
+
+
+def _config_key(table: pd.DataFrame) -> pd.Series:
+    """Which configuration each row ran (`config_id`); a table without it: one configuration a row."""
+    return table["config_id"] if "config_id" in table else pd.Series(range(len(table)), index=table.index)
+
+
+def _complete(table: pd.DataFrame, means: pd.DataFrame) -> pd.Series:
+    """Rows of configurations whose every run finished and has every metric. A hand-made table
+    without a status column counts as finished."""
+    finished = table["status"].eq("FINISHED") if "status" in table else pd.Series(True, index=table.index)
+    every_run = finished.groupby(_config_key(table)).transform("all")
+    return every_run & means.notna().all(axis=1)
+
+
+def _front_of_complete(table: pd.DataFrame, means: pd.DataFrame, metric: Sequence[str],
+                       mode: Sequence[str]) -> pd.Series:
+    complete = _complete(table, means)
+    mask = pd.Series(False, index=table.index)
+    mask[complete] = pareto_mask(means[list(metric)][complete].to_numpy(float), mode)
+    return mask
 
 
 def config_table(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
@@ -156,8 +224,11 @@ def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
 
 
 def pareto_front(table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accuracy") -> pd.DataFrame:
-    """The rows of `table` on the front of lower x and higher y, sorted by x (then y, best first)."""
+    """The finished rows of `table` on the front of lower x and higher y, sorted by x (then y, best
+    first). A stopped or failed trial's last figures are not its final state: it is left out."""
     valid = table.dropna(subset=[x, y])
+    if "status" in valid:
+        valid = valid[valid["status"] == "FINISHED"]
     front = valid[pareto_mask(valid[[x, y]].to_numpy(float), ("min", "max"))]
     return front.sort_values([x, y], ascending=[True, False], kind="stable")
 
@@ -188,22 +259,11 @@ def parse_require(text: str | None) -> dict[str, float]:
     return out
 
 
-def chosen_text(table: pd.DataFrame, metric: str, mode: str, require: Mapping[str, float],
+def chosen_text(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str], require: Mapping[str, float],
                 columns: Sequence[str]) -> str:
-    """What the summary and `tuner report` say of a search's `require` bounds: the trial chosen,
-    the best by `metric` within them, as a one-row table of `columns` (or that none is)."""
+    """What the summary and `tuner report` say of a search's `require` bounds: the trial chosen
+    (`chosen`), as a one-row table of `columns` (or that none is)."""
     bounds = require_text(require).replace(",", ", ")
-    best = best_row(table, metric, mode, require)
-    head = f"chosen: the best {metric} within require ({bounds}) on validation"
+    best = chosen(table, metric, mode, require)
+    head = f"chosen: the best {metric[0]} within require ({bounds}) on validation"
     return f"{head}: none" if best is None else f"{head}:\n{pd.DataFrame([best])[list(columns)].to_string(index=False)}"
-
-
-def best_row(table: pd.DataFrame, metric: str, mode: str,
-             require: Mapping[str, float] | None = None) -> pd.Series | None:
-    """The row with the best value of `metric` among those within `require` (None when none has one)."""
-    if require:
-        table = table[meets(table, require)]
-    if metric not in table or table[metric].notna().sum() == 0:
-        return None
-    values = pd.to_numeric(table[metric], errors="coerce").reset_index(drop=True)
-    return table.iloc[values.idxmax() if mode == "max" else values.idxmin()]  # positional: index may repeat

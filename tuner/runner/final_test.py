@@ -19,7 +19,7 @@ import torch
 
 from tuner.errors import first_line
 from tuner.data.features import FeatureSet
-from tuner.outcome import config_table, meets, pareto_mask
+from tuner.outcome import selection
 from tuner.runner.trial import CHECKPOINT_FILE
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
@@ -28,35 +28,10 @@ from tuner.trainer.evaluation import evaluate_split
 
 
 def selected_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
-    """The finished trials a search selects on validation, best first (the table's order).
-
-    With `repeats`, a configuration is selected, not a seed: the complete configuration (every
-    run finished) with the best mean (or the Pareto front of the means), and all its runs are read
-    on test, so the test figure reported for it is a mean over seeds too. A single objective's
-    best is the best within the search's `require` bounds; a front is read whole (the trial
-    chosen on it meets them: `models_step.best_of`).
-    """
-    if table.empty:
-        return []
-    if spec.repeats > 1 and "config_id" in table:
-        return _selected_configs(spec, table)
-    done = table[(table["status"] == "FINISHED") & table[list(spec.metric)].notna().all(axis=1)]
-    if not spec.multi_objective:
-        return list(done[meets(done, spec.require)]["trial_id"][:1])
-    if done.empty:
-        return []
-    return list(done[pareto_mask(done[list(spec.metric)].to_numpy(float), spec.mode)]["trial_id"])
-
-
-def _selected_configs(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
-    configs = config_table(table, spec.metric, spec.mode)
-    means = [f"{m}_mean" for m in spec.metric]
-    done = configs[(configs["finished"] == configs["runs"]) & configs[means].notna().all(axis=1)]
-    if done.empty:
-        return []
-    chosen = done[meets(done, spec.require, "_mean")][:1] if not spec.multi_objective else \
-        done[pareto_mask(done[means].to_numpy(float), spec.mode)]
-    return [trial_id for ids in chosen["trial_ids"] for trial_id in ids]
+    """The finished trials the search selects on validation, best first (`outcome.selection`):
+    with `repeats`, every run of the selected configuration, so the test figure reported for it is
+    a mean over seeds too; with several metrics, the whole front."""
+    return selection(table, spec.metric, spec.mode, spec.require)
 
 
 def read_final_state(trial: Any) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tuner.errors import first_line
 from tuner.data.features import FeatureSet
-from tuner.outcome import best_row, require_text
+from tuner.outcome import chosen, require_text
 from tuner.runner.final_test import read_final_state, selected_trials
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
@@ -36,9 +36,9 @@ def chosen_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
 
 
 def best_of(spec: SearchSpec, table: pd.DataFrame, trial_ids: list[str]) -> str | None:
-    """The one to register: the best by the first metric (multi-objective too) among the runs
-    within the search's `require` bounds (each run on its own: the registered model is one run)."""
-    best = best_row(table[table["trial_id"].isin(trial_ids)], spec.metric[0], spec.mode[0], spec.require)
+    """The one to register, of those whose model was logged: the search's chosen trial
+    (`outcome.chosen`), never a run of a configuration it did not select (`log_models: all`)."""
+    best = chosen(table, spec.metric, spec.mode, spec.require, among=trial_ids)
     return None if best is None else str(best["trial_id"])
 
 

@@ -157,6 +157,9 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
                     progress.close()
         session.delete_unneeded_checkpoints()  # Tune's final state is saved: no ended trial resumes
         table, status = _conclude(run, session, tracker, data)
+    except BaseException:  # Tune raised (a driver error, a second Ctrl-C): no trial run stays RUNNING
+        _end_interrupted(session, tracker)
+        raise
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
         SESSIONS.pop(run.search_id, None)
@@ -167,10 +170,9 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
     """The results table and the search's status; a finished search's selected trials are read once
     on the test split and their models logged."""
     spec = run.spec
-    for trial_id in sorted(session.open_trials):  # interrupted (Ctrl-C): resumable
-        tracker.trial_finished(trial_id, "KILLED")
     outcomes = [TrialOutcome(t.trial_id, row_status(spec, session, t), spec.trial_config(t.config).to_dict(),
                              t.last_result) for t in session.trials]
+    _end_interrupted(session, tracker)
     seeds = ["seed"] if spec.repeats > 1 and "seed" not in spec.params else []  # which run of a configuration
     table = results_table(outcomes, [*spec.params, *seeds], spec.metric, spec.mode)
     status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
@@ -179,6 +181,13 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
         session.warmed_up()
         log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
     return table, status
+
+
+def _end_interrupted(session: Session, tracker: SearchTracker) -> None:
+    """The runs of trials still open end KILLED: interrupted (Ctrl-C, or Tune stopped), resumable."""
+    for trial_id in sorted(session.open_trials):
+        tracker.trial_finished(trial_id, "KILLED")
+    session.open_trials.clear()
 
 
 def warm_start_from(spec: SearchSpec, warm_start: str | None, uri: str, resume: bool,

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from tuner.outcome import best_row, pareto_front, parse_require, require_text
+from tuner.outcome import chosen, pareto_front, parse_require, require_text
 from tuner.trainer.metrics import TRIAL_METRICS
 
 NOTE_TAG = "mlflow.note.content"
@@ -34,7 +34,7 @@ def search_note(params: Mapping[str, str], tags: Mapping[str, str], table: pd.Da
         lines.append(f"\n**Warm start** from search `{params['warm_start']}`: {params.get('warm_start_used', '?')} "
                      f"earlier trials given to Optuna, {params.get('warm_start_skipped', '?')} skipped.")
     require = parse_require(tags.get(REQUIRE_TAG))
-    best = best_row(table, metric[0], mode[0], require)
+    best = chosen(table, metric, mode, require)
     searched = [c[len("searched."):] for c in params if c.startswith("searched.")]
     shown = [c for c in ("trial_id", *searched) if c in table]
     if best is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from tuner.outcome import best_row, parse_require
+from tuner.outcome import chosen, parse_require
 from tuner.tracking.note import NOTE_TAG, REQUIRE_TAG, search_note
 from tuner.tracking.store import artifact_names, log_params, log_text
 from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
@@ -58,7 +58,7 @@ def log_search_summary(client: Any, run_id: str, table: pd.DataFrame, metric: li
     run = client.get_run(run_id)
     tags = [RunTag("tuner.metric", ",".join(metric)), RunTag("tuner.mode", ",".join(mode)),
             RunTag(NOTE_TAG, search_note(run.data.params, run.data.tags, table, metric, mode))]
-    best = best_row(table, metric[0], mode[0], parse_require(run.data.tags.get(REQUIRE_TAG)))
+    best = chosen(table, metric, mode, parse_require(run.data.tags.get(REQUIRE_TAG)))
     if best is not None:
         now, logged = int(time.time() * 1000), run.data.metrics
         # The best trial's validation figures as best_*, its test figures under their own names.

@@ -52,13 +52,14 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
     searched = [p for p in params if table[p].astype(str).nunique() > 1]
     table = table[["trial_id", "status", *searched, *[p for p in params if p not in searched], *metrics, "run_id",
                    "config_id"]]
-    metric = parent.data.tags.get("tuner.metric", "knn_accuracy").split(",")[0]
-    mode = parent.data.tags.get("tuner.mode", "max").split(",")[0]
+    metrics_searched = parent.data.tags.get("tuner.metric", "knn_accuracy").split(",")
+    modes = parent.data.tags.get("tuner.mode", "max").split(",")
+    metric, mode = metrics_searched[0], modes[0]
     if metric in table:  # best first; the runs of one configuration (repeats) by its mean
         table = rank_by_config(table, [metric], [mode])
     table = table.reset_index(drop=True)
     table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
-                       metric=metric, mode=mode, searched=searched,
+                       metric=metric, mode=mode, metrics=metrics_searched, modes=modes, searched=searched,
                        require=parse_require(parent.data.tags.get(REQUIRE_TAG)))
     return table
 
@@ -87,7 +88,7 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
             print(front[shown].to_string(index=False))
         if a["require"]:
             tested = [c for c in ("test_knn_accuracy", "test_recon_error") if c in table]
-            print("\n" + chosen_text(table, a["metric"], a["mode"], a["require"], [*shown, *tested]))
+            print("\n" + chosen_text(table, a["metrics"], a["modes"], a["require"], [*shown, *tested]))
     if csv_path is not None:
         try:
             Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
