@@ -198,6 +198,12 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     ("mode: maximum\n", ["mode", "max or min"]),
     ("metric: [knn_accuracy, recon_error]\nmode: max\n", ["mode", "for each metric"]),
     ("metric: kl\n", ["kl", "VAE"]),
+    ("require: {kl: 1.0}\n", ["require.kl", "VAE trials only"]),
+    # Terms weighted by zero are not computed: a search ranking by one could not compare its trials.
+    ("search: random\nfixed: {encoder: vae}\nmetric: recon_loss\nparams:\n  mu: {uniform: [0.5, 1.0]}\n",
+     ["metric", "recon_loss is not computed by trials with mu = 1", "recon_error"]),
+    ("fixed: {encoder: vae, mu: 1.0}\nrequire: {kl: 0.5}\n", ["require.kl", "mu = 1"]),
+    ("metric: metric_loss\nparams:\n  mu: {grid: [0.0, 0.5]}\n", ["metric", "mu = 0", "knn_accuracy"]),
     ("metric: fine_knn_accuracy\n", ["composite_labels"]),
     ("fixed: [1, 2]\n", ["fixed", "mapping"]),
     ("fixed: {mu: 1.5}\n", ["space.yaml:1: fixed.mu", "mu = 1.5", "[0, 1]"]),

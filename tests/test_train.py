@@ -129,6 +129,11 @@ def test_mu_one_leaves_the_decoder_without_gradient(digits):
     terms["loss"].backward()
     assert all(p.grad is None for p in model.decoder.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    # Terms not computed are not reported: a 0 recon_loss or kl would read as a perfect one.
+    assert set(terms) == {"loss", "metric_loss"}
+    mu_zero = training_step(cfg.replace(mu=0.0), model, torch.from_numpy(digits.x_train[:40]),
+                            torch.from_numpy(digits.y_train[:40]), torch.Generator().manual_seed(0))
+    assert set(mu_zero) == {"loss", "recon_loss", "kl"}
 
 
 def test_mu_zero_makes_the_metric_loss_irrelevant(digits):

@@ -136,19 +136,27 @@ def _check_models(ctx: Ctx, raw: dict, name: str) -> dict[str, Any]:
 
 
 def check_objective(ctx: Ctx, top: dict, params: dict[str, Param], base: TrialConfig) -> None:
-    """Metrics a trial cannot report are refused: kl needs VAEs, fine_knn merged labels."""
+    """Metrics (to rank by, or bound in require:) some trial would not report are refused: kl
+    needs VAEs, fine_knn merged labels, and a loss term weighted by zero is not computed (at
+    mu = 1 no reconstruction, at mu = 0 no mining), so its trials could not be compared."""
     encoders = {base.encoder} if "encoder" not in params else set(params["encoder"].probes())
+    mus = {float(base.mu)} if "mu" not in params else {float(m) for m in params["mu"].probes()}
     if top["repeats"] > 1 and top["search"] == "optuna" and len(top["metric"]) > 1:
         ctx.fail("repeats", "Ray's Repeater (repeats under search: optuna) averages one metric, and "
                             f"this search has several ({', '.join(top['metric'])}): use repeats: 1, or "
                             "search: grid / random, where repeats are a seed axis")
-    for metric in top["metric"]:
+    for key, metric in [("metric", m) for m in top["metric"]] + [(f"require.{m}", m) for m in top["require"]]:
         if metric == "kl" and encoders != {"vae"}:
-            ctx.fail("metric", "kl is reported by VAE trials only: fix encoder: vae, or choose "
-                               "another metric")
+            ctx.fail(key, "kl is reported by VAE trials only: fix encoder: vae, or choose another metric")
         if metric == "fine_knn_accuracy" and base.composite_labels is None:
-            ctx.fail("metric", "fine_knn_accuracy exists only when composite_labels merges classes "
-                               "(fixed: composite_labels: {...})")
+            ctx.fail(key, "fine_knn_accuracy exists only when composite_labels merges classes "
+                          "(fixed: composite_labels: {...})")
+        if metric in ("recon_loss", "kl") and 1.0 in mus:
+            ctx.fail(key, f"{metric} is not computed by trials with mu = 1 (no reconstruction): keep mu "
+                          f"below 1, or rank by recon_error (validation), which every trial reports")
+        if metric == "metric_loss" and 0.0 in mus:
+            ctx.fail(key, "metric_loss is not computed by trials with mu = 0 (no constraints mined): keep "
+                          "mu above 0, or rank by knn_accuracy (validation), which every trial reports")
 
 
 def check_scheduler(ctx: Ctx, raw: Any, metric: tuple[str, ...], params: dict[str, Param],

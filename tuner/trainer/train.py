@@ -116,7 +116,9 @@ def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: to
                   generator: torch.Generator, labels_key: bytes | None = None,
                   image: tuple[int, int, int] | None = None) -> dict[str, torch.Tensor]:
     """The loss terms of one batch. Terms weighted by zero are not computed at all, so
-    mu = 1 leaves the decoder without gradient and mu = 0 skips mining. `labels_key`: yb's
+    mu = 1 leaves the decoder without gradient and mu = 0 skips mining; nor are they returned:
+    a 0 would read as a perfect recon_loss at mu = 1 (the search checks refuse ranking by a term
+    some trial does not compute, see space.checks.check_objective). `labels_key`: yb's
     bytes as the host knows them (the mining memo then never reads yb back from a GPU).
     With augmentation on, the model sees jittered `image`s and reconstructs the clean ones:
     the evaluations measure clean images, and the embedding should not move with the jitter."""
@@ -130,9 +132,13 @@ def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: to
     # is put on the same per-feature footing, so beta = 1 is a Gaussian decoder's ELBO
     # divided by n_features. Unscaled, the KL swamped the reconstruction (posterior collapse).
     kl_weight = cfg.beta / xb.shape[1]
-    terms = {"loss": total_loss(metric, recon, kl, cfg.mu, kl_weight), "metric_loss": metric, "recon_loss": recon}
-    if cfg.encoder == "vae":
-        terms["kl"] = kl
+    terms = {"loss": total_loss(metric, recon, kl, cfg.mu, kl_weight)}
+    if cfg.mu > 0.0:
+        terms["metric_loss"] = metric
+    if cfg.mu < 1.0:
+        terms["recon_loss"] = recon
+        if cfg.encoder == "vae":
+            terms["kl"] = kl
     return terms
 
 
