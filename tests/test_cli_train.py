@@ -57,6 +57,24 @@ def test_user_errors_exit_2_with_one_message_and_no_traceback(capsys, tmp_path, 
     assert err.startswith("tuner train: error: ")
 
 
+def test_an_image_folder_with_more_classes_than_half_a_batch_is_refused(capsys, tmp_path):
+    """The class count of an image folder is known once it is read: 3 classes at batch 4 left a
+    class with one sample a batch (no positive), and before this check trained silently."""
+    from PIL import Image
+
+    for i, name in enumerate(("blue", "green", "red")):
+        (tmp_path / name).mkdir()
+        for j in range(4):
+            Image.new("RGB", (10 + j, 10), (60 * i, 10 * j, 0)).save(tmp_path / name / f"{j}.png")
+    args = ["train", "--data-dir", str(tmp_path), "--set", "dataset=imagenet", "--set", "image_size=8",
+            "--set", "test_size=0.25", *QUICK]
+    assert main([*args, "--set", "batch_size=4"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size = 4 is not valid" in err and "at least 6 for 3 classes of imagenet" in err
+    assert "Traceback" not in err
+    assert main([*args, "--set", "batch_size=6", "--json"]) == 0
+
+
 def test_set_values_parse_as_yaml_including_plain_exponents():
     assert parse_set_pairs(["lr=1e-3", "normalize=false", "hidden_dims=[64, 32]", "label_names=null"]) == {
         "lr": 0.001, "normalize": False, "hidden_dims": [64, 32], "label_names": None}

@@ -51,6 +51,16 @@ def test_conv_is_refused_where_there_are_no_images() -> None:
         TrialConfig(conv_channels=(8, 0))
 
 
+def test_sigmoid_reconstructions_only_of_raw_unstandardized_pixels() -> None:
+    """Standardized digits lie 80% outside (0, 1): a sigmoid decoder could not fit them (validation
+    recon_error 2.50 against 1.52 linear, measured), and nothing said so."""
+    assert TrialConfig(decoder_output="sigmoid").decoder_output == "sigmoid"
+    with pytest.raises(TunerError, match=r"decoder_output = 'sigmoid'.*normalize: true.*decoder_output: linear"):
+        TrialConfig(decoder_output="sigmoid", normalize=True)
+    with pytest.raises(TunerError, match=r"decoder_output = 'sigmoid'.*hog features are not pixels"):
+        TrialConfig(decoder_output="sigmoid", feature_extractor="hog")
+
+
 def test_a_conv_trial_trains_on_digits_and_learns() -> None:
     cfg = TrialConfig(architecture="conv", decoder_output="sigmoid", hidden_dims=(32,), conv_channels=(8, 16),
                       iterations=150, eval_every=75, latent_dim=4)

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tuner.outcome import require_text
+from tuner.errors import TunerError
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
+from tuner.trainer.config_values import check_batch_for_classes
 
 SEARCHES = ("grid", "random", "optuna")
 # The repeat index Tune's config carries: Ray's Repeater sets this very key (ray.tune.search.repeater
@@ -143,6 +145,15 @@ class SearchSpec:
 
     def trial_config(self, config: Mapping[str, Any]) -> TrialConfig:
         return trial_config(self.fixed, config)
+
+    def check_classes(self, n_classes: int) -> None:
+        """Every batch size a trial can get against the loaded data's class count (an image
+        folder's is known only once it is read; the file's checks knew the others)."""
+        sizes = self.params["batch_size"].probes() if "batch_size" in self.params else (self.base_config.batch_size,)
+        try:
+            check_batch_for_classes(int(min(sizes)), n_classes, self.base_config.dataset)
+        except TunerError as err:
+            raise TunerError(f"{self.path}: {err}") from None
 
     def run_name(self, cfg: TrialConfig) -> str:
         return run_name(self.params, cfg)

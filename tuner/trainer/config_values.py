@@ -128,6 +128,12 @@ def validate(cfg: Any) -> None:
         _check(value == 0 or cfg.feature_extractor == "raw", name, value,
                f"it moves image pixels, and feature_extractor {cfg.feature_extractor} gives feature vectors: "
                f"set it to 0, or use feature_extractor: raw")
+    _check(cfg.decoder_output != "sigmoid" or (cfg.feature_extractor == "raw" and not cfg.normalize),
+           "decoder_output", cfg.decoder_output,
+           "sigmoid squashes reconstructions into (0, 1), the range of raw pixels; "
+           + ("standardized features (normalize: true) lie mostly outside it: use normalize: false, "
+              if cfg.normalize else f"{cfg.feature_extractor} features are not pixels: use feature_extractor: raw, ")
+           + "or decoder_output: linear")
     _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
     _check(cfg.val_size is None or 0.0 < cfg.val_size < 1.0, "val_size", cfg.val_size,
            "expected a share of the training part in (0, 1), or null for the default")
@@ -136,13 +142,20 @@ def validate(cfg: Any) -> None:
     _validate_batch_and_labels(cfg)
 
 
+def check_batch_for_classes(batch_size: int, n_classes: int, dataset: str) -> None:
+    """Two samples of every class in each batch, or anchors go without positives (a 100-class
+    folder at batch 128 left most without one). Checked from the config where the class count is
+    known beforehand, and again once the data is loaded (an image folder's classes)."""
+    _check(batch_size >= 2 * n_classes, "batch_size", batch_size,
+           f"a class-stratified batch needs two samples per class: at least {2 * n_classes} "
+           f"for {n_classes} classes of {dataset}")
+
+
 def _validate_batch_and_labels(cfg: Any) -> None:
     _check(cfg.batch_size >= 4, "batch_size", cfg.batch_size, "expected an integer >= 4")
     n_classes = cfg.n_classes_hint or DATASET_CLASSES.get(cfg.dataset)
     if n_classes is not None:
-        _check(cfg.batch_size >= 2 * n_classes, "batch_size", cfg.batch_size,
-               f"a class-stratified batch needs two samples per class: at least {2 * n_classes} "
-               f"for {n_classes} classes of {cfg.dataset}")
+        check_batch_for_classes(cfg.batch_size, n_classes, cfg.dataset)
     if cfg.label_names is not None and n_classes is not None:
         _check(len(cfg.label_names) == n_classes, "label_names", list(cfg.label_names),
                f"expected {n_classes} names, one per {'coarse ' if cfg.composite_labels else ''}label")
