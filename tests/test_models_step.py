@@ -50,3 +50,27 @@ def test_register_as_defaults_to_the_search_name_and_is_checked(tmp_path):
     with pytest.raises(TunerError, match="register_as: log_models: none logs no model"):
         _spec(tmp_path, "log_models: none\n        register_as: x")
     assert "log_models" not in _spec(tmp_path, "").resolved()  # --resume may change it
+
+
+def test_a_failed_registration_keeps_the_logged_models_and_says_so(tmp_path, monkeypatch, capsys):
+    """A name the registry refuses used to be reported as 'could not log the search's models',
+    though the models were logged, and the logged ones were dropped from the result."""
+    import types
+
+    import tuner.tracking.models as models
+    from tuner.runner import models_step
+
+    spec = _spec(tmp_path, "register_as: grid-v2")
+    info = types.SimpleNamespace(run_id="r", model_uri="models:/m-1")
+    monkeypatch.setattr(models_step, "_log_models", lambda *a, **k: {"a": info})
+
+    def refuse(*args, **kwargs):
+        raise ValueError("Invalid model name 'grid-v2'")
+
+    monkeypatch.setattr(models, "register_model", refuse)
+    tracker = types.SimpleNamespace(offline=False, client=None, search_id="s-1", parent_run_id="p")
+    logged = models_step.log_search_models(spec, TABLE, [], tracker, data=None, data_dir=None)
+    assert logged == {"a": info}
+    err = capsys.readouterr().err
+    assert "the models are logged, but registering the chosen one as 'grid-v2' failed" in err
+    assert "Invalid model name" in err and "could not log" not in err

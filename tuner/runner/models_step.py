@@ -53,21 +53,23 @@ def log_search_models(spec: SearchSpec, table: pd.DataFrame, trials: list, track
               "once it answers).", file=sys.stderr, flush=True)
         return {}
     try:
-        return _log_and_register(spec, table, chosen, {t.trial_id: t for t in trials}, tracker, data,
-                                 data_dir, verbose)
+        logged = _log_models(spec, table, chosen, {t.trial_id: t for t in trials}, tracker, data, data_dir, verbose)
     except Exception as err:  # noqa: BLE001 - the search's results are in; losing models must not fail it
-        first = first_line(err)
-        print(f"tuner: could not log the search's models: {type(err).__name__}: {mask_uri(first)}",
+        print(f"tuner: could not log the search's models: {type(err).__name__}: {mask_uri(first_line(err))}",
               file=sys.stderr, flush=True)
         return {}
+    try:
+        _register(spec, table, logged, tracker, verbose)
+    except Exception as err:  # noqa: BLE001 - the models are logged: say what failed, keep them
+        print(f"tuner: the models are logged, but registering the chosen one as {spec.register_as!r} failed: "
+              f"{type(err).__name__}: {mask_uri(first_line(err))}", file=sys.stderr, flush=True)
+    return logged
 
 
-def _log_and_register(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], trials: dict[str, Any],
-                      tracker: Any, data: FeatureSet, data_dir: str | Path | None,
-                      verbose: bool) -> dict[str, Any]:
+def _log_models(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], trials: dict[str, Any],
+                tracker: Any, data: FeatureSet, data_dir: str | Path | None, verbose: bool) -> dict[str, Any]:
     from tuner.data.inputs import normalization_stats
-    from tuner.tracking.models import log_model, register_model
-    from tuner.tracking.note import record_registered
+    from tuner.tracking.models import log_model
     from tuner.trainer.embedder import EmbeddingModel
 
     stats = normalization_stats(spec.base_config, data_dir)
@@ -85,19 +87,28 @@ def _log_and_register(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], 
                                      featurized=True)
         if verbose:
             print(f"logged the model of {trial_id}: {logged[trial_id].model_uri} (run {run_id})")
-    best = best_of(spec, table, list(logged))
-    if best is None and logged and spec.register_as and verbose:
-        print(f"tuner: no logged trial is within require ({require_text(spec.require)}) on validation: "
-              f"nothing registered.")
-    if best is not None and spec.register_as:
-        reg = register_model(tracker.client, spec.register_as, logged[best], logged[best].run_id,
-                             _tags(spec, table, tracker, best), spec.metric[0], spec.mode[0])
-        record_registered(tracker.client, tracker.parent_run_id, reg.name, reg.version, reg.champion)
-        if verbose:
-            held = "now holds" if reg.moved else f"stays on version {reg.champion}; it holds"
-            print(f"registered {best} as models:/{reg.name}/{reg.version}; alias champion {held} "
-                  f"the best {spec.metric[0]} ({spec.mode[0]})")
     return logged
+
+
+def _register(spec: SearchSpec, table: pd.DataFrame, logged: dict[str, Any], tracker: Any, verbose: bool) -> None:
+    from tuner.tracking.models import register_model
+    from tuner.tracking.note import record_registered
+
+    if not spec.register_as or not logged:
+        return
+    best = best_of(spec, table, list(logged))
+    if best is None:
+        if verbose:
+            print(f"tuner: no logged model is the search's chosen trial (the best within require: "
+                  f"{require_text(spec.require) or 'none'}, on validation): nothing registered.")
+        return
+    reg = register_model(tracker.client, spec.register_as, logged[best], logged[best].run_id,
+                         _tags(spec, table, tracker, best), spec.metric[0], spec.mode[0])
+    record_registered(tracker.client, tracker.parent_run_id, reg.name, reg.version, reg.champion)
+    if verbose:
+        held = "now holds" if reg.moved else f"stays on version {reg.champion}; it holds"
+        print(f"registered {best} as models:/{reg.name}/{reg.version}; alias champion {held} "
+              f"the best {spec.metric[0]} ({spec.mode[0]})")
 
 
 def _tags(spec: SearchSpec, table: pd.DataFrame, tracker: Any, trial_id: str) -> dict[str, Any]:
