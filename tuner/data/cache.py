@@ -7,14 +7,17 @@ a reader sees either no entry or a whole one, and no temp file is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
+import stat
 import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -41,19 +44,57 @@ def entry_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     return cache_dir / f"{prefix or 'features'}-{digest}.npz"
 
 
-def read_entry(path: Path, key: dict[str, Any]) -> Arrays | None:
-    """The cached arrays, or None when absent, unreadable or written for another key."""
+class BrokenEntry(ValueError):
+    """A cache entry that is not what write_entry writes: rebuilt, with a warning."""
+
+
+def read_entry(path: Path, key: dict[str, Any], names: Iterable[str] | None = None) -> Arrays | None:
+    """The cached arrays among `names` (None: all), or None when absent, unreadable or written for another key.
+
+    The key is read first, and then only the arrays asked for: nothing else in a tampered
+    entry is decompressed. np.savez stores members uncompressed, so a member (or an array's
+    header) that claims more bytes than the file holds is refused before anything is allocated.
+    """
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        with _open_regular(path) as f, zipfile.ZipFile(f) as zf:
+            size = os.fstat(f.fileno()).st_size
+            if KEY_ARRAY + ".npy" not in zf.namelist() or str(_member(zf, KEY_ARRAY, size)) != key_json(key):
+                return None
+            stored = [n.removesuffix(".npy") for n in zf.namelist() if n.endswith(".npy") and n != KEY_ARRAY + ".npy"]
+            wanted = stored if names is None else [n for n in names if n in stored]
+            return {name: _member(zf, name, size) for name in wanted}
     except FileNotFoundError:
         return None
     except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as err:
         warnings.warn(f"rebuilding the unreadable feature cache entry {path}: {err}", stacklevel=2)
         return None
-    if str(arrays.pop(KEY_ARRAY, "")) != key_json(key):
-        return None
-    return arrays
+
+
+@contextlib.contextmanager
+def _open_regular(path: Path) -> Iterator[BinaryIO]:
+    # O_NONBLOCK: opening a FIFO put in the entry's place would otherwise wait for a writer forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BrokenEntry("it is not a regular file")
+        os.set_blocking(fd, True)
+        yield f
+
+
+def _member(zf: zipfile.ZipFile, name: str, file_size: int) -> np.ndarray:
+    info = zf.getinfo(name + ".npy")
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size > file_size:
+        raise BrokenEntry(f"{info.filename} is compressed or declares {info.file_size} bytes in a file of "
+                          f"{file_size}; tuner stores them uncompressed")
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read_header(member)
+    if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
+        raise BrokenEntry(f"{info.filename} declares a {dtype} array of shape {shape}, more than its "
+                          f"{info.file_size} bytes hold")
+    with zf.open(info) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
 
 
 def write_entry(path: Path, key: dict[str, Any], arrays: Arrays) -> None:
@@ -77,15 +118,17 @@ def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
 
 
 def load_or_build(cache_dir: Path, key: dict[str, Any], build: Callable[[], Arrays],
-                  problem: Callable[[Arrays], str | None] = lambda _arrays: None) -> tuple[Arrays, bool]:
-    """(arrays, hit): the cached entry for `key`, or `build()`'s arrays, stored for next time.
+                  problem: Callable[[Arrays], str | None] = lambda _arrays: None,
+                  names: Iterable[str] | None = None) -> tuple[Arrays, bool]:
+    """(arrays, hit): the cached entry for `key` (its arrays among `names`, None: all), or `build()`'s
+    arrays, stored for next time.
 
     `problem` says what is wrong with a readable entry (missing arrays, wrong shapes), or None:
     such an entry is rebuilt, as an unreadable one is. A cache directory that cannot be written
     is not fatal: the arrays are returned uncached.
     """
     path = entry_path(cache_dir, key)
-    cached = read_entry(path, key)
+    cached = read_entry(path, key, names)
     if cached is not None:
         wrong = problem(cached)
         if wrong is None:

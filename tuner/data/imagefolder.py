@@ -35,7 +35,7 @@ def imagenet_source(root: Path, classes: tuple[str, ...] | None, image_size: int
             raise TunerError(f"imagenet: {other} lacks the class folders {', '.join(lacking)} that "
                              f"{split_dirs[0]} has; train/ and val/ need the same classes.")
     size = image_size or DEFAULT_IMAGE_SIZE
-    entries = file_entries([p for d in split_dirs for p in _image_files(d, chosen)], root)
+    entries = file_entries([p for d in split_dirs for p in _image_files(d, chosen)], root, "imagenet")
     fingerprint = {
         "dataset": "imagenet", "root": str(root), "image_size": size, "classes": list(chosen),
         # Every image's path, size, mtime and content digest, folded into one hash: a tree of
@@ -78,11 +78,33 @@ def _image_files(directory: Path, classes: tuple[str, ...]) -> list[Path]:
     """The image files ImageFolder will read, in its order (it walks each class folder, sorted)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
+    _refuse_links(directory, classes)
     try:
         samples = make_dataset(str(directory), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
     except FileNotFoundError as err:
         raise _no_images(err) from None
     return [Path(path) for path, _ in samples]
+
+
+def _refuse_links(directory: Path, classes: tuple[str, ...]) -> None:
+    """Refuse what would make torchvision's walk (it follows links) read an image twice or under
+    another class: a linked directory inside a class folder (a loop, or a link to another class),
+    or class folders that lie inside one another once their links are resolved."""
+    for c in classes:
+        for top, dirs, _files in os.walk(directory / c):  # followlinks=False: links stay in `dirs`
+            linked = next((Path(top) / d for d in sorted(dirs) if os.path.islink(os.path.join(top, d))), None)
+            if linked is not None:
+                raise TunerError(f"imagenet: {linked} is a link to the directory {os.path.realpath(linked)} "
+                                 f"inside the class folder {directory / c}: links can loop or bring images of "
+                                 f"another class in. Replace the link with the images themselves, or remove it.")
+    real = {c: Path(os.path.realpath(directory / c)) for c in classes}
+    # Sorted by path components, a folder's first follower lies inside it whenever anything does.
+    ordered = sorted(classes, key=lambda c: real[c].parts)
+    for a, inner in zip(ordered, ordered[1:]):
+        if real[inner].is_relative_to(real[a]):
+            raise TunerError(f"imagenet: the class folder {directory / inner} lies inside {directory / a} "
+                             f"(as {real[inner]} inside {real[a]}, once links are followed): its images "
+                             f"would count for both classes. Give each class a folder of its own.")
 
 
 def _no_images(err: FileNotFoundError) -> TunerError:
@@ -99,9 +121,29 @@ def _folder_dataset(directory: Path, classes: tuple[str, ...], size: int) -> Any
             return list(classes), {c: i for i, c in enumerate(classes)}
 
     try:
-        return SubsetFolder(str(directory), transform=transforms.Resize((size, size)))
+        return SubsetFolder(str(directory), transform=transforms.Resize((size, size)), loader=_rgb_loader)
     except FileNotFoundError as err:
         raise _no_images(err) from None
+
+
+# Modes of 16 unsigned bits per pixel: Pillow's convert("RGB") clips them at 255 instead of scaling.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _rgb_loader(path: str) -> Any:
+    """torchvision's pil_loader, with 16-bit greyscale scaled to 8 bits and wider modes refused."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        image = Image.open(f)
+        if image.mode in SIXTEEN_BIT_MODES:
+            wide = np.asarray(image, dtype=np.uint32)
+            return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
+        if image.mode in ("I", "F") or image.mode.startswith(("I;", "F;")):
+            raise TunerError(f"imagenet: {path} has pixels of mode {image.mode!r} (32-bit integers or floats, "
+                             f"whose range tuner cannot know). Save it as an 8-bit (or 16-bit greyscale) image, "
+                             f"or remove it.")
+        return image.convert("RGB")
 
 
 def _read_all(dataset: Any, size: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +182,8 @@ def _read_image(dataset: Any, i: int) -> np.ndarray:
             image, _ = dataset[i]
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise TunerError(f"imagenet: refused image {path}: {err} Shrink or remove it.") from None
+    except TunerError:
+        raise
     except Exception as err:  # noqa: BLE001 - decoders of a broken file raise OSError, SyntaxError, ValueError...
         raise TunerError(f"imagenet: could not read image {path} (truncated or not an image? "
                          f"{type(err).__name__}: {err}). Replace or remove it.") from None

@@ -39,7 +39,8 @@ def load_features(cfg: TrialConfig, data_dir: str | Path | None = None, cache_di
     weights = resolve_weights(cfg.resnet_weights, cfg.download) if cfg.feature_extractor == "resnet" else None
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     arrays, _hit = load_or_build(cache, feature_key(cfg, source, weights),
-                                 lambda: featurize(cfg, source.load(progress), weights, progress), entry_problem)
+                                 lambda: featurize(cfg, source.load(progress), weights, progress), entry_problem,
+                                 ENTRY_NAMES)
     return assemble(cfg, arrays)
 
 
@@ -88,6 +89,10 @@ def library_versions(cfg: TrialConfig) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "unknown"
     return versions
+
+
+# The arrays `featurize` writes into a cache entry: nothing else in an entry is read.
+ENTRY_NAMES = ("x_train", "y_train", "x_test", "y_test", "label_names", "image_shape")
 
 
 def entry_problem(arrays: Arrays) -> str | None:

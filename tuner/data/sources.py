@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tuner.data.formats import check_mnist_pair, read_cifar_batch, read_cifar_names, read_idx
+from tuner.data.formats import (check_mnist_pair, check_regular, check_same_image_shape, open_regular,
+                                read_cifar_batch, read_cifar_names, read_idx)
 from tuner.errors import TunerError
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -55,20 +56,22 @@ def default_data_dir() -> Path:
 HASHED_ENDS = 64 * 1024  # bytes hashed at each end of a data file
 
 
-def file_entries(paths: list[Path], root: Path) -> list[list[Any]]:
+def file_entries(paths: list[Path], root: Path, dataset: str) -> list[list[Any]]:
     """[path relative to root, size, mtime_ns, content digest] of each file: its cache identity."""
     entries = []
     for path in paths:
         try:
             st = path.stat()
-            entries.append([path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns,
-                            content_digest(path, st.st_size)])
         except OSError as err:
-            raise TunerError(f"could not read {path}: {err.strerror or err}.") from None
+            raise TunerError(f"{dataset}: could not read {path}: {err.strerror or err}.") from None
+        # A FIFO named like a data file would make the digest wait forever for a writer.
+        check_regular(path, st.st_mode, dataset)
+        entries.append([path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns,
+                        content_digest(path, st.st_size, dataset)])
     return entries
 
 
-def content_digest(path: Path, size: int) -> str:
+def content_digest(path: Path, size: int, dataset: str) -> str:
     """sha256 of the size and the first and last 64 KiB of the file.
 
     Size and mtime alone miss a file replaced by `cp -p` or `rsync -t` (both keep the mtime).
@@ -78,7 +81,7 @@ def content_digest(path: Path, size: int) -> str:
     is an edit inside a large file that keeps its size and restores its mtime.
     """
     digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
+    with open_regular(path, dataset) as f:
         digest.update(f.read(HASHED_ENDS))
         if size > HASHED_ENDS:
             f.seek(max(HASHED_ENDS, size - HASHED_ENDS))
@@ -111,7 +114,7 @@ def _file_source(dataset: str, root: Path, folder: Path, names: tuple[str, ...],
         if not download:
             raise _missing(dataset, root, folder, paths)
         _download(lambda: fetch(root), dataset, root)
-    return Source(dataset, {"dataset": dataset, "root": str(root), "files": file_entries(paths, root)},
+    return Source(dataset, {"dataset": dataset, "root": str(root), "files": file_entries(paths, root, dataset)},
                   lambda _progress: read(root))
 
 
@@ -130,12 +133,14 @@ def load_mnist_images(root: Path) -> ImageData:
     # Read with our own IDX reader, not torchvision's: a truncated or garbage file then names
     # itself and what is wrong, instead of ending in an assertion or a reshape error.
     raw = root / "MNIST" / "raw"
-    arrays = []
+    arrays, image_paths = [], []
     for prefix in ("train", "t10k"):
         image_path, label_path = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
         images, labels = read_idx(image_path, 3), read_idx(label_path, 1)
         check_mnist_pair(images, labels, image_path, label_path)
         arrays += [images[:, None, :, :], labels.astype(np.int64)]
+        image_paths.append(image_path)
+    check_same_image_shape(arrays[0][:, 0], arrays[2][:, 0], *image_paths)
     names = tuple(str(i) for i in range(10))
     return ImageData(*arrays, label_names=names, max_value=255.0)
 
