@@ -72,3 +72,16 @@ def test_an_experiment_directory_of_another_user_is_refused(tmp_path) -> None:
     os.chown(tmp_path / "e", 65534, 65534)
     with pytest.raises(TunerError, match=rf"storage directory {tmp_path / 'e'} is owned by uid 65534"):
         check_private(experiment_dir(tmp_path, "e"))
+
+
+@pytest.mark.parametrize("held", [
+    {"search_id": "s", "pid": 1, "host": "elsewhere", "started": 1e300},  # beyond localtime
+    {"search_id": "s", "pid": 10**30, "host": os.uname().nodename, "started": 0},  # beyond os.kill's C int
+])
+def test_an_object_store_lock_holding_numbers_out_of_range_is_held(tmp_path, held: dict) -> None:
+    exp = experiment_dir(f"file://{tmp_path}", "e")
+    (tmp_path / ".e.lock").write_text(json.dumps(held))
+    with pytest.raises(TunerError, match=rf"in use by search s \(pid {held['pid']} on {held['host']}, started "):
+        with search_lock(exp, "mine"):
+            pass
+    assert json.loads((tmp_path / ".e.lock").read_text()) == held  # left for its owner

@@ -164,11 +164,11 @@ def read_state(exp_dir: ExperimentDir) -> dict[str, Any] | None:
         return None
     try:
         state = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # garbage, or arrays nested deeper than Python recurses
         state = err
     if not isinstance(state, dict) or not isinstance(state.get("search_id"), str) \
             or not isinstance(state.get("spec"), dict):
-        raise TunerError(f"{exp_dir.uri}/{STATE_FILE} is broken or empty (expected a JSON object with "
+        raise TunerError(f"{mask_uri(exp_dir.uri)}/{STATE_FILE} is broken or empty (expected a JSON object with "
                          f"'search_id' and 'spec', as tuner writes it): this directory's search cannot be "
                          f"resumed or synced. Start a new search (without --resume), or pass another "
                          f"--storage-path / --experiment.")
@@ -202,8 +202,20 @@ def read_spool(exp_dir: ExperimentDir) -> tuple[str | None, dict[str, str]]:
     root = exp_dir.child(SPOOL_DIR)
     is_dir = exp_dir.fs.get_file_info(root).type == pafs.FileType.Directory
     kept = exp_dir.fs.get_file_info(pafs.FileSelector(root)) if is_dir else []
-    return (json.loads(text)["status"] if text else None,
+    return (_spooled_status(exp_dir, text) if text else None,
             {i.base_name: i.path for i in kept if i.type == pafs.FileType.Directory})
+
+
+def _spooled_status(exp_dir: ExperimentDir, text: str) -> str:
+    try:
+        status = json.loads(text).get("status")
+    except (ValueError, RecursionError, AttributeError):
+        status = None
+    if not isinstance(status, str):
+        raise TunerError(f"{mask_uri(exp_dir.uri)}/{SPOOL_DIR}/search.json is broken (expected a JSON object with the "
+                         f"search's final 'status', as tuner writes it): sync cannot tell how the search ended. "
+                         f"Delete the file to let sync judge the status from the trials' results.")
+    return status
 
 
 def delete_checkpoints(fs: Any, trial_path: str, keep: str | None = None) -> None:

@@ -56,10 +56,17 @@ def lock_name(exp_dir: ExperimentDir) -> str:
 def _describe(text: str) -> str:
     try:
         held = json.loads(text)
-        return (f"search {held['search_id']} (pid {held['pid']} on {held['host']}, started "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(held['started']))})")
-    except (ValueError, KeyError, TypeError):
+        return f"search {held['search_id']} (pid {held['pid']} on {held['host']}, started {_when(held['started'])})"
+    except (ValueError, KeyError, TypeError, RecursionError):
         return "another search"
+
+
+def _when(started: object) -> str:
+    # A hand-edited lock can hold anything: a start time of 1e300 overflows localtime.
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return f"at an unreadable time {str(started)[:40]!r}"
 
 
 def _refuse(exp_dir: ExperimentDir, holder: str, where: str) -> TunerError:
@@ -123,6 +130,7 @@ def _stale(text: str) -> bool:
         os.kill(int(held["pid"]), 0)
     except ProcessLookupError:
         return True
-    except (ValueError, KeyError, TypeError, PermissionError):
+    # A pid beyond the C int os.kill takes names no process we could check: the lock counts as held.
+    except (ValueError, KeyError, TypeError, OverflowError, PermissionError, RecursionError):
         return False
     return False
