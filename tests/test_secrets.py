@@ -45,6 +45,25 @@ def test_credentials_are_masked_whatever_the_password_holds(uri: str, secret: st
     assert shown.startswith("MLflow tracking URI '")
 
 
+@pytest.mark.parametrize("password", ["pa'ss", 'se"cret', "se`cret", "se<cret", "se>cret", "a'b\"c<d>e`f"])
+def test_passwords_with_quotes_or_angle_brackets_are_masked_and_taken_out(
+        password: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.secrets import has_credentials
+
+    uri = f"s3://AKIAKEY:{password}@bucket/prefix"
+    assert has_credentials(uri) and mask_uri(uri) == "s3://***@bucket/prefix"
+    for text in (f"error opening {uri!r}: refused", f"error opening {uri}", f"<{uri}>", f"[{uri!r}, 'x']"):
+        shown = mask_uri(text)
+        assert password not in shown and "cret" not in shown and "ss@" not in shown and "s3://***@bucket" in shown
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    exp = experiment_dir(uri + "?region=us-east-1&endpoint_override=127.0.0.1:9&scheme=http", "e")
+    assert exp.uri.startswith("s3://bucket/prefix/e?") and os.environ["AWS_SECRET_ACCESS_KEY"] == password
+    with pytest.raises(TunerError) as err:
+        experiment_dir(f"gs://user:{password}@bucket/x", "e")
+    assert password not in str(err.value)
+
+
 @pytest.mark.parametrize("text", ["http://host/users/a@b.com", "file:///tmp/x", "s3://bucket/p?region=eu-west-1",
                                   "no uri here: user:pass@host", "sqlite:////abs/mlflow.db"])
 def test_text_without_credentials_is_left_as_it_is(text: str) -> None:

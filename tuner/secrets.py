@@ -13,9 +13,12 @@ import re
 from urllib.parse import urlsplit
 
 MASK = "***"
-# A URI starts with `scheme://`; it runs to the next whitespace or quote (messages quote URIs
-# with repr(), and a real URI percent-encodes spaces and quotes).
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"`<>]*")
+# A URI starts with `scheme://` and runs to the next whitespace: a password typed raw may hold
+# quotes, so a quote cannot end it. When a quote (or `<`) opens it, as repr() quotes URIs in
+# messages, it ends at the last closing quote before that whitespace. Cutting too late only
+# masks more; cutting too early would show the rest of a password.
+_URI = re.compile(r"(?P<open>['\"`<]?)(?P<uri>[A-Za-z][A-Za-z0-9+.\-]*://\S*)")
+_CLOSING = {"'": "'", '"': '"', "`": "`", "<": ">"}
 _SECRET_KEYS = {"token", "access_token", "refresh_token", "id_token", "session_token", "security_token",
                 "key", "api_key", "apikey", "access_key", "secret", "secret_key", "client_secret",
                 "password", "passwd", "pwd", "pass", "signature", "sig", "credential", "credentials",
@@ -68,13 +71,21 @@ def _mask_one(uri: str) -> str:
     return masked
 
 
+def _mask_match(match: re.Match[str]) -> str:
+    opening, token = match.group("open"), match.group("uri")
+    end = token.rfind(_CLOSING[opening]) if opening else -1
+    uri, tail = (token[:end], token[end:]) if end > 0 else (token, "")
+    return opening + _mask_one(uri) + tail
+
+
 def mask_uri(text: object) -> str:
     """Every URI in `text` with its credentials masked: `s3://KEY:SECRET@bucket` -> `s3://***@bucket`."""
-    return _URI.sub(lambda m: _mask_one(m.group(0)), str(text))
+    return _URI.sub(_mask_match, str(text))
 
 
 def has_credentials(uri: str) -> bool:
-    return mask_uri(uri) != uri
+    """Whether one URI holds credentials: the whole of it is taken apart, whatever its password holds."""
+    return _mask_one(uri) != uri if "://" in uri else False
 
 
 def strip_credentials(uri: str) -> tuple[str, str | None, str | None]:
