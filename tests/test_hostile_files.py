@@ -19,7 +19,7 @@ from PIL import Image
 
 from test_data_files import write_cifar, write_folder, write_idx, write_mnist
 from test_hostile_data import train
-from tuner.data import formats, load_features
+from tuner.data import formats, load_features, safe_pickle
 from tuner.data.cache import entry_path, read_entry
 from tuner.data.pipeline import feature_key, open_source
 from tuner.errors import TunerError
@@ -120,7 +120,7 @@ def test_an_array_with_strides_of_its_own_is_refused(tmp_path, capsys):
 def test_an_array_that_claims_more_bytes_than_the_file_is_refused_even_if_the_unpickler_let_it_through(
         tmp_path, monkeypatch):
     # The second guard, after loading: should an allowed global ever build such an array.
-    monkeypatch.setitem(formats.ALLOWED_GLOBALS, ("numpy", "ndarray"), np.ndarray)
+    monkeypatch.setitem(safe_pickle.ALLOWED_GLOBALS, ("numpy", "ndarray"), np.ndarray)
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": StridedArray((2000, 3072)), b"labels": [0] * 2000}, 2))
     with pytest.raises(TunerError, match=r"refused to read .*data_batch_1: it holds a uint8 array of shape "

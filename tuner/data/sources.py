@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tuner.data.formats import (check_mnist_pair, check_regular, check_same_image_shape, open_regular,
-                                read_cifar_batch, read_cifar_names, read_idx)
+from tuner.data.files import check_regular, open_regular
+from tuner.data.formats import check_mnist_pair, check_same_image_shape, read_cifar_batch, read_cifar_names, read_idx
 from tuner.errors import TunerError
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
