@@ -112,3 +112,26 @@ def test_a_subprocess_cli_error_has_no_traceback(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "tuner.cli", "sync", "--storage-path", str(tmp_path / "ray")],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("tuner sync: error: ") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("text, want", [
+    ("name: s\nsearch: optuna\nseed: 5000000000\nparams:\n  mu: {uniform: [0.2, 0.8]}\n",
+     "s.yaml:3: seed: 5000000000 is not valid: expected an integer in 0..4294967295"),
+    ('name: "grid:v2"\nparams:\n  mu: {grid: [0.5]}\n', "s.yaml:1: name: 'grid:v2' is also the registered model name"),
+    ('name: "runs/v2"\nparams:\n  mu: {grid: [0.5]}\n', "s.yaml:1: name: 'runs/v2' is not valid: an experiment name"),
+    ("name: s\nsearch: random\nparams:\n  latent_dim: {randint: [1, 100000000000000000000]}\n",
+     "s.yaml:4: params.latent_dim: randint bound value 100000000000000000000 is not valid"),
+    ("name: s\nsearch: random\nscheduler: {type: asha, brackets: 1000000000}\nparams:\n  mu: {uniform: [0, 1]}\n",
+     "s.yaml:3: scheduler.brackets: 1000000000 is not valid"),
+    ("name: s\nrequire: {knn_accuracy: 1.5}\nparams:\n  mu: {grid: [0.5]}\n",
+     "s.yaml:2: require.knn_accuracy: 1.5 is not valid: knn_accuracy is always in [0, 1], so expected a "
+     "number in [0, 1]"),
+], ids=["searcher-seed", "model-name", "name-slash", "randint-wide", "brackets", "require"])
+def test_search_refuses_what_validate_refuses_before_mlflow_or_ray(tmp_path: Path, capsys, text: str,
+                                                                   want: str) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text(text)
+    assert want in run_cli(capsys, "validate", "--space", str(space))
+    assert want in run_cli(capsys, "search", "--space", str(space), "--storage-path", str(tmp_path / "ray"),
+                           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()

@@ -106,3 +106,50 @@ def test_device_cuda_without_cuda_exits_2_before_training(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err == ("tuner train: error: device = cuda but torch sees no CUDA device: "
                    "use device: auto or cpu.\n")
+
+
+@pytest.mark.parametrize("pairs, want", [
+    (["mu=0.1", "mu=0.9"], "--set 'mu=0.9': mu is given twice (also by --set 'mu=0.1'); keep one."),
+    (["weight=0.1", "mu=0.9"], "--set 'mu=0.9': mu is given twice (also by --set 'weight=0.1'); keep one."),
+    (["composite_labels={0: 0, 00: 1}"], "given twice"),
+    (["composite_labels={<<: {0: 0}, 1: 1}"], "merge keys are not accepted in --set"),
+])
+def test_a_setting_given_twice_is_refused_by_every_command(tmp_path, capsys, pairs, want):
+    with pytest.raises(TunerError) as info:
+        parse_set_pairs(pairs)
+    assert want in str(info.value)
+    space = tmp_path / "s.yaml"
+    space.write_text("name: twice\n")
+    flags = [a for p in pairs for a in ("--set", p)]
+    for argv in (["train", *flags], ["validate", "--space", str(space), *flags],
+                 ["search", "--space", str(space), *flags, "--storage-path", str(tmp_path / "ray"),
+                  "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"tuner {argv[0]}: error: --set ") and want in err and "Traceback" not in err
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("threads", ["0", "1025", "100000", str(10**20), "-3", "two", "²"])
+def test_threads_outside_1_to_1024_is_a_usage_error(capsys, threads):
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error: exit 2, before torch starts
+        main(["train", "--threads", threads, *QUICK])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"argument --threads: expected an integer in 1..1024, got {threads!r}" in err
+
+
+@pytest.mark.parametrize("pair, want", [
+    ("seed=99999999999999999999", "seed = 99999999999999999999 is not valid: expected an integer in 0..4294967295"),
+    ("split_seed=-5", "split_seed = -5 is not valid: expected an integer in 0..4294967295"),
+    ("latent_dim=100000000000000", "latent_dim = 100000000000000 is not valid: expected an integer in 1..65536"),
+    ("hidden_dims=[100000000000000]", "hidden_dims = [100000000000000] is not valid: expected layer widths in "
+                                      "1..65536"),
+    ("conv_channels=[100000000000000]", "expected one channel width in 1..65536 per conv layer"),
+    ("batch_size=100000000000000", "batch_size = 100000000000000 is not valid: expected an integer in 4..1048576"),
+    ("iterations=100000000000000000000", "iterations = 100000000000000000000 is not valid: expected integers "
+                                         "within 64 bits"),
+])
+def test_train_refuses_settings_beyond_their_limits_before_loading_data(capsys, pair, want):
+    assert main(["train", "--set", pair]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tuner train: error: --set: ") and want in err and "Traceback" not in err

@@ -51,7 +51,7 @@ def test_frozen():
     [
         ({"mu": 1.5}, ["mu = 1.5", "[0, 1]"]),
         ({"mu": -0.01}, ["mu", "[0, 1]"]),
-        ({"latent_dim": 0}, ["latent_dim = 0", ">= 1"]),
+        ({"latent_dim": 0}, ["latent_dim = 0", "in 1..65536"]),
         ({"latent_dim": 2.5}, ["latent_dim", "integer"]),
         ({"dropout": 1.0}, ["dropout = 1.0", "[0, 1)"]),
         ({"dropout": -0.2}, ["dropout"]),
@@ -75,12 +75,26 @@ def test_frozen():
         ({"resnet_weights": "v2"}, ["resnet_weights"]),
         ({"normalize": "yes"}, ["normalize", "true or false"]),
         ({"hidden_dims": []}, ["hidden_dims", "non-empty"]),
-        ({"hidden_dims": [64, 0]}, ["hidden_dims", ">= 1"]),
+        ({"hidden_dims": [64, 0]}, ["hidden_dims", "in 1..65536"]),
         ({"label_names": ["a", "b"]}, ["label_names", "expected 10 names"]),
         ({"composite_labels": {0: 0, 1: 1}, "label_names": ["x"]}, ["label_names", "expected 2 names"]),
         ({"composite_labels": "zero"}, ["composite_labels"]),
         ({"image_size": 4}, ["image_size"]),
         ({"mux": 0.5}, ["unknown key 'mux'", "did you mean 'mu'"]),
+        # Limits a trial would otherwise meet as a traceback from torch, numpy or the allocator.
+        ({"seed": 2**32}, ["seed = 4294967296", "integer in 0..4294967295"]),
+        ({"seed": 10**20}, ["seed = 100000000000000000000", "integer in 0..4294967295"]),
+        ({"split_seed": -5}, ["split_seed = -5", "integer in 0..4294967295"]),
+        ({"latent_dim": 10**14}, ["latent_dim = 100000000000000", "integer in 1..65536"]),
+        ({"hidden_dims": [64, 10**14]}, ["hidden_dims", "layer widths in 1..65536"]),
+        ({"conv_channels": [10**14]}, ["conv_channels", "in 1..65536"]),
+        ({"batch_size": 10**14}, ["batch_size = 100000000000000", "integer in 4..1048576"]),
+        ({"image_size": 10**6}, ["image_size = 1000000", "8..4096"]),
+        ({"iterations": 10**20}, ["iterations = 100000000000000000000", "integers within 64 bits"]),
+        ({"max_tuples": 2**63}, ["max_tuples", "integers within 64 bits"]),
+        ({"composite_labels": [[0, 0], [0, 1], [1, 1]]},
+         ["composite_labels", "fine label 0 is given twice (to coarse labels 0 and 1)"]),
+        ({"composite_labels": {0: 0, "0": 1, 1: 1}}, ["composite_labels", "fine label 0 is given twice"]),
     ],
 )
 def test_each_invalid_value_names_field_and_what_is_valid(values, fragments):
@@ -111,3 +125,9 @@ def test_a_yaml_boolean_given_for_a_named_choice_says_to_quote_the_word():
         TrialConfig.from_dict({"torch_compile": "fast"})
     assert "quote" not in str(info.value)
     assert TrialConfig.from_dict({"torch_compile": "reduce-overhead"}).torch_compile == "reduce-overhead"
+
+
+def test_the_largest_valid_values_are_accepted():
+    cfg = TrialConfig.from_dict({"seed": 2**32 - 1, "split_seed": 2**32 - 1, "latent_dim": 65536,
+                                 "hidden_dims": [65536], "batch_size": 2**20, "iterations": 2**63 - 1})
+    assert (cfg.seed, cfg.latent_dim, cfg.batch_size) == (2**32 - 1, 65536, 2**20)

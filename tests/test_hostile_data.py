@@ -14,6 +14,7 @@ from PIL import Image
 
 from test_data_files import write_cifar, write_folder, write_mnist
 from tuner.cli import main
+from tuner.errors import TunerError
 
 
 def train(capsys, data_dir: Path, dataset: str, *pairs: str) -> tuple[int, str]:
@@ -162,5 +163,11 @@ def test_image_size_beyond_memory_is_refused_before_allocating(tmp_path, capsys)
     write_folder(tmp_path, per_class=2)
     code, err = train(capsys, tmp_path, "imagenet", "test_size=0.5", "image_size=1000000")
     assert code == 2
-    assert "image_size = 1000000: 4 images of 3x1000000x1000000 bytes need 11175.9 GiB" in err
-    assert "Use a smaller image_size" in err
+    assert "image_size = 1000000 is not valid: expected an integer in 8..4096" in err
+    # Within the cap, a folder too large for the machine's memory at that size: refused before
+    # np.empty, which Linux would grant (overcommit) and the filling would then be killed for.
+    from tuner.data.imagefolder import _allocate
+
+    with pytest.raises(TunerError, match=r"image_size = 4096: 1000000 images of 3x4096x4096 bytes need "
+                                         r"46875\.0 GiB.*Use a smaller image_size"):
+        _allocate(1_000_000, 4096)

@@ -185,7 +185,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     ("samples: ten\n", ["samples", "'ten'", "integer >= 1"]),
     ("samples: 0\n", ["samples", "integer >= 1"]),
     ("max_concurrent: 0\n", ["max_concurrent"]),
-    ("seed: -1\n", ["seed", "integer >= 0"]),
+    ("seed: -1\n", ["seed", "integer in 0..4294967295"]),
     ("checkpoint_every: 1.5\n", ["checkpoint_every"]),
     ("max_failures: true\n", ["max_failures"]),
     ("name: 5\n", ["name", "experiment name"]),
@@ -210,6 +210,43 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     ("fixed:\n  weight: 0.5\n  mu: 0.2\n", ["space.yaml:3: fixed.mu", "given twice", "'weight'"]),
     ("fixed:\n  seed: 1\n  latent_dims: 3\n", ["space.yaml:3: fixed.latent_dims", "did you mean 'latent_dim'"]),
     ("fixed: {device: cuda}\n", ["resources.gpus", "cuda"]),
+    # The searcher's seed goes to numpy's RandomState (Optuna's TPE): 32 bits.
+    ("seed: 4294967296\n", ["space.yaml:1: seed", "4294967296", "integer in 0..4294967295"]),
+    # Trial settings a trial would only meet as a traceback (allocator, numpy, torch.manual_seed).
+    ("fixed: {seed: 99999999999999999999}\n", ["space.yaml:1: fixed.seed", "integer in 0..4294967295"]),
+    ("fixed: {split_seed: -5}\n", ["space.yaml:1: fixed.split_seed", "split_seed = -5", "0..4294967295"]),
+    ("fixed:\n  latent_dim: 100000000000000\n", ["space.yaml:2: fixed.latent_dim", "integer in 1..65536"]),
+    ("fixed: {hidden_dims: [64, 100000000000000]}\n", ["fixed.hidden_dims", "layer widths in 1..65536"]),
+    ("fixed: {conv_channels: [100000000000000]}\n", ["fixed.conv_channels", "width in 1..65536"]),
+    ("fixed: {batch_size: 100000000000000}\n", ["fixed.batch_size", "integer in 4..1048576"]),
+    ("fixed: {iterations: 100000000000000000000}\n", ["fixed.iterations", "integers within 64 bits"]),
+    ("repeats: 3\nfixed: {seed: 4294967294}\n", ["repeats", "4294967294 + 2", "4294967295"]),
+    # MLflow's registry refuses '/' and ':' (register_as defaults to the name): found before the trials.
+    ('name: "grid:v2"\n', ["space.yaml:1: name", "'grid:v2'", "register_as defaults to the name",
+                           "'/' or ':'", "register_as: to a name", "'grid-v2'", "register_as: null"]),
+    ('name: ok\nregister_as: "team/model"\n', ["space.yaml:2: register_as", "'team/model'", "'/' or ':'",
+                                               "'team-model'"]),
+    ("name: ok\nregister_as: ..model\n", ["space.yaml:2: register_as", "starting with '..'"]),
+    # The name is the search's directory: the rule `search --experiment` applies, found by validate.
+    ('name: "runs/v2"\n', ["space.yaml:1: name", "'runs/v2'", "path separator", "Pick a plain name"]),
+    ('name: ".."\n', ["space.yaml:1: name", "'..'", "cannot be empty, '.' or '..'"]),
+    # require: bounds outside what the metric can take could never hold.
+    ("require: {knn_accuracy: 1.5}\n", ["space.yaml:1: require.knn_accuracy", "1.5", "in [0, 1]"]),
+    ("require:\n  recon_error: -0.1\n", ["space.yaml:2: require.recon_error", "-0.1", ">= 0"]),
+    ("require: {trustworthiness: 2}\n", ["require.trustworthiness", "in [0, 1]"]),
+    ("require: {ami: -1.5}\n", ["require.ami", "in [-1, 1]"]),
+    ("require: {seconds: -1}\n", ["require.seconds", ">= 0"]),
+    # Keys compared as parsed: PyYAML would keep the last of 0 and 00 silently.
+    ("fixed:\n  composite_labels: {0: 0, 00: 1}\n",
+     ["space.yaml:2: fixed.composite_labels.0", "given twice", "here as '00'"]),
+    ("fixed:\n  composite_labels: {1: 0, true: 1}\n", ["space.yaml:2: fixed.composite_labels", "given twice"]),
+    ("fixed:\n  <<: {lr: 0.1}\n  lr: 0.2\n", ["space.yaml:2: fixed.<<", "merge keys are not accepted"]),
+    ("<<: {name: x}\nname: y\n", ["space.yaml:1: <<", "merge keys are not accepted"]),
+    ("fixed: {composite_labels: [[0, 0], [0, 1]]}\n",
+     ["space.yaml:1: fixed.composite_labels", "fine label 0 is given twice", "coarse labels 0 and 1"]),
+    # Ray builds one ASHA bracket per value: a billion of them hung the search.
+    ("scheduler: {type: asha, brackets: 1000000000}\n",
+     ["space.yaml:1: scheduler.brackets", "1000000000", "max_t 1500", "grace_period 250", "in 1..2"]),
 ])
 def test_top_level_mistakes(tmp_path: Path, text: str, parts: list[str]) -> None:
     fails(tmp_path, text, *parts)
@@ -239,6 +276,8 @@ def test_top_level_mistakes(tmp_path: Path, text: str, parts: list[str]) -> None
     ("random", "encoder: {choice: [ae, gan]}", ["params.encoder", "'gan'", "ae, vae"]),
     ("grid", "batch_size: {grid: [16, 64]}", ["params.batch_size", "at least 20"]),
     ("grid", "margin: {grid: [1.0, -1.0]}", ["params.margin", "> 0"]),
+    ("grid", "seed: {grid: [0, 4294967296]}", ["space.yaml:3: params.seed", "grid value 4294967296", "0..4294967295"]),
+    ("random", "batch_size: {randint: [32, 100000000000000]}", ["params.batch_size", "4..1048576"]),
 ])
 def test_parameter_mistakes(tmp_path: Path, search: str, params: str, parts: list[str]) -> None:
     fails(tmp_path, f"search: {search}\nparams:\n  {params}\n", *parts)
@@ -303,3 +342,55 @@ def test_random_probe_of_valid_files_never_raises(tmp_path: Path) -> None:
         lo, hi = sorted(rng.uniform(0, 0.99) for _ in range(2))
         spec = spec_of(tmp_path, f"search: random\nparams:\n  dropout: {{uniform: [{lo!r}, {hi!r}]}}\n")
         assert (spec.params["dropout"].low, spec.params["dropout"].high) == (lo, hi)
+
+
+# ------------------------------------------------------------------ limits that match the libraries'
+
+
+def test_values_at_the_limits_are_accepted(tmp_path: Path) -> None:
+    spec = spec_of(tmp_path, 'name: "grid:v2"\nregister_as: grid-v2\nseed: 4294967295\nrepeats: 2\n'
+                             "fixed: {seed: 4294967294, split_seed: 4294967295, latent_dim: 65536}\n"
+                             "require: {knn_accuracy: 1, recon_error: 0, ami: -1}\n")
+    assert (spec.name, spec.register_as, spec.seed) == ("grid:v2", "grid-v2", 4294967295)
+    assert spec_of(tmp_path, 'name: "grid:v2"\nlog_models: none\n').register_as is None
+
+
+def test_every_metric_has_a_range() -> None:
+    from tuner.trainer.metrics import METRIC_MODES, METRIC_RANGES
+
+    assert set(METRIC_RANGES) == set(METRIC_MODES)
+
+
+@pytest.mark.parametrize("name", ["grid:v2", "a/b", ".", "..", "..x", "x..", "a.b", "grid-v2", "a b", "%x", "é"])
+def test_the_registered_model_name_rule_is_mlflows(name: str) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    from tuner.space.checks import registered_model_name_problem
+
+    try:
+        _validate_model_name(name)
+        refused = False
+    except MlflowException:
+        refused = True
+    assert (registered_model_name_problem(name) is not None) == refused
+
+
+@pytest.mark.parametrize("max_t, grace, rf", [(1500, 250, 3), (81, 1, 3), (100, 1, 10), (64, 2, 2), (9, 9, 3),
+                                              (1000, 10, 3.5)])
+def test_asha_brackets_are_capped_at_rays_rungs(tmp_path: Path, max_t: int, grace: int, rf: float) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tuner.space.checks import asha_rungs
+
+    rungs = asha_rungs(max_t, grace, rf)
+    built = ASHAScheduler(max_t=max_t, grace_period=grace, reduction_factor=rf, brackets=rungs + 1)
+    assert [len(b._rungs) for b in built._brackets][-2:] == [1, 0]  # the last useful bracket, then none
+    text = (f"fixed: {{iterations: {max_t}}}\nscheduler: {{type: asha, grace_period: {grace}, "
+            f"reduction_factor: {rf}, brackets: BRACKETS}}\n")
+    assert spec_of(tmp_path, text.replace("BRACKETS", str(rungs))).scheduler.brackets == rungs
+    fails(tmp_path, text.replace("BRACKETS", str(rungs + 1)), "scheduler.brackets", f"in 1..{rungs}")
+
+
+def test_an_alias_and_its_name_in_overrides_are_refused(tmp_path: Path) -> None:
+    fails(tmp_path, "name: x\n", "--set", "mu is given twice", "weight", overrides={"weight": 0.1, "mu": 0.9})

@@ -61,7 +61,7 @@ def test_a_file_without_anchors_and_with_some_nesting_still_validates(tmp_path, 
     assert code == 0 and "hidden_dims" in out
 
 
-@pytest.mark.parametrize("high", [10**12, 10**20])
+@pytest.mark.parametrize("high", [10**4, 65536])  # 65536: latent_dim's cap, a valid range of 65536 values
 def test_a_randint_range_too_wide_to_list(tmp_path, capsys, high):
     from tuner.runner.summary import baseline_dims
 
@@ -71,7 +71,35 @@ def test_a_randint_range_too_wide_to_list(tmp_path, capsys, high):
     code, out, _err = validate(capsys, path)
     assert code == 0 and f"latent_dim         randint [1, {high}]" in out
     assert baseline_dims(load_spec(path)) == [1, high]
-    path.write_text(f"name: wide\nsearch: random\nparams:\n  latent_dim: {{qrandint: [2, {high * 2 + 2}, 2]}}\n")
-    assert baseline_dims(load_spec(path)) == [2, high * 2 + 2]
+    path.write_text(f"name: wide\nsearch: random\nparams:\n  latent_dim: {{qrandint: [2, {high}, 2]}}\n")
+    assert baseline_dims(load_spec(path)) == [2, high]
     path.write_text("name: narrow\nsearch: random\nparams:\n  latent_dim: {qrandint: [2, 14, 4]}\n")
     assert baseline_dims(load_spec(path)) == [2, 6, 10, 14]
+
+
+@pytest.mark.parametrize(("param", "fragment"), [
+    # Beyond a field's cap: its valid range, not the allocator's error once the trial runs.
+    ("latent_dim: {randint: [1, 100000000000000000000]}",
+     "{path}:4: params.latent_dim: randint bound value 100000000000000000000 is not valid: "
+     "latent_dim = 100000000000000000000 is not valid: expected an integer in 1..65536"),
+    # No cap, but past float64's exact integers (and int64, where Tune's randint gets high + 1).
+    ("iterations: {randint: [1, 100000000000000000000]}",
+     "{path}:4: params.iterations: randint bound value 100000000000000000000 is not valid: "
+     "iterations = 100000000000000000000 is not valid: expected integers within 64 bits"),
+    ("iterations: {randint: [1, 9223372036854775807]}",
+     "{path}:4: params.iterations: randint range [1, 9223372036854775807] is too wide: Tune and Optuna "
+     "draw integers through floating-point numbers, exact only between -2**53 and 2**53 (9007199254740992)"),
+    ("iterations: {qrandint: [2, 18014398509481984, 2]}", "{path}:4: params.iterations: qrandint range"),
+], ids=["beyond-cap", "beyond-int64", "beyond-2**53", "qrandint-beyond-2**53"])
+def test_an_int_range_a_sampler_cannot_draw_exits_2(tmp_path, capsys, param, fragment):
+    path = tmp_path / "wide.yaml"
+    path.write_text(f"name: wide\nsearch: random\nparams:\n  {param}\n")
+    code, out, err = validate(capsys, path)
+    assert code == 2 and out == "" and fragment.format(path=path) in err
+
+
+def test_the_widest_exact_int_range_still_validates(tmp_path, capsys):
+    path = tmp_path / "wide.yaml"
+    path.write_text("name: wide\nsearch: optuna\nparams:\n  iterations: {randint: [1, 9007199254740992]}\n")
+    code, out, _err = validate(capsys, path)
+    assert code == 0 and "iterations         randint [1, 9007199254740992]" in out

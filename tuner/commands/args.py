@@ -10,27 +10,42 @@ from typing import Any, Sequence
 import yaml
 
 from tuner.errors import TunerError
-from tuner.space.load import YamlLoader
+from tuner.space.load import YamlLoader, collect_lines
 from tuner.space.safe_yaml import check_yaml_events
+from tuner.trainer.config import KEY_ALIASES
 
 DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
+# More torch threads than this is a typo (10**20 overflows torch; 100000 fails to start them).
+MAX_THREADS = 1024
 
 
 def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
     """`key=value` pairs whose values parse as YAML (`normalize=false`, `hidden_dims=[64,32]`)."""
     out: dict[str, Any] = {}
+    given: dict[str, str] = {}  # canonical name -> the pair that set it
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise TunerError(f"--set {pair!r}: expected key=value, e.g. --set iterations=200.")
-        try:
-            check_yaml_events(text, Path("--set"), YamlLoader)  # aliases and deep nesting, as in search files
-            out[key.strip()] = yaml.load(text, Loader=YamlLoader) if text.strip() else None
-        except yaml.YAMLError as err:
-            raise TunerError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())}).") from None
-        except TunerError as err:
-            raise TunerError(f"--set {pair!r}: {str(err).split(': ', 1)[1].replace('search files', '--set')}") from None
+        name = KEY_ALIASES.get(key.strip(), key.strip())
+        if name in given:  # the last one would win silently, and an alias beside its name is ambiguous
+            raise TunerError(f"--set {pair!r}: {name} is given twice (also by --set {given[name]!r}); "
+                             f"keep one.")
+        given[name] = pair
+        out[key.strip()] = _set_value(pair, text)
     return out
+
+
+def _set_value(pair: str, text: str) -> Any:
+    """The value of one pair, through the guards a search file passes."""
+    try:
+        check_yaml_events(text, Path("--set"), YamlLoader)  # aliases and deep nesting, as in search files
+        collect_lines(Path("--set"), yaml.compose(text, Loader=YamlLoader), "", {})  # duplicate, merge keys
+        return yaml.load(text, Loader=YamlLoader) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise TunerError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())}).") from None
+    except TunerError as err:
+        raise TunerError(f"--set {pair!r}: {str(err).split(': ', 1)[1].replace('search files', '--set')}") from None
 
 
 def add_set(p: argparse.ArgumentParser) -> None:
@@ -48,9 +63,11 @@ def add_tracking(p: argparse.ArgumentParser) -> None:
 
 
 def positive_int(text: str) -> int:
-    value = int(text) if text.strip().isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    """A count of threads: 1..MAX_THREADS."""
+    digits = text.strip()
+    value = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 6 else 0
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_THREADS}, got {text!r}")
     return value
 
 

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
+
 from tuner.errors import TunerError, did_you_mean
 from tuner.space.spec import SEARCHES, Param, Scheduler
+from tuner.storage import check_experiment_name
 from tuner.trainer.config import FIELDS, TrialConfig
-from tuner.trainer.metrics import METRIC_MODES
+from tuner.trainer.config_values import MAX_SEED
+from tuner.trainer.metrics import METRIC_MODES, METRIC_RANGES
 
 TOP_KEYS = ("name", "description", "metric", "mode", "search", "samples", "max_concurrent",
             "scheduler", "resources", "seed", "checkpoint_every", "max_failures", "fixed", "params",
@@ -34,9 +38,11 @@ class Ctx:
         raise TunerError(f"{where}: {key}: {problem}.")
 
 
-def _int(ctx: Ctx, key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        ctx.fail(key, f"{value!r} is not valid: expected an integer >= {minimum}")
+def _int(ctx: Ctx, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        valid = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
+        ctx.fail(key, f"{value!r} is not valid: expected {valid}")
     return value
 
 
@@ -61,9 +67,7 @@ def check_top(ctx: Ctx, raw: dict, default_name: str) -> dict[str, Any]:
             hint = (" (a trial setting: put it under fixed: or params:)" if str(key) in FIELDS
                     else did_you_mean(key, TOP_KEYS))
             ctx.fail(str(key), f"unknown key{hint}. Valid keys: {', '.join(TOP_KEYS)}")
-    name = raw.get("name", default_name)
-    if not isinstance(name, str) or not name.strip():
-        ctx.fail("name", f"{name!r} is not valid: expected the MLflow experiment name")
+    name = _check_name(ctx, raw.get("name", default_name))
     metric = _names(ctx, "metric", raw.get("metric", "knn_accuracy"))
     for m in metric:
         if m not in METRIC_MODES:
@@ -86,13 +90,27 @@ def check_top(ctx: Ctx, raw: dict, default_name: str) -> dict[str, Any]:
         "samples": _int(ctx, "samples", raw.get("samples", 1 if search == "grid" else 10), 1),
         "max_concurrent": None if max_concurrent is None else _int(ctx, "max_concurrent", max_concurrent, 1),
         **_check_resources(ctx, raw.get("resources") or {}),
-        "seed": _int(ctx, "seed", raw.get("seed", 0), 0),
+        # The searcher's seed: Optuna hands it to numpy's RandomState, which takes 32 bits.
+        "seed": _int(ctx, "seed", raw.get("seed", 0), 0, MAX_SEED),
         "checkpoint_every": _int(ctx, "checkpoint_every", raw.get("checkpoint_every", 1), 1),
         "max_failures": _int(ctx, "max_failures", raw.get("max_failures", 0), 0),
         "repeats": _int(ctx, "repeats", raw.get("repeats", 1), 1),
         "require": _check_require(ctx, raw.get("require") or {}),
-        **_check_models(ctx, raw, name.strip()),
+        **_check_models(ctx, raw, name),
     }
+
+
+def _check_name(ctx: Ctx, name: Any) -> str:
+    """The experiment name, refused here by the rule `search` applies to it (it names the
+    search's directory under the storage path), so validate finds what search would."""
+    if not isinstance(name, str) or not name.strip():
+        ctx.fail("name", f"{name!r} is not valid: expected the MLflow experiment name")
+    try:
+        check_experiment_name(name.strip())
+    except TunerError as err:
+        rule = str(err).removeprefix(f"--experiment {name.strip()!r}: ").rstrip(".")
+        ctx.fail("name", f"{name!r} is not valid: {rule}")
+    return name.strip()
 
 
 def _check_require(ctx: Ctx, require: Any) -> dict[str, float]:
@@ -105,10 +123,14 @@ def _check_require(ctx: Ctx, require: Any) -> dict[str, float]:
         if metric not in METRIC_MODES:
             ctx.fail(f"require.{metric}", f"unknown metric {metric!r}{did_you_mean(str(metric), METRIC_MODES)}. "
                                           f"Valid: {', '.join(METRIC_MODES)}")
+        what = f"{'largest' if METRIC_MODES[metric] == 'min' else 'smallest'} {metric} a chosen trial may have"
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
-            ctx.fail(f"require.{metric}", f"{bound!r} is not valid: expected a number (the "
-                                          f"{'largest' if METRIC_MODES[metric] == 'min' else 'smallest'} "
-                                          f"{metric} a chosen trial may have)")
+            ctx.fail(f"require.{metric}", f"{bound!r} is not valid: expected a number (the {what})")
+        low, high = METRIC_RANGES[metric]
+        if not low <= bound <= high:  # a bound no trial can meet, or one every trial meets
+            span = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+            ctx.fail(f"require.{metric}", f"{bound!r} is not valid: {metric} is always {span}, so expected "
+                                          f"a number {span} (the {what})")
     return {str(m): float(b) for m, b in require.items()}
 
 
@@ -132,7 +154,33 @@ def _check_models(ctx: Ctx, raw: dict, name: str) -> dict[str, Any]:
     if register_as is not None and log_models == "none":
         ctx.fail("register_as", "log_models: none logs no model to register: set log_models: best, "
                                 "or register_as: null")
-    return {"log_models": log_models, "register_as": register_as.strip() if register_as else None}
+    register_as = register_as.strip() if register_as else None
+    problem = register_as and registered_model_name_problem(register_as)
+    if problem and "register_as" not in raw:  # the name, by default: say so where the name is
+        ctx.fail("name", f"{name!r} is also the registered model name the best trial joins (register_as "
+                         f"defaults to the name), and {problem}: set register_as: to a name without them "
+                         f"(e.g. {_model_name_like(name)!r}), or register_as: null")
+    if problem:
+        ctx.fail("register_as", f"{register_as!r} is not valid: {problem}; e.g. "
+                                f"{_model_name_like(register_as)!r}, or null to register nothing")
+    return {"log_models": log_models, "register_as": register_as}
+
+
+def registered_model_name_problem(name: str) -> str | None:
+    """Why MLflow's model registry would refuse `name` (None: it accepts it), found before the
+    search rather than after its last trial. The rule of mlflow.utils.validation
+    ._validate_model_name (the SQL store's): no '/' or ':', and no name a path would resolve
+    elsewhere ('.', or one starting with '..'). Kept here because importing MLflow would slow
+    `tuner validate` by seconds."""
+    if "/" in name or ":" in name:
+        return "MLflow's registry refuses model names that contain '/' or ':'"
+    if name == "." or name.startswith(".."):
+        return "MLflow's registry refuses model names that read as a path ('.', or starting with '..')"
+    return None
+
+
+def _model_name_like(name: str) -> str:
+    return name.replace("/", "-").replace(":", "-").lstrip(".") or "model"
 
 
 def check_objective(ctx: Ctx, top: dict, params: dict[str, Param], base: TrialConfig) -> None:
@@ -157,6 +205,15 @@ def check_objective(ctx: Ctx, top: dict, params: dict[str, Param], base: TrialCo
         if metric == "metric_loss" and 0.0 in mus:
             ctx.fail(key, "metric_loss is not computed by trials with mu = 0 (no constraints mined): keep "
                           "mu above 0, or rank by knn_accuracy (validation), which every trial reports")
+
+
+def check_repeat_seeds(ctx: Ctx, repeats: int, params: dict[str, Param], base: TrialConfig) -> None:
+    """Repeat i of a configuration trains with its seed + i (spec.trial_config): the last one must
+    still be a seed numpy takes."""
+    seed = int(max(params["seed"].probes())) if "seed" in params else base.seed
+    if seed + repeats - 1 > MAX_SEED:
+        ctx.fail("repeats", f"{repeats} repeats train with seeds up to {seed} + {repeats - 1}, beyond "
+                            f"{MAX_SEED} (2**32 - 1, the largest seed): lower the seed or the repeats")
 
 
 def check_scheduler(ctx: Ctx, raw: Any, metric: tuple[str, ...], params: dict[str, Param],
@@ -186,4 +243,18 @@ def check_scheduler(ctx: Ctx, raw: Any, metric: tuple[str, ...], params: dict[st
         ctx.fail("scheduler.grace_period", f"{grace} is beyond the last iteration ({max_t}): "
                                            f"ASHA would never stop a trial")
     rf = _number(ctx, "scheduler.reduction_factor", spec.get("reduction_factor", 3), 1, inclusive=False)
-    return Scheduler(grace, rf, _int(ctx, "scheduler.brackets", spec.get("brackets", 1), 1), max_t)
+    rungs = asha_rungs(max_t, grace, rf)
+    brackets = spec.get("brackets", 1)
+    if not isinstance(brackets, bool) and isinstance(brackets, int) and brackets > rungs:
+        ctx.fail("scheduler.brackets", f"{brackets} is not valid: with max_t {max_t} (the last iteration), "
+                                       f"grace_period {grace} and reduction_factor {rf:g}, ASHA has {rungs} "
+                                       f"rung(s), and bracket s starts at rung s, so brackets must be in "
+                                       f"1..{rungs} (Ray would build a bracket per value, rungs or not)")
+    return Scheduler(grace, rf, _int(ctx, "scheduler.brackets", brackets, 1), max_t)
+
+
+def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> int:
+    """Rungs of ASHA's first bracket, computed as Ray's AsyncHyperBandScheduler computes them
+    (ray.tune.schedulers.async_hyperband._Bracket: MAX_RUNGS for s = 0, in numpy floats, so
+    the two agree at exact powers). Bracket s has that many minus s: beyond it, none."""
+    return int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)

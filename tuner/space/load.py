@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from tuner.errors import TunerError
-from tuner.space.checks import Ctx, check_objective, check_scheduler, check_top
+from tuner.space.checks import Ctx, check_objective, check_repeat_seeds, check_scheduler, check_top
 from tuner.space.param_checks import check_params
 from tuner.space.safe_yaml import check_yaml_events, read_search_text
 from tuner.space.spec import SearchSpec
@@ -34,6 +34,7 @@ def load_spec(path: Path | str, overrides: dict | None = None, samples: int | No
     fixed, params, base = check_params(ctx, raw.get("fixed"), raw.get("params"), overrides or {},
                                        top["search"])
     check_objective(ctx, top, params, base)
+    check_repeat_seeds(ctx, top["repeats"], params, base)
     scheduler = check_scheduler(ctx, raw.get("scheduler", "none"), top["metric"], params, base, top["repeats"])
     if top["search"] == "optuna" and not params:
         ctx.fail("params", "search: optuna needs at least one searched parameter; with everything "
@@ -81,18 +82,41 @@ def read_yaml(path: Path) -> tuple[dict, str, dict[str, int]]:
         raise TunerError(f"{path}: expected a mapping of settings (name:, search:, params:, ...), "
                          f"got {type(raw).__name__}.")
     lines: dict[str, int] = {}
-    _collect_lines(path, node, "", lines)
+    collect_lines(path, node, "", lines)
     return raw, text, lines
 
 
-def _collect_lines(path: Path, node: Any, prefix: str, lines: dict[str, int]) -> None:
+def collect_lines(path: Path, node: Any, prefix: str, lines: dict[str, int]) -> None:
+    """The line of every key under `node`; a key given twice, or a merge key, is refused."""
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:  # composite_labels as a list of mappings, choice lists
+            collect_lines(path, item, prefix, {})
     if not isinstance(node, yaml.MappingNode):
         return
+    seen: dict[Any, int] = {}
     for key_node, value_node in node.value:
-        key = f"{prefix}{key_node.value}"
-        if key in lines:  # PyYAML would silently keep the last one
-            raise TunerError(f"{path}:{key_node.start_mark.line + 1}: {key}: given twice "
-                             f"(first on line {lines[key]}); keep one.")
-        lines[key] = key_node.start_mark.line + 1
-        _collect_lines(path, value_node, f"{key}.", lines)
+        line = key_node.start_mark.line + 1
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: {...}` would hide a duplicate key
+            raise TunerError(f"{path}:{line}: {prefix}<<: YAML merge keys are not accepted in search files: "
+                             f"write the settings out where they are used.")
+        parsed = _parsed_key(key_node)
+        key = f"{prefix}{parsed}"
+        # Compared as parsed, as the mapping PyYAML builds keeps them: 0 and 00, 1 and true are one key,
+        # and PyYAML silently keeps the last.
+        if parsed in seen:
+            raise TunerError(f"{path}:{line}: {key}: given twice (first on line {seen[parsed]}"
+                             f"{'' if key_node.value == str(parsed) else f', here as {key_node.value!r}'}); keep one.")
+        seen[parsed] = line
+        lines.setdefault(key, line)
+        collect_lines(path, value_node, f"{key}.", lines)
+
+
+def _parsed_key(key_node: Any) -> Any:
+    """The key as the loaded mapping holds it (a scalar); the text when that is not hashable."""
+    try:
+        key = YamlLoader("").construct_object(key_node, deep=True)
+        hash(key)
+        return key
+    except (yaml.YAMLError, TypeError):
+        return key_node.value
 

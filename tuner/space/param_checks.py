@@ -13,6 +13,9 @@ from tuner.space.spec import Param
 from tuner.trainer.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "qrandint")
+# Integer ranges pass through float64 (Tune's qrandint rounds a float, Optuna maps ranges to floats)
+# and int64 (Tune's randint, given high + 1): beyond 2**53 a drawn value is not the integer meant.
+MAX_EXACT_INT = 2**53
 
 
 def _mapping(ctx: Ctx, key: str, value: Any) -> dict[str, tuple[str, Any]]:
@@ -27,6 +30,18 @@ def _mapping(ctx: Ctx, key: str, value: Any) -> dict[str, tuple[str, Any]]:
         if name in out:
             ctx.fail(f"{key}.{raw}", f"given twice (also as {out[name][0]!r}); keep one")
         out[name] = (str(raw), item)
+    return out
+
+
+def _canonical_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """--set pairs by canonical name; an alias beside its name would leave one of them unused."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        name = KEY_ALIASES.get(key, key)
+        if name in out:
+            raise TunerError(f"--set {key}: {name} is given twice (also as --set "
+                             f"{next(k for k in overrides if KEY_ALIASES.get(k, k) == name)}); keep one.")
+        out[name] = value
     return out
 
 
@@ -46,7 +61,7 @@ def check_params(ctx: Ctx, fixed_raw: Any, params_raw: Any, overrides: dict,
                  search: str) -> tuple[dict[str, Any], dict[str, Param], TrialConfig]:
     """Fixed values (file, then --set) and searched parameters, all probed through TrialConfig."""
     file_fixed = {name: v for name, (_, v) in _mapping(ctx, "fixed", fixed_raw).items()}
-    overrides = {KEY_ALIASES.get(k, k): v for k, v in overrides.items()}
+    overrides = _canonical_overrides(overrides)
     base = _check_fixed(ctx, file_fixed, overrides)
     fixed = {k: base.to_dict()[k] for k in {**file_fixed, **overrides}}
     params: dict[str, Param] = {}
@@ -113,6 +128,9 @@ def _check_range(ctx: Ctx, key: str, name: str, kind: str, args: Any, base: Tria
     if q is not None and (q < 1 or (high - low) % q):
         ctx.fail(key, f"qrandint step {q} must be >= 1 and divide high - low = {high - low}")
     lo, hi = (_probe(ctx, key, name, v, base, f"{kind} bound") for v in (low, high))
+    if is_int and not (-MAX_EXACT_INT <= lo and hi <= MAX_EXACT_INT):
+        ctx.fail(key, f"{kind} range [{lo}, {hi}] is too wide: Tune and Optuna draw integers through "
+                      f"floating-point numbers, exact only between -2**53 and 2**53 ({MAX_EXACT_INT})")
     return Param(kind, low=lo, high=hi, q=q)
 
 

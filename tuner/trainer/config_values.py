@@ -7,6 +7,7 @@ unless it has a range to check. Errors carry the field's name (`TunerError.key`)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 import typing
@@ -16,6 +17,14 @@ from tuner.errors import TunerError, did_you_mean
 
 # Known class counts let a bad batch size fail at config time, before data loads.
 DATASET_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10}
+# Seeds go to numpy's RandomState (scikit-learn's splits, Optuna's sampler), which takes 32 bits.
+MAX_SEED = 2**32 - 1
+# Caps no real run comes near; beyond them a typo (10**14) meets the allocator, not a message.
+MAX_WIDTH = 65536  # latent_dim, hidden_dims and conv_channels
+MAX_BATCH_SIZE = 2**20
+MAX_IMAGE_SIZE = 4096
+# Every int setting reaches torch or numpy, whose integers are 64-bit.
+INT64_MAX = 2**63 - 1
 
 
 def kind_of(hint: Any) -> tuple[str, bool]:
@@ -90,6 +99,12 @@ def _as_pairs(name: str, value: Any) -> tuple[tuple[int, int], ...]:
         raise _type_error(name, value, "a mapping fine label -> coarse label, e.g. {0: 0, 1: 0, 2: 1}") from None
     if not out:
         raise _type_error(name, value, "a non-empty mapping, or null")
+    # A list of pairs (or keys such as 0 and "0") can name a fine label twice; a mapping keeps one.
+    for (fine, coarse), (next_fine, next_coarse) in zip(out, out[1:]):
+        if fine == next_fine:
+            raise TunerError(f"{name} = {value!r} is not valid: fine label {fine} is given twice (to coarse "
+                             f"labels {coarse} and {next_coarse}); map each fine label to one coarse label.",
+                             key=name)
     return out
 
 
@@ -112,13 +127,18 @@ def validate(cfg: Any) -> None:
            "expected a number >= 0")
     _check(cfg.max_tuples is None or cfg.max_tuples >= 1, "max_tuples", cfg.max_tuples,
            "expected an integer >= 1, or null for no cap")
-    for name in ("latent_dim", "iterations", "eval_every", "knn_k", "hog_orientations", "hog_pixels_per_cell",
+    for name in ("iterations", "eval_every", "knn_k", "hog_orientations", "hog_pixels_per_cell",
                  "hog_cells_per_block"):
         _check(getattr(cfg, name) >= 1, name, getattr(cfg, name), "expected an integer >= 1")
-    _check(all(w >= 1 for w in cfg.hidden_dims), "hidden_dims", list(cfg.hidden_dims), "expected layer widths >= 1")
+    for name in ("seed", "split_seed"):
+        _check(0 <= getattr(cfg, name) <= MAX_SEED, name, getattr(cfg, name),
+               f"expected an integer in 0..{MAX_SEED} (2**32 - 1, what numpy's seeding takes)")
+    _check(1 <= cfg.latent_dim <= MAX_WIDTH, "latent_dim", cfg.latent_dim, f"expected an integer in 1..{MAX_WIDTH}")
+    _check(all(1 <= w <= MAX_WIDTH for w in cfg.hidden_dims), "hidden_dims", list(cfg.hidden_dims),
+           f"expected layer widths in 1..{MAX_WIDTH}")
     _check(0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout, "expected a probability in [0, 1)")
-    _check(len(cfg.conv_channels) >= 1 and all(w >= 1 for w in cfg.conv_channels), "conv_channels",
-           list(cfg.conv_channels), "expected one channel width >= 1 per conv layer")
+    _check(len(cfg.conv_channels) >= 1 and all(1 <= w <= MAX_WIDTH for w in cfg.conv_channels), "conv_channels",
+           list(cfg.conv_channels), f"expected one channel width in 1..{MAX_WIDTH} per conv layer")
     _check(cfg.architecture == "mlp" or cfg.feature_extractor == "raw", "architecture", cfg.architecture,
            f"conv reads images, and feature_extractor {cfg.feature_extractor} gives feature vectors: "
            f"use architecture: mlp, or feature_extractor: raw")
@@ -137,9 +157,23 @@ def validate(cfg: Any) -> None:
     _check(0.0 < cfg.test_size < 1.0, "test_size", cfg.test_size, "expected a share in (0, 1)")
     _check(cfg.val_size is None or 0.0 < cfg.val_size < 1.0, "val_size", cfg.val_size,
            "expected a share of the training part in (0, 1), or null for the default")
-    _check(cfg.image_size is None or cfg.image_size >= 8, "image_size", cfg.image_size,
-           "expected an integer >= 8, or null")
+    _check(cfg.image_size is None or 8 <= cfg.image_size <= MAX_IMAGE_SIZE, "image_size", cfg.image_size,
+           f"expected an integer in 8..{MAX_IMAGE_SIZE}, or null")
     _validate_batch_and_labels(cfg)
+    _check_int64(cfg)
+
+
+def _check_int64(cfg: Any) -> None:
+    """Last, so that a capped field says its own range first: no other int setting has a cap,
+    but each reaches torch or numpy, whose integers are 64-bit."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        numbers = [n for item in items for n in (item if isinstance(item, tuple) else (item,))
+                   if isinstance(n, int) and not isinstance(n, bool)]
+        _check(all(-INT64_MAX - 1 <= n <= INT64_MAX for n in numbers), f.name,
+               list(value) if isinstance(value, tuple) else value,
+               f"expected integers within 64 bits (-2**63 to {INT64_MAX})")
 
 
 def check_batch_for_classes(batch_size: int, n_classes: int, dataset: str) -> None:
@@ -152,7 +186,8 @@ def check_batch_for_classes(batch_size: int, n_classes: int, dataset: str) -> No
 
 
 def _validate_batch_and_labels(cfg: Any) -> None:
-    _check(cfg.batch_size >= 4, "batch_size", cfg.batch_size, "expected an integer >= 4")
+    _check(4 <= cfg.batch_size <= MAX_BATCH_SIZE, "batch_size", cfg.batch_size,
+           f"expected an integer in 4..{MAX_BATCH_SIZE} (2**20)")
     n_classes = cfg.n_classes_hint or DATASET_CLASSES.get(cfg.dataset)
     if n_classes is not None:
         check_batch_for_classes(cfg.batch_size, n_classes, cfg.dataset)
