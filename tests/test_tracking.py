@@ -162,9 +162,10 @@ def test_print_report(store, capsys: pytest.CaptureFixture, tmp_path: Path) -> N
     table_part, front_part = out.split("Pareto front")
     order = [table_part.index(t) for t in ("t0_00000", "t0_00002", "t0_00001")]
     assert order == sorted(order)
-    # Front of (recon_error lower, knn_accuracy higher): t0_00002 (0.05, 0.6) and t0_00000 (0.1, 0.9).
-    assert "2 trials" in front_part and "t0_00001" not in front_part
-    assert front_part.index("t0_00002") < front_part.index("t0_00000")
+    # Front of (recon_error lower, knn_accuracy higher) of the finished trials: t0_00000 (0.1, 0.9).
+    # t0_00002 (0.05, 0.6) would join it, but it was stopped: its figures are not its final state.
+    assert "1 trials" in front_part and "t0_00000" in front_part
+    assert "t0_00001" not in front_part and "t0_00002" not in front_part
     written = pd.read_csv(csv_path)
     assert list(written["trial_id"]) == ["t0_00000", "t0_00002", "t0_00001"]
     assert list(written["knn_accuracy"]) == [0.9, 0.6, 0.5]
@@ -173,11 +174,18 @@ def test_print_report(store, capsys: pytest.CaptureFixture, tmp_path: Path) -> N
 
 def test_print_report_names_the_trial_chosen_within_require(store, capsys: pytest.CaptureFixture) -> None:
     uri, tracker, _ = store
-    MlflowClient(tracking_uri=uri).set_tag(tracker.parent_run_id, REQUIRE_TAG, "recon_error<=0.06")
+    client = MlflowClient(tracking_uri=uri)
+    client.set_tag(tracker.parent_run_id, REQUIRE_TAG, "recon_error<=0.2")
     print_report(uri, "exp", None)
     chosen = capsys.readouterr().out.split("chosen: ")[1]
-    assert chosen.startswith("the best knn_accuracy within require (recon_error<=0.06) on validation")
-    assert "t0_00002" in chosen and "t0_00000" not in chosen  # 0.9 has recon 0.1: out of bounds
+    assert chosen.startswith("the best knn_accuracy within require (recon_error<=0.2) on validation")
+    assert "t0_00000" in chosen and "t0_00002" not in chosen
+    # Only t0_00002 (recon 0.05) meets 0.06, and it was stopped: what the search chose (none, as
+    # its final test and registry read), not a stopped trial's figures.
+    client.set_tag(tracker.parent_run_id, REQUIRE_TAG, "recon_error<=0.06")
+    print_report(uri, "exp", None)
+    assert "chosen: the best knn_accuracy within require (recon_error<=0.06) on validation: none" \
+        in capsys.readouterr().out
 
 
 def test_resume_reuses_runs_without_duplicate_points(tmp_path: Path) -> None:
@@ -307,6 +315,7 @@ def _servers_on(port: int) -> list[int]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_tuner_ui_serves_and_stops_with_its_server_on_ctrl_c_or_sigterm(tmp_path: Path, sig) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # a store: `tuner ui` creates none
     port = closed_port()
     code = f"import sys; from tuner.cli import main; sys.exit(main(['ui', '--tracking-uri', {uri!r}, '--port', '{port}']))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

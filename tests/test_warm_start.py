@@ -104,6 +104,12 @@ def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(tmp_path: Path)
     assert "Traceback" not in out.stderr
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     space = write_space(tmp_path / "s.yaml", "s")
+    out = _cli("search", "--space", str(space), "--warm-start", "nope", "--tracking-uri", uri, cwd=tmp_path)
+    assert out.returncode == 2 and f"--warm-start nope: no MLflow store at '{tmp_path}/mlflow.db'" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # a refused warm start creates no store
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     for source in ("nosuch-experiment", "0123456789abcdef0123456789abcdef"):
         out = _cli("search", "--space", str(space), "--warm-start", source, "--tracking-uri", uri, cwd=tmp_path)
         assert out.returncode == 2 and f"--warm-start {source!r}: no experiment" in out.stderr, out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,8 @@ def dataset_images(model: Any, dataset: str, split: str, data_dir: str | None) -
 
 def folder_images(folder: Path, model: Any) -> tuple[np.ndarray, dict]:
     """Every image file under `folder` (sorted), as (N, C, H, W) uint8; one shape for all."""
-    from PIL import Image
-
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) \
+        if folder.is_dir() else []
     if not paths:
         raise TunerError(f"--images {folder}: no image files there ({', '.join(IMAGE_SUFFIXES)}).")
     channels, size = model.settings.image_shape[0], None
@@ -91,21 +91,38 @@ def folder_images(folder: Path, model: Any) -> tuple[np.ndarray, dict]:
         size = model.settings.image_shape[1]
     arrays = []
     for path in paths:
-        with Image.open(path) as image:
-            if image.mode not in ("L", "RGB"):
-                image = image.convert("RGB")
-            if size is not None:
-                from torchvision import transforms
-
-                image = transforms.Resize((size, size))(image.convert("RGB" if channels == 3 else "L"))
-            pixels = np.asarray(image, dtype=np.uint8)
-        arrays.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
+        arrays.append(read_image(path, channels, size))
         if arrays[-1].shape != arrays[0].shape:
             raise TunerError(f"--images: {path} is {arrays[-1].shape} (C, H, W) but {paths[0]} is "
                              f"{arrays[0].shape}: the images of one folder need one size.")
     images = np.stack(arrays)
     model.as_images(images)
     return images, {"path": np.asarray([str(p) for p in paths], dtype=object)}
+
+
+def read_image(path: Path, channels: int, size: int | None) -> np.ndarray:
+    """One image file as (C, H, W) uint8, resized to `size` square when given; TunerError naming the
+    file when it is not an image, is truncated, cannot be read or is a decompression bomb."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit: a bomb either way.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.mode not in ("L", "RGB"):
+                    image = image.convert("RGB")
+                if size is not None:
+                    from torchvision import transforms
+
+                    image = transforms.Resize((size, size))(image.convert("RGB" if channels == 3 else "L"))
+                pixels = np.asarray(image, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise TunerError(f"--images: refused image {path}: {err} Shrink or remove it.") from None
+    except Exception as err:  # noqa: BLE001 - decoders of a broken file raise OSError, SyntaxError, ValueError...
+        raise TunerError(f"--images: could not read image {path} (truncated, unreadable or not an image? "
+                         f"{type(err).__name__}: {err}). Replace or remove it.") from None
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
 def embed_blocks(model: Any, images: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from tuner.errors import TunerError, first_line
-from tuner.tracking.store import connect, resolve_tracking_uri
+from tuner.tracking.store import connect, existing_store, resolve_tracking_uri
 from tuner.secrets import mask_uri
 from tuner.trainer.embedder import CONFIG_FILE, EmbeddingModel
 
@@ -132,7 +132,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> EmbeddingModel:
     import mlflow
 
     _quiet_downloads()
-    resolved = resolve_tracking_uri(tracking_uri)
+    resolved = existing_store(tracking_uri, f"model {uri!r}")  # downloading from a missing store creates it
     source = model_uri(uri)
     # runs:/ URIs find their logged model through the global tracking URI: set it too.
     with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(resolved):

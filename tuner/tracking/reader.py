@@ -17,7 +17,7 @@ from tuner.processes import end_session
 from tuner.secrets import mask_uri
 from tuner.tracking.note import REQUIRE_TAG
 from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
-from tuner.tracking.store import UI_VIEW_KEY, connect, is_server, resolve_tracking_uri
+from tuner.tracking.store import UI_VIEW_KEY, connect, existing_store, is_server, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
 
 
@@ -34,11 +34,7 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
     Columns: trial_id, status, params (those that vary across trials first), final metrics,
     run_id. `attrs` holds experiment, search_id, metric, mode and searched (the varying params).
     """
-    uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:////") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise TunerError(f"no MLflow store at {uri[len('sqlite:///'):]!r}: run `tuner search` there first, "
-                         "or pass --tracking-uri (or MLFLOW_TRACKING_URI) naming the store of your searches.")
-    client = connect(uri)
+    client = connect(existing_store(tracking_uri))
     exp, parent = latest_search(client, experiment)
     runs = trial_runs(client, exp.experiment_id, parent.info.run_id)
     rows = [{"trial_id": r.data.tags.get("tuner.trial_id", r.info.run_name), "status": r.info.status,
@@ -110,11 +106,8 @@ def _print_configs(table: pd.DataFrame) -> None:
 def ui_url(tracking_uri: str | None, host: str, port: int) -> str:
     """Where to point a browser: the runs of the newest search's experiment, grouped by search."""
     base = f"http://{host}:{port}"
-    uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:////") and not Path(uri[len("sqlite:///"):]).is_file():
-        return base  # connecting would create an empty store
-    try:
-        exp, _ = latest_search(connect(uri), None)
+    try:  # a missing store is not connected to: that would create an empty one
+        exp, _ = latest_search(connect(existing_store(tracking_uri)), None)
     except TunerError:
         return base
     # MLflow 3.17's UI takes the view (GenAI or model training) from its own switch, default GenAI,
@@ -139,6 +132,7 @@ def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
     if is_server(uri):
         raise TunerError(f"tracking URI {mask_uri(uri)!r} is already a server: open it in a browser.")
     _check_port_free(host, port)
+    existing_store(uri)  # else MLflow would create an empty SQLite file, or fail on a folder
     print(f"MLflow UI for {mask_uri(uri)} (Ctrl-C stops it):\n  {ui_url(uri, host, port)}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1"]
     # The store URI goes by environment, not argv, where `ps` would show its credentials.

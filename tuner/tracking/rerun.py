@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuner.errors import TunerError, first_line
-from tuner.tracking.store import connect, parse_param, resolve_tracking_uri
+from tuner.tracking.store import connect, existing_store, parse_param
 from tuner.secrets import mask_uri
 from tuner.trainer.config import FIELDS, TrialConfig
 
@@ -19,7 +19,7 @@ COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
 
 def trial_run(run_id: str, tracking_uri: str | None) -> Any:
     """The MLflow run of a trial; TunerError for an unreachable store, an unknown run or another kind."""
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = existing_store(tracking_uri, f"--from-run {run_id}")  # reading never creates a store
     client = connect(uri)
     try:
         run = client.get_run(run_id)

@@ -42,6 +42,35 @@ def is_server(uri: str) -> bool:
     return urlsplit(uri).scheme in ("http", "https")
 
 
+def existing_store(tracking_uri: str | None, what: str = "") -> str:
+    """The resolved URI of a store that is already there, for commands that only read one (`what`,
+    such as "--from-run ID", starts the message): connecting to a missing SQLite file creates it,
+    empty, and MLflow 3 refuses a folder (its old file store) with a traceback of its own. A server
+    or another database passes: connecting is its check."""
+    uri = resolve_tracking_uri(tracking_uri)
+    where, scheme = f"{what}: " if what else "", urlsplit(uri).scheme
+    if uri.startswith("sqlite:////"):
+        path = Path(uri[len("sqlite:///"):].split("?")[0])
+        found = path.is_file()
+    elif scheme in ("", "file") and uri not in ("databricks", "databricks-uc"):  # a path: a file store
+        path = Path(urlsplit(uri).path if scheme == "file" else uri).resolve()
+        found = path.exists()
+        if path.is_file():
+            raise TunerError(f"{where}tracking URI {mask_uri(uri)!r} is a plain path, which MLflow reads as a "
+                             f"folder of runs; for the SQLite file there pass sqlite:///{path}.")
+        if found and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+            raise TunerError(f"{where}tracking URI {mask_uri(uri)!r} is a folder, which MLflow reads as its old "
+                             "file store, no longer served by MLflow 3: pass a database such as "
+                             "sqlite:////abs/path/mlflow.db (`mlflow migrate-filestore` converts a folder of runs) "
+                             "or a server http://host:port.")
+    else:
+        return uri
+    if not found:
+        raise TunerError(f"{where}no MLflow store at {str(path)!r}: run `tuner search` there first, or pass "
+                         "--tracking-uri (or MLFLOW_TRACKING_URI) naming the store of your searches.")
+    return uri
+
+
 def connect(tracking_uri: str | None):
     """A client whose store answered once; TunerError (credentials masked) when it does not."""
     from mlflow import MlflowClient

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 from tuner.errors import TunerError
 from tuner.space.spec import SearchSpec
 from tuner.tracking import runs
-from tuner.tracking.store import connect, param_text, parse_param, resolve_tracking_uri
+from tuner.tracking.store import connect, existing_store, param_text, parse_param
 from tuner.secrets import mask_uri
 from tuner.trainer.config import FIELDS
 
@@ -54,7 +54,7 @@ class WarmStart:
 def read_warm_start(tracking_uri: str | None, source: str, spec: SearchSpec) -> WarmStart:
     """The earlier search named by `source` (an experiment: its latest search; a search id; or a
     parent run id), its trials filtered for `spec`."""
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = existing_store(tracking_uri, f"--warm-start {source}")  # a refused warm start leaves no new store
     client = connect(uri)
     experiment, parent = find_source(client, source, uri)
     trials = runs.trial_runs(client, experiment.experiment_id, parent.info.run_id)
