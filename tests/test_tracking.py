@@ -501,3 +501,36 @@ def test_a_parent_whose_start_cannot_be_logged_ends_failed(tmp_path: Path, monke
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -> None:
+    """MLflow cuts a param past 6,000 characters with only a warning: composite_labels merging
+    1,000 classes (9,890 characters) then made `tuner train --from-run` fail and warm start skip
+    every such trial as trained with other settings."""
+    from tuner.space.load import load_spec
+    from tuner.tracking.rerun import config_from_run
+    from tuner.tracking.store import FULL_PARAMS, PARAM_LIMIT, param_text, stored_param
+    from tuner.tracking.warm_start import select
+    from tuner.trainer.config import TrialConfig
+
+    merged = {i: i % 10 for i in range(1000)}
+    cfg = TrialConfig(dataset="imagenet", composite_labels=merged, batch_size=20)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SearchTracker.open(uri, "exp", "s1", SPEC_YAML, {}, SEARCH_PARAMS, resume=False)
+    run_id = tracker.trial_started("t0", cfg.to_dict())
+    client = MlflowClient(tracking_uri=uri)
+    stored = client.get_run(run_id).data.params["composite_labels"]
+    assert len(param_text(cfg.to_dict()["composite_labels"])) == 9890 and len(stored) == PARAM_LIMIT
+    assert stored.endswith(")") and FULL_PARAMS in stored
+    assert FULL_PARAMS in {f.path for f in client.list_artifacts(run_id)}
+    rebuilt, _ = config_from_run(run_id, uri, {})
+    assert rebuilt == cfg
+    # Warm start compares the stored texts: the same long value matches, another one does not.
+    space = tmp_path / "s.yaml"
+    space.write_text("search: optuna\nfixed:\n  dataset: imagenet\n  batch_size: 20\n  composite_labels: "
+                     + json.dumps(merged) + "\nparams:\n  mu: {uniform: [0.1, 0.9]}\n")
+    spec = load_spec(space)
+    params = dict(client.get_run(run_id).data.params)
+    assert select(spec, "s1", [("FINISHED", params, {"knn_accuracy": 0.7})]).points == [{"mu": 0.5}]
+    other = {**params, "composite_labels": stored_param(param_text({**merged, 999: 0}))}
+    assert select(spec, "s1", [("FINISHED", other, {"knn_accuracy": 0.7})]).other_settings == 1

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from tuner.errors import TunerError, first_line
-from tuner.tracking.store import connect, existing_store, parse_param
+from tuner.tracking.store import connect, existing_store, parse_param, whole_params
 from tuner.secrets import mask_uri
 from tuner.trainer.config import FIELDS, TrialConfig
 
 COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
 
 
-def trial_run(run_id: str, tracking_uri: str | None) -> Any:
-    """The MLflow run of a trial; TunerError for an unreachable store, an unknown run or another kind."""
+def trial_run(run_id: str, tracking_uri: str | None) -> tuple[Any, Any]:
+    """(client, the MLflow run of a trial); TunerError for an unreachable store, an unknown run or another kind."""
     uri = existing_store(tracking_uri, f"--from-run {run_id}")  # reading never creates a store
     client = connect(uri)
     try:
@@ -31,7 +31,7 @@ def trial_run(run_id: str, tracking_uri: str | None) -> Any:
     if role != "trial" and "tuner.trial_id" not in run.data.tags:
         raise TunerError(f"--from-run {run_id}: run {run.info.run_name!r} is not a trial run of a tuner search "
                          f"(tuner.role = {role!r}); pass one of the nested runs under a search.")
-    return run
+    return client, run
 
 
 def config_from_params(params: dict[str, str], overrides: dict[str, Any], source: str) -> TrialConfig:
@@ -45,8 +45,8 @@ def config_from_params(params: dict[str, str], overrides: dict[str, Any], source
 
 
 def config_from_run(run_id: str, tracking_uri: str | None, overrides: dict[str, Any]) -> tuple[TrialConfig, Any]:
-    run = trial_run(run_id, tracking_uri)
-    return config_from_params(dict(run.data.params), overrides, f"run {run_id}"), run
+    client, run = trial_run(run_id, tracking_uri)
+    return config_from_params(whole_params(client, run), overrides, f"run {run_id}"), run
 
 
 def print_comparison(run: Any, metrics: dict[str, float]) -> None:

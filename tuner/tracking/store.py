@@ -6,6 +6,7 @@ Credentials in a tracking URI never reach a message: everything shown goes throu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -154,14 +155,43 @@ def parse_param(text: str) -> Any:
         return text  # a plain string such as pairwise, or a float str() wrote as 1e-05 (JSON reads it too)
 
 
+# MLflow cuts a param value longer than this (mlflow.utils.validation.MAX_PARAM_VAL_LENGTH) with
+# only a warning: composite_labels merging ImageNet's 1000 classes is 9,890 characters.
+PARAM_LIMIT = 6000
+FULL_PARAMS = "params.json"  # a run's params whole, logged beside them when one passes PARAM_LIMIT
+
+
+def stored_param(text: str) -> str:
+    """What a run holds for a param's text: the text, or when too long, its head and the hash of
+    the whole (the same for the same value, so runs still compare; the whole is in FULL_PARAMS)."""
+    if len(text) <= PARAM_LIMIT:
+        return text
+    tail = f"... (cut: the whole is in {FULL_PARAMS}, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]})"
+    return text[:PARAM_LIMIT - len(tail)] + tail
+
+
 def log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, str] | None = None) -> int:
     """MLflow params are immutable: keys already on the run (a resumed run) are left alone."""
     from mlflow.entities import Param
 
-    todo = [Param(str(k), param_text(v)) for k, v in params.items() if k not in (existing or {})]
+    texts = {str(k): param_text(v) for k, v in params.items() if k not in (existing or {})}
+    if any(len(text) > PARAM_LIMIT for text in texts.values()):
+        log_text(client, run_id, json.dumps(texts, indent=1), FULL_PARAMS)
+    todo = [Param(k, stored_param(text)) for k, text in texts.items()]
     for start in range(0, len(todo), 100):  # MLflow's per-batch limit
         client.log_batch(run_id, params=todo[start:start + 100])
     return len(todo)
+
+
+def whole_params(client, run: Any) -> dict[str, str]:
+    """A run's params as they were logged: cut ones (stored_param) read back from FULL_PARAMS."""
+    params = dict(run.data.params)
+    if any(value.endswith(")") and f"the whole is in {FULL_PARAMS}" in value for value in params.values()):
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run.info.run_id, FULL_PARAMS, tmp)
+            params.update(json.loads(Path(path).read_text()))
+    return params
 
 
 def log_text(client, run_id: str, text: str, name: str) -> None:

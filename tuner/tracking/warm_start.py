@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 from tuner.errors import TunerError
 from tuner.space.spec import SearchSpec
 from tuner.tracking import runs
-from tuner.tracking.store import connect, existing_store, param_text, parse_param
+from tuner.tracking.store import connect, existing_store, param_text, parse_param, stored_param
 from tuner.secrets import mask_uri
 from tuner.trainer.config import FIELDS
 
@@ -130,6 +130,6 @@ def _match(spec: SearchSpec, params: Mapping[str, str]) -> tuple[str, dict[str, 
         same = spec.trial_config(searched).to_dict()
     except TunerError:  # a combination this search's settings refuse
         return "outside", None
-    if any(param_text(same[k]) != params.get(k) for k in FIELDS if k not in spec.params):
+    if any(stored_param(param_text(same[k])) != params.get(k) for k in FIELDS if k not in spec.params):
         return "other_settings", None
     return "", {name: spec.params[name].searcher_value(v, spec.search) for name, v in searched.items()}
