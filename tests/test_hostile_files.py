@@ -7,6 +7,7 @@ import contextlib
 import io
 import os
 import pickle
+import re
 import resource
 import signal
 import zipfile
@@ -288,3 +289,18 @@ def test_a_state_file_nested_too_deep_is_broken(tmp_path):
     exp.write_text(STATE_FILE, "[" * 100_000 + "]" * 100_000)
     with pytest.raises(TunerError, match=rf"{tmp_path / 'e' / STATE_FILE} is broken or empty"):
         read_state(exp)
+
+
+def test_embed_reads_16_bit_and_float_images_as_training_does(tmp_path):
+    """`tuner embed --images` clipped 16-bit greyscale to 255 while the training folders scale it:
+    a model then embedded other pixels than it was trained on."""
+    from tuner.commands.embed import read_image
+
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.full((6, 5), 32896, np.uint16)).save(path)
+    assert (read_image(path, 1, None) == 128).all() and read_image(path, 1, None).shape == (1, 6, 5)
+    assert (read_image(path, 3, 4) == 128).all() and read_image(path, 3, 4).shape == (3, 4, 4)
+    floats = tmp_path / "f.tiff"
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(floats)
+    with pytest.raises(TunerError, match=rf"--images: {re.escape(str(floats))} has pixels of mode 'F'"):
+        read_image(floats, 1, None)

@@ -105,11 +105,14 @@ def read_image(path: Path, channels: int, size: int | None) -> np.ndarray:
     file when it is not an image, is truncated, cannot be read or is a decompression bomb."""
     from PIL import Image
 
+    from tuner.data.imagefolder import eight_bit
+
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit: a bomb either way.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path) as opened:
+                image = eight_bit(opened, path, "--images")  # as the training folders read it
                 if image.mode not in ("L", "RGB"):
                     image = image.convert("RGB")
                 if size is not None:
@@ -119,6 +122,8 @@ def read_image(path: Path, channels: int, size: int | None) -> np.ndarray:
                 pixels = np.asarray(image, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise TunerError(f"--images: refused image {path}: {err} Shrink or remove it.") from None
+    except TunerError:
+        raise
     except Exception as err:  # noqa: BLE001 - decoders of a broken file raise OSError, SyntaxError, ValueError...
         raise TunerError(f"--images: could not read image {path} (truncated, unreadable or not an image? "
                          f"{type(err).__name__}: {err}). Replace or remove it.") from None

@@ -135,15 +135,23 @@ def _rgb_loader(path: str) -> Any:
     from PIL import Image
 
     with open(path, "rb") as f:
-        image = Image.open(f)
-        if image.mode in SIXTEEN_BIT_MODES:
-            wide = np.asarray(image, dtype=np.uint32)
-            return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
-        if image.mode in ("I", "F") or image.mode.startswith(("I;", "F;")):
-            raise TunerError(f"imagenet: {path} has pixels of mode {image.mode!r} (32-bit integers or floats, "
-                             f"whose range tuner cannot know). Save it as an 8-bit (or 16-bit greyscale) image, "
-                             f"or remove it.")
-        return image.convert("RGB")
+        return eight_bit(Image.open(f), path, "imagenet").convert("RGB")
+
+
+def eight_bit(image: Any, path: str | Path, where: str) -> Any:
+    """A PIL image in a mode of 8 bits a channel: 16-bit greyscale scaled down ('L'), 32-bit integer
+    and float modes refused (TunerError, `where`: path): their range is unknown. Training folders
+    and `tuner embed --images` read images alike through it."""
+    from PIL import Image
+
+    if image.mode in SIXTEEN_BIT_MODES:
+        wide = np.asarray(image, dtype=np.uint32)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+    if image.mode in ("I", "F") or image.mode.startswith(("I;", "F;")):
+        raise TunerError(f"{where}: {path} has pixels of mode {image.mode!r} (32-bit integers or floats, "
+                         f"whose range tuner cannot know). Save it as an 8-bit (or 16-bit greyscale) image, "
+                         f"or remove it.")
+    return image
 
 
 def _read_all(dataset: Any, size: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
