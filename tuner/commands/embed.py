@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,28 +104,17 @@ def read_image(path: Path, channels: int, size: int | None) -> np.ndarray:
     file when it is not an image, is truncated, cannot be read or is a decompression bomb."""
     from PIL import Image
 
-    from tuner.data.imagefolder import eight_bit
+    from tuner.data.imagefolder import decoding, eight_bit
 
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its pixel limit: a bomb either way.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                image = eight_bit(opened, path, "--images")  # as the training folders read it
-                if image.mode not in ("L", "RGB"):
-                    image = image.convert("RGB")
-                if size is not None:
-                    from torchvision import transforms
+    with decoding(path, "--images"), Image.open(path) as opened:
+        image = eight_bit(opened, path, "--images")  # as the training folders read it
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        if size is not None:
+            from torchvision import transforms
 
-                    image = transforms.Resize((size, size))(image.convert("RGB" if channels == 3 else "L"))
-                pixels = np.asarray(image, dtype=np.uint8)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise TunerError(f"--images: refused image {path}: {err} Shrink or remove it.") from None
-    except TunerError:
-        raise
-    except Exception as err:  # noqa: BLE001 - decoders of a broken file raise OSError, SyntaxError, ValueError...
-        raise TunerError(f"--images: could not read image {path} (truncated, unreadable or not an image? "
-                         f"{type(err).__name__}: {err}). Replace or remove it.") from None
+            image = transforms.Resize((size, size))(image.convert("RGB" if channels == 3 else "L"))
+        pixels = np.asarray(image, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 

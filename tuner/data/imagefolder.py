@@ -6,13 +6,14 @@ folders that the caller splits stratified. Images are resized to a square and ke
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -180,22 +181,29 @@ def _allocate(n: int, size: int) -> np.ndarray:
 
 
 def _read_image(dataset: Any, i: int) -> np.ndarray:
+    with decoding(dataset.samples[i][0], "imagenet"):
+        image, _ = dataset[i]
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
+@contextlib.contextmanager
+def decoding(path: str | Path, where: str) -> Iterator[None]:
+    """Decoding one untrusted image (training folders and `tuner embed --images`): a decompression
+    bomb or a broken file becomes a TunerError naming it (`where`: path)."""
     from PIL import Image
 
-    path = dataset.samples[i][0]
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit: a bomb either way.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image, _ = dataset[i]
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise TunerError(f"imagenet: refused image {path}: {err} Shrink or remove it.") from None
+        raise TunerError(f"{where}: refused image {path}: {err} Shrink or remove it.") from None
     except TunerError:
         raise
     except Exception as err:  # noqa: BLE001 - decoders of a broken file raise OSError, SyntaxError, ValueError...
-        raise TunerError(f"imagenet: could not read image {path} (truncated or not an image? "
+        raise TunerError(f"{where}: could not read image {path} (truncated or not an image? "
                          f"{type(err).__name__}: {err}). Replace or remove it.") from None
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def load_imagefolder(split_dirs: list[Path], classes: tuple[str, ...], size: int,
