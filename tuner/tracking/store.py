@@ -159,6 +159,7 @@ def parse_param(text: str) -> Any:
 # only a warning: composite_labels merging ImageNet's 1000 classes is 9,890 characters.
 PARAM_LIMIT = 6000
 FULL_PARAMS = "params.json"  # a run's params whole, logged beside them when one passes PARAM_LIMIT
+_CUT = f"... (cut: the whole is in {FULL_PARAMS}, sha256 "  # how a cut value ends, before its hash
 
 
 def stored_param(text: str) -> str:
@@ -166,7 +167,7 @@ def stored_param(text: str) -> str:
     the whole (the same for the same value, so runs still compare; the whole is in FULL_PARAMS)."""
     if len(text) <= PARAM_LIMIT:
         return text
-    tail = f"... (cut: the whole is in {FULL_PARAMS}, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]})"
+    tail = f"{_CUT}{hashlib.sha256(text.encode()).hexdigest()[:16]})"
     return text[:PARAM_LIMIT - len(tail)] + tail
 
 
@@ -186,7 +187,7 @@ def log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, 
 def whole_params(client, run: Any) -> dict[str, str]:
     """A run's params as they were logged: cut ones (stored_param) read back from FULL_PARAMS."""
     params = dict(run.data.params)
-    if any(value.endswith(")") and f"the whole is in {FULL_PARAMS}" in value for value in params.values()):
+    if any(value.endswith(")") and _CUT in value for value in params.values()):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(run.info.run_id, FULL_PARAMS, tmp)
