@@ -15,6 +15,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tuner.objective import Objective, pareto_mask as _signed_pareto_mask
 from tuner.trainer.metrics import METRIC_MODES
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")  # how an MLflow run of a trial or search ends
@@ -85,22 +86,29 @@ def results_table(outcomes: Sequence[TrialOutcome], searched: Sequence[str], met
 
 def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]) -> pd.DataFrame:
     """Best first by each configuration's mean over its runs (the run's own value when it has one
-    run; ties keep runs of a configuration together, the better first). Multi-objective: the
-    Pareto front first, flagged per run in a `pareto` column: the front the search selects, of the
-    complete configurations' means (see `selection`); a failed or stopped run is never on it."""
+    run), in the Objective's order (`tuner.objective`: non-dominated rank, then crowding distance;
+    one metric: its value; a NaN last). Every trial is ranked by its figures, stopped and failed
+    ones too (their status says so); multi-objective, the front the search selects comes first,
+    flagged in a `pareto` column (the complete configurations' means, see `selection`). Runs of a
+    configuration stay together, the better first; equal keys keep the table's order."""
     key = _config_key(table)
-    order = pd.Series(pd.factorize(key)[0], index=table.index)  # equal means: first seen first, as before
     means = table.groupby(key)[list(metric)].transform("mean")
     table = table.drop(columns=["pareto"], errors="ignore")
-    ranked = table.assign(**{f"_{m}": means[m] for m in metric}, _key=order)
+    objective = Objective(tuple(metric), tuple(mode))  # bounds pick the chosen trial, not the table's order
+    heads = ~key.duplicated()
+    place = pd.Series(0, index=table.index)
+    if len(table):
+        place[heads] = objective.positions(means[heads].to_dict("records"))
+    ranked = table.assign(_first=pd.factorize(key)[0], _run=objective.positions(table[list(metric)].to_dict("records"))
+                          if len(table) else [])
+    ranked = ranked.assign(_place=key.map(place[heads].groupby(key[heads]).first()).to_numpy())
+    by = ["_place", "_first", "_run"]
     if len(metric) > 1:
         ranked.insert(2, "pareto", _front_of_complete(table, means, metric, mode))
-        by, ascending = ["pareto", f"_{metric[0]}"], [False, mode[0] == "min"]
-    else:
-        by, ascending = [f"_{metric[0]}"], [mode[0] == "min"]
-    ranked = ranked.sort_values([*by, "_key", metric[0]], ascending=[*ascending, True, mode[0] == "min"],
-                                na_position="last", kind="stable")
-    return ranked.drop(columns=[f"_{m}" for m in metric] + ["_key"]).reset_index(drop=True)
+        ranked["_off"] = ~ranked["pareto"]
+        by.insert(0, "_off")
+    ranked = ranked.sort_values(by, kind="stable")
+    return ranked.drop(columns=[c for c in ranked.columns if c.startswith("_") and c in by]).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------- what a search selects
@@ -122,12 +130,14 @@ def selection(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
     means = table.groupby(key)[list(metric)].transform("mean")
     if len(metric) > 1:
         return list(table["trial_id"][_front_of_complete(table, means, metric, mode)])
-    bounded = [m for m in (require or {}) if m in table]
-    within = _complete(table, means) & meets(table.groupby(key)[bounded].transform("mean"), require or {})
+    objective = Objective(tuple(metric), tuple(mode), require or {})
+    bounded = [m for m in objective.require if m in table and m not in metric]
+    config_means = pd.concat([means, table.groupby(key)[bounded].transform("mean")], axis=1)
+    within = _complete(table, means) & objective.within(config_means.to_dict("records"))
     if not within.any():
         return []
-    values = means[metric[0]][within]
-    best = values.idxmax() if mode[0] == "max" else values.idxmin()  # the first of equal means
+    candidates = config_means[within]
+    best = candidates.index[objective.best(candidates.to_dict("records"))]  # the first of equal means
     return list(table["trial_id"][key == key[best]])
 
 
@@ -143,10 +153,8 @@ def chosen(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
     if among is not None:
         picked = picked[picked["trial_id"].isin(list(among))]
     picked = picked[meets(picked, require or {})]
-    values = pd.to_numeric(picked[metric[0]], errors="coerce").reset_index(drop=True)
-    if values.notna().sum() == 0:
-        return None
-    return picked.iloc[values.idxmax() if mode[0] == "max" else values.idxmin()]  # positional: index may repeat
+    first = Objective.of(metric[0], mode[0]).best(picked.to_dict("records"))  # the first of equal values
+    return None if first is None else picked.iloc[first]  # positional: the index may repeat
 
 
 def _config_key(table: pd.DataFrame) -> pd.Series:
@@ -213,14 +221,8 @@ def _cell(value: Any) -> Any:
 def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     """Rows no other row dominates (at least as good in every metric, better in one). Equal rows
     do not dominate each other, so duplicates on the front all stay; rows with a NaN are off it."""
-    signed = np.asarray(values, dtype=float) * np.where(np.asarray(modes) == "max", 1.0, -1.0)
-    finite = np.all(np.isfinite(signed), axis=1)
-    mask = np.zeros(len(signed), dtype=bool)
-    others = signed[finite]
-    for i in np.flatnonzero(finite):
-        dominated = np.all(others >= signed[i], axis=1) & np.any(others > signed[i], axis=1)
-        mask[i] = not dominated.any()
-    return mask
+    signed = np.asarray(values, dtype=float).reshape(len(values), len(modes)) * np.where(np.asarray(modes) == "max", 1.0, -1.0)
+    return _signed_pareto_mask(signed)
 
 
 def pareto_front(table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accuracy") -> pd.DataFrame:

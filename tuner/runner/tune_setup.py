@@ -14,6 +14,7 @@ from ray.tune.search import Repeater
 
 from tuner.data.features import FeatureSet
 from tuner.runner.callback import TrackingCallback
+from tuner.runner.moasha import MOASHAScheduler
 from tuner.runner.trial import run_trial
 from tuner.space.spec import REPEAT_KEY, SearchSpec
 from tuner.storage import ExperimentDir
@@ -41,7 +42,7 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
     single = not spec.multi_objective
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
-        search_alg=_repeated(spec, _searcher(spec, warm)), scheduler=_scheduler(spec),
+        search_alg=_repeated(spec, _searcher(spec, warm)), scheduler=_scheduler(spec, exp_dir),
         # Under Repeater num_samples counts every trial, repeats included; a seed axis multiplies itself.
         num_samples=spec.samples * spec.repeats if spec.search == "optuna" else spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
@@ -133,11 +134,14 @@ class ResumableRepeater(Repeater):
         self.set_state(saved["repeater"])
 
 
-def _scheduler(spec: SearchSpec) -> Any:
+def _scheduler(spec: SearchSpec, exp_dir: ExperimentDir) -> Any:
     if spec.scheduler is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
     s = spec.scheduler
+    if s.type == "moasha":  # its rungs are kept in exp_dir: Tune's saved state leaves schedulers out
+        return MOASHAScheduler(spec.objective, time_attr="iteration", max_t=s.max_t, grace_period=s.grace_period,
+                               reduction_factor=s.reduction_factor, brackets=s.brackets, exp_dir=exp_dir)
     return ASHAScheduler(time_attr="iteration", max_t=s.max_t, grace_period=s.grace_period,
                          reduction_factor=s.reduction_factor, brackets=s.brackets)

@@ -216,41 +216,68 @@ def check_repeat_seeds(ctx: Ctx, repeats: int, params: dict[str, Param], base: T
                             f"{MAX_SEED} (2**32 - 1, the largest seed): lower the seed or the repeats")
 
 
+SCHEDULERS = ("asha", "moasha")
+SCHEDULER_KEYS = ("type", "grace_period", "reduction_factor", "brackets")
+
+
 def check_scheduler(ctx: Ctx, raw: Any, metric: tuple[str, ...], params: dict[str, Param],
                     base: TrialConfig, repeats: int = 1) -> Scheduler | None:
     if raw in (None, False, "none"):
         return None
     spec = {"type": raw} if isinstance(raw, str) else raw
-    if not isinstance(spec, dict) or spec.get("type") != "asha":
-        ctx.fail("scheduler", f"{raw!r} is not valid: expected none, asha, or {{type: asha, "
-                              f"grace_period: N, reduction_factor: 3, brackets: 1}}")
-    asha_keys = ("type", "grace_period", "reduction_factor", "brackets")
+    if not isinstance(spec, dict) or spec.get("type") not in SCHEDULERS:
+        ctx.fail("scheduler", f"{raw!r} is not valid: expected none, asha (one metric), moasha (one or several "
+                              f"metrics), or {{type: moasha, grace_period: N, reduction_factor: 3, brackets: 1}}")
+    kind = spec["type"]
     for key in spec:
-        if key not in asha_keys:
-            ctx.fail(f"scheduler.{key}", f"unknown key{did_you_mean(key, asha_keys)}. Valid: {', '.join(asha_keys)}")
+        if key not in SCHEDULER_KEYS:
+            ctx.fail(f"scheduler.{key}", f"unknown {kind} key{did_you_mean(str(key), SCHEDULER_KEYS)}. "
+                                         f"Valid: {', '.join(SCHEDULER_KEYS)}")
     if repeats > 1:
-        ctx.fail("repeats", f"{repeats} seeds per configuration cannot run under scheduler: asha: early "
+        ctx.fail("repeats", f"{repeats} seeds per configuration cannot run under scheduler: {kind}: early "
                             "stopping would stop some seeds of a configuration and not others, so their "
                             "mean would compare unequal runs. Use scheduler: none, or repeats: 1")
-    if len(metric) > 1:
-        ctx.fail("scheduler", "a scheduler stops trials on one metric, and this search has several "
-                              f"({', '.join(metric)}): use scheduler: none")
+    if len(metric) > 1 and kind == "asha":
+        ctx.fail("scheduler", "asha stops trials on one metric, and this search has several "
+                              f"({', '.join(metric)}): use scheduler: moasha (it ranks trials on the front), "
+                              "or scheduler: none")
     iters = params["iterations"].probes() if "iterations" in params else (base.iterations,)
     evals = params["eval_every"].probes() if "eval_every" in params else (base.eval_every,)
     max_t = int(max(iters))
     grace = _int(ctx, "scheduler.grace_period", spec.get("grace_period", min(int(min(evals)), max_t)), 1)
     if grace > max_t:
         ctx.fail("scheduler.grace_period", f"{grace} is beyond the last iteration ({max_t}): "
-                                           f"ASHA would never stop a trial")
-    rf = _number(ctx, "scheduler.reduction_factor", spec.get("reduction_factor", 3), 1, inclusive=False)
+                                           f"{kind} would never stop a trial; set a grace_period below {max_t}")
+    rf = spec.get("reduction_factor", 3)
+    if isinstance(rf, (int, float)) and not isinstance(rf, bool) and rf <= 1:
+        ctx.fail("scheduler.reduction_factor", f"{rf!r} is not valid: a rung keeps 1/reduction_factor of its "
+                                               f"trials, so expected a number > 1 (3 keeps the best third)")
+    rf = _number(ctx, "scheduler.reduction_factor", rf, 1, inclusive=False)
     rungs = asha_rungs(max_t, grace, rf)
     brackets = spec.get("brackets", 1)
     if not isinstance(brackets, bool) and isinstance(brackets, int) and brackets > rungs:
         ctx.fail("scheduler.brackets", f"{brackets} is not valid: with max_t {max_t} (the last iteration), "
-                                       f"grace_period {grace} and reduction_factor {rf:g}, ASHA has {rungs} "
+                                       f"grace_period {grace} and reduction_factor {rf:g}, {kind} has {rungs} "
                                        f"rung(s), and bracket s starts at rung s, so brackets must be in "
                                        f"1..{rungs} (Ray would build a bracket per value, rungs or not)")
-    return Scheduler(grace, rf, _int(ctx, "scheduler.brackets", brackets, 1), max_t)
+    brackets = _int(ctx, "scheduler.brackets", brackets, 1)
+    if kind == "moasha":
+        _check_rungs_stop(ctx, grace, rf, brackets, max_t, int(min(evals)), int(max(evals)))
+    return Scheduler(grace, rf, brackets, max_t, kind)
+
+
+def _check_rungs_stop(ctx: Ctx, grace: int, rf: float, brackets: int, max_t: int, eval_min: int,
+                      eval_max: int) -> None:
+    """A trial is compared at a rung at its first report at or past the milestone, and a trial
+    reports every eval_every iterations: a rung whose first report is the last iteration stops
+    nothing that would not end anyway."""
+    milestones = [grace * rf ** k for k in range(asha_rungs(max_t, grace, rf))]
+    useful = [m for m in milestones if math.ceil(m / eval_max) * eval_max < max_t]
+    if not useful:
+        ctx.fail("scheduler.grace_period", f"{grace} with reduction_factor {rf:g}: every rung "
+                                           f"({', '.join(f'{m:g}' for m in milestones)}) is first reported at "
+                                           f"the last iteration ({max_t}, with eval_every {eval_max}), so moasha "
+                                           f"would never stop a trial; lower grace_period, or eval_every below it")
 
 
 def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> int:

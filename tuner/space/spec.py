@@ -10,6 +10,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from tuner.objective import Objective
 from tuner.outcome import require_text
 from tuner.errors import TunerError
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
@@ -84,12 +85,14 @@ class Param:
 
 @dataclass(frozen=True)
 class Scheduler:
-    """ASHA on the `iteration` metric; `max_t` is the largest possible iterations."""
+    """ASHA (one metric) or MOASHA (the search's Objective) on the `iteration` metric; `max_t` is
+    the largest possible iterations."""
 
     grace_period: int
     reduction_factor: float
     brackets: int
     max_t: int
+    type: str = "asha"  # asha | moasha
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,11 @@ class SearchSpec:
     register_as: str | None = None  # registered model name; None: register nothing
     # Bounds the chosen (best, registered) trial must meet on validation: {metric: bound}.
     require: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> Objective:
+        """What "better" means for this search: read by the selection, reports and schedulers."""
+        return Objective(self.metric, self.mode, self.require)
 
     @property
     def multi_objective(self) -> bool:
@@ -160,7 +168,7 @@ class SearchSpec:
 
     def resolved(self) -> dict[str, Any]:
         """Plain data describing the search (logged, and compared on --resume)."""
-        sched = None if self.scheduler is None else {"type": "asha", **self.scheduler.__dict__}
+        sched = None if self.scheduler is None else dict(self.scheduler.__dict__)
         return {
             "name": self.name, "metric": list(self.metric), "mode": list(self.mode),
             "search": self.search, "samples": self.samples, "max_concurrent": self.max_concurrent,
@@ -178,7 +186,7 @@ class SearchSpec:
             sched = "none"
         else:
             s = self.scheduler
-            sched = (f"asha on iterations: grace_period {s.grace_period}, reduction_factor "
+            sched = (f"{s.type} on iterations{' (non-dominated rank, crowding distance)' if s.type == 'moasha' else ''}: grace_period {s.grace_period}, reduction_factor "
                      f"{s.reduction_factor}, brackets {s.brackets}, max_t {s.max_t}")
         per_seed = " x repeats" if self.repeats > 1 else ""
         count = {"grid": f"{self.n_trials} trials ({self.samples} pass(es) over the grid{per_seed})",

@@ -1,0 +1,207 @@
+"""What "better" means for a search, written once: its metrics, their modes and its `require:`
+bounds. Every part that compares results reads an `Objective`: the results table and what a
+search selects (outcome.py), the console's best so far, the registry's champion, `tuner report`,
+`tuner sync` and the `moasha` scheduler's rungs (rungs.py).
+
+Ranking: a result within every bound ranks before one outside any (constrained domination, Deb
+2000: outside ones by their total relative violation); a result with a NaN or missing metric
+ranks last. Within a class: non-dominated sorting (front 0 first), then, inside a front, the
+larger crowding distance (NSGA-II) over the metrics normalised by the ranked set's range; equal
+keys keep their input order. With one metric that is the metric's own order.
+
+No Ray, no MLflow, no pandas needed: rows are mappings of metric name to value (a DataFrame's
+records work too).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from tuner.trainer.metrics import METRIC_MODES
+
+WITHIN, OUTSIDE, INVALID = 0, 1, 2  # the classes a result ranks in, best first
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: tuple[str, ...]
+    mode: tuple[str, ...]
+    require: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metric", tuple(self.metric))
+        object.__setattr__(self, "mode", tuple(self.mode))
+        object.__setattr__(self, "require", dict(self.require or {}))
+        if len(self.metric) != len(self.mode) or not self.metric:
+            raise ValueError(f"one mode per metric: {self.metric} / {self.mode}")
+
+    @classmethod
+    def of(cls, metric: Sequence[str] | str, mode: Sequence[str] | str | None = None,
+           require: Mapping[str, float] | None = None) -> "Objective":
+        metric = (metric,) if isinstance(metric, str) else tuple(metric)
+        mode = (mode,) if isinstance(mode, str) else tuple(mode or (METRIC_MODES[m] for m in metric))
+        return cls(metric, mode, require or {})
+
+    @property
+    def multi(self) -> bool:
+        return len(self.metric) > 1
+
+    # ------------------------------------------------------------------ values of rows
+    def values(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        """(n, metrics) in the maximising sense (a minimised metric negated); NaN where missing."""
+        signs = np.where(np.asarray(self.mode) == "max", 1.0, -1.0)
+        out = np.array([[_number(r.get(m)) for m in self.metric] for r in rows], dtype=float)
+        return out.reshape(-1, len(self.metric)) * signs
+
+    def violation(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        """Per row, the sum over `require` of how far past its bound, relative to the bound (0:
+        within every bound); inf when a bounded metric is missing or NaN."""
+        rows = list(rows)
+        total = np.zeros(len(rows))
+        for name, bound in self.require.items():
+            v = np.array([_number(r.get(name)) for r in rows], dtype=float)
+            past = (v - bound) if METRIC_MODES.get(name, "max") == "min" else (bound - v)
+            rel = np.maximum(past, 0.0) / max(abs(bound), 1e-12)
+            total += np.where(np.isfinite(v), rel, np.inf)
+        return total
+
+    def within(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        """Rows within every `require` bound (a missing value is not within)."""
+        return self.violation(rows) == 0
+
+    def classes(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """WITHIN, OUTSIDE (a bound missed) or INVALID (a metric NaN or missing) per row."""
+        finite = np.all(np.isfinite(self.values(rows)), axis=1)
+        return np.where(~finite, INVALID, np.where(self.within(rows), WITHIN, OUTSIDE))
+
+    # ------------------------------------------------------------------ two results
+    def dominates(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        """Constrained domination: valid beats invalid, within bounds beats outside, less violation
+        beats more, else at least as good in every metric and better in one."""
+        (ca, cb), (va, vb) = self.classes([a, b]), self.violation([a, b])
+        if ca != cb:
+            return bool(ca < cb)
+        if ca == INVALID:
+            return False
+        if ca == OUTSIDE and va != vb:
+            return bool(va < vb)
+        x, y = self.values([a, b])
+        return bool(np.all(x >= y) and np.any(x > y))
+
+    def better(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        """`a` is strictly better than `b`: it dominates it (one metric: a larger or smaller value,
+        bounds first). Two results on one front are neither better than the other."""
+        return self.dominates(a, b)
+
+    # ------------------------------------------------------------------ many results
+    def pareto_mask(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Rows with every metric that no other such row dominates, bounds ignored (a search's
+        front is read whole; `require` picks the chosen trial from it). Duplicates all stay."""
+        return pareto_mask(self.values(rows))
+
+    def sort_keys(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """(n, 4): class, violation (0 within the bounds), front, minus crowding distance;
+        lexicographically smaller is better."""
+        rows = list(rows)
+        keys = np.zeros((len(rows), 4))
+        cls = self.classes(rows)
+        values, viol = self.values(rows), self.violation(rows)
+        keys[:, 0], keys[:, 1] = cls, np.where(cls == OUTSIDE, viol, 0.0)
+        for c in (WITHIN, OUTSIDE):
+            idx = np.flatnonzero(cls == c)
+            if not len(idx):
+                continue
+            fronts = nondominated_fronts(values[idx])
+            keys[idx, 2] = fronts
+            if self.multi:  # with one metric a front holds equal values: input order decides
+                keys[idx, 3] = -crowding(values[idx], fronts)
+        return keys
+
+    def order(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Indices of `rows`, best first (stable: equal keys keep their input order)."""
+        keys = self.sort_keys(rows)
+        if not len(keys):
+            return np.array([], dtype=int)
+        return np.lexsort((np.arange(len(keys)), keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))
+
+    def positions(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Each row's place in `order` (0: best)."""
+        pos = np.empty(len(rows), dtype=int)
+        pos[self.order(rows)] = np.arange(len(rows))
+        return pos
+
+    def best(self, rows: Sequence[Mapping[str, Any]]) -> int | None:
+        """Index of the first row in `order`, None when there is none or every row is invalid."""
+        rows = list(rows)
+        if not rows:
+            return None
+        first = int(self.order(rows)[0])
+        return None if self.classes(rows)[first] == INVALID else first
+
+    def describe(self) -> str:
+        text = ", ".join(f"{m} ({d})" for m, d in zip(self.metric, self.mode))
+        return text + (f" within {self.require}" if self.require else "")
+
+
+def pareto_mask(signed: np.ndarray) -> np.ndarray:
+    """Rows (maximised values) no finite row dominates; rows with a NaN are off it."""
+    signed = np.asarray(signed, dtype=float)
+    finite = np.all(np.isfinite(signed), axis=1)
+    mask = np.zeros(len(signed), dtype=bool)
+    others = signed[finite]
+    for i in np.flatnonzero(finite):
+        dominated = np.all(others >= signed[i], axis=1) & np.any(others > signed[i], axis=1)
+        mask[i] = not dominated.any()
+    return mask
+
+
+def nondominated_fronts(signed: np.ndarray) -> np.ndarray:
+    """Front number of each row of finite maximised values (0: non-dominated), by peeling fronts."""
+    signed = np.asarray(signed, dtype=float)
+    n = len(signed)
+    ge = np.all(signed[:, None, :] >= signed[None, :, :], axis=2)
+    gt = np.any(signed[:, None, :] > signed[None, :, :], axis=2)
+    dominated_by = ge & gt  # [i, j]: i dominates j
+    count = dominated_by.sum(axis=0)
+    fronts = np.full(n, -1)
+    level, current = 0, np.flatnonzero(count == 0)
+    while len(current):
+        fronts[current] = level
+        count = count - dominated_by[current].sum(axis=0)
+        count[fronts >= 0] = -1
+        level, current = level + 1, np.flatnonzero(count == 0)
+    return fronts
+
+
+def crowding(signed: np.ndarray, fronts: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance inside each front, every metric scaled by its range over all
+    rows (so a metric in [0, 1] and one in [0, 0.05] weigh alike); a front's extremes get inf."""
+    signed = np.asarray(signed, dtype=float)
+    span = signed.max(axis=0) - signed.min(axis=0)
+    scaled = (signed - signed.min(axis=0)) / np.where(span > 0, span, 1.0)
+    dist = np.zeros(len(signed))
+    for f in np.unique(fronts):
+        idx = np.flatnonzero(fronts == f)
+        if len(idx) <= 2:
+            dist[idx] = np.inf
+            continue
+        for k in range(scaled.shape[1]):
+            col = scaled[idx, k]
+            srt = np.argsort(col, kind="stable")
+            dist[idx[srt[0]]] = dist[idx[srt[-1]]] = np.inf
+            gaps = col[srt[2:]] - col[srt[:-2]]
+            dist[idx[srt[1:-1]]] += gaps
+    return dist
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
