@@ -6,8 +6,8 @@ search selects (outcome.py), the console's best so far, the registry's champion,
 Ranking: a result within every bound ranks before one outside any (constrained domination, Deb
 2000: outside ones by their total relative violation); a result with a NaN or missing metric
 ranks last. Within a class: non-dominated sorting (front 0 first), then, inside a front, the
-larger crowding distance (NSGA-II) over the metrics normalised by the ranked set's range; equal
-keys keep their input order. With one metric that is the metric's own order.
+larger crowding distance (NSGA-II) over the metrics normalised by the ranked set's range, then
+the better first metric (then the next); exact duplicates keep their input order. With one metric that is the metric's own order.
 
 No Ray, no MLflow, no pandas needed: rows are mappings of metric name to value (a DataFrame's
 records work too).
@@ -126,7 +126,11 @@ class Objective:
         keys = self.sort_keys(rows)
         if not len(keys):
             return np.array([], dtype=int)
-        return np.lexsort((np.arange(len(keys)), keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))
+        # Equal crowding (a front's extremes are all inf): the better first metric, then the next,
+        # so the order does not depend on the rows' order; exact duplicates keep it.
+        values = np.nan_to_num(-self.values(rows), nan=np.inf)
+        ties = [values[:, k] for k in reversed(range(values.shape[1]))]
+        return np.lexsort((np.arange(len(keys)), *ties, keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))
 
     def positions(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Each row's place in `order` (0: best)."""

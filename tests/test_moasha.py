@@ -1,0 +1,181 @@
+"""moasha's decisions: the rung rule on hand-made records, ASHA's decisions with one metric, and
+a search resumed after its driver was SIGKILLed deciding as the uninterrupted one does."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+from ray.tune.schedulers import ASHAScheduler
+
+from tuner.objective import Objective
+from tuner.rungs import CONTINUE, STOP, RungBook, keeps, milestones
+from tuner.runner.moasha import STATE_FILE, MOASHAScheduler
+from tuner.storage import ExperimentDir
+
+TWO = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
+
+
+def r(knn: float, recon: float) -> dict[str, float]:
+    return {"knn_accuracy": knn, "recon_error": recon}
+
+
+def test_a_rung_keeps_the_best_third_by_non_dominated_rank() -> None:
+    # Recorded: a front of two (0.9/0.05, 0.8/0.03) and two dominated ones. rf 3: the cutoff is the
+    # 67th percentile of the scores, so a newcomer must land in the best third of the five.
+    recorded = [r(0.9, 0.05), r(0.8, 0.03), r(0.7, 0.06), r(0.6, 0.07)]
+    assert keeps(TWO, recorded, r(0.95, 0.02), 3)  # dominates all
+    assert not keeps(TWO, recorded, r(0.75, 0.055), 3)  # second front
+    # On the front, between its two: the front's extremes (crowding inf) rank first, so it is third.
+    assert not keeps(TWO, recorded, r(0.85, 0.04), 3)
+    assert keeps(TWO, recorded, r(0.85, 0.04), 1.5)  # a milder rung keeps it
+    assert keeps(TWO, recorded, r(0.5, 0.01), 3)  # a new extreme of the front
+    assert not keeps(TWO, recorded, r(math.nan, 0.0), 1.5)  # NaN ranks last
+    assert keeps(TWO, [], r(math.nan, 0.0), 3)  # nothing to compare with
+    bounded = Objective(TWO.metric, TWO.mode, {"recon_error": 0.05})
+    # 0.99/0.055 beats every record on knn, but misses the bound that two records meet.
+    assert keeps(TWO, recorded, r(0.99, 0.055), 3) and not keeps(bounded, recorded, r(0.99, 0.055), 3)
+
+
+def test_a_bracket_decides_once_per_rung_and_replays_its_decision() -> None:
+    book = RungBook.new(TWO, grace_period=10, max_t=90, reduction_factor=3)
+    assert book.brackets[0].rungs == [90, 30, 10] == milestones(10, 90, 3, 0)
+    assert book.on_result("a", 10, r(0.9, 0.05)) == CONTINUE  # first at the rung
+    assert book.on_result("b", 10, r(0.5, 0.09)) == STOP  # dominated by a
+    assert book.on_result("b", 10, r(0.5, 0.09)) == STOP  # replayed (a resume): the same
+    assert book.on_result("a", 20, r(0.1, 0.9)) == CONTINUE  # between rungs: no decision
+    assert book.on_result("c", 12, r(0.95, 0.04)) == CONTINUE  # first report past the rung
+    assert book.on_result("a", 90, r(0.9, 0.05)) == STOP  # the end (max_t)
+    assert book.stopped == 1 and sorted(book.brackets[0].records["10.0"]) == ["a", "b", "c"]
+    assert RungBook.from_json(book.to_json()).to_json() == book.to_json()
+
+
+class FakeTrial(SimpleNamespace):
+    pass
+
+
+def sequence(seed: int, n_trials: int, max_t: int, step: int) -> list[tuple[str, int, float]]:
+    """Trials reporting every `step` iterations, interleaved at random, with noisy learning curves."""
+    rng = np.random.default_rng(seed)
+    level = {f"t{i}": rng.uniform(0, 1) for i in range(n_trials)}
+    clocks = {t: 0 for t in level}
+    out = []
+    while clocks:
+        t = rng.choice(sorted(clocks))
+        clocks[t] += step
+        out.append((t, clocks[t], float(level[t] * clocks[t] / max_t + rng.normal(0, 0.05))))
+        if clocks[t] >= max_t:
+            del clocks[t]
+    return out
+
+
+def drive(scheduler, results, add=True) -> list[str]:
+    decisions, stopped, trials = [], set(), {}
+    for tid, t, value in results:
+        if tid in stopped:
+            continue
+        if tid not in trials:
+            trials[tid] = FakeTrial(trial_id=tid)
+            if add:
+                scheduler.on_trial_add(None, trials[tid])
+        result = {"iteration": t, "knn_accuracy": value}
+        d = scheduler.on_trial_result(None, trials[tid], result)
+        decisions.append(f"{tid}@{t}:{d}")
+        if d == "STOP":
+            stopped.add(tid)
+            scheduler.on_trial_complete(None, trials[tid], result)
+    return decisions
+
+
+@pytest.mark.parametrize("seed,brackets,rf,mode", [(0, 1, 3, "max"), (1, 1, 2, "max"), (2, 2, 3, "max"),
+                                                    (3, 1, 4, "min"), (4, 3, 2, "max")])
+def test_with_one_metric_moasha_decides_as_ashas(seed: int, brackets: int, rf: float, mode: str) -> None:
+    results = sequence(seed, n_trials=30, max_t=81, step=3)
+    asha = ASHAScheduler(time_attr="iteration", metric="knn_accuracy", mode=mode, max_t=81, grace_period=3,
+                         reduction_factor=rf, brackets=brackets)
+    np.random.seed(seed)  # both draw brackets from numpy's global generator, as ASHA does
+    expected = drive(asha, results)
+    ours = MOASHAScheduler(Objective(("knn_accuracy",), (mode,)), time_attr="iteration", max_t=81, grace_period=3,
+                           reduction_factor=rf, brackets=brackets)
+    np.random.seed(seed)
+    assert drive(ours, results) == expected
+    assert 0 < sum(d.endswith("STOP") and not d.split("@")[1].startswith("81") for d in expected)  # it stopped some
+
+
+def local_dir(path: Path) -> ExperimentDir:
+    return ExperimentDir(str(path), pafs.LocalFileSystem(), str(path))
+
+
+def multi_sequence(seed: int) -> list[tuple[str, int, dict]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for tid, t, v in sequence(seed, n_trials=24, max_t=27, step=1):
+        out.append((tid, t, r(v, 0.1 - 0.05 * v + rng.normal(0, 0.01))))
+    return out
+
+
+def drive_multi(scheduler, results) -> list[str]:
+    decisions, stopped = [], set()
+    for tid, t, metrics in results:
+        if tid in stopped:
+            continue
+        trial = FakeTrial(trial_id=tid)
+        scheduler.on_trial_add(None, trial)
+        d = scheduler.on_trial_result(None, trial, {"iteration": t, **metrics})
+        decisions.append(f"{tid}@{t}:{d}")
+        if d == "STOP":
+            stopped.add(tid)
+    return decisions
+
+
+def make(exp_dir: ExperimentDir | None) -> MOASHAScheduler:
+    return MOASHAScheduler(TWO, time_attr="iteration", max_t=27, grace_period=1, reduction_factor=3,
+                           brackets=2, exp_dir=exp_dir)
+
+
+def test_a_resumed_scheduler_decides_as_the_uninterrupted_one(tmp_path: Path) -> None:
+    """The driver (a child process) is SIGKILLed after 150 results; a scheduler built afresh, as Tune
+    unpickles it from tuner.pkl on --resume, reads the rungs back. Trials restart from their last
+    checkpoint, so some results arrive a second time; each gets the decision it got the first time."""
+    results = multi_sequence(5)
+    np.random.seed(0)
+    uninterrupted = drive_multi(make(None), results)
+    assert 0 < sum(d.endswith("STOP") for d in uninterrupted)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    child = textwrap.dedent(f"""
+        import os, pickle, signal, sys
+        import numpy as np
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_moasha import drive_multi, local_dir, make, multi_sequence
+        from pathlib import Path
+        np.random.seed(0)
+        scheduler = make(local_dir(Path({str(exp)!r})))
+        Path({str(tmp_path / 'tuner.pkl')!r}).write_bytes(pickle.dumps(make(local_dir(Path({str(exp)!r})))))
+        print("\\n".join(drive_multi(scheduler, multi_sequence(5)[:150])), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])})
+    assert proc.returncode == -9, proc.stderr
+    before = proc.stdout.split()
+    assert (exp / STATE_FILE).exists() and before == uninterrupted[:len(before)]
+    resumed = pickle.loads((tmp_path / "tuner.pkl").read_bytes())  # rungs empty, as pickled at the start
+    replay_from = 120  # the last checkpoints were older than the kill: results 120..149 come again
+    seen = {d.split(":")[0] for d in before}
+    stopped_before = {d.split("@")[0] for d in before if d.endswith("STOP")}
+    again = drive_multi(resumed, [x for x in results[replay_from:] if x[0] not in stopped_before
+                                  or f"{x[0]}@{x[1]}" in seen])
+    expected = [d for d in uninterrupted if d.split(":")[0] not in
+                {f"{tid}@{t}" for tid, t, _ in results[:replay_from]} or
+                results.index(next(x for x in results if f"{x[0]}@{x[1]}" == d.split(":")[0])) >= replay_from]
+    assert again == expected
