@@ -27,10 +27,12 @@ class SearchProgress:
     """A tqdm line over the search's trials; `n` counts the trials that ended."""
 
     def __init__(self, spec: SearchSpec, file: Any = None) -> None:
-        self.metric, self.mode, self.searched = spec.metric[0], spec.mode[0], list(spec.params)
+        self.objective, self.searched = spec.objective, list(spec.params)
         self.started: set[str] = set()
         self.ended: dict[str, str] = {}
-        self.best: tuple[float, str] | None = None  # (value, the setting that reached it)
+        self.pool: list[tuple[dict[str, float], str]] = []  # (figures, setting) no other result dominates
+        self.best: tuple[dict[str, float], str] | None = None  # the Objective's first of them
+        self.front = 0  # how many they are
         # postfix as a one-item list: bar_format shows it as written (a plain postfix gets ", " before it).
         # The size from $COLUMNS/$LINES or the terminal, else 120 x 24: tqdm hides a bar on a
         # terminal that reports 0 rows (a pty no one sized, as under `script` or some CI runners).
@@ -47,12 +49,19 @@ class SearchProgress:
         self._show()
 
     def trial_result(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        value = result.get(self.metric)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        """The best so far by the search's Objective (tuner.objective) over every result reported:
+        one metric, its best value; several, the first of the non-dominated results (and how many
+        there are). Only the non-dominated ones are kept, so each result costs little."""
+        names = dict.fromkeys([*self.objective.metric, *self.objective.require])
+        figures = {m: float(result[m]) for m in names if isinstance(result.get(m), (int, float))}
+        if not all(math.isfinite(figures.get(m, math.nan)) for m in self.objective.metric):
             return
-        if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
-            setting = " ".join(f"{k}={_short(config.get(k))}" for k in self.searched)
-            self.best = (float(value), setting)
+        setting = " ".join(f"{k}={_short(config.get(k))}" for k in self.searched)
+        pool = [*self.pool, (figures, setting)]
+        self.pool = [p for p in pool if not any(self.objective.dominates(q[0], p[0]) for q in pool)]
+        best = self.pool[self.objective.best([f for f, _ in self.pool])]  # type: ignore[index]
+        if best != self.best or len(self.pool) != self.front:
+            self.best, self.front = best, len(self.pool)
             self._show()
 
     def trial_ended(self, trial_id: str, status: str) -> None:
@@ -73,7 +82,9 @@ class SearchProgress:
         parts = [f"done {len(self.ended) - stopped - failed}", f"running {running}", f"pending {pending}",
                  f"stopped {stopped}", f"failed {failed}"]
         if self.best is not None:
-            parts.append(f"best {self.metric} {self.best[0]:.4g}" + (f" ({self.best[1]})" if self.best[1] else ""))
+            figures = " ".join(f"{m} {self.best[0][m]:.4g}" for m in self.objective.metric)
+            head = f"front of {self.front}, first" if self.objective.multi else "best"
+            parts.append(f"{head} {figures}" + (f" ({self.best[1]})" if self.best[1] else ""))
         self.bar.postfix[0] = " | ".join(parts)
         self.bar.refresh()
 

@@ -103,12 +103,12 @@ def _register(spec: SearchSpec, table: pd.DataFrame, logged: dict[str, Any], tra
                   f"{require_text(spec.require) or 'none'}, on validation): nothing registered.")
         return
     reg = register_model(tracker.client, spec.register_as, logged[best], logged[best].run_id,
-                         _tags(spec, table, tracker, best), spec.metric[0], spec.mode[0])
+                         _tags(spec, table, tracker, best), spec.objective)
     record_registered(tracker.client, tracker.parent_run_id, reg.name, reg.version, reg.champion)
     if verbose:
         held = "now holds" if reg.moved else f"stays on version {reg.champion}; it holds"
         print(f"registered {best} as models:/{reg.name}/{reg.version}; alias champion {held} "
-              f"the best {spec.metric[0]} ({spec.mode[0]})")
+              f"the best by {spec.objective.describe()}")
 
 
 def _tags(spec: SearchSpec, table: pd.DataFrame, tracker: Any, trial_id: str) -> dict[str, Any]:

@@ -7,10 +7,11 @@ EmbeddingModel (embedder.json + state_dict.pt) that `load_model` rebuilds, with 
 `.reconstruct` and `.config` on raw inputs.
 
 Registry rule: every registered version carries the search id, trial id and final metrics as
-tags; the alias `champion` moves to a new version only when it is strictly better than the
-current champion on the search's first metric, in the search's mode (a multi-objective search
-decides by its first metric too). A champion without that metric keeps the alias: nothing shows
-the new one is better.
+tags; the alias `champion` moves to a new version only when it is better than the current
+champion by the search's Objective (tuner.objective: it dominates it on the search's metrics,
+within the `require:` bounds first; one metric: a strictly better value). A version on the same
+front as the champion does not move it, nor does one when the champion lacks a metric: nothing
+shows the new one is better.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from tuner.errors import TunerError, first_line
+from tuner.objective import Objective
 from tuner.tracking.store import connect, existing_store, resolve_tracking_uri
 from tuner.secrets import mask_uri
 from tuner.trainer.embedder import CONFIG_FILE, EmbeddingModel
@@ -151,9 +153,10 @@ def load_model(uri: str, tracking_uri: str | None = None) -> EmbeddingModel:
 
 
 def register_model(client: Any, name: str, model_info: Any, run_id: str, tags: dict[str, Any],
-                   metric: str, mode: str) -> Registered:
+                   objective: Objective | str, mode: str | None = None) -> Registered:
     """A new version of `name` (created when missing) tagged with `tags`; `champion` moves to it
-    only when its `metric` (a key of `tags`) beats the champion's in `mode`."""
+    only when it is better by the search's `objective` (tags hold its metrics) than the champion
+    (a metric name and `mode` stand for a one-metric objective)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -165,7 +168,8 @@ def register_model(client: Any, name: str, model_info: Any, run_id: str, tags: d
         version = client.create_model_version(name, source=model_info.model_uri, run_id=run_id,
                                               tags=text_tags, model_id=model_info.model_id)
     current = champion_version(client, name)
-    moved = current is None or beats(text_tags.get(metric), current.tags.get(metric), mode)
+    objective = Objective.of(objective, mode) if isinstance(objective, str) else objective
+    moved = current is None or beats(objective, text_tags, current.tags)
     if moved:
         client.set_registered_model_alias(name, CHAMPION, version.version)
     return Registered(name, int(version.version), int(version.version) if moved else int(current.version), moved)
@@ -180,12 +184,13 @@ def champion_version(client: Any, name: str) -> Any | None:
         return None
 
 
-def beats(new: Any, old: Any, mode: str) -> bool:
-    """Strictly better in `mode`. Without both values there is no comparison: the champion stays."""
-    new_f, old_f = _number(new), _number(old)
-    if new_f is None or old_f is None:
+def beats(objective: Objective, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """The Objective's `better` (it dominates: one metric, a better value; bounds first). A
+    champion without every metric keeps the alias: nothing shows the new one is better."""
+    needed = [*objective.metric, *objective.require]
+    if any(_number(old.get(m)) is None for m in needed) or any(_number(new.get(m)) is None for m in objective.metric):
         return False
-    return new_f > old_f if mode == "max" else new_f < old_f
+    return objective.better({m: _number(new.get(m)) for m in needed}, {m: _number(old.get(m)) for m in needed})
 
 
 def _number(value: Any) -> float | None:

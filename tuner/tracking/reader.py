@@ -51,8 +51,9 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
     metrics_searched = parent.data.tags.get("tuner.metric", "knn_accuracy").split(",")
     modes = parent.data.tags.get("tuner.mode", "max").split(",")
     metric, mode = metrics_searched[0], modes[0]
-    if metric in table:  # best first; the runs of one configuration (repeats) by its mean
-        table = rank_by_config(table, [metric], [mode])
+    if all(m in table for m in metrics_searched) and len(modes) == len(metrics_searched):
+        # Best first by the search's Objective, as its summary ranked it; repeats by their mean.
+        table = rank_by_config(table, metrics_searched, modes)
     table = table.reset_index(drop=True)
     table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
                        metric=metric, mode=mode, metrics=metrics_searched, modes=modes, searched=searched,
@@ -70,9 +71,12 @@ def _config_of(run: Any) -> str:
 def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None) -> None:
     table = trials_table(tracking_uri, experiment)
     a = table.attrs
-    shown = [c for c in ("trial_id", *a["searched"], "knn_accuracy", "recon_error", "status") if c in table]
-    print(f"search {a['search_id']} in experiment {a['experiment']!r}: {len(table)} trials, "
-          f"sorted by {a['metric']} ({a['mode']})")
+    shown = [c for c in ("trial_id", "pareto", *a["searched"], "knn_accuracy", "recon_error", "status") if c in table]
+    order = " and ".join(f"{m} ({d})" for m, d in zip(a["metrics"], a["modes"]))
+    order = f"the Pareto front of {order} first, then non-dominated rank" if len(a["metrics"]) > 1 else order
+    stopped = int((table["status"] == "KILLED").sum()) if "status" in table else 0
+    print(f"search {a['search_id']} in experiment {a['experiment']!r}: {len(table)} trials"
+          f"{f' ({stopped} stopped early or interrupted: status KILLED)' if stopped else ''}, sorted by {order}")
     with pd.option_context("display.width", 160, "display.max_columns", 12, "display.max_rows", 500,
                            "display.float_format", "{:.4g}".format):
         if table["config_id"].duplicated().any():
@@ -97,7 +101,7 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
 def _print_configs(table: pd.DataFrame) -> None:
     """Seeds repeated (repeats > 1): mean and standard deviation per configuration, best first."""
     a = table.attrs
-    configs = config_summary(table, [a["metric"]], [a["mode"]], a["searched"])
+    configs = config_summary(table, a["metrics"], a["modes"], a["searched"])
     print(f"per configuration, mean and standard deviation over its seeds ({len(configs)} configurations):")
     print(configs.to_string(index=False))
     print("\nper run:")
