@@ -90,7 +90,9 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
     from tuner.runner.warm_optuna import WarmOptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed)
-    earlier: dict[str, Any] = {"stopped": warm.stopped if warm else None}
+    moasha = spec.scheduler is not None and spec.scheduler.type == "moasha"
+    earlier: dict[str, Any] = {"stopped": warm.stopped if warm else None,
+                               "budget": spec.scheduler.max_t if moasha else None}
     if warm and warm.points:
         earlier.update(points_to_evaluate=warm.points, evaluated_rewards=warm.rewards)
     if spec.multi_objective:  # Tune's own metric stays unset: it takes one metric only

@@ -135,11 +135,17 @@ def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path
 
 @_plain_text
 def plot_pareto(table: pd.DataFrame, path: Path, x: str = "recon_error", y: str = "knn_accuracy") -> Path:
-    """Every trial in grey, the Pareto front highlighted and joined."""
+    """Finished trials in grey, trials stopped early (or failed: not their final figures) apart as
+    open markers, the Pareto front of the finished ones highlighted and joined."""
     fig, ax = plt.subplots(figsize=(7, 5))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.93)
     valid = table.dropna(subset=[x, y])
-    ax.scatter(valid[x], valid[y], color="0.6", s=20, label=f"trials ({len(valid)})")
+    ended = valid["status"] != "FINISHED" if "status" in valid else pd.Series(False, index=valid.index)
+    done = valid[~ended]
+    ax.scatter(done[x], done[y], color="0.6", s=20, label=f"finished trials ({len(done)})")
+    if ended.any():
+        ax.scatter(valid[x][ended], valid[y][ended], facecolors="none", edgecolors="tab:blue", marker="v", s=24,
+                   label=f"stopped early or failed ({int(ended.sum())}): figures at their last report")
     front = pareto_front(valid, x, y)
     if len(front):
         ax.plot(front[x], front[y], color="tab:red", marker="o", markersize=6, drawstyle="steps-post",
