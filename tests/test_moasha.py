@@ -179,3 +179,48 @@ def test_a_resumed_scheduler_decides_as_the_uninterrupted_one(tmp_path: Path) ->
                 {f"{tid}@{t}" for tid, t, _ in results[:replay_from]} or
                 results.index(next(x for x in results if f"{x[0]}@{x[1]}" == d.split(":")[0])) >= replay_from]
     assert again == expected
+
+
+# ------------------------------------------------------------------ the search file
+
+
+TWO_METRICS = "name: s\nmetric: [knn_accuracy, recon_error]\nsearch: random\nsamples: 8\n"
+ITERS = "fixed: {iterations: 300, eval_every: 100}\nparams:\n  mu: {uniform: [0.1, 0.9]}\n"
+
+
+@pytest.mark.parametrize("body,key,fix", [
+    ("scheduler: {type: moasha, grace_periods: 100}\n", "scheduler.grace_periods",
+     "did you mean 'grace_period'"),
+    ("scheduler: {type: moasha, grace_period: 400}\n", "scheduler.grace_period",
+     "beyond the last iteration (300)"),
+    ("scheduler: {type: moasha, grace_period: 300}\n", "scheduler.grace_period", "would never stop a trial"),
+    ("scheduler: {type: moasha, grace_period: 250}\n", "scheduler.grace_period",
+     "every rung (250) is first reported at the last iteration (300, with eval_every 100)"),
+    ("scheduler: {type: moasha, reduction_factor: 1}\n", "scheduler.reduction_factor", "expected a number > 1"),
+    ("scheduler: {type: moasha, reduction_factor: 0.5}\n", "scheduler.reduction_factor", "expected a number > 1"),
+    ("repeats: 2\nscheduler: moasha\n", "repeats", "scheduler: moasha: early stopping would stop some seeds"),
+])
+def test_validate_refuses_moasha_mistakes_with_file_key_and_fix(tmp_path: Path, capsys, body: str, key: str,
+                                                                 fix: str) -> None:
+    from tuner.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(TWO_METRICS + body + ITERS)
+    assert main(["validate", "--space", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and f"{key}:" in err and fix in err and "Traceback" not in err
+
+
+def test_moasha_takes_several_metrics_and_asha_points_to_it(tmp_path: Path, capsys) -> None:
+    from tuner.cli import main
+    from tuner.space.load import load_spec
+
+    path = tmp_path / "s.yaml"
+    path.write_text(TWO_METRICS + "scheduler: {type: moasha, grace_period: 100, reduction_factor: 3}\n" + ITERS)
+    spec = load_spec(path)
+    assert (spec.scheduler.type, spec.scheduler.grace_period, spec.scheduler.max_t) == ("moasha", 100, 300)
+    assert spec.resolved()["scheduler"]["type"] == "moasha" and "moasha on iterations" in spec.describe()
+    assert main(["validate", "--space", str(path)]) == 0
+    path.write_text(TWO_METRICS + "scheduler: asha\n" + ITERS)
+    assert main(["validate", "--space", str(path)]) == 2
+    assert "use scheduler: moasha" in capsys.readouterr().err

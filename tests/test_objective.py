@@ -101,3 +101,24 @@ def test_the_table_the_summary_and_a_re_ranked_report_agree_on_a_multi_objective
 def test_an_empty_table_ranks() -> None:
     empty = pd.DataFrame(columns=["trial_id", "status", "knn_accuracy", "recon_error", "config_id"])
     assert rank_by_config(empty, ["knn_accuracy", "recon_error"], ["max", "min"]).empty
+
+
+def test_hypervolume_by_sorting_matches_moocore() -> None:
+    import pytest
+
+    moocore = pytest.importorskip("moocore")  # the test extra installs it
+    from tuner.objective import hypervolume_2d
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 40):
+        rows = [r(float(k), float(e)) for k, e in zip(rng.uniform(0.5, 1, n), rng.uniform(0.01, 0.1, n))]
+        rows.append(r(math.nan, 0.0))  # ignored
+        signed = TWO.values(rows)
+        ref = np.array([0.0, -0.12])  # knn 0, recon 0.12 (signed: -0.12)
+        finite = signed[np.all(np.isfinite(signed), axis=1)]
+        expected = moocore.hypervolume(finite, ref=ref, maximise=True)
+        assert hypervolume_2d(signed, ref) == pytest.approx(expected, rel=1e-12)
+    assert hypervolume_2d(np.array([[1.0, 1.0]]), [0.0, 0.0]) == 1.0
+    assert hypervolume_2d(np.array([[1.0, 1.0], [2.0, 0.5], [0.5, 2.0], [0.4, 0.4]]), [0.0, 0.0]) == pytest.approx(
+        1.0 + 0.5 * 1.0 + 0.5 * 1.0)
+    assert hypervolume_2d(np.array([[-1.0, 5.0]]), [0.0, 0.0]) == 0.0

@@ -56,7 +56,7 @@ def test_shipped_files_hold_what_their_comments_promise() -> None:
     assert {"mu", "latent_dim", "margin", "dropout", "lr"} <= set(optuna.params)
     pareto = load_spec(SPACES / "pareto.yaml")
     assert pareto.multi_objective and pareto.metric == ("knn_accuracy", "recon_error")
-    assert pareto.mode == ("max", "min") and pareto.scheduler is None
+    assert pareto.mode == ("max", "min") and pareto.scheduler.type == "moasha"
     assert load_spec(SPACES / "mnist.yaml").base_config.dataset == "mnist"
     seed = load_spec(SPACES / "seed_cifar10_hog.yaml").base_config
     assert (seed.constraint, seed.encoder, seed.dataset, seed.mu, seed.latent_dim,

@@ -209,3 +209,21 @@ def _number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def hypervolume_2d(signed: np.ndarray, reference: Sequence[float]) -> float:
+    """The area two maximised metrics dominate above `reference` (the worst corner), by sorting:
+    the search's front quality in one number. Rows not better than the reference in both, or
+    with a NaN, add nothing."""
+    points = np.asarray(signed, dtype=float).reshape(-1, 2)
+    ref = np.asarray(reference, dtype=float)
+    points = points[np.all(np.isfinite(points), axis=1) & np.all(points > ref, axis=1)]
+    if not len(points):
+        return 0.0
+    points = points[np.lexsort((-points[:, 1], -points[:, 0]))]  # first metric descending
+    area, top = 0.0, ref[1]
+    for x, y in points:
+        if y > top:
+            area += (x - ref[0]) * (y - top)
+            top = y
+    return float(area)
