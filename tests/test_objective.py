@@ -122,3 +122,11 @@ def test_hypervolume_by_sorting_matches_moocore() -> None:
     assert hypervolume_2d(np.array([[1.0, 1.0], [2.0, 0.5], [0.5, 2.0], [0.4, 0.4]]), [0.0, 0.0]) == pytest.approx(
         1.0 + 0.5 * 1.0 + 0.5 * 1.0)
     assert hypervolume_2d(np.array([[-1.0, 5.0]]), [0.0, 0.0]) == 0.0
+
+
+def test_an_epsilon_net_picks_the_farthest_next() -> None:
+    rows = [r(0.5, 0.01), r(0.6, 0.02), r(0.85, 0.035), r(0.88, 0.04), r(0.9, 0.05)]
+    net = Objective(TWO.metric, TWO.mode, tie_break="epsnet")
+    # best knn first (0.9), then the farthest from it (0.5), then the farthest from both (0.6?):
+    # normalised: 0.6/0.02 -> (0.25, .75), 0.85/0.035 -> (0.875, 0.375); 0.85 is farther from both.
+    assert net.order(rows).tolist()[:3] == [4, 0, 2]

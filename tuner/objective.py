@@ -31,6 +31,10 @@ class Objective:
     metric: tuple[str, ...]
     mode: tuple[str, ...]
     require: Mapping[str, float] = field(default_factory=dict)
+    # Inside a front: "crowding" (NSGA-II's distance) or "epsnet" (Syne Tune's epsilon-net: the
+    # farthest from those already picked). crowding is the default: benchmarks/bench_pareto.py
+    # replays both on the same learning curves (`tie_break_replay`).
+    tie_break: str = "crowding"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric", tuple(self.metric))
@@ -118,7 +122,8 @@ class Objective:
             fronts = nondominated_fronts(values[idx])
             keys[idx, 2] = fronts
             if self.multi:  # with one metric a front holds equal values: input order decides
-                keys[idx, 3] = -crowding(values[idx], fronts)
+                keys[idx, 3] = (-crowding(values[idx], fronts) if self.tie_break == "crowding"
+                                else epsilon_net(values[idx], fronts))
         return keys
 
     def order(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -200,6 +205,24 @@ def crowding(signed: np.ndarray, fronts: np.ndarray) -> np.ndarray:
             gaps = col[srt[2:]] - col[srt[:-2]]
             dist[idx[srt[1:-1]]] += gaps
     return dist
+
+
+def epsilon_net(signed: np.ndarray, fronts: np.ndarray) -> np.ndarray:
+    """Inside each front, the order of a greedy epsilon-net over the metrics normalised as in
+    `crowding`: the best first metric first, then each time the point farthest from those picked."""
+    signed = np.asarray(signed, dtype=float)
+    span = signed.max(axis=0) - signed.min(axis=0)
+    scaled = (signed - signed.min(axis=0)) / np.where(span > 0, span, 1.0)
+    out = np.zeros(len(signed))
+    for f in np.unique(fronts):
+        idx = list(np.flatnonzero(fronts == f))
+        picked = [max(idx, key=lambda i: (scaled[i, 0], -i))]
+        while len(picked) < len(idx):
+            rest = [i for i in idx if i not in picked]
+            gaps = [min(np.linalg.norm(scaled[i] - scaled[j]) for j in picked) for i in rest]
+            picked.append(rest[int(np.argmax(gaps))])
+        out[picked] = np.arange(len(picked))
+    return out
 
 
 def _number(value: Any) -> float:

@@ -83,7 +83,7 @@ class SearchProgress:
                  f"stopped {stopped}", f"failed {failed}"]
         if self.best is not None:
             figures = " ".join(f"{m} {self.best[0][m]:.4g}" for m in self.objective.metric)
-            head = f"front of {self.front}, first" if self.objective.multi else "best"
+            head = f"front {self.front}:" if self.objective.multi else "best"
             parts.append(f"{head} {figures}" + (f" ({self.best[1]})" if self.best[1] else ""))
         self.bar.postfix[0] = " | ".join(parts)
         self.bar.refresh()
