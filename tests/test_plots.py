@@ -147,3 +147,22 @@ def test_label_names_that_read_as_math_text_are_drawn_as_written(tmp_path: Path,
     assert drawn == [("$x^$", False), ("a_$b$c", False), (r"$\frac{$", False), (" _hidden", False),
                      ("$bad^$", False)]
     assert matplotlib.rcParams["text.parse_math"] is True  # the setting is the plot's, not the process's
+
+
+def test_pareto_plot_draws_stopped_trials_apart_and_off_the_front(tmp_path: Path, monkeypatch) -> None:
+    kept = {}
+
+    def keep(fig, path):
+        kept["ax"] = fig.axes[0]
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    table = pd.DataFrame({"trial_id": ["a", "b", "s", "f"], "status": ["FINISHED", "FINISHED", "KILLED", "FAILED"],
+                          "knn_accuracy": [0.9, 0.8, 0.99, 0.5], "recon_error": [0.05, 0.03, 0.01, 0.2]})
+    plots.plot_pareto(table, tmp_path / "p.png")
+    ax = kept["ax"]
+    labels = [c.get_label() for c in ax.collections]
+    assert labels[0] == "finished trials (2)" and labels[1].startswith("stopped early or failed (2)")
+    assert sorted(map(tuple, ax.collections[1].get_offsets().tolist())) == [(0.01, 0.99), (0.2, 0.5)]
+    front = ax.lines[0]
+    assert front.get_label() == "Pareto front (2)" and sorted(front.get_xdata()) == [0.03, 0.05]  # s is not on it
