@@ -1,6 +1,6 @@
 """Search efficiency of a multi-objective search: the quality of its front per trial-iteration.
 
-    python benchmarks/bench_pareto.py [--json] [--configs 24] [--iterations 300] [--seeds 5]
+    python benchmarks/bench_pareto.py [--json] [--configs 24] [--iterations 240] [--seeds 5]
                                       [--budget 0.25] [--data-dir ../shared/data/mnist-t10k-split]
 
 1. Reference: `--configs` configurations drawn once (seeded) from search_spaces/pareto.yaml's space
@@ -161,11 +161,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--configs", type=int, default=24, help="the reference pool")
-    parser.add_argument("--iterations", type=int, default=300, help="each trial's full budget")
-    parser.add_argument("--eval-every", type=int, default=50, help="evaluations; moasha's first rung")
+    parser.add_argument("--iterations", type=int, default=240, help="each trial's full budget")
+    parser.add_argument("--eval-every", type=int, default=40, help="evaluations; moasha's first rung")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=float, default=0.25, help="share of the reference's trial-iterations")
-    parser.add_argument("--oversample", type=float, default=3.0, help="moasha searches' samples x the budget's")
+    parser.add_argument("--oversample", type=float, default=2.5, help="moasha searches' samples x the budget's")
     parser.add_argument("--replays", type=int, default=200)
     parser.add_argument("--data-dir", default=None, help="the MNIST split: runs the mnist_d2 part")
     args = parser.parse_args()
