@@ -64,14 +64,7 @@ class Objective:
     def violation(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
         """Per row, the sum over `require` of how far past its bound, relative to the bound (0:
         within every bound); inf when a bounded metric is missing or NaN."""
-        rows = list(rows)
-        total = np.zeros(len(rows))
-        for name, bound in self.require.items():
-            v = np.array([_number(r.get(name)) for r in rows], dtype=float)
-            past = (v - bound) if METRIC_MODES.get(name, "max") == "min" else (bound - v)
-            rel = np.maximum(past, 0.0) / max(abs(bound), 1e-12)
-            total += np.where(np.isfinite(v), rel, np.inf)
-        return total
+        return bound_violation(rows, self.require)
 
     def within(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
         """Rows within every `require` bound (a missing value is not within)."""
@@ -154,6 +147,20 @@ class Objective:
     def describe(self) -> str:
         text = ", ".join(f"{m} ({d})" for m, d in zip(self.metric, self.mode))
         return text + (f" within {self.require}" if self.require else "")
+
+
+def bound_violation(rows: Iterable[Mapping[str, Any]], require: Mapping[str, float]) -> np.ndarray:
+    """The rule of `require:` bounds: at most the bound for a minimised metric (its registry mode),
+    at least it for a maximised one. Per row, the sum of how far past each bound, relative to it;
+    0 within every bound, inf when a bounded metric is missing or NaN."""
+    rows = list(rows)
+    total = np.zeros(len(rows))
+    for name, bound in require.items():
+        v = np.array([_number(r.get(name)) for r in rows], dtype=float)
+        past = (v - bound) if METRIC_MODES.get(name, "max") == "min" else (bound - v)
+        rel = np.maximum(past, 0.0) / max(abs(bound), 1e-12)
+        total += np.where(np.isfinite(v), rel, np.inf)
+    return total
 
 
 def pareto_mask(signed: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tuner.objective import Objective, pareto_mask as _signed_pareto_mask
+from tuner.objective import Objective, bound_violation, pareto_mask as _signed_pareto_mask
 from tuner.trainer.metrics import METRIC_MODES
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")  # how an MLflow run of a trial or search ends
@@ -238,12 +238,9 @@ def pareto_front(table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accu
 def meets(table: pd.DataFrame, require: Mapping[str, float], suffix: str = "") -> pd.Series:
     """Rows whose metrics are within a search's `require` bounds: at most the bound for a
     minimised metric, at least it for a maximised one; a missing value is not within."""
-    ok = pd.Series(True, index=table.index)
-    for metric, bound in require.items():
-        column = metric + suffix
-        values = pd.to_numeric(table[column], errors="coerce") if column in table else pd.Series(np.nan, table.index)
-        ok &= values <= bound if METRIC_MODES[metric] == "min" else values >= bound
-    return ok
+    columns = {metric + suffix: metric for metric in require if metric + suffix in table}
+    rows = table[list(columns)].rename(columns=columns).to_dict("records")
+    return pd.Series(bound_violation(rows, require) == 0, index=table.index, dtype=bool)  # the Objective's rule
 
 
 def require_text(require: Mapping[str, float]) -> str:
