@@ -224,3 +224,17 @@ def test_moasha_takes_several_metrics_and_asha_points_to_it(tmp_path: Path, caps
     path.write_text(TWO_METRICS + "scheduler: asha\n" + ITERS)
     assert main(["validate", "--space", str(path)]) == 2
     assert "use scheduler: moasha" in capsys.readouterr().err
+
+
+def test_the_shipped_moasha_files_hold_what_their_headers_say() -> None:
+    from conftest import REPO_ROOT
+    from tuner.space.load import load_spec
+
+    d2 = load_spec(REPO_ROOT / "search_spaces" / "mnist_d2_moasha.yaml")
+    assert (d2.scheduler.type, d2.scheduler.grace_period, d2.scheduler.max_t, d2.repeats) == ("moasha", 1000, 5000, 1)
+    assert d2.n_trials == 6 and set(d2.params) == {"mu", "lr"} and d2.require == {"recon_error": 0.045}
+    assert milestones(1000, 5000, 3, 0) == [3000, 1000]  # the header's rungs
+    pareto = load_spec(REPO_ROOT / "search_spaces" / "pareto.yaml")
+    assert (pareto.search, pareto.n_trials, pareto.scheduler.type) == ("optuna", 24, "moasha")
+    assert milestones(100, 600, 3, 0) == [300, 100]
+    assert set(pareto.params) == {"mu", "latent_dim", "margin", "dropout", "lr"}
