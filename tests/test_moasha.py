@@ -238,3 +238,23 @@ def test_the_shipped_moasha_files_hold_what_their_headers_say() -> None:
     assert (pareto.search, pareto.n_trials, pareto.scheduler.type) == ("optuna", 24, "moasha")
     assert milestones(100, 600, 3, 0) == [300, 100]
     assert set(pareto.params) == {"mu", "latent_dim", "margin", "dropout", "lr"}
+
+
+def test_optuna_is_told_a_trial_moasha_stopped_as_pruned_and_a_finished_one_as_complete() -> None:
+    import optuna
+    from ray import tune
+
+    from tuner.runner.warm_optuna import WarmOptunaSearch
+
+    searcher = WarmOptunaSearch(space={"mu": tune.uniform(0.0, 1.0)}, metric=["knn_accuracy", "recon_error"],
+                                mode=["max", "min"], sampler=optuna.samplers.RandomSampler(seed=0), budget=300)
+    for tid in ("stopped", "finished", "longer"):
+        assert searcher.suggest(tid) is not None
+    searcher.on_trial_complete("stopped", {"iteration": 100, **r(0.9, 0.05)})
+    searcher.on_trial_complete("finished", {"iteration": 300, **r(0.8, 0.04)})
+    # A searched `iterations` sets the trial's own budget (Tune flattens the config into the result).
+    searcher.on_trial_complete("longer", {"iteration": 300, "config/iterations": 600, **r(0.7, 0.03)})
+    states = [t.state for t in searcher._ot_study.trials]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE,
+                      optuna.trial.TrialState.PRUNED]
+    assert searcher._ot_study.trials[1].values == [0.8, 0.04]
