@@ -4,7 +4,6 @@ the trials it stopped, their MLflow statuses and histories, the rungs it kept, t
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,10 @@ import pytest
 from conftest import REPO_ROOT
 from tuner.objective import Objective
 from tuner.outcome import pareto_mask, rank_by_config
-from tuner.runner.moasha import STATE_FILE
+import pyarrow.fs as pafs
+
+from tuner.runner.moasha import latest_book
+from tuner.storage import ExperimentDir
 
 TINY = "hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 80, eval_every: 20, constraint: triplet"
 
@@ -26,6 +28,12 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "tuner.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def read_book(path: Path) -> dict | None:
+    """The rungs a resumed search would read back (the newest of the drivers' files)."""
+    newest = latest_book(ExperimentDir(str(path), pafs.LocalFileSystem(), str(path)))
+    return None if newest is None else newest["book"]
 
 
 @pytest.mark.slow
@@ -70,7 +78,7 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
         assert run.info.status in ("FINISHED", "KILLED")
 
     # The rungs the scheduler kept (and a resume would read) hold exactly what MLflow holds there.
-    book = json.loads((storage / "moasha-e2e" / STATE_FILE).read_text())
+    book = read_book(storage / "moasha-e2e")
     at20 = book["brackets"][0]["records"]["20.0"]
     tid = {d: r.data.tags["tuner.trial_id"] for d, r in trials.items()}
     assert at20[tid[8]] == pytest.approx({"knn_accuracy": k8[20], "recon_error": r8[20]})
@@ -100,3 +108,65 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
     assert set(table["trial_id"][table["status"] == "KILLED"]) == {tid[d] for d in stopped}
     # The parent run's best: the chosen trial, the front's best knn_accuracy (no stopped trial's).
     assert parent.data.metrics["best_knn_accuracy"] == pytest.approx(on_front["knn_accuracy"].max())
+
+
+@pytest.mark.slow
+def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
+    """The driver is SIGKILLed once the rungs hold records of three trials; `--resume` reads them
+    back: every record and decision made before the kill is still there, unchanged, a trial stopped
+    before it never trains past its rung, and each MLflow status is the book's decision."""
+    from mlflow import MlflowClient
+
+    from drivers import start_driver, wait_for
+    from tuner.processes import end_session
+
+    space = tmp_path / "resume.yaml"
+    space.write_text(textwrap.dedent(f"""
+        name: moasha-resume
+        metric: [knn_accuracy, recon_error]
+        search: grid
+        max_concurrent: 1
+        scheduler: {{type: moasha, grace_period: 20, reduction_factor: 2}}
+        fixed: {{{TINY.replace("iterations: 80", "iterations: 160")}}}
+        params:
+          latent_dim: {{grid: [8, 1, 4, 2, 6, 3]}}
+        """))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]
+    exp, log = tmp_path / "ray" / "moasha-resume", tmp_path / "driver.log"
+
+    def recorded() -> int:
+        book = read_book(exp) if exp.is_dir() else None
+        return 0 if book is None else len({t for b in book["brackets"] for r in b["records"].values() for t in r})
+
+    proc = start_driver(args, log)
+    try:
+        wait_for(lambda: recorded() >= 3, proc, 300, "three trials at the rungs", log)
+    finally:
+        end_session(proc.pid, grace=0.0)  # a crash: the driver and its Ray, no clean-up
+    proc.wait(timeout=60)
+    before = read_book(exp)
+
+    out = cli(*args, "--resume")
+    (tmp_path / "resume.out").write_text(out.stdout + out.stderr)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    after = read_book(exp)
+    for b0, b1 in zip(before["brackets"], after["brackets"]):
+        for milestone, records in b0["records"].items():
+            assert {t: b1["records"][milestone][t] for t in records} == records
+            assert {t: b1["decisions"][milestone][t] for t in b0["decisions"].get(milestone, {})} == \
+                b0["decisions"].get(milestone, {})
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("moasha-resume")
+    trials = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("tuner.role") == "trial"]
+    assert len(trials) == 6
+    decisions = after["brackets"][0]["decisions"]
+    for run in trials:
+        tid = run.data.tags["tuner.trial_id"]
+        stops = [float(m) for m, d in decisions.items() if d.get(tid) == "STOP"]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "knn_accuracy")]
+        if stops:  # stopped at its first STOP rung, before or after the kill: never trained past it
+            assert run.info.status == "KILLED" and max(steps) < min(stops) + 20, (tid, steps, stops)
+        else:
+            assert run.info.status == "FINISHED" and max(steps) == 160, (tid, steps)
+    assert after["stopped"] >= 1
