@@ -144,6 +144,15 @@ class SearchTracker:
         """
         return self._trial_run(trial_id, params, reopen, run_name)
 
+    @_tolerant()
+    def end_running(self, status: str = "KILLED") -> None:
+        """Every run this tracker opened that is still RUNNING, the parent included, ends `status`:
+        an interrupted `tuner sync` leaves nothing that looks live (a second sync completes it)."""
+        for run_id in [*self._runs.values(), self.parent_run_id]:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, status)
+        self._status.update({t: status for t, s in self._status.items() if s == "RUNNING"})
+
     def run_status(self, trial_id: str) -> str | None:
         """The status of the trial's run as this tracker last saw or set it."""
         return self._status.get(trial_id)
