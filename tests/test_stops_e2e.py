@@ -270,3 +270,74 @@ def _answers(url: str) -> bool:
 
 def _children(pid: int) -> list[int]:
     return [int(e) for e in os.listdir("/proc") if e.isdigit() and (f := proc_stat(e)) and int(f[1]) == pid]
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 24 MiB tmpfs, mounted for the test (CI runs as root); skipped where mounting is not allowed."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(mnt: Path) -> Path:
+    """Write zeros until the filesystem refuses: it is then full for everyone."""
+    filler = mnt / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as err:
+            assert err.errno == 28
+    return filler
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("full", ["storage", "store"], ids=["storage-path-full", "sqlite-store-full"])
+def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(tmp_path: Path, small_disk: Path,
+                                                                                    full: str) -> None:
+    args, db, results = space(tmp_path, 6000, 600), tmp_path / "mlflow.db", tmp_path / "ray"
+    if full == "storage":
+        results = small_disk / "ray"
+        args[args.index("--storage-path") + 1] = str(results)
+    else:
+        db = small_disk / "mlflow.db"
+        args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
+    log = tmp_path / "driver.log"
+    proc = launch(args, log, ignore_int=False)
+    try:
+        wait_for(lambda: any(p.stat().st_size for p in results.glob("stops/run_trial_*/result.json")),
+                 proc, 240, "a trial reported", log)
+        filler = fill(small_disk)
+        assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
+    finally:
+        end_session(proc.pid, grace=0.0)
+    text = log.read_text()
+    assert f"tuner search: error: no space left on the filesystem mounted at {small_disk} (" in text, text[-3000:]
+    # One message, the last word; no traceback of the driver's (Tune logs the failed trial's own).
+    assert text.strip().splitlines()[-1].startswith("tuner search: error: no space left on"), text[-3000:]
+    assert text.count("tuner search: error") == 1 and "tuner/cli.py" not in text, text[-3000:]
+    statuses = run_statuses(db)
+    if full == "storage":  # the store had room: every run it holds was closed
+        assert statuses["search"] == ["KILLED"] and "RUNNING" not in statuses["trial"], statuses
+    else:  # nothing could be written there: the message says the runs stay RUNNING until --resume
+        assert "show RUNNING until then" in text
+
+    filler.unlink()
+    log = tmp_path / "resume.log"
+    done = launch([*args, "--resume"], log, ignore_int=False)
+    try:
+        assert done.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        end_session(done.pid, grace=0.0)
+    assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}

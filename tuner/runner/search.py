@@ -8,6 +8,7 @@ Joining a cluster (`address`) works the same; the storage path must then be shar
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,7 @@ import pandas as pd
 
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
+from tuner.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, require_text, results_table, search_status
 from tuner.processes import hold_point, interrupt_handler_kept
@@ -158,12 +160,16 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
             finally:
                 if progress:
                     progress.close()
+        if session.disk_full or tracker.disk_full:  # Tune stopped (callback.py) and saved its state
+            raise OSError(errno.ENOSPC, "no space left for a trial or the tracking store")
         session.delete_unneeded_checkpoints()  # Tune's final state is saved: no ended trial resumes
         table, status = _conclude(run, session, tracker, data)
     except BaseException as err:  # Tune raised (a driver error, a second Ctrl-C): no trial run stays RUNNING
         _end_interrupted(session, tracker)
-        if isinstance(err, KeyboardInterrupt):  # Ctrl-C or SIGTERM, in the trials or after: --resume continues
+        if isinstance(err, KeyboardInterrupt) or is_disk_full(err):  # --resume continues
             status = "KILLED"
+        if is_disk_full(err):
+            raise TunerError(_disk_full_message(run, tracker)) from None
         raise
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
@@ -188,6 +194,18 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
         hold_point("models")
         log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
     return table, status
+
+
+def _disk_full_message(run: SearchRun, tracker: SearchTracker) -> str:
+    uri = run.tracking_uri
+    store = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:////") else None
+    storage = None if run.exp_dir.is_uri else run.exp_dir.path
+    where = full_filesystems({"Tune's storage path": storage, "the MLflow store": store})
+    unclosed = (" MLflow could not be written there either: runs it could not close show RUNNING until then."
+                if tracker.disk_full else "")
+    return (f"no space left on {where}. The search stopped and Tune kept its state; free space there (or "
+            f"pass another --storage-path / --tracking-uri), then continue it: the same `tuner search` command with "
+            f"--resume.{unclosed}")
 
 
 def _end_interrupted(session: Session, tracker: SearchTracker) -> None:
