@@ -21,7 +21,7 @@ import time
 
 from tuner.processes import proc_stat
 
-POLL_S = 0.5  # how often the tree is walked: a process started and orphaned within it is missed
+POLL_S = 1.0  # how often the tree is walked: a process started and orphaned within it is missed
 GRACE_S = 2.0  # after SIGTERM, before SIGKILL: Ray's agents ignore SIGTERM once their raylet died
 
 
