@@ -53,7 +53,9 @@ class Session:
         own stop signal), so it saves its state and the search ends with one message."""
         if (self.disk_full or self.tracker.disk_full) and not self.stopping:
             self.stopping = True
-            os.kill(os.getpid(), signal.SIGUSR1)
+            # Only where Tune handles it (fit in the main thread): SIGUSR1's default ends the process.
+            if callable(signal.getsignal(signal.SIGUSR1)):
+                os.kill(os.getpid(), signal.SIGUSR1)
 
     def last_trials_running(self, trials: list) -> None:
         """Once every trial has started and one has ended, a core stays free till the search
