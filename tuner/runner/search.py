@@ -201,7 +201,7 @@ def _disk_full_message(run: SearchRun, tracker: SearchTracker) -> str:
     store = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:////") else None
     storage = None if run.exp_dir.is_uri else run.exp_dir.path
     where = full_filesystems({"Tune's storage path": storage, "the MLflow store": store})
-    unclosed = (" MLflow could not be written there either: runs it could not close show RUNNING until then."
+    unclosed = (" The MLflow store could not be written: runs it could not close show RUNNING until then."
                 if tracker.disk_full else "")
     return (f"no space left on {where}. The search stopped and Tune kept its state; free space there (or "
             f"pass another --storage-path / --tracking-uri), then continue it: the same `tuner search` command with "
