@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -75,7 +76,7 @@ def watchdogs(driver: int) -> list[int]:
     return found
 
 
-def gone(pids: callable, timeout: float) -> float | None:
+def gone(pids: Callable[[], list[int]], timeout: float) -> float | None:
     """Seconds until `pids()` is empty, polled; None if it never was within `timeout`."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -225,7 +226,7 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), proc, 120, "the UI answering", log)
         assert sigint_ignored(proc.pid) == ignore_int
-        server = [p for p in _children(proc.pid)]
+        server = _children(proc.pid)
         assert server, "tuner ui started no server"
         started = time.monotonic()
         proc.send_signal(sig)
