@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from tuner.commands import embed, train
 from tuner.commands.args import add_data_dir, add_set, add_tracking, parse_set_pairs, tcp_port
+from tuner.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
 from tuner.processes import terminate_as_interrupt
 
@@ -134,6 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `tuner report | head`: the reader left; say nothing more on the closed pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception as err:  # noqa: BLE001 - only a full disk is answered here; the rest is re-raised
+        if not is_disk_full(err):
+            raise
+        # Where a search has not started its trials yet (they name the filesystem themselves), or
+        # another command's writes: the file that did not fit, when the error names one.
+        path = getattr(err, "filename", None)
+        where = full_filesystems({"writing": path}) if path else "a device this command writes to"
+        print(f"tuner {args.command}: error: no space left on {where}. Free space there and run it again.",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,23 +11,31 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 
+def proc_stat(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat after the command's closing parenthesis: state, ppid, pgrp, session, ...
+    (field N of proc(5) at index N - 3); None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def session_pids(sid: int) -> list[int]:
-    """The pids of the live processes in session `sid`."""
+    """The pids of the live processes in session `sid`. A zombie is not live: it has ended and
+    waits for its parent to read its status (`tuner ui`'s own server child did, until the
+    wait after end_session, which therefore waited out its whole grace)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                # After the command's closing parenthesis: state, ppid, pgrp, session, ...
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid:
+            fields = proc_stat(entry)
+            if fields is not None and fields[0] != "Z" and int(fields[3]) == sid:
                 found.append(int(entry))
     return found
 
@@ -50,16 +58,24 @@ _active: list[bool] = []  # one entry per terminate_as_interrupt block open
 
 
 def _forward(signum: int, frame: object) -> None:
-    os.kill(os.getpid(), signal.SIGINT)
+    # What a SIGINT would do now, called directly rather than sent: a launcher may have left SIGINT
+    # ignored (`tuner ... &` in a script, `trap '' INT`, some supervisors), and a sent SIGINT
+    # would then do nothing.
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):  # Python's default_int_handler, or Ray Tune's (stop, save state)
+        handler(signal.SIGINT, frame)
+    else:  # SIG_IGN (or SIG_DFL): Ctrl-C's outcome all the same
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP (a `kill`, a closed terminal, a scheduler's stop) handled as Ctrl-C.
 
-    They are re-sent as SIGINT, so whatever handles Ctrl-C handles them too: Python's
+    They call the SIGINT handler in place, so whatever handles Ctrl-C handles them too: Python's
     KeyboardInterrupt, or Ray Tune's own SIGINT handler, which stops the trials and saves the
-    search's state for --resume. Main thread only, as Python's signal handlers are.
+    search's state for --resume; with SIGINT ignored they raise KeyboardInterrupt. Main thread
+    only, as Python's signal handlers are.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -74,6 +90,24 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def interrupt_handler_kept() -> Iterator[None]:
+    """The SIGINT handler as it was before the block, again after it.
+
+    Ray Tune's fit installs its own SIGINT handler and leaves it behind: after fit a Ctrl-C (or
+    SIGTERM) would only set a flag nobody reads, and the final test and model logging would run on.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
+
+
 def reclaim_termination_signals() -> None:
     """Set the forwarding handlers again where `terminate_as_interrupt` is active.
 
@@ -84,3 +118,16 @@ def reclaim_termination_signals() -> None:
     if _active and threading.current_thread() is threading.main_thread():
         for sig in _FORWARDED:
             signal.signal(sig, _forward)
+
+
+HOLD_ENV = "TUNER_TEST_HOLD"
+
+
+def hold_point(phase: str) -> None:
+    """A test hook: with TUNER_TEST_HOLD=<phase> the process says so on stderr and waits here
+    until a signal ends the wait, so tests can stop a command in exactly that phase."""
+    if os.environ.get(HOLD_ENV) != phase:
+        return
+    print(f"tuner: holding in phase {phase} (pid {os.getpid()}; {HOLD_ENV})", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(0.05)

@@ -16,6 +16,7 @@ import numpy as np
 
 from tuner.commands.args import add_data_dir, add_tracking
 from tuner.errors import TunerError
+from tuner.processes import hold_point
 
 FORMATS = (".parquet", ".csv", ".npy")
 BLOCK = 4 * 8192  # rows per step of the progress bar; a multiple of the encoder's chunk
@@ -48,6 +49,7 @@ def embed_command(args: argparse.Namespace) -> int:
         images, columns = folder_images(args.images, model)
     else:
         images, columns = dataset_images(model, args.dataset, args.split, args.data_dir)
+    hold_point("embed")
     z = embed_blocks(model, images)
     write(out, z, columns)
     if args.plot is not None:

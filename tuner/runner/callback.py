@@ -6,6 +6,8 @@ Also where what trials leave in storage is collected: the plots in a trial's las
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import tempfile
 import threading
@@ -16,6 +18,7 @@ from typing import Any, Callable
 
 from ray import tune
 
+from tuner.disk import is_disk_full
 from tuner.outcome import UNFINISHED, config_id, error_summary, trial_status
 from tuner.runner.console import SearchProgress
 from tuner.runner.setup_clock import SetupClock
@@ -42,6 +45,17 @@ class Session:
     warming: threading.Thread | None = None  # model logging's warm-up, on the last trials' free cores
     # Ended trials' checkpoints to delete: (monotonic end time, trial, the checkpoint that stays).
     unneeded_checkpoints: list[tuple[float, Any, str | None]] = field(default_factory=list)
+    disk_full: bool = False  # a trial found no space left: the search stops, resumable
+    stopping: bool = False
+
+    def stop_if_disk_full(self) -> None:
+        """A trial's or the store's filesystem is full: stop Tune as Ctrl-C does (SIGUSR1 is Tune's
+        own stop signal), so it saves its state and the search ends with one message."""
+        if (self.disk_full or self.tracker.disk_full) and not self.stopping:
+            self.stopping = True
+            # Only where Tune handles it (fit in the main thread): SIGUSR1's default ends the process.
+            if callable(signal.getsignal(signal.SIGUSR1)):
+                os.kill(os.getpid(), signal.SIGUSR1)
 
     def last_trials_running(self, trials: list) -> None:
         """Once every trial has started and one has ended, a core stays free till the search
@@ -77,7 +91,7 @@ class Session:
         self.ended[trial.trial_id] = status
         if self.progress is not None:
             self.progress.trial_ended(trial.trial_id, status)
-        if status != "FAILED":  # resume never restores an ended trial; a failed one it retries
+        if status != "FAILED" and not self.disk_full:  # resume never restores an ended trial; a failed one it retries
             self.unneeded_checkpoints.append((time.monotonic(), trial, kept_checkpoint(trial, status)))
 
     def delete_unneeded_checkpoints(self, ended_before_s: float = 0.0) -> None:
@@ -151,10 +165,17 @@ class TrackingCallback(tune.Callback):
         self.session.last_trials_running(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.session.end(trial, ended_status(self.session.spec, trial, error=True), error=_error_text(trial))
+        error = _error_text(trial)
+        if is_disk_full(error):  # not the trial's fault: KILLED, and --resume retries it once there is space
+            self.session.disk_full = True
+            self.session.end(trial, "KILLED")
+            self.session.stop_if_disk_full()
+            return
+        self.session.end(trial, ended_status(self.session.spec, trial, error=True), error=error)
         self.session.last_trials_running(trials)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.session.stop_if_disk_full()
         self.session.delete_unneeded_checkpoints(ended_before_s=CHECKPOINT_GRACE_S)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from tuner.errors import TunerError
 from tuner.processes import reclaim_termination_signals
 from tuner.space.spec import SearchSpec
 from tuner.storage import STORAGE_HINT
+
+
+_watchdog: list[subprocess.Popen] = []  # the one watching the local Ray this process started
 
 
 def start_ray(address: str | None, verbose: bool) -> bool:
@@ -28,13 +32,44 @@ def start_ray(address: str | None, verbose: bool) -> bool:
             # address="local": a new Ray of our own, never someone's `ray start` on this machine.
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
                      log_to_driver=verbose)
+            start_watchdog()
             warn_without_token_auth()
+        reclaim_termination_signals()  # ray.init took SIGTERM over: it would abort the driver
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
+        stop_ray()
         raise TunerError(f"cannot start or join Ray at {address or 'a local instance'!r}: {err}. Check "
                          f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
                          f"command and driver.") from None
-    reclaim_termination_signals()  # ray.init took SIGTERM over: it would abort the driver
+    except (SystemExit, KeyboardInterrupt):
+        # SIGTERM during ray.init meets Ray's own handlers, which exit (SystemExit); SIGHUP, ours.
+        # Either way it is a stop, as Ctrl-C: what Ray started so far goes.
+        stop_ray()
+        raise KeyboardInterrupt from None
     return True
+
+
+def stop_ray() -> None:
+    """ray.shutdown(), and the watchdog of a local Ray goes with it (it would have nothing to do)."""
+    ray.shutdown()
+    while _watchdog:
+        proc = _watchdog.pop()
+        proc.terminate()
+        proc.wait()
+
+
+def start_watchdog() -> None:
+    """A process that ends this local Ray's processes once this driver is gone, even by SIGKILL
+    (tuner/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
+    node = getattr(ray._private.worker, "_global_node", None)  # what ray.init started: GCS, raylet, ...
+    roots = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos
+             if getattr(info, "process", None) is not None]
+    if not roots:
+        return
+    package_root = str(Path(__file__).resolve().parents[2])  # the watchdog imports this same tuner
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    _watchdog.append(subprocess.Popen([sys.executable, "-m", "tuner.watchdog", str(os.getpid()), *map(str, roots)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+                                      start_new_session=True))
 
 
 def probe_address(address: str) -> None:

@@ -8,6 +8,7 @@ Joining a cluster (`address`) works the same; the storage path must then be shar
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,17 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import ray
 
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
+from tuner.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, require_text, results_table, search_status
+from tuner.processes import hold_point, interrupt_handler_kept
 from tuner.runner.callback import SESSIONS, Session, row_status
 from tuner.runner.console import SearchProgress, tune_output_to_log
 from tuner.runner.final_test import test_selected_safely
 from tuner.runner.models_step import log_search_models
-from tuner.runner.ray_cluster import check_cluster, start_ray
+from tuner.runner.ray_cluster import check_cluster, start_ray, stop_ray
 from tuner.runner.resume import init_storage, previous_search_id
 from tuner.runner.setup_clock import SetupClock
 from tuner.runner.summary import baselines, print_summary
@@ -113,6 +115,7 @@ def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | 
     clock.lap("mlflow")
     own_ray = start_ray(address, verbose)
     try:
+        hold_point("setup")
         clock.lap("ray start")
         connecting.result()
         with search_lock(run.exp_dir, run.search_id):  # a second search of this experiment stops here
@@ -121,6 +124,7 @@ def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | 
             clock.lap("mlflow")
             check_cluster(run.spec, storage_path, verbose)
             clock.lap("ray start")
+            hold_point("data")
             data = load_features(run.spec.base_config, data_dir=run.data_dir, progress=verbose)
             run.spec.check_classes(data.n_classes)
             clock.lap("data")
@@ -133,7 +137,7 @@ def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | 
             return fit_tracked(run, data, tracker)
     finally:
         if own_ray:
-            ray.shutdown()
+            stop_ray()
 
 
 def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tuple[pd.DataFrame, str]:
@@ -150,16 +154,22 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
             run.clock.lap("baselines")
         tuner = make_tuner(spec, data, run.exp_dir, run.search_id, run.resume,
                            tune_verbosity=0 if run.console == "quiet" else 2, warm=run.warm)
-        with tune_output_to_log(run.exp_dir) if progress else contextlib.nullcontext():
+        with tune_output_to_log(run.exp_dir) if progress else contextlib.nullcontext(), interrupt_handler_kept():
             try:
                 tuner.fit()
             finally:
                 if progress:
                     progress.close()
+        if session.disk_full or tracker.disk_full:  # Tune stopped (callback.py) and saved its state
+            raise OSError(errno.ENOSPC, "no space left for a trial or the tracking store")
         session.delete_unneeded_checkpoints()  # Tune's final state is saved: no ended trial resumes
         table, status = _conclude(run, session, tracker, data)
-    except BaseException:  # Tune raised (a driver error, a second Ctrl-C): no trial run stays RUNNING
+    except BaseException as err:  # Tune raised (a driver error, a second Ctrl-C): no trial run stays RUNNING
         _end_interrupted(session, tracker)
+        if isinstance(err, KeyboardInterrupt) or is_disk_full(err):  # --resume continues
+            status = "KILLED"
+        if is_disk_full(err):
+            raise TunerError(_disk_full_message(run, tracker)) from None
         raise
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
@@ -178,10 +188,24 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
     table = results_table(outcomes, [*spec.params, *seeds], spec.metric, spec.mode)
     status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
     if status == "FINISHED":
+        hold_point("final test")
         table = test_selected_safely(spec, table, session.trials, tracker, data)
         session.warmed_up()
+        hold_point("models")
         log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
     return table, status
+
+
+def _disk_full_message(run: SearchRun, tracker: SearchTracker) -> str:
+    uri = run.tracking_uri
+    store = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:////") else None
+    storage = None if run.exp_dir.is_uri else run.exp_dir.path
+    where = full_filesystems({"Tune's storage path": storage, "the MLflow store": store})
+    unclosed = (" The MLflow store could not be written: runs it could not close show RUNNING until then."
+                if tracker.disk_full else "")
+    return (f"no space left on {where}. The search stopped and Tune kept its state; free space there (or "
+            f"pass another --storage-path / --tracking-uri), then continue it: the same `tuner search` command with "
+            f"--resume.{unclosed}")
 
 
 def _end_interrupted(session: Session, tracker: SearchTracker) -> None:

@@ -22,7 +22,8 @@ from tuner.secrets import mask_uri
 # MLflow's UI opens this saved view with `?viewStateShareKey=tuner`: runs grouped by search,
 # so the trial runs show without unfolding their parent.
 UI_VIEW_KEY = "tuner"
-_UI_VIEW = {"groupBy": {"aggregateFunction": "average",
+UI_VIEW_TAG = f"mlflow.sharedViewState.{UI_VIEW_KEY}"  # the experiment tag MLflow's UI reads the view from
+UI_VIEW = {"groupBy": {"aggregateFunction": "average",
                         "groupByKeys": [{"mode": "tag", "groupByData": "tuner.search_id"}]}}
 # MLflow retries a dead server for ~4 minutes by default, stalling Tune's event loop each time;
 # ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
@@ -130,8 +131,8 @@ def experiment_id(client, name: str, uri: str) -> str:
     if exp.lifecycle_stage == "deleted":
         raise TunerError(f"MLflow experiment {name!r} is deleted in {mask_uri(uri)!r}: restore it "
                          "(mlflow experiments restore) or pass another --experiment.")
-    if f"mlflow.sharedViewState.{UI_VIEW_KEY}" not in exp.tags:
-        client.set_experiment_tag(exp.experiment_id, f"mlflow.sharedViewState.{UI_VIEW_KEY}", json.dumps(_UI_VIEW))
+    if UI_VIEW_TAG not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, UI_VIEW_TAG, json.dumps(UI_VIEW))
     if EXPERIMENT_KIND not in exp.tags:  # issue 9: the UI opens its model-training view, not the GenAI one
         client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, "custom_model_development")
     return exp.experiment_id

@@ -22,6 +22,7 @@ import yaml
 
 from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, error_summary, results_table, search_status, trial_status
+from tuner.processes import hold_point
 from tuner.space.spec import run_name, trial_config
 from tuner.storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
                            read_spool, read_state)
@@ -162,7 +163,12 @@ def sync_search(storage_path: str | Path | None = None, experiment: str | None =
                                  {**params, "storage": mask_uri(exp_dir.uri)}, resume=True, reopen=False)
     kept_status, kept_plots = read_spool(exp_dir)  # tracker.storage stays None: the spool is what this reads
     metric, mode = resolved.get("metric", ["knn_accuracy"]), resolved.get("mode", ["max"])
-    outcomes = _sync_trials(tracker, exp_dir, resolved, kept_plots)
+    try:
+        hold_point("sync")
+        outcomes = _sync_trials(tracker, exp_dir, resolved, kept_plots)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-sync
+        tracker.end_running("KILLED")
+        raise
     table = results_table(outcomes, list(resolved.get("params", {})), metric, mode)
     status = kept_status or search_status([o.status for o in outcomes], resolved.get("n_trials", 0),
                                           scheduled=bool(resolved.get("scheduler")))

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from tuner.disk import is_disk_full
 from tuner.errors import first_line
 from tuner.outcome import RUN_STATUSES
 from tuner.storage import ExperimentDir, spool
@@ -45,7 +46,7 @@ def _tolerant(default: Any = None) -> Callable:
             try:
                 return method(self, *args, **kwargs)
             except Exception as err:  # noqa: BLE001 - sorted by `unreachable`; the rest re-raised
-                if not unreachable(err):
+                if not (unreachable(err) or is_disk_full(err)):
                     raise
                 self._go_offline(err)
                 return default
@@ -63,6 +64,7 @@ class SearchTracker:
     parent_status: str = "RUNNING"  # the parent's status when opened (before any reopening)
     sync_hint: str = "tuner sync --storage-path <Tune's storage path>"
     offline: bool = False
+    disk_full: bool = False  # offline because the store's (or its artifacts') filesystem is full
     storage: ExperimentDir | None = None  # where an offline tracker keeps what it could not log
     written: Counter = field(default_factory=Counter)  # what this tracker wrote: runs, params, metrics, ...
     _runs: dict[str, str] = field(default_factory=dict)
@@ -107,6 +109,9 @@ class SearchTracker:
         if self.offline:
             return
         self.offline = True
+        if is_disk_full(err):  # the search stops and names the filesystem: nothing to say here
+            self.disk_full = True
+            return
         first = first_line(err)[:300]
         print(f"tuner: MLflow at {mask_uri(self.tracking_uri)} stopped answering ({mask_uri(first)}). "
               f"The search goes on without it and Tune keeps every result; once the server is back, "
@@ -143,6 +148,15 @@ class SearchTracker:
         None once offline.
         """
         return self._trial_run(trial_id, params, reopen, run_name)
+
+    @_tolerant()
+    def end_running(self, status: str = "KILLED") -> None:
+        """Every run this tracker opened that is still RUNNING, the parent included, ends `status`:
+        an interrupted `tuner sync` leaves nothing that looks live (a second sync completes it)."""
+        for run_id in [*self._runs.values(), self.parent_run_id]:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, status)
+        self._status.update({t: status for t, s in self._status.items() if s == "RUNNING"})
 
     def run_status(self, trial_id: str) -> str | None:
         """The status of the trial's run as this tracker last saw or set it."""
@@ -238,7 +252,7 @@ class SearchTracker:
                status: str = "FINISHED") -> None:
         """Best trial's metrics (by the first metric), summary.csv and the Pareto plot; ends the parent."""
         self._finish(table, metric, mode, status)
-        if self.offline:  # said again at the end, where people look
+        if self.offline and not self.disk_full:  # said again at the end, where people look
             self._keep(None, status)
             print(f"tuner: MLflow at {mask_uri(self.tracking_uri)} missed part of this search; once it "
                   f"answers again, run:\n  {self.sync_hint}", file=sys.stderr, flush=True)
