@@ -21,6 +21,7 @@ import ray
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.errors import TunerError
+from tuner.importance import param_importances
 from tuner.outcome import TrialOutcome, require_text, results_table, search_status
 from tuner.runner.callback import SESSIONS, Session, row_status
 from tuner.runner.console import SearchProgress, tune_output_to_log
@@ -36,7 +37,9 @@ from tuner.space.spec import SearchSpec
 from tuner.storage import ExperimentDir, experiment_dir
 from tuner.storage_guard import check_private, search_lock
 from tuner.secrets import mask_uri
+from tuner.tracking.inputs import describe
 from tuner.tracking.store import connect, resolve_tracking_uri
+from tuner.tracking.ui_view import view_metrics
 from tuner.tracking.sync import sync_search
 from tuner.tracking.warm_start import WarmStart, read_warm_start
 from tuner.tracking.writer import SearchTracker
@@ -145,6 +148,8 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
                                                 clock=run.clock if run.console != "quiet" else None)
     table, status = pd.DataFrame(), "FAILED"
     try:
+        cfg = spec.base_config
+        tracker.set_data(describe(f"{cfg.dataset}/{cfg.feature_extractor}", data))
         if not run.resume:
             tracker.log_baselines(baselines(spec, data))
             run.clock.lap("baselines")
@@ -181,6 +186,8 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
         table = test_selected_safely(spec, table, session.trials, tracker, data)
         session.warmed_up()
         log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
+    # Once, here: the tracker logs them on the parent run and the summary prints them.
+    table.attrs["importances"] = param_importances(table, list(spec.params), view_metrics(spec.metric))
     return table, status
 
 
