@@ -26,7 +26,8 @@ class Page:
         self.timeout = timeout
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1400",
-             "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+             "--remote-debugging-port=0", "--disable-site-isolation-trials",
+             "--disable-features=IsolateOrigins,site-per-process", f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline, self.ws_url = time.monotonic() + 60, None
         while self.ws_url is None and time.monotonic() < deadline:

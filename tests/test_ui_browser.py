@@ -295,10 +295,11 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
             parallel = page.value(PARALLEL, "the parallel-coordinates chart")
             assert parallel == {"lines": len(finished), "params": SETTINGS,
                                 "metrics": ["knn_accuracy", "recon_error"]}
-        # report.html, as the parent run's artifact viewer serves it
-        report = (f"http://127.0.0.1:{port}/get-artifact?path=report.html&run_uuid={parent.info.run_id}")
-        with Page(report, tmp_path / "p3") as page:
-            front = page.value(FRONT, "the report's front")
+        # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame of a blob: URL
+        viewer = (f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+                  f"/artifacts/report.html")
+        with Page(viewer, tmp_path / "p3") as page:
+            front = page.value(FRONT, "the report's front", frame_url_part="blob:")
         assert front["front"] + front["others"] == len(finished)
         assert front["title"].endswith(f": {front['front']} trials on the front")
         assert front["front"] == pareto_size(finished)
