@@ -290,7 +290,8 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
                 "metrics.`test_knn_accuracy`", "metrics.`test_recon_error`"]
         with Page(url + "&compareRunsMode=CHART", tmp_path / "p2") as page:
             cards = page.value(CARDS, "the chart cards")
-            assert cards["titles"][:3] == ["recon_error vs. knn_accuracy", "Parallel Coordinates", "knn_accuracy"]  # MLflow titles a scatter "x vs. y"
+            # MLflow titles a scatter "x vs. y"
+            assert cards["titles"][:3] == ["recon_error vs. knn_accuracy", "Parallel Coordinates", "knn_accuracy"]
             assert cards["points"] == len(finished)  # one point per trial; the parent has no knn_accuracy
             parallel = page.value(PARALLEL, "the parallel-coordinates chart")
             assert parallel == {"lines": len(finished), "params": SETTINGS,
@@ -323,7 +324,8 @@ def test_a_search_logs_its_data_importances_and_embedding_steps(searched) -> Non
     from tuner.trainer.config import TrialConfig
 
     data = load_features(TrialConfig(dataset="digits"), progress=False)
-    contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"] for i in parent.inputs.dataset_inputs}
+    contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
+                for i in parent.inputs.dataset_inputs}
     assert contexts == {"digits/raw train": f"train ({len(data.x_train)} rows)",
                         "digits/raw validation": f"validation ({len(data.x_val)} rows)",
                         "digits/raw test": f"test ({len(data.x_test)} rows)"}

@@ -56,7 +56,7 @@ def importance_figure(imp: Importances):
 
 def report_page(title: str, table: pd.DataFrame, metrics: Sequence[str], modes: Sequence[str],
                 settings: Sequence[str], imp: Importances, run_names: Mapping[str, str],
-                images: Mapping[str, bytes] = {}) -> str:
+                images: Mapping[str, bytes] | None = None) -> str:
     """The page's HTML. `metrics`/`modes`: at least two (the front's axes); `images`: PNGs by caption."""
     parts = [f"<h1>{html.escape(title)}</h1>"]
     cols = [c for c in ("trial_id", "status", *settings, *metrics, *(f"test_{m}" for m in metrics)) if c in table]
@@ -76,7 +76,7 @@ def report_page(title: str, table: pd.DataFrame, metrics: Sequence[str], modes: 
     parts.append("<pre class='importances'>" + html.escape("\n".join(imp.lines())) + "</pre>")
     if images:
         parts.append("<h2>Plots</h2>")
-    for caption, png in images.items():
+    for caption, png in (images or {}).items():
         data = base64.b64encode(png).decode()
         parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")

@@ -34,6 +34,7 @@ from tuner.secrets import mask_uri
 from tuner.tracking.parent import as_list, log_search_start, log_search_summary
 from tuner.tracking.inputs import DataDescription, log_data
 from tuner.tracking.search_view import SEARCHED_PREFIX, SEARCHED_TAG, log_search_view
+from tuner.tracking.ui_view import EMBEDDING_KEY
 from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 
 
@@ -228,11 +229,16 @@ class SearchTracker:
     def _log_embedding(self, run_id: str, path: Path, last_step: dict[str, int]) -> None:
         from PIL import Image
 
-        from tuner.tracking.ui_view import EMBEDDING_KEY
-
-        with Image.open(path) as image:
-            self.client.log_image(run_id, image.convert("RGB"), key=EMBEDDING_KEY,
-                                  step=max(last_step.values(), default=0), synchronous=True)
+        try:
+            with Image.open(path) as image:
+                self.client.log_image(run_id, image.convert("RGB"), key=EMBEDDING_KEY,
+                                      step=max(last_step.values(), default=0), synchronous=True)
+        except Exception as err:  # noqa: BLE001 - the plot itself is logged; the image chart's copy is a help
+            if unreachable(err):
+                raise
+            print(f"tuner: the embedding image by step was not logged: {mask_uri(first_line(err))}",
+                  file=sys.stderr, flush=True)
+            return
         self.written.update(artifacts=1)
 
     @_tolerant()
