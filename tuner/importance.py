@@ -81,6 +81,8 @@ def param_importances(table: pd.DataFrame, settings: Sequence[str], metrics: Seq
     if not settings or not metrics:
         return Importances(message="importances: no searched setting or metric in the table to relate.")
     done = done.dropna(subset=[*settings, *metrics])
+    if "trial_id" in done:  # the forest's draws follow row order: the search and `tuner report` agree
+        done = done.sort_values("trial_id", key=lambda ids: ids.astype(str), kind="stable")
     varied = [s for s in settings if done[s].map(_text).nunique() > 1]
     if len(done) < max(min_trials, len(varied) + 1) or not varied:
         return Importances(trials=len(done), message=(
