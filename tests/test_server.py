@@ -28,7 +28,8 @@ from tuner.tracking.store import HTTP_DEFAULTS
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
-PLOTS = {"embedding.png", "loss_curves.png", "reconstructions.png"}
+# A finished trial's plots, and images/: its embedding again, by step, for MLflow's image chart.
+PLOTS = {"embedding.png", "loss_curves.png", "reconstructions.png", "images"}
 
 
 def free_port() -> int:

@@ -102,7 +102,9 @@ def test_parent_run(store) -> None:
     assert parent.data.params["samples"] == "3" and parent.data.params["searcher"] == "random"
     assert parent.data.params["metrics_seen"] == '["knn_accuracy", "recon_error"]'
     assert parent.info.status == "FINISHED"
-    assert artifact_names(client, parent.info.run_id) == {"search.yaml", "spec.json", "summary.csv", "pareto.png"}
+    # Three trials are too few for importances: no importance.png, and no importance_* metric below.
+    assert artifact_names(client, parent.info.run_id) == {"search.yaml", "spec.json", "summary.csv", "pareto.png",
+                                                          "report.html"}
     yaml_text = Path(client.download_artifacts(parent.info.run_id, "search.yaml", str(tmp / "dl"))).read_text()
     assert yaml_text == SPEC_YAML
     summary = pd.read_csv(client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp / "dl")))
@@ -133,7 +135,11 @@ def test_nested_runs(store) -> None:
         # Only the trial metrics: Tune's bookkeeping (iteration, config/...) is not a metric.
         assert set(run.data.metrics) == {"knn_accuracy", "recon_error", "loss"}
     assert artifact_names(client, runs["t0_00000"].info.run_id) == {
-        "embedding.png", "reconstructions.png", "loss_curves.png"}
+        "embedding.png", "reconstructions.png", "loss_curves.png", "images"}
+    # The embedding again as an image at the trial's last step, for MLflow's image chart.
+    last = max(step for step, *_ in TRIALS["t0_00000"][2])
+    assert {a.path.split("+timestamp")[0] for a in client.list_artifacts(runs["t0_00000"].info.run_id, "images")} \
+        == {f"images/embedding+step+{last}"}
     assert artifact_names(client, runs["t0_00001"].info.run_id) == {"error.txt"}
     error = Path(client.download_artifacts(runs["t0_00001"].info.run_id, "error.txt", str(tmp / "dl2")))
     assert "loss is nan at iteration 12" in error.read_text()
@@ -427,7 +433,7 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(tmp_path: Path
     names = {r.data.tags["tuner.trial_id"]: r.info.run_name for r in MlflowClient(tracking_uri=uri).search_runs(
         [MlflowClient(tracking_uri=uri).get_experiment_by_name("exp").experiment_id], "tags.`tuner.role` = 'trial'")}
     assert names["abcde_00002"] == "pairwise ae lr=0.01"  # sync names the runs it creates by their values
-    assert after["abcde_00000"][5] == {"embedding.png", "reconstructions.png", "loss_curves.png"}
+    assert after["abcde_00000"][5] == {"embedding.png", "reconstructions.png", "loss_curves.png", "images"}
     assert after["abcde_00001"][5] == {"error.txt"} and after["abcde_00002"][5] == set()
     error = MlflowClient(tracking_uri=uri).download_artifacts(after["abcde_00001"][0], "error.txt", str(tmp_path))
     assert Path(error).read_text().startswith("tuner.errors.TrainingDiverged: the loss became nan\n\nTraceback")

@@ -203,10 +203,6 @@ def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path
         # The link tuner ui prints opens the model-training view: its nav, the runs table.
         training = page_text(chromium(profile, "--dump-dom", url).stdout)
         assert "| Model registry |" in training and "pairwise ae d=2" in training and "Token Usage" not in training
-        # MLflow 3.17 ignores the experiment's mlflow.experimentKind tag here: a bare link opens the
-        # GenAI overview (traces, token usage). If this fails, the tag is honoured again.
-        bare = page_text(chromium(profile, "--dump-dom", f"{base}/#/experiments/{tracker.experiment_id}").stdout)
-        assert "Token Usage" in bare
 
         models = page_text(chromium(profile, "--dump-dom", f"{base}/#/models/ui-embedder").stdout)
         newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
@@ -218,3 +214,130 @@ def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path
         assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
     finally:
         stop(proc)
+
+
+# ------------------------------------------------------------------ the comparison view of a real search
+
+SETTINGS = ["mu", "latent_dim"]  # in the search file's order, which is not the alphabetical one
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object, list]:
+    """A finished grid search of 6 tiny trials, run as `tuner search` runs it (Ray, Tune, MLflow)."""
+    from mlflow import MlflowClient
+
+    from tuner.runner.search import run_search
+    from tuner.space.load import load_spec
+
+    tmp = tmp_path_factory.mktemp("ui-search")
+    space = tmp / "compare.yaml"
+    space.write_text("""name: ui-compare
+search: grid
+fixed: {hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 20, eval_every: 10}
+params:
+  mu: {grid: [0.1, 0.5, 0.9]}
+  latent_dim: {grid: [2, 4]}
+""")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    run_search(load_spec(space), tracking_uri=uri, storage_path=tmp / "ray", verbose=False)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ui-compare").experiment_id], max_results=100)
+    parent = next(r for r in runs if r.data.tags.get("tuner.role") == "search")
+    return uri, parent, [r for r in runs if r.data.tags.get("tuner.role") == "trial"]
+
+
+def need_chromium() -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+
+
+# The visible header cells, left to right (AG Grid places them by style, not in DOM order).
+HEADERS = """(() => { const cells = [...document.querySelectorAll('.ag-header-cell[col-id]')]
+  .map(e => [e.getAttribute('col-id'), e.getBoundingClientRect().left]).filter(c => /^(params|metrics)\\./.test(c[0]));
+  return cells.length >= 4 ? cells.sort((a, b) => a[1] - b[1]).map(c => c[0]) : null; })()"""
+# Chart cards in order: their titles, and the points of the first (the scatter's plot).
+CARDS = """(() => { const cards = [...document.querySelectorAll('[data-testid="experiment-view-compare-runs-card"]')];
+  const points = cards.length ? cards[0].querySelectorAll('.scatterlayer path.point').length : 0;
+  return cards.length >= 3 && points ? {titles: cards.map(c => (c.querySelector('h4') || {}).textContent), points}
+    : null; })()"""
+# MLflow draws parallel coordinates on a canvas: the lines are the rows its chart component was given.
+PARALLEL = """(() => { const el = document.querySelector('.parcoords'); if (!el) return null;
+  let f = el[Object.keys(el).find(k => k.startsWith('__reactFiber'))];
+  while (f && !(f.memoizedProps && Array.isArray(f.memoizedProps.data) && f.memoizedProps.selectedParams)) f = f.return;
+  return f ? {lines: f.memoizedProps.data.length, params: f.memoizedProps.selectedParams,
+              metrics: f.memoizedProps.selectedMetrics} : null; })()"""
+FRONT = """(() => { const traces = document.querySelectorAll('#front-plot .scatterlayer .trace');
+  return traces.length === 2 ? {others: traces[0].querySelectorAll('path.point').length,
+                                front: traces[1].querySelectorAll('path.point').length,
+                                title: document.querySelector('#front-plot .gtitle').textContent} : null; })()"""
+
+
+def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> None:
+    from browser import Page
+
+    need_chromium()
+    uri, parent, trials = searched
+    finished = [t for t in trials if t.info.status == "FINISHED"]
+    assert len(trials) == 6 and len(finished) == 6
+    port = free_port()
+    proc, url = start_ui(uri, port)
+    try:
+        with Page(url, tmp_path / "p1") as page:
+            assert page.value(HEADERS, "the runs table's columns") == [
+                "params.`mu`", "params.`latent_dim`", "metrics.`knn_accuracy`", "metrics.`recon_error`",
+                "metrics.`test_knn_accuracy`", "metrics.`test_recon_error`"]
+        with Page(url + "&compareRunsMode=CHART", tmp_path / "p2") as page:
+            cards = page.value(CARDS, "the chart cards")
+            # MLflow titles a scatter "x vs. y"
+            assert cards["titles"][:3] == ["recon_error vs. knn_accuracy", "Parallel Coordinates", "knn_accuracy"]
+            assert cards["points"] == len(finished)  # one point per trial; the parent has no knn_accuracy
+            parallel = page.value(PARALLEL, "the parallel-coordinates chart")
+            assert parallel == {"lines": len(finished), "params": SETTINGS,
+                                "metrics": ["knn_accuracy", "recon_error"]}
+        # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame of a blob: URL
+        viewer = (f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+                  f"/artifacts/report.html")
+        with Page(viewer, tmp_path / "p3") as page:
+            front = page.value(FRONT, "the report's front", frame_url_part="blob:")
+        assert front["front"] + front["others"] == len(finished)
+        assert front["title"].endswith(f": {front['front']} trials on the front")
+        assert front["front"] == pareto_size(finished)
+    finally:
+        stop(proc)
+
+
+def pareto_size(runs: list) -> int:
+    from tuner.outcome import pareto_mask
+
+    values = np.array([[r.data.metrics["knn_accuracy"], r.data.metrics["recon_error"]] for r in runs])
+    return int(pareto_mask(values, ["max", "min"]).sum())
+
+
+def test_a_search_logs_its_data_importances_and_embedding_steps(searched) -> None:
+    from mlflow import MlflowClient
+
+    uri, parent, trials = searched
+    client = MlflowClient(tracking_uri=uri)
+    from tuner.data import load_features
+    from tuner.trainer.config import TrialConfig
+
+    data = load_features(TrialConfig(dataset="digits"), progress=False)
+    contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
+                for i in parent.inputs.dataset_inputs}
+    assert contexts == {"digits/raw train": f"train ({len(data.x_train)} rows)",
+                        "digits/raw validation": f"validation ({len(data.x_val)} rows)",
+                        "digits/raw test": f"test ({len(data.x_test)} rows)"}
+    digests = {i.dataset.name: i.dataset.digest for i in parent.inputs.dataset_inputs}
+    assert len(set(digests.values())) == 3  # each split its own digest
+    for trial in trials:  # a trial reads train and validation, the same arrays as its search
+        assert {i.dataset.name: i.dataset.digest for i in trial.inputs.dataset_inputs} == {
+            k: v for k, v in digests.items() if not k.endswith(" test")}
+        steps = {m.step for m in client.get_metric_history(trial.info.run_id, "knn_accuracy")}
+        images = [a.path for a in client.list_artifacts(trial.info.run_id, "images")]
+        assert any(p.startswith(f"images/embedding+step+{max(steps)}+") for p in images), images
+    shares = {k: v for k, v in parent.data.metrics.items() if k.startswith("importance_knn_accuracy_")}
+    assert set(shares) == {"importance_knn_accuracy_mu", "importance_knn_accuracy_latent_dim"}
+    assert abs(sum(shares.values()) - 1) < 1e-6
+    assert {"importance.png", "report.html"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}

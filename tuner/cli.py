@@ -44,7 +44,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tuner.tracking.reader import print_report
 
-    print_report(tracking_uri=args.tracking_uri, experiment=args.experiment, csv_path=args.csv)
+    print_report(tracking_uri=args.tracking_uri, experiment=args.experiment, csv_path=args.csv, html_path=args.html)
     return 0
 
 
@@ -92,6 +92,8 @@ def _add_store_parsers(sub: Any) -> None:
     add_tracking(report)
     report.add_argument("--experiment", default=None, help="experiment name (default: the latest search)")
     report.add_argument("--csv", default=None, type=Path, help="also write the table as CSV")
+    report.add_argument("--html", default=None, type=Path, help="also write the search's report as one "
+                        "self-contained HTML page (table, interactive front, importances, plots)")
     report.set_defaults(func=cmd_report)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on this store")

@@ -22,6 +22,7 @@ from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
+from tuner.importance import param_importances
 from tuner.outcome import TrialOutcome, require_text, results_table, search_status
 from tuner.processes import hold_point, interrupt_handler_kept
 from tuner.runner.callback import SESSIONS, Session, row_status
@@ -38,7 +39,9 @@ from tuner.space.spec import SearchSpec
 from tuner.storage import ExperimentDir, experiment_dir
 from tuner.storage_guard import check_private, search_lock
 from tuner.secrets import mask_uri
+from tuner.tracking.inputs import describe
 from tuner.tracking.store import connect, resolve_tracking_uri
+from tuner.tracking.ui_view import view_metrics
 from tuner.tracking.sync import sync_search
 from tuner.tracking.warm_start import WarmStart, read_warm_start
 from tuner.tracking.writer import SearchTracker
@@ -149,6 +152,8 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
                                                 clock=run.clock if run.console != "quiet" else None)
     table, status = pd.DataFrame(), "FAILED"
     try:
+        cfg = spec.base_config
+        tracker.set_data(describe(f"{cfg.dataset}/{cfg.feature_extractor}", data))
         if not run.resume:
             tracker.log_baselines(baselines(spec, data))
             run.clock.lap("baselines")
@@ -193,6 +198,8 @@ def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: Fe
         session.warmed_up()
         hold_point("models")
         log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
+    # Once, here: the tracker logs them on the parent run and the summary prints them.
+    table.attrs["importances"] = param_importances(table, list(spec.params), view_metrics(spec.metric))
     return table, status
 
 

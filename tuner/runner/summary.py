@@ -69,6 +69,8 @@ def print_summary(spec: SearchSpec, table: pd.DataFrame, experiment: str, uri: s
         print(f"{what}:\n{shown[list(dict.fromkeys(cols))].to_string(index=False)}")
         if spec.require and len(table):
             print(chosen_text(table, spec.metric, spec.mode, spec.require, list(dict.fromkeys(cols))))
+    if "importances" in table.attrs:
+        print("\n" + "\n".join(table.attrs["importances"].lines()))
     print(f"\nMLflow experiment {experiment!r} in {mask_uri(uri)}\n"
           f"  tuner report --tracking-uri {mask_uri(uri)} --experiment {experiment}\n"
           f"  tuner ui --tracking-uri {mask_uri(uri)}   (or: mlflow ui --backend-store-uri {mask_uri(uri)})\n"

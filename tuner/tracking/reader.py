@@ -17,6 +17,8 @@ from tuner.processes import end_session
 from tuner.secrets import mask_uri
 from tuner.tracking.note import REQUIRE_TAG
 from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
+from tuner.tracking.search_view import importances_of, report_html
+from tuner.tracking.ui_view import bundle_text, format_problems
 from tuner.tracking.store import UI_VIEW_KEY, connect, existing_store, is_server, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
 
@@ -68,7 +70,8 @@ def _config_of(run: Any) -> str:
     return tag if tag else "p-" + config_id(run.data.params)
 
 
-def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None) -> None:
+def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Path | None,
+                 html_path: Path | None = None) -> None:
     table = trials_table(tracking_uri, experiment)
     a = table.attrs
     shown = [c for c in ("trial_id", "pareto", *a["searched"], "knn_accuracy", "recon_error", "status") if c in table]
@@ -89,6 +92,10 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
         if a["require"]:
             tested = [c for c in ("test_knn_accuracy", "test_recon_error") if c in table]
             print("\n" + chosen_text(table, a["metrics"], a["modes"], a["require"], [*shown, *tested]))
+    imp = importances_of(table, a["searched"], a["metrics"])
+    print("\n" + "\n".join(imp.lines()))
+    if html_path is not None:
+        write_html(tracking_uri, experiment, table, imp, Path(html_path))
     if csv_path is not None:
         try:
             Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +103,20 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
         except OSError as err:
             raise TunerError(f"--csv {str(csv_path)!r}: cannot write the table ({err.strerror}).") from None
         print(f"\nwrote {csv_path}")
+
+
+def write_html(tracking_uri: str | None, experiment: str | None, table: pd.DataFrame, imp: Any, path: Path) -> None:
+    """The search's report as one self-contained page (what its parent run holds as report.html)."""
+    client = connect(existing_store(tracking_uri))
+    exp, parent = latest_search(client, experiment)
+    page = report_html(client, parent, table, table.attrs["metrics"], table.attrs["modes"], imp,
+                       trial_runs(client, exp.experiment_id, parent.info.run_id))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page)
+    except OSError as err:
+        raise TunerError(f"--html {str(path)!r}: cannot write the page ({err.strerror}).") from None
+    print(f"\nwrote {path}")
 
 
 def _print_configs(table: pd.DataFrame) -> None:
@@ -137,6 +158,10 @@ def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
         raise TunerError(f"tracking URI {mask_uri(uri)!r} is already a server: open it in a browser.")
     _check_port_free(host, port)
     existing_store(uri)  # else MLflow would create an empty SQLite file, or fail on a folder
+    problems = format_problems(bundle_text())
+    if problems:  # a newer MLflow's UI: the saved view would open as a plain one, without a word
+        print(f"tuner: this MLflow's UI ({_mlflow_version()}) no longer reads the view tuner saves as MLflow 3.17 "
+              f"did (missing: {'; '.join(problems)}); the link opens MLflow's default view.", file=sys.stderr)
     print(f"MLflow UI for {mask_uri(uri)} (Ctrl-C stops it):\n  {ui_url(uri, host, port)}", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1"]
     # The store URI goes by environment, not argv, where `ps` would show its credentials.
@@ -153,3 +178,9 @@ def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
         end_session(proc.pid, grace=1.0)
         proc.wait()
         return 0
+
+
+def _mlflow_version() -> str:
+    import mlflow
+
+    return mlflow.__version__

@@ -19,12 +19,8 @@ from urllib.parse import urlsplit
 from tuner.errors import TunerError
 from tuner.secrets import mask_uri
 
-# MLflow's UI opens this saved view with `?viewStateShareKey=tuner`: runs grouped by search,
-# so the trial runs show without unfolding their parent.
-UI_VIEW_KEY = "tuner"
-UI_VIEW_TAG = f"mlflow.sharedViewState.{UI_VIEW_KEY}"  # the experiment tag MLflow's UI reads the view from
-UI_VIEW = {"groupBy": {"aggregateFunction": "average",
-                        "groupByKeys": [{"mode": "tag", "groupByData": "tuner.search_id"}]}}
+from tuner.tracking.ui_view import GROUP_BY, UI_VIEW_KEY, VIEW_TAG, envelope
+
 # MLflow retries a dead server for ~4 minutes by default, stalling Tune's event loop each time;
 # ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -131,8 +127,10 @@ def experiment_id(client, name: str, uri: str) -> str:
     if exp.lifecycle_stage == "deleted":
         raise TunerError(f"MLflow experiment {name!r} is deleted in {mask_uri(uri)!r}: restore it "
                          "(mlflow experiments restore) or pass another --experiment.")
-    if UI_VIEW_TAG not in exp.tags:
-        client.set_experiment_tag(exp.experiment_id, UI_VIEW_TAG, json.dumps(UI_VIEW))
+    if VIEW_TAG not in exp.tags:  # MLflow's UI opens it with `?viewStateShareKey=tuner` (`tuner ui`'s link):
+        # runs grouped by search, so the trials show without unfolding their parent; a search's
+        # end fills in its columns and charts (tuner.tracking.search_view).
+        client.set_experiment_tag(exp.experiment_id, VIEW_TAG, envelope({"groupBy": GROUP_BY}))
     if EXPERIMENT_KIND not in exp.tags:  # issue 9: the UI opens its model-training view, not the GenAI one
         client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, "custom_model_development")
     return exp.experiment_id

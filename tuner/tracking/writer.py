@@ -33,6 +33,9 @@ from tuner.tracking.store import (artifact_names, connect, experiment_id, log_pa
                                   resolve_tracking_uri, unreachable)
 from tuner.secrets import mask_uri
 from tuner.tracking.parent import as_list, log_search_start, log_search_summary
+from tuner.tracking.inputs import DataDescription, log_data
+from tuner.tracking.search_view import SEARCHED_PREFIX, SEARCHED_TAG, log_search_view
+from tuner.tracking.ui_view import EMBEDDING_KEY
 from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 
 
@@ -66,6 +69,7 @@ class SearchTracker:
     offline: bool = False
     disk_full: bool = False  # offline because the store's (or its artifacts') filesystem is full
     storage: ExperimentDir | None = None  # where an offline tracker keeps what it could not log
+    data: DataDescription | None = None  # the search's data: each new run logs it as its input
     written: Counter = field(default_factory=Counter)  # what this tracker wrote: runs, params, metrics, ...
     _runs: dict[str, str] = field(default_factory=dict)
     _status: dict[str, str] = field(default_factory=dict)  # trial id -> its run's status as last set
@@ -89,6 +93,8 @@ class SearchTracker:
         tags = runs.parent_tags(search_id)
         tags.update({f"tuner.{k}": ",".join(as_list(search_params[k])) for k in ("metric", "mode", "warm_start", "require")
                      if k in search_params})
+        # The searched settings in the file's order (params come back sorted by name): the UI view's columns.
+        tags[SEARCHED_TAG] = ",".join(k[len(SEARCHED_PREFIX):] for k in search_params if k.startswith(SEARCHED_PREFIX))
         run = found or client.create_run(exp_id, tags=tags, run_name=search_id)
         shown = mask_uri(storage.uri) if storage else "<Tune's storage path>"
         hint = f"tuner sync --storage-path {shown} --experiment {json.dumps(experiment)} --tracking-uri {mask_uri(uri)}"
@@ -136,6 +142,8 @@ class SearchTracker:
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=run_name or trial_id)
             self._last_step[trial_id], self._status[trial_id] = {}, "RUNNING"
             self.written.update(runs=1)
+            if self.data is not None:
+                log_data(self.client, run.info.run_id, self.data, trial=True)
         self._runs[trial_id] = run.info.run_id
         self.written.update(params=log_params(self.client, run.info.run_id, params, run.data.params))
         return run.info.run_id
@@ -223,12 +231,35 @@ class SearchTracker:
         for name in self._missing_artifacts(trial_id, artifact_dir):
             self.client.log_artifact(run_id, str(Path(artifact_dir) / name))
             self.written.update(artifacts=1)
+            if name == "embedding.png":  # also as an image by step, which MLflow's image chart pages through
+                self._log_embedding(run_id, Path(artifact_dir) / name, self._last_step.get(trial_id, {}))
         if error:
             log_text(self.client, run_id, error, "error.txt")
             self.written.update(artifacts=1)
         self.client.set_terminated(run_id, status)
         self._status[trial_id] = status
         self.written.update(statuses=1)
+
+    def _log_embedding(self, run_id: str, path: Path, last_step: dict[str, int]) -> None:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                self.client.log_image(run_id, image.convert("RGB"), key=EMBEDDING_KEY,
+                                      step=max(last_step.values(), default=0), synchronous=True)
+        except Exception as err:  # noqa: BLE001 - the plot itself is logged; the image chart's copy is a help
+            if unreachable(err):
+                raise
+            print(f"tuner: the embedding image by step was not logged: {mask_uri(first_line(err))}",
+                  file=sys.stderr, flush=True)
+            return
+        self.written.update(artifacts=1)
+
+    @_tolerant()
+    def set_data(self, data: DataDescription) -> None:
+        """The search's data, logged now on the parent run and on each trial run created from now on."""
+        self.data = data
+        log_data(self.client, self.parent_run_id, data, trial=False)
 
     @_tolerant()
     def set_trial_tags(self, trial_id: str, tags: dict[str, str]) -> None:
@@ -260,6 +291,15 @@ class SearchTracker:
     @_tolerant()
     def _finish(self, table: pd.DataFrame, metric: str | list[str], mode: str | list[str], status: str) -> None:
         self.written.update(log_search_summary(self.client, self.parent_run_id, table, as_list(metric), as_list(mode)))
+        if len(table):
+            try:
+                self.written.update(artifacts=log_search_view(self.client, self.experiment_id, self.parent_run_id,
+                                                              table, as_list(metric), as_list(mode)))
+            except Exception as err:  # noqa: BLE001 - the comparison view is a help: its failure ends no search
+                if unreachable(err):
+                    raise
+                print(f"tuner: the search's UI view, importances or report.html were not logged: "
+                      f"{mask_uri(first_line(err))}", file=sys.stderr, flush=True)
         self.client.set_terminated(self.parent_run_id, status)
         self.parent_status = status
         self.written.update(statuses=1)
