@@ -258,3 +258,17 @@ def test_optuna_is_told_a_trial_moasha_stopped_as_pruned_and_a_finished_one_as_c
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE,
                       optuna.trial.TrialState.PRUNED]
     assert searcher._ot_study.trials[1].values == [0.8, 0.04]
+
+
+def test_a_result_equal_to_a_kept_record_is_kept_as_asha_keeps_ties() -> None:
+    # ASHA stops only a score below the cutoff: a tie with the records passes. A place in the
+    # Objective's order breaks exact ties by input order (the newcomer last), which stopped a
+    # result identical to the record it was measured against.
+    a = r(0.9, 0.1)
+    assert keeps(TWO, [a], dict(a), 2) and keeps(TWO, [a, a], dict(a), 3)
+    assert not keeps(TWO, [a], r(0.9, 0.11), 2)  # dominated by the record: still stops
+    # One metric with a bound: within it, the same decisions as ASHA's on the metric's values.
+    bounded = Objective(("knn_accuracy",), ("max",), {"recon_error": 0.5})
+    recorded = [r(v, 0.1) for v in (0.1, 0.2, 0.3, 0.4)]  # rf 3: ASHA's cutoff is 0.3 exactly
+    assert keeps(bounded, recorded, r(0.3, 0.1), 3) and not keeps(bounded, recorded, r(0.25, 0.1), 3)
+    assert keeps(Objective(("knn_accuracy",), ("max",)), recorded, r(0.3, 0.1), 3)

@@ -8,7 +8,8 @@ before it, and stops when its score is below their (1 - 1/reduction_factor) perc
 linear interpolation, NaNs ignored), then joins the record. The score of a result:
 - one metric and no `require:`: the metric itself, maximised (so the decisions are ASHA's);
 - otherwise: minus its place in the Objective's order of the rung's records with it (non-dominated
-  rank, crowding distance over normalised metrics; outside a bound after within; NaN last).
+  rank, crowding distance over normalised metrics; outside a bound after within; NaN last), equal
+  figures sharing the best place among them (a tie passes, as in ASHA).
 A NaN result is scored -inf: it ranks last (ASHA would let it through).
 
 Every decision is kept, so a result replayed after a resume (a trial restarted from a checkpoint
@@ -40,7 +41,14 @@ def scores(objective: Objective, results: Sequence[Mapping[str, Any]]) -> np.nda
     if not objective.multi and not objective.require:
         values = objective.values(results)[:, 0]
         return np.where(np.isnan(values), -np.inf, values)
-    score = -objective.positions(results).astype(float)
+    place = objective.positions(results)
+    # Equal figures share the best place among them: the order breaks exact ties by input order,
+    # which would put a newcomer behind an identical record, and ASHA lets a tie through.
+    figures = np.nan_to_num(np.column_stack([objective.values(results), objective.violation(results)]), nan=-np.inf)
+    shared: dict[tuple[float, ...], int] = {}
+    for row, p in zip(map(tuple, figures), place):
+        shared[row] = min(shared.get(row, p), p)
+    score = -np.array([shared[row] for row in map(tuple, figures)], dtype=float)
     return np.where(objective.classes(results) == INVALID, -np.inf, score)
 
 
