@@ -199,6 +199,10 @@ ITERS = "fixed: {iterations: 300, eval_every: 100}\nparams:\n  mu: {uniform: [0.
     ("scheduler: {type: moasha, reduction_factor: 1}\n", "scheduler.reduction_factor", "expected a number > 1"),
     ("scheduler: {type: moasha, reduction_factor: 0.5}\n", "scheduler.reduction_factor", "expected a number > 1"),
     ("repeats: 2\nscheduler: moasha\n", "repeats", "scheduler: moasha: early stopping would stop some seeds"),
+    # Bracket 1's only rung is 300, the last iteration: its trials (a quarter) would never be stopped.
+    ("scheduler: {type: moasha, grace_period: 100, brackets: 2}\n", "scheduler.brackets",
+     "bracket 1 would never stop a trial: its first rung (300) is first reported at the last iteration "
+     "(300, with eval_every 100); use brackets: 1"),
 ])
 def test_validate_refuses_moasha_mistakes_with_file_key_and_fix(tmp_path: Path, capsys, body: str, key: str,
                                                                  fix: str) -> None:

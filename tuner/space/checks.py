@@ -278,6 +278,13 @@ def _check_rungs_stop(ctx: Ctx, grace: int, rf: float, brackets: int, max_t: int
                                            f"({', '.join(f'{m:g}' for m in milestones)}) is first reported at "
                                            f"the last iteration ({max_t}, with eval_every {eval_max}), so moasha "
                                            f"would never stop a trial; lower grace_period, or eval_every below it")
+    # Bracket s's rungs start at milestones[s]: a bracket whose first rung is not useful lets
+    # every trial drawn into it run to the end.
+    if brackets > len(useful):
+        first = milestones[len(useful)]
+        ctx.fail("scheduler.brackets", f"{brackets} is not valid: bracket {len(useful)} would never stop a trial: "
+                                       f"its first rung ({first:g}) is first reported at the last iteration "
+                                       f"({max_t}, with eval_every {eval_max}); use brackets: {len(useful)}")
 
 
 def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> int:
