@@ -276,3 +276,10 @@ def test_a_result_equal_to_a_kept_record_is_kept_as_asha_keeps_ties() -> None:
     recorded = [r(v, 0.1) for v in (0.1, 0.2, 0.3, 0.4)]  # rf 3: ASHA's cutoff is 0.3 exactly
     assert keeps(bounded, recorded, r(0.3, 0.1), 3) and not keeps(bounded, recorded, r(0.25, 0.1), 3)
     assert keeps(Objective(("knn_accuracy",), ("max",)), recorded, r(0.3, 0.1), 3)
+
+
+def test_the_rungs_file_keeps_the_objectives_tie_break() -> None:
+    # A resumed book read back with crowding when it decided by an epsilon-net would rank the
+    # rungs' records differently from the uninterrupted one.
+    book = RungBook.new(Objective(TWO.metric, TWO.mode, {"recon_error": 0.1}, tie_break="epsnet"), 1, 27, 3)
+    assert RungBook.from_json(book.to_json()).objective == book.objective

@@ -140,3 +140,10 @@ def test_exact_duplicates_on_a_front_keep_their_input_order() -> None:
     assert list(o.order([same] * 4)) == [0, 1, 2, 3]
     rows = [same, {"knn_accuracy": 0.5, "recon_error": 0.01}, dict(same), {"knn_accuracy": 0.7, "recon_error": 0.05}]
     assert list(o.order(rows)) == [0, 2, 1, 3]  # the two extremes (the copies first), then the middle
+
+
+def test_an_unknown_tie_break_is_refused_not_read_as_an_epsilon_net() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="crowding or epsnet"):
+        Objective(TWO.metric, TWO.mode, tie_break="crowd")

@@ -42,6 +42,8 @@ class Objective:
         object.__setattr__(self, "require", dict(self.require or {}))
         if len(self.metric) != len(self.mode) or not self.metric:
             raise ValueError(f"one mode per metric: {self.metric} / {self.mode}")
+        if self.tie_break not in ("crowding", "epsnet"):  # anything else read as epsnet before
+            raise ValueError(f"tie_break {self.tie_break!r}: expected crowding or epsnet")
 
     @classmethod
     def of(cls, metric: Sequence[str] | str, mode: Sequence[str] | str | None = None,

@@ -131,7 +131,7 @@ class RungBook:
     def to_json(self) -> str:
         return json.dumps({
             "objective": {"metric": list(self.objective.metric), "mode": list(self.objective.mode),
-                          "require": dict(self.objective.require)},
+                          "require": dict(self.objective.require), "tie_break": self.objective.tie_break},
             "grace_period": self.grace_period, "max_t": self.max_t, "reduction_factor": self.reduction_factor,
             "brackets": [{"rungs": b.rungs, "records": b.records, "decisions": b.decisions} for b in self.brackets],
             "assigned": self.assigned, "stopped": self.stopped})
@@ -140,7 +140,8 @@ class RungBook:
     def from_json(cls, text: str) -> "RungBook":
         d = json.loads(text)
         o = d["objective"]
-        return cls(Objective(tuple(o["metric"]), tuple(o["mode"]), o["require"]), d["grace_period"], d["max_t"],
+        objective = Objective(tuple(o["metric"]), tuple(o["mode"]), o["require"], o.get("tie_break", "crowding"))
+        return cls(objective, d["grace_period"], d["max_t"],
                    d["reduction_factor"],
                    [Bracket(list(b["rungs"]), b["records"], b["decisions"]) for b in d["brackets"]],
                    {k: int(v) for k, v in d["assigned"].items()}, int(d["stopped"]))
