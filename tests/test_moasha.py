@@ -283,3 +283,19 @@ def test_the_rungs_file_keeps_the_objectives_tie_break() -> None:
     # rungs' records differently from the uninterrupted one.
     book = RungBook.new(Objective(TWO.metric, TWO.mode, {"recon_error": 0.1}, tie_break="epsnet"), 1, 27, 3)
     assert RungBook.from_json(book.to_json()).objective == book.objective
+
+
+def test_a_rung_that_trials_reporting_often_reach_in_time_is_not_refused(tmp_path: Path, capsys) -> None:
+    # eval_every searched over 10 and 100: the trials reporting every 10 iterations meet the rung
+    # at 250, before their last iteration (300), so moasha can stop them; only when even the most
+    # frequent reports reach a rung at the end would it never stop a trial.
+    from tuner.cli import main
+
+    path = tmp_path / "s.yaml"
+    body = TWO_METRICS.replace("random", "grid") + "scheduler: {type: moasha, grace_period: 250}\n" + \
+        "fixed: {iterations: 300}\nparams:\n  eval_every: {grid: [%s]}\n"
+    path.write_text(body % "10, 100")
+    assert main(["validate", "--space", str(path)]) == 0
+    path.write_text(body % "100, 150")
+    assert main(["validate", "--space", str(path)]) == 2
+    assert "scheduler.grace_period:" in capsys.readouterr().err
