@@ -299,3 +299,25 @@ def test_a_rung_that_trials_reporting_often_reach_in_time_is_not_refused(tmp_pat
     path.write_text(body % "100, 150")
     assert main(["validate", "--space", str(path)]) == 2
     assert "scheduler.grace_period:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed,brackets,rf,mode", [(0, 1, 3, "max"), (1, 1, 2, "max"), (3, 1, 4, "min")])
+def test_with_one_metric_and_a_bound_every_result_meets_moasha_decides_as_ashas(seed: int, brackets: int,
+                                                                                rf: float, mode: str) -> None:
+    # A require: bound changes nothing while every result is within it: the rung compares the
+    # metric's values as ASHA does (places in the order interpolate differently: 0.4 against
+    # records 0, 0.1, 0.9, 1.0 passed a rung of factor 2 that ASHA's cutoff 0.5 stops).
+    results = sequence(seed, n_trials=30, max_t=81, step=3)
+    asha = ASHAScheduler(time_attr="iteration", metric="knn_accuracy", mode=mode, max_t=81, grace_period=3,
+                         reduction_factor=rf, brackets=brackets)
+    np.random.seed(seed)
+    expected = drive(asha, results)
+    bounded = Objective(("knn_accuracy",), (mode,), {"knn_accuracy": -5.0})  # every result meets it
+    ours = MOASHAScheduler(bounded, time_attr="iteration", max_t=81, grace_period=3, reduction_factor=rf,
+                           brackets=brackets)
+    np.random.seed(seed)
+    assert drive(ours, results) == expected
+    recorded = [r(v, 0.1) for v in (0.0, 0.1, 0.9, 1.0)]
+    assert not keeps(Objective(("knn_accuracy",), ("max",), {"recon_error": 0.5}), recorded, r(0.4, 0.1), 2)
+    # Outside the bound still ranks after every result within it, whatever its value.
+    assert not keeps(Objective(("knn_accuracy",), ("max",), {"recon_error": 0.5}), recorded, r(0.99, 0.6), 2)
