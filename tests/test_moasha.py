@@ -199,6 +199,10 @@ ITERS = "fixed: {iterations: 300, eval_every: 100}\nparams:\n  mu: {uniform: [0.
     ("scheduler: {type: moasha, reduction_factor: 1}\n", "scheduler.reduction_factor", "expected a number > 1"),
     ("scheduler: {type: moasha, reduction_factor: 0.5}\n", "scheduler.reduction_factor", "expected a number > 1"),
     ("repeats: 2\nscheduler: moasha\n", "repeats", "scheduler: moasha: early stopping would stop some seeds"),
+    # Bracket 1's only rung is 300, the last iteration: its trials (a quarter) would never be stopped.
+    ("scheduler: {type: moasha, grace_period: 100, brackets: 2}\n", "scheduler.brackets",
+     "bracket 1 would never stop a trial: its first rung (300) is first reported at the last iteration "
+     "(300, with eval_every 100); use brackets: 1"),
 ])
 def test_validate_refuses_moasha_mistakes_with_file_key_and_fix(tmp_path: Path, capsys, body: str, key: str,
                                                                  fix: str) -> None:
@@ -258,3 +262,62 @@ def test_optuna_is_told_a_trial_moasha_stopped_as_pruned_and_a_finished_one_as_c
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE,
                       optuna.trial.TrialState.PRUNED]
     assert searcher._ot_study.trials[1].values == [0.8, 0.04]
+
+
+def test_a_result_equal_to_a_kept_record_is_kept_as_asha_keeps_ties() -> None:
+    # ASHA stops only a score below the cutoff: a tie with the records passes. A place in the
+    # Objective's order breaks exact ties by input order (the newcomer last), which stopped a
+    # result identical to the record it was measured against.
+    a = r(0.9, 0.1)
+    assert keeps(TWO, [a], dict(a), 2) and keeps(TWO, [a, a], dict(a), 3)
+    assert not keeps(TWO, [a], r(0.9, 0.11), 2)  # dominated by the record: still stops
+    # One metric with a bound: within it, the same decisions as ASHA's on the metric's values.
+    bounded = Objective(("knn_accuracy",), ("max",), {"recon_error": 0.5})
+    recorded = [r(v, 0.1) for v in (0.1, 0.2, 0.3, 0.4)]  # rf 3: ASHA's cutoff is 0.3 exactly
+    assert keeps(bounded, recorded, r(0.3, 0.1), 3) and not keeps(bounded, recorded, r(0.25, 0.1), 3)
+    assert keeps(Objective(("knn_accuracy",), ("max",)), recorded, r(0.3, 0.1), 3)
+
+
+def test_the_rungs_file_keeps_the_objectives_tie_break() -> None:
+    # A resumed book read back with crowding when it decided by an epsilon-net would rank the
+    # rungs' records differently from the uninterrupted one.
+    book = RungBook.new(Objective(TWO.metric, TWO.mode, {"recon_error": 0.1}, tie_break="epsnet"), 1, 27, 3)
+    assert RungBook.from_json(book.to_json()).objective == book.objective
+
+
+def test_a_rung_that_trials_reporting_often_reach_in_time_is_not_refused(tmp_path: Path, capsys) -> None:
+    # eval_every searched over 10 and 100: the trials reporting every 10 iterations meet the rung
+    # at 250, before their last iteration (300), so moasha can stop them; only when even the most
+    # frequent reports reach a rung at the end would it never stop a trial.
+    from tuner.cli import main
+
+    path = tmp_path / "s.yaml"
+    body = TWO_METRICS.replace("random", "grid") + "scheduler: {type: moasha, grace_period: 250}\n" + \
+        "fixed: {iterations: 300}\nparams:\n  eval_every: {grid: [%s]}\n"
+    path.write_text(body % "10, 100")
+    assert main(["validate", "--space", str(path)]) == 0
+    path.write_text(body % "100, 150")
+    assert main(["validate", "--space", str(path)]) == 2
+    assert "scheduler.grace_period:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed,brackets,rf,mode", [(0, 1, 3, "max"), (1, 1, 2, "max"), (3, 1, 4, "min")])
+def test_with_one_metric_and_a_bound_every_result_meets_moasha_decides_as_ashas(seed: int, brackets: int,
+                                                                                rf: float, mode: str) -> None:
+    # A require: bound changes nothing while every result is within it: the rung compares the
+    # metric's values as ASHA does (places in the order interpolate differently: 0.4 against
+    # records 0, 0.1, 0.9, 1.0 passed a rung of factor 2 that ASHA's cutoff 0.5 stops).
+    results = sequence(seed, n_trials=30, max_t=81, step=3)
+    asha = ASHAScheduler(time_attr="iteration", metric="knn_accuracy", mode=mode, max_t=81, grace_period=3,
+                         reduction_factor=rf, brackets=brackets)
+    np.random.seed(seed)
+    expected = drive(asha, results)
+    bounded = Objective(("knn_accuracy",), (mode,), {"knn_accuracy": -5.0})  # every result meets it
+    ours = MOASHAScheduler(bounded, time_attr="iteration", max_t=81, grace_period=3, reduction_factor=rf,
+                           brackets=brackets)
+    np.random.seed(seed)
+    assert drive(ours, results) == expected
+    recorded = [r(v, 0.1) for v in (0.0, 0.1, 0.9, 1.0)]
+    assert not keeps(Objective(("knn_accuracy",), ("max",), {"recon_error": 0.5}), recorded, r(0.4, 0.1), 2)
+    # Outside the bound still ranks after every result within it, whatever its value.
+    assert not keeps(Objective(("knn_accuracy",), ("max",), {"recon_error": 0.5}), recorded, r(0.99, 0.6), 2)

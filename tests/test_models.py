@@ -162,3 +162,23 @@ def test_train_from_run_reproduces_the_logged_metrics(tmp_path, monkeypatch, cap
     assert "no such run" in capsys.readouterr().err
     assert main(["train", "--from-run", run_id, "--tracking-uri", "http://127.0.0.1:9"]) == 2
     assert "cannot be used" in capsys.readouterr().err
+
+
+def test_the_champion_moves_by_the_searchs_objective() -> None:
+    from tuner.objective import Objective
+    from tuner.tracking.models import beats
+
+    two = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
+    old = {"knn_accuracy": "0.9", "recon_error": "0.05"}  # tags are text
+    assert beats(two, {"knn_accuracy": "0.95", "recon_error": "0.04"}, old)  # dominates it
+    assert not beats(two, {"knn_accuracy": "0.95", "recon_error": "0.06"}, old)  # same front: stays
+    assert not beats(two, {"knn_accuracy": "0.95", "recon_error": "0.04"}, {"knn_accuracy": "0.9"})  # nothing shows it
+    one = Objective(("knn_accuracy",), ("max",))
+    assert beats(one, {"knn_accuracy": 0.91}, old) and not beats(one, {"knn_accuracy": 0.9}, old)  # strictly, as before
+    # A require: bound the champion's tags lack: its value is missing, so it is not within the
+    # bound (require's rule), and a new version within it is better. Before the fix the champion
+    # kept the alias for ever once a search bounded a metric its version was not tagged with.
+    bounded = Objective(("knn_accuracy",), ("max",), {"trustworthiness": 0.9})
+    assert beats(bounded, {"knn_accuracy": 0.85, "trustworthiness": 0.95}, {"knn_accuracy": 0.99})
+    assert not beats(bounded, {"knn_accuracy": 0.85, "trustworthiness": 0.95},
+                     {"knn_accuracy": 0.99, "trustworthiness": 0.92})  # both within: the better knn stays

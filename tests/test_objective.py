@@ -130,3 +130,20 @@ def test_an_epsilon_net_picks_the_farthest_next() -> None:
     # best knn first (0.9), then the farthest from it (0.5), then the farthest from both (0.6?):
     # normalised: 0.6/0.02 -> (0.25, .75), 0.85/0.035 -> (0.875, 0.375); 0.85 is farther from both.
     assert net.order(rows).tolist()[:3] == [4, 0, 2]
+
+
+def test_exact_duplicates_on_a_front_keep_their_input_order() -> None:
+    # Crowding gave one copy of a front's extreme inf and the next copy a finite distance, so the
+    # order of equal results depended on where they sat in the input.
+    o = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
+    same = {"knn_accuracy": 0.9, "recon_error": 0.1}
+    assert list(o.order([same] * 4)) == [0, 1, 2, 3]
+    rows = [same, {"knn_accuracy": 0.5, "recon_error": 0.01}, dict(same), {"knn_accuracy": 0.7, "recon_error": 0.05}]
+    assert list(o.order(rows)) == [0, 2, 1, 3]  # the two extremes (the copies first), then the middle
+
+
+def test_an_unknown_tie_break_is_refused_not_read_as_an_epsilon_net() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="crowding or epsnet"):
+        Objective(TWO.metric, TWO.mode, tie_break="crowd")

@@ -138,3 +138,16 @@ def test_trial_runs_end_when_tune_raises(tmp_path: Path, monkeypatch) -> None:
         raise AssertionError("fit_tracked swallowed Tune's error")
     runs = MlflowClient(uri).search_runs([tracker.experiment_id])
     assert sorted((r.data.tags["tuner.role"], r.info.status) for r in runs) == [("search", "FAILED"), ("trial", "KILLED")]
+
+
+def test_a_search_whose_only_complete_trial_diverged_selects_nothing_instead_of_crashing() -> None:
+    # An infinite figure (a diverged model's recon_error) is invalid to the Objective, as on a
+    # multi-objective front; when no valid configuration is left, nothing is selected (before the
+    # fix: IndexError from indexing with the Objective's None).
+    table = pd.DataFrame({"trial_id": ["a", "b"], "lr": [0.1, 0.2], "status": ["FINISHED", "FINISHED"],
+                          "recon_error": [np.inf, np.inf], "knn_accuracy": [0.5, 0.6]})
+    assert selection(table, ["recon_error"], ["min"]) == []
+    assert chosen(table, ["recon_error"], ["min"]) is None
+    table.loc[1, "recon_error"] = 0.3  # a valid one is still chosen over the diverged one
+    assert selection(table, ["recon_error"], ["min"]) == ["b"]
+    assert chosen(table, ["recon_error"], ["min"])["trial_id"] == "b"

@@ -42,6 +42,8 @@ class Objective:
         object.__setattr__(self, "require", dict(self.require or {}))
         if len(self.metric) != len(self.mode) or not self.metric:
             raise ValueError(f"one mode per metric: {self.metric} / {self.mode}")
+        if self.tie_break not in ("crowding", "epsnet"):  # anything else read as epsnet before
+            raise ValueError(f"tie_break {self.tie_break!r}: expected crowding or epsnet")
 
     @classmethod
     def of(cls, metric: Sequence[str] | str, mode: Sequence[str] | str | None = None,
@@ -201,16 +203,20 @@ def crowding(signed: np.ndarray, fronts: np.ndarray) -> np.ndarray:
     scaled = (signed - signed.min(axis=0)) / np.where(span > 0, span, 1.0)
     dist = np.zeros(len(signed))
     for f in np.unique(fronts):
-        idx = np.flatnonzero(fronts == f)
-        if len(idx) <= 2:
-            dist[idx] = np.inf
-            continue
-        for k in range(scaled.shape[1]):
-            col = scaled[idx, k]
-            srt = np.argsort(col, kind="stable")
-            dist[idx[srt[0]]] = dist[idx[srt[-1]]] = np.inf
-            gaps = col[srt[2:]] - col[srt[:-2]]
-            dist[idx[srt[1:-1]]] += gaps
+        members = np.flatnonzero(fronts == f)
+        # On the distinct points: copies of one result get one distance, so which copy sits at
+        # an extreme (inf) does not depend on the input order.
+        points, copy_of = np.unique(scaled[members], axis=0, return_inverse=True)
+        d = np.zeros(len(points))
+        if len(points) <= 2:
+            d[:] = np.inf
+        else:
+            for k in range(points.shape[1]):
+                col = points[:, k]
+                srt = np.argsort(col, kind="stable")
+                d[srt[0]] = d[srt[-1]] = np.inf
+                d[srt[1:-1]] += col[srt[2:]] - col[srt[:-2]]
+        dist[members] = d[copy_of.reshape(-1)]
     return dist
 
 

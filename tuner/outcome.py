@@ -137,7 +137,10 @@ def selection(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
     if not within.any():
         return []
     candidates = config_means[within]
-    best = candidates.index[objective.best(candidates.to_dict("records"))]  # the first of equal means
+    first = objective.best(candidates.to_dict("records"))  # the first of equal means
+    if first is None:  # every mean is invalid to the Objective (infinite: a diverged model)
+        return []
+    best = candidates.index[first]
     return list(table["trial_id"][key == key[best]])
 
 

@@ -6,9 +6,11 @@ The rule is ASHA's (ray.tune.schedulers.async_hyperband._Bracket) with the score
 its first report at or past a rung's milestone a trial is compared with the results recorded there
 before it, and stops when its score is below their (1 - 1/reduction_factor) percentile (numpy's
 linear interpolation, NaNs ignored), then joins the record. The score of a result:
-- one metric and no `require:`: the metric itself, maximised (so the decisions are ASHA's);
-- otherwise: minus its place in the Objective's order of the rung's records with it (non-dominated
-  rank, crowding distance over normalised metrics; outside a bound after within; NaN last).
+- one metric: the metric itself, maximised (so the decisions are ASHA's), a result outside a
+  `require:` bound below every one within (by its violation);
+- several: minus its place in the Objective's order of the rung's records with it (non-dominated
+  rank, crowding distance over normalised metrics; outside a bound after within; NaN last), equal
+  figures sharing the best place among them (a tie passes, as in ASHA).
 A NaN result is scored -inf: it ranks last (ASHA would let it through).
 
 Every decision is kept, so a result replayed after a resume (a trial restarted from a checkpoint
@@ -24,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tuner.objective import INVALID, Objective
+from tuner.objective import INVALID, OUTSIDE, WITHIN, Objective
 
 CONTINUE, STOP = "CONTINUE", "STOP"
 
@@ -37,11 +39,32 @@ def milestones(grace_period: float, max_t: float, reduction_factor: float, brack
 
 def scores(objective: Objective, results: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """Larger is better; see the module's docstring."""
-    if not objective.multi and not objective.require:
-        values = objective.values(results)[:, 0]
-        return np.where(np.isnan(values), -np.inf, values)
-    score = -objective.positions(results).astype(float)
+    if not objective.multi:
+        return _one_metric_scores(objective, results)
+    place = objective.positions(results)
+    # Equal figures share the best place among them: the order breaks exact ties by input order,
+    # which would put a newcomer behind an identical record, and ASHA lets a tie through.
+    figures = np.nan_to_num(np.column_stack([objective.values(results), objective.violation(results)]), nan=-np.inf)
+    shared: dict[tuple[float, ...], int] = {}
+    for row, p in zip(map(tuple, figures), place):
+        shared[row] = min(shared.get(row, p), p)
+    score = -np.array([shared[row] for row in map(tuple, figures)], dtype=float)
     return np.where(objective.classes(results) == INVALID, -np.inf, score)
+
+
+def _one_metric_scores(objective: Objective, results: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The metric's values, as ASHA compares them, while results are within the bounds (places
+    would interpolate the percentile differently); a result outside a bound scores below every
+    one within, one below the lowest per step of violation (equal violations share a step)."""
+    values, cls = objective.values(results)[:, 0], objective.classes(results)
+    score = np.where(cls == WITHIN, values, -np.inf)
+    outside = np.flatnonzero(cls == OUTSIDE)
+    if len(outside):
+        floor = values[cls == WITHIN].min() if (cls == WITHIN).any() else 0.0
+        violation = objective.violation(results)[outside]
+        steps = (violation[None, :] < violation[:, None]).sum(axis=1)
+        score[outside] = floor - 1.0 - steps
+    return score
 
 
 def keeps(objective: Objective, recorded: Sequence[Mapping[str, Any]], result: Mapping[str, Any],
@@ -123,7 +146,7 @@ class RungBook:
     def to_json(self) -> str:
         return json.dumps({
             "objective": {"metric": list(self.objective.metric), "mode": list(self.objective.mode),
-                          "require": dict(self.objective.require)},
+                          "require": dict(self.objective.require), "tie_break": self.objective.tie_break},
             "grace_period": self.grace_period, "max_t": self.max_t, "reduction_factor": self.reduction_factor,
             "brackets": [{"rungs": b.rungs, "records": b.records, "decisions": b.decisions} for b in self.brackets],
             "assigned": self.assigned, "stopped": self.stopped})
@@ -132,7 +155,8 @@ class RungBook:
     def from_json(cls, text: str) -> "RungBook":
         d = json.loads(text)
         o = d["objective"]
-        return cls(Objective(tuple(o["metric"]), tuple(o["mode"]), o["require"]), d["grace_period"], d["max_t"],
+        objective = Objective(tuple(o["metric"]), tuple(o["mode"]), o["require"], o.get("tie_break", "crowding"))
+        return cls(objective, d["grace_period"], d["max_t"],
                    d["reduction_factor"],
                    [Bracket(list(b["rungs"]), b["records"], b["decisions"]) for b in d["brackets"]],
                    {k: int(v) for k, v in d["assigned"].items()}, int(d["stopped"]))

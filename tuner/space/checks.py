@@ -262,22 +262,29 @@ def check_scheduler(ctx: Ctx, raw: Any, metric: tuple[str, ...], params: dict[st
                                        f"1..{rungs} (Ray would build a bracket per value, rungs or not)")
     brackets = _int(ctx, "scheduler.brackets", brackets, 1)
     if kind == "moasha":
-        _check_rungs_stop(ctx, grace, rf, brackets, max_t, int(min(evals)), int(max(evals)))
+        _check_rungs_stop(ctx, grace, rf, brackets, max_t, int(min(evals)))
     return Scheduler(grace, rf, brackets, max_t, kind)
 
 
-def _check_rungs_stop(ctx: Ctx, grace: int, rf: float, brackets: int, max_t: int, eval_min: int,
-                      eval_max: int) -> None:
+def _check_rungs_stop(ctx: Ctx, grace: int, rf: float, brackets: int, max_t: int, eval_min: int) -> None:
     """A trial is compared at a rung at its first report at or past the milestone, and a trial
     reports every eval_every iterations: a rung whose first report is the last iteration stops
-    nothing that would not end anyway."""
+    nothing that would not end anyway. Judged by the trials reporting most often (the smallest
+    eval_every when it is searched): a rung they meet in time can stop them."""
     milestones = [grace * rf ** k for k in range(asha_rungs(max_t, grace, rf))]
-    useful = [m for m in milestones if math.ceil(m / eval_max) * eval_max < max_t]
+    useful = [m for m in milestones if math.ceil(m / eval_min) * eval_min < max_t]
     if not useful:
         ctx.fail("scheduler.grace_period", f"{grace} with reduction_factor {rf:g}: every rung "
                                            f"({', '.join(f'{m:g}' for m in milestones)}) is first reported at "
-                                           f"the last iteration ({max_t}, with eval_every {eval_max}), so moasha "
+                                           f"the last iteration ({max_t}, with eval_every {eval_min}), so moasha "
                                            f"would never stop a trial; lower grace_period, or eval_every below it")
+    # Bracket s's rungs start at milestones[s]: a bracket whose first rung is not useful lets
+    # every trial drawn into it run to the end.
+    if brackets > len(useful):
+        first = milestones[len(useful)]
+        ctx.fail("scheduler.brackets", f"{brackets} is not valid: bracket {len(useful)} would never stop a trial: "
+                                       f"its first rung ({first:g}) is first reported at the last iteration "
+                                       f"({max_t}, with eval_every {eval_min}); use brackets: {len(useful)}")
 
 
 def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> int:

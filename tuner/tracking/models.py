@@ -10,8 +10,8 @@ Registry rule: every registered version carries the search id, trial id and fina
 tags; the alias `champion` moves to a new version only when it is better than the current
 champion by the search's Objective (tuner.objective: it dominates it on the search's metrics,
 within the `require:` bounds first; one metric: a strictly better value). A version on the same
-front as the champion does not move it, nor does one when the champion lacks a metric: nothing
-shows the new one is better.
+front as the champion does not move it, nor does one when the champion lacks a searched metric:
+nothing shows the new one is better (a champion lacking a bounded metric is outside that bound).
 """
 
 from __future__ import annotations
@@ -186,9 +186,11 @@ def champion_version(client: Any, name: str) -> Any | None:
 
 def beats(objective: Objective, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     """The Objective's `better` (it dominates: one metric, a better value; bounds first). A
-    champion without every metric keeps the alias: nothing shows the new one is better."""
+    champion without every searched metric keeps the alias: nothing shows the new one is better.
+    One without a bounded metric is not within that bound (require's rule: a missing value is
+    not within), so a version within it is better."""
     needed = [*objective.metric, *objective.require]
-    if any(_number(old.get(m)) is None for m in needed) or any(_number(new.get(m)) is None for m in objective.metric):
+    if any(_number(old.get(m)) is None or _number(new.get(m)) is None for m in objective.metric):
         return False
     return objective.better({m: _number(new.get(m)) for m in needed}, {m: _number(old.get(m)) for m in needed})
 
