@@ -70,6 +70,8 @@ def measure(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, x_train: tor
         ref_fine_y = ref_fine_y[labeled] if ref_fine_y is not None else None
     metrics = evaluate_embedding(z_train, ref_y, z, y, x_np, x_hat, k=cfg.knn_k, seed=cfg.split_seed,
                                  ref_fine_y=ref_fine_y, fine_y=fine_y)
+    if split == "test":  # what the trial trained with is logged with its own evaluations
+        return metrics, z, x_hat
     judgments = data.judgments if cfg.constraints is not None else None
     metrics["n_labels"] = float(0 if judgments is not None else len(ref_y))
     if judgments is not None:
