@@ -18,6 +18,8 @@ from tuner.cli import main
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.data.judgments import place_judgments, read_judgments
+from tuner.data.pipeline import item_places
+from tuner.data.sources import load_digits_images
 from tuner.errors import TunerError
 from tuner.space.load import load_spec
 from tuner.trainer.config import TrialConfig
@@ -276,3 +278,28 @@ def test_labels_per_class_above_the_smallest_class_exits_2(capsys, tmp_path, dig
     with pytest.raises(TunerError, match=f"labels_per_class = {smallest + 1} is not valid"):
         spec.check_data(digits)
     spec.check_data(FeatureSet(**{**digits.__dict__, "y_train": np.repeat(np.arange(10), smallest + 1)}))
+
+
+def test_too_few_judgments_left_on_the_training_split_exit_2_and_a_search_checks_its_smallest_batch(
+        capsys, tmp_path):
+    cfg = TrialConfig()
+    where, _ = item_places(cfg, {"y_train": load_digits_images().y_train})
+    train_items, test_items = np.flatnonzero(where == 0), np.flatnonzero(where == 2)
+    rows = [f"{train_items[2 * i]},{train_items[2 * i + 1]},1" for i in range(12)]
+    rows += [f"{test_items[i]},{train_items[i]},0" for i in range(88)]  # dropped: a test image
+    path = _pairs(tmp_path, rows)
+    code = main(["train", "--set", f"constraints={path}", "--set", "batch_size=40", "--set", "iterations=5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    data = load_features(cfg.replace(constraints=str(path)), progress=False)
+    n_train = len(data.judgments.train)
+    assert 0 < n_train < 20 and data.judgments.dropped >= 88 - 15  # the held-out share may take some
+    assert f"{n_train} judgments train ({len(data.judgments.held)} more held out, {data.judgments.dropped} " \
+           f"dropped for naming validation or test images), fewer than a batch needs" in err
+    space = tmp_path / "space.yaml"
+    space.write_text(f"name: weak\nsearch: grid\nfixed:\n  constraints: {path}\n"
+                     f"params:\n  batch_size: {{grid: [{2 * n_train}, 64]}}\n")
+    load_spec(space).check_data(data)  # the smallest batch, 2 * n_train, needs n_train pairs: enough
+    space.write_text(space.read_text().replace(f"[{2 * n_train}, 64]", f"[{2 * n_train + 2}, 64]"))
+    with pytest.raises(TunerError, match="fewer than a batch needs"):
+        load_spec(space).check_data(data)

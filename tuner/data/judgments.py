@@ -104,6 +104,13 @@ def judgments_per_batch(kind: str, batch_size: int) -> int:
     return max(1, batch_size // (2 if kind == "pairwise" else 3))
 
 
+def check_placed(judgments: Judgments, batch_size: int) -> None:
+    """Enough training judgments, once placed on the splits, for a batch of `batch_size`."""
+    check_enough(judgments.source, judgments.kind, len(judgments.train), batch_size,
+                 f" ({len(judgments.held)} more held out, {judgments.dropped} dropped for naming validation "
+                 f"or test images)")
+
+
 def check_enough(path: Path | str, kind: str, n_train: int, batch_size: int, why: str = "") -> None:
     need = judgments_per_batch(kind, batch_size)
     if n_train < need:

@@ -19,7 +19,7 @@ from tuner.trainer.config import TrialConfig
 from tuner.data.cache import Arrays, default_cache_dir, load_or_build
 from tuner.data.features import FeatureSet
 from tuner.data.hog import hog_features
-from tuner.data.judgments import check_enough, place_judgments, read_judgments
+from tuner.data.judgments import place_judgments, read_judgments
 from tuner.data.imagefolder import imagenet_source
 from tuner.data.prepare import (compose_labels, resolve_label_names, standardize, stratified_split,
                                 validation_count, validation_split)
@@ -50,10 +50,8 @@ def load_features(cfg: TrialConfig, data_dir: str | Path | None = None, cache_di
         return data
     where, position = item_places(cfg, arrays)
     names = source.item_names() if source.item_names is not None else None
+    # Enough of them for a batch is checked by the caller, which knows every batch size a trial can get.
     placed = place_judgments(judgments, where, position, len(data.y_train), names, cfg.val_size, cfg.split_seed)
-    check_enough(cfg.constraints, placed.kind, len(placed.train), cfg.batch_size,
-                 f" (of {len(judgments.items)} rows: {len(placed.held)} held out, {placed.dropped} naming "
-                 f"validation or test images)")
     return dataclasses.replace(data, judgments=placed)
 
 

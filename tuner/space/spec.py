@@ -14,7 +14,7 @@ from tuner.outcome import require_text
 from tuner.errors import TunerError
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
 from tuner.data.features import FeatureSet
-from tuner.data.judgments import check_enough
+from tuner.data.judgments import check_placed
 from tuner.trainer.config_values import check_batch_for_classes
 from tuner.trainer.labels import labeled_counts
 
@@ -172,7 +172,7 @@ class SearchSpec:
                 labeled_counts(data.y_train, max(counts), None)
             sizes = params["batch_size"].probes() if "batch_size" in params else (base.batch_size,)
             if data.judgments is not None:
-                check_enough(data.judgments.source, data.judgments.kind, len(data.judgments.train), int(min(sizes)))
+                check_placed(data.judgments, int(min(sizes)))
         except TunerError as err:
             raise TunerError(f"{self.path}: {err}", key=err.key) from None
 
