@@ -303,3 +303,47 @@ def test_too_few_judgments_left_on_the_training_split_exit_2_and_a_search_checks
     space.write_text(space.read_text().replace(f"[{2 * n_train}, 64]", f"[{2 * n_train + 2}, 64]"))
     with pytest.raises(TunerError, match="fewer than a batch needs"):
         load_spec(space).check_data(data)
+
+
+# ------------------------------------------------------------------------------ through a search
+
+@pytest.mark.slow
+def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
+    """Ray and MLflow end to end: trials receive the judgments with the data, log n_labels /
+    n_judgments, and a search with no label in training ranks by constraint_accuracy."""
+    import ray
+    from mlflow import MlflowClient
+
+    from tuner.runner.search import run_search
+
+    path = tmp_path / "pairs.csv"
+    assert _example().main(["--kind", "pairs", "--n", "300", "--wrong", "0.1", "--out", str(path)]) == 0
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        few = tmp_path / "few.yaml"
+        few.write_text("name: few\nsearch: grid\nresources: {cpus: 1, gpus: 0}\n"
+                       "fixed: {hidden_dims: [32], batch_size: 40, iterations: 20, eval_every: 20}\n"
+                       "params:\n  labels_per_class: {grid: [2, null]}\n")
+        table = run_search(load_spec(few), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+        assert (table["status"] == "FINISHED").all()
+        judged = tmp_path / "judged.yaml"
+        judged.write_text(f"name: judged\nsearch: grid\nmetric: constraint_accuracy\nresources: {{cpus: 1, gpus: 0}}\n"
+                          f"fixed: {{constraints: {path}, hidden_dims: [32], batch_size: 40, iterations: 20, "
+                          f"eval_every: 20}}\nparams:\n  mu: {{grid: [0.0, 1.0]}}\n")
+        table = run_search(load_spec(judged), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+    finally:
+        ray.shutdown()
+    assert (table["status"] == "FINISHED").all() and table["constraint_accuracy"].between(0, 1).all()
+    assert list(table["constraint_accuracy"]) == sorted(table["constraint_accuracy"], reverse=True)  # best first
+    client = MlflowClient(tracking_uri=uri)
+
+    def logged(experiment: str) -> list[dict[str, float]]:
+        runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+        return [r.data.metrics for r in runs if r.data.tags.get("tuner.role") != "search"]
+
+    assert sorted(m["n_labels"] for m in logged("few")) == [20.0, 1077.0]  # 2 per class; digits' training split
+    judged_runs = logged("judged")
+    assert len(judged_runs) == 2
+    assert all(m["n_judgments"] == 255 and m["n_labels"] == 0 and 0 <= m["constraint_accuracy"] <= 1
+               for m in judged_runs)
