@@ -347,3 +347,28 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
     assert len(judged_runs) == 2
     assert all(m["n_judgments"] == 255 and m["n_labels"] == 0 and 0 <= m["constraint_accuracy"] <= 1
                for m in judged_runs)
+
+
+def test_an_image_folders_judgments_name_images_by_path_and_land_on_their_rows(tmp_path):
+    from PIL import Image
+
+    grey = {}
+    for c, name in enumerate(("cat", "dog")):
+        (tmp_path / name).mkdir()
+        for i in range(12):
+            grey[f"{name}/{i:02d}.png"] = 10 * i + 120 * c  # a grey level of its own per image
+            Image.new("RGB", (8, 8), (grey[f"{name}/{i:02d}.png"],) * 3).save(tmp_path / name / f"{i:02d}.png")
+    rows = [("cat/00.png", "cat/01.png", 1), ("dog/03.png", "cat/04.png", 0)] * 10
+    rows += [(f"cat/{i:02d}.png", f"dog/{i:02d}.png", 0) for i in range(12)]
+    path = _pairs(tmp_path, [f"{a},{b},{s}" for a, b, s in rows])
+    cfg = TrialConfig(dataset="imagenet", image_size=8, constraints=str(path), batch_size=4, val_size=0.2)
+    data = load_features(cfg, data_dir=tmp_path, progress=False)
+    x_both = np.concatenate([data.x_train, data.x_val])
+    level = lambda x, i: int(round(float(x[i].mean()) * 255))  # noqa: E731
+    for table, x in ((data.judgments.train, data.x_train), (data.judgments.held, x_both)):
+        for a, b in table:
+            assert (level(x, a), level(x, b)) in {(grey[p], grey[q]) for p, q, _ in rows}
+    assert len(data.judgments.train) + len(data.judgments.held) + data.judgments.dropped == len(rows)
+    bad = _pairs(tmp_path, [f"{a},{b},{s}" for a, b, s in rows] + ["cat/00.png,bird/1.png,0"])
+    with pytest.raises(TunerError, match=r"pairs.csv:34: item 'bird/1.png' is not an image of the folder"):
+        load_features(cfg.replace(constraints=str(bad)), data_dir=tmp_path, progress=False)
