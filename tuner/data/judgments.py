@@ -68,9 +68,10 @@ def read_judgments(path: str | Path, constraint: str | None = None) -> JudgmentF
         raise _fail(path, header_line, f"header {','.join(header)!r} is neither a,b,similar (pairs) nor "
                                        f"anchor,positive,negative (triplets): write one of them as the first row")
     if constraint is not None and constraint != kind:
+        wanted = "triplets (anchor,positive,negative)" if constraint == "triplet" else "pairs (a,b,similar)"
         raise _fail(path, header_line, f"holds {'pairs' if kind == 'pairwise' else 'triplets'} ({','.join(header)}), "
                                        f"but constraint is {constraint}: set constraint: {kind}, or give a file "
-                                       f"of {'triplets (anchor,positive,negative)' if constraint == 'triplet' else 'pairs (a,b,similar)'}")
+                                       f"of {wanted}")
     items, similar, lines = [], [], []
     for line, row in numbered[1:]:
         if len(row) != 3 or not all(row):
