@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                     result = fit(cfg, trial_data)
                     test = evaluate_split(cfg, result.model, data, "test")
                     cells[mu] = (result.metrics["knn_accuracy"], test["test_knn_accuracy"])
-                    print(f"latent_dim {dim}, labels {n or 'all'}, mu {mu}: validation {cells[mu][0]:.4f}, "
+                    row = "judgments" if spec.base_config.constraints is not None else f"labels {n or 'all'}"
+                    print(f"latent_dim {dim}, {row}, mu {mu}: validation {cells[mu][0]:.4f}, "
                           f"test {cells[mu][1]:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
                 inner = {mu: c for mu, c in cells.items() if 0.0 < mu < 1.0}
                 best = max(inner, key=lambda mu: inner[mu][0]) if inner else None
