@@ -41,9 +41,11 @@ def train_command(args: argparse.Namespace) -> int:
     import torch
 
     from tuner.data import load_features
+    from tuner.data.judgments import check_placed
     from tuner.trainer.config import TrialConfig
     from tuner.trainer.config_values import check_batch_for_classes
     from tuner.trainer.evaluation import evaluate_split
+    from tuner.trainer.labels import labeled_rows_of
     from tuner.trainer.train import fit
 
     source_run = None
@@ -55,7 +57,11 @@ def train_command(args: argparse.Namespace) -> int:
         cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
     torch.set_num_threads(args.threads)
     data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
-    check_batch_for_classes(cfg.batch_size, data.n_classes, cfg.dataset)
+    if cfg.constraints is None:  # judgments' batches are not class-stratified
+        check_batch_for_classes(cfg.batch_size, data.n_classes, cfg.dataset)
+    labeled_rows_of(cfg, data.y_train)  # labels_per_class above the smallest class: refused before training
+    if data.judgments is not None:
+        check_placed(data.judgments, cfg.batch_size)
     result = fit(cfg, data.without_test(), on_evaluation=None if args.json else _print_progress)
     test = evaluate_split(cfg, result.model, data, "test")
     timing = {"iterations": cfg.iterations, "seconds": round(result.seconds, 3)}

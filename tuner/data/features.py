@@ -9,6 +9,25 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Judgments:
+    """A `constraints:` file placed on the splits (data/judgments.py): what trains the metric term
+    in place of labels, and what scores constraint_accuracy.
+
+    `train` rows index x_train: (i, j) pairs with `train_similar`, or (anchor, positive, negative)
+    triplets. `held` rows index x_train and x_val stacked (validation after train), a seeded share
+    of the file kept out of training. `dropped`: rows naming a test image, or training rows naming
+    a validation image."""
+
+    kind: str
+    train: np.ndarray
+    held: np.ndarray
+    train_similar: np.ndarray | None
+    held_similar: np.ndarray | None
+    dropped: int
+    source: str
+
+
+@dataclass(frozen=True)
 class FeatureSet:
     """Featurized train / validation / test splits.
 
@@ -32,6 +51,7 @@ class FeatureSet:
     fine_y_val: np.ndarray | None = None
     fine_y_test: np.ndarray | None = None
     image_shape: tuple[int, ...] | None = None
+    judgments: Judgments | None = None
 
     @property
     def n_features(self) -> int:

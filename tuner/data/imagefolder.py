@@ -45,7 +45,8 @@ def imagenet_source(root: Path, classes: tuple[str, ...] | None, image_size: int
         "images_sha256": hashlib.sha256(json.dumps(entries).encode()).hexdigest(),
     }
     return Source("imagenet", fingerprint,
-                  lambda progress: load_imagefolder(split_dirs, chosen, size, progress))
+                  lambda progress: load_imagefolder(split_dirs, chosen, size, progress),
+                  lambda: tuple(p.relative_to(split_dirs[0]).as_posix() for p in _image_files(split_dirs[0], chosen)))
 
 
 def _split_dirs(root: Path) -> list[Path]:

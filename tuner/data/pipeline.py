@@ -8,6 +8,7 @@ they take milliseconds, and changing them then needs no new extraction.
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tuner.trainer.config import TrialConfig
 from tuner.data.cache import Arrays, default_cache_dir, load_or_build
 from tuner.data.features import FeatureSet
 from tuner.data.hog import hog_features
+from tuner.data.judgments import place_judgments, read_judgments
 from tuner.data.imagefolder import imagenet_source
 from tuner.data.prepare import (compose_labels, resolve_label_names, standardize, stratified_split,
                                 validation_count, validation_split)
@@ -35,13 +37,37 @@ def load_features(cfg: TrialConfig, data_dir: str | Path | None = None, cache_di
     needs none. `cache_dir` None: $TUNER_CACHE_DIR or ~/.cache/tuner/features.
     """
     _check_applicable(cfg)
+    if cfg.constraints is not None:  # before any image is read: a bad file fails at once
+        judgments = read_judgments(cfg.constraints, cfg.constraint)
     source = open_source(cfg, data_dir)
     weights = resolve_weights(cfg.resnet_weights, cfg.download) if cfg.feature_extractor == "resnet" else None
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     arrays, _hit = load_or_build(cache, feature_key(cfg, source, weights),
                                  lambda: featurize(cfg, source.load(progress), weights, progress), entry_problem,
                                  ENTRY_NAMES)
-    return assemble(cfg, arrays)
+    data = assemble(cfg, arrays)
+    if cfg.constraints is None:
+        return data
+    where, position = item_places(cfg, arrays)
+    names = source.item_names() if source.item_names is not None else None
+    # Enough of them for a batch is checked by the caller, which knows every batch size a trial can get.
+    placed = place_judgments(judgments, where, position, len(data.y_train), names, cfg.val_size, cfg.split_seed)
+    return dataclasses.replace(data, judgments=placed)
+
+
+def item_places(cfg: TrialConfig, arrays: Arrays) -> tuple[np.ndarray, np.ndarray]:
+    """For each item of the training order: its split (0 train, 1 validation, 2 test) and its row
+    there. `three_splits` applied to row numbers: the split depends on the labels and seeds only."""
+    n = len(arrays["y_train"])
+    rows: Arrays = {"x_train": np.arange(n)[:, None], "y_train": arrays["y_train"]}
+    if "x_test" in arrays:  # an official test split holds no item of the training order
+        rows.update(x_test=np.arange(len(arrays["y_test"]))[:, None], y_test=arrays["y_test"])
+    parts = three_splits(cfg, rows)
+    where, position = np.full(n, 2, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for code, part in enumerate(("train", "val") if "x_test" in arrays else ("train", "val", "test")):
+        ids = parts[part][0][:, 0]
+        where[ids], position[ids] = code, np.arange(len(ids))
+    return where, position
 
 
 def _check_applicable(cfg: TrialConfig) -> None:

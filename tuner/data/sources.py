@@ -47,6 +47,9 @@ class Source:
     dataset: str
     fingerprint: dict[str, Any]  # everything about the files that determines the images
     load: Callable[[bool], ImageData]  # progress -> images
+    # An image folder's training images by path relative to the class root, in training order
+    # (how a constraints file names them); None: items are named by their index.
+    item_names: Callable[[], tuple[str, ...]] | None = None
 
 
 def default_data_dir() -> Path:

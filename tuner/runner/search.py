@@ -129,7 +129,7 @@ def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | 
             clock.lap("ray start")
             hold_point("data")
             data = load_features(run.spec.base_config, data_dir=run.data_dir, progress=verbose)
-            run.spec.check_classes(data.n_classes)
+            run.spec.check_data(data)
             clock.lap("data")
             if not run.resume:  # storage ready before the parent run exists: a failure here leaves no run
                 init_storage(run.exp_dir, run.search_id, run.spec, verbose)

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from tuner.data.judgments import check_enough, n_held, read_judgments
 from tuner.errors import TunerError, did_you_mean
 from tuner.space.spec import SEARCHES, Param, Scheduler
 from tuner.storage import check_experiment_name
@@ -202,9 +203,38 @@ def check_objective(ctx: Ctx, top: dict, params: dict[str, Param], base: TrialCo
         if metric in ("recon_loss", "kl") and 1.0 in mus:
             ctx.fail(key, f"{metric} is not computed by trials with mu = 1 (no reconstruction): keep mu "
                           f"below 1, or rank by recon_error (validation), which every trial reports")
+        if metric == "constraint_accuracy" and base.constraints is None:
+            ctx.fail(key, "constraint_accuracy scores the held-out judgments of a constraints file: fix "
+                          "constraints: FILE (a CSV of pairs or triplets), or choose another metric")
         if metric == "metric_loss" and 0.0 in mus:
             ctx.fail(key, "metric_loss is not computed by trials with mu = 0 (no constraints mined): keep "
                           "mu above 0, or rank by knn_accuracy (validation), which every trial reports")
+
+
+def check_weak_supervision(ctx: Ctx, params: dict[str, Param], base: TrialConfig) -> None:
+    """What trials would refuse once combined (one label setting fixed, the other searched), and
+    a constraints file's own checks (its rows, its kind against `constraint`, enough judgments for
+    the smallest batch), so `tuner validate` refuses what `tuner search` would. Items are checked
+    against the data when it loads (the search's start, before any run exists)."""
+    def given(name: str) -> bool:
+        if name in params:
+            return any(v is not None for v in params[name].probes())
+        return getattr(base, name) is not None
+
+    settings = [name for name in ("labels_per_class", "labeled_fraction", "constraints") if given(name)]
+    if len(settings) > 1:
+        key = next((f"params.{n}" for n in settings if n in params), f"fixed.{settings[-1]}")
+        ctx.fail(key, f"{' and '.join(settings)} are both set: labels_per_class and labeled_fraction say the "
+                      f"same thing two ways, and constraints replaces labels in training; keep one")
+    if base.constraints is None:
+        return
+    kinds = set(params["constraint"].probes()) if "constraint" in params else {base.constraint}
+    sizes = params["batch_size"].probes() if "batch_size" in params else (base.batch_size,)
+    for kind in sorted(kinds):
+        file = read_judgments(base.constraints, kind)
+        rows = len(file.items)
+        check_enough(file.path, file.kind, rows - n_held(rows, base.val_size), int(min(sizes)),
+                     f" (of {rows} rows, after the held-out val_size share)")
 
 
 def check_repeat_seeds(ctx: Ctx, repeats: int, params: dict[str, Param], base: TrialConfig) -> None:

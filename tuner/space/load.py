@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from tuner.errors import TunerError
-from tuner.space.checks import Ctx, check_objective, check_repeat_seeds, check_scheduler, check_top
+from tuner.space.checks import (Ctx, check_objective, check_repeat_seeds, check_scheduler, check_top,
+                                check_weak_supervision)
 from tuner.space.param_checks import check_params
 from tuner.space.safe_yaml import check_yaml_events, read_search_text
 from tuner.space.spec import SearchSpec
@@ -34,6 +35,7 @@ def load_spec(path: Path | str, overrides: dict | None = None, samples: int | No
     fixed, params, base = check_params(ctx, raw.get("fixed"), raw.get("params"), overrides or {},
                                        top["search"])
     check_objective(ctx, top, params, base)
+    check_weak_supervision(ctx, params, base)
     check_repeat_seeds(ctx, top["repeats"], params, base)
     scheduler = check_scheduler(ctx, raw.get("scheduler", "none"), top["metric"], params, base, top["repeats"])
     if top["search"] == "optuna" and not params:

@@ -14,7 +14,10 @@ from tuner.objective import Objective
 from tuner.outcome import require_text
 from tuner.errors import TunerError
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
+from tuner.data.features import FeatureSet
+from tuner.data.judgments import check_placed
 from tuner.trainer.config_values import check_batch_for_classes
+from tuner.trainer.labels import labeled_counts
 
 SEARCHES = ("grid", "random", "optuna")
 # The repeat index Tune's config carries: Ray's Repeater sets this very key (ray.tune.search.repeater
@@ -159,9 +162,27 @@ class SearchSpec:
         folder's is known only once it is read; the file's checks knew the others)."""
         sizes = self.params["batch_size"].probes() if "batch_size" in self.params else (self.base_config.batch_size,)
         try:
-            check_batch_for_classes(int(min(sizes)), n_classes, self.base_config.dataset)
+            if self.base_config.constraints is None:
+                check_batch_for_classes(int(min(sizes)), n_classes, self.base_config.dataset)
         except TunerError as err:
             raise TunerError(f"{self.path}: {err}") from None
+
+    def check_data(self, data: FeatureSet) -> None:
+        """The settings the loaded data decides: the class count (check_classes), the largest
+        labels_per_class against the smallest class, a constraints file's training judgments
+        against the smallest batch."""
+        self.check_classes(data.n_classes)
+        base, params = self.base_config, self.params
+        try:
+            counts = params["labels_per_class"].probes() if "labels_per_class" in params else (base.labels_per_class,)
+            counts = [int(c) for c in counts if c is not None]
+            if counts:
+                labeled_counts(data.y_train, max(counts), None)
+            sizes = params["batch_size"].probes() if "batch_size" in params else (base.batch_size,)
+            if data.judgments is not None:
+                check_placed(data.judgments, int(min(sizes)))
+        except TunerError as err:
+            raise TunerError(f"{self.path}: {err}", key=err.key) from None
 
     def run_name(self, cfg: TrialConfig) -> str:
         return run_name(self.params, cfg)

@@ -63,6 +63,15 @@ class TrialConfig:
     mining: str = setting(
         "all", "all: every valid pair/triplet of the batch; semihard: only semi-hard negatives", choices=MINING)
     max_tuples: int | None = setting(None, "cap on pairs/triplets per batch, sampled uniformly (null: no cap)")
+    # --- weak supervision: few labels (constraints: FILE, a data setting, replaces them by judgments)
+    labels_per_class: int | None = setting(
+        None, "keep the labels of this many training images per class (a seeded, class-stratified subset, "
+              "the same for every trial of a split_seed); the rest train the reconstruction only (null: all)")
+    labeled_fraction: float | None = setting(
+        None, "as labels_per_class, as a share in (0, 1] of each class (at least one each); not both")
+    unlabeled_per_batch: int | None = setting(
+        None, "unlabeled images added to each batch for the reconstruction (and KL) term only, with "
+              "labels_per_class, labeled_fraction or constraints (null: batch_size; 0: none)")
     # --- the model
     latent_dim: int = setting(2, "dimension of the embedding (>= 1)")
     hidden_dims: tuple[int, ...] = setting((256, 128), "widths of the encoder's hidden layers; the decoder mirrors them")
@@ -117,6 +126,11 @@ class TrialConfig:
     resnet_weights: str = data_setting(
         "imagenet", "imagenet (torchvision's weights, from torch's cache) or none (random)", choices=RESNET_WEIGHTS)
     download: bool = data_setting(False, "download mnist/cifar10 into data_dir when missing")
+    constraints: str | None = data_setting(
+        None, "CSV of judgments that train the metric term instead of labels: header a,b,similar (pairs) or "
+              "anchor,positive,negative (triplets); items are indices in the dataset's training order (an image "
+              "folder: paths relative to its class root); a seeded val_size share of rows scores "
+              "constraint_accuracy")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

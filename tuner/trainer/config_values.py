@@ -185,11 +185,28 @@ def check_batch_for_classes(batch_size: int, n_classes: int, dataset: str) -> No
            f"for {n_classes} classes of {dataset}")
 
 
+def _validate_weak_supervision(cfg: Any) -> None:
+    _check(cfg.labels_per_class is None or cfg.labels_per_class >= 1, "labels_per_class", cfg.labels_per_class,
+           "expected an integer >= 1, or null for every label")
+    _check(cfg.labeled_fraction is None or 0.0 < cfg.labeled_fraction <= 1.0, "labeled_fraction",
+           cfg.labeled_fraction, "expected a share in (0, 1], or null for every label")
+    _check(cfg.labels_per_class is None or cfg.labeled_fraction is None, "labeled_fraction", cfg.labeled_fraction,
+           f"labels_per_class ({cfg.labels_per_class}) is set too: give one of the two, set the other to null")
+    for name in ("labels_per_class", "labeled_fraction"):
+        _check(getattr(cfg, name) is None or cfg.constraints is None, name, getattr(cfg, name),
+               f"constraints ({cfg.constraints}) replaces labels in training: set {name} to null, or "
+               f"constraints to null")
+    _check(cfg.unlabeled_per_batch is None or 0 <= cfg.unlabeled_per_batch <= MAX_BATCH_SIZE,
+           "unlabeled_per_batch", cfg.unlabeled_per_batch,
+           f"expected an integer in 0..{MAX_BATCH_SIZE}, or null (as many as batch_size)")
+
+
 def _validate_batch_and_labels(cfg: Any) -> None:
     _check(4 <= cfg.batch_size <= MAX_BATCH_SIZE, "batch_size", cfg.batch_size,
            f"expected an integer in 4..{MAX_BATCH_SIZE} (2**20)")
+    _validate_weak_supervision(cfg)
     n_classes = cfg.n_classes_hint or DATASET_CLASSES.get(cfg.dataset)
-    if n_classes is not None:
+    if n_classes is not None and cfg.constraints is None:  # judgments' batches are not class-stratified
         check_batch_for_classes(cfg.batch_size, n_classes, cfg.dataset)
     if cfg.label_names is not None and n_classes is not None:
         _check(len(cfg.label_names) == n_classes, "label_names", list(cfg.label_names),

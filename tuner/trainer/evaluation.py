@@ -11,7 +11,8 @@ import torch
 
 from tuner.data.features import FeatureSet
 from tuner.trainer.config import TrialConfig
-from tuner.trainer.metrics import evaluate_embedding
+from tuner.trainer.labels import labeled_rows_of
+from tuner.trainer.metrics import constraint_accuracy, evaluate_embedding
 from tuner.trainer.models import AutoEncoder
 
 
@@ -56,9 +57,26 @@ def measure(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, x_train: tor
              split: str) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     # The training embedding is the reference of kNN and retrieval; split_seed (fixed per
     # search) seeds k-means and the trustworthiness subsample, so trials compare on the same points.
+    # With few labels the reference is the labeled training images only: nothing the model could
+    # not have known scores it. The evaluated split keeps its labels, as the semi-supervised
+    # protocol does. A constraints file's held-out judgments are scored on validation.
     x_np, y, fine_y = data.split(split)
     z_train = embed(model, x_train)
     z, x_hat = embed_and_reconstruct(model, x)
-    metrics = evaluate_embedding(z_train, data.y_train, z, y, x_np, x_hat, k=cfg.knn_k, seed=cfg.split_seed,
-                                 ref_fine_y=data.fine_y_train, fine_y=fine_y)
+    ref_y, ref_fine_y = data.y_train, data.fine_y_train
+    labeled = labeled_rows_of(cfg, data.y_train)
+    if labeled is not None:
+        z_train, ref_y = z_train[labeled], ref_y[labeled]
+        ref_fine_y = ref_fine_y[labeled] if ref_fine_y is not None else None
+    metrics = evaluate_embedding(z_train, ref_y, z, y, x_np, x_hat, k=cfg.knn_k, seed=cfg.split_seed,
+                                 ref_fine_y=ref_fine_y, fine_y=fine_y)
+    if split == "test":  # what the trial trained with is logged with its own evaluations
+        return metrics, z, x_hat
+    judgments = data.judgments if cfg.constraints is not None else None
+    metrics["n_labels"] = float(0 if judgments is not None else len(ref_y))
+    if judgments is not None:
+        metrics["n_judgments"] = float(len(judgments.train))
+        if split == "val":
+            metrics["constraint_accuracy"] = constraint_accuracy(
+                np.concatenate([z_train, z]), judgments.held, judgments.held_similar, cfg.margin)
     return metrics, z, x_hat

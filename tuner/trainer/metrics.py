@@ -17,7 +17,7 @@ METRIC_MODES: dict[str, str] = {
     "knn_accuracy": "max", "fine_knn_accuracy": "max", "recon_error": "min", "loss": "min",
     "metric_loss": "min", "recon_loss": "min", "kl": "min", "train_seconds": "min", "seconds": "min",
     "precision_at_1": "max", "r_precision": "max", "map_at_r": "max", "nmi": "max", "ami": "max",
-    "trustworthiness": "max",
+    "trustworthiness": "max", "constraint_accuracy": "max",
 }
 # The values each metric can take: a require: bound outside them could never hold (or always would).
 # Shares and scores lie in [0, 1], AMI (chance-adjusted) in [-1, 1]; losses, errors and times are >= 0.
@@ -27,9 +27,11 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "metric_loss": _NON_NEGATIVE, "recon_loss": _NON_NEGATIVE, "kl": _NON_NEGATIVE,
     "train_seconds": _NON_NEGATIVE, "seconds": _NON_NEGATIVE, "precision_at_1": _SHARE, "r_precision": _SHARE,
     "map_at_r": _SHARE, "nmi": _SHARE, "ami": _SIGNED_SHARE, "trustworthiness": _SHARE,
+    "constraint_accuracy": _SHARE,
 }
-# Logged with the metrics but nothing to rank by: how many points trustworthiness used.
-TRIAL_METRICS = (*METRIC_MODES, "trustworthiness_n")
+# Logged with the metrics but nothing to rank by: how many points trustworthiness used, how many
+# labels (and judgments of a constraints file) the trial trained with.
+TRIAL_METRICS = (*METRIC_MODES, "trustworthiness_n", "n_labels", "n_judgments")
 # The same on the test split, measured once after a search for the trials it selected.
 TEST_METRICS = tuple(f"test_{name}" for name in TRIAL_METRICS)
 TRUSTWORTHINESS_POINTS = 2000
@@ -51,6 +53,28 @@ def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, t
     knn = KNeighborsClassifier(n_neighbors=min(k, len(train_z)), algorithm="auto", n_jobs=1)
     knn.fit(train_z, np.asarray(train_y))
     return float(np.mean(knn.predict(test_z) == np.asarray(test_y)))
+
+
+def constraint_accuracy(z: np.ndarray, judgments: np.ndarray, similar: np.ndarray | None, margin: float) -> float:
+    """Share of judgments the embedding satisfies: rows (a, b) with `similar` are pairs, a similar
+    one satisfied when closer than `margin` and a dissimilar one when at least `margin` apart;
+    rows (anchor, positive, negative) are triplets, satisfied when d(a, p) < d(a, n)."""
+    z, judgments = _as_2d(z), np.asarray(judgments)
+    if len(judgments) == 0:
+        raise ValueError("constraint_accuracy needs at least one judgment")
+    z = np.asarray(z, dtype=np.float64)
+
+    def dist(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(z[i] - z[j], axis=1)
+
+    if judgments.shape[1] == 2:
+        if similar is None:
+            raise ValueError("pairs need their similar flags")
+        d = dist(judgments[:, 0], judgments[:, 1])
+        ok = np.where(np.asarray(similar, dtype=bool), d < margin, d >= margin)
+    else:
+        ok = dist(judgments[:, 0], judgments[:, 1]) < dist(judgments[:, 0], judgments[:, 2])
+    return float(np.mean(ok))
 
 
 def reconstruction_error(x_hat: np.ndarray, x: np.ndarray) -> float:

@@ -24,7 +24,9 @@ from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction
 from tuner.trainer.evaluation import measure
 from tuner.trainer.models import AutoEncoder, build_model
 from tuner.trainer.optim import FusedAdam, lr_at, make_optimizer, set_lr
-from tuner.trainer.sampling import StratifiedBatchSampler, mine
+from tuner.trainer.labels import labeled_rows_of
+from tuner.trainer.sampling import Tuples, mine
+from tuner.trainer.weak_batches import Batch, BatchSource
 
 
 @dataclass
@@ -112,20 +114,34 @@ def metric_loss(cfg: TrialConfig, z: torch.Tensor, labels: torch.Tensor, generat
     return loss(z, *mined.tuples, cfg.margin, keep=mined.keep)
 
 
-def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: torch.Tensor,
+def judged_loss(cfg: TrialConfig, z: torch.Tensor, judged: Tuples) -> torch.Tensor:
+    """The contrastive or triplet loss over a batch's judgments (a constraints file), as given."""
+    return (contrastive_loss if cfg.constraint == "pairwise" else triplet_loss)(z, *judged, cfg.margin)
+
+
+def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: torch.Tensor | None,
                   generator: torch.Generator, labels_key: bytes | None = None,
-                  image: tuple[int, int, int] | None = None) -> dict[str, torch.Tensor]:
+                  image: tuple[int, int, int] | None = None, *, n_metric: int | None = None,
+                  judged: Tuples | None = None) -> dict[str, torch.Tensor]:
     """The loss terms of one batch. Terms weighted by zero are not computed at all, so
     mu = 1 leaves the decoder without gradient and mu = 0 skips mining; nor are they returned:
     a 0 would read as a perfect recon_loss at mu = 1 (the search checks refuse ranking by a term
     some trial does not compute, see space.checks.check_objective). `labels_key`: yb's
     bytes as the host knows them (the mining memo then never reads yb back from a GPU).
     With augmentation on, the model sees jittered `image`s and reconstructs the clean ones:
-    the evaluations measure clean images, and the embedding should not move with the jitter."""
+    the evaluations measure clean images, and the embedding should not move with the jitter.
+    With weak supervision only the first `n_metric` rows (labeled by `yb`, or the items of the
+    `judged` tuples) reach the metric term; the reconstruction and KL terms average over all rows."""
     zero = xb.new_zeros(())
     seen = jitter(xb, image, cfg.augment_shift, cfg.augment_degrees, generator) if jitters(cfg) else xb
     out = model(seen, decode=cfg.mu < 1.0)
-    metric = metric_loss(cfg, out.embedding, yb, generator, labels_key) if cfg.mu > 0.0 else zero
+    z = out.embedding if n_metric is None else out.embedding[:n_metric]
+    if cfg.mu == 0.0:
+        metric = zero
+    elif judged is not None:
+        metric = judged_loss(cfg, z, judged)
+    else:
+        metric = metric_loss(cfg, z, yb, generator, labels_key)
     recon = reconstruction_loss(out.x_hat, xb) if out.x_hat is not None else zero
     kl = kl_divergence(out.mean, out.logvar) if out.mean is not None and cfg.mu < 1.0 else zero
     # The reconstruction is a mean over features while the KL sums over latent dims; the KL
@@ -163,7 +179,7 @@ def _restore(state: TrainState, resume: dict[str, Any]) -> None:
 
 
 def _start(cfg: TrialConfig, data: FeatureSet,
-           resume: dict[str, Any] | None) -> tuple[TrainState, _Tensors, StratifiedBatchSampler]:
+           resume: dict[str, Any] | None) -> tuple[TrainState, _Tensors, BatchSource]:
     """A seeded model, optimizer and batch sampler, restored from `resume` when given.
 
     The training data moves to the device once, here; on a GPU the batches are drawn there too."""
@@ -180,7 +196,12 @@ def _start(cfg: TrialConfig, data: FeatureSet,
         _restore(state, resume)
     tensors = _Tensors(torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device),
                        torch.from_numpy(data.x_val).to(device))
-    return state, tensors, StratifiedBatchSampler(data.y_train, cfg.batch_size, generator, device, on_device)
+    if cfg.constraints is not None and data.judgments is None:
+        raise ValueError("constraints is set, but the data carries no judgments (load it with this config)")
+    judgments = data.judgments if cfg.constraints is not None else None
+    batches = BatchSource(cfg, tensors.y_train, labeled_rows_of(cfg, data.y_train), judgments, generator,
+                          device, on_device)
+    return state, tensors, batches
 
 
 def _check_finite(cfg: TrialConfig, running: _Running, first: int, last: int) -> None:
@@ -223,9 +244,9 @@ def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None =
     model.train()
     tick = time.perf_counter()
     for iteration in range(state.iteration + 1, cfg.iterations + 1):
-        idx = sampler.next_batch()
-        terms = training_step(cfg, model, tensors.x_train[idx], tensors.y_train[idx], generator,
-                              sampler.last_labels.tobytes(), image)
+        batch: Batch = sampler.next()
+        terms = training_step(cfg, model, tensors.x_train[batch.idx], batch.labels, generator, batch.labels_key,
+                              image, n_metric=batch.n_metric, judged=batch.judged)
         running.add(terms)
         evaluating = iteration % cfg.eval_every == 0 or iteration == cfg.iterations
         if evaluating or iteration - checked >= every:
