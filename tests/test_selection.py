@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 import tuner.runner.search as search_module
+from tuner.data.features import FeatureSet
 from tuner.outcome import TrialOutcome, chosen, chosen_text, require_text, results_table, selection
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.final_test import selected_trials
@@ -111,6 +112,11 @@ def test_the_front_shown_is_the_front_selected(tmp_path: Path) -> None:
     assert selection(table.iloc[:0], spec.metric, spec.mode) == [] and chosen(pd.DataFrame(), spec.metric, spec.mode) is None
 
 
+def _tiny_data() -> FeatureSet:
+    x, y = np.zeros((4, 3), np.float32), np.array([0, 0, 1, 1])
+    return FeatureSet(x, y, x, y, x, y, ("a", "b"))
+
+
 def test_trial_runs_end_when_tune_raises(tmp_path: Path, monkeypatch) -> None:
     """A driver-side error inside Tuner.fit (Tune re-raises it after cleaning up) left the open
     trials' runs RUNNING for ever, beside a FAILED parent."""
@@ -131,7 +137,7 @@ def test_trial_runs_end_when_tune_raises(tmp_path: Path, monkeypatch) -> None:
     run = search_module.SearchRun(spec, "r", uri, experiment_dir(tmp_path / "ray", "r"), "r-1", False, "quiet",
                                   None, None, SetupClock())
     try:
-        search_module.fit_tracked(run, None, tracker)
+        search_module.fit_tracked(run, _tiny_data(), tracker)
     except RuntimeError as err:
         assert str(err) == "a callback failed"
     else:
