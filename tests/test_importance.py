@@ -82,3 +82,23 @@ def test_the_report_page_is_self_contained_and_its_front_is_the_pareto_front() -
     assert f"<b>run of {best.trial_id}</b><br>trial {best.trial_id}<br>mu = {best.mu}<br>latent_dim = " \
            f"{best.latent_dim}" in on_front.text
     assert html.escape(imp.lines()[1]) in page and "data:image/png;base64," in page
+
+
+def test_a_metric_that_never_moves_is_said_not_a_traceback() -> None:
+    # fANOVA raises on zero variance; a search whose trials all score alike must still end (and be reported).
+    table = synthetic(12).assign(knn_accuracy=1.0)
+    imp = param_importances(table, ["mu", "latent_dim"], ["knn_accuracy", "recon_error"])
+    assert "knn_accuracy" not in imp.shares and list(imp.shares["recon_error"])[0] == "latent_dim"
+    assert any("knn_accuracy" in line and "same value" in line for line in imp.lines())
+    assert not any(k.startswith("importance_knn_accuracy_") for k in imp.metrics())
+
+
+def test_a_metric_missing_from_some_trials_leaves_the_other_metrics_their_trials() -> None:
+    table = synthetic(12)
+    table["recon_error"] = np.nan  # e.g. not computed by these trials
+    table.loc[0, "knn_accuracy"] = np.inf  # a diverged trial: out of knn_accuracy's table only
+    imp = param_importances(table, ["mu", "latent_dim"], ["knn_accuracy", "recon_error"])
+    assert list(imp.shares) == ["knn_accuracy"] and list(imp.shares["knn_accuracy"])[0] == "mu"
+    assert abs(sum(imp.shares["knn_accuracy"].values()) - 1) < 1e-9
+    assert imp.trials == 11
+    assert any("recon_error" in line and "0 finished trial(s)" in line for line in imp.lines())
