@@ -102,3 +102,45 @@ def test_a_metric_missing_from_some_trials_leaves_the_other_metrics_their_trials
     assert abs(sum(imp.shares["knn_accuracy"].values()) - 1) < 1e-9
     assert imp.trials == 11
     assert any("recon_error" in line and "0 finished trial(s)" in line for line in imp.lines())
+
+
+def _store_with_repeats(tmp_path, tag_searched: bool) -> str:
+    """A search's runs as tuner writes them: 3 mu x 2 latent_dim, each configuration run with 2 seeds."""
+    from mlflow import MlflowClient
+
+    from tuner.tracking import runs
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("rep")
+    tags = {**runs.parent_tags("s1"), "tuner.metric": "knn_accuracy", "tuner.mode": "max"}
+    parent = client.create_run(exp, tags={**tags, **({"tuner.searched": "mu,latent_dim"} if tag_searched else {})})
+    rng = np.random.default_rng(0)
+    i = 0
+    for mu in (0.1, 0.5, 0.9):
+        for latent_dim in (2, 8):
+            for seed in (0, 1):
+                run = client.create_run(exp, tags=runs.trial_tags(parent.info.run_id, "s1", f"t{i}"))
+                client.log_param(run.info.run_id, "mu", mu)
+                client.log_param(run.info.run_id, "latent_dim", latent_dim)
+                client.log_param(run.info.run_id, "seed", seed)
+                client.log_metric(run.info.run_id, "knn_accuracy", 0.5 + 0.4 * mu + rng.normal(0, 0.01))
+                client.log_metric(run.info.run_id, "recon_error", 0.1 + 0.01 * latent_dim + rng.normal(0, 0.001))
+                client.set_terminated(run.info.run_id, "FINISHED")
+                i += 1
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return uri
+
+
+def test_tuner_report_weighs_the_searched_settings_not_the_repeats_seed(tmp_path, capsys) -> None:
+    # The search's summary weighs its searched settings; `tuner report` (and its --html page) must say
+    # the same, not count the seed of `repeats` as a setting that matters.
+    from tuner.tracking.reader import print_report
+
+    uri = _store_with_repeats(tmp_path, tag_searched=True)
+    print_report(uri, "rep", None, tmp_path / "r.html")
+    out = capsys.readouterr().out
+    lines = out[out.index("which searched settings matter"):].splitlines()
+    assert any(line.startswith("  mu: ") for line in lines)
+    assert not any(line.startswith("  seed: ") for line in lines)
+    assert "seed: " not in html.unescape((tmp_path / "r.html").read_text()).split("Which settings matter")[1]
