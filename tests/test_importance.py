@@ -144,3 +144,17 @@ def test_tuner_report_weighs_the_searched_settings_not_the_repeats_seed(tmp_path
     assert any(line.startswith("  mu: ") for line in lines)
     assert not any(line.startswith("  seed: ") for line in lines)
     assert "seed: " not in html.unescape((tmp_path / "r.html").read_text()).split("Which settings matter")[1]
+
+
+def test_the_report_front_of_a_three_metric_search_is_the_searchs_front_not_the_plotted_pair() -> None:
+    # A trial beaten on the plotted pair but best on the third metric is on the search's front (the
+    # summary's `pareto` column): the page must not paint it as off the front, nor count it out.
+    table = pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["FINISHED"] * 3, "mu": [0.1, 0.5, 0.9],
+                          "knn_accuracy": [0.9, 0.5, 0.4], "recon_error": [0.1, 0.2, 0.3], "ami": [0.1, 0.05, 0.9]})
+    metrics, modes = ["knn_accuracy", "recon_error", "ami"], ["max", "min", "max"]
+    table["pareto"] = pareto_mask(table[metrics].to_numpy(float), modes)
+    assert table["pareto"].tolist() == [True, False, True]
+    fig = front_figure(table, metrics, modes, ["mu"], {})
+    others, on_front = fig.data
+    assert sorted(on_front.y) == [0.4, 0.9] and list(others.y) == [0.5]
+    assert ": 2 trials on the front" in fig.layout.title.text
