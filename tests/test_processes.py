@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from tuner.disk import full_filesystems, is_disk_full, mount_point
+from tuner.disk import NEARLY_FULL, full_filesystems, is_disk_full, mount_point
 from tuner.processes import interrupt_handler_kept, session_pids, terminate_as_interrupt
 
 
@@ -133,3 +133,14 @@ def test_the_full_filesystem_is_named_with_its_mount_point(tmp_path: Path) -> No
     text = full_filesystems({"the MLflow store": tmp_path / "m.db", "Tune's storage path": None})
     assert text.startswith(f"the filesystem mounted at {mount_point(tmp_path)} (the MLflow store {tmp_path}/m.db: ")
     assert " free of " in text
+
+
+def test_a_filesystem_with_space_is_not_called_the_full_one(tmp_path: Path) -> None:
+    # ENOSPC met on another filesystem (a trial's /dev/shm or /tmp), or space freed since: the message
+    # must not leave the storage path, which has room, as the one to free.
+    stat = os.statvfs(mount_point(tmp_path))
+    if stat.f_bavail * stat.f_frsize < NEARLY_FULL:
+        pytest.skip(f"{mount_point(tmp_path)} is itself nearly full")
+    text = full_filesystems({"Tune's storage path": tmp_path})
+    assert text.startswith(f"the filesystem mounted at {mount_point(tmp_path)} (Tune's storage path {tmp_path}: ")
+    assert "none of these is full now" in text and "/dev/shm" in text
