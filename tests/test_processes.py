@@ -25,6 +25,13 @@ def sigint_restored():
     signal.signal(signal.SIGINT, before)
 
 
+@pytest.fixture
+def hangup_restored():
+    before = signal.getsignal(signal.SIGHUP)
+    yield
+    signal.signal(signal.SIGHUP, before)
+
+
 def _wait_raises(sig: int) -> None:
     os.kill(os.getpid(), sig)
     deadline = time.monotonic() + 5
@@ -33,8 +40,9 @@ def _wait_raises(sig: int) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_sigterm_interrupts_even_with_sigint_ignored(sigint_restored, sig: int) -> None:
+def test_sigterm_interrupts_even_with_sigint_ignored(sigint_restored, hangup_restored, sig: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `trap '' INT` or `cmd &` in a script leaves it
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a terminal leaves it, even under a nohup'ed pytest
     with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
         _wait_raises(sig)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -144,3 +152,19 @@ def test_a_filesystem_with_space_is_not_called_the_full_one(tmp_path: Path) -> N
     text = full_filesystems({"Tune's storage path": tmp_path})
     assert text.startswith(f"the filesystem mounted at {mount_point(tmp_path)} (Tune's storage path {tmp_path}: ")
     assert "none of these is full now" in text and "/dev/shm" in text
+
+
+def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
+    # `nohup tuner search ... &`: the search must outlive the terminal, SIGINT's disposition aside;
+    # neither the block nor the reclaim after ray.init may turn the ignored SIGHUP into a stop.
+    from tuner.processes import reclaim_termination_signals
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with terminate_as_interrupt():
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as ray.init leaves it
+        reclaim_termination_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM still stops it
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored by the kernel: nothing is raised
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
