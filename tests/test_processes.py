@@ -168,3 +168,14 @@ def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM still stops it
         os.kill(os.getpid(), signal.SIGHUP)  # ignored by the kernel: nothing is raised
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+
+
+def test_a_local_ray_asked_for_by_name_is_watched_too() -> None:
+    # `--address local` (or RAY_ADDRESS=local) starts a Ray of this driver's own, as no address does:
+    # it must get the watchdog that ends it after a SIGKILL; a joined cluster (an address) never does.
+    driver = ("import sys; from tuner.runner import ray_cluster as rc; own = rc.start_ray(None, False); "
+              "print(own, len(rc._watchdog), flush=True); rc.stop_ray()")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": "local"}
+    done = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "1"], done.stdout + done.stderr[-2000:]
