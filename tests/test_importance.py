@@ -82,3 +82,79 @@ def test_the_report_page_is_self_contained_and_its_front_is_the_pareto_front() -
     assert f"<b>run of {best.trial_id}</b><br>trial {best.trial_id}<br>mu = {best.mu}<br>latent_dim = " \
            f"{best.latent_dim}" in on_front.text
     assert html.escape(imp.lines()[1]) in page and "data:image/png;base64," in page
+
+
+def test_a_metric_that_never_moves_is_said_not_a_traceback() -> None:
+    # fANOVA raises on zero variance; a search whose trials all score alike must still end (and be reported).
+    table = synthetic(12).assign(knn_accuracy=1.0)
+    imp = param_importances(table, ["mu", "latent_dim"], ["knn_accuracy", "recon_error"])
+    assert "knn_accuracy" not in imp.shares and list(imp.shares["recon_error"])[0] == "latent_dim"
+    assert any("knn_accuracy" in line and "same value" in line for line in imp.lines())
+    assert not any(k.startswith("importance_knn_accuracy_") for k in imp.metrics())
+
+
+def test_a_metric_missing_from_some_trials_leaves_the_other_metrics_their_trials() -> None:
+    table = synthetic(12)
+    table["recon_error"] = np.nan  # e.g. not computed by these trials
+    table.loc[0, "knn_accuracy"] = np.inf  # a diverged trial: out of knn_accuracy's table only
+    imp = param_importances(table, ["mu", "latent_dim"], ["knn_accuracy", "recon_error"])
+    assert list(imp.shares) == ["knn_accuracy"] and list(imp.shares["knn_accuracy"])[0] == "mu"
+    assert abs(sum(imp.shares["knn_accuracy"].values()) - 1) < 1e-9
+    assert imp.trials == 11
+    assert any("recon_error" in line and "0 finished trial(s)" in line for line in imp.lines())
+
+
+def _store_with_repeats(tmp_path, tag_searched: bool) -> str:
+    """A search's runs as tuner writes them: 3 mu x 2 latent_dim, each configuration run with 2 seeds."""
+    from mlflow import MlflowClient
+
+    from tuner.tracking import runs
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("rep")
+    tags = {**runs.parent_tags("s1"), "tuner.metric": "knn_accuracy", "tuner.mode": "max"}
+    parent = client.create_run(exp, tags={**tags, **({"tuner.searched": "mu,latent_dim"} if tag_searched else {})})
+    rng = np.random.default_rng(0)
+    i = 0
+    for mu in (0.1, 0.5, 0.9):
+        for latent_dim in (2, 8):
+            for seed in (0, 1):
+                run = client.create_run(exp, tags=runs.trial_tags(parent.info.run_id, "s1", f"t{i}"))
+                client.log_param(run.info.run_id, "mu", mu)
+                client.log_param(run.info.run_id, "latent_dim", latent_dim)
+                client.log_param(run.info.run_id, "seed", seed)
+                client.log_metric(run.info.run_id, "knn_accuracy", 0.5 + 0.4 * mu + rng.normal(0, 0.01))
+                client.log_metric(run.info.run_id, "recon_error", 0.1 + 0.01 * latent_dim + rng.normal(0, 0.001))
+                client.set_terminated(run.info.run_id, "FINISHED")
+                i += 1
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return uri
+
+
+def test_tuner_report_weighs_the_searched_settings_not_the_repeats_seed(tmp_path, capsys) -> None:
+    # The search's summary weighs its searched settings; `tuner report` (and its --html page) must say
+    # the same, not count the seed of `repeats` as a setting that matters.
+    from tuner.tracking.reader import print_report
+
+    uri = _store_with_repeats(tmp_path, tag_searched=True)
+    print_report(uri, "rep", None, tmp_path / "r.html")
+    out = capsys.readouterr().out
+    lines = out[out.index("which searched settings matter"):].splitlines()
+    assert any(line.startswith("  mu: ") for line in lines)
+    assert not any(line.startswith("  seed: ") for line in lines)
+    assert "seed: " not in html.unescape((tmp_path / "r.html").read_text()).split("Which settings matter")[1]
+
+
+def test_the_report_front_of_a_three_metric_search_is_the_searchs_front_not_the_plotted_pair() -> None:
+    # A trial beaten on the plotted pair but best on the third metric is on the search's front (the
+    # summary's `pareto` column): the page must not paint it as off the front, nor count it out.
+    table = pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["FINISHED"] * 3, "mu": [0.1, 0.5, 0.9],
+                          "knn_accuracy": [0.9, 0.5, 0.4], "recon_error": [0.1, 0.2, 0.3], "ami": [0.1, 0.05, 0.9]})
+    metrics, modes = ["knn_accuracy", "recon_error", "ami"], ["max", "min", "max"]
+    table["pareto"] = pareto_mask(table[metrics].to_numpy(float), modes)
+    assert table["pareto"].tolist() == [True, False, True]
+    fig = front_figure(table, metrics, modes, ["mu"], {})
+    others, on_front = fig.data
+    assert sorted(on_front.y) == [0.4, 0.9] and list(others.y) == [0.5]
+    assert ": 2 trials on the front" in fig.layout.title.text

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from tuner.disk import full_filesystems, is_disk_full, mount_point
+from tuner.disk import NEARLY_FULL, full_filesystems, is_disk_full, mount_point
 from tuner.processes import interrupt_handler_kept, session_pids, terminate_as_interrupt
 
 
@@ -25,6 +25,13 @@ def sigint_restored():
     signal.signal(signal.SIGINT, before)
 
 
+@pytest.fixture
+def hangup_restored():
+    before = signal.getsignal(signal.SIGHUP)
+    yield
+    signal.signal(signal.SIGHUP, before)
+
+
 def _wait_raises(sig: int) -> None:
     os.kill(os.getpid(), sig)
     deadline = time.monotonic() + 5
@@ -33,8 +40,9 @@ def _wait_raises(sig: int) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_sigterm_interrupts_even_with_sigint_ignored(sigint_restored, sig: int) -> None:
+def test_sigterm_interrupts_even_with_sigint_ignored(sigint_restored, hangup_restored, sig: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `trap '' INT` or `cmd &` in a script leaves it
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a terminal leaves it, even under a nohup'ed pytest
     with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
         _wait_raises(sig)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -133,3 +141,41 @@ def test_the_full_filesystem_is_named_with_its_mount_point(tmp_path: Path) -> No
     text = full_filesystems({"the MLflow store": tmp_path / "m.db", "Tune's storage path": None})
     assert text.startswith(f"the filesystem mounted at {mount_point(tmp_path)} (the MLflow store {tmp_path}/m.db: ")
     assert " free of " in text
+
+
+def test_a_filesystem_with_space_is_not_called_the_full_one(tmp_path: Path) -> None:
+    # ENOSPC met on another filesystem (a trial's /dev/shm or /tmp), or space freed since: the message
+    # must not leave the storage path, which has room, as the one to free.
+    stat = os.statvfs(mount_point(tmp_path))
+    if stat.f_bavail * stat.f_frsize < NEARLY_FULL:
+        pytest.skip(f"{mount_point(tmp_path)} is itself nearly full")
+    text = full_filesystems({"Tune's storage path": tmp_path})
+    assert text.startswith(f"the filesystem mounted at {mount_point(tmp_path)} (Tune's storage path {tmp_path}: ")
+    assert "none of these is full now" in text and "/dev/shm" in text
+
+
+def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
+    # `nohup tuner search ... &`: the search must outlive the terminal, SIGINT's disposition aside;
+    # neither the block nor the reclaim after ray.init may turn the ignored SIGHUP into a stop.
+    from tuner.processes import reclaim_termination_signals
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with terminate_as_interrupt():
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as ray.init leaves it
+        reclaim_termination_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM still stops it
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored by the kernel: nothing is raised
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+
+
+def test_a_local_ray_asked_for_by_name_is_watched_too() -> None:
+    # `--address local` (or RAY_ADDRESS=local) starts a Ray of this driver's own, as no address does:
+    # it must get the watchdog that ends it after a SIGKILL; a joined cluster (an address) never does.
+    driver = ("import sys; from tuner.runner import ray_cluster as rc; own = rc.start_ray(None, False); "
+              "print(own, len(rc._watchdog), flush=True); rc.stop_ray()")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": "local"}
+    done = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "1"], done.stdout + done.stderr[-2000:]

@@ -50,8 +50,16 @@ def launch(args: list[str], log: Path, *, ignore_int: bool, hold: str | None = N
     if ignore_int:
         cmd = ["bash", "-c", "trap '' INT; exec \"$@\"", "tuner", *cmd]
     with open(log, "a") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True, env=env)
+        # SIGHUP and SIGTERM as a terminal leaves them, even where the suite runs under nohup (an
+        # ignored SIGHUP is inherited, and tuner rightly keeps it ignored).
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True, env=env,
+                                preexec_fn=_default_stops)
     return proc
+
+
+def _default_stops() -> None:
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def sigint_ignored(pid: int) -> bool:

@@ -43,7 +43,7 @@ def _size(n: float) -> str:
 
 def full_filesystems(places: dict[str, str | Path | None]) -> str:
     """One phrase naming the full filesystem(s) among `places` (what -> local path; None: not
-    local), with their free space; all of them when none is below NEARLY_FULL any more."""
+    local), with their free space; all of them, said not to be full, when none is below NEARLY_FULL."""
     found, seen = [], set()
     for what, path in places.items():
         if path is None:
@@ -59,4 +59,9 @@ def full_filesystems(places: dict[str, str | Path | None]) -> str:
         if mount not in seen:
             seen.add(mount)
             named.append(text)
-    return " and ".join(named) if named else "a filesystem this command writes to"
+    if not named:
+        return "a filesystem this command writes to"
+    if not any(f[0] for f in found):  # ENOSPC met elsewhere (a trial's /tmp or /dev/shm), or space freed since
+        return (" and ".join(named) + "; none of these is full now: the full one may be another this command "
+                "writes to (such as /tmp or /dev/shm), or space was freed since")
+    return " and ".join(named)

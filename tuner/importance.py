@@ -27,6 +27,7 @@ class Importances:
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
     trials: int = 0
     message: str = ""
+    notes: tuple[str, ...] = ()  # why a metric has no shares while others have (it never moved, too few values)
 
     def lines(self) -> list[str]:
         """What a person reads: "mu: 0.62 of knn_accuracy's variance", one setting a line."""
@@ -35,7 +36,7 @@ class Importances:
         out = [f"which searched settings matter (fANOVA over {self.trials} finished trials, on validation):"]
         for metric, shares in self.shares.items():
             out += [f"  {setting}: {share:.2f} of {metric}'s variance" for setting, share in shares.items()]
-        return out
+        return out + [f"  {note}" for note in self.notes]
 
     def metrics(self) -> dict[str, float]:
         """As MLflow metrics of the parent run: importance_<metric>_<setting>."""
@@ -80,26 +81,50 @@ def param_importances(table: pd.DataFrame, settings: Sequence[str], metrics: Seq
     done = table[table["status"] == "FINISHED"] if "status" in table else table
     if not settings or not metrics:
         return Importances(message="importances: no searched setting or metric in the table to relate.")
-    done = done.dropna(subset=[*settings, *metrics])
+    # Per metric below: a metric some trials lack (NaN, inf) costs those trials that metric's shares only.
+    done = done.dropna(subset=settings)
     if "trial_id" in done:  # the forest's draws follow row order: the search and `tuner report` agree
         done = done.sort_values("trial_id", key=lambda ids: ids.astype(str), kind="stable")
     varied = [s for s in settings if done[s].map(_text).nunique() > 1]
-    if len(done) < max(min_trials, len(varied) + 1) or not varied:
+    need = max(min_trials, len(varied) + 1)
+    if len(done) < need or not varied:
         return Importances(trials=len(done), message=(
             f"importances: {len(done)} finished trial(s) are too few to tell which settings matter "
-            f"(fANOVA needs at least {max(min_trials, len(varied) + 1)}, and settings that vary among them)."))
+            f"(fANOVA needs at least {need}, and settings that vary among them)."))
     dists = {s: _distribution(done[s]) for s in varied}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shares: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    used = 0
     for metric in metrics:
         values = pd.to_numeric(done[metric], errors="coerce")
+        rows = done[values.map(math.isfinite)]
+        values = values[rows.index]
+        if len(rows) < need:
+            notes.append(f"{metric}: {len(rows)} finished trial(s) with a value are too few to tell "
+                         f"(fANOVA needs at least {need}).")
+            continue
+        if values.nunique() == 1:  # fANOVA divides by the variance: it raises on a constant
+            notes.append(f"{metric}: every finished trial has the same value ({values.iloc[0]:g}): "
+                         f"no searched setting moves it.")
+            continue
         study = optuna.create_study()
         study.add_trials([optuna.trial.create_trial(
             params={s: _value(row[s], dists[s]) for s in varied}, distributions=dists, value=float(v))
-            for (_, row), v in zip(done.iterrows(), values) if math.isfinite(v)])
-        found = get_param_importances(study, evaluator=evaluator or FanovaImportanceEvaluator(seed=0))
+            for (_, row), v in zip(rows.iterrows(), values)])
+        try:
+            found = get_param_importances(study, evaluator=evaluator or FanovaImportanceEvaluator(seed=0))
+        except RuntimeError as err:  # values apart by rounding only: the forest's trees see none
+            if "zero total variance" not in str(err):
+                raise
+            notes.append(f"{metric}: its values barely differ ({values.min():g} to {values.max():g}): "
+                         f"no searched setting moves it.")
+            continue
         shares[metric] = {s: float(found.get(s, 0.0)) for s in sorted(varied, key=lambda s: -found.get(s, 0.0))}
-    return Importances(shares, trials=len(done))
+        used = max(used, len(rows))
+    if not shares:
+        return Importances(trials=len(done), message="importances: " + " ".join(notes))
+    return Importances(shares, trials=used, notes=tuple(notes))
 
 
 def plot_importances(imp: Importances, out: Path) -> Path | None:

@@ -54,7 +54,7 @@ def end_session(sid: int, grace: float = 10.0) -> None:
 
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP)
-_active: list[bool] = []  # one entry per terminate_as_interrupt block open
+_active: list[tuple[int, ...]] = []  # per terminate_as_interrupt block open: the signals it forwards
 
 
 def _forward(signum: int, frame: object) -> None:
@@ -74,14 +74,16 @@ def terminate_as_interrupt() -> Iterator[None]:
 
     They call the SIGINT handler in place, so whatever handles Ctrl-C handles them too: Python's
     KeyboardInterrupt, or Ray Tune's own SIGINT handler, which stops the trials and saves the
-    search's state for --resume; with SIGINT ignored they raise KeyboardInterrupt. Main thread
-    only, as Python's signal handlers are.
+    search's state for --resume; with SIGINT ignored they raise KeyboardInterrupt. One the launcher
+    ignores (nohup's SIGHUP) stays ignored. Main thread only, as Python's signal handlers are.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _forward) for sig in _FORWARDED}
-    _active.append(True)
+    # A signal the launcher ignores stays ignored: `nohup tuner search &` must outlive its terminal.
+    forwarded = tuple(sig for sig in _FORWARDED if signal.getsignal(sig) is not signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, _forward) for sig in forwarded}
+    _active.append(forwarded)
     try:
         yield
     finally:
@@ -116,7 +118,7 @@ def reclaim_termination_signals() -> None:
     MLflow runs and Ray left behind. Call this after anything that may do the same.
     """
     if _active and threading.current_thread() is threading.main_thread():
-        for sig in _FORWARDED:
+        for sig in _active[-1]:
             signal.signal(sig, _forward)
 
 

@@ -24,12 +24,17 @@ def _hover(row: pd.Series, settings: Sequence[str], run_names: Mapping[str, str]
 
 def front_figure(table: pd.DataFrame, metrics: Sequence[str], modes: Sequence[str], settings: Sequence[str],
                  run_names: Mapping[str, str]):
-    """The first two metrics of the finished trials; the front (non-dominated) in its own trace."""
+    """The first two metrics of the finished trials; the front (non-dominated) in its own trace:
+    a multi-objective search's own (its table's `pareto` column, over all its metrics and repeats'
+    means, as its summary shows it), else the plotted pair's."""
     import plotly.graph_objects as go
 
     x, y = metrics[1], metrics[0]
     done = table[(table["status"] == "FINISHED") if "status" in table else slice(None)].dropna(subset=[x, y])
-    on_front = pareto_mask(done[[y, x]].to_numpy(float), [modes[0], modes[1]]) if len(done) else []
+    if "pareto" in done:
+        on_front = done["pareto"].fillna(False).astype(bool).to_numpy() if len(done) else []
+    else:
+        on_front = pareto_mask(done[[y, x]].to_numpy(float), [modes[0], modes[1]]) if len(done) else []
     fig = go.Figure()
     for name, rows, style in ((OTHERS_ID, done[~on_front] if len(done) else done, dict(color="#9aa7b8", size=8)),
                               (FRONT_ID, done[on_front] if len(done) else done, dict(color="#d62728", size=11))):

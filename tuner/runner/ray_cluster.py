@@ -25,7 +25,7 @@ def start_ray(address: str | None, verbose: bool) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     try:
-        if address:
+        if address and address != "local":  # "local" is Ray's name for a new Ray of our own, as none is
             probe_address(address)
             ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
         else:  # no dashboard: nothing listens beyond what Ray itself needs

@@ -17,7 +17,7 @@ from tuner.processes import end_session
 from tuner.secrets import mask_uri
 from tuner.tracking.note import REQUIRE_TAG
 from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
-from tuner.tracking.search_view import importances_of, report_html
+from tuner.tracking.search_view import importances_of, report_html, searched_settings
 from tuner.tracking.ui_view import bundle_text, format_problems
 from tuner.tracking.store import UI_VIEW_KEY, connect, existing_store, is_server, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
@@ -59,6 +59,8 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
     table = table.reset_index(drop=True)
     table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
                        metric=metric, mode=mode, metrics=metrics_searched, modes=modes, searched=searched,
+                       # what the search searched, as its summary weighed it: not the seed of `repeats`
+                       settings=searched_settings(parent) or searched,
                        require=parse_require(parent.data.tags.get(REQUIRE_TAG)))
     return table
 
@@ -92,7 +94,7 @@ def print_report(tracking_uri: str | None, experiment: str | None, csv_path: Pat
         if a["require"]:
             tested = [c for c in ("test_knn_accuracy", "test_recon_error") if c in table]
             print("\n" + chosen_text(table, a["metrics"], a["modes"], a["require"], [*shown, *tested]))
-    imp = importances_of(table, a["searched"], a["metrics"])
+    imp = importances_of(table, a["settings"], a["metrics"])
     print("\n" + "\n".join(imp.lines()))
     if html_path is not None:
         write_html(tracking_uri, experiment, table, imp, Path(html_path))
