@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -77,10 +78,22 @@ def run_search(uri: str, tmp: Path, search_id: str = "s1", experiment: str = "ex
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker, Path]:
+def searched_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SearchTracker, Path]:
     tmp = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    return uri, run_search(uri, tmp), tmp
+    return tmp / "mlflow.db", run_search(f"sqlite:///{tmp}/mlflow.db", tmp), tmp
+
+
+@pytest.fixture
+def store(searched_store, tmp_path: Path) -> tuple[str, SearchTracker, Path]:
+    """The search's store as `run_search` left it, fresh for each test: a test that sets a tag (the
+    require bounds, say) cannot change what the next one reads, whatever order they run in. The
+    search is logged once; each test gets its own copy of the database, whose runs keep their
+    artifacts (read only here) under the module's folder."""
+    db, tracker, tmp = searched_store
+    copy = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return f"sqlite:///{copy}", tracker, tmp
 
 
 def nested_runs(client: MlflowClient, tracker: SearchTracker) -> dict[str, object]:
