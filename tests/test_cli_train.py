@@ -73,6 +73,16 @@ def test_an_image_folder_with_more_classes_than_half_a_batch_is_refused(capsys, 
     assert "batch_size = 4 is not valid" in err and "at least 6 for 3 classes of imagenet" in err
     assert "Traceback" not in err
     assert main([*args, "--set", "batch_size=6", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # 12 images, a quarter for test and as many for validation, stratified: one of each class in
+    # each of them, two of each for training (the kNN reference, n_labels).
+    assert result["iterations"] == 30 and result["n_labels"] == 6
+    assert result["trustworthiness_n"] == result["test_trustworthiness_n"] == 3
+    for key in ("knn_accuracy", "test_knn_accuracy"):
+        assert round(result[key] * 3, 9) in (0.0, 1.0, 2.0, 3.0), key  # a share of 3 images
+    for key in ("precision_at_1", "map_at_r", "nmi", "trustworthiness"):
+        assert 0 <= result[key] <= 1 and 0 <= result[f"test_{key}"] <= 1, key
+    assert 0 < result["recon_error"] < 0.2 and 0 < result["test_recon_error"] < 0.2
 
 
 def test_set_values_parse_as_yaml_including_plain_exponents():
