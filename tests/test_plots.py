@@ -1,10 +1,11 @@
-"""Plots write real PNGs; the Pareto front matches one computed by hand."""
+"""Plots draw what they are given and write it as PNG; the Pareto front matches one computed by hand."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,10 +16,29 @@ from tuner.trainer import plots
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def assert_png(path: Path, min_bytes: int = 5000) -> None:
-    data = Path(path).read_bytes()
-    assert data[:8] == PNG_MAGIC
-    assert len(data) > min_bytes, f"{path} is only {len(data)} bytes"
+def assert_png(path: Path, fig: matplotlib.figure.Figure) -> None:
+    """The file is a PNG of the whole figure (what the figure holds is checked by each test)."""
+    assert Path(path).read_bytes()[:8] == PNG_MAGIC
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert (width, height) == tuple(round(v) for v in fig.get_size_inches() * 100)  # saved at dpi 100
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The figures the plot functions save, kept (and still saved) so a test can read what they hold."""
+    figures = []
+    real_save = plots._save
+
+    def save(fig, path):
+        figures.append(fig)
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", save)
+    return figures
+
+
+def scatter_points(ax) -> dict[str, np.ndarray]:
+    return {c.get_label(): np.asarray(c.get_offsets()) for c in ax.collections}
 
 
 def clustered(latent_dim: int, n_per_class: int = 40, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -33,11 +53,20 @@ def test_backend_is_agg() -> None:
 
 
 @pytest.mark.parametrize("latent_dim", [1, 2, 5])
-def test_plot_embedding_writes_png(tmp_path: Path, latent_dim: int) -> None:
+def test_plot_embedding_writes_png(tmp_path: Path, latent_dim: int, drawn: list) -> None:
     z, labels = clustered(latent_dim)
     out = plots.plot_embedding(z, labels, ["zero", "one", "two"], tmp_path / "sub" / "emb.png", title="t")
     assert out == tmp_path / "sub" / "emb.png"
-    assert_png(out)
+    (fig,) = drawn
+    assert_png(out, fig)
+    # Every point, in its class's own scatter under its name, at its 2-D position.
+    xy = plots._to_2d(z)[0]
+    points = scatter_points(fig.axes[0])
+    assert list(points) == ["zero", "one", "two"]
+    for label, name in enumerate(points):
+        np.testing.assert_allclose(points[name], xy[labels == label])
+    assert len({tuple(c.get_facecolor()[0][:3]) for c in fig.axes[0].collections}) == 3
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["zero", "one", "two"]
 
 
 def test_embedding_pca_axes_explain_variance(tmp_path: Path) -> None:
@@ -59,18 +88,31 @@ def test_embedding_one_dimension_keeps_values(tmp_path: Path) -> None:
     assert ylabel == "jitter" and np.all(np.abs(xy[:, 1]) <= 0.5)
 
 
-def test_embedding_unknown_label_gets_its_number(tmp_path: Path) -> None:
+def test_embedding_unknown_label_gets_its_number(tmp_path: Path, drawn: list) -> None:
     # More label values than names must not crash: the number is used as the name.
     z, labels = clustered(2, n_classes=4)
-    assert_png(plots.plot_embedding(z, labels, ["a", "b"], tmp_path / "e.png"))
+    assert_png(plots.plot_embedding(z, labels, ["a", "b"], tmp_path / "e.png"), drawn[0])
+    points = scatter_points(drawn[0].axes[0])
+    assert list(points) == ["a", "b", "2", "3"]
+    assert [len(p) for p in points.values()] == [40] * 4
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8)])
-def test_plot_reconstructions(tmp_path: Path, shape: tuple[int, int, int]) -> None:
+def test_plot_reconstructions(tmp_path: Path, shape: tuple[int, int, int], drawn: list) -> None:
     rng = np.random.default_rng(1)
     x = rng.uniform(-0.5, 1.5, size=(20, int(np.prod(shape))))  # out of range values get clipped
     out = plots.plot_reconstructions(x, x * 0.9, shape, tmp_path / "rec.png", n=6)
-    assert_png(out)
+    (fig,) = drawn
+    assert_png(out, fig)
+    (image,) = fig.axes[0].get_images()
+    grid = np.asarray(image.get_array())
+    # Two rows of 6 images of 8x8, 2 pixels apart: originals above, reconstructions below, clipped.
+    assert grid.shape[:2] == (8 + 2 + 8, 6 * 10 - 2)
+    for i in range(6):
+        for row, images in ((0, x), (10, x * 0.9)):
+            expected = np.clip(images[i].reshape(shape), 0, 1).transpose(1, 2, 0)
+            tile = grid[row:row + 8, 10 * i:10 * i + 8]
+            np.testing.assert_allclose(tile.reshape(expected.shape), expected, atol=1e-6)
 
 
 def test_plot_reconstructions_rejects_bad_shape(tmp_path: Path) -> None:
@@ -78,11 +120,20 @@ def test_plot_reconstructions_rejects_bad_shape(tmp_path: Path) -> None:
         plots.plot_reconstructions(np.zeros((2, 32)), np.zeros((2, 32)), (2, 4, 4), tmp_path / "r.png")
 
 
-def test_plot_loss_curves(tmp_path: Path) -> None:
+def test_plot_loss_curves(tmp_path: Path, drawn: list) -> None:
     history = [{"iteration": float(i), "loss": 1 / (i + 1), "metric_loss": 0.5 / (i + 1),
                 "recon_loss": 0.2, "kl": 0.1, "knn_accuracy": 0.5 + i / 20} for i in range(0, 10, 2)]
-    assert_png(plots.plot_loss_curves(history, tmp_path / "curves.png"))
-    assert_png(plots.plot_loss_curves([], tmp_path / "empty.png"), min_bytes=1000)
+    assert_png(plots.plot_loss_curves(history, tmp_path / "curves.png"), drawn[0])
+    losses, accuracy = drawn[0].axes
+    # One line per key present, through every evaluation; fine_knn_accuracy is absent, so not drawn.
+    for axis, keys in ((losses, ["loss", "metric_loss", "recon_loss", "kl"]), (accuracy, ["knn_accuracy"])):
+        assert [line.get_label() for line in axis.lines] == keys
+        for line, key in zip(axis.lines, keys):
+            assert list(line.get_xdata()) == [0.0, 2.0, 4.0, 6.0, 8.0]
+            np.testing.assert_allclose(line.get_ydata(), [h[key] for h in history])
+    assert_png(plots.plot_loss_curves([], tmp_path / "empty.png"), drawn[1])
+    for axis in drawn[1].axes:
+        assert not axis.lines and [t.get_text() for t in axis.texts] == ["no evaluations"]
 
 
 def test_pareto_front_by_hand() -> None:
@@ -122,11 +173,21 @@ def test_pareto_custom_columns_and_empty() -> None:
     assert pareto_front(table.iloc[:0], x="err", y="acc").empty
 
 
-def test_plot_pareto(tmp_path: Path) -> None:
+def test_plot_pareto(tmp_path: Path, drawn: list) -> None:
     rng = np.random.default_rng(2)
     table = pd.DataFrame({"trial_id": [f"t{i}" for i in range(12)], "recon_error": rng.uniform(0, 1, 12),
                           "knn_accuracy": rng.uniform(0, 1, 12)})
-    assert_png(plots.plot_pareto(table, tmp_path / "pareto.png"))
+    assert_png(plots.plot_pareto(table, tmp_path / "pareto.png"), drawn[0])
+    ax = drawn[0].axes[0]
+    points = scatter_points(ax)
+    assert list(points) == ["finished trials (12)"]
+    np.testing.assert_allclose(points["finished trials (12)"], table[["recon_error", "knn_accuracy"]])
+    front = pareto_front(table)
+    (line,) = ax.lines
+    assert line.get_label() == f"Pareto front ({len(front)})" and len(front) >= 2
+    np.testing.assert_allclose(line.get_xdata(), front["recon_error"])
+    np.testing.assert_allclose(line.get_ydata(), front["knn_accuracy"])
+    assert sorted(t.get_text() for t in ax.texts) == sorted(front["trial_id"])  # the front's trials named
 
 
 def test_label_names_that_read_as_math_text_are_drawn_as_written(tmp_path: Path, monkeypatch) -> None:
@@ -143,7 +204,7 @@ def test_label_names_that_read_as_math_text_are_drawn_as_written(tmp_path: Path,
     monkeypatch.setattr(plots, "_save", save)
     z, labels = clustered(2, n_classes=4)
     out = plots.plot_embedding(z, labels, names, tmp_path / "emb.png", title="$bad^$")
-    assert_png(out)
+    assert out.read_bytes()[:8] == PNG_MAGIC  # saved: the broken math text did not raise
     assert drawn == [("$x^$", False), ("a_$b$c", False), (r"$\frac{$", False), (" _hidden", False),
                      ("$bad^$", False)]
     assert matplotlib.rcParams["text.parse_math"] is True  # the setting is the plot's, not the process's
