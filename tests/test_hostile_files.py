@@ -8,8 +8,10 @@ import io
 import os
 import pickle
 import re
-import resource
+import json
 import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -47,8 +49,42 @@ def deadline(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+MEASURE = """
+import json, sys, warnings
+def status_mb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+setup, call, out = sys.argv[1:4]
+scope = {}
+exec(setup, scope)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) starts again from what the process holds now
+before, error = status_mb("VmRSS"), None
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        exec(call, scope)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+grown = status_mb("VmHWM") - before
+with open(out, "w") as f:
+    json.dump({"grown_mb": grown, "error": error, "result": repr(scope.get("result")),
+               "warnings": [str(w.message) for w in caught]}, f)
+"""
+
+
+def measured(tmp_path: Path, setup: str, call: str) -> dict:
+    """Run `call` in a fresh Python after `setup` (the imports) and report how far its peak memory
+    rose above what it held before the call: the test process's own peak is whatever earlier tests
+    left it at, so it cannot show what one call allocates. Not ru_maxrss, even in the child: Linux
+    carries the forking process's peak into it across exec; the peak of /proc/self/status, reset
+    after the imports, is the call's own. Also the call's error, `result` and warnings, and the
+    child's stderr."""
+    out = tmp_path / "measured.json"
+    proc = subprocess.run([sys.executable, "-c", MEASURE, setup, call, str(out)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    return {**json.loads(out.read_text()), "stderr": proc.stderr}
 
 
 # ----------------------------------------------------------------------------- MNIST IDX
@@ -79,16 +115,19 @@ def test_mnist_files_without_images_or_with_a_zero_dimension(tmp_path, capsys, n
     assert f"mnist: {path}" in err and fragment in err
 
 
-def test_a_huge_mnist_file_is_judged_by_its_header_and_size_without_reading_it(tmp_path, capsys):
+def test_a_huge_mnist_file_is_judged_by_its_header_and_size_without_reading_it(tmp_path):
     write_mnist(tmp_path)
     path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
-    os.truncate(path, 64 << 30)  # sparse: 64 GiB that take no disk
-    before = peak_rss_gb()
-    code, err = train(capsys, tmp_path, "mnist")
-    assert code == 2
+    # Sparse: 2 GiB that take no disk, and small enough to be read here, so that reading it shows.
+    os.truncate(path, 2 << 30)
+    args = ["train", "--data-dir", str(tmp_path), "--set", "dataset=mnist", "--set", "iterations=2",
+            "--set", "eval_every=2", "--set", "hidden_dims=[8]"]
+    got = measured(tmp_path, "import torch, tuner.data, tuner.trainer.train; from tuner.cli import main",
+                   f"result = main({args!r})")
+    assert got["grown_mb"] < 64  # measured: under 1 MiB; reading the file: 2048
+    assert got["result"] == "2" and "Traceback" not in got["stderr"]
     assert f"mnist: {path} is longer than its header says: its header declares shape (30,), i.e. 38 bytes, " \
-           f"but the file has {64 << 30}" in err
-    assert peak_rss_gb() - before < 1
+           f"but the file has {2 << 30}" in got["stderr"]
 
 
 # ----------------------------------------------------------------------------- CIFAR-10 pickles
@@ -133,10 +172,10 @@ def test_labels_that_repeat_one_array_are_refused_without_building_it(tmp_path):
     big = np.zeros(10_000, np.uint8)
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [big] * 100_000}, 2))
-    before = peak_rss_gb()
-    with pytest.raises(TunerError, match=r"'labels' must be a list of 2 integers in 0..9 .*got a list of 100000"):
-        formats.read_cifar_batch(path)
-    assert peak_rss_gb() - before < 0.5
+    got = measured(tmp_path, "from tuner.data import formats", f"formats.read_cifar_batch({str(path)!r})")
+    assert got["error"].startswith("TunerError: ")
+    assert re.search(r"'labels' must be a list of 2 integers in 0..9 .*got a list of 100000", got["error"])
+    assert got["grown_mb"] < 64  # measured: under 1 MiB; building the array: 100000 * 10000 int64s
 
 
 def test_numpy_1_pickles_still_load(tmp_path):
@@ -258,7 +297,10 @@ def test_a_cache_entry_reads_only_the_arrays_it_should_hold(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize(("header_shape", "payload", "compression", "fragment"), [
-    ((2**26,), bytes(2**20), zipfile.ZIP_DEFLATED, "junk.npy is compressed"),
+    # 256 MiB of zeros deflated to ~256 KiB: reading it would take them all.
+    ((2**26,), bytes(2**28), zipfile.ZIP_DEFLATED, "junk.npy is compressed"),
+    # 4 GiB declared, 16 bytes held: a read would stop at the end of the bytes whatever it
+    # allocated untouched, so memory cannot show it; the refusal before reading is the message.
     ((2**30,), bytes(16), zipfile.ZIP_STORED, r"junk.npy declares a float32 array of shape \(1073741824,\)"),
 ])
 def test_a_cache_member_that_claims_more_than_the_file_holds_is_refused_unread(
@@ -266,10 +308,11 @@ def test_a_cache_member_that_claims_more_than_the_file_holds_is_refused_unread(
     cfg, path = _digits_entry(tmp_path)
     _add_member(path, "junk.npy", header_shape, payload, compression)
     key = feature_key(cfg, open_source(cfg, None), None)
-    before = peak_rss_gb()
-    with pytest.warns(UserWarning, match=f"rebuilding the unreadable feature cache entry .*: {fragment}"):
-        assert read_entry(path, key) is None  # every member asked for
-    assert peak_rss_gb() - before < 0.5
+    got = measured(tmp_path, "from tuner.data.cache import read_entry",
+                   f"result = read_entry({str(path)!r}, {key!r})")
+    assert got["grown_mb"] < 64  # measured: under 2 MiB; reading the compressed member: 256
+    assert got["result"] == "None" and got["error"] is None  # every member asked for
+    assert any(re.search(f"rebuilding the unreadable feature cache entry .*: {fragment}", w) for w in got["warnings"])
 
 
 # ----------------------------------------------------------------------------- storage state files
