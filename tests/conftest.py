@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,17 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Real data lies beside the checkout (../shared/data); tests that use it skip when it is absent.
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist-t10k-split"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_as_in_a_terminal() -> None:
+    # Tests send SIGINT to the commands they start, as Ctrl-C would. Started as a background job
+    # of a script (`pytest &`) this process inherits SIGINT ignored, and so would every command it
+    # starts, so their Ctrl-C tests would test an ignored Ctrl-C. A handler of our own is not
+    # inherited across exec (an ignored signal is), so the commands start with Ctrl-C as in a
+    # terminal. (tests/test_stops_e2e.py starts commands with SIGINT ignored on purpose.)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")
