@@ -137,7 +137,7 @@ def test_constraint_accuracy_by_value_on_a_hand_made_case():
 
 def test_judgments_are_placed_on_the_splits_and_a_seeded_share_held_out(tmp_path):
     path = tmp_path / "pairs.csv"
-    rows = [(0, 1, 1), (1, 2, 0), (0, 3, 1), (2, 4, 0), (5, 1, 1), (0, 2, 1), (1, 0, 0), (2, 1, 1), (3, 3, 1), (4, 0, 0)]
+    rows = [(0, 1, 1), (1, 2, 0), (0, 3, 1), (2, 4, 0), (5, 1, 1), (0, 2, 1), (1, 0, 0), (2, 1, 1), (3, 5, 1), (4, 0, 0)]
     path.write_text("a,b,similar\n" + "".join(f"{a},{b},{s}\n" for a, b, s in rows))
     file = read_judgments(path, "pairwise")
     where = np.array([0, 0, 0, 1, 2, 0])  # items 3: validation, 4: test
@@ -372,3 +372,26 @@ def test_an_image_folders_judgments_name_images_by_path_and_land_on_their_rows(t
     bad = _pairs(tmp_path, [f"{a},{b},{s}" for a, b, s in rows] + ["cat/00.png,bird/1.png,0"])
     with pytest.raises(TunerError, match=r"pairs.csv:34: item 'bird/1.png' is not an image of the folder"):
         load_features(cfg.replace(constraints=str(bad)), data_dir=tmp_path, progress=False)
+
+
+# ------------------------------------------------------------------------------ review: edge cases
+
+@pytest.mark.parametrize("item", ["1_0", "+3", "\uff13", "3.0", "-1"])
+def test_an_item_that_is_not_a_plain_index_exits_2(tmp_path, item):
+    # int() reads "1_0" as 10, "+3" and a full-width digit as 3: a typo would train on another image.
+    path = _pairs(tmp_path, GOOD_ROWS[:50] + [f"{item},7,1"] + GOOD_ROWS[50:])
+    with pytest.raises(TunerError, match=re.escape(f"pairs.csv:52: item {item!r} does not exist: expected an index")):
+        load_features(TrialConfig(constraints=str(path)), progress=False)
+
+
+@pytest.mark.parametrize(("header", "row", "kind"), [
+    ("a,b,similar", "7,7,0", "pairwise"), ("a,b,similar", "7,007,1", "pairwise"),
+    ("anchor,positive,negative", "4,9,9", "triplet"), ("anchor,positive,negative", "4,4,9", "triplet"),
+])
+def test_a_judgment_naming_one_item_twice_exits_2_from_validate(capsys, tmp_path, header, row, kind):
+    # A dissimilar self-pair can never be satisfied and a similar one always is: either skews
+    # constraint_accuracy, and neither teaches the metric term anything.
+    rows = GOOD_ROWS if kind == "pairwise" else [f"{i},{i + 1},{i + 2}" for i in range(0, 300, 3)]
+    path = _pairs(tmp_path, rows[:10] + [row] + rows[10:], header)
+    code, err = _validate(capsys, tmp_path, f"  constraints: {path}\n  constraint: {kind}\n  batch_size: 40\n")
+    assert code == 2 and f"pairs.csv:12: row {row!r} names item" in err and "twice" in err, err
