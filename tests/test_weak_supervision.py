@@ -418,3 +418,22 @@ def test_at_mu_0_batches_use_no_label_and_weigh_no_image_above_the_others(digits
     judged = TrialConfig(constraints=str(path), mu=0.0, **SMALL)
     assert np.array_equal(rows(judged, load_features(judged, progress=False).judgments), drawn)
 
+
+def test_a_held_out_judgment_has_no_copy_among_the_training_ones(tmp_path):
+    # Two annotators agreeing write a row twice (or as b,a): a held-out copy of a training row
+    # would score what the model was trained on as if it were new.
+    rng = np.random.default_rng(0)
+    pairs = [(int(a), int(b), int(s)) for a, b, s in zip(rng.permutation(300)[:150], rng.permutation(300)[150:],
+                                                          rng.integers(0, 2, 150))]
+    rows = pairs + [(b, a, s) for a, b, s in pairs[:75]] + pairs[75:]
+    path = _pairs(tmp_path, [f"{a},{b},{s}" for a, b, s in rows])
+    where, position = np.zeros(300, dtype=np.int64), np.arange(300)
+    placed = place_judgments(read_judgments(path, "pairwise"), where, position, n_train=300, item_names=None,
+                             val_size=0.2, seed=0)
+    trained = {frozenset(p) for p in placed.train.tolist()}
+    assert len(placed.held) == 60 and not trained & {frozenset(p) for p in placed.held.tolist()}
+    triplets = [(a, b, c) for a, b, c in rng.permutation(300).reshape(100, 3).tolist()]
+    path = _pairs(tmp_path, [f"{a},{p},{n}" for a, p, n in triplets * 2], "anchor,positive,negative")
+    placed = place_judgments(read_judgments(path, "triplet"), where, position, n_train=300, item_names=None,
+                             val_size=0.2, seed=0)
+    assert len(placed.held) == 40 and not set(map(tuple, placed.train.tolist())) & set(map(tuple, placed.held.tolist()))

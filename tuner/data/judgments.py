@@ -148,8 +148,7 @@ def place_judgments(file: JudgmentFile, where: np.ndarray, position: np.ndarray,
     index = _item_index(file, len(where), item_names)
     rows = np.array([[index(name, line) for name in row] for row, line in zip(file.items, file.lines)],
                     dtype=np.int64)
-    held = np.zeros(len(rows), dtype=bool)
-    held[np.random.default_rng(seed).permutation(len(rows))[: n_held(len(rows), val_size)]] = True
+    held = _held_rows(rows, file.kind, n_held(len(rows), val_size), seed)
     split = where[rows]
     train_rows = ~held & (split == 0).all(axis=1)
     held_rows = held & (split != 2).all(axis=1)
@@ -165,6 +164,21 @@ def place_judgments(file: JudgmentFile, where: np.ndarray, position: np.ndarray,
                                      f"of the rows) names training or validation images only, so "
                                      f"constraint_accuracy has nothing to score: add judgments among training images")
     return out
+
+
+def _held_rows(rows: np.ndarray, kind: str, count: int, seed: int) -> np.ndarray:
+    """A seeded `count` rows held out (a few more where copies round it up), copies together: rows
+    naming the same items (b,a for a,b; a,n,p for a,p,n) go to one side, so that no held-out
+    judgment is one the model trained on."""
+    ends = np.sort(rows, axis=1) if kind == "pairwise" else np.column_stack([rows[:, :1], np.sort(rows[:, 1:], axis=1)])
+    _, first, group = np.unique(ends, axis=0, return_index=True, return_inverse=True)
+    # Groups numbered in the order of their first row: a file without copies holds what it always did.
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    group = rank[np.asarray(group).reshape(-1)]
+    chosen = np.random.default_rng(seed).permutation(len(first))
+    taken = int(np.searchsorted(np.cumsum(np.bincount(group)[chosen]), count)) + 1
+    return np.isin(group, chosen[:taken])
 
 
 def _item_index(file: JudgmentFile, n_items: int, names: tuple[str, ...] | None) -> Callable[[str, int], int]:
