@@ -137,7 +137,7 @@ def test_constraint_accuracy_by_value_on_a_hand_made_case():
 
 def test_judgments_are_placed_on_the_splits_and_a_seeded_share_held_out(tmp_path):
     path = tmp_path / "pairs.csv"
-    rows = [(0, 1, 1), (1, 2, 0), (0, 3, 1), (2, 4, 0), (5, 1, 1), (0, 2, 1), (1, 0, 0), (2, 1, 1), (3, 3, 1), (4, 0, 0)]
+    rows = [(0, 1, 1), (1, 2, 0), (0, 3, 1), (2, 4, 0), (5, 1, 1), (0, 2, 1), (1, 3, 0), (2, 5, 1), (3, 5, 1), (4, 0, 0)]
     path.write_text("a,b,similar\n" + "".join(f"{a},{b},{s}\n" for a, b, s in rows))
     file = read_judgments(path, "pairwise")
     where = np.array([0, 0, 0, 1, 2, 0])  # items 3: validation, 4: test
@@ -159,7 +159,7 @@ def test_a_constraints_file_trains_and_scores_constraint_accuracy(tmp_path, kind
     path = tmp_path / "judgments.csv"
     args = ["--kind", "pairs" if kind == "pairwise" else "triplets", "--n", "600", "--wrong", "0.1"]
     assert _example().main([*args, "--out", str(path)]) == 0
-    cfg = TrialConfig(constraints=str(path), constraint=kind, mu=0.7, iterations=300, eval_every=300, **SMALL)
+    cfg = TrialConfig(constraints=str(path), constraint=kind, mu=0.7, iterations=600, eval_every=600, **SMALL)
     data = load_features(cfg, progress=False)
     assert data.judgments.kind == kind and len(data.judgments.train) == 510 and data.judgments.dropped == 0
     torch.manual_seed(cfg.seed)
@@ -168,7 +168,7 @@ def test_a_constraints_file_trains_and_scores_constraint_accuracy(tmp_path, kind
     before = constraint_accuracy(embed(untrained, x), data.judgments.held, data.judgments.held_similar, cfg.margin)
     result = fit(cfg, data.without_test())
     after = result.metrics["constraint_accuracy"]
-    assert after > before + 0.1, (before, after)  # measured: pairs 0.51 -> 0.66, triplets 0.69 -> 0.90
+    assert after > before + 0.1, (before, after)  # measured: pairs 0.57 -> 0.73, triplets 0.69 -> 0.87
     assert after == constraint_accuracy(embed(result.model, x), data.judgments.held, data.judgments.held_similar,
                                         cfg.margin)
     assert result.metrics["n_judgments"] == 510 and result.metrics["n_labels"] == 0
@@ -372,3 +372,68 @@ def test_an_image_folders_judgments_name_images_by_path_and_land_on_their_rows(t
     bad = _pairs(tmp_path, [f"{a},{b},{s}" for a, b, s in rows] + ["cat/00.png,bird/1.png,0"])
     with pytest.raises(TunerError, match=r"pairs.csv:34: item 'bird/1.png' is not an image of the folder"):
         load_features(cfg.replace(constraints=str(bad)), data_dir=tmp_path, progress=False)
+
+
+# ------------------------------------------------------------------------------ review: edge cases
+
+@pytest.mark.parametrize("item", ["1_0", "+3", "\uff13", "3.0", "-1"])
+def test_an_item_that_is_not_a_plain_index_exits_2(tmp_path, item):
+    # int() reads "1_0" as 10, "+3" and a full-width digit as 3: a typo would train on another image.
+    path = _pairs(tmp_path, GOOD_ROWS[:50] + [f"{item},7,1"] + GOOD_ROWS[50:])
+    with pytest.raises(TunerError, match=re.escape(f"pairs.csv:52: item {item!r} does not exist: expected an index")):
+        load_features(TrialConfig(constraints=str(path)), progress=False)
+
+
+@pytest.mark.parametrize(("header", "row", "kind"), [
+    ("a,b,similar", "7,7,0", "pairwise"), ("a,b,similar", "7,007,1", "pairwise"),
+    ("anchor,positive,negative", "4,9,9", "triplet"), ("anchor,positive,negative", "4,4,9", "triplet"),
+])
+def test_a_judgment_naming_one_item_twice_exits_2_from_validate(capsys, tmp_path, header, row, kind):
+    # A dissimilar self-pair can never be satisfied and a similar one always is: either skews
+    # constraint_accuracy, and neither teaches the metric term anything.
+    rows = GOOD_ROWS if kind == "pairwise" else [f"{i},{i + 1},{i + 2}" for i in range(0, 300, 3)]
+    path = _pairs(tmp_path, rows[:10] + [row] + rows[10:], header)
+    code, err = _validate(capsys, tmp_path, f"  constraints: {path}\n  constraint: {kind}\n  batch_size: 40\n")
+    assert code == 2 and f"pairs.csv:12: row {row!r} names item" in err and "twice" in err, err
+
+
+def test_at_mu_0_batches_use_no_label_and_weigh_no_image_above_the_others(digits, tmp_path):
+    # mu = 0 has no metric term: a batch that is half the labeled images (drawn with replacement
+    # from 3 per class) would train its plain autoencoder on 30 images as much as on the other 1,047.
+    y = torch.from_numpy(digits.y_train)
+
+    def rows(cfg: TrialConfig, judgments=None) -> np.ndarray:
+        source = BatchSource(cfg, y, labeled_rows_of(cfg, digits.y_train), judgments, torch.Generator().manual_seed(0),
+                             torch.device("cpu"), None)
+        return np.concatenate([source.next().idx.numpy() for _ in range(50)])
+
+    few, more = (TrialConfig(labels_per_class=n, mu=0.0, **SMALL) for n in (3, 50))
+    drawn = rows(few)
+    assert len(drawn) == 50 * 80  # batch_size + unlabeled_per_batch, as at any other mu
+    assert np.array_equal(drawn, rows(more))  # the labeled subset plays no part
+    labeled = labeled_rows_of(few, digits.y_train)
+    assert np.isin(drawn, labeled).mean() < 0.1  # 30 of 1,077 images: about 3 %, not a half
+    path = tmp_path / "p.csv"
+    assert _example().main(["--kind", "pairs", "--n", "300", "--out", str(path)]) == 0
+    judged = TrialConfig(constraints=str(path), mu=0.0, **SMALL)
+    assert np.array_equal(rows(judged, load_features(judged, progress=False).judgments), drawn)
+
+
+def test_a_held_out_judgment_has_no_copy_among_the_training_ones(tmp_path):
+    # Two annotators agreeing write a row twice (or as b,a): a held-out copy of a training row
+    # would score what the model was trained on as if it were new.
+    rng = np.random.default_rng(0)
+    pairs = [(int(a), int(b), int(s)) for a, b, s in zip(rng.permutation(300)[:150], rng.permutation(300)[150:],
+                                                          rng.integers(0, 2, 150))]
+    rows = pairs + [(b, a, s) for a, b, s in pairs[:75]] + pairs[75:]
+    path = _pairs(tmp_path, [f"{a},{b},{s}" for a, b, s in rows])
+    where, position = np.zeros(300, dtype=np.int64), np.arange(300)
+    placed = place_judgments(read_judgments(path, "pairwise"), where, position, n_train=300, item_names=None,
+                             val_size=0.2, seed=0)
+    trained = {frozenset(p) for p in placed.train.tolist()}
+    assert len(placed.held) == 60 and not trained & {frozenset(p) for p in placed.held.tolist()}
+    triplets = [(a, b, c) for a, b, c in rng.permutation(300).reshape(100, 3).tolist()]
+    path = _pairs(tmp_path, [f"{a},{p},{n}" for a, p, n in triplets * 2], "anchor,positive,negative")
+    placed = place_judgments(read_judgments(path, "triplet"), where, position, n_train=300, item_names=None,
+                             val_size=0.2, seed=0)
+    assert len(placed.held) == 40 and not set(map(tuple, placed.train.tolist())) & set(map(tuple, placed.held.tolist()))

@@ -77,6 +77,11 @@ def read_judgments(path: str | Path, constraint: str | None = None) -> JudgmentF
         if len(row) != 3 or not all(row):
             raise _fail(path, line, f"row {','.join(row)!r} is malformed: expected three non-empty fields "
                                     f"({','.join(header)})")
+        named = row[:2] if kind == "pairwise" else row
+        if len({_item_key(name) for name in named}) < len(named):
+            raise _fail(path, line, f"row {','.join(row)!r} names item {_repeated(named)!r} twice: a judgment "
+                                    f"compares different items (a dissimilar self-pair is never satisfied, a "
+                                    f"similar one always): remove the row or fix its items")
         if kind == "pairwise":
             if row[2] not in ("0", "1"):
                 raise _fail(path, line, f"similar = {row[2]!r} is not valid: expected 1 (alike) or 0 (not alike)")
@@ -89,6 +94,16 @@ def read_judgments(path: str | Path, constraint: str | None = None) -> JudgmentF
         raise _fail(path, header_line, "holds a header but no judgment: add one row per judgment")
     return JudgmentFile(path, kind, tuple(items), np.array(similar, dtype=bool) if kind == "pairwise" else None,
                         tuple(lines))
+
+
+def _item_key(name: str) -> str:
+    """One spelling per item, as placing the rows reads them: 7 and 007, cat\\a.png and cat/a.png."""
+    return str(int(name)) if name.isascii() and name.isdigit() else name.replace("\\", "/")
+
+
+def _repeated(names: list[str]) -> str:
+    keys = [_item_key(name) for name in names]
+    return next(name for i, name in enumerate(names) if keys[i] in keys[:i])
 
 
 def held_share(val_size: float | None) -> float:
@@ -133,8 +148,7 @@ def place_judgments(file: JudgmentFile, where: np.ndarray, position: np.ndarray,
     index = _item_index(file, len(where), item_names)
     rows = np.array([[index(name, line) for name in row] for row, line in zip(file.items, file.lines)],
                     dtype=np.int64)
-    held = np.zeros(len(rows), dtype=bool)
-    held[np.random.default_rng(seed).permutation(len(rows))[: n_held(len(rows), val_size)]] = True
+    held = _held_rows(rows, file.kind, n_held(len(rows), val_size), seed)
     split = where[rows]
     train_rows = ~held & (split == 0).all(axis=1)
     held_rows = held & (split != 2).all(axis=1)
@@ -152,6 +166,21 @@ def place_judgments(file: JudgmentFile, where: np.ndarray, position: np.ndarray,
     return out
 
 
+def _held_rows(rows: np.ndarray, kind: str, count: int, seed: int) -> np.ndarray:
+    """A seeded `count` rows held out (a few more where copies round it up), copies together: rows
+    naming the same items (b,a for a,b; a,n,p for a,p,n) go to one side, so that no held-out
+    judgment is one the model trained on."""
+    ends = np.sort(rows, axis=1) if kind == "pairwise" else np.column_stack([rows[:, :1], np.sort(rows[:, 1:], axis=1)])
+    _, first, group = np.unique(ends, axis=0, return_index=True, return_inverse=True)
+    # Groups numbered in the order of their first row: a file without copies holds what it always did.
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    group = rank[np.asarray(group).reshape(-1)]
+    chosen = np.random.default_rng(seed).permutation(len(first))
+    taken = int(np.searchsorted(np.cumsum(np.bincount(group)[chosen]), count)) + 1
+    return np.isin(group, chosen[:taken])
+
+
 def _item_index(file: JudgmentFile, n_items: int, names: tuple[str, ...] | None) -> Callable[[str, int], int]:
     lookup = {name: i for i, name in enumerate(names)} if names is not None else None
 
@@ -162,10 +191,8 @@ def _item_index(file: JudgmentFile, n_items: int, names: tuple[str, ...] | None)
                 raise _fail(file.path, line, f"item {name!r} is not an image of the folder: name images by "
                                              f"their path relative to the class root, e.g. {names[0]!r}")
             return found
-        try:
-            value = int(name)
-        except ValueError:
-            value = -1
+        # Plain ASCII digits only: int() would also read "1_0" as 10, "+3" or a full-width digit as 3.
+        value = int(name) if name.isascii() and name.isdigit() else -1
         if not 0 <= value < n_items:
             raise _fail(file.path, line, f"item {name!r} does not exist: expected an index into the dataset's "
                                          f"training order, 0..{n_items - 1}")

@@ -1,7 +1,9 @@
 """The batches of one trial: which rows of the training split feed the metric term, and which
 feed only the reconstruction (and KL) term.
 
-With every label (the default) a batch is StratifiedBatchSampler's, unchanged. With few labels
+With every label (the default) a batch is StratifiedBatchSampler's, unchanged. At mu = 0 with
+few labels or judgments, whose batches would otherwise overweight the few, every row is drawn
+from the whole training split. With few labels
 (`labels_per_class`, `labeled_fraction`) the class-stratified part is drawn from the labeled
 rows only, and `unlabeled_per_batch` rows of the unlabeled rest follow it. With `constraints`
 the metric part is a draw of judgments (their items, in order) and the unlabeled rows come from
@@ -70,8 +72,18 @@ class BatchSource:
             pool = np.setdiff1d(np.arange(n), rows)
         self.pool = torch.from_numpy(pool).to(device)
         self.n_unlabeled = unlabeled_count(cfg) if len(pool) else 0
+        # mu = 0 has no metric term: nothing to stratify or judge, and a batch half made of a few
+        # labeled images (with replacement) would weigh them far above the rest in the
+        # reconstruction. As many rows as at any other mu, drawn from the whole training split.
+        metric_rows = self.per_batch * width if judgments is not None else cfg.batch_size
+        weak = labeled is not None or judgments is not None
+        self.n_uniform = metric_rows + self.n_unlabeled if cfg.mu == 0.0 and weak else 0
+        self.n_rows = n
 
     def next(self) -> Batch:
+        if self.n_uniform:
+            pick = torch.randint(self.n_rows, (self.n_uniform,), generator=self.generator)
+            return Batch(pick.to(self.device), 0)
         if self.judgments is not None:
             chosen = torch.randperm(len(self.judged_rows), generator=self.generator)[: self.per_batch].to(self.device)
             metric_rows = self.judged_rows.index_select(0, chosen).reshape(-1)
