@@ -108,6 +108,17 @@ def stopped(proc: subprocess.Popen, sig: int, log: Path, timeout: float = 90) ->
     return code
 
 
+def resume_finishes(args: list[str], tmp_path: Path, db: Path) -> None:
+    """`tuner search --resume` runs to the end and leaves the search and both trials FINISHED."""
+    log = tmp_path / "resume.log"
+    done = launch([*args, "--resume"], log, ignore_int=False)
+    try:
+        assert done.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        end_session(done.pid, grace=0.0)
+    assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
+
+
 def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
     (tmp_path / "stops.yaml").write_text(SPACE.format(iterations=iterations, every=every))
     return ["search", "--space", str(tmp_path / "stops.yaml"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
@@ -159,13 +170,7 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
         assert "tuner search: interrupted" in log.read_text()
         assert run_statuses(db) == {"search": ["KILLED"], "trial": ["FINISHED"] * 2}
 
-    log = tmp_path / "resume.log"
-    done = launch([*args, "--resume"], log, ignore_int=False)
-    try:
-        assert done.wait(timeout=300) == 0, log.read_text()[-3000:]
-    finally:
-        end_session(done.pid, grace=0.0)
-    assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
+    resume_finishes(args, tmp_path, db)
 
     # tuner sync, stopped once it holds the search's runs open: none stays RUNNING.
     log = tmp_path / "sync.log"
@@ -208,13 +213,7 @@ def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> 
         end_session(proc.pid, grace=0.0)
     assert run_statuses(tmp_path / "mlflow.db")["search"] == ["RUNNING"]  # nobody closed it: --resume does
 
-    log = tmp_path / "resume.log"
-    done = launch([*args, "--resume"], log, ignore_int=False)
-    try:
-        assert done.wait(timeout=300) == 0, log.read_text()[-3000:]
-    finally:
-        end_session(done.pid, grace=0.0)
-    assert run_statuses(tmp_path / "mlflow.db") == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
+    resume_finishes(args, tmp_path, tmp_path / "mlflow.db")
 
 
 # ------------------------------------------------------------------ the other long-running commands
@@ -347,10 +346,4 @@ def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finis
         assert "show RUNNING until then" in text
 
     filler.unlink()
-    log = tmp_path / "resume.log"
-    done = launch([*args, "--resume"], log, ignore_int=False)
-    try:
-        assert done.wait(timeout=300) == 0, log.read_text()[-3000:]
-    finally:
-        end_session(done.pid, grace=0.0)
-    assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
+    resume_finishes(args, tmp_path, db)
