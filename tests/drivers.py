@@ -4,6 +4,7 @@ fresh interpreters for what a process imports."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,13 @@ def start_driver(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "a") as out:
         return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], stdout=out, stderr=out,
                                 start_new_session=True, env=env)
+
+
+def free_port() -> int:
+    """A local port nothing listens on now (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def dynamo_imported_after(code: str) -> bool:

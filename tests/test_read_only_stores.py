@@ -4,13 +4,13 @@ embed --images` names a file that is not an image instead of a traceback."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tuner.cli import main
+from drivers import free_port
 
 NO_STORE = "no MLflow store at"
 OPTUNA = """name: warm
@@ -38,12 +38,6 @@ def refused(capfd: pytest.CaptureFixture[str], *args: str) -> str:
     last = err.splitlines()[-1]
     assert last.startswith(f"tuner {args[0]}: error: ") and err.endswith(last + "\n"), err
     return last
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ui_refuses_a_missing_sqlite_file_a_folder_and_a_plain_file(empty_cwd: Path, capfd) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,17 +24,12 @@ from mlflow import MlflowClient
 
 from tuner.cli import main
 from tuner.tracking.store import HTTP_DEFAULTS
+from drivers import free_port
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
 # A finished trial's plots, and images/: its embedding again, by step, for MLflow's image chart.
 PLOTS = {"embedding.png", "loss_curves.png", "reconstructions.png", "images"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

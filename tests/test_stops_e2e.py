@@ -24,7 +24,7 @@ from typing import Callable
 
 import pytest
 
-from drivers import wait_for
+from drivers import free_port, wait_for
 from test_search_guard_e2e import run_statuses
 from tuner.processes import HOLD_ENV, end_session, proc_stat, session_pids
 
@@ -226,7 +226,7 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
     import mlflow
 
     mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db").create_experiment("x")  # a store to serve
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ui.log"
     proc = launch(["ui", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--port", str(port)], log,
                   ignore_int=ignore_int)
@@ -262,14 +262,6 @@ def test_train_stops_on_sigterm_with_sigint_ignored(tmp_path: Path) -> None:
     took = time.monotonic() - started
     assert took < 5 and "tuner train: interrupted" in log.read_text()
     print(f"tuner train (SIGINT ignored) exited 130 {took:.1f} s after SIGTERM")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(url: str) -> bool:

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,12 @@ import pytest
 
 from tuner.trainer import plots
 from tuner.tracking.writer import SearchTracker
+from drivers import free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PNG = b"\x89PNG\r\n\x1a\n"
 TRIALS = {"ab12c_00000": (2, 0.91), "ab12c_00001": (8, 0.95), "ab12c_00002": (16, 0.88)}  # latent_dim, accuracy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
