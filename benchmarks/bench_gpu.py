@@ -1,6 +1,6 @@
 """GPU benchmark: one trial's training steps/s on the CPU and on the GPU, and trials packed on one GPU.
 
-    python benchmarks/bench_gpu.py [--json] [--data-dir ../shared/data/mnist-t10k-split] [--steps 2000]
+    python -m benchmarks.bench_gpu [--json] [--data-dir DIR] [--steps 2000]
 
 On the MNIST split (raw pixels) and two networks: the default (784-256-128-2, batch 128) and the
 prior art's (784-500-500-2000-10, batch 64). A trial's steps/s is iterations / train_seconds of
@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,15 +35,12 @@ from typing import Any, Callable
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spawned import run_spawned  # noqa: E402
-from tuner.data import load_features  # noqa: E402
-from tuner.data.features import FeatureSet  # noqa: E402
-from tuner.trainer.config import TrialConfig  # noqa: E402
-from tuner.trainer.train import fit  # noqa: E402
-
-DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"
+from benchmarks.common import Machine, add_data_dir, add_json, emit_json, mnist_dir, skipped_text
+from benchmarks.common.spawned import run_spawned
+from tuner.data import load_features
+from tuner.data.features import FeatureSet
+from tuner.trainer.config import TrialConfig
+from tuner.trainer.train import fit
 NETWORKS = {"default": {}, "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64}}
 PACKING = (1, 2, 4, 8)
 GPU_COMPILE_MODES = ("default", "reduce-overhead")
@@ -140,18 +134,19 @@ def process_packing(steps: int, data_dir: Path, device: str = "cuda",
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_MNIST, help="MNIST root (torchvision layout)")
+    add_json(parser)
+    add_data_dir(parser, "all figures")
     parser.add_argument("--steps", type=int, default=2000, help="iterations of a measured GPU trial")
     parser.add_argument("--cpu-steps", type=int, default=300, help="iterations of a measured CPU trial")
     args = parser.parse_args()
-    if not (args.data_dir / "MNIST" / "raw").is_dir():
-        print(f"skipped: no MNIST split at {args.data_dir} (pass --data-dir)")
+    if mnist_dir(args.data_dir) is None:
+        print(skipped_text(args.data_dir))
         return
+    machine = Machine()
     torch.set_num_threads(1)
     data = load_features(TrialConfig(dataset="mnist"), data_dir=args.data_dir, progress=False).without_test()
     cuda = torch.cuda.is_available()
-    figures: dict[str, Any] = {"load_average_before": os.getloadavg()[0], "gpu": None}
+    figures: dict[str, Any] = {"gpu": None}
     for name, net in NETWORKS.items():
         cpu = steps_per_second(net, "cpu", args.cpu_steps, data)
         gpu = steps_per_second(net, "cuda", args.steps, data) if cuda else None
@@ -181,9 +176,10 @@ def main() -> None:
         figures |= {"gpu_vs_cpu_trial": None, "gpu_packing_speedup_4": None}
         print("no GPU found (torch.cuda.is_available() is False): gpu_vs_cpu_trial and "
               "gpu_packing_speedup_4 are null; the CPU figures above are this machine's")
-    figures["load_average_after"] = os.getloadavg()[0]
+    figures |= machine.done()
+    print(machine.line())
     if args.json:
-        print(json.dumps(figures))
+        emit_json(figures)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Search efficiency of a multi-objective search: the quality of its front per trial-iteration.
 
-    python benchmarks/bench_pareto.py [--json] [--configs 24] [--iterations 240] [--seeds 5]
-                                      [--budget 0.25] [--data-dir ../shared/data/mnist-t10k-split]
+    python -m benchmarks.bench_pareto [--json] [--configs 24] [--iterations 240] [--seeds 5]
+                                      [--budget 0.25] [--data-dir DIR] [--only-mnist]
 
 1. Reference: `--configs` configurations drawn once (seeded) from search_spaces/pareto.yaml's space
    (mu, latent_dim, margin, dropout, lr), each trained once to the full `--iterations` by one
@@ -33,10 +33,7 @@ before and after: other work on the machine slows the searches unevenly.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,12 +44,12 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
+from benchmarks.common import ROOT, Machine, add_json, emit_json, scratch
 from tuner.objective import Objective, hypervolume_2d
 from tuner.rungs import RungBook
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 
-ROOT = Path(__file__).resolve().parent.parent
 OBJ = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
 METHODS = {"random": ("random", False), "random_moasha": ("random", True),
            "optuna": ("optuna", False), "optuna_moasha": ("optuna", True)}
@@ -169,7 +166,7 @@ def mnist_part(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true")
+    add_json(parser)
     parser.add_argument("--configs", type=int, default=24, help="the reference pool")
     parser.add_argument("--iterations", type=int, default=240, help="each trial's full budget")
     parser.add_argument("--eval-every", type=int, default=40, help="evaluations; moasha's first rung")
@@ -182,21 +179,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_mnist and not args.data_dir:
         parser.error("--only-mnist needs --data-dir")
-    load_before = os.getloadavg()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    machine = Machine()
+    # address="local": a Ray of its own, never another one running on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     figures: dict[str, Any] = {"configs": args.configs, "iterations": args.iterations, "seeds": args.seeds,
                                "budget_share": args.budget}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+    with scratch("bp-") as folder:
         uri = f"sqlite:///{folder}/mlflow.db"
         if args.only_mnist:
             figures = mnist_part(args, folder)
         else:
             figures.update(digits_part(args, folder, uri))
-    figures.update(load_average_before=load_before[0], load_average_after=os.getloadavg()[0])
+    figures.update(machine.done())
     ray.shutdown()
     if args.json:
-        print(json.dumps(figures))
+        emit_json(figures)
     else:
         for k, v in figures.items():
             print(f"{k}: {v}")
