@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,6 +191,8 @@ def new_trials(table: pd.DataFrame) -> Numbers:
 
 def front_figures(front: list[tuple[float, float, float, float]], stopped: float) -> Numbers:
     """A front of (validation knn, validation recon, test knn, test recon) rows, summarised."""
+    if not front:
+        return {"front size": 0, "stopped by moasha": stopped}
     return {"front size": len(front), "stopped by moasha": stopped,
             "front best validation knn_accuracy": max(r[0] for r in front),
             "front best validation recon_error": min(r[1] for r in front),
@@ -200,7 +203,7 @@ def front_figures(front: list[tuple[float, float, float, float]], stopped: float
 def measured_front(table: pd.DataFrame) -> list[tuple[float, float, float, float]]:
     rows = table[table["pareto"].astype(bool)] if "pareto" in table else table.iloc[:0]
     cols = ["knn_accuracy", "recon_error", "test_knn_accuracy", "test_recon_error"]
-    return [tuple(float(v) for v in r) for r in rows[cols].itertuples(index=False)]
+    return [tuple(float(v) for v in r) for r in rows.reindex(columns=cols).itertuples(index=False)]
 
 
 def pareto(ctx: Context) -> Numbers:
@@ -375,7 +378,12 @@ def run_figure(figure: Figure, ctx: Context) -> dict[str, Any]:
         print(f"  {out['status']}", flush=True)
         return out
     start = time.perf_counter()
-    measured = figure.measure(ctx)
+    try:
+        measured = figure.measure(ctx)
+    except (Exception, SystemExit) as err:  # one entry's failure costs that entry, not the others
+        out |= {"status": f"failed: {err}"[:2000], "seconds": round(time.perf_counter() - start, 1)}
+        print(f"  {out['status']}", flush=True)
+        return out
     out |= {"status": "smoke (not comparable)" if ctx.smoke else "measured",
             "seconds": round(time.perf_counter() - start, 1), "rows": compare(figure.published, measured)}
     print_rows(out["rows"])
@@ -383,7 +391,7 @@ def run_figure(figure: Figure, ctx: Context) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_json(parser)
     add_data_dir(parser, "the MNIST figures")
@@ -398,7 +406,7 @@ def main() -> None:
             print(f"{f.name:18s} {'MNIST, --data-dir' if f.mnist else 'digits':18s} ~{f.minutes} min  {f.where}")
         for what, command in DELEGATED.items():
             print(f"{'(delegated)':18s} {what}: {command}")
-        return
+        return 0
     machine = Machine()
     chosen = [f for f in FIGURES if not args.only or f.name in args.only]
     figures: dict[str, Any] = {}
@@ -417,7 +425,8 @@ def main() -> None:
     print(f"\n{machine.line()}")
     if args.json:
         emit_json(report)
+    return 1 if any(f["status"].startswith("failed") for f in figures.values()) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
