@@ -353,9 +353,16 @@ def compare(published: Numbers, measured: Numbers) -> list[dict[str, Any]]:
     for key in [*published, *(k for k in measured if k not in published)]:
         pub, got = published.get(key), measured.get(key)
         both = pub is not None and got is not None and not (math.isnan(pub) or math.isnan(got))
-        rows.append({"figure": key, "published": pub, "measured": got,
-                     "difference": round(got - pub, 4) if both else None})
+        rows.append({"figure": key, "published": pub, "measured": _round(got),
+                     "difference": _round(got - pub) if both else None})
     return rows
+
+
+def _round(value: float | None) -> float | None:
+    """Four decimals, five below 0.1 (recon_error's scale), as the figures are published."""
+    if value is None or math.isnan(value):
+        return value
+    return round(value, 5 if abs(value) < 0.1 else 4)
 
 
 def _cell(value: float | None) -> str:
