@@ -55,7 +55,7 @@ class Figure:
     name: str
     where: str  # where it is published
     command: str  # the command that produced it, as published
-    minutes: str  # on 2 shared cores
+    minutes: str  # on 2 cores, measured with other work on them (load average 5-9)
     published: Numbers
     measure: Callable[[Context], Numbers]
     mnist: bool = False
@@ -287,7 +287,7 @@ def mnist_d2_published() -> Numbers:
 
 FIGURES = [
     Figure("digits_few_labels", "README.md, Weak supervision: the digits table",
-           "python examples/mu_table.py " + " ".join(DIGITS_FEW_LABELS + set_args(SHORT)), "2-25",
+           "python examples/mu_table.py " + " ".join(DIGITS_FEW_LABELS + set_args(SHORT)), "5-11",
            table_figures({"labels 3": (0.7611, 0.6972, 0.5, 0.6944), "labels 10": (0.8806, 0.8389, 0.25, 0.8167),
                           "labels all": (0.9750, 0.9778, 0.5, 0.9778)}), digits_few_labels,
            note="test knn_accuracy of the configuration chosen on validation, latent_dim 16, one seed"),
@@ -295,17 +295,17 @@ FIGURES = [
            "python examples/make_constraints.py --dataset digits --kind pairs --n 1000 --wrong 0.1 --out pairs.csv"
            " && python examples/mu_table.py --space search_spaces/digits_few_labels.yaml --latent-dims 16 --mu "
            "0,0.25,0.5,0.75,1 --set labels_per_class=null --set constraints=pairs.csv --set iterations=800 "
-           "--set eval_every=400", "1-3",
+           "--set eval_every=400", "1-2",
            table_figures({"judgments": (0.9722, 0.9167, 0.25, 0.8500)}), digits_judgments,
            note="the published mu > 0 cells predate holding a judgment's copies out together (not rerun then)"),
     Figure("grid_importance", "README.md, Which settings matter",
-           "tuner search --space search_spaces/grid.yaml --set iterations=200", "2-4",
+           "tuner search --space search_spaces/grid.yaml --set iterations=200", "1-2",
            {"importance of latent_dim for knn_accuracy": 0.90, "importance of constraint for knn_accuracy": 0.09,
             "importance of encoder for knn_accuracy": 0.01, "importance of mu for knn_accuracy": 0.00},
            grid_importance, note="fANOVA shares of knn_accuracy's variance over the 24 finished trials"),
     Figure("warm_start", "README.md, Warm start: the cold / warm table",
            "search_spaces/optuna.yaml with --set iterations=300 --set eval_every=100: a 20-trial source, then "
-           "5-trial searches with searcher seeds 0, 1, 2, cold and with --warm-start from it", "6-10",
+           "5-trial searches with searcher seeds 0, 1, 2, cold and with --warm-start from it", "3-4",
            {"source best": 0.9867, **{f"seed {s} {how}: {k}": v for s, rows in {
                0: ((0.9622, 0.9394, 0.9622), (0.9911, 0.9856, 0.9800)),
                1: ((0.9867, 0.9563, 0.8444), (0.9844, 0.9806, 0.9778)),
@@ -313,7 +313,7 @@ FIGURES = [
                for how, row in zip(("cold", "warm"), rows) for k, v in zip(("best", "mean finished", "first"), row)}},
            warm_start, note="validation knn_accuracy of the 5 new trials: best / mean of the finished / first"),
     Figure("pareto", "search_spaces/pareto.yaml's header: the front",
-           "tuner search --space search_spaces/pareto.yaml", "4-6",
+           "tuner search --space search_spaces/pareto.yaml", "2-4",
            front_figures([(0.9889, 0.0095, 0.9778, 0.0096), (0.9861, 0.0076, 0.9778, 0.0078),
                           (0.9778, 0.0075, 0.9806, 0.0076)], 13.0), pareto,
            note="Optuna proposes from results in the order trials end: the front differs run to run"),
