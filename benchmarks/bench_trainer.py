@@ -1,12 +1,12 @@
 """Trainer benchmark: three ratios, each measured side by side in this one run.
 
-    python benchmarks/bench_trainer.py [--json] [--data-dir ../shared/data/mnist-t10k-split]
+    python benchmarks/bench_trainer.py [--json] [--data-dir DIR]
 
 (a) trainer_vs_bare: fit()'s training steps/s / a bare PyTorch loop of the same model,
     batch sampler, loss and optimizer (no evaluation, bookkeeping or checks). Target >= 0.95.
     Beside it, fused_adam_speedup: that bare loop's steps/s with the trainer's FusedAdam / with
     torch.optim.Adam (what it replaced: the same maths, see tuner/trainer/optim.py).
-(b) mining_speedup: the prior art's plain Python-loop enumeration of the pairs and triplets
+(b) mining_speedup: the prior work's plain Python-loop enumeration of the pairs and triplets
     of 64-sample, 10-class batches / the vectorized build of the same sets, unmemoized (every
     batch built from scratch, as for labels never seen before). Target >= 100x. Beside it, the
     memo's own gain (mining_memo_gain): the unmemoized build / the trainer's memoized one

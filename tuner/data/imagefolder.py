@@ -20,7 +20,7 @@ import numpy as np
 from tuner.data.sources import ImageData, Source, file_entries
 from tuner.errors import TunerError
 
-DEFAULT_IMAGE_SIZE = 32  # the prior art's 32x32
+DEFAULT_IMAGE_SIZE = 32  # the prior work's 32x32
 
 
 def imagenet_source(root: Path, classes: tuple[str, ...] | None, image_size: int | None) -> Source:
