@@ -18,8 +18,8 @@ from tuner.secrets import mask_uri
 from tuner.tracking.note import REQUIRE_TAG
 from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
 from tuner.tracking.search_view import importances_of, report_html, searched_settings
-from tuner.tracking.ui_view import bundle_text, format_problems
-from tuner.tracking.store import UI_VIEW_KEY, connect, existing_store, is_server, resolve_tracking_uri
+from tuner.tracking.ui_view import UI_VIEW_KEY, bundle_text, format_problems
+from tuner.tracking.store import connect, existing_store, is_server, resolve_tracking_uri
 from tuner.trainer.metrics import TRIAL_METRICS
 
 

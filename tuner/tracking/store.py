@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from tuner.errors import TunerError
 from tuner.secrets import mask_uri
 
-from tuner.tracking.ui_view import GROUP_BY, UI_VIEW_KEY, VIEW_TAG, envelope
+from tuner.tracking.ui_view import GROUP_BY, VIEW_TAG, envelope
 
 # MLflow retries a dead server for ~4 minutes by default, stalling Tune's event loop each time;
 # ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
