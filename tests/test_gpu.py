@@ -10,13 +10,13 @@ import torch
 
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
-from tuner.trainer.batches import StratifiedBatchSampler
-from tuner.trainer.config import TrialConfig
+from tuner.trainer.samplers import StratifiedBatchSampler
+from tuner.core.config import TrialConfig
 from tuner.trainer.device import device_generator
 from tuner.trainer.losses import contrastive_loss, triplet_loss
-from tuner.trainer.models import build_model
+from tuner.trainer.networks import build_model
 from tuner.trainer.optim import make_optimizer
-from tuner.trainer.sampling import mine
+from tuner.trainer.miners import mine
 from tuner.trainer.train import fit, training_step
 
 from test_sampling import batch_and_embeddings

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tuner.trainer.losses import contrastive_loss, triplet_loss
-from tuner.trainer.sampling import (StratifiedBatchSampler, active_pairs, all_pairs, all_triplets, cap_mask,
+from tuner.trainer.miners import (StratifiedBatchSampler, active_pairs, all_pairs, all_triplets, cap_mask,
                                     cap_tuples, distance_matrix, mine, semihard_triplets)
 
 _spec = importlib.util.spec_from_file_location(

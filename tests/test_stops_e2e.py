@@ -26,7 +26,7 @@ import pytest
 
 from drivers import free_port, wait_for
 from test_search_guard_e2e import run_statuses
-from tuner.processes import HOLD_ENV, end_session, proc_stat, session_pids
+from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
 
 REPO = Path(__file__).resolve().parent.parent
 SPACE = """\
@@ -79,7 +79,7 @@ def watchdogs(driver: int) -> list[int]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tuner.watchdog" in argv and str(driver).encode() in argv and proc_stat(entry)[0] != "Z":
+        if b"tuner.system.watchdog" in argv and str(driver).encode() in argv and proc_stat(entry)[0] != "Z":
             found.append(int(entry))
     return found
 

@@ -15,9 +15,9 @@ from typing import Any, Sequence
 
 from tuner.commands import embed, train
 from tuner.commands.args import add_data_dir, add_set, add_tracking, parse_set_pairs, tcp_port
-from tuner.disk import full_filesystems, is_disk_full
+from tuner.system.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
-from tuner.processes import terminate_as_interrupt
+from tuner.system.processes import terminate_as_interrupt
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _settings_help() -> str:
-    from tuner.trainer.config import FIELD_HELP, TrialConfig
+    from tuner.core.config import FIELD_HELP, TrialConfig
 
     defaults = TrialConfig().to_dict()
     lines = ["trial settings for --set key=value (default in brackets):"]
@@ -42,8 +42,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     from tuner.data import load_features
     from tuner.data.judgments import check_placed
-    from tuner.trainer.config import TrialConfig
-    from tuner.trainer.config_values import check_batch_for_classes
+    from tuner.core.config import TrialConfig
+    from tuner.core.config_values import check_batch_for_classes
     from tuner.trainer.evaluation import evaluate_split
     from tuner.trainer.labels import labeled_rows_of
     from tuner.trainer.train import fit

@@ -19,11 +19,11 @@ import torch
 
 from tuner.errors import first_line
 from tuner.data.features import FeatureSet
-from tuner.outcome import selection
+from tuner.core.selection import selection
 from tuner.runner.trial import CHECKPOINT_FILE
 from tuner.space.spec import SearchSpec
-from tuner.secrets import mask_uri
-from tuner.trainer.models import AutoEncoder, build_model
+from tuner.system.secrets import mask_uri
+from tuner.trainer.networks import AutoEncoder, build_model
 from tuner.trainer.evaluation import evaluate_split
 
 

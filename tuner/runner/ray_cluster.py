@@ -11,9 +11,9 @@ from pathlib import Path
 import ray
 
 from tuner.errors import TunerError
-from tuner.processes import reclaim_termination_signals
+from tuner.system.processes import reclaim_termination_signals
 from tuner.space.spec import SearchSpec
-from tuner.storage import STORAGE_HINT
+from tuner.system.tune_storage import STORAGE_HINT
 
 
 _watchdog: list[subprocess.Popen] = []  # the one watching the local Ray this process started
@@ -67,7 +67,7 @@ def start_watchdog() -> None:
         return
     package_root = str(Path(__file__).resolve().parents[2])  # the watchdog imports this same tuner
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    _watchdog.append(subprocess.Popen([sys.executable, "-m", "tuner.watchdog", str(os.getpid()), *map(str, roots)],
+    _watchdog.append(subprocess.Popen([sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), *map(str, roots)],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
                                       start_new_session=True))
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from tuner.trainer.batches import StratifiedBatchSampler
+from tuner.trainer.samplers import StratifiedBatchSampler
 
 Tuples = tuple[Tensor, ...]
 

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tuner.trainer.metrics import METRIC_MODES
+from tuner.core.metrics import METRIC_MODES
 
 WITHIN, OUTSIDE, INVALID = 0, 1, 2  # the classes a result ranks in, best first
 
