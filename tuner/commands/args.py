@@ -56,8 +56,8 @@ def add_set(p: argparse.ArgumentParser) -> None:
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=os.environ.get("TUNER_DATA_DIR", "data"),
-                   help=f"where {'/'.join(d.name for d in DATASETS.values() if d.from_files)} files live "
-                        "(default: $TUNER_DATA_DIR or ./data)")
+                   help=f"where {'/'.join(n for n, d in DATASETS.items() if d.from_files)} files "
+                        "live (default: $TUNER_DATA_DIR or ./data)")
 
 
 def add_tracking(p: argparse.ArgumentParser) -> None:

@@ -89,7 +89,7 @@ def folder_images(folder: Path, model: Any) -> tuple[np.ndarray, dict]:
     if not paths:
         raise TunerError(f"--images {folder}: no image files there ({', '.join(IMAGE_SUFFIXES)}).")
     channels, size = model.settings.image_shape[0], None
-    if DATASETS[model.config.dataset].image_shape is None:  # its images were resized to a square when loaded
+    if DATASETS[model.config.dataset].image_shape is None:  # resized to a square when loaded
         size = model.settings.image_shape[1]
     arrays = []
     for path in paths:

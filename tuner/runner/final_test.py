@@ -28,7 +28,7 @@ from tuner.trainer.evaluation import evaluate_split
 
 
 def selected_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
-    """The finished trials the search selects on validation, best first (`outcome.selection`):
+    """The finished trials the search selects on validation, best first (`selection.selection`):
     with `repeats`, every run of the selected configuration, so the test figure reported for it is
     a mean over seeds too; with several metrics, the whole front."""
     return selection(table, spec.metric, spec.mode, spec.require)

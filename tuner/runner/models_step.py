@@ -37,7 +37,7 @@ def chosen_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
 
 def best_of(spec: SearchSpec, table: pd.DataFrame, trial_ids: list[str]) -> str | None:
     """The one to register, of those whose model was logged: the search's chosen trial
-    (`outcome.chosen`), never a run of a configuration it did not select (`log_models: all`)."""
+    (`selection.chosen`), never a run of a configuration it did not select (`log_models: all`)."""
     best = chosen(table, spec.metric, spec.mode, spec.require, among=trial_ids)
     return None if best is None else str(best["trial_id"])
 
