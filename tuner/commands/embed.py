@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tuner.commands.args import add_data_dir, add_tracking
+from tuner.core.config import TrialConfig
 from tuner.core.datasets import DATASET_NAMES, DATASETS, listed
 from tuner.errors import TunerError
 from tuner.system.processes import hold_point
@@ -69,7 +70,6 @@ def output_path(out: Path) -> Path:
 
 def dataset_images(model: Any, dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, dict]:
     from tuner.data.inputs import split_images
-    from tuner.core.config import TrialConfig
 
     cfg = model.config if dataset == model.config.dataset else \
         TrialConfig(dataset=dataset, test_size=model.config.test_size, split_seed=model.config.split_seed)
