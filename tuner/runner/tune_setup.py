@@ -15,6 +15,7 @@ from ray.tune.search import Repeater
 from tuner.data.features import FeatureSet
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.moasha import MOASHAScheduler
+from tuner.runner.moved_modules import alias_moved_modules
 from tuner.runner.trial import run_trial
 from tuner.space.spec import REPEAT_KEY, SearchSpec
 from tuner.system.tune_storage import ExperimentDir
@@ -37,6 +38,7 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
     # and the filesystem was built from a URI without credentials (see tuner.system.tune_storage).
     path, fs = tune_location(exp_dir)
     if resume:  # finished trials stay; the rest continue from checkpoints; Optuna's state returns
+        alias_moved_modules()  # a search started before tuner/core and tuner/system existed
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=spec.param_space(),
                                   storage_filesystem=fs)
     single = not spec.multi_objective
