@@ -47,7 +47,7 @@ def test_training_steps_between_loss_checks_never_wait_for_the_gpu(digits: Featu
                                                                     mining: str, max_tuples: int | None) -> None:
     """fit's loop body (batch, step, backward, Adam) under CUDA's sync debug mode: any host sync
     (an .item(), a nonzero(), a read-back) raises. The index sets are memoised by the host-side
-    labels; semi-hard mining there is a mask over them (sampling.py), capped in a fixed shape."""
+    labels; semi-hard mining there is a mask over them (miners.py), capped in a fixed shape."""
     cfg = TrialConfig(constraint=constraint, encoder=encoder, mining=mining, max_tuples=max_tuples, device="cuda")
     model = build_model(cfg, digits.n_features).to(CUDA)
     optimizer, generator = make_optimizer(cfg, model), device_generator(CUDA, cfg.seed)

@@ -2,7 +2,7 @@
 launcher that left SIGINT ignored (`tuner ... &` in a script, `trap '' INT`) or not, in every phase
 of a search, and in `tuner ui`, `train`, `sync` and `embed`; a SIGKILLed driver's local Ray.
 
-A search is held in a phase by TUNER_TEST_HOLD (tuner/processes.py's hold_point). Each real
+A search is held in a phase by TUNER_TEST_HOLD (tuner/system/processes.py's hold_point). Each real
 search costs ~20-30 s here, so each phase is stopped once and the signal x SIGINT-disposition
 pairs are spread over the phases, each pair at least once (the trials phase with SIGINT not
 ignored is test_search_guard_e2e's, for both signals):

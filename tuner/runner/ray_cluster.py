@@ -59,7 +59,7 @@ def stop_ray() -> None:
 
 def start_watchdog() -> None:
     """A process that ends this local Ray's processes once this driver is gone, even by SIGKILL
-    (tuner/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
+    (tuner/system/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
     node = getattr(ray._private.worker, "_global_node", None)  # what ray.init started: GCS, raylet, ...
     roots = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos
              if getattr(info, "process", None) is not None]
