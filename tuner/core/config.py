@@ -28,7 +28,7 @@ DECODER_OUTPUTS = ("linear", "sigmoid")
 LR_SCHEDULES = ("constant", "cosine")
 TORCH_COMPILE = ("none", "default", "reduce-overhead", "max-autotune")
 
-# The prior art's names, accepted wherever a TrialConfig is built from a mapping.
+# The prior work's names, accepted wherever a TrialConfig is built from a mapping.
 KEY_ALIASES = {
     "constraint_type": "constraint",
     "encoder_type": "encoder",
@@ -150,7 +150,7 @@ class TrialConfig:
     def from_dict(cls, values: Mapping[str, Any], *, source: str = "config") -> "TrialConfig":
         """Build from a plain mapping (YAML, Ray's param dict, `--set` pairs).
 
-        Unknown keys are user errors with a "did you mean"; the prior art's names are
+        Unknown keys are user errors with a "did you mean"; the prior work's names are
         accepted as aliases.
         """
         known = {f.name for f in dataclasses.fields(cls)}

@@ -19,7 +19,7 @@ MAX_EXACT_INT = 2**53
 
 
 def _mapping(ctx: Ctx, key: str, value: Any) -> dict[str, tuple[str, Any]]:
-    """canonical name -> (name as written, value); the prior art's aliases resolved."""
+    """canonical name -> (name as written, value); the prior work's aliases resolved."""
     if value is None:
         return {}
     if not isinstance(value, dict):
