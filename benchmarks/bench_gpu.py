@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spawned import run_spawned  # noqa: E402
 from tuner.data import load_features  # noqa: E402
 from tuner.data.features import FeatureSet  # noqa: E402
-from tuner.trainer.config import TrialConfig  # noqa: E402
+from tuner.core.config import TrialConfig  # noqa: E402
 from tuner.trainer.train import fit  # noqa: E402
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"

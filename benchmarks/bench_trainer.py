@@ -31,11 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mining_reference import python_loop_pairs, python_loop_triplets  # noqa: E402
 
-from tuner.trainer.config import TrialConfig  # noqa: E402
+from tuner.core.config import TrialConfig  # noqa: E402
 from tuner.data import hog_features, load_features  # noqa: E402
-from tuner.trainer.models import build_model  # noqa: E402
+from tuner.trainer.networks import build_model  # noqa: E402
 from tuner.trainer.optim import make_optimizer  # noqa: E402
-from tuner.trainer.sampling import StratifiedBatchSampler, _all_pairs, _all_triplets, all_pairs, all_triplets  # noqa: E402
+from tuner.trainer.miners import _all_pairs, _all_triplets, all_pairs, all_triplets  # noqa: E402
+from tuner.trainer.samplers import StratifiedBatchSampler  # noqa: E402
 from tuner.trainer.train import fit, metric_loss  # noqa: E402
 from tuner.trainer.losses import reconstruction_loss, total_loss  # noqa: E402
 

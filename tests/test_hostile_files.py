@@ -26,8 +26,8 @@ from tuner.data import formats, load_features, safe_pickle
 from tuner.data.cache import entry_path
 from tuner.data.pipeline import feature_key, open_source
 from tuner.errors import TunerError
-from tuner.storage import SPOOL_DIR, STATE_FILE, experiment_dir, read_spool, read_state
-from tuner.trainer.config import TrialConfig
+from tuner.system.tune_storage import SPOOL_DIR, STATE_FILE, experiment_dir, read_spool, read_state
+from tuner.core.config import TrialConfig
 
 
 class Blocked(BaseException):

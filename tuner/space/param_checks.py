@@ -10,7 +10,7 @@ from typing import Any
 from tuner.errors import TunerError, did_you_mean
 from tuner.space.checks import Ctx
 from tuner.space.spec import Param
-from tuner.trainer.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
+from tuner.core.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "qrandint")
 # Integer ranges pass through float64 (Tune's qrandint rounds a float, Optuna maps ranges to floats)

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tuner.errors import TunerError
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 
 from tuner.tracking.ui_view import GROUP_BY, VIEW_TAG, envelope
 

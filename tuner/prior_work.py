@@ -1,8 +1,8 @@
-"""The prior work's `run_experiment`, kept so old notebooks run unchanged.
-
-"The prior work" is the research repository whose `run_experiment(...)` tuner replaces: its
-names (`embenc`, `constraint_type`, ...) are accepted here and wherever a TrialConfig is built
-from a mapping.
+"""The prior work's `run_experiment`, kept so old notebooks run unchanged. "The prior work" is the
+research code tuner replaces: one function, `run_experiment(...)`, that trained a pairwise or
+triplet AE/VAE for each (mu, latent_dim) of a grid and returned their metrics. Its names
+(`embenc`, `constraint_type`, ...) are accepted here and wherever a TrialConfig is built from a
+mapping.
 
 It loops over (mu, latent_dim) in-process, with no Ray and no MLflow: a quick way to
 reproduce an old figure. New work should use `tuner search`.
@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.trainer.train import fit
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """What "better" means for a search, written once: its metrics, their modes and its `require:`
 bounds. Every part that compares results reads an `Objective`: the results table and what a
-search selects (outcome.py), the console's best so far, the registry's champion, `tuner report`,
-`tuner sync` and the `moasha` scheduler's rungs (rungs.py).
+search selects (selection.py), the console's best so far, the registry's champion, `tuner report`,
+`tuner sync` and the `moasha` scheduler's rungs (runner/rungs.py).
 
 Ranking: a result within every bound ranks before one outside any (constrained domination, Deb
 2000: outside ones by their total relative violation); a result with a NaN or missing metric
@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tuner.trainer.metrics import METRIC_MODES
+from tuner.core.metrics import METRIC_MODES
 
 WITHIN, OUTSIDE, INVALID = 0, 1, 2  # the classes a result ranks in, best first
 
