@@ -7,7 +7,8 @@ Ranking: a result within every bound ranks before one outside any (constrained d
 2000: outside ones by their total relative violation); a result with a NaN or missing metric
 ranks last. Within a class: non-dominated sorting (front 0 first), then, inside a front, the
 larger crowding distance (NSGA-II) over the metrics normalised by the ranked set's range, then
-the better first metric (then the next); exact duplicates keep their input order. With one metric that is the metric's own order.
+the better first metric (then the next); exact duplicates keep their input order. With one
+metric that is the metric's own order.
 
 No Ray, no MLflow, no pandas needed: rows are mappings of metric name to value (a DataFrame's
 records work too).
