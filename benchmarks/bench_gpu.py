@@ -1,6 +1,6 @@
 """GPU benchmark: one trial's training steps/s on the CPU and on the GPU, and trials packed on one GPU.
 
-    python benchmarks/bench_gpu.py [--json] [--data-dir DIR] [--steps 2000]
+    python -m benchmarks.bench_gpu [--json] [--data-dir DIR] [--steps 2000]
 
 On the MNIST split (raw pixels) and two networks: the default (784-256-128-2, batch 128) and the
 prior work's (784-500-500-2000-10, batch 64). A trial's steps/s is iterations / train_seconds of

@@ -1,7 +1,7 @@
 """Search efficiency of a multi-objective search: the quality of its front per trial-iteration.
 
-    python benchmarks/bench_pareto.py [--json] [--configs 24] [--iterations 240] [--seeds 5]
-                                      [--budget 0.25] [--data-dir DIR]
+    python -m benchmarks.bench_pareto [--json] [--configs 24] [--iterations 240] [--seeds 5]
+                                      [--budget 0.25] [--data-dir DIR] [--only-mnist]
 
 1. Reference: `--configs` configurations drawn once (seeded) from search_spaces/pareto.yaml's space
    (mu, latent_dim, margin, dropout, lr), each trained once to the full `--iterations` by one

@@ -1,6 +1,6 @@
 """Trainer benchmark: three ratios, each measured side by side in this one run.
 
-    python benchmarks/bench_trainer.py [--json] [--data-dir DIR]
+    python -m benchmarks.bench_trainer [--json] [--data-dir DIR]
 
 (a) trainer_vs_bare: fit()'s training steps/s / a bare PyTorch loop of the same model,
     batch sampler, loss and optimizer (no evaluation, bookkeeping or checks). Target >= 0.95.
