@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Machine, add_json, emit_json
-from tuner.processes import end_session
+from tuner.system.processes import end_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
 NODE_MEMORY = 2 * 1024**3

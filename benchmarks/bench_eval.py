@@ -22,7 +22,7 @@ import torch
 from benchmarks.common import Machine, add_json, emit_json
 from tuner.commands.args import parse_set_pairs
 from tuner.data import load_features
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.trainer.train import fit
 
 

@@ -213,7 +213,7 @@ def pareto(ctx: Context) -> Numbers:
 
 def chosen_figures(table: pd.DataFrame, body: dict[str, Any]) -> Numbers:
     """The trial the search names as chosen (tuner's own rule): its validation and test figures."""
-    from tuner.outcome import chosen
+    from tuner.core.selection import chosen
 
     metric, mode = body["metric"], body["mode"]
     row = chosen(table, metric, mode, body.get("require"))

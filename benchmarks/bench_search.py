@@ -49,7 +49,7 @@ from tuner.data.features import FeatureSet
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.trainer.train import fit
 
 CPUS = 2

@@ -6,7 +6,7 @@
     batch sampler, loss and optimizer (no evaluation, bookkeeping or checks). Target >= 0.95.
     Beside it, fused_adam_speedup: that bare loop's steps/s with the trainer's FusedAdam / with
     torch.optim.Adam (what it replaced: the same maths, see tuner/trainer/optim.py).
-(b) mining_speedup: the prior art's plain Python-loop enumeration of the pairs and triplets
+(b) mining_speedup: the prior work's plain Python-loop enumeration of the pairs and triplets
     of 64-sample, 10-class batches / the vectorized build of the same sets, unmemoized (every
     batch built from scratch, as for labels never seen before). Target >= 100x. Beside it, the
     memo's own gain (mining_memo_gain): the unmemoized build / the trainer's memoized one
@@ -29,14 +29,15 @@ import torch
 
 from benchmarks.common import Machine, add_data_dir, add_json, emit_json, mnist_dir, skipped_text
 from benchmarks.mining_reference import python_loop_pairs, python_loop_triplets
+from tuner.core.config import TrialConfig
 from tuner.data import hog_features, load_features
-from tuner.trainer.config import TrialConfig
 from tuner.trainer.losses import reconstruction_loss, total_loss
-from tuner.trainer.models import build_model
+from tuner.trainer.networks import build_model
 from tuner.trainer.optim import make_optimizer
 # _all_pairs / _all_triplets: the unmemoised builds, what the trainer does for a label sequence it
 # has not seen; all_pairs / all_triplets are the memoised ones it calls.
-from tuner.trainer.sampling import StratifiedBatchSampler, _all_pairs, _all_triplets, all_pairs, all_triplets
+from tuner.trainer.miners import _all_pairs, _all_triplets, all_pairs, all_triplets
+from tuner.trainer.samplers import StratifiedBatchSampler
 from tuner.trainer.train import fit, metric_loss
 
 
