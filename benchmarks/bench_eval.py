@@ -21,8 +21,8 @@ import torch
 
 from benchmarks.common import Machine, add_json, emit_json
 from tuner.commands.args import parse_set_pairs
-from tuner.data import load_features
 from tuner.core.config import TrialConfig
+from tuner.data import load_features
 from tuner.trainer.train import fit
 
 

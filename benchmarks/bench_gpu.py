@@ -29,18 +29,20 @@ import argparse
 import importlib.util
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 
 from benchmarks.common import Machine, add_data_dir, add_json, emit_json, mnist_dir, skipped_text
 from benchmarks.common.spawned import run_spawned
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
-from tuner.core.config import TrialConfig
 from tuner.trainer.train import fit
+
 NETWORKS = {"default": {}, "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64}}
 PACKING = (1, 2, 4, 8)
 GPU_COMPILE_MODES = ("default", "reduce-overhead")

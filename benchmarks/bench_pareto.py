@@ -81,7 +81,8 @@ def trial_runs(uri: str, experiment: str) -> list[Any]:
             if r.data.tags.get("tuner.role") == "trial"]
 
 
-def within_budget(uri: str, experiment: str, table: pd.DataFrame, budget: int) -> tuple[list[dict[str, Any]], int, float]:
+def within_budget(uri: str, experiment: str, table: pd.DataFrame,
+                  budget: int) -> tuple[list[dict[str, Any]], int, float]:
     """Trials in the order they ended (MLflow end times), while their iterations (the table's last
     `iteration`) fit the budget: (rows, used, end time of the last one)."""
     ended = {r.data.tags.get("tuner.trial_id"): (r.info.end_time or 0) / 1000 for r in trial_runs(uri, experiment)}

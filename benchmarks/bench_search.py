@@ -44,12 +44,12 @@ from mlflow.tracking import MlflowClient
 from benchmarks.common import Machine, add_json, emit_json
 from benchmarks.common.spawned import run_spawned
 from benchmarks.common.workers import WorkerMemory
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
-from tuner.core.config import TrialConfig
 from tuner.trainer.train import fit
 
 CPUS = 2
@@ -206,7 +206,8 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
           f"{out['scheduling_efficiency_trial_span']:.3f}")
     print(f"    {len(memory.peak_mb)} trial worker process(es): private memory "
           f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target <= 600 MB); "
-          f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB (shared libraries included)")
+          f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB "
+          f"(shared libraries included)")
     print(f"(b) sequential fit() loop (half the configs just before the search, half just after): "
           f"wall {seq_wall:.0f} s: vs_sequential = {out['vs_sequential']:.2f}x "
           f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)")

@@ -32,11 +32,12 @@ from benchmarks.mining_reference import python_loop_pairs, python_loop_triplets
 from tuner.core.config import TrialConfig
 from tuner.data import hog_features, load_features
 from tuner.trainer.losses import reconstruction_loss, total_loss
-from tuner.trainer.networks import build_model
-from tuner.trainer.optim import make_optimizer
+
 # _all_pairs / _all_triplets: the unmemoised builds, what the trainer does for a label sequence it
 # has not seen; all_pairs / all_triplets are the memoised ones it calls.
 from tuner.trainer.miners import _all_pairs, _all_triplets, all_pairs, all_triplets
+from tuner.trainer.networks import build_model
+from tuner.trainer.optim import make_optimizer
 from tuner.trainer.samplers import StratifiedBatchSampler
 from tuner.trainer.train import fit, metric_loss
 

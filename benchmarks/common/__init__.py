@@ -38,11 +38,17 @@ class Machine:
 
     def done(self) -> dict[str, float | int | None]:
         self.after = load_average()
-        return {"load_average_before": self.before, "load_average_after": self.after, "cores": CORES}
+        return {
+            "load_average_before": self.before,
+            "load_average_after": self.after,
+            "cores": CORES,
+        }
 
     def line(self) -> str:
-        return (f"load average (1 min) before {self.before:.2f}, after {self.after:.2f} on {CORES} cores: "
-                f"other work on the machine distorts the timings")
+        return (
+            f"load average (1 min) before {self.before:.2f}, after {self.after:.2f} on {CORES} cores: "
+            f"other work on the machine distorts the timings"
+        )
 
 
 def emit_json(figures: dict[str, Any]) -> None:
@@ -65,8 +71,12 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_dir(parser: argparse.ArgumentParser, what: str = "the MNIST parts") -> None:
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help=f"MNIST in torchvision's layout (DIR/MNIST/raw/...); {what} are skipped without it")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"MNIST in torchvision's layout (DIR/MNIST/raw/...); {what} are skipped without it",
+    )
 
 
 def mnist_dir(data_dir: Path | None) -> Path | None:
@@ -89,8 +99,9 @@ def scratch(prefix: str) -> Iterator[Path]:
         yield Path(name)
 
 
-def run_python(args: Sequence[str | Path], what: str, cwd: Path = ROOT,
-               timeout: float | None = None) -> str:
+def run_python(
+    args: Sequence[str | Path], what: str, cwd: Path = ROOT, timeout: float | None = None
+) -> str:
     """This interpreter on `args` (a script or `-m module`), from the repository root; its stdout.
     A failure stops the benchmark with the command's last output."""
     cmd = [sys.executable, *map(str, args)]

@@ -25,11 +25,23 @@ from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 
 PHASES = ("start_ray", "load_features", "make_tuner", "test_selected_safely", "log_search_models")
-SPACE = {"name": "phases", "metric": "knn_accuracy", "mode": "max", "search": "grid", "scheduler": "none",
-         "resources": {"cpus": 1, "gpus": 0},
-         "fixed": {"dataset": "digits", "hidden_dims": [256, 128], "batch_size": 128, "iterations": 1300,
-                   "eval_every": 325, "dropout": 0.2},
-         "params": {"mu": {"grid": [0.2, 0.4, 0.6, 0.8]}, "latent_dim": {"grid": [2, 8]}}}
+SPACE = {
+    "name": "phases",
+    "metric": "knn_accuracy",
+    "mode": "max",
+    "search": "grid",
+    "scheduler": "none",
+    "resources": {"cpus": 1, "gpus": 0},
+    "fixed": {
+        "dataset": "digits",
+        "hidden_dims": [256, 128],
+        "batch_size": 128,
+        "iterations": 1300,
+        "eval_every": 325,
+        "dropout": 0.2,
+    },
+    "params": {"mu": {"grid": [0.2, 0.4, 0.6, 0.8]}, "latent_dim": {"grid": [2, 8]}},
+}
 
 
 def phase_seconds(profile: cProfile.Profile) -> dict[str, float | None]:
@@ -50,8 +62,13 @@ def main() -> None:
         (tmp / "space.yaml").write_text(yaml.safe_dump(SPACE))
         spec = load_spec(tmp / "space.yaml")
         wall, cpu = time.perf_counter(), time.process_time()
-        profile.runcall(run_search, spec, tracking_uri=f"sqlite:///{tmp}/mlflow.db",
-                        storage_path=tmp / "ray_results", verbose=False)
+        profile.runcall(
+            run_search,
+            spec,
+            tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+            storage_path=tmp / "ray_results",
+            verbose=False,
+        )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     spent = phase_seconds(profile)
     print(f"run_search: wall {wall:.1f} s, driver CPU {cpu:.1f} s (every thread of the driver)")
