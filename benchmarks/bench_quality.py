@@ -439,7 +439,7 @@ FIGURES = [
         "1-2",
         table_figures({"judgments": (0.9722, 0.9167, 0.25, 0.8500)}),
         digits_judgments,
-        note="the published mu > 0 cells predate holding a judgment's copies out together (not rerun then)",
+        note="the published mu > 0 cells predate holding a judgment's copies out together",
     ),
     Figure(
         "grid_importance",
