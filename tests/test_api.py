@@ -12,8 +12,8 @@ import pytest
 
 import tuner
 from tuner.cli import main
+from tuner.core.selection import TrialOutcome, results_table
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, results_table
 from tuner.runner.result import SearchResult, search_result
 from tuner.space.spec import REPEAT_KEY
 from tuner.tracking.readback import SearchRuns
@@ -67,8 +67,16 @@ def test_overrides_is_a_mapping_and_trial_settings_are_not_keywords(tmp_path: Pa
         tuner.search(tuner.load_spec(path), overrides={"iterations": 5})
 
 
-def outcome(spec, trial_id: str, status: str, mu: float, dims: list[int], repeat: int, knn: float,
-            recon: float) -> TrialOutcome:
+def outcome(
+    spec,
+    trial_id: str,
+    status: str,
+    mu: float,
+    dims: list[int],
+    repeat: int,
+    knn: float,
+    recon: float,
+) -> TrialOutcome:
     config = spec.trial_config({"mu": mu, "hidden_dims": dims, REPEAT_KEY: repeat}).to_dict()
     figures = {"iteration": 30, "knn_accuracy": knn, "recon_error": recon}
     return TrialOutcome(trial_id, status, config, figures)
@@ -76,14 +84,19 @@ def outcome(spec, trial_id: str, status: str, mu: float, dims: list[int], repeat
 
 def test_the_result_names_the_chosen_trial_its_runs_and_the_registered_version(tmp_path) -> None:
     spec = tuner.load_spec(write_space(tmp_path))
-    table = results_table([
-        outcome(spec, "a0", "FINISHED", 0.8, [64, 32], 0, 0.90, 0.05),
-        outcome(spec, "a1", "FINISHED", 0.8, [64, 32], 1, 0.80, 0.04),
-        outcome(spec, "b0", "FINISHED", 0.2, [32], 0, 0.95, 0.03),  # mean 0.775: not chosen
-        outcome(spec, "b1", "FINISHED", 0.2, [32], 1, 0.60, 0.06),
-        outcome(spec, "c0", "FAILED", 0.2, [64, 32], 0, np.nan, np.nan),  # c is incomplete ...
-        outcome(spec, "c1", "FINISHED", 0.2, [64, 32], 1, 0.99, 0.02),  # ... its best run aside
-    ], [*spec.params, "seed"], spec.metric, spec.mode)
+    table = results_table(
+        [
+            outcome(spec, "a0", "FINISHED", 0.8, [64, 32], 0, 0.90, 0.05),
+            outcome(spec, "a1", "FINISHED", 0.8, [64, 32], 1, 0.80, 0.04),
+            outcome(spec, "b0", "FINISHED", 0.2, [32], 0, 0.95, 0.03),  # mean 0.775: not chosen
+            outcome(spec, "b1", "FINISHED", 0.2, [32], 1, 0.60, 0.06),
+            outcome(spec, "c0", "FAILED", 0.2, [64, 32], 0, np.nan, np.nan),  # c is incomplete ...
+            outcome(spec, "c1", "FINISHED", 0.2, [64, 32], 1, 0.99, 0.02),  # ... its best run aside
+        ],
+        [*spec.params, "seed"],
+        spec.metric,
+        spec.mode,
+    )
     table["test_knn_accuracy"] = table["trial_id"].map({"a0": 0.88, "a1": 0.79})  # the selected
     runs = SearchRuns("parent", {t: f"run-{t}" for t in table["trial_id"]}, "models:/api/3")
     result = search_result(spec, table, "FINISHED", "api", "api-1", "/ray/api", runs)
@@ -111,8 +124,12 @@ def test_the_result_names_the_chosen_trial_its_runs_and_the_registered_version(t
 
 def test_a_search_that_chose_nothing_and_was_not_read_back(tmp_path: Path) -> None:
     spec = tuner.load_spec(write_space(tmp_path))
-    table = results_table([outcome(spec, "a0", "KILLED", 0.8, [32], 0, 0.5, 0.1)],
-                          [*spec.params, "seed"], spec.metric, spec.mode)
+    table = results_table(
+        [outcome(spec, "a0", "KILLED", 0.8, [32], 0, 0.5, 0.1)],
+        [*spec.params, "seed"],
+        spec.metric,
+        spec.mode,
+    )
     result = search_result(spec, table, "KILLED", "api", "api-1", "/ray/api", None)
     assert result.best_trial is None and result.best_trials == ()
     assert (result.parent_run_id, result.model_uri, result.model_version) == (None, None, None)

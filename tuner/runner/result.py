@@ -3,25 +3,26 @@ selected (the Pareto front), the registered model and the MLflow runs.
 
 Names a user of Ray Tune or Optuna knows: `best_trial` / `best_trials` as Optuna's Study has
 them, `get_best_result()` as Ray's ResultGrid, `params` / `config` / `metrics` on a trial. Which
-trial is best is the search's own rule (`outcome.chosen`, `outcome.selection`): the one whose
+trial is best is the search's own rule (`core.selection`: `chosen`, `selection`): the one whose
 figures went to the parent run and whose model was registered, never a second opinion.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tuner.core.config import TrialConfig
+from tuner.core.metrics import METRIC_MODES, TEST_METRICS, TRIAL_METRICS
+from tuner.core.objective import Objective
+from tuner.core.selection import chosen, selection
 from tuner.errors import TunerError
-from tuner.objective import Objective
-from tuner.outcome import chosen, selection
 from tuner.space.spec import SearchSpec
 from tuner.tracking.readback import SearchRuns
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.metrics import METRIC_MODES, TEST_METRICS, TRIAL_METRICS
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,17 @@ class SearchResult:
         if metric is None:
             if self.best_trial is None:
                 within = " within require" if self.spec.require else ""
-                raise RuntimeError(f"search {self.search_id} ({self.status}) chose no trial: none "
-                                   f"finished{within}; see .trials.")
+                raise RuntimeError(
+                    f"search {self.search_id} ({self.status}) chose no trial: none "
+                    f"finished{within}; see .trials."
+                )
             return self.best_trial
         base = metric.removeprefix("test_")
         if base not in METRIC_MODES:
-            raise TunerError(f"get_best_result({metric!r}): not a metric; expected one of "
-                             f"{', '.join(METRIC_MODES)} (or test_ before one).")
+            raise TunerError(
+                f"get_best_result({metric!r}): not a metric; expected one of "
+                f"{', '.join(METRIC_MODES)} (or test_ before one)."
+            )
         finished = self.trials[self.trials["status"] == "FINISHED"]
         rows = finished.to_dict("records") if metric in finished else []
         first = Objective.of(metric, mode or METRIC_MODES[base]).best(rows)
@@ -83,16 +88,36 @@ class SearchResult:
         return trial_result(self.spec, finished.iloc[first], self.run_ids)
 
 
-def search_result(spec: SearchSpec, table: pd.DataFrame, status: str, experiment: str,
-                  search_id: str, experiment_path: str, runs: SearchRuns | None) -> SearchResult:
+def search_result(
+    spec: SearchSpec,
+    table: pd.DataFrame,
+    status: str,
+    experiment: str,
+    search_id: str,
+    experiment_path: str,
+    runs: SearchRuns | None,
+) -> SearchResult:
     run_ids = dict(runs.trial_run_ids) if runs else {}
     best = chosen(table, spec.metric, spec.mode, spec.require)
     selected = set(selection(table, spec.metric, spec.mode, spec.require))
-    front = tuple(trial_result(spec, row, run_ids) for _, row in table.iterrows()
-                  if row["trial_id"] in selected)
-    return SearchResult(table, None if best is None else trial_result(spec, best, run_ids), front,
-                        status, experiment, search_id, runs.parent_run_id if runs else None,
-                        runs.registered if runs else None, experiment_path, spec, run_ids)
+    front = tuple(
+        trial_result(spec, row, run_ids)
+        for _, row in table.iterrows()
+        if row["trial_id"] in selected
+    )
+    return SearchResult(
+        table,
+        None if best is None else trial_result(spec, best, run_ids),
+        front,
+        status,
+        experiment,
+        search_id,
+        runs.parent_run_id if runs else None,
+        runs.registered if runs else None,
+        experiment_path,
+        spec,
+        run_ids,
+    )
 
 
 def trial_result(spec: SearchSpec, row: pd.Series, run_ids: Mapping[str, str]) -> TrialResult:
@@ -102,8 +127,11 @@ def trial_result(spec: SearchSpec, row: pd.Series, run_ids: Mapping[str, str]) -
     config = spec.trial_config({k: _plain(row[k]) for k in searched})
     whole = config.to_dict()
     params = {k: whole.get(k, _plain(row[k])) for k in searched}
-    metrics = {k: float(row[k]) for k in (*TRIAL_METRICS, *TEST_METRICS)
-               if k in row.index and pd.notna(row[k])}
+    metrics = {
+        k: float(row[k])
+        for k in (*TRIAL_METRICS, *TEST_METRICS)
+        if k in row.index and pd.notna(row[k])
+    }
     trial_id = str(row["trial_id"])
     return TrialResult(trial_id, str(row["status"]), params, metrics, run_ids.get(trial_id), config)
 

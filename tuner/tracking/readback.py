@@ -8,11 +8,11 @@ Read from the store rather than kept from the live search, so the ids are the on
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from tuner.errors import TunerError, first_line
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 from tuner.tracking import runs
 from tuner.tracking.note import REGISTERED_TAG
 from tuner.tracking.store import connect, unreachable
@@ -40,10 +40,16 @@ def read_search_runs(tracking_uri: str, experiment: str, search_id: str) -> Sear
     except Exception as err:  # noqa: BLE001 - the search ended; only its run ids are lost
         # Unreachable or refused at connect: the search's tracker has said so already.
         if not (isinstance(err, TunerError) or unreachable(err)):
-            print(f"tuner: could not read the search's runs back from MLflow "
-                  f"({mask_uri(first_line(err))}): the result names no run ids.",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tuner: could not read the search's runs back from MLflow "
+                f"({mask_uri(first_line(err))}): the result names no run ids.",
+                file=sys.stderr,
+                flush=True,
+            )
         return None
-    ids = {r.data.tags["tuner.trial_id"]: r.info.run_id
-           for r in trials if "tuner.trial_id" in r.data.tags}
+    ids = {
+        r.data.tags["tuner.trial_id"]: r.info.run_id
+        for r in trials
+        if "tuner.trial_id" in r.data.tags
+    }
     return SearchRuns(parent.info.run_id, ids, parent.data.tags.get(REGISTERED_TAG))
