@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -46,6 +46,9 @@ from benchmarks.common import (
     scratch,
     skipped_text,
 )
+
+if TYPE_CHECKING:  # imported when a search runs: --list and the mu tables need no Ray
+    from tuner.runner.result import SearchResult
 
 Numbers = dict[str, float]
 SPACES = ROOT / "search_spaces"
@@ -210,8 +213,8 @@ def body_of(file: str, ctx: Context, **changes: Any) -> dict[str, Any]:
 
 def search(
     ctx: Context, body: dict[str, Any], experiment: str | None = None, warm_start: str | None = None
-) -> pd.DataFrame:
-    """One search of `body` into this run's own MLflow store and Tune directory: its table."""
+) -> SearchResult:
+    """One search of `body` into this run's own MLflow store and Tune directory."""
     import ray
 
     from tuner.runner.search import run_search
@@ -237,7 +240,7 @@ def search(
 
 def grid_importance(ctx: Context) -> Numbers:
     body = body_of("grid.yaml", ctx, fixed={} if ctx.smoke else {"iterations": 200})
-    shares = search(ctx, body).attrs["importances"].shares.get("knn_accuracy", {})
+    shares = search(ctx, body).trials.attrs["importances"].shares.get("knn_accuracy", {})
     return {
         f"importance of {s} for knn_accuracy": round(shares.get(s, math.nan), 2)
         for s in ("latent_dim", "constraint", "encoder", "mu")
@@ -256,7 +259,9 @@ def warm_start(ctx: Context) -> Numbers:
     for seed in WARM_SEEDS[:1] if ctx.smoke else WARM_SEEDS:
         for how in ("cold", "warm"):
             body = body_of("optuna.yaml", ctx, **short, seed=seed, samples=2 if ctx.smoke else 5)
-            table = search(ctx, body, f"ws-{how}-{seed}", "ws-source" if how == "warm" else None)
+            table = search(
+                ctx, body, f"ws-{how}-{seed}", "ws-source" if how == "warm" else None
+            ).trials
             out |= {f"seed {seed} {how}: {k}": v for k, v in new_trials(table).items()}
     return out
 
@@ -294,31 +299,29 @@ def measured_front(table: pd.DataFrame) -> list[tuple[float, float, float, float
 
 
 def pareto(ctx: Context) -> Numbers:
-    table = search(ctx, body_of("pareto.yaml", ctx))
+    table = search(ctx, body_of("pareto.yaml", ctx)).trials
     return front_figures(measured_front(table), float((table["status"] == "KILLED").sum()))
 
 
-def chosen_figures(table: pd.DataFrame, body: dict[str, Any]) -> Numbers:
-    """The trial the search names as chosen (tuner's own rule): its validation and test figures."""
-    from tuner.core.selection import chosen
-
-    metric, mode = body["metric"], body["mode"]
-    row = chosen(table, metric, mode, body.get("require"))
-    if row is None:
+def chosen_figures(result: SearchResult) -> Numbers:
+    """The trial the search chose (`best_trial`, tuner's own rule): its validation and test figures."""
+    best = result.best_trial
+    if best is None:
         return {"chosen: no trial within require": math.nan}
-    return {
-        "chosen mu": float(row["mu"]),
-        "chosen validation knn_accuracy": float(row["knn_accuracy"]),
-        "chosen validation recon_error": float(row["recon_error"]),
-        "chosen test knn_accuracy": float(row["test_knn_accuracy"]),
-        "chosen test recon_error": float(row["test_recon_error"]),
+    figures = ("knn_accuracy", "recon_error", "test_knn_accuracy", "test_recon_error")
+    names = {
+        k: f"chosen {'test' if k.startswith('test_') else 'validation'} {k.removeprefix('test_')}"
+        for k in figures
+    }
+    return {"chosen mu": float(best.params["mu"])} | {
+        names[k]: float(best.metrics.get(k, math.nan)) for k in figures
     }
 
 
 def mnist_d2(ctx: Context) -> Numbers:
-    body = body_of("mnist_d2.yaml", ctx)
-    table = search(ctx, body)
-    out = chosen_figures(table, body)
+    result = search(ctx, body_of("mnist_d2.yaml", ctx))
+    table = result.trials
+    out = chosen_figures(result)
     tested = table.dropna(subset=["test_knn_accuracy"]).groupby("mu")  # the front's configurations
     for mu, runs in tested:
         means = runs[
@@ -332,12 +335,9 @@ def mnist_d2(ctx: Context) -> Numbers:
 
 
 def mnist_d2_moasha(ctx: Context) -> Numbers:
-    body = body_of("mnist_d2_moasha.yaml", ctx)
-    table = search(ctx, body)
-    return {
-        **chosen_figures(table, body),
-        "stopped by moasha": float((table["status"] == "KILLED").sum()),
-    }
+    result = search(ctx, body_of("mnist_d2_moasha.yaml", ctx))
+    stopped = float((result.trials["status"] == "KILLED").sum())
+    return {**chosen_figures(result), "stopped by moasha": stopped}
 
 
 # ---------------------------------------------------------------- one trial each (`tuner train --json`)
