@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from tests.paths import REPO_ROOT
 from tuner.disk import NEARLY_FULL, full_filesystems, is_disk_full, mount_point
 from tuner.processes import interrupt_handler_kept, session_pids, terminate_as_interrupt
 

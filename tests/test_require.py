@@ -3,25 +3,18 @@ validation, such as {recon_error: 0.045} beside metric: knn_accuracy."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.spaces import spec_of
 from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, chosen, meets, parse_require, require_text, results_table
 from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of
-from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
 from tuner.tracking.note import search_note, REQUIRE_TAG
-
-
-def spec_of(tmp_path: Path, body: str):
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(body))
-    return load_spec(path)
 
 
 def outcomes(rows: dict[str, tuple[float, int, float, float]]) -> list[TrialOutcome]:

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 
+from tests.paths import SPACES
 from tuner.errors import TunerError
 from tuner.secrets import mask_uri, strip_credentials
 from tuner.storage import experiment_dir
@@ -100,7 +101,6 @@ def test_what_tune_saves_and_mlflow_logs_holds_no_credentials(monkeypatch: pytes
     """Tune pickles its RunConfig (storage path and filesystem) into tuner.pkl; the search's params
     go to MLflow. Neither may hold the key pair of an s3:// storage URI."""
     import json
-    from pathlib import Path
 
     from ray import cloudpickle
 
@@ -110,7 +110,7 @@ def test_what_tune_saves_and_mlflow_logs_holds_no_credentials(monkeypatch: pytes
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
-    spec = load_spec(Path(__file__).resolve().parent.parent / "search_spaces" / "grid.yaml")
+    spec = load_spec(SPACES / "grid.yaml")
     exp = experiment_dir("s3://AKIAXYZ:hunter%2F2@bucket/pre?region=us-east-1&endpoint_override=127.0.0.1:9"
                          "&scheme=http", "e")
     blob = cloudpickle.dumps(make_run_config(spec, exp, "e-1", 0))

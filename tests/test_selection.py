@@ -6,7 +6,6 @@ selected could be named best while another was tested and registered."""
 
 from __future__ import annotations
 
-import textwrap
 import types
 from pathlib import Path
 
@@ -15,23 +14,18 @@ import pandas as pd
 from mlflow import MlflowClient
 
 import tuner.runner.search as search_module
+from tests.spaces import spec_of
 from tuner.data.features import FeatureSet
-from tuner.outcome import TrialOutcome, chosen, chosen_text, require_text, results_table, selection
+from tuner.outcome import (TrialOutcome, chosen, chosen_text, pareto_mask, require_text, results_table,
+                           selection)
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of, chosen_trials
 from tuner.runner.setup_clock import SetupClock
-from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
 from tuner.storage import experiment_dir
 from tuner.tracking.note import REQUIRE_TAG, search_note
 from tuner.tracking.writer import SearchTracker
-
-
-def spec_of(tmp_path: Path, body: str):
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(body))
-    return load_spec(path)
 
 
 def outcome(trial_id: str, status: str, mu: float, knn: float, recon: float, repeat: int = 0) -> TrialOutcome:
@@ -157,3 +151,15 @@ def test_a_search_whose_only_complete_trial_diverged_selects_nothing_instead_of_
     table.loc[1, "recon_error"] = 0.3  # a valid one is still chosen over the diverged one
     assert selection(table, ["recon_error"], ["min"]) == ["b"]
     assert chosen(table, ["recon_error"], ["min"])["trial_id"] == "b"
+
+
+def test_pareto_mask_keeps_exactly_the_non_dominated_rows() -> None:
+    values = np.array([[0.9, 0.10],    # best accuracy
+                       [0.8, 0.05],    # best error
+                       [0.7, 0.20],    # worse than row 0 in both: dominated
+                       [0.9, 0.10],    # ties row 0: neither dominates the other
+                       [0.85, np.nan],  # unfinished: never on the front
+                       [0.8, 0.07]])   # row 1 has the same accuracy and lower error
+    assert pareto_mask(values, ("max", "min")).tolist() == [True, True, False, True, False, False]
+    # Flipping the modes turns the front around: now low accuracy and high error win.
+    assert pareto_mask(values, ("min", "max")).tolist() == [False, False, True, False, False, False]

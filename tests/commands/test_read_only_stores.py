@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tuner.cli import main
-from drivers import free_port
+from tests.drivers import free_port
 
 NO_STORE = "no MLflow store at"
 OPTUNA = """name: warm

@@ -6,21 +6,19 @@ handler: an exception of any other type would fail the test with its traceback.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.drivers import run_cli
+from tests.paths import SPACES
 from tuner.cli import main
 from tuner.storage import STATE_FILE
 
-REPO = Path(__file__).resolve().parent.parent
-SPACE = str(REPO / "search_spaces" / "grid.yaml")
+SPACE = str(SPACES / "grid.yaml")
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+def refusal(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     assert main(list(args)) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -35,31 +33,31 @@ def test_a_broken_state_file_stops_resume_and_sync(tmp_path: Path, capsys, conte
     (tmp_path / "ray" / "grid-digits" / STATE_FILE).write_text(content, errors="surrogateescape")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     want = f"{tmp_path}/ray/grid-digits/{STATE_FILE} is broken or empty"
-    assert want in run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"),
+    assert want in refusal(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"),
                            "--tracking-uri", uri, "--resume")
-    assert want in run_cli(capsys, "sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", uri)
+    assert want in refusal(capsys, "sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", uri)
     assert not (tmp_path / "mlflow.db").exists()  # refused before any store was touched
 
 
 def test_a_storage_path_that_is_a_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "f").write_text("x")
-    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "f"))
+    err = refusal(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "f"))
     assert f"--storage-path '{tmp_path}/f' is a file, not a directory" in err
-    err = run_cli(capsys, "sync", "--storage-path", str(tmp_path / "f"))
+    err = refusal(capsys, "sync", "--storage-path", str(tmp_path / "f"))
     assert f"--storage-path '{tmp_path}/f' is a file" in err
 
 
 @pytest.mark.parametrize("name", [".", "..", "", "a/b", "../escape", "a\\b"])
 def test_an_experiment_name_that_is_not_a_plain_name_is_refused(tmp_path: Path, capsys, name: str) -> None:
-    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"), "--experiment", name)
+    err = refusal(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"), "--experiment", name)
     assert f"--experiment {name!r}: an experiment name cannot be empty, '.' or '..', or hold a path separator" in err
     assert not (tmp_path / "ray").exists() and not (tmp_path / "escape").exists()
-    err = run_cli(capsys, "sync", "--storage-path", str(tmp_path / "ray"), "--experiment", name)
+    err = refusal(capsys, "sync", "--storage-path", str(tmp_path / "ray"), "--experiment", name)
     assert f"--experiment {name!r}: an experiment name cannot be empty" in err
 
 
 def test_resume_of_an_unknown_experiment(tmp_path: Path, capsys) -> None:
-    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"),
+    err = refusal(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"),
                   "--experiment", "nosuch", "--resume", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     assert f"--resume: no search to resume in {tmp_path}/ray/nosuch" in err
 
@@ -69,24 +67,24 @@ def test_resume_of_an_unknown_experiment(tmp_path: Path, capsys) -> None:
                                         ("hidden_dims=" + "[" * 100 + "]" * 100, "nested more than 64 deep"),
                                         ("mu=[", "the value is not valid YAML")])
 def test_hostile_set_values(capsys, value: str, want: str) -> None:
-    err = run_cli(capsys, "validate", "--space", SPACE, "--set", value)
+    err = refusal(capsys, "validate", "--space", SPACE, "--set", value)
     assert err.startswith(f"tuner validate: error: --set {value!r}: ") and want in err
 
 
 def test_storage_others_can_write_to_is_refused_before_resume_reads_it(tmp_path: Path, capsys) -> None:
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray").chmod(0o777)
-    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"), "--resume")
+    err = refusal(capsys, "search", "--space", SPACE, "--storage-path", str(tmp_path / "ray"), "--resume")
     assert f"storage directory {tmp_path}/ray can be written by other users (mode drwxrwxrwx)" in err
 
 
 def test_credentials_in_a_refused_storage_uri_are_not_shown(capsys) -> None:
-    err = run_cli(capsys, "search", "--space", SPACE, "--storage-path", "gs://me:hunter2/x@bucket/p")
+    err = refusal(capsys, "search", "--space", SPACE, "--storage-path", "gs://me:hunter2/x@bucket/p")
     assert "--storage-path 'gs://***@bucket/p': credentials in a storage URI" in err and "hunter2" not in err
 
 
 def test_an_address_where_no_ray_answers(tmp_path: Path, capsys) -> None:
-    err = run_cli(capsys, "search", "--space", SPACE, "--address", "127.0.0.1:1", "--storage-path",
+    err = refusal(capsys, "search", "--space", SPACE, "--address", "127.0.0.1:1", "--storage-path",
                   str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     assert "--address '127.0.0.1:1': no Ray answers there (Connection refused)" in err
 
@@ -98,7 +96,7 @@ def test_ui_on_a_port_that_is_taken_or_out_of_range(capsys) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        err = run_cli(capsys, "ui", "--port", str(port), "--tracking-uri", "sqlite:////nonexistent/mlflow.db")
+        err = refusal(capsys, "ui", "--port", str(port), "--tracking-uri", "sqlite:////nonexistent/mlflow.db")
         assert f"tuner ui --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)" in err
     with pytest.raises(SystemExit) as exited:  # argparse's own usage error, exit 2
         main(["ui", "--port", "99999"])
@@ -109,8 +107,7 @@ def test_a_subprocess_cli_error_has_no_traceback(tmp_path: Path) -> None:
     """The installed entry point path: stderr holds exactly the one-line error."""
     (tmp_path / "ray" / "grid-digits").mkdir(parents=True)
     (tmp_path / "ray" / "grid-digits" / STATE_FILE).write_text("")
-    done = subprocess.run([sys.executable, "-m", "tuner.cli", "sync", "--storage-path", str(tmp_path / "ray")],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    done = run_cli("sync", "--storage-path", str(tmp_path / "ray"), timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("tuner sync: error: ") and "Traceback" not in done.stderr
 
 
@@ -131,7 +128,7 @@ def test_search_refuses_what_validate_refuses_before_mlflow_or_ray(tmp_path: Pat
                                                                    want: str) -> None:
     space = tmp_path / "s.yaml"
     space.write_text(text)
-    assert want in run_cli(capsys, "validate", "--space", str(space))
-    assert want in run_cli(capsys, "search", "--space", str(space), "--storage-path", str(tmp_path / "ray"),
+    assert want in refusal(capsys, "validate", "--space", str(space))
+    assert want in refusal(capsys, "search", "--space", str(space), "--storage-path", str(tmp_path / "ray"),
                            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()

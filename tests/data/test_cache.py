@@ -75,7 +75,7 @@ def test_unreadable_entry_is_rebuilt(tmp_path):
 
 
 def test_changed_data_files_miss(tmp_path):
-    from test_data_files import write_mnist
+    from tests.data.test_files import write_mnist
 
     data = tmp_path / "data"
     write_mnist(data, n_train=30)
@@ -121,7 +121,7 @@ def _key(cfg: TrialConfig, data: Path) -> dict:
 
 
 def test_a_file_replaced_by_cp_p_with_its_size_and_mtime_changes_the_key(tmp_path):
-    from test_data_files import write_mnist
+    from tests.data.test_files import write_mnist
 
     data, other = tmp_path / "data", tmp_path / "other"
     write_mnist(data, n_train=30)
@@ -142,7 +142,7 @@ def test_a_file_replaced_by_cp_p_with_its_size_and_mtime_changes_the_key(tmp_pat
 
 
 def test_an_image_added_to_a_class_folder_changes_the_key(tmp_path):
-    from test_data_files import write_folder
+    from tests.data.test_files import write_folder
 
     write_folder(tmp_path / "data", per_class=6)  # enough per class for train, validation and test
     cfg = TrialConfig(dataset="imagenet", test_size=0.25)

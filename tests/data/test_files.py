@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_MNIST
+from tests.paths import SHARED_MNIST
 from PIL import Image
 
 from tuner.trainer.config import TrialConfig

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_data_files import write_cifar, write_folder, write_mnist
+from tests.data.test_files import write_cifar, write_folder, write_mnist
 from tuner.cli import main
 from tuner.errors import TunerError
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_data_files import write_cifar, write_folder, write_idx, write_mnist
-from test_hostile_data import train
+from tests.data.test_files import write_cifar, write_folder, write_idx, write_mnist
+from tests.data.test_hostile_data import train
 from tuner.data import formats, load_features, safe_pickle
 from tuner.data.cache import entry_path, read_entry
 from tuner.data.pipeline import feature_key, open_source

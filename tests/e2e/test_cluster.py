@@ -16,7 +16,6 @@ import os
 import struct
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ from mlflow import MlflowClient
 from tuner.errors import TunerError
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
+from tests.spaces import write_space
 
 pytestmark = pytest.mark.slow
 TINY = "{dataset: mnist, hidden_dims: [32], batch_size: 40, knn_k: 3, latent_dim: 2"
@@ -99,9 +99,6 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def write_space(path: Path, body: str) -> Path:
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def trial_runs(uri: str, experiment: str) -> tuple[object, list]:

@@ -4,16 +4,13 @@ the trials it stopped, their MLflow statuses and histories, the rungs it kept, t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT
+from tests.drivers import run_cli
 from tuner.objective import Objective
 from tuner.outcome import pareto_mask, rank_by_config
 import pyarrow.fs as pafs
@@ -22,12 +19,6 @@ from tuner.runner.moasha import latest_book
 from tuner.storage import ExperimentDir
 
 TINY = "hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 80, eval_every: 20, constraint: triplet"
-
-
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
 
 
 def read_book(path: Path) -> dict | None:
@@ -53,7 +44,7 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
         """))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "ray"
-    out = cli("search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(storage))
+    out = run_cli("search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(storage))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     client = MlflowClient(tracking_uri=uri)
@@ -89,7 +80,7 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
 
     # tuner report: the Objective's order (front of the finished first), stopped trials said to be.
     csv = tmp_path / "report.csv"
-    rep = cli("report", "--experiment", "moasha-e2e", "--tracking-uri", uri, "--csv", str(csv), timeout=300)
+    rep = run_cli("report", "--experiment", "moasha-e2e", "--tracking-uri", uri, "--csv", str(csv), timeout=300)
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert f"4 trials ({len(stopped)} stopped early or interrupted: status KILLED)" in rep.stdout
     assert "Pareto front of knn_accuracy (max) and recon_error (min) first" in rep.stdout
@@ -117,7 +108,7 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
     before it never trains past its rung, and each MLflow status is the book's decision."""
     from mlflow import MlflowClient
 
-    from drivers import start_driver, wait_for
+    from tests.drivers import start_driver, wait_for
     from tuner.processes import end_session
 
     space = tmp_path / "resume.yaml"
@@ -147,7 +138,7 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
     proc.wait(timeout=60)
     before = read_book(exp)
 
-    out = cli(*args, "--resume")
+    out = run_cli(*args, "--resume")
     (tmp_path / "resume.out").write_text(out.stdout + out.stderr)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     after = read_book(exp)

@@ -3,7 +3,6 @@ search adds a version and leaves the alias champion where it was. Real Ray, real
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,15 @@ from tuner.data.inputs import split_images
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.trainer.metrics import knn_accuracy
+from tests.spaces import write_space
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 def _space(path: Path, name: str, latent: str, iterations: int) -> Path:
-    path.write_text(textwrap.dedent(f"""
+    return write_space(path, f"""
         name: {name}
         search: grid
         register_as: digits-embedder
@@ -35,8 +28,7 @@ def _space(path: Path, name: str, latent: str, iterations: int) -> Path:
                  normalize: true}}
         params:
           latent_dim: {{grid: {latent}}}
-        """))
-    return path
+        """)
 
 
 def test_searches_register_the_best_and_move_champion_only_when_better(local_ray, tmp_path, monkeypatch):

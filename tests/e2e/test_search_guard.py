@@ -16,19 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from drivers import start_driver, wait_for
+from tests.paths import REPO_ROOT
+from tests.drivers import start_driver, wait_for
 from tuner.processes import end_session, session_pids
 
-REPO = Path(__file__).resolve().parent.parent
 SPACE = """\
 name: guard
 search: grid
 max_concurrent: 1
-# Long enough that the first trial still runs when the refusals are done (~20 s): at 6,000
-# iterations a faster machine finished both trials before the SIGTERM came.
-fixed: {hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: 24000, eval_every: 1200}
+fixed: {hidden_dims: [16], batch_size: 32, knn_k: 3, eval_every: 1200}
+# The first trial is long enough to be running still when the refusals are done (~20 s): at
+# 6,000 iterations a faster machine finished both trials before the SIGTERM came. The second,
+# which the resume runs whole, is short: a search of two trials is all the resume needs.
 params:
-  latent_dim: {grid: [2, 3]}
+  iterations: {grid: [24000, 2400]}
 """
 
 
@@ -65,7 +66,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(tmp_p
         extras = [] if sig == signal.SIGHUP else [[], ["--resume"]]
         others = [subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, *extra], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                   env={**os.environ, "PYTHONPATH": str(REPO)}) for extra in extras]
+                                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}) for extra in extras]
         for other in others:
             try:
                 _, err = other.communicate(timeout=120)
@@ -113,7 +114,7 @@ def test_a_storage_error_after_the_search_started_leaves_no_run_running(tmp_path
     done = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space", str(tmp_path / "guard.yaml"),
                            "--tracking-uri", f"sqlite:///{db}", "--storage-path", str(storage)],
                           capture_output=True, text=True, timeout=300, start_new_session=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"tuner search: error: {storage}/guard holds an earlier search and cannot be moved aside" in done.stderr
     assert "RUNNING" not in sum(run_statuses(db).values(), [])

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.request
@@ -24,7 +23,8 @@ from mlflow import MlflowClient
 
 from tuner.cli import main
 from tuner.tracking.store import HTTP_DEFAULTS
-from drivers import free_port
+from tests.drivers import free_port
+from tests.spaces import write_space
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -93,18 +93,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    # address="local": a new instance even when a `ray start` cluster runs on this machine.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
-def write_space(path: Path, name: str, iterations: int, max_concurrent: int | None = None) -> Path:
-    path.write_text(textwrap.dedent(f"""
+def grid_space(path: Path, name: str, iterations: int, max_concurrent: int | None = None) -> Path:
+    return write_space(path, f"""
         name: {name}
         search: grid
         max_concurrent: {max_concurrent or 'null'}
@@ -112,8 +104,7 @@ def write_space(path: Path, name: str, iterations: int, max_concurrent: int | No
         fixed: {{hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: {iterations}, eval_every: 20}}
         params:
           latent_dim: {{grid: [2, 4]}}
-        """))
-    return path
+        """)
 
 
 def search_runs(uri: str, experiment: str) -> tuple:
@@ -150,7 +141,7 @@ def snapshot(uri: str, experiment: str) -> dict:
 def test_unreachable_server_stops_the_search_before_anything_starts(tmp_path: Path) -> None:
     # A fresh interpreter, so whether Ray started does not depend on the tests before this one.
     port = free_port()  # bound then released: nothing listens there
-    space = write_space(tmp_path / "s.yaml", "nowhere", 40)
+    space = grid_space(tmp_path / "s.yaml", "nowhere", 40)
     args = ["search", "--space", str(space), "--tracking-uri", f"http://alice:s3cret@127.0.0.1:{port}",
             "--storage-path", str(tmp_path / "ray")]
     code = (f"import sys, ray; from tuner.cli import main; status = main({args!r}); "
@@ -168,7 +159,7 @@ def test_search_against_a_server_logs_runs_and_serves_artifacts(server: Server, 
     from tuner.runner.search import run_search
     from tuner.space.load import load_spec
 
-    spec = load_spec(write_space(tmp_path / "srv.yaml", "srv", 40))
+    spec = load_spec(grid_space(tmp_path / "srv.yaml", "srv", 40))
     table = run_search(spec, tracking_uri=server.uri, storage_path=tmp_path / "ray", verbose=False)
     assert sorted(table["status"]) == ["FINISHED", "FINISHED"]
 
@@ -244,7 +235,7 @@ def test_server_lost_mid_search_then_sync_fills_the_gaps(local_ray, tmp_path: Pa
         killer.start()
         # 600 iterations: the server's stop (a SIGTERM, up to seconds) must land before the two
         # trials end; at 200 the margin was ~3 s and shrinks as trials get faster.
-        spec = load_spec(write_space(tmp_path / "lost.yaml", "lost", 600, max_concurrent=1))
+        spec = load_spec(grid_space(tmp_path / "lost.yaml", "lost", 600, max_concurrent=1))
         table = run_search(spec, tracking_uri=srv.uri, storage_path=tmp_path / "ray", verbose=False)
         ended_at = time.monotonic()
         killer.done.set()

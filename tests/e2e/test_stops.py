@@ -24,11 +24,11 @@ from typing import Callable
 
 import pytest
 
-from drivers import free_port, wait_for
-from test_search_guard_e2e import run_statuses
+from tests.paths import REPO_ROOT
+from tests.drivers import free_port, wait_for
+from tests.e2e.test_search_guard import run_statuses
 from tuner.processes import HOLD_ENV, end_session, proc_stat, session_pids
 
-REPO = Path(__file__).resolve().parent.parent
 SPACE = """\
 name: stops
 search: grid
@@ -42,7 +42,7 @@ params:
 def launch(args: list[str], log: Path, *, ignore_int: bool, hold: str | None = None) -> subprocess.Popen:
     """`python -m tuner.cli ARGS` in a session of its own; with `ignore_int` started as a shell's
     `trap '' INT; exec ...` leaves it: SIGINT ignored, inherited across exec."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     env.pop(HOLD_ENV, None)
     if hold:
         env[HOLD_ENV] = hold
@@ -119,6 +119,11 @@ def resume_finishes(args: list[str], tmp_path: Path, db: Path) -> None:
     assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
 
 
+# Trials of RESUMED iterations: still running when the test acts on their first report (at a tenth),
+# and short enough that the --resume which finishes both stays cheap.
+RESUMED = (3000, 300)
+
+
 def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
     (tmp_path / "stops.yaml").write_text(SPACE.format(iterations=iterations, every=every))
     return ["search", "--space", str(tmp_path / "stops.yaml"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
@@ -193,7 +198,7 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
 def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> None:
     """kill -9 of the driver alone (an OOM kill): its local Ray's processes, agents included, end
     within 30 s, and --resume finishes the search."""
-    args, log = space(tmp_path, 6000, 600), tmp_path / "driver.log"
+    args, log = space(tmp_path, *RESUMED), tmp_path / "driver.log"
     proc = launch(args, log, ignore_int=False)
     try:
         wait_for(lambda: any(p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")),
@@ -220,9 +225,11 @@ def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,ignore_int", [(signal.SIGTERM, True), (signal.SIGHUP, False)],
-                         ids=["SIGTERM-int-ignored", "SIGHUP"])
+@pytest.mark.parametrize("sig,ignore_int", [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, False)],
+                         ids=["SIGINT", "SIGTERM-int-ignored", "SIGHUP"])
 def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bool) -> None:
+    """Ctrl-C, SIGTERM (SIGINT ignored, as under nohup) and a closed terminal: `tuner ui` exits 0
+    within 5 s and no server process or web worker is left holding its port."""
     import mlflow
 
     mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db").create_experiment("x")  # a store to serve
@@ -235,6 +242,7 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
         assert sigint_ignored(proc.pid) == ignore_int
         server = _children(proc.pid)
         assert server, "tuner ui started no server"
+        assert servers_on(port)  # the check below would pass for a wrong port too
         started = time.monotonic()
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
@@ -244,6 +252,8 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
               f"{signal.Signals(sig).name}")
         assert gone(lambda: [p for s in server for p in session_pids(s)], 1) is not None  # server, workers
         assert not _answers(f"http://127.0.0.1:{port}/health")
+        assert servers_on(port) == []  # no web worker left holding the port
+        assert f"http://127.0.0.1:{port}" in log.read_text()  # the link it printed
     finally:
         for s in _children(proc.pid):
             end_session(s, grace=0.0)
@@ -270,6 +280,19 @@ def _answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def servers_on(port: int) -> list[int]:
+    """Pids of mlflow server processes (and their web workers) started for this port."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mlflow" in b" ".join(argv) and str(port).encode() in argv:
+            found.append(int(entry.name))
+    return found
 
 
 def _children(pid: int) -> list[int]:
@@ -309,7 +332,7 @@ def fill(mnt: Path) -> Path:
 @pytest.mark.parametrize("full", ["storage", "store"], ids=["storage-path-full", "sqlite-store-full"])
 def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(tmp_path: Path, small_disk: Path,
                                                                                     full: str) -> None:
-    args, db, results = space(tmp_path, 6000, 600), tmp_path / "mlflow.db", tmp_path / "ray"
+    args, db, results = space(tmp_path, *RESUMED), tmp_path / "mlflow.db", tmp_path / "ray"
     if full == "storage":
         results = small_disk / "ray"
         args[args.index("--storage-path") + 1] = str(results)

@@ -23,7 +23,7 @@ import pytest
 
 from tuner.trainer import plots
 from tuner.tracking.writer import SearchTracker
-from drivers import free_port
+from tests.drivers import free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -269,7 +269,7 @@ FRONT = """(() => { const traces = document.querySelectorAll('#front-plot .scatt
 
 
 def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> None:
-    from browser import Page
+    from tests.browser import Page
 
     need_chromium()
     uri, parent, trials = searched

@@ -155,8 +155,7 @@ def test_a_resumed_scheduler_decides_as_the_uninterrupted_one(tmp_path: Path) ->
     child = textwrap.dedent(f"""
         import os, pickle, signal, sys
         import numpy as np
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_moasha import drive_multi, local_dir, make, multi_sequence
+        from tests.runner.test_moasha import drive_multi, local_dir, make, multi_sequence
         from pathlib import Path
         np.random.seed(0)
         scheduler = make(local_dir(Path({str(exp)!r})))
@@ -231,7 +230,7 @@ def test_moasha_takes_several_metrics_and_asha_points_to_it(tmp_path: Path, caps
 
 
 def test_the_shipped_moasha_files_hold_what_their_headers_say() -> None:
-    from conftest import REPO_ROOT
+    from tests.paths import REPO_ROOT
     from tuner.space.load import load_spec
 
     d2 = load_spec(REPO_ROOT / "search_spaces" / "mnist_d2_moasha.yaml")

@@ -3,24 +3,17 @@ configuration share a config_id, and ranking, selection and reports use their me
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.spaces import spec_of
 from tuner.errors import TunerError
 from tuner.outcome import TrialOutcome, config_id, config_summary, config_table, results_table
 from tuner.runner.final_test import selected_trials
-from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
-
-
-def spec_of(tmp_path: Path, body: str):
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(body))
-    return load_spec(path)
 
 
 # ------------------------------------------------------------------ search files (fast)
@@ -156,13 +149,6 @@ def test_config_table_means_finished_runs_and_counts_them() -> None:
 # ------------------------------------------------------------------ a real search (slow)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 TINY = "hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 40, eval_every: 20"

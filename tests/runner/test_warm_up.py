@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from drivers import dynamo_imported_after
+from tests.drivers import dynamo_imported_after
 from tuner.runner.callback import Session
 from tuner.space.load import load_spec
 

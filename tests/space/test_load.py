@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from tuner.cli import main
+from tests.paths import SPACES
 from tuner.errors import TunerError
 from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
 
-SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
 def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +13,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from tests.drivers import free_port
 from tuner.trainer import plots
 from tuner.errors import TunerError
 from tuner.tracking.note import REQUIRE_TAG
@@ -282,14 +277,8 @@ def test_interrupted_search_with_empty_table(tmp_path: Path) -> None:
     assert artifact_names(client, tracker.parent_run_id) == {"search.yaml", "spec.json", "summary.csv"}
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_server_is_a_fast_user_error() -> None:
-    port = closed_port()
+    port = free_port()
     start = time.monotonic()
     with pytest.raises(TunerError) as err:
         SearchTracker.open(f"http://alice:s3cret@127.0.0.1:{port}", "exp", "s", SPEC_YAML, {}, {}, resume=False)
@@ -316,48 +305,6 @@ def test_resolve_and_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert resolve_tracking_uri(None) == "http://host:5000"
     assert resolve_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
     assert mask_uri("see https://u:p@h:1/x and http://h:2") == "see https://***@h:1/x and http://h:2"
-
-
-def _servers_on(port: int) -> list[int]:
-    """Pids of mlflow server processes (and their web workers) started for this port."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"mlflow" in b" ".join(argv) and str(port).encode() in argv:
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_tuner_ui_serves_and_stops_with_its_server_on_ctrl_c_or_sigterm(tmp_path: Path, sig) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # a store: `tuner ui` creates none
-    port = closed_port()
-    code = f"import sys; from tuner.cli import main; sys.exit(main(['ui', '--tracking-uri', {uri!r}, '--port', '{port}']))"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline, status = time.monotonic() + 90, None
-        while time.monotonic() < deadline and status is None and proc.poll() is None:
-            try:
-                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200, proc.stdout.read() if proc.poll() is not None else "no answer"
-        assert _servers_on(port)  # the check below would pass for a wrong port too
-        proc.send_signal(sig)
-        assert proc.wait(timeout=30) == 0
-        assert f"http://127.0.0.1:{port}" in proc.stdout.read()
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-        assert _servers_on(port) == []  # no web worker left holding the port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 # ------------------------------------------------------------------ the store goes away; tuner sync
@@ -415,7 +362,7 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(tmp_path: Path
     first_run = tracker.trial_started("abcde_00000", {})
 
     # The store stops answering: every later call meets a closed port (credentials in its URI).
-    dead = f"http://alice:s3cret@127.0.0.1:{closed_port()}"
+    dead = f"http://alice:s3cret@127.0.0.1:{free_port()}"
     tracker.client, tracker.tracking_uri = MlflowClient(tracking_uri=dead), dead
     start = time.monotonic()
     assert tracker.log_metrics("abcde_00000", {"knn_accuracy": 0.8, "recon_error": 0.2}, 20) == 0
@@ -501,7 +448,7 @@ def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
     assert unreachable(MlflowException("API request to http://h/api failed with exception "
                                        "HTTPConnectionPool(host='h', port=1): Max retries exceeded"))
     with pytest.raises(requests.exceptions.ConnectionError) as refused:
-        requests.get(f"http://127.0.0.1:{closed_port()}", timeout=5)
+        requests.get(f"http://127.0.0.1:{free_port()}", timeout=5)
     assert unreachable(refused.value)
     assert not unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: run abc not found"))
 

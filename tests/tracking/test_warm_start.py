@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import tuner
 from tuner.space.load import load_spec
 from tuner.tracking.store import param_text
 from tuner.tracking.warm_start import WarmStart, select
+from tests.spaces import write_space
 
 SPACE = """
     name: {name}
@@ -32,11 +31,10 @@ SPACE = """
     """
 
 
-def write_space(path: Path, name: str, *, search: str = "optuna", samples: int = 2, seed: int = 0,
-                low: int = 1, high: int = 6, extra: str = "") -> Path:
-    path.write_text(textwrap.dedent(SPACE.format(name=name, search=search, samples=samples, seed=seed,
-                                                 low=low, high=high)) + extra)
-    return path
+def mu_latent_space(path: Path, name: str, *, search: str = "optuna", samples: int = 2, seed: int = 0,
+                    low: int = 1, high: int = 6, extra: str = "") -> Path:
+    return write_space(path, textwrap.dedent(SPACE.format(name=name, search=search, samples=samples, seed=seed,
+                                                          low=low, high=high)) + extra)
 
 
 def logged(spec, **searched) -> dict[str, str]:
@@ -45,8 +43,8 @@ def logged(spec, **searched) -> dict[str, str]:
 
 
 def test_only_finished_trials_this_space_could_run_are_kept(tmp_path: Path) -> None:
-    spec = load_spec(write_space(tmp_path / "s.yaml", "s", low=2, high=4))
-    other = load_spec(write_space(tmp_path / "o.yaml", "o"), overrides={"margin": 2.0})
+    spec = load_spec(mu_latent_space(tmp_path / "s.yaml", "s", low=2, high=4))
+    other = load_spec(mu_latent_space(tmp_path / "o.yaml", "o"), overrides={"margin": 2.0})
     trials = [
         ("FINISHED", logged(spec, mu=0.5, latent_dim=3), {"knn_accuracy": 0.8}),
         ("FINISHED", logged(spec, mu=0.25, latent_dim=4), {"knn_accuracy": 0.9}),
@@ -74,7 +72,7 @@ def test_optuna_holds_the_earlier_trials_before_its_first_proposal(tmp_path: Pat
     from tuner.runner.tune_setup import _searcher
 
     both = "metric: [knn_accuracy, recon_error]\nmode: [max, min]\n"
-    spec = load_spec(write_space(tmp_path / "s.yaml", "s", extra=both if objectives == 2 else ""))
+    spec = load_spec(mu_latent_space(tmp_path / "s.yaml", "s", extra=both if objectives == 2 else ""))
     rewards = [[0.5 + i / 100, 1.0 - i / 100][:objectives] for i in range(12)]
     warm = WarmStart("s-1", [{"mu": 0.1 + i / 20, "latent_dim": 1 + i % 6} for i in range(12)],
                      [r[0] if objectives == 1 else r for r in rewards], [({"mu": 0.9, "latent_dim": 6}, 0.99)])
@@ -91,41 +89,38 @@ def test_optuna_holds_the_earlier_trials_before_its_first_proposal(tmp_path: Pat
     assert 0.1 <= first["mu"] <= 0.9 and len(study.trials) == 14
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    # In this process: each refusal comes before Ray or MLflow start (commands/test_search.py runs the
+    # CLI as a process of its own and checks its stderr holds the one-line error, no traceback).
+    from tuner.cli import main
 
+    monkeypatch.chdir(tmp_path)
 
-def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(tmp_path: Path) -> None:
+    def refused(*args: str) -> str:
+        assert main(list(args)) == 2
+        return capsys.readouterr().err
+
     grid = tmp_path / "g.yaml"
     grid.write_text("name: g\nsearch: grid\nfixed: {iterations: 20}\nparams:\n  mu: {grid: [0.1, 0.9]}\n")
-    out = _cli("search", "--space", str(grid), "--warm-start", "g", cwd=tmp_path)
-    assert out.returncode == 2 and "--resume" in out.stderr and "search: optuna" in out.stderr, out.stderr
-    assert "Traceback" not in out.stderr
+    err = refused("search", "--space", str(grid), "--warm-start", "g")
+    assert "--resume" in err and "search: optuna" in err, err
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    space = write_space(tmp_path / "s.yaml", "s")
-    out = _cli("search", "--space", str(space), "--warm-start", "nope", "--tracking-uri", uri, cwd=tmp_path)
-    assert out.returncode == 2 and f"--warm-start nope: no MLflow store at '{tmp_path}/mlflow.db'" in out.stderr
+    space = mu_latent_space(tmp_path / "s.yaml", "s")
+    err = refused("search", "--space", str(space), "--warm-start", "nope", "--tracking-uri", uri)
+    assert f"--warm-start nope: no MLflow store at '{tmp_path}/mlflow.db'" in err, err
     assert not (tmp_path / "mlflow.db").exists()  # a refused warm start creates no store
     from mlflow import MlflowClient
 
     MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     for source in ("nosuch-experiment", "0123456789abcdef0123456789abcdef"):
-        out = _cli("search", "--space", str(space), "--warm-start", source, "--tracking-uri", uri, cwd=tmp_path)
-        assert out.returncode == 2 and f"--warm-start {source!r}: no experiment" in out.stderr, out.stderr
+        err = refused("search", "--space", str(space), "--warm-start", source, "--tracking-uri", uri)
+        assert f"--warm-start {source!r}: no experiment" in err, err
     assert not (tmp_path / "ray_results").exists()  # refused before Ray or any run
 
 
 # ------------------------------------------------------------------ end to end
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow
@@ -134,13 +129,13 @@ def test_a_warm_started_search_starts_from_the_earlier_trials(local_ray, tmp_pat
 
     uri, ray_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ray"
     # TPE proposes at random until its study holds 10 finished trials: the earlier search gives 10.
-    first = tuner.search(write_space(tmp_path / "a.yaml", "warm-a", samples=10), tracking_uri=uri,
+    first = tuner.search(mu_latent_space(tmp_path / "a.yaml", "warm-a", samples=10), tracking_uri=uri,
                          storage_path=ray_dir, verbose=False)
     assert (first["status"] == "FINISHED").all() and len(first) == 10
     inside = first[first["latent_dim"] <= 3]
     assert 0 < len(inside) < 10  # the narrower space below keeps some and skips some
 
-    narrow = write_space(tmp_path / "b.yaml", "warm-b", samples=2, seed=1, high=3)
+    narrow = mu_latent_space(tmp_path / "b.yaml", "warm-b", samples=2, seed=1, high=3)
     second = tuner.search(narrow, tracking_uri=uri, storage_path=ray_dir, warm_start="warm-a")
     said = capsys.readouterr().out
     assert f"warm start: {len(inside)} earlier trials given to Optuna, {10 - len(inside)} outside this space " \
@@ -171,7 +166,7 @@ def test_runs_are_named_by_their_values_and_the_parent_describes_the_search(loca
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    table = tuner.search(write_space(tmp_path / "n.yaml", "named", samples=2), tracking_uri=uri,
+    table = tuner.search(mu_latent_space(tmp_path / "n.yaml", "named", samples=2), tracking_uri=uri,
                          storage_path=tmp_path / "ray", verbose=False)
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("named").experiment_id])

@@ -19,7 +19,7 @@ from tuner.trainer.optim import make_optimizer
 from tuner.trainer.sampling import mine
 from tuner.trainer.train import fit, training_step
 
-from test_sampling import batch_and_embeddings
+from tests.trainer.test_miners import batch_and_embeddings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -2,10 +2,10 @@
 
 import importlib.util
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.paths import REPO_ROOT
 import torch
 
 from tuner.trainer.losses import contrastive_loss, triplet_loss
@@ -13,7 +13,7 @@ from tuner.trainer.sampling import (StratifiedBatchSampler, active_pairs, all_pa
                                     cap_tuples, distance_matrix, mine, semihard_triplets)
 
 _spec = importlib.util.spec_from_file_location(
-    "mining_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "mining_reference.py")
+    "mining_reference", REPO_ROOT / "benchmarks" / "mining_reference.py")
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drivers import dynamo_imported_after
+from tests.drivers import dynamo_imported_after
 from tuner.trainer.optim import FusedAdam
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_MNIST
+from tests.paths import SHARED_MNIST
 
 from tuner.data import load_features
 from tuner.data.features import FeatureSet

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
+from tests.paths import REPO_ROOT
 
 import tuner.trainer.evaluation as evaluation
 import tuner.trainer.train as train
