@@ -56,7 +56,7 @@ def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports
     assert [t.data.tags["tuner.trial_id"] for t in trials if "test_knn_accuracy" in t.data.metrics] == [best_id]
 
     version = client.get_model_version_by_alias("grid-digits", "champion")
-    assert (version.version, version.run_id) == ("1", best.info.run_id)
+    assert (str(version.version), version.run_id) == ("1", best.info.run_id)
     model = load_model("models:/grid-digits@champion", tracking_uri=uri)
     assert {k: str(v) for k, v in model.config.to_dict().items() if k in params} == \
         {k: best.data.params[k] for k in params}
