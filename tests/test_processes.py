@@ -170,6 +170,7 @@ def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
+@pytest.mark.slow  # starts a local Ray
 def test_a_local_ray_asked_for_by_name_is_watched_too() -> None:
     # `--address local` (or RAY_ADDRESS=local) starts a Ray of this driver's own, as no address does:
     # it must get the watchdog that ends it after a SIGKILL; a joined cluster (an address) never does.

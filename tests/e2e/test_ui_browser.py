@@ -7,6 +7,7 @@ UI is started through the CLI (`tuner ui`, default host), and the link it prints
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -112,7 +113,18 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+# The runs table's rows, top to bottom, each as its text (AG Grid splits a row over its pinned and
+# scrolled parts: rows of one aria-rowindex are one row).
+ROWS = """(() => { const rows = {};
+  document.querySelectorAll('.ag-row[aria-rowindex]').forEach(r => {
+    const i = Number(r.getAttribute('aria-rowindex')); rows[i] = (rows[i] || '') + ' ' + r.textContent; });
+  const order = Object.keys(rows).map(Number).sort((a, b) => a - b).map(i => rows[i]);
+  return IDS.every(id => order.some(row => row.includes(id))) ? order : null; })()"""
+
+
 def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -> None:
+    from tests.browser import Page
+
     if CHROMIUM is None:
         if os.environ.get("CI"):  # .ci/run installs it: a missing browser there is a broken CI, not a skip
             pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
@@ -129,9 +141,11 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
         dom = chromium(profile, "--dump-dom", url).stdout
         for trial_id in (*TRIALS, "ui-digits-1234abcd"):
             assert trial_id in dom, f"{trial_id} is not on the page"
-        # Without the view tuner saves, MLflow folds the trials under their parent run.
-        plain = chromium(profile, "--dump-dom", url.split("?")[0]).stdout
-        assert "ui-digits-1234abcd" in plain and not any(t in plain for t in TRIALS)
+        # The view tuner saved orders the runs by the search's metric, best first: not the order
+        # they were started in, MLflow's own.
+        with Page(url, tmp_path / "rows") as page:
+            rows = page.value(ROWS.replace("IDS", json.dumps(list(TRIALS))), "the runs table's rows")
+        assert [t for row in rows for t in TRIALS if t in row] == sorted(TRIALS, key=lambda t: -TRIALS[t][1])
         shot = tmp_path / "ui.png"
         chromium(profile, f"--screenshot={shot}", url)
         assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
