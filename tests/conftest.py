@@ -18,7 +18,7 @@ def _ctrl_c_as_in_a_terminal() -> None:
     # of a script (`pytest &`) this process inherits SIGINT ignored, and so would every command it
     # starts, so their Ctrl-C tests would test an ignored Ctrl-C. A handler of our own is not
     # inherited across exec (an ignored signal is), so the commands start with Ctrl-C as in a
-    # terminal. (tests/test_stops_e2e.py starts commands with SIGINT ignored on purpose.)
+    # terminal. (tests/e2e/test_stops.py starts commands with SIGINT ignored on purpose.)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

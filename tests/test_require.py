@@ -10,7 +10,7 @@ import pytest
 
 from tests.spaces import spec_of
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, chosen, meets, parse_require, require_text, results_table
+from tuner.core.selection import TrialOutcome, chosen, meets, parse_require, require_text, results_table
 from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of
 from tuner.space.spec import REPEAT_KEY, trial_config

@@ -13,7 +13,7 @@ import pytest
 from tests.drivers import run_cli
 from tests.paths import SPACES
 from tuner.cli import main
-from tuner.storage import STATE_FILE
+from tuner.system.tune_storage import STATE_FILE
 
 SPACE = str(SPACES / "grid.yaml")
 

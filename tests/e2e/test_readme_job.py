@@ -23,7 +23,7 @@ GRID = SPACES / "grid.yaml"
 def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from tuner.tracking.models import load_model
+    from tuner.tracking.registry import load_model
 
     done = run_cli("search", "--space", str(GRID), cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

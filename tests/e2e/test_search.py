@@ -23,8 +23,8 @@ from tuner.space.load import load_spec
 from tuner.errors import TunerError
 from tests.drivers import start_driver, wait_for
 from tests.spaces import write_space
-from tuner.processes import end_session
-from tuner.storage import PLOTS_DIR
+from tuner.system.processes import end_session
+from tuner.system.tune_storage import PLOTS_DIR
 
 TINY = "{hidden_dims: [32], batch_size: 40, knn_k: 3"
 

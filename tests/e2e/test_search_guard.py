@@ -18,7 +18,7 @@ import pytest
 
 from tests.paths import REPO_ROOT
 from tests.drivers import start_driver, wait_for
-from tuner.processes import end_session, session_pids
+from tuner.system.processes import end_session, session_pids
 
 SPACE = """\
 name: guard

@@ -14,8 +14,8 @@ from tuner.runner.resume import init_storage
 from tuner.runner.setup_clock import SetupClock
 from tuner.runner.trial import should_checkpoint, trial_device
 from tuner.space.load import load_spec
-from tuner.storage import STATE_FILE, delete_checkpoints, experiment_dir
-from tuner.trainer.config import TrialConfig
+from tuner.system.tune_storage import STATE_FILE, delete_checkpoints, experiment_dir
+from tuner.core.config import TrialConfig
 
 
 def test_checkpoints_fall_on_every_nth_evaluation_but_not_the_last() -> None:

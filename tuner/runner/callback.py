@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 from ray import tune
 
-from tuner.disk import is_disk_full
-from tuner.outcome import UNFINISHED, config_id, error_summary, trial_status
+from tuner.system.disk import is_disk_full
+from tuner.core.selection import UNFINISHED, config_id, error_summary, trial_status
 from tuner.runner.console import SearchProgress
 from tuner.runner.setup_clock import SetupClock
 from tuner.space.spec import SearchSpec
-from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
-from tuner.secrets import mask_uri
+from tuner.system.tune_storage import PLOTS_DIR, delete_checkpoints, download_dir
+from tuner.system.secrets import mask_uri
 from tuner.tracking.runs import CONFIG_ID_TAG
 from tuner.tracking.writer import SearchTracker
 
@@ -62,7 +62,7 @@ class Session:
         ends: model logging's one-time cost (runner/models_step.py) is paid there, not after."""
         if self.warming is None and self.spec.log_models != "none" and len(trials) >= self.spec.n_trials \
                 and not any(t.status == "PENDING" for t in trials):
-            from tuner.tracking.models import warm_up_model_logging
+            from tuner.tracking.registry import warm_up_model_logging
 
             self.warming = threading.Thread(target=_quietly, args=(warm_up_model_logging,), daemon=True,
                                             name="tuner-warm-up")

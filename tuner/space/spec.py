@@ -10,13 +10,13 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from tuner.objective import Objective
-from tuner.outcome import require_text
+from tuner.core.objective import Objective
+from tuner.core.selection import require_text
 from tuner.errors import TunerError
-from tuner.trainer.config import FIELDS, TrialConfig, field_kind
+from tuner.core.config import FIELDS, TrialConfig, field_kind
 from tuner.data.features import FeatureSet
 from tuner.data.judgments import check_placed
-from tuner.trainer.config_values import check_batch_for_classes
+from tuner.core.config_values import check_batch_for_classes
 from tuner.trainer.labels import labeled_counts
 
 SEARCHES = ("grid", "random", "optuna")

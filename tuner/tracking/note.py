@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from tuner.outcome import chosen, pareto_front, parse_require, require_text
-from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.core.selection import chosen, pareto_front, parse_require, require_text
+from tuner.core.metrics import TRIAL_METRICS
 
 NOTE_TAG = "mlflow.note.content"
 REGISTERED_TAG = "tuner.registered_model"  # models:/NAME/VERSION, set by record_registered

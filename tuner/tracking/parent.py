@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from tuner.outcome import chosen, parse_require
+from tuner.core.selection import chosen, parse_require
 from tuner.tracking.note import NOTE_TAG, REQUIRE_TAG, search_note
 from tuner.tracking.store import artifact_names, log_params, log_text
-from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
+from tuner.core.metrics import TEST_METRICS, TRIAL_METRICS
 from tuner.trainer.plots import plot_pareto
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from tuner.errors import TunerError, first_line
 from tuner.tracking.store import connect, existing_store, parse_param, whole_params
-from tuner.secrets import mask_uri
-from tuner.trainer.config import FIELDS, TrialConfig
+from tuner.system.secrets import mask_uri
+from tuner.core.config import FIELDS, TrialConfig
 
 COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
 

@@ -20,8 +20,8 @@ from tuner.errors import TunerError
 from tuner.space.spec import SearchSpec
 from tuner.tracking import runs
 from tuner.tracking.store import connect, existing_store, param_text, parse_param, stored_param
-from tuner.secrets import mask_uri
-from tuner.trainer.config import FIELDS
+from tuner.system.secrets import mask_uri
+from tuner.core.config import FIELDS
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 

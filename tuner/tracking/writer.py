@@ -24,19 +24,19 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tuner.disk import is_disk_full
+from tuner.system.disk import is_disk_full
 from tuner.errors import first_line
-from tuner.outcome import RUN_STATUSES
-from tuner.storage import ExperimentDir, spool
+from tuner.core.selection import RUN_STATUSES
+from tuner.system.tune_storage import ExperimentDir, spool
 from tuner.tracking import runs
 from tuner.tracking.store import (artifact_names, connect, experiment_id, log_params, log_text,
                                   resolve_tracking_uri, unreachable)
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 from tuner.tracking.parent import as_list, log_search_start, log_search_summary
 from tuner.tracking.inputs import DataDescription, log_data
 from tuner.tracking.search_view import SEARCHED_PREFIX, SEARCHED_TAG, log_search_view
 from tuner.tracking.ui_view import EMBEDDING_KEY
-from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
+from tuner.core.metrics import TEST_METRICS, TRIAL_METRICS
 
 
 def _tolerant(default: Any = None) -> Callable:
