@@ -4,13 +4,13 @@ the trials it stopped, their MLflow statuses and histories, the rungs it kept, t
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.drivers import run_cli
+from tests.spaces import write_space
 from tuner.core.objective import Objective
 from tuner.core.selection import pareto_mask, rank_by_config
 import pyarrow.fs as pafs
@@ -32,7 +32,7 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
     from mlflow import MlflowClient
 
     space = tmp_path / "moasha.yaml"
-    space.write_text(textwrap.dedent(f"""
+    write_space(space, f"""
         name: moasha-e2e
         metric: [knn_accuracy, recon_error]
         search: grid
@@ -41,7 +41,7 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
         fixed: {{{TINY}}}
         params:
           latent_dim: {{grid: [8, 1, 4, 2]}}   # 1-D embeddings are far worse on both metrics
-        """))
+        """)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "ray"
     out = run_cli("search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(storage))
@@ -112,7 +112,7 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
     from tuner.system.processes import end_session
 
     space = tmp_path / "resume.yaml"
-    space.write_text(textwrap.dedent(f"""
+    write_space(space, f"""
         name: moasha-resume
         metric: [knn_accuracy, recon_error]
         search: grid
@@ -121,7 +121,7 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
         fixed: {{{TINY.replace("iterations: 80", "iterations: 160")}}}
         params:
           latent_dim: {{grid: [8, 1, 4, 2, 6, 3]}}
-        """))
+        """)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]
     exp, log = tmp_path / "ray" / "moasha-resume", tmp_path / "driver.log"

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import io
-import textwrap
 from pathlib import Path
 
+from tests.spaces import spec_of
 from tuner.runner.console import SearchProgress
 from tuner.space.load import load_spec
 
 
 def _spec(tmp_path: Path, mode: str = "max"):
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(f"""
+    return spec_of(tmp_path, f"""
         metric: recon_error
         mode: {mode}
         fixed: {{iterations: 40}}
         params:
           mu: {{grid: [0.25, 0.5, 0.75]}}
           latent_dim: {{grid: [2, 8]}}
-        """))
-    return load_spec(path)
+        """)
 
 
 def _last_line(out: io.StringIO) -> str:

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.spaces import spec_of
 from tuner.errors import TunerError
 from tuner.runner.models_step import best_of, chosen_trials
-from tuner.space.load import load_spec
 
 
 def _spec(tmp_path: Path, extra: str, metric: str = "knn_accuracy"):
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(f"""
+    return spec_of(tmp_path, f"""
         name: s
         metric: {metric}
         search: random
         {extra}
         params:
           mu: {{uniform: [0.1, 0.9]}}
-        """))
-    return load_spec(path)
+        """)
 
 
 TABLE = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "status": ["FINISHED", "KILLED", "FINISHED", "FINISHED"],

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from tests.drivers import dynamo_imported_after
+from tests.spaces import spec_of
 from tuner.runner.callback import Session
-from tuner.space.load import load_spec
 
 
 def _session(tmp_path: Path, log_models: str = "best") -> Session:
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(f"""
+    spec = spec_of(tmp_path, f"""
         name: warm
         search: grid
         log_models: {log_models}
         params:
           mu: {{grid: [0.2, 0.5, 0.8]}}
-        """))
-    return Session(tracker=None, spec=load_spec(path))  # type: ignore[arg-type]
+        """)
+    return Session(tracker=None, spec=spec)  # type: ignore[arg-type]
 
 
 def _trials(*statuses: str) -> list:

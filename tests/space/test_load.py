@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from tuner.cli import main
 from tests.paths import SPACES
+from tests.spaces import write_space
 from tuner.errors import TunerError
 from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
@@ -18,9 +18,7 @@ from tuner.space.spec import REPEAT_KEY, trial_config
 
 
 def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
+    return write_space(tmp_path / name, text)
 
 
 def spec_of(tmp_path: Path, text: str, **kwargs):
