@@ -84,7 +84,7 @@ def run(name: str, root: Path, address: str, trials: int, iterations: int) -> di
     uri = f"sqlite:///{root}/mlflow.db"
     started = time.perf_counter()
     table = run_search(load_spec(space), tracking_uri=uri, storage_path=root / "ray", address=address,
-                       verbose=False)
+                       verbose=False).trials
     wall = time.perf_counter() - started
     assert (table["status"] == "FINISHED").all() and len(table) == trials, table
     client = MlflowClient(tracking_uri=uri)

@@ -94,7 +94,7 @@ def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
         "fixed": {"dataset": "mnist", **NETWORKS["prior_art"], "iterations": steps, "eval_every": steps},
         "params": {"seed": {"grid": list(range(n))}}}))
     table = run_search(load_spec(path), tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", storage_path=tmp / "ray",
-                       data_dir=data_dir, verbose=False)
+                       data_dir=data_dir, verbose=False).trials
     if not (table["status"] == "FINISHED").all():
         raise SystemExit(f"packing {n}: trials did not finish: {table['status'].tolist()}")
     return float((table["iteration"] / table["train_seconds"]).sum())

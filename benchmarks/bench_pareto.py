@@ -73,7 +73,8 @@ def run(folder: Path, body: dict[str, Any], uri: str) -> tuple[pd.DataFrame, flo
     path = folder / f"{body['name']}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     start = time.time()
-    table = run_search(load_spec(path), tracking_uri=uri, storage_path=folder / "ray", verbose=False)
+    table = run_search(load_spec(path), tracking_uri=uri, storage_path=folder / "ray",
+                       verbose=False).trials
     return table, start, time.time() - start
 
 
@@ -150,7 +151,8 @@ def mnist_part(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         uri = f"sqlite:///{folder}/{key}.db"
         start = time.time()
         table = run_search(load_spec(ROOT / "search_spaces" / file), tracking_uri=uri,
-                           storage_path=folder / f"ray-{key}", data_dir=args.data_dir, verbose=False)
+                           storage_path=folder / f"ray-{key}", data_dir=args.data_dir,
+                           verbose=False).trials
         out[f"{key}_wall_s"] = round(time.time() - start, 1)
         tested = table.dropna(subset=["test_knn_accuracy"]) if "test_knn_accuracy" in table else table.iloc[:0]
         out[f"{key}_tested"] = tested[["trial_id", "status", "knn_accuracy", "recon_error", "test_knn_accuracy",

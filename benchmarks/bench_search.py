@@ -115,8 +115,8 @@ def two_processes(configs: list[TrialConfig]) -> float:
 
 def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, float]:
     start = time.perf_counter()
-    return run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False), \
-        time.perf_counter() - start
+    result = run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False)
+    return result.trials, time.perf_counter() - start
 
 
 def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
