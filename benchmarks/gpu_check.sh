@@ -15,7 +15,7 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi -L 2>&1 | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$out/gpu.txt"
-timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts=-ra tests/test_gpu.py tests/test_train.py \
-    tests/test_trainer_options.py 2>&1 | tee "$out/tests.log"
+timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts=-ra tests/trainer/test_gpu.py tests/trainer/test_train.py \
+    tests/trainer/test_options.py 2>&1 | tee "$out/tests.log"
 timeout 320 python3 -m benchmarks.bench_gpu --json --data-dir "${GPU_DATA:-.gpu_data/mnist-t10k-split}" 2>&1 \
     | grep -v "^W[0-9]" | tee "$out/bench_gpu.log"

@@ -1,6 +1,6 @@
 """Plain Python-loop enumeration of pairs and triplets, as the prior work did it.
 
-The oracle for tests/test_sampling.py and the baseline of the mining benchmark: obviously
+The oracle for tests/trainer/test_miners.py and the baseline of the mining benchmark: obviously
 correct, and slow on purpose (no vectorisation).
 """
 

@@ -1,17 +1,15 @@
-"""Shared test setup: polite to the shared cores, and no test writes to the user's caches."""
+"""Shared test setup: polite to the shared cores, no test writes to the user's caches, and the
+fixtures and helpers more than one test folder uses.
+
+Test modules import helpers as `tests.<module>` (tests/ and its folders are packages, so the
+same file name in two folders is two modules)."""
 
 from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# A torchvision-layout MNIST directory (docs/data.md's MNIST t10k split), looked for beside the
-# checkout; tests that use it skip when it is absent.
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist-t10k-split"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -20,7 +18,7 @@ def _ctrl_c_as_in_a_terminal() -> None:
     # of a script (`pytest &`) this process inherits SIGINT ignored, and so would every command it
     # starts, so their Ctrl-C tests would test an ignored Ctrl-C. A handler of our own is not
     # inherited across exec (an ignored signal is), so the commands start with Ctrl-C as in a
-    # terminal. (tests/test_stops_e2e.py starts commands with SIGINT ignored on purpose.)
+    # terminal. (tests/e2e/test_stops.py starts commands with SIGINT ignored on purpose.)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -43,3 +41,15 @@ def _private_feature_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("TUNER_CACHE_DIR", None)
     else:
         os.environ["TUNER_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (2 CPUs) for the module's in-process searches: ray.init costs seconds, and
+    run_search leaves a Ray it did not start running. address="local": a new instance even when a
+    `ray start` cluster runs on this machine."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()

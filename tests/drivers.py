@@ -1,5 +1,5 @@
-"""`tuner` drivers as a person starts them (a process of their own), for the end-to-end tests; and
-fresh interpreters for what a process imports."""
+"""`tuner` commands as a person starts them (a process of their own), for the end-to-end tests;
+and fresh interpreters for what a process imports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from conftest import REPO_ROOT
+from tests.paths import REPO_ROOT
 
 
 def start_driver(args: list[str], log: Path) -> subprocess.Popen:
@@ -21,6 +21,13 @@ def start_driver(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "a") as out:
         return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], stdout=out, stderr=out,
                                 start_new_session=True, env=env)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m tuner.cli ARGS` of this checkout to its end, its output captured."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 def free_port() -> int:

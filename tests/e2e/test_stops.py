@@ -1,0 +1,364 @@
+"""Stops as users meet them, with real processes and real signals: SIGTERM and SIGHUP from a
+launcher that left SIGINT ignored (`tuner ... &` in a script, `trap '' INT`) or not, in every phase
+of a search, and in `tuner ui`, `train`, `sync` and `embed`; a SIGKILLed driver's local Ray.
+
+A search is held in a phase by TUNER_TEST_HOLD (tuner/system/processes.py's hold_point). Each real
+search costs ~20-30 s here, so each phase is stopped once and the signal x SIGINT-disposition
+pairs are spread over the phases, each pair at least once (the trials phase with SIGINT not
+ignored is test_search_guard_e2e's, for both signals):
+
+    setup: SIGTERM, ignored        data: SIGHUP, not ignored      trials: SIGTERM, ignored
+    final test: SIGHUP, ignored    models: SIGTERM, not ignored   + SIGKILL during the trials
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.paths import REPO_ROOT
+from tests.drivers import free_port, wait_for
+from tests.e2e.test_search_guard import run_statuses
+from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
+
+SPACE = """\
+name: stops
+search: grid
+max_concurrent: 1
+fixed: {{hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: {iterations}, eval_every: {every}}}
+params:
+  latent_dim: {{grid: [2, 3]}}
+"""
+
+
+def launch(args: list[str], log: Path, *, ignore_int: bool, hold: str | None = None) -> subprocess.Popen:
+    """`python -m tuner.cli ARGS` in a session of its own; with `ignore_int` started as a shell's
+    `trap '' INT; exec ...` leaves it: SIGINT ignored, inherited across exec."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop(HOLD_ENV, None)
+    if hold:
+        env[HOLD_ENV] = hold
+    cmd = [sys.executable, "-m", "tuner.cli", *args]
+    if ignore_int:
+        cmd = ["bash", "-c", "trap '' INT; exec \"$@\"", "tuner", *cmd]
+    with open(log, "a") as out:
+        # SIGHUP and SIGTERM as a terminal leaves them, even where the suite runs under nohup (an
+        # ignored SIGHUP is inherited, and tuner rightly keeps it ignored).
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True, env=env,
+                                preexec_fn=_default_stops)
+    return proc
+
+
+def _default_stops() -> None:
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def sigint_ignored(pid: int) -> bool:
+    mask = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigIgn:"))
+    return bool(int(mask.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+def held(proc: subprocess.Popen, log: Path, phase: str, ignore_int: bool) -> None:
+    wait_for(lambda: f"holding in phase {phase} " in log.read_text(), proc, 240, f"the {phase} phase", log)
+    assert sigint_ignored(proc.pid) == ignore_int  # the launcher case under test, in force
+
+
+def watchdogs(driver: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"tuner.system.watchdog" in argv and str(driver).encode() in argv and proc_stat(entry)[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def gone(pids: Callable[[], list[int]], timeout: float) -> float | None:
+    """Seconds until `pids()` is empty, polled; None if it never was within `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if not pids():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    return None
+
+
+def stopped(proc: subprocess.Popen, sig: int, log: Path, timeout: float = 90) -> int:
+    """Send `sig` to the process alone (as `kill` does); its exit code. Nothing of its session or
+    its Ray's watchdog may outlive it."""
+    try:
+        proc.send_signal(sig)
+        code = proc.wait(timeout=timeout)
+        assert gone(lambda: session_pids(proc.pid), 15) is not None, \
+            f"left behind: {session_pids(proc.pid)}\n{log.read_text()[-3000:]}"
+        assert gone(lambda: watchdogs(proc.pid), 15) is not None
+    finally:
+        end_session(proc.pid, grace=0.0)
+    return code
+
+
+def resume_finishes(args: list[str], tmp_path: Path, db: Path) -> None:
+    """`tuner search --resume` runs to the end and leaves the search and both trials FINISHED."""
+    log = tmp_path / "resume.log"
+    done = launch([*args, "--resume"], log, ignore_int=False)
+    try:
+        assert done.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        end_session(done.pid, grace=0.0)
+    assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
+
+
+# Trials of RESUMED iterations: still running when the test acts on their first report (at a tenth),
+# and short enough that the --resume which finishes both stays cheap.
+RESUMED = (3000, 300)
+
+
+def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
+    (tmp_path / "stops.yaml").write_text(SPACE.format(iterations=iterations, every=every))
+    return ["search", "--space", str(tmp_path / "stops.yaml"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+            "--storage-path", str(tmp_path / "ray")]
+
+
+# ------------------------------------------------------------------ a search, phase by phase
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase,sig,ignore_int", [("setup", signal.SIGTERM, True), ("data", signal.SIGHUP, False)],
+                         ids=["setup-SIGTERM-int-ignored", "data-SIGHUP"])
+def test_a_stop_before_the_trials_leaves_no_run_and_no_ray(tmp_path: Path, phase: str, sig: int,
+                                                           ignore_int: bool) -> None:
+    log = tmp_path / "driver.log"
+    proc = launch(space(tmp_path, 6000, 600), log, ignore_int=ignore_int, hold=phase)
+    held(proc, log, phase, ignore_int)
+    assert len(session_pids(proc.pid)) > 3  # the driver and its local Ray (GCS, raylet, agents, ...)
+    assert stopped(proc, sig, log) == 130, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "tuner search: interrupted" in text and "Traceback" not in text, text[-3000:]
+    assert "RUNNING" not in sum(run_statuses(tmp_path / "mlflow.db").values(), [])
+
+
+@pytest.mark.slow
+def test_sigterm_with_sigint_ignored_stops_the_trials_as_ctrl_c_does(tmp_path: Path) -> None:
+    """Ray Tune's own SIGINT handler is the one called: it stops the trials and saves its state."""
+    args, log = space(tmp_path, 6000, 600), tmp_path / "driver.log"
+    proc = launch(args, log, ignore_int=True)
+    # Until Tune's fit installs its handler (which is what is then called): SIGINT ignored.
+    wait_for(lambda: sigint_ignored(proc.pid), proc, 10, "SIGINT ignored", log)
+    wait_for(lambda: any(p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")),
+             proc, 240, "a trial reported", log)
+    assert stopped(proc, signal.SIGTERM, log) == 0
+    assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), log.read_text()[-3000:]
+    assert run_statuses(tmp_path / "mlflow.db") == {"search": ["KILLED"], "trial": ["KILLED"]}
+
+
+@pytest.mark.slow
+def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> None:
+    """The final test (SIGHUP, SIGINT ignored) and model logging (SIGTERM): the parent ends KILLED
+    and --resume finishes the search; then `tuner sync` and `tuner embed` are stopped too."""
+    args, db = space(tmp_path, 200, 100), tmp_path / "mlflow.db"
+    for phase, sig, ignore_int in (("final test", signal.SIGHUP, True), ("models", signal.SIGTERM, False)):
+        log = tmp_path / f"{phase}.log"
+        proc = launch([*args, *(["--resume"] if phase == "models" else [])], log, ignore_int=ignore_int, hold=phase)
+        held(proc, log, phase, ignore_int)
+        assert stopped(proc, sig, log) == 130, log.read_text()[-3000:]
+        assert "tuner search: interrupted" in log.read_text()
+        assert run_statuses(db) == {"search": ["KILLED"], "trial": ["FINISHED"] * 2}
+
+    resume_finishes(args, tmp_path, db)
+
+    # tuner sync, stopped once it holds the search's runs open: none stays RUNNING.
+    log = tmp_path / "sync.log"
+    proc = launch(["sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{db}"], log,
+                  ignore_int=True, hold="sync")
+    held(proc, log, "sync", True)
+    assert stopped(proc, signal.SIGTERM, log) == 130 and "tuner sync: interrupted" in log.read_text()
+    assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
+
+    log = tmp_path / "embed.log"
+    out = tmp_path / "z.parquet"
+    proc = launch(["embed", "--model", "models:/stops@champion", "--dataset", "digits", "--out", str(out),
+                   "--tracking-uri", f"sqlite:///{db}"], log, ignore_int=True, hold="embed")
+    held(proc, log, "embed", True)
+    assert stopped(proc, signal.SIGHUP, log) == 130 and "tuner embed: interrupted" in log.read_text()
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> None:
+    """kill -9 of the driver alone (an OOM kill): its local Ray's processes, agents included, end
+    within 30 s, and --resume finishes the search."""
+    args, log = space(tmp_path, *RESUMED), tmp_path / "driver.log"
+    proc = launch(args, log, ignore_int=False)
+    try:
+        wait_for(lambda: any(p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")),
+                 proc, 240, "a trial reported", log)
+        ray_pids = [p for p in session_pids(proc.pid) if p != proc.pid]
+        names = [Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1] for p in ray_pids]
+        assert b"raylet" in names and b"ray::DashboardAgent" in names, names
+        assert watchdogs(proc.pid)
+        proc.kill()
+        proc.wait()
+        after = gone(lambda: session_pids(proc.pid), 30)
+        assert after is not None, f"still running 30 s after the SIGKILL: {session_pids(proc.pid)} of {ray_pids}"
+        assert gone(lambda: watchdogs(proc.pid), 10) is not None
+        print(f"{len(ray_pids)} Ray processes ({b', '.join(sorted(set(names))).decode()}) all gone "
+              f"{after:.1f} s after the SIGKILL")
+    finally:
+        end_session(proc.pid, grace=0.0)
+    assert run_statuses(tmp_path / "mlflow.db")["search"] == ["RUNNING"]  # nobody closed it: --resume does
+
+    resume_finishes(args, tmp_path, tmp_path / "mlflow.db")
+
+
+# ------------------------------------------------------------------ the other long-running commands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,ignore_int", [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, False)],
+                         ids=["SIGINT", "SIGTERM-int-ignored", "SIGHUP"])
+def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bool) -> None:
+    """Ctrl-C, SIGTERM (SIGINT ignored, as under nohup) and a closed terminal: `tuner ui` exits 0
+    within 5 s and no server process or web worker is left holding its port."""
+    import mlflow
+
+    mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db").create_experiment("x")  # a store to serve
+    port = free_port()
+    log = tmp_path / "ui.log"
+    proc = launch(["ui", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--port", str(port)], log,
+                  ignore_int=ignore_int)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), proc, 120, "the UI answering", log)
+        assert sigint_ignored(proc.pid) == ignore_int
+        server = _children(proc.pid)
+        assert server, "tuner ui started no server"
+        assert servers_on(port)  # the check below would pass for a wrong port too
+        started = time.monotonic()
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0
+        took = time.monotonic() - started
+        assert took < 5, f"tuner ui took {took:.1f} s to stop"
+        print(f"tuner ui ({'SIGINT ignored' if ignore_int else 'SIGINT default'}) stopped {took:.1f} s after "
+              f"{signal.Signals(sig).name}")
+        assert gone(lambda: [p for s in server for p in session_pids(s)], 1) is not None  # server, workers
+        assert not _answers(f"http://127.0.0.1:{port}/health")
+        assert servers_on(port) == []  # no web worker left holding the port
+        assert f"http://127.0.0.1:{port}" in log.read_text()  # the link it printed
+    finally:
+        for s in _children(proc.pid):
+            end_session(s, grace=0.0)
+        end_session(proc.pid, grace=0.0)
+
+
+@pytest.mark.slow
+def test_train_stops_on_sigterm_with_sigint_ignored(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    proc = launch(["train", "--set", "iterations=1000000", "--set", "eval_every=50", "--set", "hidden_dims=[16]"], log,
+                  ignore_int=True)
+    wait_for(lambda: "iteration 50:" in log.read_text(), proc, 120, "training under way", log)
+    assert sigint_ignored(proc.pid)
+    started = time.monotonic()
+    assert stopped(proc, signal.SIGTERM, log, timeout=30) == 130
+    took = time.monotonic() - started
+    assert took < 5 and "tuner train: interrupted" in log.read_text()
+    print(f"tuner train (SIGINT ignored) exited 130 {took:.1f} s after SIGTERM")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def servers_on(port: int) -> list[int]:
+    """Pids of mlflow server processes (and their web workers) started for this port."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mlflow" in b" ".join(argv) and str(port).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and (f := proc_stat(e)) and int(f[1]) == pid]
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 24 MiB tmpfs, mounted for the test (CI runs as root); skipped where mounting is not allowed."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(mnt: Path) -> Path:
+    """Write zeros until the filesystem refuses: it is then full for everyone."""
+    filler = mnt / "filler"
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to flush (and fail) at close
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError as err:
+            assert err.errno == 28
+    return filler
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("full", ["storage", "store"], ids=["storage-path-full", "sqlite-store-full"])
+def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(tmp_path: Path, small_disk: Path,
+                                                                                    full: str) -> None:
+    args, db, results = space(tmp_path, *RESUMED), tmp_path / "mlflow.db", tmp_path / "ray"
+    if full == "storage":
+        results = small_disk / "ray"
+        args[args.index("--storage-path") + 1] = str(results)
+    else:
+        db = small_disk / "mlflow.db"
+        args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
+    log = tmp_path / "driver.log"
+    proc = launch(args, log, ignore_int=False)
+    try:
+        wait_for(lambda: any(p.stat().st_size for p in results.glob("stops/run_trial_*/result.json")),
+                 proc, 240, "a trial reported", log)
+        filler = fill(small_disk)
+        assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
+    finally:
+        end_session(proc.pid, grace=0.0)
+    text = log.read_text()
+    assert f"tuner search: error: no space left on the filesystem mounted at {small_disk} (" in text, text[-3000:]
+    # One message, the last word; no traceback of the driver's (Tune logs the failed trial's own).
+    assert text.strip().splitlines()[-1].startswith("tuner search: error: no space left on"), text[-3000:]
+    assert text.count("tuner search: error") == 1 and "tuner/cli.py" not in text, text[-3000:]
+    statuses = run_statuses(db)
+    print(f"{full} full: exit 2, runs {statuses}; {text.strip().splitlines()[-1]}")
+    if full == "storage":  # the store had room: every run it holds was closed
+        assert statuses["search"] == ["KILLED"] and "RUNNING" not in statuses["trial"], statuses
+    else:  # nothing could be written there: the message says the runs stay RUNNING until --resume
+        assert "show RUNNING until then" in text
+
+    filler.unlink()
+    resume_finishes(args, tmp_path, db)

@@ -1,0 +1,351 @@
+"""`tuner ui` in a real browser: headless Chromium renders MLflow's UI of a finished search.
+
+The store is written by SearchTracker the way a search writes it, with real PNG plots; the
+UI is started through the CLI (`tuner ui`, default host), and the link it prints is opened.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tuner.trainer import plots
+from tuner.tracking.writer import SearchTracker
+from tests.drivers import free_port
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PNG = b"\x89PNG\r\n\x1a\n"
+TRIALS = {"ab12c_00000": (2, 0.91), "ab12c_00001": (8, 0.95), "ab12c_00002": (16, 0.88)}  # latent_dim, accuracy
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker, Path]:
+    """A finished search of three trials, each with its embedding and loss plots."""
+    tmp = tmp_path_factory.mktemp("ui-store")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    tracker = SearchTracker.open(uri, "ui-digits", "ui-digits-1234abcd", "name: ui-digits\n", {},
+                                 {"metric": "knn_accuracy", "mode": "max"}, resume=False)
+    rng, rows = np.random.default_rng(0), []
+    for trial_id, (dim, acc) in TRIALS.items():
+        tracker.trial_started(trial_id, {"latent_dim": dim, "mu": 0.5})
+        for step in (100, 200):
+            tracker.log_metrics(trial_id, {"knn_accuracy": acc * step / 200, "recon_error": 1 / step}, step)
+        out = tmp / trial_id
+        out.mkdir()
+        labels = np.repeat(np.arange(3), 30)
+        plots.plot_embedding(rng.normal(size=(90, 2)) + labels[:, None], labels, ["0", "1", "2"],
+                             out / "embedding.png", title=trial_id)
+        plots.plot_loss_curves([{"iteration": 100.0, "loss": 1.0}, {"iteration": 200.0, "loss": 0.5}],
+                               out / "loss_curves.png")
+        tracker.trial_finished(trial_id, "FINISHED", artifact_dir=out)
+        rows.append({"trial_id": trial_id, "latent_dim": dim, "knn_accuracy": acc, "recon_error": 0.005})
+    tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
+    return uri, tracker, tmp
+
+
+def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Headless Chromium in its own session, so that every process it spawns is ended with it."""
+    cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+           "--virtual-time-budget=15000", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of the sockets listening on `port` (from /proc: no traffic sent)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def start_ui(uri: str, port: int) -> tuple[subprocess.Popen, str]:
+    """`tuner ui` as typed (default host), up and answering; returns it and the link it printed."""
+    code = f"import sys; from tuner.cli import main; sys.exit(main(['ui', '--tracking-uri', {uri!r}, '--port', '{port}']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                                                    "MLFLOW_DISABLE_TELEMETRY": "true"})
+    printed = proc.stdout.readline() + proc.stdout.readline()
+    link = re.search(r"http://\S+", printed)
+    deadline, status = time.monotonic() + 120, None
+    while link and time.monotonic() < deadline and status is None and proc.poll() is None:
+        try:
+            status = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status
+        except OSError:
+            time.sleep(0.25)
+    if status != 200:
+        stop(proc)
+        raise AssertionError(f"tuner ui did not come up: {printed}")
+    return proc, link.group(0)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as in a terminal
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# The runs table's rows, top to bottom, each as its text (AG Grid splits a row over its pinned and
+# scrolled parts: rows of one aria-rowindex are one row).
+ROWS = """(() => { const rows = {};
+  document.querySelectorAll('.ag-row[aria-rowindex]').forEach(r => {
+    const i = Number(r.getAttribute('aria-rowindex')); rows[i] = (rows[i] || '') + ' ' + r.textContent; });
+  const order = Object.keys(rows).map(Number).sort((a, b) => a - b).map(i => rows[i]);
+  return IDS.every(id => order.some(row => row.includes(id))) ? order : null; })()"""
+
+
+def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -> None:
+    from tests.browser import Page
+
+    if CHROMIUM is None:
+        if os.environ.get("CI"):  # .ci/run installs it: a missing browser there is a broken CI, not a skip
+            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    uri, tracker, tmp = store
+    port = free_port()
+    proc, url = start_ui(uri, port)
+    try:
+        assert url == (f"http://127.0.0.1:{port}/#/experiments/{tracker.experiment_id}/runs"
+                       f"?viewStateShareKey=tuner&workflowType=machine_learning")
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, as --host defaults
+
+        profile = f"--user-data-dir={tmp_path / 'profile'}"
+        dom = chromium(profile, "--dump-dom", url).stdout
+        for trial_id in (*TRIALS, "ui-digits-1234abcd"):
+            assert trial_id in dom, f"{trial_id} is not on the page"
+        # The view tuner saved orders the runs by the search's metric, best first: not the order
+        # they were started in, MLflow's own.
+        with Page(url, tmp_path / "rows") as page:
+            rows = page.value(ROWS.replace("IDS", json.dumps(list(TRIALS))), "the runs table's rows")
+        assert [t for row in rows for t in TRIALS if t in row] == sorted(TRIALS, key=lambda t: -TRIALS[t][1])
+        shot = tmp_path / "ui.png"
+        chromium(profile, f"--screenshot={shot}", url)
+        assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
+
+        run_id = tracker.trial_started("ab12c_00001", {})
+        served = urllib.request.urlopen(f"http://127.0.0.1:{port}/get-artifact?path=embedding.png&run_uuid={run_id}",
+                                        timeout=30)
+        assert served.status == 200
+        assert served.read() == (tmp / "ab12c_00001" / "embedding.png").read_bytes()
+    finally:
+        stop(proc)
+
+
+def page_text(dom: str) -> str:
+    """What a person reads on the page: its text nodes, in order, joined by ' | '."""
+    body = re.sub(r"<script.*?</script>|<style.*?</style>", "", dom, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", body)).replace("\xa0", " ")  # the alias reads "@&nbsp;champion"
+    return " | ".join(t.strip() for t in text.splitlines() if t.strip())
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker]:
+    """A search whose two trials' models were registered: version 1 (better) holds champion."""
+    from tuner.data import load_features
+    from tuner.data.inputs import split_images
+    from tuner.tracking.registry import log_model, register_model
+    from tuner.tracking.note import record_registered
+    from tuner.core.config import TrialConfig
+    from tuner.embedding import EmbeddingModel
+    from tuner.trainer.train import fit
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('ui-models')}/mlflow.db"
+    tracker = SearchTracker.open(uri, "ui-models", "ui-models-5678abcd", "name: ui-models\n", {},
+                                 {"metric": "knn_accuracy", "mode": "max", "space_file": "models.yaml"}, resume=False)
+    cfg = TrialConfig(iterations=1, eval_every=1)
+    data = load_features(cfg, progress=False)
+    model = EmbeddingModel.from_training(cfg, fit(cfg, data).model, data)
+    rows = []
+    for trial_id, name, acc in (("cd34e_00000", "pairwise ae d=2", 0.9), ("cd34e_00001", "pairwise ae d=8", 0.8)):
+        run_id = tracker.trial_started(trial_id, cfg.to_dict(), run_name=name)
+        tracker.log_metrics(trial_id, {"knn_accuracy": acc, "recon_error": 0.1}, 1)
+        tracker.trial_finished(trial_id, "FINISHED")
+        info = log_model(tracker.client, run_id, model, split_images(cfg, "test").images[:3])
+        reg = register_model(tracker.client, "ui-embedder", info, run_id, {"knn_accuracy": acc}, "knn_accuracy", "max")
+        rows.append({"trial_id": trial_id, "knn_accuracy": acc, "recon_error": 0.1})
+    assert (reg.version, reg.champion) == (2, 1)  # the worse second version left champion on 1
+    record_registered(tracker.client, tracker.parent_run_id, reg.name, reg.version, reg.champion)
+    tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
+    return uri, tracker
+
+
+def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    uri, tracker = model_store
+    port = free_port()
+    proc, url = start_ui(uri, port)
+    profile, base = f"--user-data-dir={tmp_path / 'profile'}", f"http://127.0.0.1:{port}"
+    try:
+        assert url.endswith("&workflowType=machine_learning")
+        # The link tuner ui prints opens the model-training view: its nav, the runs table.
+        training = page_text(chromium(profile, "--dump-dom", url).stdout)
+        assert "| Model registry |" in training and "pairwise ae d=2" in training and "Token Usage" not in training
+
+        models = page_text(chromium(profile, "--dump-dom", f"{base}/#/models/ui-embedder").stdout)
+        newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
+        assert "champion" not in newer and "| @ champion" in older.split("| Previous |")[0]
+
+        run_page = f"{base}/#/experiments/{tracker.experiment_id}/runs/{tracker.parent_run_id}"
+        described = page_text(chromium(profile, "--dump-dom", run_page + "?workflowType=machine_learning").stdout)
+        assert "| Description |" in described and "| Best trial: | cd34e_00000 |" in described
+        assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
+    finally:
+        stop(proc)
+
+
+# ------------------------------------------------------------------ the comparison view of a real search
+
+SETTINGS = ["mu", "latent_dim"]  # in the search file's order, which is not the alphabetical one
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object, list]:
+    """A finished grid search of 6 tiny trials, run as `tuner search` runs it (Ray, Tune, MLflow)."""
+    from mlflow import MlflowClient
+
+    from tuner.runner.search import run_search
+    from tuner.space.load import load_spec
+
+    tmp = tmp_path_factory.mktemp("ui-search")
+    space = tmp / "compare.yaml"
+    space.write_text("""name: ui-compare
+search: grid
+fixed: {hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 20, eval_every: 10}
+params:
+  mu: {grid: [0.1, 0.5, 0.9]}
+  latent_dim: {grid: [2, 4]}
+""")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    run_search(load_spec(space), tracking_uri=uri, storage_path=tmp / "ray", verbose=False)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ui-compare").experiment_id], max_results=100)
+    parent = next(r for r in runs if r.data.tags.get("tuner.role") == "search")
+    return uri, parent, [r for r in runs if r.data.tags.get("tuner.role") == "trial"]
+
+
+def need_chromium() -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+
+
+# The visible header cells, left to right (AG Grid places them by style, not in DOM order).
+HEADERS = """(() => { const cells = [...document.querySelectorAll('.ag-header-cell[col-id]')]
+  .map(e => [e.getAttribute('col-id'), e.getBoundingClientRect().left]).filter(c => /^(params|metrics)\\./.test(c[0]));
+  return cells.length >= 4 ? cells.sort((a, b) => a[1] - b[1]).map(c => c[0]) : null; })()"""
+# Chart cards in order: their titles, and the points of the first (the scatter's plot).
+CARDS = """(() => { const cards = [...document.querySelectorAll('[data-testid="experiment-view-compare-runs-card"]')];
+  const points = cards.length ? cards[0].querySelectorAll('.scatterlayer path.point').length : 0;
+  return cards.length >= 3 && points ? {titles: cards.map(c => (c.querySelector('h4') || {}).textContent), points}
+    : null; })()"""
+# MLflow draws parallel coordinates on a canvas: the lines are the rows its chart component was given.
+PARALLEL = """(() => { const el = document.querySelector('.parcoords'); if (!el) return null;
+  let f = el[Object.keys(el).find(k => k.startsWith('__reactFiber'))];
+  while (f && !(f.memoizedProps && Array.isArray(f.memoizedProps.data) && f.memoizedProps.selectedParams)) f = f.return;
+  return f ? {lines: f.memoizedProps.data.length, params: f.memoizedProps.selectedParams,
+              metrics: f.memoizedProps.selectedMetrics} : null; })()"""
+FRONT = """(() => { const traces = document.querySelectorAll('#front-plot .scatterlayer .trace');
+  return traces.length === 2 ? {others: traces[0].querySelectorAll('path.point').length,
+                                front: traces[1].querySelectorAll('path.point').length,
+                                title: document.querySelector('#front-plot .gtitle').textContent} : null; })()"""
+
+
+def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> None:
+    from tests.browser import Page
+
+    need_chromium()
+    uri, parent, trials = searched
+    finished = [t for t in trials if t.info.status == "FINISHED"]
+    assert len(trials) == 6 and len(finished) == 6
+    port = free_port()
+    proc, url = start_ui(uri, port)
+    try:
+        with Page(url, tmp_path / "p1") as page:
+            assert page.value(HEADERS, "the runs table's columns") == [
+                "params.`mu`", "params.`latent_dim`", "metrics.`knn_accuracy`", "metrics.`recon_error`",
+                "metrics.`test_knn_accuracy`", "metrics.`test_recon_error`"]
+        with Page(url + "&compareRunsMode=CHART", tmp_path / "p2") as page:
+            cards = page.value(CARDS, "the chart cards")
+            # MLflow titles a scatter "x vs. y"
+            assert cards["titles"][:3] == ["recon_error vs. knn_accuracy", "Parallel Coordinates", "knn_accuracy"]
+            assert cards["points"] == len(finished)  # one point per trial; the parent has no knn_accuracy
+            parallel = page.value(PARALLEL, "the parallel-coordinates chart")
+            assert parallel == {"lines": len(finished), "params": SETTINGS,
+                                "metrics": ["knn_accuracy", "recon_error"]}
+        # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame of a blob: URL
+        viewer = (f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+                  f"/artifacts/report.html")
+        with Page(viewer, tmp_path / "p3") as page:
+            front = page.value(FRONT, "the report's front", frame_url_part="blob:")
+        assert front["front"] + front["others"] == len(finished)
+        assert front["title"].endswith(f": {front['front']} trials on the front")
+        assert front["front"] == pareto_size(finished)
+    finally:
+        stop(proc)
+
+
+def pareto_size(runs: list) -> int:
+    from tuner.core.selection import pareto_mask
+
+    values = np.array([[r.data.metrics["knn_accuracy"], r.data.metrics["recon_error"]] for r in runs])
+    return int(pareto_mask(values, ["max", "min"]).sum())
+
+
+def test_a_search_logs_its_data_importances_and_embedding_steps(searched) -> None:
+    from mlflow import MlflowClient
+
+    uri, parent, trials = searched
+    client = MlflowClient(tracking_uri=uri)
+    from tuner.data import load_features
+    from tuner.core.config import TrialConfig
+
+    data = load_features(TrialConfig(dataset="digits"), progress=False)
+    contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
+                for i in parent.inputs.dataset_inputs}
+    assert contexts == {"digits/raw train": f"train ({len(data.x_train)} rows)",
+                        "digits/raw validation": f"validation ({len(data.x_val)} rows)",
+                        "digits/raw test": f"test ({len(data.x_test)} rows)"}
+    digests = {i.dataset.name: i.dataset.digest for i in parent.inputs.dataset_inputs}
+    assert len(set(digests.values())) == 3  # each split its own digest
+    for trial in trials:  # a trial reads train and validation, the same arrays as its search
+        assert {i.dataset.name: i.dataset.digest for i in trial.inputs.dataset_inputs} == {
+            k: v for k, v in digests.items() if not k.endswith(" test")}
+        steps = {m.step for m in client.get_metric_history(trial.info.run_id, "knn_accuracy")}
+        images = [a.path for a in client.list_artifacts(trial.info.run_id, "images")]
+        assert any(p.startswith(f"images/embedding+step+{max(steps)}+") for p in images), images
+    shares = {k: v for k, v in parent.data.metrics.items() if k.startswith("importance_knn_accuracy_")}
+    assert set(shares) == {"importance_knn_accuracy_mu", "importance_knn_accuracy_latent_dim"}
+    assert abs(sum(shares.values()) - 1) < 1e-6
+    assert {"importance.png", "report.html"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
