@@ -1,4 +1,4 @@
-"""The mechanisms under tests/test_stops_e2e.py, fast: SIGTERM as Ctrl-C whatever SIGINT's
+"""The mechanisms under tests/e2e/test_stops.py, fast: SIGTERM as Ctrl-C whatever SIGINT's
 disposition, the watchdog ending a SIGKILLed driver's processes, a full disk found in an error."""
 
 from __future__ import annotations
