@@ -15,7 +15,8 @@ from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of
 from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
-from tuner.tracking.note import search_note, REQUIRE_TAG
+from tuner.tracking.note import search_note
+from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 
 
 def spec_of(tmp_path: Path, body: str):

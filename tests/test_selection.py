@@ -24,7 +24,8 @@ from tuner.runner.setup_clock import SetupClock
 from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
 from tuner.storage import experiment_dir
-from tuner.tracking.note import REQUIRE_TAG, search_note
+from tuner.tracking.note import search_note
+from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 from tuner.tracking.writer import SearchTracker
 
 

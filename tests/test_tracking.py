@@ -21,13 +21,13 @@ from mlflow import MlflowClient
 
 from tuner.trainer import plots
 from tuner.errors import TunerError
-from tuner.tracking.note import REQUIRE_TAG
+from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 from tuner.tracking.reader import print_report, trials_table
 from tuner.outcome import search_status
 from tuner.storage import SPOOL_DIR, STATE_FILE, open_storage
 from tuner.tracking.store import resolve_tracking_uri, unreachable
 from tuner.secrets import mask_uri
-from tuner.tracking.sync import TrialRecord, record_status, sync_search
+from tuner.tracking.sync import StoredTrial, record_status, sync_search
 from tuner.tracking.writer import SearchTracker
 
 SPEC_YAML = "# my search\nsearch:\n  samples: 3\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
@@ -473,8 +473,8 @@ def test_sync_finds_the_search_or_says_what_to_pass(tmp_path: Path) -> None:
 
 
 def test_trial_and_search_status_rules() -> None:
-    def record(iterations: list[float], error: str | None = None) -> TrialRecord:
-        return TrialRecord("t", {}, [{"iteration": i} for i in iterations], error, None)
+    def record(iterations: list[float], error: str | None = None) -> StoredTrial:
+        return StoredTrial("t", {}, [{"iteration": i} for i in iterations], error, None)
 
     assert record_status(record([10, 20]), 20) == "FINISHED"
     assert record_status(record([10, 20], DIVERGED), 20) == "FINISHED"  # a retried crash that then finished
@@ -528,7 +528,7 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
     every such trial as trained with other settings."""
     from tuner.space.load import load_spec
     from tuner.tracking.rerun import config_from_run
-    from tuner.tracking.store import FULL_PARAMS, PARAM_LIMIT, param_text, stored_param
+    from tuner.core.params import FULL_PARAMS, PARAM_LIMIT, stored_text, to_text
     from tuner.tracking.warm_start import select
     from tuner.trainer.config import TrialConfig
 
@@ -539,7 +539,7 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
     run_id = tracker.trial_started("t0", cfg.to_dict())
     client = MlflowClient(tracking_uri=uri)
     stored = client.get_run(run_id).data.params["composite_labels"]
-    assert len(param_text(cfg.to_dict()["composite_labels"])) == 9890 and len(stored) == PARAM_LIMIT
+    assert len(to_text(cfg.to_dict()["composite_labels"])) == 9890 and len(stored) == PARAM_LIMIT
     assert stored.endswith(")") and FULL_PARAMS in stored
     assert FULL_PARAMS in {f.path for f in client.list_artifacts(run_id)}
     rebuilt, _ = config_from_run(run_id, uri, {})
@@ -551,5 +551,5 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
     spec = load_spec(space)
     params = dict(client.get_run(run_id).data.params)
     assert select(spec, "s1", [("FINISHED", params, {"knn_accuracy": 0.7})]).points == [{"mu": 0.5}]
-    other = {**params, "composite_labels": stored_param(param_text({**merged, 999: 0}))}
+    other = {**params, "composite_labels": stored_text(to_text({**merged, 999: 0}))}
     assert select(spec, "s1", [("FINISHED", other, {"knn_accuracy": 0.7})]).other_settings == 1

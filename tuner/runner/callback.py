@@ -25,7 +25,7 @@ from tuner.runner.setup_clock import SetupClock
 from tuner.space.spec import SearchSpec
 from tuner.storage import PLOTS_DIR, delete_checkpoints, download_dir
 from tuner.secrets import mask_uri
-from tuner.tracking.runs import CONFIG_ID_TAG
+from tuner.tracking import tags
 from tuner.tracking.writer import SearchTracker
 
 
@@ -112,7 +112,7 @@ class Session:
         seen = self.nodes.setdefault(trial_id, [])
         if seen[-1:] != [node]:
             seen.append(node)
-            self.tracker.set_trial_tags(trial_id, {"tuner.node": ",".join(seen)})
+            self.tracker.set_trial_tags(trial_id, {tags.NODE: ",".join(seen)})
 
 
 def kept_checkpoint(trial: Any, status: str) -> str | None:
@@ -148,7 +148,7 @@ class TrackingCallback(tune.Callback):
         config = cfg.to_dict()
         s.tracker.trial_started(trial.trial_id, config, run_name=s.spec.run_name(cfg))
         # The runs of one configuration (repeats: one seed each) share it; reports group by it.
-        s.tracker.set_trial_tags(trial.trial_id, {CONFIG_ID_TAG: config_id(config)})
+        s.tracker.set_trial_tags(trial.trial_id, {tags.CONFIG_ID: config_id(config)})
         s.trial_started(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

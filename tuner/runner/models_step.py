@@ -23,6 +23,7 @@ from tuner.outcome import chosen, require_text
 from tuner.runner.final_test import read_final_state, selected_trials
 from tuner.space.spec import SearchSpec
 from tuner.secrets import mask_uri
+from tuner.tracking import tags
 from tuner.trainer.metrics import TRIAL_METRICS
 
 
@@ -114,8 +115,8 @@ def _register(spec: SearchSpec, table: pd.DataFrame, logged: dict[str, Any], tra
 def _tags(spec: SearchSpec, table: pd.DataFrame, tracker: Any, trial_id: str) -> dict[str, Any]:
     row = table[table["trial_id"] == trial_id].iloc[0]
     metrics = {k: float(row[k]) for k in TRIAL_METRICS if k in row and pd.notna(row[k])}
-    return {"tuner.search_id": tracker.search_id, "tuner.trial_id": trial_id,
-            "tuner.metric": ",".join(spec.metric), "tuner.mode": ",".join(spec.mode), **metrics}
+    return {tags.SEARCH_ID: tracker.search_id, tags.TRIAL_ID: trial_id,
+            tags.METRIC: ",".join(spec.metric), tags.MODE: ",".join(spec.mode), **metrics}
 
 
 def _feature_example(data: FeatureSet, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:

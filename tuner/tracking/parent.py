@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from tuner.outcome import chosen, parse_require
-from tuner.tracking.note import NOTE_TAG, REQUIRE_TAG, search_note
+from tuner.tracking import tags as tag
+from tuner.tracking.note import NOTE_TAG, search_note
 from tuner.tracking.store import artifact_names, log_params, log_text
 from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 from tuner.trainer.plots import plot_pareto
@@ -56,9 +57,9 @@ def log_search_summary(client: Any, run_id: str, table: pd.DataFrame, metric: li
 
     written: Counter = Counter()
     run = client.get_run(run_id)
-    tags = [RunTag("tuner.metric", ",".join(metric)), RunTag("tuner.mode", ",".join(mode)),
+    tags = [RunTag(tag.METRIC, ",".join(metric)), RunTag(tag.MODE, ",".join(mode)),
             RunTag(NOTE_TAG, search_note(run.data.params, run.data.tags, table, metric, mode))]
-    best = chosen(table, metric, mode, parse_require(run.data.tags.get(REQUIRE_TAG)))
+    best = chosen(table, metric, mode, parse_require(run.data.tags.get(tag.REQUIRE)))
     if best is not None:
         now, logged = int(time.time() * 1000), run.data.metrics
         # The best trial's validation figures as best_*, its test figures under their own names.
@@ -66,7 +67,7 @@ def log_search_summary(client: Any, run_id: str, table: pd.DataFrame, metric: li
         values = [Metric(name, float(best[k]), now, 0) for name, k in names.items()
                   if isinstance(best.get(k), numbers.Real) and pd.notna(best[k]) and logged.get(name) != float(best[k])]
         if "trial_id" in best:
-            tags.append(RunTag("tuner.best_trial_id", str(best["trial_id"])))
+            tags.append(RunTag(tag.BEST_TRIAL, str(best["trial_id"])))
         client.log_batch(run_id, metrics=values)
         written.update(metrics=len(values))
     client.log_batch(run_id, tags=tags)

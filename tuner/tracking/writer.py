@@ -34,7 +34,8 @@ from tuner.tracking.store import (artifact_names, connect, experiment_id, log_pa
 from tuner.secrets import mask_uri
 from tuner.tracking.parent import as_list, log_search_start, log_search_summary
 from tuner.tracking.inputs import DataDescription, log_data
-from tuner.tracking.search_view import SEARCHED_PREFIX, SEARCHED_TAG, log_search_view
+from tuner.tracking.search_view import SEARCHED_PREFIX, log_search_view
+from tuner.tracking.tags import SEARCH_PARAM_TAGS, SEARCHED
 from tuner.tracking.ui_view import EMBEDDING_KEY
 from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
 
@@ -91,10 +92,10 @@ class SearchTracker:
         exp_id = experiment_id(client, experiment, uri)
         found = runs.parent_run(client, [exp_id], search_id) if resume else None
         tags = runs.parent_tags(search_id)
-        tags.update({f"tuner.{k}": ",".join(as_list(search_params[k])) for k in ("metric", "mode", "warm_start", "require")
+        tags.update({tag: ",".join(as_list(search_params[k])) for k, tag in SEARCH_PARAM_TAGS.items()
                      if k in search_params})
         # The searched settings in the file's order (params come back sorted by name): the UI view's columns.
-        tags[SEARCHED_TAG] = ",".join(k[len(SEARCHED_PREFIX):] for k in search_params if k.startswith(SEARCHED_PREFIX))
+        tags[SEARCHED] = ",".join(k[len(SEARCHED_PREFIX):] for k in search_params if k.startswith(SEARCHED_PREFIX))
         run = found or client.create_run(exp_id, tags=tags, run_name=search_id)
         shown = mask_uri(storage.uri) if storage else "<Tune's storage path>"
         hint = f"tuner sync --storage-path {shown} --experiment {json.dumps(experiment)} --tracking-uri {mask_uri(uri)}"
