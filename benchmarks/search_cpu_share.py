@@ -25,7 +25,7 @@ from pathlib import Path
 import ray
 import torch
 
-import tuner.runner.callback as callback
+import tuner.runner.console as console
 from tuner.runner.search import run_search
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,13 +77,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     first_trial = threading.Event()
-    started = callback.Session.trial_started
+    started = console.TrialLines.trial_started
 
-    def trial_started(self: callback.Session, trial_id: str) -> None:
+    def trial_started(self: console.TrialLines, trial_id: str) -> None:
         first_trial.set()
         started(self, trial_id)
 
-    callback.Session.trial_started = trial_started  # type: ignore[method-assign]
+    console.TrialLines.trial_started = trial_started  # type: ignore[method-assign]
     result: dict[str, Counter | float] = {}
 
     def sample() -> None:
