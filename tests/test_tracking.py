@@ -416,7 +416,8 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(tmp_path: Path
 
     # The store stops answering: every later call meets a closed port (credentials in its URI).
     dead = f"http://alice:s3cret@127.0.0.1:{closed_port()}"
-    tracker.client, tracker.tracking_uri = MlflowClient(tracking_uri=dead), dead
+    tracker.parent.client = tracker.trials.client = MlflowClient(tracking_uri=dead)
+    tracker.spool.tracking_uri = dead
     start = time.monotonic()
     assert tracker.log_metrics("abcde_00000", {"knn_accuracy": 0.8, "recon_error": 0.2}, 20) == 0
     assert tracker.offline and tracker.trial_started("abcde_00001", {"lr": 1e6}) is None
@@ -508,12 +509,12 @@ def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
 
 def test_a_parent_whose_start_cannot_be_logged_ends_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An error after the parent run exists (here: logging the search file) must not leave it RUNNING."""
-    import tuner.tracking.writer as writer
+    import tuner.tracking.parent as parent
 
     def broken(*args, **kwargs):
         raise OSError("artifact store gone")
 
-    monkeypatch.setattr(writer, "log_search_start", broken)
+    monkeypatch.setattr(parent, "log_search_start", broken)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(OSError, match="artifact store gone"):
         SearchTracker.open(uri, "exp", "s1", SPEC_YAML, {}, SEARCH_PARAMS, resume=False)
