@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.core.params import (PARAM_LIMIT, cell, from_searcher, from_text, is_cut, params_from_text,
-                               params_text, same_value, stored_text, to_searcher, to_text)
+from tuner.core.params import (PARAM_LIMIT, cell, from_searcher, from_text, is_cut,
+                               params_from_text, params_text, same_value, stored_text, to_searcher,
+                               to_text)
 from tuner.space.spec import REPEAT_KEY, trial_record
 from tuner.trainer.config import FIELDS, TrialConfig, field_kind
 
@@ -26,18 +27,21 @@ def test_every_field_kind_round_trips_with_its_type() -> None:
     cfg = TrialConfig.from_dict(EVERY_KIND)
     params = cfg.to_dict()
     kinds = {field_kind(name) for name in FIELDS}
-    assert kinds == {"int", "float", "bool", "str", "ints", "names", "pairs"}  # all of them are in EVERY_KIND
+    # Every kind a field has is among EVERY_KIND's values.
+    assert kinds == {"int", "float", "bool", "str", "ints", "names", "pairs"}
     texts = params_text(params)
     assert all(isinstance(t, str) for t in texts.values())
     back = params_from_text(texts)
     for name, value in params.items():
-        if field_kind(name) == "pairs" and value is not None:  # JSON keys are text; the config makes them ints
+        if field_kind(name) == "pairs" and value is not None:  # JSON keys are text: the config
+            # makes them ints again
             assert {int(k): v for k, v in back[name].items()} == value
             continue
         assert back[name] == value and type(back[name]) is type(value), name
     assert TrialConfig.from_dict(back) == cfg
     # Integral floats stay floats, booleans stay booleans, 1e-05 stays a number.
-    assert (texts["mu"], texts["lr"], texts["normalize"], texts["max_tuples"]) == ("0.25", "1e-05", "False", "None")
+    shown = (texts["mu"], texts["lr"], texts["normalize"], texts["max_tuples"])
+    assert shown == ("0.25", "1e-05", "False", "None")
     assert type(from_text("2.0")) is float and from_text("True") is True and from_text("1") == 1
 
 
@@ -59,7 +63,8 @@ def test_a_long_value_is_cut_to_what_mlflow_keeps_with_the_hash_of_the_whole() -
 
 
 def test_searcher_and_table_forms() -> None:
-    assert to_searcher([64, 32]) == "[64, 32]" and to_searcher(0.5) == 0.5 and to_searcher(None) is None
+    assert to_searcher([64, 32]) == "[64, 32]" and to_searcher(0.5) == 0.5
+    assert to_searcher(None) is None
     assert from_searcher("[64, 32]") == [64, 32] and from_searcher([64, 32]) == [64, 32]
     assert cell([1, 2]) == "[1, 2]" and cell({"0": 1}) == '{"0": 1}' and cell(3) == 3
     assert same_value(2, 2.0) and not same_value(True, 1) and same_value([1, 2], (1, 2))
@@ -70,13 +75,15 @@ def test_a_trial_record_is_its_config_params_and_name() -> None:
     record = trial_record({"iterations": 7, "seed": 3}, ["mu", "hidden_dims"], "t_00001",
                           {"mu": 0.4, "hidden_dims": "[64, 32]", REPEAT_KEY: 2})
     assert record.trial_id == "t_00001"
-    assert record.config.hidden_dims == (64, 32) and record.config.seed == 5  # the repeat index seeds it
+    assert record.config.hidden_dims == (64, 32)
+    assert record.config.seed == 5  # the repeat index seeds it
     assert record.params == record.config.to_dict() and record.params["hidden_dims"] == [64, 32]
     assert record.run_name == "pairwise ae mu=0.4 h=[64,32]"
     again = trial_record({"iterations": 7, "seed": 3}, ["mu", "hidden_dims"], "t_00002",
                          {"mu": 0.4, "hidden_dims": [64, 32]})
     assert again.config_id == record.config_id  # the seed differs, the configuration does not
-    assert record.stored_params()["hidden_dims"] == "[64, 32]" and record.stored_params()["mu"] == "0.4"
+    stored = record.stored_params()
+    assert stored["hidden_dims"] == "[64, 32]" and stored["mu"] == "0.4"
 
 
 TAG_LITERAL = re.compile(r"""["'`](tuner\.[a-z_]+)["'`]""")

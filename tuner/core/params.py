@@ -42,7 +42,7 @@ def from_text(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        return text  # a plain string such as pairwise, or a float str() wrote as 1e-05 (JSON reads it too)
+        return text  # a plain string such as pairwise (a float str() wrote as 1e-05 JSON reads)
 
 
 def stored_text(text: str) -> str:

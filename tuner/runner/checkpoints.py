@@ -14,8 +14,9 @@ from typing import Any, Callable
 from tuner.secrets import mask_uri
 from tuner.storage import delete_checkpoints
 
-# How long an ended trial's checkpoints outlive it: ten of Tune's state saves (TUNE_GLOBAL_CHECKPOINT_S,
-# 3 s, runner/tune_setup.py), so the saved state has recorded the end before they go.
+# How long an ended trial's checkpoints outlive it: ten of Tune's state saves
+# (TUNE_GLOBAL_CHECKPOINT_S, 3 s, runner/tune_setup.py), so the saved state has recorded the end
+# before they go.
 CHECKPOINT_GRACE_S = 30.0
 
 

@@ -18,7 +18,7 @@ class TrialLedger:
     records: dict[str, TrialRecord] = field(default_factory=dict)  # trial id -> its record
     open: set[str] = field(default_factory=set)  # started in this run, not ended
     ended: dict[str, str] = field(default_factory=dict)  # trial id -> status, this run
-    trials: list = field(default_factory=list)  # Tune's trials at the end: this run's and earlier runs'
+    trials: list = field(default_factory=list)  # Tune's trials at the end, earlier runs' too
 
     def record(self, trial: Any) -> TrialRecord:
         """The trial's record: built the first time the trial is seen (its start; for a trial that
@@ -31,7 +31,8 @@ class TrialLedger:
     def ended_status(self, trial: Any, error: bool) -> str:
         last = trial.last_result.get("iteration", 0)
         iterations = self.record(trial).config.iterations
-        return trial_status(last, iterations, error=error, reported=True)  # type: ignore[return-value]
+        status = trial_status(last, iterations, error=error, reported=True)
+        return status  # type: ignore[return-value]
 
     def row_status(self, trial: Any) -> str:
         """What ended in this run says itself; Tune marks interrupted trials TERMINATED too."""
