@@ -33,7 +33,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tuner.processes import end_session
+from tuner.system.processes import end_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
 NODE_MEMORY = 2 * 1024**3

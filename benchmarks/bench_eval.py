@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tuner.trainer.train as train  # noqa: E402
 from tuner.commands.args import parse_set_pairs  # noqa: E402
 from tuner.data import load_features  # noqa: E402
-from tuner.trainer.config import TrialConfig  # noqa: E402
+from tuner.core.config import TrialConfig  # noqa: E402
 
 
 def one_trial(cfg: TrialConfig, data: Any) -> tuple[float, list[float]]:

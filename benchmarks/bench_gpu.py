@@ -1,14 +1,14 @@
 """GPU benchmark: one trial's training steps/s on the CPU and on the GPU, and trials packed on one GPU.
 
-    python benchmarks/bench_gpu.py [--json] [--data-dir ../shared/data/mnist-t10k-split] [--steps 2000]
+    python -m benchmarks.bench_gpu [--json] [--data-dir DIR] [--steps 2000]
 
 On the MNIST split (raw pixels) and two networks: the default (784-256-128-2, batch 128) and the
-prior art's (784-500-500-2000-10, batch 64). A trial's steps/s is iterations / train_seconds of
+prior work's (784-500-500-2000-10, batch 64). A trial's steps/s is iterations / train_seconds of
 one fit() (evaluation excluded), after a short warm-up fit (CUDA context, kernels, the mining
 memo). The CPU trial runs as a search runs it: one torch thread (resources.cpus 1).
-(a) gpu_vs_cpu_trial: the prior art's network, GPU steps/s / CPU steps/s (goal >= 50); the
+(a) gpu_vs_cpu_trial: the prior work's network, GPU steps/s / CPU steps/s (goal >= 50); the
     default network's ratio beside it (gpu_vs_cpu_trial_default).
-(b) packing: 1, 2, 4 and 8 trials of the prior art's network sharing one GPU through Ray Tune
+(b) packing: 1, 2, 4 and 8 trials of the prior work's network sharing one GPU through Ray Tune
     (resources gpus 1/n, cpus 1), all launched at once; aggregate steps/s is the sum of the
     trials' own steps/s. gpu_packing_speedup_4: four trials' aggregate / one trial's (goal >= 3).
     Where Ray is not installed (the lent GPU machines' image), the same trials run as plain
@@ -17,7 +17,7 @@ memo). The CPU trial runs as a search runs it: one torch thread (resources.cpus 
     Those figures carry the key gpu_packing_processes_*; gpu_packing_speedup_4 stays null.
 (c) torch_compile: one trial's steps/s with the model compiled / eager, its compile included
     (after a warm-up fit, as in a reused worker): compile_speedup_cpu (default network, mode
-    default, --steps iterations), compile_speedup_gpu_<mode> (prior art's network, modes default
+    default, --steps iterations), compile_speedup_gpu_<mode> (prior work's network, modes default
     and reduce-overhead). The trainer's default (none: eager) stays until a mode measures faster.
 Without CUDA the CPU figures are printed and the GPU keys are null. Sized to stay under
 5 minutes on an H200 (Ray start and four small searches included).
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spawned import run_spawned  # noqa: E402
 from tuner.data import load_features  # noqa: E402
 from tuner.data.features import FeatureSet  # noqa: E402
-from tuner.trainer.config import TrialConfig  # noqa: E402
+from tuner.core.config import TrialConfig  # noqa: E402
 from tuner.trainer.train import fit  # noqa: E402
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"
@@ -67,8 +67,8 @@ def steps_per_second(net: dict[str, Any], device: str, steps: int, data: Feature
 
 
 def compile_speedups(eager_gpu: float | None, steps: int, data: FeatureSet) -> dict[str, float | None]:
-    """Compiled / eager steps/s of one trial: the default network on the CPU, the prior art's on the
-    GPU (`eager_gpu`: (a)'s figure for it, the same fit; None without CUDA)."""
+    """Compiled / eager steps/s of one trial: the default network on the CPU, the prior work's on
+    the GPU (`eager_gpu`: (a)'s figure for it, the same fit; None without CUDA)."""
     eager_cpu = steps_per_second(NETWORKS["default"], "cpu", steps, data)
     out: dict[str, float | None] = {
         "compile_speedup_cpu": steps_per_second({"torch_compile": "default"}, "cpu", steps, data) / eager_cpu}
@@ -77,7 +77,7 @@ def compile_speedups(eager_gpu: float | None, steps: int, data: FeatureSet) -> d
         key = f"compile_speedup_gpu_{mode.replace('-', '_')}"
         out[key] = steps_per_second({**NETWORKS["prior_art"], "torch_compile": mode}, "cuda", steps, data) / eager_gpu \
             if eager_gpu else None
-        print(f"    torch_compile {mode} on the GPU (prior art's network): "
+        print(f"    torch_compile {mode} on the GPU (prior work's network): "
               + (f"{out[key]:.2f}x eager" if out[key] else "-"), flush=True)
     return out
 

@@ -1,13 +1,13 @@
 """Search efficiency of a multi-objective search: the quality of its front per trial-iteration.
 
-    python benchmarks/bench_pareto.py [--json] [--configs 24] [--iterations 240] [--seeds 5]
-                                      [--budget 0.25] [--data-dir ../shared/data/mnist-t10k-split]
+    python -m benchmarks.bench_pareto [--json] [--configs 24] [--iterations 240] [--seeds 5]
+                                      [--budget 0.25] [--data-dir DIR] [--only-mnist]
 
 1. Reference: `--configs` configurations drawn once (seeded) from search_spaces/pareto.yaml's space
    (mu, latent_dim, margin, dropout, lr), each trained once to the full `--iterations` by one
    `tuner.search` (random, no stopping). Its front's hypervolume on validation is the reference
    (2-D: knn_accuracy up, recon_error down; reference point knn 0 and the worst recon_error seen
-   in this run; tuner.objective.hypervolume_2d, checked against moocore when installed).
+   in this run; tuner.core.objective.hypervolume_2d, checked against moocore when installed).
 2. Under a budget of `--budget` x the reference's trial-iterations, `--seeds` searches each (searcher
    seeds 0..): random without stopping, random + moasha, Optuna multi-objective without stopping,
    Optuna + moasha. Each runs through `tuner.search`; a moasha search is given `--oversample` times
@@ -17,7 +17,7 @@
    ratio to the reference (median, min, max), wall seconds (to the end of the budget's last
    trial, and the whole search) and trial-iterations used.
 3. tie_break_replay: the reference's learning curves (every evaluation from MLflow) replayed
-   through the moasha rung rule (tuner.rungs) in random arrival orders, once with crowding
+   through the moasha rung rule (tuner.runner.rungs) in random arrival orders, once with crowding
    distance and once with an epsilon-net inside fronts: the median hypervolume ratio of the
    finished trials at the budget. No training: it isolates the tie-break.
 4. With `--data-dir` (the MNIST split): mnist_d2.yaml and mnist_d2_moasha.yaml run in full, their
@@ -47,8 +47,8 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tuner.objective import Objective, hypervolume_2d
-from tuner.rungs import RungBook
+from tuner.core.objective import Objective, hypervolume_2d
+from tuner.runner.rungs import RungBook
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 

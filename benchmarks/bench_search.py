@@ -43,7 +43,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.runner.search import run_search

@@ -1,12 +1,12 @@
 """Trainer benchmark: three ratios, each measured side by side in this one run.
 
-    python benchmarks/bench_trainer.py [--json] [--data-dir ../shared/data/mnist-t10k-split]
+    python -m benchmarks.bench_trainer [--json] [--data-dir DIR]
 
 (a) trainer_vs_bare: fit()'s training steps/s / a bare PyTorch loop of the same model,
     batch sampler, loss and optimizer (no evaluation, bookkeeping or checks). Target >= 0.95.
     Beside it, fused_adam_speedup: that bare loop's steps/s with the trainer's FusedAdam / with
     torch.optim.Adam (what it replaced: the same maths, see tuner/trainer/optim.py).
-(b) mining_speedup: the prior art's plain Python-loop enumeration of the pairs and triplets
+(b) mining_speedup: the prior work's plain Python-loop enumeration of the pairs and triplets
     of 64-sample, 10-class batches / the vectorized build of the same sets, unmemoized (every
     batch built from scratch, as for labels never seen before). Target >= 100x. Beside it, the
     memo's own gain (mining_memo_gain): the unmemoized build / the trainer's memoized one
@@ -31,11 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mining_reference import python_loop_pairs, python_loop_triplets  # noqa: E402
 
-from tuner.trainer.config import TrialConfig  # noqa: E402
+from tuner.core.config import TrialConfig  # noqa: E402
 from tuner.data import hog_features, load_features  # noqa: E402
-from tuner.trainer.models import build_model  # noqa: E402
+from tuner.trainer.networks import build_model  # noqa: E402
 from tuner.trainer.optim import make_optimizer  # noqa: E402
-from tuner.trainer.sampling import StratifiedBatchSampler, _all_pairs, _all_triplets, all_pairs, all_triplets  # noqa: E402
+from tuner.trainer.miners import _all_pairs, _all_triplets, all_pairs, all_triplets  # noqa: E402
+from tuner.trainer.samplers import StratifiedBatchSampler  # noqa: E402
 from tuner.trainer.train import fit, metric_loss  # noqa: E402
 from tuner.trainer.losses import reconstruction_loss, total_loss  # noqa: E402
 

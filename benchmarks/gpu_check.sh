@@ -6,7 +6,8 @@
 # processes there (gpu_packing_processes_*; gpu_packing_speedup_4, through Ray Tune, prints null).
 #
 # Here, once:  echo /.gpu_data/ >> .git/info/exclude
-#              mkdir -p .gpu_data && cp -r ../shared/data/mnist-t10k-split .gpu_data/
+#              mkdir -p .gpu_data && cp -r MNIST_DIR .gpu_data/mnist-t10k-split
+# (MNIST_DIR: MNIST in torchvision's layout, MNIST_DIR/MNIST/raw/...; or set GPU_DATA to it there.)
 # Then:        run(command="bash benchmarks/gpu_check.sh", carry=[".gpu_data"], timeout_s=540)
 set -uo pipefail
 out=${OUT:-/tmp/gpu_check}

@@ -1,4 +1,4 @@
-"""Plain Python-loop enumeration of pairs and triplets, as the prior art did it.
+"""Plain Python-loop enumeration of pairs and triplets, as the prior work did it.
 
 The oracle for tests/test_sampling.py and the baseline of the mining benchmark: obviously
 correct, and slow on purpose (no vectorisation).

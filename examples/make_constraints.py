@@ -22,7 +22,7 @@ import numpy as np
 
 from tuner.data.pipeline import item_places, open_source
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 
 
 def make_judgments(y: np.ndarray, candidates: np.ndarray, kind: str, n: int, wrong: float,

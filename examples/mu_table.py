@@ -2,7 +2,9 @@
 mu = 1, for each number of labels per class, from a search file's fixed settings.
 
     python examples/mu_table.py --space search_spaces/mnist_few_labels.yaml \
-        --data-dir ../shared/data/mnist-t10k-split --latent-dims 16 --labels 10,100,all --mu 0,0.5,1
+        --data-dir DIR --latent-dims 16 --labels 10,100,all --mu 0,0.5,1
+
+(DIR: a torchvision-layout MNIST directory, e.g. the MNIST t10k split of docs/data.md.)
 
 One `fit` per (latent_dim, labels, mu), in this process (no Ray, no MLflow): a table, not a
 search. Each cell is the test figure of the configuration chosen on validation; the test split

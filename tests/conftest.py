@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Real data lies beside the checkout (../shared/data); tests that use it skip when it is absent.
+# A torchvision-layout MNIST directory (docs/data.md's MNIST t10k split), looked for beside the
+# checkout; tests that use it skip when it is absent.
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist-t10k-split"
 
 

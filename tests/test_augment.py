@@ -9,8 +9,8 @@ import torch
 
 from tuner.data import load_features
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.models import Forward
+from tuner.core.config import TrialConfig
+from tuner.trainer.networks import Forward
 from tuner.trainer.augment import jitter
 from tuner.trainer.train import fit, training_step
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.trainer.batches import StratifiedBatchSampler
-from tuner.trainer.sampling import all_triplets
+from tuner.trainer.samplers import StratifiedBatchSampler
+from tuner.trainer.miners import all_triplets
 
 SIZES = [30, 12, 8, 50, 9, 10, 11, 13, 7, 20]
 

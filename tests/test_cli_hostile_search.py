@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tuner.cli import main
-from tuner.storage import STATE_FILE
+from tuner.system.tune_storage import STATE_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 SPACE = str(REPO / "search_spaces" / "grid.yaml")

@@ -1,4 +1,4 @@
-"""`tuner train` and the prior art's `run_experiment`, through their public entry points."""
+"""`tuner train` and the prior work's `run_experiment`, through their public entry points."""
 
 import json
 import re

@@ -1,6 +1,6 @@
 import pytest
 
-from tuner.trainer.config import FIELD_HELP, TrialConfig
+from tuner.core.config import FIELD_HELP, TrialConfig
 from tuner.errors import TunerError
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import tuner.data.pipeline as pipeline
 import tuner.data.sources as sources
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data import cache, load_features
 from tuner.data.hog import hog_features
 

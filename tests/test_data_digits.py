@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data import FeatureSet, load_features
 from tuner.errors import TunerError
 

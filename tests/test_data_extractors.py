@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from skimage.feature import hog
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data import hog_features, load_features, resnet_features
 from tuner.data.hog import IN_PROCESS_BELOW
 from tuner.errors import TunerError

@@ -11,7 +11,7 @@ import pytest
 from conftest import SHARED_MNIST
 from PIL import Image
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data import FeatureSet, load_features
 from tuner.errors import TunerError
 

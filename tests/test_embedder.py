@@ -9,8 +9,8 @@ import torch
 from tuner.data import load_features
 from tuner.data.inputs import normalization_stats, split_images
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.embedder import EmbeddingModel
+from tuner.core.config import TrialConfig
+from tuner.embedding import EmbeddingModel
 from tuner.trainer.metrics import knn_accuracy
 from tuner.trainer.train import fit
 

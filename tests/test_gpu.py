@@ -10,13 +10,13 @@ import torch
 
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
-from tuner.trainer.batches import StratifiedBatchSampler
-from tuner.trainer.config import TrialConfig
+from tuner.trainer.samplers import StratifiedBatchSampler
+from tuner.core.config import TrialConfig
 from tuner.trainer.device import device_generator
 from tuner.trainer.losses import contrastive_loss, triplet_loss
-from tuner.trainer.models import build_model
+from tuner.trainer.networks import build_model
 from tuner.trainer.optim import make_optimizer
-from tuner.trainer.sampling import mine
+from tuner.trainer.miners import mine
 from tuner.trainer.train import fit, training_step
 
 from test_sampling import batch_and_embeddings
@@ -47,7 +47,7 @@ def test_training_steps_between_loss_checks_never_wait_for_the_gpu(digits: Featu
                                                                     mining: str, max_tuples: int | None) -> None:
     """fit's loop body (batch, step, backward, Adam) under CUDA's sync debug mode: any host sync
     (an .item(), a nonzero(), a read-back) raises. The index sets are memoised by the host-side
-    labels; semi-hard mining there is a mask over them (sampling.py), capped in a fixed shape."""
+    labels; semi-hard mining there is a mask over them (miners.py), capped in a fixed shape."""
     cfg = TrialConfig(constraint=constraint, encoder=encoder, mining=mining, max_tuples=max_tuples, device="cuda")
     model = build_model(cfg, digits.n_features).to(CUDA)
     optimizer, generator = make_optimizer(cfg, model), device_generator(CUDA, cfg.seed)

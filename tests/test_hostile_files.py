@@ -23,11 +23,11 @@ from PIL import Image
 from test_data_files import write_cifar, write_folder, write_idx, write_mnist
 from test_hostile_data import train
 from tuner.data import formats, load_features, safe_pickle
-from tuner.data.cache import entry_path, read_entry
+from tuner.data.cache import entry_path
 from tuner.data.pipeline import feature_key, open_source
 from tuner.errors import TunerError
-from tuner.storage import SPOOL_DIR, STATE_FILE, experiment_dir, read_spool, read_state
-from tuner.trainer.config import TrialConfig
+from tuner.system.tune_storage import SPOOL_DIR, STATE_FILE, experiment_dir, read_spool, read_state
+from tuner.core.config import TrialConfig
 
 
 class Blocked(BaseException):

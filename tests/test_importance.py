@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from tuner.importance import MIN_TRIALS, param_importances, plot_importances
-from tuner.outcome import pareto_mask
-from tuner.report_html import front_figure, report_page
+from tuner.core.importance import MIN_TRIALS, param_importances, plot_importances
+from tuner.core.selection import pareto_mask
+from tuner.tracking.report_html import front_figure, report_page
 
 
 def synthetic(n: int, seed: int = 0) -> pd.DataFrame:

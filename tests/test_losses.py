@@ -7,7 +7,7 @@ import torch
 
 from tuner.trainer.losses import (contrastive_loss, distances, kl_divergence, reconstruction_loss,
                           total_loss, triplet_loss)
-from tuner.trainer.sampling import all_pairs, all_triplets
+from tuner.trainer.miners import all_pairs, all_triplets
 
 
 def _long(*values: int) -> torch.Tensor:

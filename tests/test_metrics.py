@@ -5,9 +5,10 @@ import time
 import numpy as np
 import pytest
 
-from tuner.trainer.metrics import (METRIC_MODES, TRIAL_METRICS, ami, clustering_metrics, evaluate_embedding,
-                                   knn_accuracy, map_at_r, nmi, precision_at_1, r_precision,
-                                   reconstruction_error, retrieval_metrics, trustworthiness)
+from tuner.core.metrics import METRIC_MODES, TRIAL_METRICS
+from tuner.trainer.metrics import (ami, clustering_metrics, evaluate_embedding, knn_accuracy, map_at_r, nmi,
+                                   precision_at_1, r_precision, reconstruction_error, retrieval_metrics,
+                                   trustworthiness)
 
 
 def test_well_separated_clusters_are_perfectly_classified() -> None:

@@ -17,10 +17,10 @@ import pyarrow.fs as pafs
 import pytest
 from ray.tune.schedulers import ASHAScheduler
 
-from tuner.objective import Objective
-from tuner.rungs import CONTINUE, STOP, RungBook, keeps, milestones
+from tuner.core.objective import Objective
+from tuner.runner.rungs import CONTINUE, STOP, RungBook, keeps, milestones
 from tuner.runner.moasha import MOASHAScheduler, latest_book
-from tuner.storage import ExperimentDir
+from tuner.system.tune_storage import ExperimentDir
 
 TWO = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
 

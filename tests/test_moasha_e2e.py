@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT
-from tuner.objective import Objective
-from tuner.outcome import pareto_mask, rank_by_config
+from tuner.core.objective import Objective
+from tuner.core.selection import pareto_mask, rank_by_config
 import pyarrow.fs as pafs
 
 from tuner.runner.moasha import latest_book
-from tuner.storage import ExperimentDir
+from tuner.system.tune_storage import ExperimentDir
 
 TINY = "hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 80, eval_every: 20, constraint: triplet"
 
@@ -118,7 +118,7 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
     from drivers import start_driver, wait_for
-    from tuner.processes import end_session
+    from tuner.system.processes import end_session
 
     space = tmp_path / "resume.yaml"
     space.write_text(textwrap.dedent(f"""

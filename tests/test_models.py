@@ -14,9 +14,9 @@ import tuner
 from tuner.data import load_features
 from tuner.data.inputs import normalization_stats, split_images
 from tuner.errors import TunerError
-from tuner.tracking.models import CHAMPION, load_model, log_model, register_model
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.embedder import EmbeddingModel
+from tuner.tracking.registry import CHAMPION, load_model, log_model, register_model
+from tuner.core.config import TrialConfig
+from tuner.embedding import EmbeddingModel
 from tuner.trainer.metrics import knn_accuracy
 from tuner.trainer.train import fit
 
@@ -165,8 +165,8 @@ def test_train_from_run_reproduces_the_logged_metrics(tmp_path, monkeypatch, cap
 
 
 def test_the_champion_moves_by_the_searchs_objective() -> None:
-    from tuner.objective import Objective
-    from tuner.tracking.models import beats
+    from tuner.core.objective import Objective
+    from tuner.tracking.registry import beats
 
     two = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
     old = {"knn_accuracy": "0.9", "recon_error": "0.05"}  # tags are text

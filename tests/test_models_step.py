@@ -57,7 +57,7 @@ def test_a_failed_registration_keeps_the_logged_models_and_says_so(tmp_path, mon
     though the models were logged, and the logged ones were dropped from the result."""
     import types
 
-    import tuner.tracking.models as models
+    import tuner.tracking.registry as models
     from tuner.runner import models_step
 
     spec = _spec(tmp_path, "register_as: grid-v2")

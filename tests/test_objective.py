@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from tuner.objective import INVALID, OUTSIDE, WITHIN, Objective, crowding, nondominated_fronts
-from tuner.outcome import TrialOutcome, config_summary, rank_by_config, results_table
+from tuner.core.objective import INVALID, OUTSIDE, WITHIN, Objective, crowding, nondominated_fronts
+from tuner.core.selection import TrialOutcome, config_summary, rank_by_config, results_table
 
 TWO = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
 
@@ -107,7 +107,7 @@ def test_hypervolume_by_sorting_matches_moocore() -> None:
     import pytest
 
     moocore = pytest.importorskip("moocore")  # the test extra installs it
-    from tuner.objective import hypervolume_2d
+    from tuner.core.objective import hypervolume_2d
 
     rng = np.random.default_rng(0)
     for n in (1, 2, 7, 40):

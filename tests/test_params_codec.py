@@ -13,7 +13,7 @@ from tuner.core.params import (PARAM_LIMIT, cell, from_searcher, from_text, is_c
                                params_from_text, params_text, same_value, stored_text, to_searcher,
                                to_text)
 from tuner.space.spec import REPEAT_KEY, trial_record
-from tuner.trainer.config import FIELDS, TrialConfig, field_kind
+from tuner.core.config import FIELDS, TrialConfig, field_kind
 
 # One value of each kind a TrialConfig field has, none of them the default.
 EVERY_KIND = dict(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.outcome import pareto_front
+from tuner.core.selection import pareto_front
 from tuner.trainer import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

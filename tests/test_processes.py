@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from tuner.disk import NEARLY_FULL, full_filesystems, is_disk_full, mount_point
-from tuner.processes import interrupt_handler_kept, session_pids, terminate_as_interrupt
+from tuner.system.disk import NEARLY_FULL, full_filesystems, is_disk_full, mount_point
+from tuner.system.processes import interrupt_handler_kept, session_pids, terminate_as_interrupt
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ sys.path.insert(0, {str(REPO_ROOT)!r})
 deaf = "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True); time.sleep(600)"
 child = subprocess.Popen([sys.executable, "-c", deaf])
-watchdog = subprocess.Popen([sys.executable, "-m", "tuner.watchdog", str(os.getpid()), str(child.pid)],
+watchdog = subprocess.Popen([sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), str(child.pid)],
                             start_new_session=True, env={{**os.environ, "PYTHONPATH": {str(REPO_ROOT)!r}}})
 print(child.pid, watchdog.pid, flush=True)
 time.sleep(600)
@@ -157,7 +157,7 @@ def test_a_filesystem_with_space_is_not_called_the_full_one(tmp_path: Path) -> N
 def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
     # `nohup tuner search ... &`: the search must outlive the terminal, SIGINT's disposition aside;
     # neither the block nor the reclaim after ray.init may turn the ignored SIGHUP into a stop.
-    from tuner.processes import reclaim_termination_signals
+    from tuner.system.processes import reclaim_termination_signals
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with terminate_as_interrupt():

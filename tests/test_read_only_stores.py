@@ -85,8 +85,8 @@ def test_a_refused_warm_start_leaves_no_store(empty_cwd: Path, capfd) -> None:
 @pytest.fixture(scope="module")
 def digits_model():
     from tuner.data import load_features
-    from tuner.trainer.config import TrialConfig
-    from tuner.trainer.embedder import EmbeddingModel
+    from tuner.core.config import TrialConfig
+    from tuner.embedding import EmbeddingModel
     from tuner.trainer.train import fit
 
     cfg = TrialConfig(iterations=1, eval_every=1)
@@ -106,9 +106,9 @@ def test_embed_images_names_a_file_that_is_not_an_image(empty_cwd: Path, digits_
                                                          bad: str) -> None:
     import os
 
-    import tuner.tracking.models
+    import tuner.tracking.registry
 
-    monkeypatch.setattr(tuner.tracking.models, "load_model", lambda uri, tracking_uri=None: digits_model)
+    monkeypatch.setattr(tuner.tracking.registry, "load_model", lambda uri, tracking_uri=None: digits_model)
     folder = empty_cwd / "imgs"
     folder.mkdir()
     whole = _png(folder / "0.png")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, config_id, config_summary, config_table, results_table
+from tuner.core.selection import TrialOutcome, config_id, config_summary, config_table, results_table
 from tuner.runner.final_test import selected_trials
 from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config

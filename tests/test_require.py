@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, chosen, meets, parse_require, require_text, results_table
+from tuner.core.selection import TrialOutcome, chosen, meets, parse_require, require_text, results_table
 from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of
 from tuner.space.load import load_spec

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tuner.trainer.losses import contrastive_loss, triplet_loss
-from tuner.trainer.sampling import (StratifiedBatchSampler, active_pairs, all_pairs, all_triplets, cap_mask,
-                                    cap_tuples, distance_matrix, mine, semihard_triplets)
+from tuner.trainer.miners import (active_pairs, all_pairs, all_triplets, cap_mask, cap_tuples,
+                                  distance_matrix, mine, semihard_triplets)
+from tuner.trainer.samplers import StratifiedBatchSampler
 
 _spec = importlib.util.spec_from_file_location(
     "mining_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "mining_reference.py")

@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 
 import tuner
-from tuner.trainer.config import TrialConfig
-from tuner.outcome import pareto_mask
+from tuner.core.config import TrialConfig
+from tuner.core.selection import pareto_mask
 from tuner.runner.resume import init_storage
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.errors import TunerError
 from drivers import start_driver, wait_for
-from tuner.processes import end_session
+from tuner.system.processes import end_session
 from tuner.runner.setup_clock import SetupClock
 from tuner.runner.trial import should_checkpoint, trial_device
-from tuner.storage import PLOTS_DIR, STATE_FILE, delete_checkpoints, experiment_dir
+from tuner.system.tune_storage import PLOTS_DIR, STATE_FILE, delete_checkpoints, experiment_dir
 
 TINY = "{hidden_dims: [32], batch_size: 40, knn_k: 3"
 

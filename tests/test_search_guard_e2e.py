@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from drivers import start_driver, wait_for
-from tuner.processes import end_session, session_pids
+from tuner.system.processes import end_session, session_pids
 
 REPO = Path(__file__).resolve().parent.parent
 SPACE = """\

@@ -8,8 +8,8 @@ import pickle
 import pytest
 
 from tuner.errors import TunerError
-from tuner.secrets import mask_uri, strip_credentials
-from tuner.storage import experiment_dir
+from tuner.system.secrets import mask_uri, strip_credentials
+from tuner.system.tune_storage import experiment_dir
 
 # (text, the secret that must vanish, what must stay readable)
 HOSTILE = [
@@ -48,7 +48,7 @@ def test_credentials_are_masked_whatever_the_password_holds(uri: str, secret: st
 @pytest.mark.parametrize("password", ["pa'ss", 'se"cret', "se`cret", "se<cret", "se>cret", "a'b\"c<d>e`f"])
 def test_passwords_with_quotes_or_angle_brackets_are_masked_and_taken_out(
         password: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuner.secrets import has_credentials
+    from tuner.system.secrets import has_credentials
 
     uri = f"s3://AKIAKEY:{password}@bucket/prefix"
     assert has_credentials(uri) and mask_uri(uri) == "s3://***@bucket/prefix"

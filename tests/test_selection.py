@@ -16,14 +16,14 @@ from mlflow import MlflowClient
 
 import tuner.runner.search as search_module
 from tuner.data.features import FeatureSet
-from tuner.outcome import TrialOutcome, chosen, chosen_text, require_text, results_table, selection
+from tuner.core.selection import TrialOutcome, chosen, chosen_text, require_text, results_table, selection
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of, chosen_trials
 from tuner.runner.setup_clock import SetupClock
 from tuner.space.load import load_spec
 from tuner.space.spec import REPEAT_KEY, trial_config
-from tuner.storage import experiment_dir
+from tuner.system.tune_storage import experiment_dir
 from tuner.tracking.note import search_note
 from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 from tuner.tracking.writer import SearchTracker

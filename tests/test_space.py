@@ -356,7 +356,7 @@ def test_values_at_the_limits_are_accepted(tmp_path: Path) -> None:
 
 
 def test_every_metric_has_a_range() -> None:
-    from tuner.trainer.metrics import METRIC_MODES, METRIC_RANGES
+    from tuner.core.metrics import METRIC_MODES, METRIC_RANGES
 
     assert set(METRIC_RANGES) == set(METRIC_MODES)
 

@@ -2,7 +2,7 @@
 launcher that left SIGINT ignored (`tuner ... &` in a script, `trap '' INT`) or not, in every phase
 of a search, and in `tuner ui`, `train`, `sync` and `embed`; a SIGKILLed driver's local Ray.
 
-A search is held in a phase by TUNER_TEST_HOLD (tuner/processes.py's hold_point). Each real
+A search is held in a phase by TUNER_TEST_HOLD (tuner/system/processes.py's hold_point). Each real
 search costs ~20-30 s here, so each phase is stopped once and the signal x SIGINT-disposition
 pairs are spread over the phases, each pair at least once (the trials phase with SIGINT not
 ignored is test_search_guard_e2e's, for both signals):
@@ -26,7 +26,7 @@ import pytest
 
 from drivers import free_port, wait_for
 from test_search_guard_e2e import run_statuses
-from tuner.processes import HOLD_ENV, end_session, proc_stat, session_pids
+from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
 
 REPO = Path(__file__).resolve().parent.parent
 SPACE = """\
@@ -79,7 +79,7 @@ def watchdogs(driver: int) -> list[int]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tuner.watchdog" in argv and str(driver).encode() in argv and proc_stat(entry)[0] != "Z":
+        if b"tuner.system.watchdog" in argv and str(driver).encode() in argv and proc_stat(entry)[0] != "Z":
             found.append(int(entry))
     return found
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tuner.errors import TunerError
-from tuner.storage import experiment_dir
-from tuner.storage_guard import check_private, search_lock
+from tuner.system.tune_storage import experiment_dir
+from tuner.system.storage_guard import check_private, search_lock
 
 
 def test_a_second_lock_on_one_experiment_is_refused_naming_the_holder(tmp_path) -> None:
@@ -30,7 +30,7 @@ def test_a_second_lock_on_one_experiment_is_refused_naming_the_holder(tmp_path) 
 
 def test_the_lock_of_a_dead_process_is_free(tmp_path) -> None:
     """flock belongs to the open file: a driver killed with SIGKILL leaves no lock behind."""
-    code = ("import os,sys; from tuner.storage import experiment_dir; from tuner.storage_guard import search_lock\n"
+    code = ("import os,sys; from tuner.system.tune_storage import experiment_dir; from tuner.system.storage_guard import search_lock\n"
             f"with search_lock(experiment_dir({str(tmp_path)!r}, 'e'), 'e-dead'): os._exit(0)")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert json.loads((tmp_path / ".e.lock").read_text())["search_id"] == "e-dead"

@@ -23,10 +23,10 @@ from tuner.trainer import plots
 from tuner.errors import TunerError
 from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 from tuner.tracking.reader import print_report, trials_table
-from tuner.outcome import search_status
-from tuner.storage import SPOOL_DIR, STATE_FILE, open_storage
+from tuner.core.selection import search_status
+from tuner.system.tune_storage import SPOOL_DIR, STATE_FILE, open_storage
 from tuner.tracking.store import resolve_tracking_uri, unreachable
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 from tuner.tracking.sync import StoredTrial, record_status, sync_search
 from tuner.tracking.writer import SearchTracker
 
@@ -531,7 +531,7 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
     from tuner.tracking.rerun import config_from_run
     from tuner.core.params import FULL_PARAMS, PARAM_LIMIT, stored_text, to_text
     from tuner.tracking.warm_start import select
-    from tuner.trainer.config import TrialConfig
+    from tuner.core.config import TrialConfig
 
     merged = {i: i % 10 for i in range(1000)}
     cfg = TrialConfig(dataset="imagenet", composite_labels=merged, batch_size=20)

@@ -10,8 +10,8 @@ from conftest import SHARED_MNIST
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.models import build_model
+from tuner.core.config import TrialConfig
+from tuner.trainer.networks import build_model
 from tuner.trainer.evaluation import evaluate_split
 from tuner.trainer.train import _Tensors, evaluate, fit, training_step
 

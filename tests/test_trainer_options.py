@@ -8,8 +8,8 @@ import torch
 
 from tuner.data import load_features
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.models import build_model, image_shape
+from tuner.core.config import TrialConfig
+from tuner.trainer.networks import build_model, image_shape
 from tuner.trainer.optim import lr_at, make_optimizer
 from tuner.trainer.train import fit
 

@@ -157,10 +157,10 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTr
     """A search whose two trials' models were registered: version 1 (better) holds champion."""
     from tuner.data import load_features
     from tuner.data.inputs import split_images
-    from tuner.tracking.models import log_model, register_model
+    from tuner.tracking.registry import log_model, register_model
     from tuner.tracking.note import record_registered
-    from tuner.trainer.config import TrialConfig
-    from tuner.trainer.embedder import EmbeddingModel
+    from tuner.core.config import TrialConfig
+    from tuner.embedding import EmbeddingModel
     from tuner.trainer.train import fit
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('ui-models')}/mlflow.db"
@@ -303,7 +303,7 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
 
 
 def pareto_size(runs: list) -> int:
-    from tuner.outcome import pareto_mask
+    from tuner.core.selection import pareto_mask
 
     values = np.array([[r.data.metrics["knn_accuracy"], r.data.metrics["recon_error"]] for r in runs])
     return int(pareto_mask(values, ["max", "min"]).sum())
@@ -315,7 +315,7 @@ def test_a_search_logs_its_data_importances_and_embedding_steps(searched) -> Non
     uri, parent, trials = searched
     client = MlflowClient(tracking_uri=uri)
     from tuner.data import load_features
-    from tuner.trainer.config import TrialConfig
+    from tuner.core.config import TrialConfig
 
     data = load_features(TrialConfig(dataset="digits"), progress=False)
     contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]

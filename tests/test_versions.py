@@ -49,7 +49,7 @@ def test_tune_writes_the_layout_tuner_reads(tmp_path: Path, monkeypatch: pytest.
     import ray
     from ray import tune
 
-    from tuner.storage import experiment_dir
+    from tuner.system.tune_storage import experiment_dir
     from tuner.tracking.sync import _TRIAL_ID, read_trials
 
     def trainable(config: dict) -> None:

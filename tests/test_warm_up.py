@@ -31,7 +31,7 @@ def _trials(*statuses: str) -> list:
 
 def test_warm_up_starts_once_when_every_trial_has_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr("tuner.tracking.models.warm_up_model_logging", lambda: calls.append(1))
+    monkeypatch.setattr("tuner.tracking.registry.warm_up_model_logging", lambda: calls.append(1))
     warm_up = _warm_up(tmp_path)
     warm_up.last_trials_running(_trials("TERMINATED", "RUNNING"))  # the third trial is not created yet
     warm_up.last_trials_running(_trials("TERMINATED", "RUNNING", "PENDING"))  # created, waiting for a core
@@ -43,7 +43,7 @@ def test_warm_up_starts_once_when_every_trial_has_started(tmp_path: Path, monkey
 
 
 def test_no_warm_up_when_no_model_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tuner.tracking.models.warm_up_model_logging", lambda: pytest.fail("warmed up"))
+    monkeypatch.setattr("tuner.tracking.registry.warm_up_model_logging", lambda: pytest.fail("warmed up"))
     warm_up = _warm_up(tmp_path, log_models="none")
     warm_up.last_trials_running(_trials("TERMINATED", "TERMINATED", "RUNNING"))
     assert warm_up.thread is None
@@ -55,7 +55,7 @@ def test_a_failing_warm_up_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def broken() -> None:
         raise RuntimeError("no export today")
 
-    monkeypatch.setattr("tuner.tracking.models.warm_up_model_logging", broken)
+    monkeypatch.setattr("tuner.tracking.registry.warm_up_model_logging", broken)
     warm_up = _warm_up(tmp_path)
     warm_up.last_trials_running(_trials("TERMINATED", "RUNNING", "RUNNING"))
     warm_up.wait()
@@ -64,5 +64,5 @@ def test_a_failing_warm_up_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_the_warm_up_pays_torch_exports_import() -> None:
     """What it is for: torch.export's first call imports torch._dynamo, which a search's end then finds done."""
-    assert not dynamo_imported_after("import tuner.tracking.models")
-    assert dynamo_imported_after("from tuner.tracking.models import warm_up_model_logging\nwarm_up_model_logging()")
+    assert not dynamo_imported_after("import tuner.tracking.registry")
+    assert dynamo_imported_after("from tuner.tracking.registry import warm_up_model_logging\nwarm_up_model_logging()")

@@ -22,13 +22,13 @@ from tuner.data.pipeline import item_places
 from tuner.data.sources import load_digits_images
 from tuner.errors import TunerError
 from tuner.space.load import load_spec
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.trainer.evaluation import embed
 from tuner.trainer.labels import labeled_indices, labeled_rows_of
 from tuner.trainer.metrics import constraint_accuracy, knn_accuracy
-from tuner.trainer.models import build_model
+from tuner.trainer.networks import build_model
 from tuner.trainer.train import fit, training_step
-from tuner.trainer.weak_batches import BatchSource
+from tuner.trainer.weak_samplers import BatchSource
 
 SMALL = dict(hidden_dims=(64, 32), dropout=0.0, batch_size=40, lr=3e-3, latent_dim=4)
 
@@ -118,7 +118,7 @@ def test_mu_1_adds_no_unlabeled_images_and_every_label_keeps_todays_batches(digi
     assert len(source.next().idx) == 40  # no reconstruction term to feed at mu = 1
     full = TrialConfig(**SMALL)
     a = BatchSource(full, y, None, None, torch.Generator().manual_seed(5), torch.device("cpu"), None).next()
-    from tuner.trainer.batches import StratifiedBatchSampler
+    from tuner.trainer.samplers import StratifiedBatchSampler
     b = StratifiedBatchSampler(digits.y_train, 40, torch.Generator().manual_seed(5)).next_batch()
     assert torch.equal(a.idx, b)
 

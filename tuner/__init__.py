@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.errors import TunerError
 
 __all__ = ["TrialConfig", "TunerError", "load_model", "run_experiment", "search"]
@@ -14,12 +14,12 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # torch, Ray and MLflow load only when these are used: `import tuner` stays instant.
     if name == "run_experiment":
-        from tuner.experiment import run_experiment
+        from tuner.prior_work import run_experiment
         return run_experiment
     if name == "search":
         from tuner.runner.search import search
         return search
     if name == "load_model":  # models:/name@champion, models:/name/3, runs:/..., or a run id
-        from tuner.tracking.models import load_model
+        from tuner.tracking.registry import load_model
         return load_model
     raise AttributeError(f"module 'tuner' has no attribute {name!r}")

@@ -9,10 +9,11 @@ from typing import Any, Sequence
 
 import yaml
 
+from tuner.core.datasets import DATASETS
 from tuner.errors import TunerError
 from tuner.space.load import YamlLoader, collect_lines
 from tuner.space.safe_yaml import check_yaml_events
-from tuner.trainer.config import KEY_ALIASES
+from tuner.core.config import KEY_ALIASES
 
 DEFAULT_TRACKING_URI_HINT = "sqlite:///mlflow.db in the working directory (or $MLFLOW_TRACKING_URI)"
 # More torch threads than this is a typo (10**20 overflows torch; 100000 fails to start them).
@@ -55,7 +56,8 @@ def add_set(p: argparse.ArgumentParser) -> None:
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=os.environ.get("TUNER_DATA_DIR", "data"),
-                   help="where mnist/cifar10/imagenet files live (default: $TUNER_DATA_DIR or ./data)")
+                   help=f"where {'/'.join(n for n, d in DATASETS.items() if d.from_files)} files "
+                        "live (default: $TUNER_DATA_DIR or ./data)")
 
 
 def add_tracking(p: argparse.ArgumentParser) -> None:

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from tuner.commands.args import add_data_dir, add_tracking
+from tuner.core.config import TrialConfig
+from tuner.core.datasets import DATASET_NAMES, DATASETS, listed
 from tuner.errors import TunerError
-from tuner.processes import hold_point
+from tuner.system.processes import hold_point
 
 FORMATS = (".parquet", ".csv", ".npy")
 BLOCK = 4 * 8192  # rows per step of the progress bar; a multiple of the encoder's chunk
@@ -28,7 +30,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", required=True,
                    help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/embedding_model or a run id")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", help="digits, mnist, cifar10 or imagenet (labels are written)")
+    source.add_argument("--dataset", help=f"{listed(list(DATASET_NAMES))} (labels are written)")
     source.add_argument("--images", type=Path, help="a folder of unlabeled images (file paths are written)")
     add_data_dir(p)
     add_tracking(p)
@@ -40,7 +42,7 @@ def add_parser(sub: Any) -> None:
 
 
 def embed_command(args: argparse.Namespace) -> int:
-    from tuner.tracking.models import load_model
+    from tuner.tracking.registry import load_model
 
     out = output_path(args.out)
     started = time.perf_counter()
@@ -68,7 +70,6 @@ def output_path(out: Path) -> Path:
 
 def dataset_images(model: Any, dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, dict]:
     from tuner.data.inputs import split_images
-    from tuner.trainer.config import TrialConfig
 
     cfg = model.config if dataset == model.config.dataset else \
         TrialConfig(dataset=dataset, test_size=model.config.test_size, split_seed=model.config.split_seed)
@@ -88,7 +89,7 @@ def folder_images(folder: Path, model: Any) -> tuple[np.ndarray, dict]:
     if not paths:
         raise TunerError(f"--images {folder}: no image files there ({', '.join(IMAGE_SUFFIXES)}).")
     channels, size = model.settings.image_shape[0], None
-    if model.config.dataset == "imagenet":  # its images were resized to a square when loaded
+    if DATASETS[model.config.dataset].image_shape is None:  # resized to a square when loaded
         size = model.settings.image_shape[1]
     arrays = []
     for path in paths:

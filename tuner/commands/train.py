@@ -11,6 +11,8 @@ import sys
 from typing import Any
 
 from tuner.commands.args import add_data_dir, add_set, add_tracking, parse_set_pairs, positive_int
+from tuner.core.config import FIELD_HELP, TrialConfig
+from tuner.core.config_values import check_batch_for_classes
 
 
 def add_parser(sub: Any) -> None:
@@ -29,8 +31,6 @@ def add_parser(sub: Any) -> None:
 
 
 def _settings_help() -> str:
-    from tuner.trainer.config import FIELD_HELP, TrialConfig
-
     defaults = TrialConfig().to_dict()
     lines = ["trial settings for --set key=value (default in brackets):"]
     lines += [f"  {name:<20} {text} [{defaults[name]!r}]" for name, text in FIELD_HELP.items()]
@@ -42,8 +42,6 @@ def train_command(args: argparse.Namespace) -> int:
 
     from tuner.data import load_features
     from tuner.data.judgments import check_placed
-    from tuner.trainer.config import TrialConfig
-    from tuner.trainer.config_values import check_batch_for_classes
     from tuner.trainer.evaluation import evaluate_split
     from tuner.trainer.labels import labeled_rows_of
     from tuner.trainer.train import fit

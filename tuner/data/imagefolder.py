@@ -17,10 +17,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from tuner.core.datasets import DATASETS, DEFAULT_IMAGE_SIZE
 from tuner.data.sources import ImageData, Source, file_entries
 from tuner.errors import TunerError
 
-DEFAULT_IMAGE_SIZE = 32  # the prior art's 32x32
 
 
 def imagenet_source(root: Path, classes: tuple[str, ...] | None, image_size: int | None) -> Source:
@@ -212,4 +212,4 @@ def load_imagefolder(split_dirs: list[Path], classes: tuple[str, ...], size: int
     parts = [_read_all(_folder_dataset(d, classes, size), size, progress, f"reading {d.name}")
              for d in split_dirs]
     x_test, y_test = parts[1] if len(parts) > 1 else (None, None)
-    return ImageData(parts[0][0], parts[0][1], x_test, y_test, classes, 255.0)
+    return ImageData(parts[0][0], parts[0][1], x_test, y_test, classes, DATASETS["imagenet"].max_value)

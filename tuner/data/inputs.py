@@ -15,7 +15,7 @@ import numpy as np
 from tuner.data.pipeline import load_features, open_source, three_splits
 from tuner.data.prepare import compose_labels, resolve_label_names, standardization_stats
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 
 SPLITS = ("train", "val", "test", "all")
 

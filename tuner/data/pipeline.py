@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data.cache import Arrays, default_cache_dir, load_or_build
 from tuner.data.features import FeatureSet
 from tuner.data.hog import hog_features

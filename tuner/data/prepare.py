@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from tuner.core.datasets import DEFAULT_VAL_SHARE
 from tuner.errors import TunerError
 
 
@@ -45,10 +46,6 @@ def standardization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def apply_standardization(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     # float64 arithmetic, then float32: a saved model reproduces the training features bit for bit.
     return ((x - mean) / std).astype(np.float32)
-
-
-# Where a dataset has an official test split, validation is this share of its training split.
-DEFAULT_VAL_SHARE = 0.15
 
 
 def validation_count(val_size: float | None, n_train: int, n_test: int, official_test: bool) -> int:

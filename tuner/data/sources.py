@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tuner.core.datasets import DATASETS
 from tuner.data.files import check_regular, open_regular
 from tuner.data.formats import check_mnist_pair, check_same_image_shape, read_cifar_batch, read_cifar_names, read_idx
 from tuner.errors import TunerError
@@ -104,7 +105,7 @@ def load_digits_images() -> ImageData:
     bunch = load_digits()
     images = bunch.images.astype(np.float32)[:, None, :, :]
     names = tuple(str(n) for n in bunch.target_names)
-    return ImageData(images, bunch.target.astype(np.int64), None, None, names, 16.0)
+    return ImageData(images, bunch.target.astype(np.int64), None, None, names, DATASETS["digits"].max_value)
 
 
 # ----------------------------------------------------------------------------- mnist
@@ -145,7 +146,7 @@ def load_mnist_images(root: Path) -> ImageData:
         image_paths.append(image_path)
     check_same_image_shape(arrays[0][:, 0], arrays[2][:, 0], *image_paths)
     names = tuple(str(i) for i in range(10))
-    return ImageData(*arrays, label_names=names, max_value=255.0)
+    return ImageData(*arrays, label_names=names, max_value=DATASETS["mnist"].max_value)
 
 
 # ----------------------------------------------------------------------------- cifar10
@@ -174,7 +175,7 @@ def load_cifar10_images(root: Path) -> ImageData:
     names = read_cifar_names(folder / "batches.meta")
     x_train = np.concatenate([x for x, _ in parts])
     y_train = np.concatenate([y for _, y in parts])
-    return ImageData(x_train, y_train, x_test, y_test, names, 255.0)
+    return ImageData(x_train, y_train, x_test, y_test, names, DATASETS["cifar10"].max_value)
 
 
 # ----------------------------------------------------------------------------- errors

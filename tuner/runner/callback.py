@@ -19,13 +19,13 @@ from typing import Any
 
 from ray import tune
 
-from tuner.disk import is_disk_full
-from tuner.outcome import error_summary
+from tuner.system.disk import is_disk_full
+from tuner.core.selection import error_summary
 from tuner.runner.checkpoints import CHECKPOINT_GRACE_S, CheckpointCleaner, storage_step
 from tuner.runner.console import TrialLines
 from tuner.runner.models_step import ModelWarmUp
 from tuner.runner.trials import TrialLedger
-from tuner.storage import PLOTS_DIR, download_dir
+from tuner.system.tune_storage import PLOTS_DIR, download_dir
 from tuner.tracking import tags
 from tuner.tracking.writer import SearchTracker
 

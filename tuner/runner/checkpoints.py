@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tuner.secrets import mask_uri
-from tuner.storage import delete_checkpoints
+from tuner.system.secrets import mask_uri
+from tuner.system.tune_storage import delete_checkpoints
 
 # How long an ended trial's checkpoints outlive it: ten of Tune's state saves
 # (TUNE_GLOBAL_CHECKPOINT_S, 3 s, runner/tune_setup.py), so the saved state has recorded the end

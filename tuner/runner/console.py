@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from tuner.runner.setup_clock import SetupClock
 from tuner.space.spec import SearchSpec
-from tuner.storage import ExperimentDir
+from tuner.system.tune_storage import ExperimentDir
 
 TUNE_LOG = "tune_output.log"
 
@@ -52,7 +52,7 @@ class SearchProgress:
         self._show()
 
     def trial_result(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        """The best so far by the search's Objective (tuner.objective) over every result reported:
+        """The best so far by the search's Objective (tuner.core.objective) over every result reported:
         one metric, its best value; several, the first of the non-dominated results (and how many
         there are). Only the non-dominated ones are kept, so each result costs little."""
         names = dict.fromkeys([*self.objective.metric, *self.objective.require])

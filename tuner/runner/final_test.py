@@ -19,16 +19,16 @@ import torch
 
 from tuner.errors import first_line
 from tuner.data.features import FeatureSet
-from tuner.outcome import selection
+from tuner.core.selection import selection
 from tuner.runner.trial import CHECKPOINT_FILE
 from tuner.space.spec import SearchSpec, TrialRecord
-from tuner.secrets import mask_uri
-from tuner.trainer.models import AutoEncoder, build_model
+from tuner.system.secrets import mask_uri
+from tuner.trainer.networks import AutoEncoder, build_model
 from tuner.trainer.evaluation import evaluate_split
 
 
 def selected_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
-    """The finished trials the search selects on validation, best first (`outcome.selection`):
+    """The finished trials the search selects on validation, best first (`selection.selection`):
     with `repeats`, every run of the selected configuration, so the test figure reported for it is
     a mean over seeds too; with several metrics, the whole front."""
     return selection(table, spec.metric, spec.mode, spec.require)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
-from tuner.objective import Objective
-from tuner.rungs import STOP, RungBook
-from tuner.storage import ExperimentDir
+from tuner.core.objective import Objective
+from tuner.runner.rungs import STOP, RungBook
+from tuner.system.tune_storage import ExperimentDir
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial

@@ -1,5 +1,5 @@
 """The end of a search: the chosen trials' models, built from their last checkpoints, are logged
-to their MLflow runs and the best one is registered (tuner.tracking.models).
+to their MLflow runs and the best one is registered (tuner.tracking.registry).
 
 Which trials (`log_models` in the search file): `best` is the best finished trial of a
 single-objective search, or every finished trial on the Pareto front of a multi-objective one;
@@ -21,12 +21,12 @@ import pandas as pd
 
 from tuner.errors import first_line
 from tuner.data.features import FeatureSet
-from tuner.outcome import chosen, require_text
+from tuner.core.selection import chosen, require_text
 from tuner.runner.final_test import read_final_state, selected_trials
 from tuner.space.spec import SearchSpec, TrialRecord
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 from tuner.tracking import tags
-from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.core.metrics import TRIAL_METRICS
 
 
 def chosen_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
@@ -40,7 +40,7 @@ def chosen_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
 
 def best_of(spec: SearchSpec, table: pd.DataFrame, trial_ids: list[str]) -> str | None:
     """The one to register, of those whose model was logged: the search's chosen trial
-    (`outcome.chosen`), never a run of a configuration it did not select (`log_models: all`)."""
+    (`selection.chosen`), never a run of a configuration it did not select (`log_models: all`)."""
     best = chosen(table, spec.metric, spec.mode, spec.require, among=trial_ids)
     return None if best is None else str(best["trial_id"])
 
@@ -57,7 +57,7 @@ class ModelWarmUp:
         """Once every trial has started and one has ended, a core stays free till the search ends."""
         if self.thread is None and self.spec.log_models != "none" and len(trials) >= self.spec.n_trials \
                 and not any(t.status == "PENDING" for t in trials):
-            from tuner.tracking.models import warm_up_model_logging
+            from tuner.tracking.registry import warm_up_model_logging
 
             self.thread = threading.Thread(target=_quietly, args=(warm_up_model_logging,), daemon=True,
                                            name="tuner-warm-up")
@@ -108,8 +108,8 @@ def _log_models(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], trials
                 records: Mapping[str, TrialRecord], tracker: Any, data: FeatureSet, data_dir: str | Path | None,
                 verbose: bool) -> dict[str, Any]:
     from tuner.data.inputs import normalization_stats
-    from tuner.tracking.models import log_model
-    from tuner.trainer.embedder import EmbeddingModel
+    from tuner.tracking.registry import log_model
+    from tuner.embedding import EmbeddingModel
 
     stats = normalization_stats(spec.base_config, data_dir)
     example = _feature_example(data, stats)
@@ -130,7 +130,7 @@ def _log_models(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], trials
 
 
 def _register(spec: SearchSpec, table: pd.DataFrame, logged: dict[str, Any], tracker: Any, verbose: bool) -> None:
-    from tuner.tracking.models import register_model
+    from tuner.tracking.registry import register_model
     from tuner.tracking.note import record_registered
 
     if not spec.register_as or not logged:

@@ -11,9 +11,9 @@ from pathlib import Path
 import ray
 
 from tuner.errors import TunerError
-from tuner.processes import reclaim_termination_signals
+from tuner.system.processes import reclaim_termination_signals
 from tuner.space.spec import SearchSpec
-from tuner.storage import STORAGE_HINT
+from tuner.system.tune_storage import STORAGE_HINT
 
 
 _watchdog: list[subprocess.Popen] = []  # the one watching the local Ray this process started
@@ -59,7 +59,7 @@ def stop_ray() -> None:
 
 def start_watchdog() -> None:
     """A process that ends this local Ray's processes once this driver is gone, even by SIGKILL
-    (tuner/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
+    (tuner/system/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
     node = getattr(ray._private.worker, "_global_node", None)  # what ray.init started: GCS, raylet, ...
     roots = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos
              if getattr(info, "process", None) is not None]
@@ -67,7 +67,7 @@ def start_watchdog() -> None:
         return
     package_root = str(Path(__file__).resolve().parents[2])  # the watchdog imports this same tuner
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    _watchdog.append(subprocess.Popen([sys.executable, "-m", "tuner.watchdog", str(os.getpid()), *map(str, roots)],
+    _watchdog.append(subprocess.Popen([sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), *map(str, roots)],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
                                       start_new_session=True))
 

@@ -9,8 +9,8 @@ from ray import tune
 from tuner.errors import TunerError
 from tuner.space.spec import SearchSpec
 from tuner.runner.tune_setup import tune_location
-from tuner.storage import STATE_FILE, ExperimentDir, read_state
-from tuner.secrets import mask_uri
+from tuner.system.tune_storage import STATE_FILE, ExperimentDir, read_state
+from tuner.system.secrets import mask_uri
 
 
 def previous_search_id(exp_dir: ExperimentDir, spec: SearchSpec) -> str:

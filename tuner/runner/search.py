@@ -20,11 +20,11 @@ import pandas as pd
 
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
-from tuner.disk import full_filesystems, is_disk_full
+from tuner.system.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
-from tuner.importance import param_importances
-from tuner.outcome import require_text, results_table, search_status
-from tuner.processes import hold_point, interrupt_handler_kept
+from tuner.core.importance import param_importances
+from tuner.core.selection import require_text, results_table, search_status
+from tuner.system.processes import hold_point, interrupt_handler_kept
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.console import SearchProgress, TrialLines, tune_output_to_log
 from tuner.runner.final_test import test_selected_safely
@@ -37,9 +37,9 @@ from tuner.runner.trials import TrialLedger
 from tuner.runner.tune_setup import make_tuner
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
-from tuner.storage import ExperimentDir, experiment_dir
-from tuner.storage_guard import check_private, search_lock
-from tuner.secrets import mask_uri
+from tuner.system.tune_storage import ExperimentDir, experiment_dir
+from tuner.system.storage_guard import check_private, search_lock
+from tuner.system.secrets import mask_uri
 from tuner.tracking.inputs import describe
 from tuner.tracking.store import connect, resolve_tracking_uri
 from tuner.tracking.ui_view import view_metrics

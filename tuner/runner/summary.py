@@ -6,9 +6,9 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from tuner.data.features import FeatureSet
-from tuner.outcome import chosen_text, config_summary
+from tuner.core.selection import chosen_text, config_summary
 from tuner.space.spec import SearchSpec
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 from tuner.trainer.metrics import knn_accuracy, reconstruction_error
 
 

@@ -17,10 +17,10 @@ import ray
 import torch
 from ray import tune
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.space.spec import trial_config
-from tuner.storage import PLOTS_DIR
+from tuner.system.tune_storage import PLOTS_DIR
 from tuner.trainer.evaluation import embed_and_reconstruct
 from tuner.trainer.train import TrainState, fit
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.outcome import UNFINISHED, TrialOutcome, trial_status
+from tuner.core.selection import UNFINISHED, TrialOutcome, trial_status
 from tuner.space.spec import SearchSpec, TrialRecord
 
 

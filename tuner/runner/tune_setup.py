@@ -15,9 +15,10 @@ from ray.tune.search import Repeater
 from tuner.data.features import FeatureSet
 from tuner.runner.callback import TrackingCallback
 from tuner.runner.moasha import MOASHAScheduler
+from tuner.runner.moved_modules import alias_moved_modules
 from tuner.runner.trial import run_trial
 from tuner.space.spec import REPEAT_KEY, SearchSpec
-from tuner.storage import ExperimentDir
+from tuner.system.tune_storage import ExperimentDir
 from tuner.tracking.warm_start import WarmStart
 
 
@@ -36,9 +37,10 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, callb
     # Tune warns about every trial that has not started (no results to load): noise here.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # Tune gets a path in a filesystem object, never a URI: it prints and saves what it is given,
-    # and the filesystem was built from a URI without credentials (see tuner.storage).
+    # and the filesystem was built from a URI without credentials (see tuner.system.tune_storage).
     path, fs = tune_location(exp_dir)
     if resume:  # finished trials stay; the rest continue from checkpoints; Optuna's state returns
+        alias_moved_modules()  # a search started before tuner/core and tuner/system existed
         restored = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=spec.param_space(),
                                       storage_filesystem=fs)
         return with_live_callback(restored, callback)

@@ -15,10 +15,10 @@ import numpy as np
 from tuner.data.judgments import check_enough, n_held, read_judgments
 from tuner.errors import TunerError, did_you_mean
 from tuner.space.spec import SEARCHES, Param, Scheduler
-from tuner.storage import check_experiment_name
-from tuner.trainer.config import FIELDS, TrialConfig
-from tuner.trainer.config_values import MAX_SEED
-from tuner.trainer.metrics import METRIC_MODES, METRIC_RANGES
+from tuner.system.tune_storage import check_experiment_name
+from tuner.core.config import FIELDS, TrialConfig
+from tuner.core.config_values import MAX_SEED
+from tuner.core.metrics import METRIC_MODES, METRIC_RANGES
 
 TOP_KEYS = ("name", "description", "metric", "mode", "search", "samples", "max_concurrent",
             "scheduler", "resources", "seed", "checkpoint_every", "max_failures", "fixed", "params",

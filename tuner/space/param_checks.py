@@ -10,7 +10,7 @@ from typing import Any
 from tuner.errors import TunerError, did_you_mean
 from tuner.space.checks import Ctx
 from tuner.space.spec import Param
-from tuner.trainer.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
+from tuner.core.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "qrandint")
 # Integer ranges pass through float64 (Tune's qrandint rounds a float, Optuna maps ranges to floats)
@@ -19,7 +19,7 @@ MAX_EXACT_INT = 2**53
 
 
 def _mapping(ctx: Ctx, key: str, value: Any) -> dict[str, tuple[str, Any]]:
-    """canonical name -> (name as written, value); the prior art's aliases resolved."""
+    """canonical name -> (name as written, value); the prior work's aliases resolved."""
     if value is None:
         return {}
     if not isinstance(value, dict):

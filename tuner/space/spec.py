@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tuner.core.params import from_searcher, params_text, same_value, stored_text, to_searcher
-from tuner.objective import Objective
-from tuner.outcome import config_id, require_text
+from tuner.core.objective import Objective
+from tuner.core.selection import config_id, require_text
 from tuner.errors import TunerError
-from tuner.trainer.config import FIELDS, TrialConfig, field_kind
+from tuner.core.config import FIELDS, TrialConfig, field_kind
 from tuner.data.features import FeatureSet
 from tuner.data.judgments import check_placed
-from tuner.trainer.config_values import check_batch_for_classes
+from tuner.core.config_values import check_batch_for_classes
 from tuner.trainer.labels import labeled_counts
 
 SEARCHES = ("grid", "random", "optuna")

@@ -10,9 +10,9 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from tuner.outcome import chosen, pareto_front, parse_require, require_text
+from tuner.core.selection import chosen, pareto_front, parse_require, require_text
 from tuner.tracking.tags import CHAMPION, REGISTERED, REQUIRE, SEARCH_ID
-from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.core.metrics import TRIAL_METRICS
 
 NOTE_TAG = "mlflow.note.content"
 FRONT_ROWS = 20  # a longer front is in summary.csv

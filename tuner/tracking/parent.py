@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import first_line
-from tuner.outcome import chosen, parse_require
-from tuner.secrets import mask_uri
+from tuner.core.selection import chosen, parse_require
+from tuner.system.secrets import mask_uri
 from tuner.tracking import runs
 from tuner.tracking import tags as tag
 from tuner.tracking.inputs import DataDescription, log_data
@@ -27,7 +27,7 @@ from tuner.tracking.note import NOTE_TAG, search_note
 from tuner.tracking.search_view import SEARCHED_PREFIX, log_search_view
 from tuner.tracking.spool import OfflineSpool, tolerant
 from tuner.tracking.store import artifact_names, log_params, log_text, unreachable
-from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
+from tuner.core.metrics import TEST_METRICS, TRIAL_METRICS
 from tuner.trainer.plots import plot_pareto
 
 

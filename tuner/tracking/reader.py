@@ -13,15 +13,15 @@ import pandas as pd
 
 from tuner.core.params import from_text
 from tuner.errors import TunerError
-from tuner.outcome import chosen_text, config_id, config_summary, pareto_front, parse_require, rank_by_config
-from tuner.processes import end_session
-from tuner.secrets import mask_uri
+from tuner.core.selection import chosen_text, config_id, config_summary, pareto_front, parse_require, rank_by_config
+from tuner.system.processes import end_session
+from tuner.system.secrets import mask_uri
 from tuner.tracking import tags
 from tuner.tracking.runs import latest_search, trial_runs
 from tuner.tracking.search_view import importances_of, report_html, searched_settings
-from tuner.tracking.ui_view import bundle_text, format_problems
-from tuner.tracking.store import UI_VIEW_KEY, connect, existing_store, is_server, resolve_tracking_uri
-from tuner.trainer.metrics import TRIAL_METRICS
+from tuner.tracking.ui_view import UI_VIEW_KEY, bundle_text, format_problems
+from tuner.tracking.store import connect, existing_store, is_server, resolve_tracking_uri
+from tuner.core.metrics import TRIAL_METRICS
 
 
 def _numeric(column: pd.Series) -> pd.Series:

@@ -13,8 +13,8 @@ from tuner.errors import TunerError, first_line
 from tuner.core.params import from_text
 from tuner.tracking import tags
 from tuner.tracking.store import connect, existing_store, whole_params
-from tuner.secrets import mask_uri
-from tuner.trainer.config import FIELDS, TrialConfig
+from tuner.system.secrets import mask_uri
+from tuner.core.config import FIELDS, TrialConfig
 
 COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
 

@@ -12,11 +12,11 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from tuner.importance import Importances, param_importances, plot_importances
-from tuner.report_html import report_page
+from tuner.core.importance import Importances, param_importances, plot_importances
+from tuner.tracking.report_html import report_page
 from tuner.tracking import runs, tags
 from tuner.tracking.ui_view import view_metrics, view_state, write_view
-from tuner.trainer.metrics import METRIC_MODES, TEST_METRICS
+from tuner.core.metrics import METRIC_MODES, TEST_METRICS
 
 SEARCHED_PREFIX = "searched."  # the parent's params naming the searched settings (runner.search_params)
 PLOTS = ("embedding.png", "loss_curves.png", "reconstructions.png")  # the best trial's, in the report

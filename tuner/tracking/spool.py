@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tuner.disk import is_disk_full
+from tuner.system.disk import is_disk_full
 from tuner.errors import first_line
-from tuner.secrets import mask_uri
-from tuner.storage import ExperimentDir, spool
+from tuner.system.secrets import mask_uri
+from tuner.system.tune_storage import ExperimentDir, spool
 from tuner.tracking.store import unreachable
 
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 from tuner.core.params import FULL_PARAMS, PARAM_LIMIT, is_cut, params_text, stored_text
 from tuner.errors import TunerError
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 
-from tuner.tracking.ui_view import GROUP_BY, UI_VIEW_KEY, VIEW_TAG, envelope
+from tuner.tracking.ui_view import GROUP_BY, VIEW_TAG, envelope
 
 # MLflow retries a dead server for ~4 minutes by default, stalling Tune's event loop each time;
 # ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
@@ -131,7 +131,7 @@ def experiment_id(client, name: str, uri: str) -> str:
         # runs grouped by search, so the trials show without unfolding their parent; a search's
         # end fills in its columns and charts (tuner.tracking.search_view).
         client.set_experiment_tag(exp.experiment_id, VIEW_TAG, envelope({"groupBy": GROUP_BY}))
-    if EXPERIMENT_KIND not in exp.tags:  # issue 9: the UI opens its model-training view, not the GenAI one
+    if EXPERIMENT_KIND not in exp.tags:  # the UI opens its model-training view, not the GenAI one
         client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, "custom_model_development")
     return exp.experiment_id
 

@@ -21,15 +21,15 @@ import pyarrow.fs as pafs
 import yaml
 
 from tuner.errors import TunerError
-from tuner.outcome import TrialOutcome, error_summary, results_table, search_status, trial_status
-from tuner.processes import hold_point
+from tuner.core.selection import TrialOutcome, error_summary, results_table, search_status, trial_status
+from tuner.system.processes import hold_point
 from tuner.space.spec import trial_record
-from tuner.storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
+from tuner.system.tune_storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
                            read_spool, read_state)
-from tuner.storage_guard import check_private
+from tuner.system.storage_guard import check_private
 from tuner.tracking.runs import find_search
 from tuner.tracking.store import connect, resolve_tracking_uri
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 from tuner.tracking.writer import SearchTracker
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dir: <trainable>_<trial id>_<n>_...

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import first_line
-from tuner.secrets import mask_uri
+from tuner.system.secrets import mask_uri
 from tuner.tracking import runs
 from tuner.tracking.inputs import DataDescription, log_data
 from tuner.tracking.spool import OfflineSpool, tolerant
 from tuner.tracking.store import artifact_names, log_params, log_text, unreachable
 from tuner.tracking.ui_view import EMBEDDING_KEY
-from tuner.trainer.metrics import TEST_METRICS, TRIAL_METRICS
+from tuner.core.metrics import TEST_METRICS, TRIAL_METRICS
 
 
 @dataclass

@@ -21,8 +21,8 @@ from tuner.space.spec import SearchSpec
 from tuner.tracking import runs, tags
 from tuner.core.params import from_text
 from tuner.tracking.store import connect, existing_store
-from tuner.secrets import mask_uri
-from tuner.trainer.config import FIELDS
+from tuner.system.secrets import mask_uri
+from tuner.core.config import FIELDS
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 

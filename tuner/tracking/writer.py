@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from tuner.outcome import RUN_STATUSES
-from tuner.secrets import mask_uri
-from tuner.storage import ExperimentDir
+from tuner.core.selection import RUN_STATUSES
+from tuner.system.secrets import mask_uri
+from tuner.system.tune_storage import ExperimentDir
 from tuner.tracking.inputs import DataDescription
 from tuner.tracking.parent import ParentRun, as_list
 from tuner.tracking.spool import OfflineSpool, tolerant

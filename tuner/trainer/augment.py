@@ -16,7 +16,7 @@ from torch import Tensor
 
 from tuner.data.features import FeatureSet
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 
 
 def jitter(x: Tensor, image: tuple[int, int, int], max_shift: float, max_degrees: float,

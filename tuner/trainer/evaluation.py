@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from tuner.data.features import FeatureSet
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.trainer.labels import labeled_rows_of
 from tuner.trainer.metrics import constraint_accuracy, evaluate_embedding
-from tuner.trainer.models import AutoEncoder
+from tuner.trainer.networks import AutoEncoder
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 
 
 def labeled_counts(y: np.ndarray, labels_per_class: int | None, labeled_fraction: float | None) -> np.ndarray:

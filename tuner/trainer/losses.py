@@ -1,6 +1,6 @@
 """The loss terms: pure functions of tensors, each a 0-dim tensor.
 
-Metric losses take the embeddings and index tensors from `tuner.trainer.sampling`, average over
+Metric losses take the embeddings and index tensors from `tuner.trainer.miners`, average over
 the tuples (or, given a `keep` mask, over the tuples it marks), and return a zero that still
 depends on the embeddings when there are none, so such a batch needs no special case.
 """

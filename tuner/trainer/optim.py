@@ -7,8 +7,8 @@ from typing import Any, Iterable
 
 import torch
 
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.models import AutoEncoder
+from tuner.core.config import TrialConfig
+from tuner.trainer.networks import AutoEncoder
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tuner.outcome import pareto_front  # noqa: E402
+from tuner.core.selection import pareto_front  # noqa: E402
 
 LOSS_KEYS = ("loss", "metric_loss", "recon_loss", "kl")
 ACCURACY_KEYS = ("knn_accuracy", "fine_knn_accuracy")

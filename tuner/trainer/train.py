@@ -15,18 +15,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
 from tuner.trainer.augment import image_to_jitter, jitter, jitters
 from tuner.trainer.device import device_generator, resolve_device
 from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.evaluation import measure
-from tuner.trainer.models import AutoEncoder, build_model
+from tuner.trainer.networks import AutoEncoder, build_model
 from tuner.trainer.optim import FusedAdam, lr_at, make_optimizer, set_lr
 from tuner.trainer.labels import labeled_rows_of
-from tuner.trainer.sampling import Tuples, mine
-from tuner.trainer.weak_batches import Batch, BatchSource
+from tuner.trainer.miners import Tuples, mine
+from tuner.trainer.weak_samplers import Batch, BatchSource
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tuner.objective import INVALID, OUTSIDE, WITHIN, Objective
+from tuner.core.objective import INVALID, OUTSIDE, WITHIN, Objective
 
 CONTINUE, STOP = "CONTINUE", "STOP"
 

@@ -1,8 +1,8 @@
-"""Class-stratified batches, and the pairs or triplets mined from one batch's labels.
+"""The pairs or triplets mined from one batch's labels.
 
 Mining is kept apart from the losses (as in pytorch-metric-learning): a miner returns index
 tensors, a loss consumes them. Everything here is tensor ops, on the embeddings' device; no
-Python loop over pairs or triplets. The sampler lives in batches.py (re-exported here).
+Python loop over pairs or triplets. The batches come from samplers.py.
 
 Semi-hard mining has two forms with one result. On the CPU it selects with nonzero(), so the
 loss touches only the selected tuples. On a GPU nonzero() would make the host wait for the
@@ -18,7 +18,6 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from tuner.trainer.batches import StratifiedBatchSampler
 
 Tuples = tuple[Tensor, ...]
 
@@ -35,7 +34,7 @@ class Mined(NamedTuple):
         return self.tuples if self.keep is None else tuple(t[self.keep] for t in self.tuples)
 
 
-__all__ = ["StratifiedBatchSampler", "Mined", "mine", "all_pairs", "all_triplets", "semihard_triplets",
+__all__ = ["Mined", "mine", "all_pairs", "all_triplets", "semihard_triplets",
            "semihard_mask", "active_pairs", "active_pair_mask", "cap_tuples", "cap_mask", "distance_matrix"]
 
 CONSTRAINTS = ("pairwise", "triplet")

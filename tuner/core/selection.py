@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from tuner.core.params import cell
-from tuner.objective import Objective, bound_violation, pareto_mask as _signed_pareto_mask
-from tuner.trainer.metrics import METRIC_MODES
+from tuner.core.objective import Objective, bound_violation, pareto_mask as _signed_pareto_mask
+from tuner.core.metrics import METRIC_MODES
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")  # how an MLflow run of a trial or search ends
 UNFINISHED = "UNFINISHED"  # a table row only: interrupted before its end, resumable
@@ -87,7 +87,7 @@ def results_table(outcomes: Sequence[TrialOutcome], searched: Sequence[str], met
 
 def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]) -> pd.DataFrame:
     """Best first by each configuration's mean over its runs (the run's own value when it has one
-    run), in the Objective's order (`tuner.objective`: non-dominated rank, then crowding distance;
+    run), in the Objective's order (`tuner.core.objective`: non-dominated rank, then crowding distance;
     one metric: its value; a NaN last). Every trial is ranked by its figures, stopped and failed
     ones too (their status says so); multi-objective, the front the search selects comes first,
     flagged in a `pareto` column (the complete configurations' means, see `selection`). Runs of a

@@ -24,18 +24,18 @@ from torch import nn
 
 from tuner.data.features import FeatureSet
 from tuner.data.hog import hog_length
+from tuner.data.pipeline import featurize
 from tuner.data.prepare import apply_standardization
+from tuner.data.resnet import FEATURE_DIM, resolve_weights
+from tuner.data.sources import ImageData
+from tuner.core.datasets import DATASETS, input_shape
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
-from tuner.trainer.models import AutoEncoder, build_model
+from tuner.core.config import TrialConfig
+from tuner.trainer.networks import AutoEncoder, build_model
 from tuner.trainer.evaluation import embed_and_reconstruct
 
 FORMAT = 1
 CONFIG_FILE, STATE_FILE = "embedder.json", "state_dict.pt"
-# The image each dataset source yields (C, H, W) and the pixel value meaning white: the same
-# values `tuner.data.sources` loads with (checked against the feature width in from_training).
-INPUT_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-MAX_VALUES = {"digits": 16.0, "mnist": 255.0, "cifar10": 255.0, "imagenet": 255.0}
 CHUNK = 8192  # embed_and_reconstruct's chunk: the same batches give bit-identical embeddings
 
 
@@ -70,8 +70,9 @@ class EmbeddingModel(nn.Module):
         if cfg.normalize and stats is None:
             raise TunerError("normalize is true: pass the training statistics "
                              "(tuner.data.inputs.normalization_stats(cfg)) to build the model.")
-        shape = tuple(data.image_shape) if data.image_shape else input_shape(cfg)
-        settings = DataSettings(shape, MAX_VALUES[cfg.dataset], data.n_features, tuple(data.label_names))
+        # The shape and scale the dataset loads with (the shape checked against the feature width).
+        shape = tuple(data.image_shape) if data.image_shape else input_shape(cfg.dataset, cfg.image_size)
+        settings = DataSettings(shape, DATASETS[cfg.dataset].max_value, data.n_features, tuple(data.label_names))
         _check_width(cfg, settings)
         mean, std = stats if cfg.normalize and stats is not None else (None, None)
         return cls(cfg, autoencoder.cpu().eval(), settings, mean, std)
@@ -108,13 +109,8 @@ class EmbeddingModel(nn.Module):
 
     def features(self, x: np.ndarray, progress: bool = False) -> np.ndarray:
         """The data layer's featurization of raw inputs (before normalization)."""
-        from tuner.data.pipeline import featurize
-        from tuner.data.sources import ImageData
-
         images = self.as_images(x)
         if self.config.feature_extractor == "resnet" and self._weights is None:
-            from tuner.data.resnet import resolve_weights
-
             self._weights = resolve_weights(self.config.resnet_weights, self.config.download)
         data = ImageData(images, np.zeros(len(images), dtype=np.int64), None, None,
                          self.settings.label_names, self.settings.max_value)
@@ -168,23 +164,12 @@ class EmbeddingModel(nn.Module):
         return model.eval()
 
 
-def input_shape(cfg: TrialConfig) -> tuple[int, int, int]:
-    if cfg.dataset == "imagenet":
-        from tuner.data.imagefolder import DEFAULT_IMAGE_SIZE
-
-        size = cfg.image_size or DEFAULT_IMAGE_SIZE
-        return (3, size, size)
-    return INPUT_SHAPES[cfg.dataset]
-
-
 def expected_width(cfg: TrialConfig, shape: tuple[int, ...]) -> int:
     """The feature width the data layer gives images of `shape` (C, H, W)."""
     if cfg.feature_extractor == "raw":
         return math.prod(shape)
     if cfg.feature_extractor == "hog":
         return hog_length(shape[1:], cfg.hog_pixels_per_cell, cfg.hog_cells_per_block, cfg.hog_orientations)
-    from tuner.data.resnet import FEATURE_DIM
-
     return FEATURE_DIM
 
 

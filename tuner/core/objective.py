@@ -1,13 +1,14 @@
 """What "better" means for a search, written once: its metrics, their modes and its `require:`
 bounds. Every part that compares results reads an `Objective`: the results table and what a
-search selects (outcome.py), the console's best so far, the registry's champion, `tuner report`,
-`tuner sync` and the `moasha` scheduler's rungs (rungs.py).
+search selects (selection.py), the console's best so far, the registry's champion, `tuner report`,
+`tuner sync` and the `moasha` scheduler's rungs (runner/rungs.py).
 
 Ranking: a result within every bound ranks before one outside any (constrained domination, Deb
 2000: outside ones by their total relative violation); a result with a NaN or missing metric
 ranks last. Within a class: non-dominated sorting (front 0 first), then, inside a front, the
 larger crowding distance (NSGA-II) over the metrics normalised by the ranked set's range, then
-the better first metric (then the next); exact duplicates keep their input order. With one metric that is the metric's own order.
+the better first metric (then the next); exact duplicates keep their input order. With one
+metric that is the metric's own order.
 
 No Ray, no MLflow, no pandas needed: rows are mappings of metric name to value (a DataFrame's
 records work too).
@@ -21,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tuner.trainer.metrics import METRIC_MODES
+from tuner.core.metrics import METRIC_MODES
 
 WITHIN, OUTSIDE, INVALID = 0, 1, 2  # the classes a result ranks in, best first
 

@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from tuner.importance import Importances
-from tuner.outcome import pareto_mask
+from tuner.core.importance import Importances
+from tuner.core.selection import pareto_mask
 
 FRONT_ID, OTHERS_ID = "front", "others"  # the two point traces of the front plot, by name
 

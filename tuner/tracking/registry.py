@@ -8,7 +8,7 @@ EmbeddingModel (embedder.json + state_dict.pt) that `load_model` rebuilds, with 
 
 Registry rule: every registered version carries the search id, trial id and final metrics as
 tags; the alias `champion` moves to a new version only when it is better than the current
-champion by the search's Objective (tuner.objective: it dominates it on the search's metrics,
+champion by the search's Objective (tuner.core.objective: it dominates it on the search's metrics,
 within the `require:` bounds first; one metric: a strictly better value). A version on the same
 front as the champion does not move it, nor does one when the champion lacks a searched metric:
 nothing shows the new one is better (a champion lacking a bounded metric is outside that bound).
@@ -28,10 +28,10 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from tuner.errors import TunerError, first_line
-from tuner.objective import Objective
+from tuner.core.objective import Objective
 from tuner.tracking.store import connect, existing_store, resolve_tracking_uri
-from tuner.secrets import mask_uri
-from tuner.trainer.embedder import CONFIG_FILE, EmbeddingModel
+from tuner.system.secrets import mask_uri
+from tuner.embedding import CONFIG_FILE, EmbeddingModel
 
 MODEL_NAME = "embedding_model"  # the logged model's name, so runs:/<run id>/embedding_model finds it
 CHAMPION = "champion"

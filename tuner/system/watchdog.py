@@ -5,7 +5,7 @@ the raylet's children, its dashboard and runtime-env agents, notice the raylet's
 hang on their way out, reparented to init and deaf to SIGTERM: every SIGKILLed or OOM-killed
 search left them running. `ray stop` would end them and every other Ray on the machine too.
 
-So the driver starts this process (`python -m tuner.watchdog DRIVER_PID ROOT_PID...`, in a session
+So the driver starts this process (`python -m tuner.system.watchdog DRIVER_PID ROOT_PID...`, in a session
 of its own so that a signal to the driver's process group does not take it along). It follows the
 root processes (those `ray.init` started) and every process they start, by pid and start time, and
 once the driver is gone it ends exactly those still alive (SIGTERM, then SIGKILL), then exits.
@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 
-from tuner.processes import proc_stat
+from tuner.system.processes import proc_stat
 
 POLL_S = 1.0  # how often the tree is walked: a process started and orphaned within it is missed
 GRACE_S = 2.0  # after SIGTERM, before SIGKILL: Ray's agents ignore SIGTERM once their raylet died

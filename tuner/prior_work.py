@@ -1,4 +1,8 @@
-"""The prior art's `run_experiment`, kept so old notebooks run unchanged.
+"""The prior work's `run_experiment`, kept so old notebooks run unchanged. "The prior work" is the
+research code tuner replaces: one function, `run_experiment(...)`, that trained a pairwise or
+triplet AE/VAE for each (mu, latent_dim) of a grid and returned their metrics. Its names
+(`embenc`, `constraint_type`, ...) are accepted here and wherever a TrialConfig is built from a
+mapping.
 
 It loops over (mu, latent_dim) in-process, with no Ray and no MLflow: a quick way to
 reproduce an old figure. New work should use `tuner search`.
@@ -11,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.trainer.train import fit
 
@@ -35,7 +39,7 @@ def run_experiment(
 ) -> pd.DataFrame:
     """Train one trial per (mu, latent_dim); return one row per trial with its final metrics.
 
-    `encoder_type="embenc"` is accepted as the prior art's name for the plain AE; any
+    `encoder_type="embenc"` is accepted as the prior work's name for the plain AE; any
     other TrialConfig field can be passed as a keyword (e.g. `hidden_dims=[500, 500, 2000]`).
     """
     base = TrialConfig.from_dict({

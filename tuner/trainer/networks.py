@@ -1,7 +1,7 @@
 """Autoencoders: a plain AE and a VAE sharing one encoder/decoder shape, an MLP or (raw image
 pixels) strided convolutions before the dense layers.
 
-The last hidden layer feeds `latent_dim` directly: the prior art's fixed 10-unit layer
+The last hidden layer feeds `latent_dim` directly: the prior work's fixed 10-unit layer
 before the latent capped every embedding at rank 10.
 """
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tuner.errors import TunerError
-from tuner.trainer.config import TrialConfig
+from tuner.core.config import TrialConfig
 
 
 @dataclass

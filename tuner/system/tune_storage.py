@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from tuner.errors import TunerError, first_line
-from tuner.secrets import has_credentials, mask_uri, split_userinfo, strip_credentials
+from tuner.system.secrets import has_credentials, mask_uri, split_userinfo, strip_credentials
 
 # The layout tuner adds to Tune's experiment directory, named once here (Ray-free) so that
 # `tuner sync` can read it without importing Ray and torch.

@@ -13,10 +13,9 @@ import types
 import typing
 from typing import Any, Mapping
 
+from tuner.core.datasets import DATASETS
 from tuner.errors import TunerError, did_you_mean
 
-# Known class counts let a bad batch size fail at config time, before data loads.
-DATASET_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10}
 # Seeds go to numpy's RandomState (scikit-learn's splits, Optuna's sampler), which takes 32 bits.
 MAX_SEED = 2**32 - 1
 # Caps no real run comes near; beyond them a typo (10**14) meets the allocator, not a message.
@@ -205,7 +204,9 @@ def _validate_batch_and_labels(cfg: Any) -> None:
     _check(4 <= cfg.batch_size <= MAX_BATCH_SIZE, "batch_size", cfg.batch_size,
            f"expected an integer in 4..{MAX_BATCH_SIZE} (2**20)")
     _validate_weak_supervision(cfg)
-    n_classes = cfg.n_classes_hint or DATASET_CLASSES.get(cfg.dataset)
+    # Known class counts let a bad batch size fail at config time, before data loads.
+    facts = DATASETS.get(cfg.dataset)
+    n_classes = cfg.n_classes_hint or (facts.n_classes if facts else None)
     if n_classes is not None and cfg.constraints is None:  # judgments' batches are not class-stratified
         check_batch_for_classes(cfg.batch_size, n_classes, cfg.dataset)
     if cfg.label_names is not None and n_classes is not None:

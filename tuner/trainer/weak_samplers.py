@@ -20,8 +20,8 @@ from torch import Tensor
 
 from tuner.data.features import Judgments
 from tuner.data.judgments import judgments_per_batch
-from tuner.trainer.batches import StratifiedBatchSampler
-from tuner.trainer.config import TrialConfig
+from tuner.trainer.samplers import StratifiedBatchSampler
+from tuner.core.config import TrialConfig
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Iterator
 import pyarrow.fs as pafs
 
 from tuner.errors import TunerError
-from tuner.storage import ExperimentDir
+from tuner.system.tune_storage import ExperimentDir
 
 
 def check_private(exp_dir: ExperimentDir) -> None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from tuner.errors import TunerError, did_you_mean
-from tuner.trainer.config_values import check_choices, coerce, kind_of, validate
+from tuner.core.config_values import check_choices, coerce, kind_of, validate
+from tuner.core.datasets import DATASET_NAMES, DATASETS, DEFAULT_IMAGE_SIZE, listed
 
 CONSTRAINTS = ("pairwise", "triplet")
 ENCODERS = ("ae", "vae")
-DATASETS = ("digits", "mnist", "cifar10", "imagenet")
 FEATURE_EXTRACTORS = ("raw", "hog", "resnet")
 MINING = ("all", "semihard")
 RESNET_WEIGHTS = ("imagenet", "none")
@@ -28,7 +28,7 @@ DECODER_OUTPUTS = ("linear", "sigmoid")
 LR_SCHEDULES = ("constant", "cosine")
 TORCH_COMPILE = ("none", "default", "reduce-overhead", "max-autotune")
 
-# The prior art's names, accepted wherever a TrialConfig is built from a mapping.
+# The prior work's names, accepted wherever a TrialConfig is built from a mapping.
 KEY_ALIASES = {
     "constraint_type": "constraint",
     "encoder_type": "encoder",
@@ -104,7 +104,7 @@ class TrialConfig:
                 "Slower on the CPU (benchmarks/bench_gpu.py); the first steps pay the compile", choices=TORCH_COMPILE)
     # --- the data (fixed within a search: featurized once on the driver)
     dataset: str = data_setting(
-        "digits", "digits (scikit-learn, embedded), mnist, cifar10 or imagenet (an image folder)", choices=DATASETS)
+        "digits", listed([d.about for d in DATASETS.values()]), choices=DATASET_NAMES)
     feature_extractor: str = data_setting(
         "raw", "raw pixels in [0, 1], hog (scikit-image) or resnet (ResNet-50 pooled)", choices=FEATURE_EXTRACTORS)
     normalize: bool = data_setting(False, "standardize features with statistics of the training split")
@@ -113,19 +113,21 @@ class TrialConfig:
     label_names: tuple[str, ...] | None = data_setting(
         None, "names of the (coarse) labels, in label order, for plots and tables")
     test_size: float = data_setting(
-        0.2, "test share of the whole when a dataset has no official test split (digits, one image tree)")
+        0.2, "test share of the whole when a dataset has no official test split ("
+        + ", ".join([*(d.name for d in DATASETS.values() if d.official_test == "no"), "one image tree"]) + ")")
     val_size: float | None = data_setting(
         None, "validation share of the training part, stratified (null: 0.15 of an official training "
               "split; with no official split, as many samples as the test split: digits 60/20/20)")
     split_seed: int = data_setting(0, "seed of the test and validation splits")
     classes: tuple[str, ...] | None = data_setting(None, "imagenet: subset of class folder names to load (null: all)")
-    image_size: int | None = data_setting(None, "imagenet: resize images to this square size (null: 32)")
+    image_size: int | None = data_setting(None, f"imagenet: resize images to this square size (null: {DEFAULT_IMAGE_SIZE})")
     hog_orientations: int = data_setting(9, "HOG orientation bins")
     hog_pixels_per_cell: int = data_setting(4, "HOG cell size in pixels (square)")
     hog_cells_per_block: int = data_setting(2, "HOG block size in cells (square)")
     resnet_weights: str = data_setting(
         "imagenet", "imagenet (torchvision's weights, from torch's cache) or none (random)", choices=RESNET_WEIGHTS)
-    download: bool = data_setting(False, "download mnist/cifar10 into data_dir when missing")
+    download: bool = data_setting(
+        False, f"download {'/'.join(d.name for d in DATASETS.values() if d.downloadable)} into data_dir when missing")
     constraints: str | None = data_setting(
         None, "CSV of judgments that train the metric term instead of labels: header a,b,similar (pairs) or "
               "anchor,positive,negative (triplets); items are indices in the dataset's training order (an image "
@@ -148,7 +150,7 @@ class TrialConfig:
     def from_dict(cls, values: Mapping[str, Any], *, source: str = "config") -> "TrialConfig":
         """Build from a plain mapping (YAML, Ray's param dict, `--set` pairs).
 
-        Unknown keys are user errors with a "did you mean"; the prior art's names are
+        Unknown keys are user errors with a "did you mean"; the prior work's names are
         accepted as aliases.
         """
         known = {f.name for f in dataclasses.fields(cls)}
