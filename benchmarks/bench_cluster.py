@@ -1,6 +1,6 @@
 """Cluster benchmark: the same search on one Ray node, then on two, started with `ray start`.
 
-    python benchmarks/bench_cluster.py [--json] [--trials 8] [--iterations 3000]
+    python -m benchmarks.bench_cluster [--json] [--trials 8] [--iterations 3000]
 
 A head node (`ray start --head --num-cpus 1 ...`) runs the search alone; then a worker node
 (`ray start --address ... --num-cpus 1 ...`) joins and the same search runs again. Each node
@@ -33,6 +33,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from benchmarks.common import Machine, add_json, emit_json
 from tuner.system.processes import end_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -84,7 +85,7 @@ def run(name: str, root: Path, address: str, trials: int, iterations: int) -> di
     uri = f"sqlite:///{root}/mlflow.db"
     started = time.perf_counter()
     table = run_search(load_spec(space), tracking_uri=uri, storage_path=root / "ray", address=address,
-                       verbose=False)
+                       verbose=False).trials
     wall = time.perf_counter() - started
     assert (table["status"] == "FINISHED").all() and len(table) == trials, table
     client = MlflowClient(tracking_uri=uri)
@@ -120,11 +121,12 @@ def measure(trials: int, iterations: int) -> tuple[dict, dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of the results")
+    add_json(parser)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=3000, help="per trial (~5 s on one core)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # for every ray command and the driver alike
+    machine = Machine()
     one, two = measure(args.trials, args.iterations)
     speedup = one["trial_span_s"] / two["trial_span_s"]
     wall = one["wall_s"] / two["wall_s"]
@@ -135,13 +137,14 @@ def main() -> int:
         print(f"{label}: {args.trials} trials in {r['trial_span_s']:.1f} s of trials "
               f"({args.trials / r['trial_span_s']:.3f} trials/s), run_search {r['wall_s']:.1f} s; "
               f"{r['mean_trial_s']:.1f} s per trial; trials per node {r['trials_per_node']}")
-    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    load = machine.done()
+    print(machine.line())
     print(f"two_node_speedup (trial throughput) {speedup:.2f} (target >= 1.8); wall-time ratio {wall:.2f}; "
           f"at one-node trial speed {normalized:.2f}")
     if args.json:
-        print(json.dumps({"two_node_speedup": round(speedup, 3), "wall_speedup": round(wall, 3),
-                          "speedup_at_equal_trial_speed": round(normalized, 3), "one_node": one,
-                          "two_nodes": two, "trials": args.trials, "iterations": args.iterations}))
+        emit_json({"two_node_speedup": round(speedup, 3), "wall_speedup": round(wall, 3),
+                   "speedup_at_equal_trial_speed": round(normalized, 3), "one_node": one,
+                   "two_nodes": two, "trials": args.trials, "iterations": args.iterations, **load})
     return 0
 
 

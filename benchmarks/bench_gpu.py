@@ -27,26 +27,22 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spawned import run_spawned  # noqa: E402
-from tuner.data import load_features  # noqa: E402
-from tuner.data.features import FeatureSet  # noqa: E402
-from tuner.core.config import TrialConfig  # noqa: E402
-from tuner.trainer.train import fit  # noqa: E402
+from benchmarks.common import Machine, add_data_dir, add_json, emit_json, mnist_dir, skipped_text
+from benchmarks.common.spawned import run_spawned
+from tuner.core.config import TrialConfig
+from tuner.data import load_features
+from tuner.data.features import FeatureSet
+from tuner.trainer.train import fit
 
-DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"
 NETWORKS = {"default": {}, "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64}}
 PACKING = (1, 2, 4, 8)
 GPU_COMPILE_MODES = ("default", "reduce-overhead")
@@ -94,7 +90,7 @@ def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
         "fixed": {"dataset": "mnist", **NETWORKS["prior_art"], "iterations": steps, "eval_every": steps},
         "params": {"seed": {"grid": list(range(n))}}}))
     table = run_search(load_spec(path), tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", storage_path=tmp / "ray",
-                       data_dir=data_dir, verbose=False)
+                       data_dir=data_dir, verbose=False).trials
     if not (table["status"] == "FINISHED").all():
         raise SystemExit(f"packing {n}: trials did not finish: {table['status'].tolist()}")
     return float((table["iteration"] / table["train_seconds"]).sum())
@@ -140,18 +136,19 @@ def process_packing(steps: int, data_dir: Path, device: str = "cuda",
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_MNIST, help="MNIST root (torchvision layout)")
+    add_json(parser)
+    add_data_dir(parser, "all figures")
     parser.add_argument("--steps", type=int, default=2000, help="iterations of a measured GPU trial")
     parser.add_argument("--cpu-steps", type=int, default=300, help="iterations of a measured CPU trial")
     args = parser.parse_args()
-    if not (args.data_dir / "MNIST" / "raw").is_dir():
-        print(f"skipped: no MNIST split at {args.data_dir} (pass --data-dir)")
+    if mnist_dir(args.data_dir) is None:
+        print(skipped_text(args.data_dir))
         return
+    machine = Machine()
     torch.set_num_threads(1)
     data = load_features(TrialConfig(dataset="mnist"), data_dir=args.data_dir, progress=False).without_test()
     cuda = torch.cuda.is_available()
-    figures: dict[str, Any] = {"load_average_before": os.getloadavg()[0], "gpu": None}
+    figures: dict[str, Any] = {"gpu": None}
     for name, net in NETWORKS.items():
         cpu = steps_per_second(net, "cpu", args.cpu_steps, data)
         gpu = steps_per_second(net, "cuda", args.steps, data) if cuda else None
@@ -181,9 +178,10 @@ def main() -> None:
         figures |= {"gpu_vs_cpu_trial": None, "gpu_packing_speedup_4": None}
         print("no GPU found (torch.cuda.is_available() is False): gpu_vs_cpu_trial and "
               "gpu_packing_speedup_4 are null; the CPU figures above are this machine's")
-    figures["load_average_after"] = os.getloadavg()[0]
+    figures |= machine.done()
+    print(machine.line())
     if args.json:
-        print(json.dumps(figures))
+        emit_json(figures)
 
 
 if __name__ == "__main__":

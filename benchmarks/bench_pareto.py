@@ -33,10 +33,7 @@ before and after: other work on the machine slows the searches unevenly.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,12 +44,12 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
+from benchmarks.common import ROOT, Machine, add_json, emit_json, scratch
 from tuner.core.objective import Objective, hypervolume_2d
 from tuner.runner.rungs import RungBook
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 
-ROOT = Path(__file__).resolve().parent.parent
 OBJ = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
 METHODS = {"random": ("random", False), "random_moasha": ("random", True),
            "optuna": ("optuna", False), "optuna_moasha": ("optuna", True)}
@@ -73,7 +70,8 @@ def run(folder: Path, body: dict[str, Any], uri: str) -> tuple[pd.DataFrame, flo
     path = folder / f"{body['name']}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     start = time.time()
-    table = run_search(load_spec(path), tracking_uri=uri, storage_path=folder / "ray", verbose=False)
+    table = run_search(load_spec(path), tracking_uri=uri, storage_path=folder / "ray",
+                       verbose=False).trials
     return table, start, time.time() - start
 
 
@@ -84,7 +82,8 @@ def trial_runs(uri: str, experiment: str) -> list[Any]:
             if r.data.tags.get("tuner.role") == "trial"]
 
 
-def within_budget(uri: str, experiment: str, table: pd.DataFrame, budget: int) -> tuple[list[dict[str, Any]], int, float]:
+def within_budget(uri: str, experiment: str, table: pd.DataFrame,
+                  budget: int) -> tuple[list[dict[str, Any]], int, float]:
     """Trials in the order they ended (MLflow end times), while their iterations (the table's last
     `iteration`) fit the budget: (rows, used, end time of the last one)."""
     ended = {r.data.tags.get("tuner.trial_id"): (r.info.end_time or 0) / 1000 for r in trial_runs(uri, experiment)}
@@ -150,7 +149,8 @@ def mnist_part(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         uri = f"sqlite:///{folder}/{key}.db"
         start = time.time()
         table = run_search(load_spec(ROOT / "search_spaces" / file), tracking_uri=uri,
-                           storage_path=folder / f"ray-{key}", data_dir=args.data_dir, verbose=False)
+                           storage_path=folder / f"ray-{key}", data_dir=args.data_dir,
+                           verbose=False).trials
         out[f"{key}_wall_s"] = round(time.time() - start, 1)
         tested = table.dropna(subset=["test_knn_accuracy"]) if "test_knn_accuracy" in table else table.iloc[:0]
         out[f"{key}_tested"] = tested[["trial_id", "status", "knn_accuracy", "recon_error", "test_knn_accuracy",
@@ -169,7 +169,7 @@ def mnist_part(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true")
+    add_json(parser)
     parser.add_argument("--configs", type=int, default=24, help="the reference pool")
     parser.add_argument("--iterations", type=int, default=240, help="each trial's full budget")
     parser.add_argument("--eval-every", type=int, default=40, help="evaluations; moasha's first rung")
@@ -182,21 +182,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_mnist and not args.data_dir:
         parser.error("--only-mnist needs --data-dir")
-    load_before = os.getloadavg()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    machine = Machine()
+    # address="local": a Ray of its own, never another one running on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     figures: dict[str, Any] = {"configs": args.configs, "iterations": args.iterations, "seeds": args.seeds,
                                "budget_share": args.budget}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+    with scratch("bp-") as folder:
         uri = f"sqlite:///{folder}/mlflow.db"
         if args.only_mnist:
             figures = mnist_part(args, folder)
         else:
             figures.update(digits_part(args, folder, uri))
-    figures.update(load_average_before=load_before[0], load_average_after=os.getloadavg()[0])
+    figures.update(machine.done())
     ray.shutdown()
     if args.json:
-        print(json.dumps(figures))
+        emit_json(figures)
     else:
         for k, v in figures.items():
             print(f"{k}: {v}")

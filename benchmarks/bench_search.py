@@ -1,6 +1,6 @@
 """Search benchmark: three figures, each measured side by side in this one run.
 
-    python benchmarks/bench_search.py [--json] [--trial-seconds 10] [--optuna-samples 16]
+    python -m benchmarks.bench_search [--json] [--trial-seconds 10] [--optuna-samples 16]
 
 (a) scheduling_efficiency: fixed work / capacity used: the same 16 trials' fit() seconds when
     each runs alone (the loop of (b), this run) / (2 CPUs x search wall); ~10 s digits trials,
@@ -8,7 +8,7 @@
     the search would count slower, core-sharing trials as more work.) Also printed: run_search
     alone, the first trial start -> last trial end span (MLflow run times), and each trial
     worker's peak private memory and RSS, and each trial worker's mean train_seconds beside the
-    same fits' alone (search_cpu_share.py shows where the rest of the CPUs goes). Target >= 0.85.
+    same fits' alone (diagnostics/search_cpu_share.py shows where the rest of the CPUs goes). Target >= 0.85.
 (b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once, torch
     threads 1), its wall / the search's wall of (a). Half the loop runs just before the search,
     half just after, so drifting machine load weighs on both sides. Target >= 1.85. Beside it, the
@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +41,9 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from benchmarks.common import Machine, add_json, emit_json
+from benchmarks.common.spawned import run_spawned
+from benchmarks.common.workers import WorkerMemory
 from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
@@ -50,10 +51,6 @@ from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
 from tuner.trainer.train import fit
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spawned import run_spawned  # noqa: E402
-from worker_memory import WorkerMemory  # noqa: E402
 
 CPUS = 2
 FIXED = {"dataset": "digits", "feature_extractor": "raw", "encoder": "ae", "batch_size": 128,
@@ -115,8 +112,8 @@ def two_processes(configs: list[TrialConfig]) -> float:
 
 def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, float]:
     start = time.perf_counter()
-    return run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False), \
-        time.perf_counter() - start
+    result = run_search(spec, tracking_uri=uri, storage_path=tmp / "ray_results", verbose=False)
+    return result.trials, time.perf_counter() - start
 
 
 def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
@@ -209,7 +206,8 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
           f"{out['scheduling_efficiency_trial_span']:.3f}")
     print(f"    {len(memory.peak_mb)} trial worker process(es): private memory "
           f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target <= 600 MB); "
-          f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB (shared libraries included)")
+          f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB "
+          f"(shared libraries included)")
     print(f"(b) sequential fit() loop (half the configs just before the search, half just after): "
           f"wall {seq_wall:.0f} s: vs_sequential = {out['vs_sequential']:.2f}x "
           f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)")
@@ -276,12 +274,12 @@ def search_share(tmp: Path, uri: str, samples: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    add_json(parser)
     parser.add_argument("--trial-seconds", type=float, default=10.0, help="(a) training seconds a trial")
     parser.add_argument("--optuna-samples", type=int, default=16, help="(c) trials Optuna proposes")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    load_before = os.getloadavg()
+    machine = Machine()
     with tempfile.TemporaryDirectory(prefix="bench_search_") as name:
         tmp = Path(name)
         uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -296,12 +294,10 @@ def main() -> None:
                        **search_share(tmp, uri, args.optuna_samples)}
         finally:
             ray.shutdown()
-    figures.update(ray_init_seconds=ray_init_s, load_average_before=load_before[0],
-                   load_average_after=os.getloadavg()[0])
-    print(f"load average (1 min) before {load_before[0]:.2f}, after {figures['load_average_after']:.2f} "
-          f"on {os.cpu_count()} cores: other work on the machine distorts (a) and (b)")
+    figures.update(ray_init_seconds=ray_init_s, **machine.done())
+    print(machine.line())
     if args.json:
-        print(json.dumps(figures))
+        emit_json(figures)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,14 @@
     memo's own gain (mining_memo_gain): the unmemoized build / the trainer's memoized one
     over 3,000 stratified batches (their label sequences repeat).
 (c) cache_speedup: HOG features of the MNIST split, first extraction / cached load
-    (target >= 50x); hog_parallel_speedup: extraction on 1 worker / on 2 workers.
+    (target >= 50x); hog_parallel_speedup: extraction on 1 worker / on 2 workers. Needs
+    --data-dir (MNIST in torchvision's layout); skipped without it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,19 +27,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mining_reference import python_loop_pairs, python_loop_triplets  # noqa: E402
+from benchmarks.common import Machine, add_data_dir, add_json, emit_json, mnist_dir, skipped_text
+from benchmarks.mining_reference import python_loop_pairs, python_loop_triplets
+from tuner.core.config import TrialConfig
+from tuner.data import hog_features, load_features
+from tuner.trainer.losses import reconstruction_loss, total_loss
 
-from tuner.core.config import TrialConfig  # noqa: E402
-from tuner.data import hog_features, load_features  # noqa: E402
-from tuner.trainer.networks import build_model  # noqa: E402
-from tuner.trainer.optim import make_optimizer  # noqa: E402
-from tuner.trainer.miners import _all_pairs, _all_triplets, all_pairs, all_triplets  # noqa: E402
-from tuner.trainer.samplers import StratifiedBatchSampler  # noqa: E402
-from tuner.trainer.train import fit, metric_loss  # noqa: E402
-from tuner.trainer.losses import reconstruction_loss, total_loss  # noqa: E402
-
-DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-split"
+# _all_pairs / _all_triplets: the unmemoised builds, what the trainer does for a label sequence it
+# has not seen; all_pairs / all_triplets are the memoised ones it calls.
+from tuner.trainer.miners import _all_pairs, _all_triplets, all_pairs, all_triplets
+from tuner.trainer.networks import build_model
+from tuner.trainer.optim import make_optimizer
+from tuner.trainer.samplers import StratifiedBatchSampler
+from tuner.trainer.train import fit, metric_loss
 
 
 def bare_loop_seconds(cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, torch_optim: bool = False) -> float:
@@ -109,22 +108,22 @@ def mining_speedup(n_batches: int = 3000) -> tuple[float, float]:
     return t_loop / t_cold, t_cold / t_trainer
 
 
-def feature_speedups(mnist_dir: Path) -> tuple[float | None, float | None]:
-    if not (mnist_dir / "MNIST" / "raw").is_dir():
-        print(f"(c) skipped: no MNIST split at {mnist_dir} (pass --data-dir)")
+def feature_speedups(data_dir: Path | None) -> tuple[float | None, float | None]:
+    if (mnist := mnist_dir(data_dir)) is None:
+        print(f"(c) {skipped_text(data_dir)}")
         return None, None
     cfg = TrialConfig(dataset="mnist", feature_extractor="hog")
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
-        first = load_features(cfg, data_dir=mnist_dir, cache_dir=cache, progress=False)
+        first = load_features(cfg, data_dir=mnist, cache_dir=cache, progress=False)
         t_first = time.perf_counter() - start
         t_cached = float("inf")
         for _ in range(3):  # a cache hit is tens of ms: keep the best of a few against noise
             start = time.perf_counter()
-            again = load_features(cfg, data_dir=mnist_dir, cache_dir=cache, progress=False)
+            again = load_features(cfg, data_dir=mnist, cache_dir=cache, progress=False)
             t_cached = min(t_cached, time.perf_counter() - start)
     assert np.array_equal(first.x_train, again.x_train)
-    images = np.concatenate([_mnist_images(mnist_dir, train) for train in (True, False)])
+    images = np.concatenate([_mnist_images(mnist, train) for train in (True, False)])
     timings = {}
     for workers in (1, 2, 1, 2):  # interleaved against drifting load; keep the best of each
         start = time.perf_counter()
@@ -145,16 +144,19 @@ def _mnist_images(root: Path, train: bool) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of the ratios")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_MNIST, help="MNIST root (torchvision layout)")
+    add_json(parser)
+    add_data_dir(parser, "(c)")
     args = parser.parse_args()
+    machine = Machine()
     torch.set_num_threads(1)
     a, a_fused = trainer_vs_bare()
     b, b_memo = mining_speedup()
     c, c_parallel = feature_speedups(args.data_dir)
+    figures = {"trainer_vs_bare": a, "fused_adam_speedup": a_fused, "mining_speedup": b, "mining_memo_gain": b_memo,
+               "cache_speedup": c, "hog_parallel_speedup": c_parallel, **machine.done()}
+    print(machine.line())
     if args.json:
-        print(json.dumps({"trainer_vs_bare": a, "fused_adam_speedup": a_fused, "mining_speedup": b,
-                          "mining_memo_gain": b_memo, "cache_speedup": c, "hog_parallel_speedup": c_parallel}))
+        emit_json(figures)
 
 
 if __name__ == "__main__":

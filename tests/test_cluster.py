@@ -146,7 +146,7 @@ def test_trials_run_on_both_nodes_and_their_plots_reach_mlflow(two_nodes, mnist_
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # A storage URI, read and written through pyarrow (here the local filesystem every node sees).
     table = run_search(load_spec(space), tracking_uri=uri, storage_path=f"file://{tmp_path}/ray",
-                       address=two_nodes.cluster.address, data_dir=mnist_dir, verbose=False)
+                       address=two_nodes.cluster.address, data_dir=mnist_dir, verbose=False).trials
     statuses = dict(zip(table["lr"], table["status"]))
     assert statuses == {0.001: "FINISHED", 0.002: "FINISHED", 0.003: "FINISHED", 1e6: "FAILED"}
 

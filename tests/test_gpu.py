@@ -108,7 +108,7 @@ def test_four_trials_share_one_gpu(tmp_path: Path) -> None:
                      "fixed: {hidden_dims: [32], iterations: 200, eval_every: 100}\n"
                      "params:\n  seed: {grid: [0, 1, 2, 3]}\n")
     table = run_search(load_spec(space), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                       storage_path=tmp_path / "ray", verbose=False)
+                       storage_path=tmp_path / "ray", verbose=False).trials
     assert list(table["status"]) == ["FINISHED"] * 4
     states = sorted((tmp_path / "ray" / "pack").glob("run_trial_*/checkpoint_*/train_state.pt"))
     last = {path.parts[-3]: path for path in states}  # each trial's last checkpoint

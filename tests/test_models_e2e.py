@@ -47,7 +47,7 @@ def test_searches_register_the_best_and_move_champion_only_when_better(local_ray
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     spec = load_spec(_space(tmp_path / "a.yaml", "models-a", "[2, 8]", 100))
-    table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+    table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False).trials
     client = MlflowClient(tracking_uri=uri)
     assert client.get_experiment_by_name("models-a").tags["mlflow.experimentKind"] == "custom_model_development"
     champion = client.get_model_version_by_alias("digits-embedder", "champion")

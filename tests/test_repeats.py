@@ -189,7 +189,7 @@ def test_repeats_2_gives_two_seeded_runs_per_configuration_and_a_mean(local_ray,
           {params}
         """)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+    table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False).trials
     assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(f"rep-{search}")

@@ -166,7 +166,8 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
         """)
     spec = load_spec(space)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+    result = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+    table = result.trials
 
     by_config = {(int(r.latent_dim), float(r.lr)): r for r in table.itertuples()}
     assert {k: r.status for k, r in by_config.items()} == {
@@ -213,6 +214,21 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
     assert table["test_knn_accuracy"].iloc[1:].isna().all()
     assert {"test_baseline_input_knn_accuracy", "test_baseline_pca8_recon_error"} <= set(base)
 
+    # The result names the one finished trial as the search's choice, with its run and model.
+    best = result.best_trial
+    assert result.status == "FINISHED" and result.experiment == "e2e-grid"
+    assert best.trial_id == by_config[(8, 0.001)].trial_id and best.status == "FINISHED"
+    assert [t.trial_id for t in result.best_trials] == [best.trial_id]  # one metric: one trial
+    assert best.config == cfg and best.params == {"latent_dim": 8, "lr": 0.001}
+    assert best.metrics["knn_accuracy"] == finished.data.metrics["knn_accuracy"]
+    assert best.metrics["test_knn_accuracy"] == finished.data.metrics["test_knn_accuracy"]
+    assert best.run_id == finished.info.run_id and result.get_best_result() is best
+    assert result.run_ids == {t: r.info.run_id for t, r in runs.items()}
+    assert result.parent_run_id == parent.info.run_id
+    assert result.search_id == parent.data.tags["tuner.search_id"]
+    assert result.model_uri == "models:/e2e-grid/1" and result.model_version == 1
+    assert parent.data.tags["tuner.registered_model"] == result.model_uri
+
     killed = runs[by_config[(1, 0.001)].trial_id]
     assert steps(uri, killed, "knn_accuracy") == [20]
     # Tune's result files stay (tuner sync reads result.json); TensorBoard's event files are not written.
@@ -241,9 +257,10 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
           latent_dim: {{randint: [1, 6]}}
         """)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    # The Python API: a path, trial settings as keywords (like --set), run_search's keywords.
-    table = tuner.search(space, iterations=20, samples=4, tracking_uri=uri, storage_path=tmp_path / "ray",
-                         verbose=False)
+    # The Python API: a path, trial settings as overrides (like --set), run_search's keywords.
+    result = tuner.search(space, overrides={"iterations": 20}, samples=4, tracking_uri=uri,
+                          storage_path=tmp_path / "ray", verbose=False)
+    table = result.trials
     assert len(table) == 4 and (table["status"] == "FINISHED").all()
     assert (table["iteration"] == 20).all()
     assert table["latent_dim"].between(1, 6).all() and table["mu"].between(0, 1).all()
@@ -261,6 +278,30 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
     front = set(table[table["pareto"]]["trial_id"])
     assert {r.data.tags["tuner.trial_id"] for r in trials if "test_recon_error" in r.data.metrics} == front
     assert table[table["pareto"]]["test_knn_accuracy"].notna().all()
+
+    # The result: the front as Optuna's best_trials, in the table's order; the chosen trial the
+    # front's best knn_accuracy (the first metric), its model the registered version.
+    runs = {r.data.tags["tuner.trial_id"]: r for r in trials}
+    assert all(r.data.params["iterations"] == "20" for r in trials)  # the file says 500
+    on_front = table[table["pareto"]]
+    assert [t.trial_id for t in result.best_trials] == list(on_front["trial_id"])
+    assert all(t.config.iterations == 20 and t.run_id == runs[t.trial_id].info.run_id
+               for t in result.best_trials)
+    row = on_front.loc[on_front["knn_accuracy"].idxmax()]
+    best = result.get_best_result()
+    assert best is result.best_trial and best.trial_id == row["trial_id"]
+    assert best.params == {"mu": row["mu"], "latent_dim": row["latent_dim"]}
+    assert (best.config.mu, best.config.latent_dim) == (row["mu"], row["latent_dim"])
+    assert best.metrics["test_knn_accuracy"] == row["test_knn_accuracy"]
+    assert best.metrics["recon_error"] == runs[best.trial_id].data.metrics["recon_error"]
+    lowest = table.loc[table["recon_error"].idxmin(), "trial_id"]
+    assert result.get_best_result("recon_error").trial_id == lowest
+    assert result.parent_run_id == parent.info.run_id and result.experiment == "e2e-pareto"
+    assert result.model_uri == parent.data.tags["tuner.registered_model"]
+    assert result.model_uri == f"models:/e2e-pareto/{result.model_version}"
+    version = client_for(uri).get_model_version("e2e-pareto", str(result.model_version))
+    assert version.run_id == best.run_id
+    assert result.experiment_path.endswith(str(tmp_path / "ray" / "e2e-pareto"))
 
 
 # ------------------------------------------------------------------ kill and resume

@@ -169,7 +169,8 @@ def test_search_against_a_server_logs_runs_and_serves_artifacts(server: Server, 
     from tuner.space.load import load_spec
 
     spec = load_spec(write_space(tmp_path / "srv.yaml", "srv", 40))
-    table = run_search(spec, tracking_uri=server.uri, storage_path=tmp_path / "ray", verbose=False)
+    table = run_search(spec, tracking_uri=server.uri, storage_path=tmp_path / "ray",
+                       verbose=False).trials
     assert sorted(table["status"]) == ["FINISHED", "FINISHED"]
 
     exp, parent, trials = search_runs(server.uri, "srv")
@@ -245,7 +246,8 @@ def test_server_lost_mid_search_then_sync_fills_the_gaps(local_ray, tmp_path: Pa
         # 600 iterations: the server's stop (a SIGTERM, up to seconds) must land before the two
         # trials end; at 200 the margin was ~3 s and shrinks as trials get faster.
         spec = load_spec(write_space(tmp_path / "lost.yaml", "lost", 600, max_concurrent=1))
-        table = run_search(spec, tracking_uri=srv.uri, storage_path=tmp_path / "ray", verbose=False)
+        table = run_search(spec, tracking_uri=srv.uri, storage_path=tmp_path / "ray",
+                           verbose=False).trials
         ended_at = time.monotonic()
         killer.done.set()
         killer.join(timeout=30)

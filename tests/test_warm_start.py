@@ -135,13 +135,14 @@ def test_a_warm_started_search_starts_from_the_earlier_trials(local_ray, tmp_pat
     uri, ray_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ray"
     # TPE proposes at random until its study holds 10 finished trials: the earlier search gives 10.
     first = tuner.search(write_space(tmp_path / "a.yaml", "warm-a", samples=10), tracking_uri=uri,
-                         storage_path=ray_dir, verbose=False)
+                         storage_path=ray_dir, verbose=False).trials
     assert (first["status"] == "FINISHED").all() and len(first) == 10
     inside = first[first["latent_dim"] <= 3]
     assert 0 < len(inside) < 10  # the narrower space below keeps some and skips some
 
     narrow = write_space(tmp_path / "b.yaml", "warm-b", samples=2, seed=1, high=3)
-    second = tuner.search(narrow, tracking_uri=uri, storage_path=ray_dir, warm_start="warm-a")
+    second = tuner.search(narrow, tracking_uri=uri, storage_path=ray_dir,
+                          warm_start="warm-a").trials
     said = capsys.readouterr().out
     assert f"warm start: {len(inside)} earlier trials given to Optuna, {10 - len(inside)} outside this space " \
            f"skipped" in said
@@ -172,7 +173,7 @@ def test_runs_are_named_by_their_values_and_the_parent_describes_the_search(loca
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     table = tuner.search(write_space(tmp_path / "n.yaml", "named", samples=2), tracking_uri=uri,
-                         storage_path=tmp_path / "ray", verbose=False)
+                         storage_path=tmp_path / "ray", verbose=False).trials
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("named").experiment_id])
     parent = next(r for r in runs if r.data.tags.get("tuner.role") == "search")

@@ -325,13 +325,15 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
         few.write_text("name: few\nsearch: grid\nresources: {cpus: 1, gpus: 0}\n"
                        "fixed: {hidden_dims: [32], batch_size: 40, iterations: 20, eval_every: 20}\n"
                        "params:\n  labels_per_class: {grid: [2, null]}\n")
-        table = run_search(load_spec(few), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+        table = run_search(load_spec(few), tracking_uri=uri, storage_path=tmp_path / "ray",
+                           verbose=False).trials
         assert (table["status"] == "FINISHED").all()
         judged = tmp_path / "judged.yaml"
         judged.write_text(f"name: judged\nsearch: grid\nmetric: constraint_accuracy\nresources: {{cpus: 1, gpus: 0}}\n"
                           f"fixed: {{constraints: {path}, hidden_dims: [32], batch_size: 40, iterations: 20, "
                           f"eval_every: 20}}\nparams:\n  mu: {{grid: [0.0, 1.0]}}\n")
-        table = run_search(load_spec(judged), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
+        table = run_search(load_spec(judged), tracking_uri=uri, storage_path=tmp_path / "ray",
+                           verbose=False).trials
     finally:
         ray.shutdown()
     assert (table["status"] == "FINISHED").all() and table["constraint_accuracy"].between(0, 1).all()

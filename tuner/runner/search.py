@@ -11,6 +11,7 @@ import contextlib
 import errno
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from tuner.runner.final_test import test_selected_safely
 from tuner.runner.models_step import ModelWarmUp, log_search_models
 from tuner.runner.ray_cluster import check_cluster, start_ray, stop_ray
 from tuner.runner.resume import init_storage, previous_search_id
+from tuner.runner.result import SearchResult, search_result
 from tuner.runner.setup_clock import SetupClock
 from tuner.runner.summary import baselines, print_summary
 from tuner.runner.trials import TrialLedger
@@ -41,6 +43,7 @@ from tuner.system.tune_storage import ExperimentDir, experiment_dir
 from tuner.system.storage_guard import check_private, search_lock
 from tuner.system.secrets import mask_uri
 from tuner.tracking.inputs import describe
+from tuner.tracking.readback import read_search_runs
 from tuner.tracking.store import connect, resolve_tracking_uri
 from tuner.tracking.ui_view import view_metrics
 from tuner.tracking.sync import sync_search
@@ -48,23 +51,32 @@ from tuner.tracking.warm_start import WarmStart, read_warm_start
 from tuner.tracking.writer import SearchTracker
 
 
-def search(spec_or_path: SearchSpec | str | Path, *, samples: int | None = None,
-           max_concurrent: int | None = None, **kwargs: Any) -> pd.DataFrame:
-    """Python API: `tuner.search("search_spaces/grid.yaml", iterations=200, tracking_uri=...)`.
+def search(spec_or_path: SearchSpec | str | Path, *, overrides: Mapping[str, Any] | None = None,
+           samples: int | None = None, max_concurrent: int | None = None,
+           tracking_uri: str | None = None, storage_path: str | Path | None = None,
+           address: str | None = None, experiment: str | None = None, resume: bool = False,
+           data_dir: str | Path | None = None, verbose: bool = True, tune_console: bool = False,
+           warm_start: str | None = None) -> SearchResult:
+    """Python API: `tuner.search("search_spaces/grid.yaml", overrides={"iterations": 200})`.
 
-    Keywords of `run_search` pass through; any other keyword fixes a trial setting (like --set).
+    `overrides`, `samples` and `max_concurrent` are the CLI's --set, --samples and
+    --max-concurrent (a file path only: a SearchSpec from `tuner.load_spec` has them already);
+    the other keywords are `run_search`'s.
     """
-    run_keys = {"tracking_uri", "storage_path", "address", "experiment", "resume", "data_dir", "verbose",
-                "tune_console", "warm_start"}
-    overrides = {k: v for k, v in kwargs.items() if k not in run_keys}
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise TunerError(f"search(): overrides={overrides!r} is not valid: expected a mapping of "
+                         f"trial settings to values, such as {{'iterations': 100}}.")
     if isinstance(spec_or_path, SearchSpec):
-        if overrides or samples or max_concurrent:
-            raise TunerError("search(): settings can be overridden only when given a file path; "
-                             "use load_spec(path, overrides, samples, max_concurrent) instead.")
+        if overrides or samples is not None or max_concurrent is not None:
+            raise TunerError("search(): overrides, samples and max_concurrent apply to a file path "
+                             "only; with a SearchSpec pass them to tuner.load_spec(path, "
+                             "overrides=..., samples=..., max_concurrent=...) instead.")
         spec = spec_or_path
     else:
-        spec = load_spec(spec_or_path, overrides, samples, max_concurrent)
-    return run_search(spec, **{k: v for k, v in kwargs.items() if k in run_keys})
+        spec = load_spec(spec_or_path, dict(overrides or {}), samples, max_concurrent)
+    return run_search(spec, tracking_uri=tracking_uri, storage_path=storage_path, address=address,
+                      experiment=experiment, resume=resume, data_dir=data_dir, verbose=verbose,
+                      tune_console=tune_console, warm_start=warm_start)
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,9 @@ class SearchRun:
 def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_path: str | Path | None = None,
                address: str | None = None, experiment: str | None = None, resume: bool = False,
                data_dir: str | Path | None = None, verbose: bool = True, tune_console: bool = False,
-               warm_start: str | None = None) -> pd.DataFrame:
-    """Run (or with `resume`, continue) a search; return one row per trial, best first.
+               warm_start: str | None = None) -> SearchResult:
+    """Run (or with `resume`, continue) a search; return its trials (one row each, best first),
+    the trial it chose, its front and its registered model (`runner.result`).
 
     `address` (or $RAY_ADDRESS) joins a running Ray cluster; `storage_path` is a local directory,
     a directory every node mounts, or a pyarrow URI such as s3://bucket/prefix. `verbose` False
@@ -110,7 +123,8 @@ def run_search(spec: SearchSpec, *, tracking_uri: str | None = None, storage_pat
         table, status = _run_on_ray(run, address, storage_path, pool.submit(connect, uri))
     if verbose:
         print_summary(spec, table, experiment, uri, exp_dir.uri, time.perf_counter() - started, status)
-    return table
+    return search_result(spec, table, status, experiment, search_id, exp_dir.uri,
+                         read_search_runs(uri, experiment, search_id))
 
 
 def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | None,

@@ -22,7 +22,8 @@ from tuner.space.spec import SearchSpec
 
 def load_spec(path: Path | str, overrides: dict | None = None, samples: int | None = None,
               max_concurrent: int | None = None) -> SearchSpec:
-    """Read and validate a search-space file; `overrides` (--set) fix trial settings."""
+    """Read and validate a search-space file; `overrides` (the CLI's --set, `tuner.search`'s
+    overrides=) fix trial settings. `tuner.search(spec)` runs the result."""
     path = Path(path)
     raw, text, lines = read_yaml(path)
     ctx = Ctx(path, lines)

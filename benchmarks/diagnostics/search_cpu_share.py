@@ -1,10 +1,11 @@
 """Who gets the CPUs while a search runs: the trial workers, the driver, Ray's own processes, the rest.
 
-    python benchmarks/search_cpu_share.py [--trial-seconds 8] [--window 40]
+    python -m benchmarks.diagnostics.search_cpu_share [--trial-seconds 8] [--window 40]
 
 bench_search.py's (a) grid (16 pairwise digits trials, 1 CPU each, 2 CPUs) runs while a thread
-reads every process's CPU time from /proc (Linux) at the first trial's start and `--window`
-seconds later, inside the trials' span. Whatever the trial workers do not get of the window's
+reads every process's CPU time from /proc (Linux) at the first trial's start (when the first
+trial worker process, `ray::ImplicitFunc`, appears) and `--window` seconds later, inside the
+trials' span. Whatever the trial workers do not get of the window's
 capacity (CPUs x seconds) is what orchestration costs them: it is why trials in a search train
 slower than alone. Process roles: trial workers (Ray actors running Tune's trainable), the
 driver (this process), Ray (the driver's other descendants: raylet, GCS, agents, log monitor,
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -25,11 +24,10 @@ from pathlib import Path
 import ray
 import torch
 
-import tuner.runner.console as console
+from benchmarks.bench_search import CPUS, FIXED, SCHED_GRID, size_iterations, write_spec
+from benchmarks.common import Machine, scratch
+from benchmarks.common.workers import trial_worker_pids
 from tuner.runner.search import run_search
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search import CPUS, FIXED, SCHED_GRID, size_iterations, write_spec  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -51,14 +49,13 @@ def cpu_seconds() -> dict[int, tuple[float, int, str]]:
 
 
 def role(pid: int, table: dict[int, tuple[float, int, str]]) -> str:
+    """driver (this process), trial workers and ray (its descendants), or other (the rest)."""
     if pid == os.getpid():
         return "driver"
-    if "ImplicitFunc" in table[pid][2]:
-        return "trial workers"
     parent = table[pid][1]
     while parent > 1 and parent in table:
         if parent == os.getpid():
-            return "ray"
+            return "trial workers" if "ImplicitFunc" in table[pid][2] else "ray"
         parent = table[parent][1]
     return "other"
 
@@ -76,26 +73,21 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=40.0, help="seconds measured from the first trial's start")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    first_trial = threading.Event()
-    started = console.TrialLines.trial_started
-
-    def trial_started(self: console.TrialLines, trial_id: str) -> None:
-        first_trial.set()
-        started(self, trial_id)
-
-    console.TrialLines.trial_started = trial_started  # type: ignore[method-assign]
+    machine = Machine()
+    searching = threading.Event()
     result: dict[str, Counter | float] = {}
 
     def sample() -> None:
-        first_trial.wait()
+        while not trial_worker_pids(os.getpid()):  # the first trial's worker: its trial has started
+            if searching.wait(0.1):
+                return  # the search ended before any trial started
         before, start = cpu_seconds(), time.perf_counter()
         time.sleep(args.window)
         result["spent"], result["wall"] = shares(before, cpu_seconds()), time.perf_counter() - start
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    with tempfile.TemporaryDirectory(prefix="search_cpu_share_") as name:
-        tmp = Path(name)
+    with scratch("search_cpu_share_") as tmp:
         iterations = size_iterations(args.trial_seconds)
         spec = write_spec(tmp, "cpu-share", {"search": "grid", "samples": 1, "scheduler": "none",
                                              "fixed": {**FIXED, "constraint": "pairwise", "iterations": iterations,
@@ -106,6 +98,7 @@ def main() -> None:
             run_search(spec, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", storage_path=tmp / "ray_results",
                        verbose=False)
         finally:
+            searching.set()
             ray.shutdown()
     if "spent" not in result:
         raise SystemExit(f"the search ended within --window {args.window:g} s of its first trial: shorten it")
@@ -115,6 +108,8 @@ def main() -> None:
           f"{sum(spent.values()):.1f} CPU-s used")
     for name in ("trial workers", "driver", "ray", "other"):
         print(f"  {name:14s} {spent[name]:6.1f} CPU-s  {spent[name] / capacity:6.1%} of capacity")
+    machine.done()
+    print(machine.line())
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class WorkerMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "WorkerMemory":
+    def __enter__(self) -> WorkerMemory:
         self._thread.start()
         return self
 
@@ -40,14 +40,37 @@ class WorkerMemory:
                 self.private_mb[pid] = max(private, self.private_mb.get(pid, 0.0))
 
 
-def _trial_workers() -> dict[int, tuple[float, float]]:
-    found = {}
+def trial_worker_pids(ancestor: int | None = None) -> list[int]:
+    """The pids of Ray's trial workers now (a worker exists from its trial's start); with
+    `ancestor`, only its descendants: the workers of a Ray this process started."""
+    pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
-                continue
+            if Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
+                pids.append(int(entry))
+        except OSError:  # ended while we looked
+            continue
+    return [pid for pid in pids if ancestor is None or _descends(pid, ancestor)]
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _trial_workers() -> dict[int, tuple[float, float]]:
+    found = {}
+    for pid in trial_worker_pids():
+        entry = str(pid)
+        try:
             peak = _kb(Path(f"/proc/{entry}/status").read_text(), ("VmHWM",))
             private = _kb(Path(f"/proc/{entry}/smaps_rollup").read_text(), ("Private_Clean", "Private_Dirty"))
         except OSError:

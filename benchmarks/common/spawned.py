@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def run_spawned(target: Callable[..., None], args_per_child: Sequence[tuple], what: str) -> list[Any]:
