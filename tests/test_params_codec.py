@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import tuner
 from tuner.core.params import (PARAM_LIMIT, cell, from_searcher, from_text, is_cut,
                                params_from_text, params_text, same_value, stored_text, to_searcher,
                                to_text)
@@ -91,8 +92,10 @@ TAG_LITERAL = re.compile(r"""["'`](tuner\.[a-z_]+)["'`]""")
 
 
 def _module_path(name: str) -> bool:
-    """A module's path, now or before the move to tuner/core and tuner/system: not a tag."""
-    return name in MOVED or importlib.util.find_spec(name) is not None
+    """A module's path (now or before the move to tuner/core and tuner/system) or a name the
+    package exports (`tuner.search` in a docstring): not a tag."""
+    exported = hasattr(tuner, name.split(".", 1)[1])
+    return exported or name in MOVED or importlib.util.find_spec(name) is not None
 
 
 def test_tuner_tag_names_are_written_only_in_tracking_tags() -> None:
