@@ -14,7 +14,8 @@ from tuner.core.selection import TrialOutcome, chosen, meets, parse_require, req
 from tuner.runner.final_test import selected_trials
 from tuner.runner.models_step import best_of
 from tuner.space.spec import REPEAT_KEY, trial_config
-from tuner.tracking.note import search_note, REQUIRE_TAG
+from tuner.tracking.note import search_note
+from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 
 
 def outcomes(rows: dict[str, tuple[float, int, float, float]]) -> list[TrialOutcome]:

@@ -24,7 +24,8 @@ from tuner.runner.models_step import best_of, chosen_trials
 from tuner.runner.setup_clock import SetupClock
 from tuner.space.spec import REPEAT_KEY, trial_config
 from tuner.system.tune_storage import experiment_dir
-from tuner.tracking.note import REQUIRE_TAG, search_note
+from tuner.tracking.note import search_note
+from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 from tuner.tracking.writer import SearchTracker
 
 
@@ -117,16 +118,20 @@ def test_trial_runs_end_when_tune_raises(tmp_path: Path, monkeypatch) -> None:
     spec = spec_of(tmp_path, "name: r\nparams:\n  mu: {grid: [0.2, 0.5]}\n")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = SearchTracker.open(uri, "r", "r-1", spec.text, spec.resolved(), {"metric": ["knn_accuracy"]}, False)
-    callback = TrackingCallback("r-1")
 
     class RaisingTuner:
+        def __init__(self, callback: TrackingCallback) -> None:
+            self.callback = callback
+
         def fit(self) -> None:
+            callback = self.callback
             trial = types.SimpleNamespace(trial_id="t_00000", config={"mu": 0.2}, last_result={})
             callback.on_trial_start(0, [trial], trial)
             callback.on_trial_result(0, [trial], trial, {"iteration": 100, "knn_accuracy": 0.5})
             raise RuntimeError("a callback failed")
 
-    monkeypatch.setattr(search_module, "make_tuner", lambda *a, **k: RaisingTuner())
+    monkeypatch.setattr(search_module, "make_tuner",
+                        lambda spec, data, exp_dir, callback, *a, **k: RaisingTuner(callback))
     monkeypatch.setattr(search_module, "baselines", lambda *a, **k: {})
     run = search_module.SearchRun(spec, "r", uri, experiment_dir(tmp_path / "ray", "r"), "r-1", False, "quiet",
                                   None, None, SetupClock())

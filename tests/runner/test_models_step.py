@@ -66,7 +66,7 @@ def test_a_failed_registration_keeps_the_logged_models_and_says_so(tmp_path, mon
 
     monkeypatch.setattr(models, "register_model", refuse)
     tracker = types.SimpleNamespace(offline=False, client=None, search_id="s-1", parent_run_id="p")
-    logged = models_step.log_search_models(spec, TABLE, [], tracker, data=None, data_dir=None)
+    logged = models_step.log_search_models(spec, TABLE, [], {}, tracker, data=None, data_dir=None)
     assert logged == {"a": info}
     err = capsys.readouterr().err
     assert "the models are logged, but registering the chosen one as 'grid-v2' failed" in err

@@ -1,4 +1,4 @@
-"""Model logging's one-time cost is paid while the search's last trials run (runner/callback.py)."""
+"""Model logging's one-time cost is paid while the search's last trials run (runner/models_step.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 
 from tests.drivers import dynamo_imported_after
+from tuner.runner.models_step import ModelWarmUp
 from tests.spaces import spec_of
-from tuner.runner.callback import Session
 
 
-def _session(tmp_path: Path, log_models: str = "best") -> Session:
+def _warm_up(tmp_path: Path, log_models: str = "best") -> ModelWarmUp:
     spec = spec_of(tmp_path, f"""
         name: warm
         search: grid
@@ -20,7 +20,7 @@ def _session(tmp_path: Path, log_models: str = "best") -> Session:
         params:
           mu: {{grid: [0.2, 0.5, 0.8]}}
         """)
-    return Session(tracker=None, spec=spec)  # type: ignore[arg-type]
+    return ModelWarmUp(spec)
 
 
 def _trials(*statuses: str) -> list:
@@ -30,22 +30,22 @@ def _trials(*statuses: str) -> list:
 def test_warm_up_starts_once_when_every_trial_has_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     monkeypatch.setattr("tuner.tracking.registry.warm_up_model_logging", lambda: calls.append(1))
-    session = _session(tmp_path)
-    session.last_trials_running(_trials("TERMINATED", "RUNNING"))  # the third trial is not created yet
-    session.last_trials_running(_trials("TERMINATED", "RUNNING", "PENDING"))  # created, waiting for a core
-    assert session.warming is None
-    session.last_trials_running(_trials("TERMINATED", "TERMINATED", "RUNNING"))
-    session.last_trials_running(_trials("TERMINATED", "TERMINATED", "TERMINATED"))
-    session.warmed_up()
+    warm_up = _warm_up(tmp_path)
+    warm_up.last_trials_running(_trials("TERMINATED", "RUNNING"))  # the third trial is not created yet
+    warm_up.last_trials_running(_trials("TERMINATED", "RUNNING", "PENDING"))  # created, waiting for a core
+    assert warm_up.thread is None
+    warm_up.last_trials_running(_trials("TERMINATED", "TERMINATED", "RUNNING"))
+    warm_up.last_trials_running(_trials("TERMINATED", "TERMINATED", "TERMINATED"))
+    warm_up.wait()
     assert calls == [1]
 
 
 def test_no_warm_up_when_no_model_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tuner.tracking.registry.warm_up_model_logging", lambda: pytest.fail("warmed up"))
-    session = _session(tmp_path, log_models="none")
-    session.last_trials_running(_trials("TERMINATED", "TERMINATED", "RUNNING"))
-    assert session.warming is None
-    session.warmed_up()  # nothing to wait for
+    warm_up = _warm_up(tmp_path, log_models="none")
+    warm_up.last_trials_running(_trials("TERMINATED", "TERMINATED", "RUNNING"))
+    assert warm_up.thread is None
+    warm_up.wait()  # nothing to wait for
 
 
 def test_a_failing_warm_up_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -54,9 +54,9 @@ def test_a_failing_warm_up_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyP
         raise RuntimeError("no export today")
 
     monkeypatch.setattr("tuner.tracking.registry.warm_up_model_logging", broken)
-    session = _session(tmp_path)
-    session.last_trials_running(_trials("TERMINATED", "RUNNING", "RUNNING"))
-    session.warmed_up()
+    warm_up = _warm_up(tmp_path)
+    warm_up.last_trials_running(_trials("TERMINATED", "RUNNING", "RUNNING"))
+    warm_up.wait()
     assert capsys.readouterr() == ("", "")
 
 

@@ -104,7 +104,9 @@ def test_what_tune_saves_and_mlflow_logs_holds_no_credentials(monkeypatch: pytes
 
     from ray import cloudpickle
 
+    from tuner.runner.callback import TrackingCallback
     from tuner.runner.search import search_params
+    from tuner.runner.trials import TrialLedger
     from tuner.runner.tune_setup import make_run_config
     from tuner.space.load import load_spec
 
@@ -113,7 +115,10 @@ def test_what_tune_saves_and_mlflow_logs_holds_no_credentials(monkeypatch: pytes
     spec = load_spec(SPACES / "grid.yaml")
     exp = experiment_dir("s3://AKIAXYZ:hunter%2F2@bucket/pre?region=us-east-1&endpoint_override=127.0.0.1:9"
                          "&scheme=http", "e")
-    blob = cloudpickle.dumps(make_run_config(spec, exp, "e-1", 0))
+    callback = TrackingCallback("e-1", tracker=None, ledger=TrialLedger(spec))  # type: ignore[arg-type]
+    blob = cloudpickle.dumps(make_run_config(spec, exp, callback, 0))
+    # The callback goes in as its search id alone: no client, thread or console is pickled.
+    assert vars(cloudpickle.loads(blob).callbacks[0]) == {"search_id": "e-1"}
     assert b"bucket/pre" in blob  # the storage is in there, as a path
     for secret in (b"hunter/2", b"hunter%2F2", b"AKIAXYZ"):
         assert secret not in blob

@@ -16,13 +16,13 @@ from mlflow import MlflowClient
 from tests.drivers import free_port
 from tuner.trainer import plots
 from tuner.errors import TunerError
-from tuner.tracking.note import REQUIRE_TAG
+from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 from tuner.tracking.reader import print_report, trials_table
 from tuner.core.selection import search_status
 from tuner.system.tune_storage import SPOOL_DIR, STATE_FILE, open_storage
 from tuner.tracking.store import resolve_tracking_uri, unreachable
 from tuner.system.secrets import mask_uri
-from tuner.tracking.sync import TrialRecord, record_status, sync_search
+from tuner.tracking.sync import StoredTrial, record_status, sync_search
 from tuner.tracking.writer import SearchTracker
 
 SPEC_YAML = "# my search\nsearch:\n  samples: 3\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
@@ -363,7 +363,8 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(tmp_path: Path
 
     # The store stops answering: every later call meets a closed port (credentials in its URI).
     dead = f"http://alice:s3cret@127.0.0.1:{free_port()}"
-    tracker.client, tracker.tracking_uri = MlflowClient(tracking_uri=dead), dead
+    tracker.parent.client = tracker.trials.client = MlflowClient(tracking_uri=dead)
+    tracker.spool.tracking_uri = dead
     start = time.monotonic()
     assert tracker.log_metrics("abcde_00000", {"knn_accuracy": 0.8, "recon_error": 0.2}, 20) == 0
     assert tracker.offline and tracker.trial_started("abcde_00001", {"lr": 1e6}) is None
@@ -420,8 +421,8 @@ def test_sync_finds_the_search_or_says_what_to_pass(tmp_path: Path) -> None:
 
 
 def test_trial_and_search_status_rules() -> None:
-    def record(iterations: list[float], error: str | None = None) -> TrialRecord:
-        return TrialRecord("t", {}, [{"iteration": i} for i in iterations], error, None)
+    def record(iterations: list[float], error: str | None = None) -> StoredTrial:
+        return StoredTrial("t", {}, [{"iteration": i} for i in iterations], error, None)
 
     assert record_status(record([10, 20]), 20) == "FINISHED"
     assert record_status(record([10, 20], DIVERGED), 20) == "FINISHED"  # a retried crash that then finished
@@ -455,12 +456,12 @@ def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
 
 def test_a_parent_whose_start_cannot_be_logged_ends_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An error after the parent run exists (here: logging the search file) must not leave it RUNNING."""
-    import tuner.tracking.writer as writer
+    import tuner.tracking.parent as parent
 
     def broken(*args, **kwargs):
         raise OSError("artifact store gone")
 
-    monkeypatch.setattr(writer, "log_search_start", broken)
+    monkeypatch.setattr(parent, "log_search_start", broken)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(OSError, match="artifact store gone"):
         SearchTracker.open(uri, "exp", "s1", SPEC_YAML, {}, SEARCH_PARAMS, resume=False)
@@ -475,7 +476,7 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
     every such trial as trained with other settings."""
     from tuner.space.load import load_spec
     from tuner.tracking.rerun import config_from_run
-    from tuner.tracking.store import FULL_PARAMS, PARAM_LIMIT, param_text, stored_param
+    from tuner.core.params import FULL_PARAMS, PARAM_LIMIT, stored_text, to_text
     from tuner.tracking.warm_start import select
     from tuner.core.config import TrialConfig
 
@@ -486,7 +487,7 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
     run_id = tracker.trial_started("t0", cfg.to_dict())
     client = MlflowClient(tracking_uri=uri)
     stored = client.get_run(run_id).data.params["composite_labels"]
-    assert len(param_text(cfg.to_dict()["composite_labels"])) == 9890 and len(stored) == PARAM_LIMIT
+    assert len(to_text(cfg.to_dict()["composite_labels"])) == 9890 and len(stored) == PARAM_LIMIT
     assert stored.endswith(")") and FULL_PARAMS in stored
     assert FULL_PARAMS in {f.path for f in client.list_artifacts(run_id)}
     rebuilt, _ = config_from_run(run_id, uri, {})
@@ -498,5 +499,5 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
     spec = load_spec(space)
     params = dict(client.get_run(run_id).data.params)
     assert select(spec, "s1", [("FINISHED", params, {"knn_accuracy": 0.7})]).points == [{"mu": 0.5}]
-    other = {**params, "composite_labels": stored_param(param_text({**merged, 999: 0}))}
+    other = {**params, "composite_labels": stored_text(to_text({**merged, 999: 0}))}
     assert select(spec, "s1", [("FINISHED", other, {"knn_accuracy": 0.7})]).other_settings == 1

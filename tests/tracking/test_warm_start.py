@@ -15,7 +15,7 @@ import pytest
 
 import tuner
 from tuner.space.load import load_spec
-from tuner.tracking.store import param_text
+from tuner.core.params import to_text
 from tuner.tracking.warm_start import WarmStart, select
 from tests.spaces import write_space
 
@@ -39,7 +39,7 @@ def mu_latent_space(path: Path, name: str, *, search: str = "optuna", samples: i
 
 def logged(spec, **searched) -> dict[str, str]:
     """A trial run's params as the tracker writes them: the whole TrialConfig, as text."""
-    return {k: param_text(v) for k, v in spec.trial_config(searched).to_dict().items()}
+    return {k: to_text(v) for k, v in spec.trial_config(searched).to_dict().items()}
 
 
 def test_only_finished_trials_this_space_could_run_are_kept(tmp_path: Path) -> None:

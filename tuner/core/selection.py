@@ -15,6 +15,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tuner.core.params import cell
 from tuner.core.objective import Objective, bound_violation, pareto_mask as _signed_pareto_mask
 from tuner.core.metrics import METRIC_MODES
 
@@ -72,7 +73,7 @@ def results_table(outcomes: Sequence[TrialOutcome], searched: Sequence[str], met
     rows = []
     for trial in outcomes:
         row = {"trial_id": trial.trial_id, "status": trial.status}
-        row.update({k: _cell(trial.config.get(k)) for k in searched})
+        row.update({k: cell(trial.config.get(k)) for k in searched})
         row.update({k: trial.last_result.get(k, np.nan) for k in REPORTED})
         row["config_id"] = config_id(trial.config)
         rows.append(row)
@@ -215,10 +216,6 @@ def config_summary(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[st
                            "test_knn_accuracy", "test_recon_error"))
     stats = [f"{m}_{s}" for m in names for s in ("mean", "std") if f"{m}_{s}" in configs]
     return configs[["config_id", *(["pareto"] if "pareto" in configs else []), *params, "runs", "finished", *stats]]
-
-
-def _cell(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
 def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:

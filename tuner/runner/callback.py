@@ -1,52 +1,115 @@
-"""Tune events -> SearchTracker, on the driver: one nested MLflow run per trial, found by trial id.
+"""Tune events -> the search's parts, on the driver: one nested MLflow run per trial, found by trial id.
 
-Also where what trials leave in storage is collected: the plots in a trial's last checkpoint
-(whichever node wrote it), the node it ran on, the error of a failed trial.
+`TrackingCallback` only forwards: each trial's record to the ledger (runner/trials.py), its runs
+to the tracker, its lines to the console (runner/console.py), its ended checkpoints to the
+cleaner (runner/checkpoints.py), the last trials' free cores to model logging's warm-up
+(runner/models_step.py), the nodes it ran on to its run's tags (`NodeTags`). Also where what
+trials leave in storage is collected: the plots in a trial's last checkpoint (whichever node
+wrote it), the error of a failed trial.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ray import tune
 
 from tuner.system.disk import is_disk_full
-from tuner.core.selection import UNFINISHED, config_id, error_summary, trial_status
-from tuner.runner.console import SearchProgress
-from tuner.runner.setup_clock import SetupClock
-from tuner.space.spec import SearchSpec
-from tuner.system.tune_storage import PLOTS_DIR, delete_checkpoints, download_dir
-from tuner.system.secrets import mask_uri
-from tuner.tracking.runs import CONFIG_ID_TAG
+from tuner.core.selection import error_summary
+from tuner.runner.checkpoints import CHECKPOINT_GRACE_S, CheckpointCleaner, storage_step
+from tuner.runner.console import TrialLines
+from tuner.runner.models_step import ModelWarmUp
+from tuner.runner.trials import TrialLedger
+from tuner.system.tune_storage import PLOTS_DIR, download_dir
+from tuner.tracking import tags
 from tuner.tracking.writer import SearchTracker
 
 
 @dataclass
-class Session:
-    """What the callback needs. Tune pickles callbacks into its state (tuner.pkl), so the
-    callback holds only the search id and finds this live session by it."""
+class NodeTags:
+    """Each trial's run tagged with the nodes it ran on, in order (more than one when it moved)."""
 
     tracker: SearchTracker
-    spec: SearchSpec
-    open_trials: set[str] = field(default_factory=set)  # started in this run, not ended
-    ended: dict[str, str] = field(default_factory=dict)  # trial id -> status, this run
-    nodes: dict[str, list[str]] = field(default_factory=dict)  # trial id -> nodes it ran on, in order
-    trials: list = field(default_factory=list)
-    progress: SearchProgress | None = None  # the console's live line (None: quiet, or Tune's own output)
-    clock: SetupClock | None = None  # the setup's laps (None: quiet)
-    warming: threading.Thread | None = None  # model logging's warm-up, on the last trials' free cores
-    # Ended trials' checkpoints to delete: (monotonic end time, trial, the checkpoint that stays).
-    unneeded_checkpoints: list[tuple[float, Any, str | None]] = field(default_factory=list)
-    disk_full: bool = False  # a trial found no space left: the search stops, resumable
-    stopping: bool = False
+    nodes: dict[str, list[str]] = field(default_factory=dict)  # trial id -> nodes it ran on
+
+    def saw(self, trial_id: str, node: str) -> None:
+        seen = self.nodes.setdefault(trial_id, [])
+        if seen[-1:] != [node]:
+            seen.append(node)
+            self.tracker.set_trial_tags(trial_id, {tags.NODE: ",".join(seen)})
+
+
+class TrackingCallback(tune.Callback):
+    """Tune events -> the tracker, the ledger, the console, the cleaner and the warm-up.
+
+    It lives on the driver and holds those parts itself. Tune pickles its callbacks into its
+    saved state (tuner.pkl) when the Tuner is built: only the search id goes there, and on
+    --resume the restored copy is replaced by this search's live one (runner/tune_setup.py).
+    """
+
+    def __init__(self, search_id: str, tracker: SearchTracker, ledger: TrialLedger,
+                 lines: TrialLines | None = None, warm_up: ModelWarmUp | None = None) -> None:
+        self.search_id, self.tracker, self.ledger = search_id, tracker, ledger
+        self.lines = lines or TrialLines()
+        self.warm_up = warm_up or ModelWarmUp(ledger.spec)
+        self.cleaner = CheckpointCleaner()
+        self.nodes = NodeTags(tracker)
+        self.disk_full = False  # a trial found no space left: the search stops, resumable
+        self.stopping = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"search_id": self.search_id}  # no client, thread or console in Tune's saved state
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self.ledger.record(trial)
+        self.tracker.trial_started(trial.trial_id, dict(record.params), run_name=record.run_name)
+        # The runs of one configuration (repeats: one seed each) share it; reports group by it.
+        self.tracker.set_trial_tags(trial.trial_id, {tags.CONFIG_ID: record.config_id})
+        self.ledger.open.add(trial.trial_id)
+        self.lines.trial_started(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.tracker.log_metrics(trial.trial_id, result, step=int(result.get("iteration", 0)))
+        self.nodes.saw(trial.trial_id, node_name(result))
+        self.lines.trial_result(trial.config, result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id not in self.ledger.open and "iteration" not in trial.last_result:
+            return  # a pending trial dropped at Ctrl-C: it never ran, so it gets no run
+        self._end(trial, self.ledger.ended_status(trial, error=False))
+        self.warm_up.last_trials_running(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = _error_text(trial)
+        if is_disk_full(error):  # not the trial's fault: KILLED, and --resume retries it once there is space
+            self.disk_full = True
+            self._end(trial, "KILLED")
+            self.stop_if_disk_full()
+            return
+        self._end(trial, self.ledger.ended_status(trial, error=True), error=error)
+        self.warm_up.last_trials_running(trials)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.stop_if_disk_full()
+        self.cleaner.delete(ended_before_s=CHECKPOINT_GRACE_S)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.ledger.trials = list(trials)
+
+    def _end(self, trial: Any, status: str, error: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            plots = storage_step(f"fetch {trial.trial_id}'s plots", _fetch_plots, trial, Path(tmp))
+            self.tracker.trial_finished(trial.trial_id, status, plots, error=error)
+        self.ledger.open.discard(trial.trial_id)
+        self.ledger.ended[trial.trial_id] = status
+        self.lines.trial_ended(trial.trial_id, status)
+        if status != "FAILED" and not self.disk_full:  # resume never restores an ended trial; a failed one it retries
+            self.cleaner.trial_ended(trial, status)
 
     def stop_if_disk_full(self) -> None:
         """A trial's or the store's filesystem is full: stop Tune as Ctrl-C does (SIGUSR1 is Tune's
@@ -56,130 +119,6 @@ class Session:
             # Only where Tune handles it (fit in the main thread): SIGUSR1's default ends the process.
             if callable(signal.getsignal(signal.SIGUSR1)):
                 os.kill(os.getpid(), signal.SIGUSR1)
-
-    def last_trials_running(self, trials: list) -> None:
-        """Once every trial has started and one has ended, a core stays free till the search
-        ends: model logging's one-time cost (runner/models_step.py) is paid there, not after."""
-        if self.warming is None and self.spec.log_models != "none" and len(trials) >= self.spec.n_trials \
-                and not any(t.status == "PENDING" for t in trials):
-            from tuner.tracking.registry import warm_up_model_logging
-
-            self.warming = threading.Thread(target=_quietly, args=(warm_up_model_logging,), daemon=True,
-                                            name="tuner-warm-up")
-            self.warming.start()
-
-    def warmed_up(self) -> None:
-        """Wait for the warm-up: torch.export in two threads at once is not something to rely on."""
-        if self.warming is not None:
-            self.warming.join()
-
-    def trial_started(self, trial_id: str) -> None:
-        self.open_trials.add(trial_id)
-        line = self.clock.first_trial() if self.clock is not None else None
-        if line and self.progress is not None:
-            self.progress.bar.write(line, file=sys.stderr)  # above the live line, which stays
-        elif line:
-            print(line, file=sys.stderr, flush=True)
-        if self.progress is not None:
-            self.progress.trial_started(trial_id)
-
-    def end(self, trial: Any, status: str, error: str | None = None) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            plots = _storage_step(f"fetch {trial.trial_id}'s plots", _fetch_plots, trial, Path(tmp))
-            self.tracker.trial_finished(trial.trial_id, status, plots, error=error)
-        self.open_trials.discard(trial.trial_id)
-        self.ended[trial.trial_id] = status
-        if self.progress is not None:
-            self.progress.trial_ended(trial.trial_id, status)
-        if status != "FAILED" and not self.disk_full:  # resume never restores an ended trial; a failed one it retries
-            self.unneeded_checkpoints.append((time.monotonic(), trial, kept_checkpoint(trial, status)))
-
-    def delete_unneeded_checkpoints(self, ended_before_s: float = 0.0) -> None:
-        """Delete the checkpoints of trials that ended at least `ended_before_s` ago.
-
-        Not at once: until Tune's saved state (written every few seconds, uploaded in the
-        background) records the trial as ended, a crash resumes it from the checkpoint that state
-        names, an earlier one. With no wait only once Tune has saved its final state."""
-        now = time.monotonic()
-        due = [entry for entry in self.unneeded_checkpoints if now - entry[0] >= ended_before_s]
-        self.unneeded_checkpoints = [entry for entry in self.unneeded_checkpoints if now - entry[0] < ended_before_s]
-        for _, trial, keep in due:
-            _storage_step(f"delete {trial.trial_id}'s checkpoints", delete_checkpoints,
-                          trial.storage.storage_filesystem, trial.path, keep)
-
-    def saw_node(self, trial_id: str, node: str) -> None:
-        """Tag the trial's run with the nodes it ran on (more than one when it moved)."""
-        seen = self.nodes.setdefault(trial_id, [])
-        if seen[-1:] != [node]:
-            seen.append(node)
-            self.tracker.set_trial_tags(trial_id, {"tuner.node": ",".join(seen)})
-
-
-def kept_checkpoint(trial: Any, status: str) -> str | None:
-    """A finished trial's last checkpoint stays: at the end of the search (also after --resume)
-    the driver reads the selected trials' final state for the test split (runner/final_test.py)
-    and for their models (runner/models_step.py). Only those chosen then are needed, but which
-    they are is known only once every trial has ended."""
-    if status != "FINISHED" or trial.checkpoint is None:
-        return None
-    return trial.checkpoint.path
-
-
-SESSIONS: dict[str, Session] = {}  # search id -> the live session
-
-# How long an ended trial's checkpoints outlive it: ten of Tune's state saves (TUNE_GLOBAL_CHECKPOINT_S,
-# 3 s, runner/tune_setup.py), so the saved state has recorded the end before they go.
-CHECKPOINT_GRACE_S = 30.0
-
-
-class TrackingCallback(tune.Callback):
-    """Tune events -> SearchTracker: one nested MLflow run per trial, found by trial id."""
-
-    def __init__(self, search_id: str) -> None:
-        self.search_id = search_id
-
-    @property
-    def session(self) -> Session:
-        return SESSIONS[self.search_id]
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        s = self.session
-        cfg = s.spec.trial_config(trial.config)
-        config = cfg.to_dict()
-        s.tracker.trial_started(trial.trial_id, config, run_name=s.spec.run_name(cfg))
-        # The runs of one configuration (repeats: one seed each) share it; reports group by it.
-        s.tracker.set_trial_tags(trial.trial_id, {CONFIG_ID_TAG: config_id(config)})
-        s.trial_started(trial.trial_id)
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        s = self.session
-        s.tracker.log_metrics(trial.trial_id, result, step=int(result.get("iteration", 0)))
-        s.saw_node(trial.trial_id, node_name(result))
-        if s.progress is not None:
-            s.progress.trial_result(trial.config, result)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self.session.open_trials and "iteration" not in trial.last_result:
-            return  # a pending trial dropped at Ctrl-C: it never ran, so it gets no run
-        self.session.end(trial, ended_status(self.session.spec, trial, error=False))
-        self.session.last_trials_running(trials)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = _error_text(trial)
-        if is_disk_full(error):  # not the trial's fault: KILLED, and --resume retries it once there is space
-            self.session.disk_full = True
-            self.session.end(trial, "KILLED")
-            self.session.stop_if_disk_full()
-            return
-        self.session.end(trial, ended_status(self.session.spec, trial, error=True), error=error)
-        self.session.last_trials_running(trials)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.session.stop_if_disk_full()
-        self.session.delete_unneeded_checkpoints(ended_before_s=CHECKPOINT_GRACE_S)
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.session.trials = list(trials)
 
 
 def node_name(result: dict[str, Any]) -> str:
@@ -195,43 +134,8 @@ def _fetch_plots(trial: Any, local: Path) -> Path | None:
     return local
 
 
-def _quietly(step: Callable[[], Any]) -> None:
-    """A warm-up that fails costs nothing: the real call pays, and reports, whatever it was."""
-    try:
-        step()
-    except Exception:  # noqa: BLE001, S110 - see above
-        pass
-
-
-def _storage_step(what: str, step: Callable[..., Any], *args: Any) -> Any:
-    """A storage hiccup costs a trial's plots or disk space, never the search (Tune stops on a
-    callback's exception)."""
-    try:
-        return step(*args)
-    except OSError as err:  # pyarrow's I/O errors are OSErrors
-        print(f"tuner: could not {what} in storage: {mask_uri(err)}", file=sys.stderr, flush=True)
-        return None
-
-
 def _error_text(trial: Any) -> str:
     """The trial's traceback; at this point it sits in the driver's staging copy, not yet in storage."""
     local = trial.error_file
     text = Path(local).read_text() if local and Path(local).is_file() else str(trial.get_error() or "")
     return error_summary(text) if text.strip() else f"trial {trial.trial_id} failed (see {trial.path})"
-
-
-def ended_status(spec: SearchSpec, trial: Any, error: bool) -> str:
-    last = trial.last_result.get("iteration", 0)
-    iterations = spec.trial_config(trial.config).iterations
-    return trial_status(last, iterations, error=error, reported=True)  # type: ignore[return-value]
-
-
-def row_status(spec: SearchSpec, session: Session, trial: Any) -> str:
-    """What ended in this run says itself; Tune marks interrupted trials TERMINATED too."""
-    if trial.trial_id in session.ended:
-        return session.ended[trial.trial_id]
-    if trial.trial_id in session.open_trials or "iteration" not in trial.last_result:  # never reported
-        return UNFINISHED
-    if trial.status in ("ERROR", "TERMINATED"):
-        return ended_status(spec, trial, error=trial.status == "ERROR")
-    return UNFINISHED

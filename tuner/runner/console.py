@@ -2,7 +2,8 @@
 
 Tune's own status output goes to `tune_output.log` in the experiment directory (`--verbose`
 brings it back to the console); the live line shows trials done / running / pending / stopped /
-failed, the best so far with its setting, the elapsed time and an ETA.
+failed, the best so far with its setting, the elapsed time and an ETA. `TrialLines` is what the
+search's callback prints through.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import math
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from tqdm import tqdm
 
+from tuner.runner.setup_clock import SetupClock
 from tuner.space.spec import SearchSpec
 from tuner.system.tune_storage import ExperimentDir
 
@@ -109,3 +112,29 @@ def tune_output_to_log(exp_dir: ExperimentDir) -> Iterator[str]:
             if not local:
                 with contextlib.suppress(OSError):
                     exp_dir.write_text(TUNE_LOG, path.read_text())
+
+
+@dataclass
+class TrialLines:
+    """What a running search prints as trials come and go: the live line (None: quiet, or Tune's
+    own output) and, at the first trial's start, the setup-time line (`clock`; None: quiet)."""
+
+    progress: SearchProgress | None = None
+    clock: SetupClock | None = None
+
+    def trial_started(self, trial_id: str) -> None:
+        line = self.clock.first_trial() if self.clock is not None else None
+        if line and self.progress is not None:
+            self.progress.bar.write(line, file=sys.stderr)  # above the live line, which stays
+        elif line:
+            print(line, file=sys.stderr, flush=True)
+        if self.progress is not None:
+            self.progress.trial_started(trial_id)
+
+    def trial_result(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.trial_result(config, result)
+
+    def trial_ended(self, trial_id: str, status: str) -> None:
+        if self.progress is not None:
+            self.progress.trial_ended(trial_id, status)

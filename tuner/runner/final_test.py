@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 import torch
@@ -21,7 +21,7 @@ from tuner.errors import first_line
 from tuner.data.features import FeatureSet
 from tuner.core.selection import selection
 from tuner.runner.trial import CHECKPOINT_FILE
-from tuner.space.spec import SearchSpec
+from tuner.space.spec import SearchSpec, TrialRecord
 from tuner.system.secrets import mask_uri
 from tuner.trainer.networks import AutoEncoder, build_model
 from tuner.trainer.evaluation import evaluate_split
@@ -46,28 +46,29 @@ def read_final_state(trial: Any) -> dict[str, Any] | None:
         return None
 
 
-def final_model(spec: SearchSpec, trial: Any, n_features: int) -> AutoEncoder | None:
+def final_model(record: TrialRecord, trial: Any, n_features: int) -> AutoEncoder | None:
     state = read_final_state(trial)
     if state is None:
         return None
-    model = build_model(spec.trial_config(trial.config), n_features)
+    model = build_model(record.config, n_features)
     model.load_state_dict(state["model"])
     return model.eval()
 
 
-def test_selected(spec: SearchSpec, table: pd.DataFrame, trials: list, tracker: Any,
-                  data: FeatureSet) -> pd.DataFrame:
-    """The table with test_* columns filled for the selected trials (NaN elsewhere), logged to their runs."""
+def test_selected(spec: SearchSpec, table: pd.DataFrame, trials: list, records: Mapping[str, TrialRecord],
+                  tracker: Any, data: FeatureSet) -> pd.DataFrame:
+    """The table with test_* columns filled for the selected trials (NaN elsewhere), logged to their
+    runs. `trials` are Tune's (their checkpoints), `records` the driver's record of each."""
     by_id = {t.trial_id: t for t in trials}
     rows: dict[str, dict[str, float]] = {}
     for trial_id in selected_trials(spec, table):
         trial = by_id.get(trial_id)
-        model = final_model(spec, trial, data.n_features) if trial is not None else None
+        model = final_model(records[trial_id], trial, data.n_features) if trial is not None else None
         if model is None:
             print(f"tuner: no final checkpoint of {trial_id} in storage: it is not measured on the test split.",
                   file=sys.stderr, flush=True)
             continue
-        cfg = spec.trial_config(trial.config)
+        cfg = records[trial_id].config
         rows[trial_id] = evaluate_split(cfg.replace(device="cpu"), model, data, "test")
         tracker.log_metrics(trial_id, rows[trial_id], step=cfg.iterations)
     if not rows:
@@ -76,11 +77,11 @@ def test_selected(spec: SearchSpec, table: pd.DataFrame, trials: list, tracker: 
     return table.join(tests, on="trial_id")
 
 
-def test_selected_safely(spec: SearchSpec, table: pd.DataFrame, trials: list, tracker: Any,
-                         data: FeatureSet) -> pd.DataFrame:
+def test_selected_safely(spec: SearchSpec, table: pd.DataFrame, trials: list, records: Mapping[str, TrialRecord],
+                         tracker: Any, data: FeatureSet) -> pd.DataFrame:
     """As test_selected; a failure costs the test figures, never the search's results."""
     try:
-        return test_selected(spec, table, trials, tracker, data)
+        return test_selected(spec, table, trials, records, tracker, data)
     except Exception as err:  # noqa: BLE001 - the search's results are in; report and go on
         first = first_line(err)
         print(f"tuner: could not measure the selected trials on the test split: {type(err).__name__}: "

@@ -11,8 +11,10 @@ A failure here costs the models, never the search: it is reported and the search
 from __future__ import annotations
 
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,8 +23,9 @@ from tuner.errors import first_line
 from tuner.data.features import FeatureSet
 from tuner.core.selection import chosen, require_text
 from tuner.runner.final_test import read_final_state, selected_trials
-from tuner.space.spec import SearchSpec
+from tuner.space.spec import SearchSpec, TrialRecord
 from tuner.system.secrets import mask_uri
+from tuner.tracking import tags
 from tuner.core.metrics import TRIAL_METRICS
 
 
@@ -42,9 +45,43 @@ def best_of(spec: SearchSpec, table: pd.DataFrame, trial_ids: list[str]) -> str 
     return None if best is None else str(best["trial_id"])
 
 
-def log_search_models(spec: SearchSpec, table: pd.DataFrame, trials: list, tracker: Any, data: FeatureSet,
-                      data_dir: str | Path | None, verbose: bool = True) -> dict[str, Any]:
-    """Log the chosen trials' models and register the best; returns {trial id: ModelInfo}."""
+@dataclass
+class ModelWarmUp:
+    """Model logging's one-time cost (torch.export's first call) paid while the search's last
+    trials run, on the cores they leave free, not after them."""
+
+    spec: SearchSpec
+    thread: threading.Thread | None = None
+
+    def last_trials_running(self, trials: list) -> None:
+        """Once every trial has started and one has ended, a core stays free till the search ends."""
+        if self.thread is None and self.spec.log_models != "none" and len(trials) >= self.spec.n_trials \
+                and not any(t.status == "PENDING" for t in trials):
+            from tuner.tracking.registry import warm_up_model_logging
+
+            self.thread = threading.Thread(target=_quietly, args=(warm_up_model_logging,), daemon=True,
+                                           name="tuner-warm-up")
+            self.thread.start()
+
+    def wait(self) -> None:
+        """Wait for the warm-up: torch.export in two threads at once is not something to rely on."""
+        if self.thread is not None:
+            self.thread.join()
+
+
+def _quietly(step: Callable[[], Any]) -> None:
+    """A warm-up that fails costs nothing: the real call pays, and reports, whatever it was."""
+    try:
+        step()
+    except Exception:  # noqa: BLE001, S110 - see above
+        pass
+
+
+def log_search_models(spec: SearchSpec, table: pd.DataFrame, trials: list, records: Mapping[str, TrialRecord],
+                      tracker: Any, data: FeatureSet, data_dir: str | Path | None,
+                      verbose: bool = True) -> dict[str, Any]:
+    """Log the chosen trials' models and register the best; returns {trial id: ModelInfo}.
+    `trials` are Tune's (their checkpoints), `records` the driver's record of each."""
     chosen = chosen_trials(spec, table)
     if not chosen:
         return {}
@@ -53,7 +90,8 @@ def log_search_models(spec: SearchSpec, table: pd.DataFrame, trials: list, track
               "once it answers).", file=sys.stderr, flush=True)
         return {}
     try:
-        logged = _log_models(spec, table, chosen, {t.trial_id: t for t in trials}, tracker, data, data_dir, verbose)
+        logged = _log_models(spec, table, chosen, {t.trial_id: t for t in trials}, records, tracker, data,
+                             data_dir, verbose)
     except Exception as err:  # noqa: BLE001 - the search's results are in; losing models must not fail it
         print(f"tuner: could not log the search's models: {type(err).__name__}: {mask_uri(first_line(err))}",
               file=sys.stderr, flush=True)
@@ -67,7 +105,8 @@ def log_search_models(spec: SearchSpec, table: pd.DataFrame, trials: list, track
 
 
 def _log_models(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], trials: dict[str, Any],
-                tracker: Any, data: FeatureSet, data_dir: str | Path | None, verbose: bool) -> dict[str, Any]:
+                records: Mapping[str, TrialRecord], tracker: Any, data: FeatureSet, data_dir: str | Path | None,
+                verbose: bool) -> dict[str, Any]:
     from tuner.data.inputs import normalization_stats
     from tuner.tracking.registry import log_model
     from tuner.embedding import EmbeddingModel
@@ -82,7 +121,7 @@ def _log_models(spec: SearchSpec, table: pd.DataFrame, chosen: list[str], trials
             print(f"tuner: no final checkpoint of {trial_id} in storage: its model is not logged.",
                   file=sys.stderr, flush=True)
             continue
-        model = EmbeddingModel.from_state(spec.trial_config(trial.config), state, data, stats)
+        model = EmbeddingModel.from_state(records[trial_id].config, state, data, stats)
         logged[trial_id] = log_model(tracker.client, run_id, model, example, _tags(spec, table, tracker, trial_id),
                                      featurized=True)
         if verbose:
@@ -114,8 +153,8 @@ def _register(spec: SearchSpec, table: pd.DataFrame, logged: dict[str, Any], tra
 def _tags(spec: SearchSpec, table: pd.DataFrame, tracker: Any, trial_id: str) -> dict[str, Any]:
     row = table[table["trial_id"] == trial_id].iloc[0]
     metrics = {k: float(row[k]) for k in TRIAL_METRICS if k in row and pd.notna(row[k])}
-    return {"tuner.search_id": tracker.search_id, "tuner.trial_id": trial_id,
-            "tuner.metric": ",".join(spec.metric), "tuner.mode": ",".join(spec.mode), **metrics}
+    return {tags.SEARCH_ID: tracker.search_id, tags.TRIAL_ID: trial_id,
+            tags.METRIC: ",".join(spec.metric), tags.MODE: ",".join(spec.mode), **metrics}
 
 
 def _feature_example(data: FeatureSet, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:

@@ -24,17 +24,18 @@ from tuner.data.features import FeatureSet
 from tuner.system.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
 from tuner.core.importance import param_importances
-from tuner.core.selection import TrialOutcome, require_text, results_table, search_status
+from tuner.core.selection import require_text, results_table, search_status
 from tuner.system.processes import hold_point, interrupt_handler_kept
-from tuner.runner.callback import SESSIONS, Session, row_status
-from tuner.runner.console import SearchProgress, tune_output_to_log
+from tuner.runner.callback import TrackingCallback
+from tuner.runner.console import SearchProgress, TrialLines, tune_output_to_log
 from tuner.runner.final_test import test_selected_safely
-from tuner.runner.models_step import log_search_models
+from tuner.runner.models_step import ModelWarmUp, log_search_models
 from tuner.runner.ray_cluster import check_cluster, start_ray, stop_ray
 from tuner.runner.resume import init_storage, previous_search_id
 from tuner.runner.result import SearchResult, search_result
 from tuner.runner.setup_clock import SetupClock
 from tuner.runner.summary import baselines, print_summary
+from tuner.runner.trials import TrialLedger
 from tuner.runner.tune_setup import make_tuner
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
@@ -158,12 +159,12 @@ def _run_on_ray(run: SearchRun, address: str | None, storage_path: str | Path | 
 
 
 def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tuple[pd.DataFrame, str]:
-    """Tuner.fit with the callback's session live; the parent run ends whatever happens (from
-    here on: nothing that can fail runs between opening the tracker and this)."""
+    """Tuner.fit with the search's callback and its parts; the parent run ends whatever happens
+    (from here on: nothing that can fail runs between opening the tracker and this)."""
     spec = run.spec
     progress = SearchProgress(spec) if run.console == "progress" else None
-    session = SESSIONS[run.search_id] = Session(tracker, spec, progress=progress,
-                                                clock=run.clock if run.console != "quiet" else None)
+    lines = TrialLines(progress, clock=run.clock if run.console != "quiet" else None)
+    callback = TrackingCallback(run.search_id, tracker, TrialLedger(spec), lines, ModelWarmUp(spec))
     table, status = pd.DataFrame(), "FAILED"
     try:
         cfg = spec.base_config
@@ -171,7 +172,7 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
         if not run.resume:
             tracker.log_baselines(baselines(spec, data))
             run.clock.lap("baselines")
-        tuner = make_tuner(spec, data, run.exp_dir, run.search_id, run.resume,
+        tuner = make_tuner(spec, data, run.exp_dir, callback, run.resume,
                            tune_verbosity=0 if run.console == "quiet" else 2, warm=run.warm)
         with tune_output_to_log(run.exp_dir) if progress else contextlib.nullcontext(), interrupt_handler_kept():
             try:
@@ -179,12 +180,12 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
             finally:
                 if progress:
                     progress.close()
-        if session.disk_full or tracker.disk_full:  # Tune stopped (callback.py) and saved its state
+        if callback.disk_full or tracker.disk_full:  # Tune stopped (callback.py) and saved its state
             raise OSError(errno.ENOSPC, "no space left for a trial or the tracking store")
-        session.delete_unneeded_checkpoints()  # Tune's final state is saved: no ended trial resumes
-        table, status = _conclude(run, session, tracker, data)
+        callback.cleaner.delete()  # Tune's final state is saved: no ended trial resumes
+        table, status = _conclude(run, callback, tracker, data)
     except BaseException as err:  # Tune raised (a driver error, a second Ctrl-C): no trial run stays RUNNING
-        _end_interrupted(session, tracker)
+        _end_interrupted(callback.ledger, tracker)
         if isinstance(err, KeyboardInterrupt) or is_disk_full(err):  # --resume continues
             status = "KILLED"
         if is_disk_full(err):
@@ -192,26 +193,26 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> tup
         raise
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
-        SESSIONS.pop(run.search_id, None)
     return table, status
 
 
-def _conclude(run: SearchRun, session: Session, tracker: SearchTracker, data: FeatureSet) -> tuple[pd.DataFrame, str]:
+def _conclude(run: SearchRun, callback: TrackingCallback, tracker: SearchTracker,
+              data: FeatureSet) -> tuple[pd.DataFrame, str]:
     """The results table and the search's status; a finished search's selected trials are read once
     on the test split and their models logged."""
-    spec = run.spec
-    outcomes = [TrialOutcome(t.trial_id, row_status(spec, session, t), spec.trial_config(t.config).to_dict(),
-                             t.last_result) for t in session.trials]
-    _end_interrupted(session, tracker)
+    spec, ledger = run.spec, callback.ledger
+    outcomes = ledger.outcomes()
+    _end_interrupted(ledger, tracker)
     seeds = ["seed"] if spec.repeats > 1 and "seed" not in spec.params else []  # which run of a configuration
     table = results_table(outcomes, [*spec.params, *seeds], spec.metric, spec.mode)
     status = search_status(list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None)
     if status == "FINISHED":
         hold_point("final test")
-        table = test_selected_safely(spec, table, session.trials, tracker, data)
-        session.warmed_up()
+        table = test_selected_safely(spec, table, ledger.trials, ledger.records, tracker, data)
+        callback.warm_up.wait()
         hold_point("models")
-        log_search_models(spec, table, session.trials, tracker, data, run.data_dir, verbose=run.console != "quiet")
+        log_search_models(spec, table, ledger.trials, ledger.records, tracker, data, run.data_dir,
+                          verbose=run.console != "quiet")
     # Once, here: the tracker logs them on the parent run and the summary prints them.
     table.attrs["importances"] = param_importances(table, list(spec.params), view_metrics(spec.metric))
     return table, status
@@ -229,11 +230,11 @@ def _disk_full_message(run: SearchRun, tracker: SearchTracker) -> str:
             f"--resume.{unclosed}")
 
 
-def _end_interrupted(session: Session, tracker: SearchTracker) -> None:
+def _end_interrupted(ledger: TrialLedger, tracker: SearchTracker) -> None:
     """The runs of trials still open end KILLED: interrupted (Ctrl-C, or Tune stopped), resumable."""
-    for trial_id in sorted(session.open_trials):
+    for trial_id in sorted(ledger.open):
         tracker.trial_finished(trial_id, "KILLED")
-    session.open_trials.clear()
+    ledger.open.clear()
 
 
 def warm_start_from(spec: SearchSpec, warm_start: str | None, uri: str, resume: bool,

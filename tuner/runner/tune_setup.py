@@ -22,8 +22,10 @@ from tuner.system.tune_storage import ExperimentDir
 from tuner.tracking.warm_start import WarmStart
 
 
-def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, search_id: str, resume: bool,
+def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, callback: TrackingCallback, resume: bool,
                tune_verbosity: int, warm: WarmStart | None = None) -> tune.Tuner:
+    """The Tuner of a fresh search, or the restored one of a resumed search; `callback` receives
+    Tune's events in either."""
     trainable = tune.with_resources(
         # Trials get no test split: they cannot select by it (see runner/final_test.py).
         tune.with_parameters(run_trial, data=data.without_test(), fixed=spec.fixed, cpus=spec.cpus,
@@ -39,8 +41,9 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
     path, fs = tune_location(exp_dir)
     if resume:  # finished trials stay; the rest continue from checkpoints; Optuna's state returns
         alias_moved_modules()  # a search started before tuner/core and tuner/system existed
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=spec.param_space(),
-                                  storage_filesystem=fs)
+        restored = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=spec.param_space(),
+                                      storage_filesystem=fs)
+        return with_live_callback(restored, callback)
     single = not spec.multi_objective
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
@@ -50,10 +53,27 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, searc
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
     return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config,
-                      run_config=make_run_config(spec, exp_dir, search_id, tune_verbosity))
+                      run_config=make_run_config(spec, exp_dir, callback, tune_verbosity))
 
 
-def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, search_id: str, tune_verbosity: int) -> tune.RunConfig:
+def with_live_callback(tuner: tune.Tuner, callback: TrackingCallback) -> tune.Tuner:
+    """A restored Tuner's run config is the one pickled in tuner.pkl, whose TrackingCallback holds
+    only its search id (TrackingCallback.__getstate__): this search's live one takes its place.
+    Tune.restore takes no run config, so this reaches into the Tuner (a local one: Ray Client's
+    remote Tuner would run callbacks away from the driver, which tuner does not support)."""
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        raise RuntimeError("this Ray's restored Tuner has no local run config: the search's callback "
+                           "cannot be attached on --resume (Ray Client is not supported)")
+    run_config = local.get_run_config()
+    run_config.callbacks = [callback if isinstance(c, TrackingCallback) else c for c in run_config.callbacks or []]
+    if callback not in run_config.callbacks:
+        run_config.callbacks.insert(0, callback)
+    return tuner
+
+
+def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, callback: tune.Callback,
+                    tune_verbosity: int) -> tune.RunConfig:
     """What Tune pickles into tuner.pkl beside its results: it must hold no credentials."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -64,7 +84,7 @@ def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, search_id: str, tu
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     return tune.RunConfig(
         name=exp_dir.name, storage_path=path.rstrip("/").rsplit("/", 1)[0] or "/", storage_filesystem=fs,
-        callbacks=[TrackingCallback(search_id), JsonLoggerCallback(), CSVLoggerCallback()],
+        callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
         # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead, once

@@ -10,8 +10,9 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from tuner.core.params import from_searcher, params_text, same_value, stored_text, to_searcher
 from tuner.core.objective import Objective
-from tuner.core.selection import require_text
+from tuner.core.selection import config_id, require_text
 from tuner.errors import TunerError
 from tuner.core.config import FIELDS, TrialConfig, field_kind
 from tuner.data.features import FeatureSet
@@ -43,11 +44,10 @@ class Param:
     def _choices(self, search: str) -> list[Any]:
         scalar = all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
         # Optuna's categoricals take scalars only: lists travel as JSON text, decoded in the trial.
-        return list(self.values) if scalar or search != "optuna" else [json.dumps(v) for v in self.values]
+        return list(self.values) if scalar or search != "optuna" else [to_searcher(v) for v in self.values]
 
     def _index(self, value: Any) -> int | None:
-        return next((i for i, v in enumerate(self.values)
-                     if _same_number(value, v) or json.dumps(value) == json.dumps(v)), None)
+        return next((i for i, v in enumerate(self.values) if same_value(value, v)), None)
 
     def contains(self, value: Any) -> bool:
         """Whether a trial of this search could have drawn `value` (a warm start's earlier point)."""
@@ -157,6 +157,10 @@ class SearchSpec:
     def trial_config(self, config: Mapping[str, Any]) -> TrialConfig:
         return trial_config(self.fixed, config)
 
+    def record(self, trial_id: str, config: Mapping[str, Any]) -> "TrialRecord":
+        """The record of one trial from Tune's config (or the searched values read back)."""
+        return trial_record(self.fixed, self.params, trial_id, config)
+
     def check_classes(self, n_classes: int) -> None:
         """Every batch size a trial can get against the loaded data's class count (an image
         folder's is known only once it is read; the file's checks knew the others)."""
@@ -255,17 +259,41 @@ def _name_part(name: str, value: Any) -> str:
     return f"{SHORT_NAMES.get(name, name)}={text}"
 
 
-def _same_number(a: Any, b: Any) -> bool:
-    """2 and 2.0 are one value (a param read back from text); True is not 1."""
-    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
-    return numbers and a == b
-
-
 def trial_config(fixed: Mapping[str, Any], config: Mapping[str, Any]) -> TrialConfig:
     """The TrialConfig of one trial from the fixed values and Tune's sampled ones."""
     # Optuna's categoricals carry list values as JSON text (see Param.domain).
-    decoded = {k: json.loads(v) if isinstance(v, str) and k in FIELDS and field_kind(k) in ("ints", "names", "pairs")
-               else v for k, v in config.items() if k != REPEAT_KEY}
+    decoded = {k: from_searcher(v) if k in FIELDS and field_kind(k) in ("ints", "names", "pairs") else v
+               for k, v in config.items() if k != REPEAT_KEY}
     cfg = TrialConfig.from_dict({**fixed, **decoded}, source="trial config")
     repeat = int(config.get(REPEAT_KEY, 0))
     return cfg.replace(seed=cfg.seed + repeat) if repeat else cfg
+
+
+@dataclass(frozen=True, eq=False)
+class TrialRecord:
+    """One trial as the driver knows it, built once where the trial first appears (Tune's start
+    event, Tune's files for `tuner sync`, a run's params for a warm start) and carried from there:
+    the callback, the results table, the final test and the models step read it, none rebuilds it.
+    """
+
+    trial_id: str
+    config: TrialConfig
+    params: Mapping[str, Any]  # what its run logs as params: the config's plain values (to_dict())
+    run_name: str  # what the MLflow UI shows (`run_name`)
+
+    @property
+    def config_id(self) -> str:
+        """The configuration without its seed (`outcome.config_id`): repeats share it."""
+        return config_id(self.params)
+
+    def stored_params(self) -> dict[str, str]:
+        """Each param as a run holds it (`tuner.core.params`): compared with a run's params."""
+        return {k: stored_text(v) for k, v in params_text(self.params).items()}
+
+
+def trial_record(fixed: Mapping[str, Any], searched: Iterable[str], trial_id: str,
+                 config: Mapping[str, Any]) -> TrialRecord:
+    """A trial's record from the search's fixed values, its searched names and Tune's sampled
+    values: the one place a trial's TrialConfig is built on the driver."""
+    cfg = trial_config(fixed, config)
+    return TrialRecord(trial_id, cfg, cfg.to_dict(), run_name(searched, cfg))

@@ -11,29 +11,27 @@ from typing import Any, Mapping
 import pandas as pd
 
 from tuner.core.selection import chosen, pareto_front, parse_require, require_text
+from tuner.tracking.tags import CHAMPION, REGISTERED, REQUIRE, SEARCH_ID
 from tuner.core.metrics import TRIAL_METRICS
 
 NOTE_TAG = "mlflow.note.content"
-REGISTERED_TAG = "tuner.registered_model"  # models:/NAME/VERSION, set by record_registered
-CHAMPION_TAG = "tuner.champion_version"
-REQUIRE_TAG = "tuner.require"  # the search's require bounds (outcome.require_text): the best is chosen within them
 FRONT_ROWS = 20  # a longer front is in summary.csv
 
 
 def record_registered(client: Any, parent_run_id: str, name: str, version: int, champion: int | None) -> None:
     """The version a search registered, on its parent run (the note names it)."""
-    client.set_tag(parent_run_id, REGISTERED_TAG, f"models:/{name}/{version}")
-    client.set_tag(parent_run_id, CHAMPION_TAG, str(champion))
+    client.set_tag(parent_run_id, REGISTERED, f"models:/{name}/{version}")
+    client.set_tag(parent_run_id, CHAMPION, str(champion))
 
 
 def search_note(params: Mapping[str, str], tags: Mapping[str, str], table: pd.DataFrame, metric: list[str],
                 mode: list[str]) -> str:
     lines = [f"**Search file** `{params.get('space_file', '?')}` · {params.get('search', '?')}, "
-             f"{len(table)} trials · search id `{tags.get('tuner.search_id', '?')}`"]
+             f"{len(table)} trials · search id `{tags.get(SEARCH_ID, '?')}`"]
     if "warm_start" in params:
         lines.append(f"\n**Warm start** from search `{params['warm_start']}`: {params.get('warm_start_used', '?')} "
                      f"earlier trials given to Optuna, {params.get('warm_start_skipped', '?')} skipped.")
-    require = parse_require(tags.get(REQUIRE_TAG))
+    require = parse_require(tags.get(REQUIRE))
     best = chosen(table, metric, mode, require)
     searched = [c[len("searched."):] for c in params if c.startswith("searched.")]
     shown = [c for c in ("trial_id", *searched) if c in table]
@@ -46,9 +44,9 @@ def search_note(params: Mapping[str, str], tags: Mapping[str, str], table: pd.Da
         axes = ", ".join(f"{m} {'↑' if d == 'max' else '↓'}" for m, d in _axes(metric, mode))
         lines += [f"\n### Pareto front ({axes}): {len(front)} trials\n",
                   _markdown(front[[*shown, *_metrics(table)]].head(FRONT_ROWS))]
-    if REGISTERED_TAG in tags:
-        lines.append(f"\n### Registered model\n`{tags[REGISTERED_TAG]}` (alias `champion`: version "
-                     f"{tags.get(CHAMPION_TAG, '?')})")
+    if REGISTERED in tags:
+        lines.append(f"\n### Registered model\n`{tags[REGISTERED]}` (alias `champion`: version "
+                     f"{tags.get(CHAMPION, '?')})")
     return "\n".join(lines) + "\n"
 
 

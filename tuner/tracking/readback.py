@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 from tuner.errors import TunerError, first_line
 from tuner.system.secrets import mask_uri
-from tuner.tracking import runs
-from tuner.tracking.note import REGISTERED_TAG
+from tuner.tracking import runs, tags
 from tuner.tracking.store import connect, unreachable
 
 
@@ -48,8 +47,8 @@ def read_search_runs(tracking_uri: str, experiment: str, search_id: str) -> Sear
             )
         return None
     ids = {
-        r.data.tags["tuner.trial_id"]: r.info.run_id
+        r.data.tags[tags.TRIAL_ID]: r.info.run_id
         for r in trials
-        if "tuner.trial_id" in r.data.tags
+        if tags.TRIAL_ID in r.data.tags
     }
-    return SearchRuns(parent.info.run_id, ids, parent.data.tags.get(REGISTERED_TAG))
+    return SearchRuns(parent.info.run_id, ids, parent.data.tags.get(tags.REGISTERED))

@@ -11,12 +11,13 @@ from typing import Any
 
 import pandas as pd
 
+from tuner.core.params import from_text
 from tuner.errors import TunerError
 from tuner.core.selection import chosen_text, config_id, config_summary, pareto_front, parse_require, rank_by_config
 from tuner.system.processes import end_session
 from tuner.system.secrets import mask_uri
-from tuner.tracking.note import REQUIRE_TAG
-from tuner.tracking.runs import CONFIG_ID_TAG, latest_search, trial_runs
+from tuner.tracking import tags
+from tuner.tracking.runs import latest_search, trial_runs
 from tuner.tracking.search_view import importances_of, report_html, searched_settings
 from tuner.tracking.ui_view import UI_VIEW_KEY, bundle_text, format_problems
 from tuner.tracking.store import connect, existing_store, is_server, resolve_tracking_uri
@@ -24,10 +25,12 @@ from tuner.core.metrics import TRIAL_METRICS
 
 
 def _numeric(column: pd.Series) -> pd.Series:
-    try:
-        return pd.to_numeric(column)
-    except (ValueError, TypeError):
-        return column
+    """A column of params (MLflow's text) or metrics as numbers when every value reads back as one
+    (`tuner.core.params`); else as logged."""
+    values = [from_text(v) if isinstance(v, str) else v for v in column]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return pd.to_numeric(pd.Series(values, index=column.index, dtype=object))
+    return column
 
 
 def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.DataFrame:
@@ -39,7 +42,7 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
     client = connect(existing_store(tracking_uri))
     exp, parent = latest_search(client, experiment)
     runs = trial_runs(client, exp.experiment_id, parent.info.run_id)
-    rows = [{"trial_id": r.data.tags.get("tuner.trial_id", r.info.run_name), "status": r.info.status,
+    rows = [{"trial_id": r.data.tags.get(tags.TRIAL_ID, r.info.run_name), "status": r.info.status,
              **r.data.params, **r.data.metrics, "run_id": r.info.run_id, "config_id": _config_of(r)} for r in runs]
     table = pd.DataFrame(rows, columns=None if rows else ["trial_id", "status", "run_id", "config_id"])
     params = sorted({k for r in runs for k in r.data.params})
@@ -50,25 +53,25 @@ def trials_table(tracking_uri: str | None, experiment: str | None = None) -> pd.
     searched = [p for p in params if table[p].astype(str).nunique() > 1]
     table = table[["trial_id", "status", *searched, *[p for p in params if p not in searched], *metrics, "run_id",
                    "config_id"]]
-    metrics_searched = parent.data.tags.get("tuner.metric", "knn_accuracy").split(",")
-    modes = parent.data.tags.get("tuner.mode", "max").split(",")
+    metrics_searched = parent.data.tags.get(tags.METRIC, "knn_accuracy").split(",")
+    modes = parent.data.tags.get(tags.MODE, "max").split(",")
     metric, mode = metrics_searched[0], modes[0]
     if all(m in table for m in metrics_searched) and len(modes) == len(metrics_searched):
         # Best first by the search's Objective, as its summary ranked it; repeats by their mean.
         table = rank_by_config(table, metrics_searched, modes)
     table = table.reset_index(drop=True)
-    table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get("tuner.search_id", ""),
+    table.attrs.update(experiment=exp.name, search_id=parent.data.tags.get(tags.SEARCH_ID, ""),
                        metric=metric, mode=mode, metrics=metrics_searched, modes=modes, searched=searched,
                        # what the search searched, as its summary weighed it: not the seed of `repeats`
                        settings=searched_settings(parent) or searched,
-                       require=parse_require(parent.data.tags.get(REQUIRE_TAG)))
+                       require=parse_require(parent.data.tags.get(tags.REQUIRE)))
     return table
 
 
 def _config_of(run: Any) -> str:
     """The run's configuration id: its tag, else (runs written before the tag, or by `tuner sync`)
     a hash of its params without the seed, the same for the runs of one configuration."""
-    tag = run.data.tags.get(CONFIG_ID_TAG)
+    tag = run.data.tags.get(tags.CONFIG_ID)
     return tag if tag else "p-" + config_id(run.data.params)
 
 

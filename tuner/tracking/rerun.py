@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from tuner.errors import TunerError, first_line
-from tuner.tracking.store import connect, existing_store, parse_param, whole_params
+from tuner.core.params import from_text
+from tuner.tracking import tags
+from tuner.tracking.store import connect, existing_store, whole_params
 from tuner.system.secrets import mask_uri
 from tuner.core.config import FIELDS, TrialConfig
 
@@ -27,16 +29,16 @@ def trial_run(run_id: str, tracking_uri: str | None) -> tuple[Any, Any]:
         first = first_line(err)
         raise TunerError(f"--from-run {run_id}: no such run in {mask_uri(uri)} ({mask_uri(first)}). Pass the run "
                          f"id of a trial (tuner report lists them) and the --tracking-uri it was logged to.") from None
-    role = run.data.tags.get("tuner.role")
-    if role != "trial" and "tuner.trial_id" not in run.data.tags:
+    role = run.data.tags.get(tags.ROLE)
+    if role != tags.ROLE_TRIAL and tags.TRIAL_ID not in run.data.tags:
         raise TunerError(f"--from-run {run_id}: run {run.info.run_name!r} is not a trial run of a tuner search "
-                         f"(tuner.role = {role!r}); pass one of the nested runs under a search.")
+                         f"({tags.ROLE} = {role!r}); pass one of the nested runs under a search.")
     return client, run
 
 
 def config_from_params(params: dict[str, str], overrides: dict[str, Any], source: str) -> TrialConfig:
     fields = set(FIELDS)
-    values = {k: parse_param(v) for k, v in params.items() if k in fields}
+    values = {k: from_text(v) for k, v in params.items() if k in fields}
     missing = sorted(fields - set(values))
     if missing:
         raise TunerError(f"{source}: the run lacks the params {', '.join(missing)}; it was not logged "

@@ -1,8 +1,9 @@
 """Finding a search's runs in an MLflow store: the one place that knows how they are tagged.
 
-A search's parent run carries `tuner.role=search` and `tuner.search_id`; a trial's run
-`mlflow.parentRunId` (the parent's id) and `tuner.trial_id`. Runs are always found by these
-tags, never by an in-memory map, so a resumed search or `tuner sync` reuses the same runs.
+A search's parent run carries the role tag (search) and its search id; a trial's run MLflow's
+parent run tag (the parent's id) and its trial id (the names: `tuner.tracking.tags`). Runs are
+always found by these tags, never by an in-memory map, so a resumed search or `tuner sync`
+reuses the same runs.
 """
 
 from __future__ import annotations
@@ -10,21 +11,18 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tuner.errors import TunerError
+from tuner.tracking import tags
 
-PARENT_FILTER = "tags.`tuner.role` = 'search'"
-# On a trial's run: the configuration without its seed (outcome.config_id); the runs of one
-# configuration under `repeats` share it, and reports take their mean over them.
-CONFIG_ID_TAG = "tuner.config_id"
+PARENT_FILTER = f"tags.`{tags.ROLE}` = '{tags.ROLE_SEARCH}'"
 
 
 def parent_tags(search_id: str) -> dict[str, str]:
-    return {"tuner.role": "search", "tuner.search_id": search_id}
+    return {tags.ROLE: tags.ROLE_SEARCH, tags.SEARCH_ID: search_id}
 
 
 def trial_tags(parent_run_id: str, search_id: str, trial_id: str) -> dict[str, str]:
-    # tuner.search_id on trials too: the UI's saved view groups runs by it.
-    return {"mlflow.parentRunId": parent_run_id, "tuner.trial_id": trial_id, "tuner.role": "trial",
-            "tuner.search_id": search_id}
+    return {tags.PARENT_RUN: parent_run_id, tags.TRIAL_ID: trial_id, tags.ROLE: tags.ROLE_TRIAL,
+            tags.SEARCH_ID: search_id}
 
 
 def all_pages(fetch: Callable[[str | None], Any]) -> list:
@@ -46,7 +44,7 @@ def parent_run(client: Any, experiment_ids: list[str], search_id: str) -> Any | 
     """The parent run of the search with this id, or None."""
     if not experiment_ids:
         return None
-    found = client.search_runs(experiment_ids, f"{PARENT_FILTER} and tags.`tuner.search_id` = '{search_id}'",
+    found = client.search_runs(experiment_ids, f"{PARENT_FILTER} and tags.`{tags.SEARCH_ID}` = '{search_id}'",
                                max_results=1)
     return found[0] if found else None
 
@@ -77,11 +75,11 @@ def latest_search(client: Any, experiment: str | None) -> tuple[Any, Any]:
 
 def trial_run(client: Any, experiment_id: str, parent_run_id: str, trial_id: str) -> Any | None:
     found = client.search_runs(
-        [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`tuner.trial_id` = '{trial_id}'",
+        [experiment_id], f"tags.`{tags.PARENT_RUN}` = '{parent_run_id}' and tags.`{tags.TRIAL_ID}` = '{trial_id}'",
         max_results=1)
     return found[0] if found else None
 
 
 def trial_runs(client: Any, experiment_id: str, parent_run_id: str) -> list:
     return all_pages(lambda token: client.search_runs(
-        [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000, page_token=token))
+        [experiment_id], f"tags.`{tags.PARENT_RUN}` = '{parent_run_id}'", max_results=1000, page_token=token))

@@ -14,18 +14,17 @@ import pandas as pd
 
 from tuner.core.importance import Importances, param_importances, plot_importances
 from tuner.tracking.report_html import report_page
-from tuner.tracking import runs
+from tuner.tracking import runs, tags
 from tuner.tracking.ui_view import view_metrics, view_state, write_view
 from tuner.core.metrics import METRIC_MODES, TEST_METRICS
 
 SEARCHED_PREFIX = "searched."  # the parent's params naming the searched settings (runner.search_params)
-SEARCHED_TAG = "tuner.searched"  # the same names in the search file's order
 PLOTS = ("embedding.png", "loss_curves.png", "reconstructions.png")  # the best trial's, in the report
 
 
 def searched_settings(parent: Any) -> list[str]:
     """The settings a search searched, in its file's order (sorted by name for a search before the tag)."""
-    tag = parent.data.tags.get(SEARCHED_TAG)
+    tag = parent.data.tags.get(tags.SEARCHED)
     if tag is not None:
         return [s for s in tag.split(",") if s]
     return [k[len(SEARCHED_PREFIX):] for k in parent.data.params if k.startswith(SEARCHED_PREFIX)]
@@ -45,12 +44,12 @@ def importances_of(table: pd.DataFrame, settings: Sequence[str], metrics: Sequen
 
 
 def run_names(trial_runs: Sequence[Any]) -> dict[str, str]:
-    return {r.data.tags.get("tuner.trial_id", r.info.run_name): r.info.run_name for r in trial_runs}
+    return {r.data.tags.get(tags.TRIAL_ID, r.info.run_name): r.info.run_name for r in trial_runs}
 
 
 def best_plots(client: Any, table: pd.DataFrame, trial_runs: Sequence[Any]) -> dict[str, bytes]:
     """The best trial's plots (the table is best first), by caption."""
-    by_trial = {r.data.tags.get("tuner.trial_id"): r for r in trial_runs}
+    by_trial = {r.data.tags.get(tags.TRIAL_ID): r for r in trial_runs}
     done = table[table["status"] == "FINISHED"] if "status" in table else table
     if not len(done) or str(done.iloc[0].get("trial_id")) not in by_trial:
         return {}
@@ -69,7 +68,7 @@ def best_plots(client: Any, table: pd.DataFrame, trial_runs: Sequence[Any]) -> d
 def report_html(client: Any, parent: Any, table: pd.DataFrame, metrics: Sequence[str], modes: Sequence[str],
                 imp: Importances, trial_runs: Sequence[Any]) -> str:
     shown, shown_modes = metrics_and_modes(metrics, modes)
-    title = f"search {parent.data.tags.get('tuner.search_id', parent.info.run_name)}"
+    title = f"search {parent.data.tags.get(tags.SEARCH_ID, parent.info.run_name)}"
     return report_page(title, table, shown, shown_modes, searched_settings(parent), imp, run_names(trial_runs),
                        best_plots(client, table, trial_runs))
 

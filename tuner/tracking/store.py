@@ -6,7 +6,6 @@ Credentials in a tracking URI never reach a message: everything shown goes throu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tuner.core.params import FULL_PARAMS, PARAM_LIMIT, is_cut, params_text, stored_text
 from tuner.errors import TunerError
 from tuner.system.secrets import mask_uri
 
@@ -136,57 +136,23 @@ def experiment_id(client, name: str, uri: str) -> str:
     return exp.experiment_id
 
 
-def param_text(value: Any) -> str:
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def parse_param(text: str) -> Any:
-    """Invert param_text: JSON for lists/mappings/numbers/booleans, str() otherwise."""
-    if text == "None":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text  # a plain string such as pairwise, or a float str() wrote as 1e-05 (JSON reads it too)
-
-
-# MLflow cuts a param value longer than this (mlflow.utils.validation.MAX_PARAM_VAL_LENGTH) with
-# only a warning: composite_labels merging ImageNet's 1000 classes is 9,890 characters.
-PARAM_LIMIT = 6000
-FULL_PARAMS = "params.json"  # a run's params whole, logged beside them when one passes PARAM_LIMIT
-_CUT = f"... (cut: the whole is in {FULL_PARAMS}, sha256 "  # how a cut value ends, before its hash
-
-
-def stored_param(text: str) -> str:
-    """What a run holds for a param's text: the text, or when too long, its head and the hash of
-    the whole (the same for the same value, so runs still compare; the whole is in FULL_PARAMS)."""
-    if len(text) <= PARAM_LIMIT:
-        return text
-    tail = f"{_CUT}{hashlib.sha256(text.encode()).hexdigest()[:16]})"
-    return text[:PARAM_LIMIT - len(tail)] + tail
-
-
 def log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, str] | None = None) -> int:
     """MLflow params are immutable: keys already on the run (a resumed run) are left alone."""
     from mlflow.entities import Param
 
-    texts = {str(k): param_text(v) for k, v in params.items() if k not in (existing or {})}
+    texts = params_text({k: v for k, v in params.items() if k not in (existing or {})})
     if any(len(text) > PARAM_LIMIT for text in texts.values()):
         log_text(client, run_id, json.dumps(texts, indent=1), FULL_PARAMS)
-    todo = [Param(k, stored_param(text)) for k, text in texts.items()]
+    todo = [Param(k, stored_text(text)) for k, text in texts.items()]
     for start in range(0, len(todo), 100):  # MLflow's per-batch limit
         client.log_batch(run_id, params=todo[start:start + 100])
     return len(todo)
 
 
 def whole_params(client, run: Any) -> dict[str, str]:
-    """A run's params as they were logged: cut ones (stored_param) read back from FULL_PARAMS."""
+    """A run's params as they were logged: cut ones (stored_text) read back from FULL_PARAMS."""
     params = dict(run.data.params)
-    if any(value.endswith(")") and _CUT in value for value in params.values()):
+    if any(is_cut(value) for value in params.values()):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(run.info.run_id, FULL_PARAMS, tmp)

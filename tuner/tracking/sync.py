@@ -15,7 +15,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pyarrow.fs as pafs
 import yaml
@@ -23,7 +23,7 @@ import yaml
 from tuner.errors import TunerError
 from tuner.core.selection import TrialOutcome, error_summary, results_table, search_status, trial_status
 from tuner.system.processes import hold_point
-from tuner.space.spec import run_name, trial_config
+from tuner.space.spec import trial_record
 from tuner.system.tune_storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
                            read_spool, read_state)
 from tuner.system.storage_guard import check_private
@@ -36,7 +36,7 @@ _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dir: <trainable
 
 
 @dataclass(frozen=True)
-class TrialRecord:
+class StoredTrial:
     """What Tune's storage holds about one trial."""
 
     trial_id: str
@@ -64,7 +64,7 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def read_trial(fs: Any, path: str) -> TrialRecord | None:
+def read_trial(fs: Any, path: str) -> StoredTrial | None:
     """One trial directory; None when it is not one (no params.json)."""
     params = _read(fs, f"{path}/params.json")
     if params is None:
@@ -78,16 +78,16 @@ def read_trial(fs: Any, path: str) -> TrialRecord | None:
                          key=lambda i: i.base_name, reverse=True)
     plots = next((f"{c.path}/{PLOTS_DIR}" for c in checkpoints
                   if fs.get_file_info(f"{c.path}/{PLOTS_DIR}").type == pafs.FileType.Directory), None)
-    return TrialRecord(trial_id, json.loads(params), results, _read(fs, f"{path}/error.txt"), plots)
+    return StoredTrial(trial_id, json.loads(params), results, _read(fs, f"{path}/error.txt"), plots)
 
 
-def read_trials(exp_dir: ExperimentDir) -> list[TrialRecord]:
+def read_trials(exp_dir: ExperimentDir) -> list[StoredTrial]:
     records = (read_trial(exp_dir.fs, info.path) for info in sorted(exp_dir.entries(), key=lambda i: i.base_name)
                if info.type == pafs.FileType.Directory)
     return [r for r in records if r is not None]
 
 
-def record_status(record: TrialRecord, iterations: int) -> str | None:
+def record_status(record: StoredTrial, iterations: int) -> str | None:
     last = max((r.get("iteration", 0) for r in record.results), default=0)
     return trial_status(last, iterations, error=record.error is not None, reported=bool(record.results))
 
@@ -118,7 +118,7 @@ def find_experiment_dir(storage_path: str | Path | None, experiment: str | None)
     return found[0]
 
 
-def sync_trial(tracker: SearchTracker, exp_dir: ExperimentDir, record: TrialRecord, params: dict[str, Any],
+def sync_trial(tracker: SearchTracker, exp_dir: ExperimentDir, record: StoredTrial, params: Mapping[str, Any],
                status: str, plots: str | None, name: str | None = None) -> None:
     """The trial's run, params, metric history, plots, error and status: whichever are missing."""
     tracker.trial_started(record.trial_id, params, reopen=False, run_name=name)
@@ -138,12 +138,13 @@ def _sync_trials(tracker: SearchTracker, exp_dir: ExperimentDir, resolved: dict[
     """Every trial that ran, synced; returns their outcomes."""
     outcomes = []
     for record in read_trials(exp_dir):
-        config = trial_config(resolved.get("fixed", {}), record.config)
-        cfg, name = config.to_dict(), run_name(resolved.get("params", {}), config)
-        status = record_status(record, cfg["iterations"])
+        trial = trial_record(resolved.get("fixed", {}), resolved.get("params", {}), record.trial_id, record.config)
+        status = record_status(record, trial.config.iterations)
         if status is not None:
-            sync_trial(tracker, exp_dir, record, cfg, status, record.plots or kept_plots.get(record.trial_id), name)
-            outcomes.append(TrialOutcome(record.trial_id, status, cfg, record.results[-1] if record.results else {}))
+            sync_trial(tracker, exp_dir, record, trial.params, status,
+                       record.plots or kept_plots.get(record.trial_id), trial.run_name)
+            outcomes.append(TrialOutcome(record.trial_id, status, trial.params,
+                                         record.results[-1] if record.results else {}))
     return outcomes
 
 

@@ -19,9 +19,11 @@ import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
+from tuner.tracking.tags import SEARCH_ID
+
 UI_VIEW_KEY = "tuner"
 VIEW_TAG = f"mlflow.sharedViewState.{UI_VIEW_KEY}"
-GROUP_BY = {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "tuner.search_id"}]}
+GROUP_BY = {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": SEARCH_ID}]}
 MODEL_SECTION, SYSTEM_SECTION = "Model metrics", "System metrics"
 EMBEDDING_KEY = "embedding"  # the image key trial runs log their embedding plot under, by step
 

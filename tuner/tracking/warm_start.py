@@ -18,8 +18,9 @@ from typing import Any, Iterable, Mapping
 
 from tuner.errors import TunerError
 from tuner.space.spec import SearchSpec
-from tuner.tracking import runs
-from tuner.tracking.store import connect, existing_store, param_text, parse_param, stored_param
+from tuner.tracking import runs, tags
+from tuner.core.params import from_text
+from tuner.tracking.store import connect, existing_store
 from tuner.system.secrets import mask_uri
 from tuner.core.config import FIELDS
 
@@ -60,7 +61,7 @@ def read_warm_start(tracking_uri: str | None, source: str, spec: SearchSpec) -> 
     trials = runs.trial_runs(client, experiment.experiment_id, parent.info.run_id)
     # In a search that ran to its end under a scheduler, a KILLED trial is one ASHA stopped.
     asha = parent.data.params.get("scheduler", "none") != "none" and parent.info.status == "FINISHED"
-    return select(spec, parent.data.tags["tuner.search_id"],
+    return select(spec, parent.data.tags[tags.SEARCH_ID],
                   [(t.info.status, t.data.params, t.data.metrics) for t in trials], stopped_by_asha=asha)
 
 
@@ -69,8 +70,8 @@ def find_source(client: Any, source: str, uri: str) -> tuple[Any, Any]:
     if RUN_ID.fullmatch(source):
         run = _get_run(client, source)
         if run is not None:
-            if run.data.tags.get("tuner.role") != "search":
-                parent = run.data.tags.get("mlflow.parentRunId", "its search's parent run id")
+            if run.data.tags.get(tags.ROLE) != tags.ROLE_SEARCH:
+                parent = run.data.tags.get(tags.PARENT_RUN, "its search's parent run id")
                 raise TunerError(f"--warm-start {source}: that run is not a search's parent run (it is "
                                  f"{run.info.run_name!r}); pass {parent} or the experiment's name.")
             return client.get_experiment(run.info.experiment_id), run
@@ -123,13 +124,13 @@ def _match(spec: SearchSpec, params: Mapping[str, str]) -> tuple[str, dict[str, 
     """("", point) when this search could have run the trial; else why not."""
     if any(name not in params for name in spec.params):
         return "other_settings", None  # the setting did not exist when it ran
-    searched = {name: parse_param(params[name]) for name in spec.params}
+    searched = {name: from_text(params[name]) for name in spec.params}
     if not all(spec.params[name].contains(value) for name, value in searched.items()):
         return "outside", None
-    try:
-        same = spec.trial_config(searched).to_dict()
+    try:  # the trial as this search would have run it: the record its own trials get
+        same = spec.record("", searched).stored_params()
     except TunerError:  # a combination this search's settings refuse
         return "outside", None
-    if any(stored_param(param_text(same[k])) != params.get(k) for k in FIELDS if k not in spec.params):
+    if any(same[k] != params.get(k) for k in FIELDS if k not in spec.params):
         return "other_settings", None
     return "", {name: spec.params[name].searcher_value(v, spec.search) for name, v in searched.items()}
