@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import tuner
+from tests.paths import REPO_ROOT
 from tuner.core.params import (PARAM_LIMIT, cell, from_searcher, from_text, is_cut,
                                params_from_text, params_text, same_value, stored_text, to_searcher,
                                to_text)
@@ -101,8 +102,9 @@ def _module_path(name: str) -> bool:
 def test_tuner_tag_names_are_written_only_in_tracking_tags() -> None:
     """A `"tuner.x"` literal anywhere else is a tag name outside its home (a module path such as
     "tuner.objective" is not one)."""
-    package = Path(__file__).resolve().parent.parent / "tuner"
+    package = REPO_ROOT / "tuner"
     found = []
+    assert (package / "tracking" / "tags.py").is_file(), package
     for path in sorted(package.rglob("*.py")):
         if path == package / "tracking" / "tags.py":
             continue
