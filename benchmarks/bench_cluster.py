@@ -49,9 +49,25 @@ def free_port() -> int:
 
 def start_node(args: list[str], log: Path) -> subprocess.Popen:
     """`ray start ... --block` in a session of its own; returns once the node is up."""
-    cmd = [RAY, "start", *args, "--num-cpus", "1", "--memory", str(NODE_MEMORY), "--object-store-memory",
-           str(OBJECT_STORE), "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port",
-           str(free_port()), "--runtime-env-agent-port", str(free_port()), "--disable-usage-stats", "--block"]
+    cmd = [
+        RAY,
+        "start",
+        *args,
+        "--num-cpus",
+        "1",
+        "--memory",
+        str(NODE_MEMORY),
+        "--object-store-memory",
+        str(OBJECT_STORE),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--metrics-export-port",
+        str(free_port()),
+        "--runtime-env-agent-port",
+        str(free_port()),
+        "--disable-usage-stats",
+        "--block",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -75,22 +91,32 @@ def run(name: str, root: Path, address: str, trials: int, iterations: int) -> di
     from tuner.space.load import load_spec
 
     space = root / f"{name}.yaml"
-    space.write_text(textwrap.dedent(f"""
+    space.write_text(
+        textwrap.dedent(f"""
         name: {name}
         fixed: {{dataset: digits, hidden_dims: [64], batch_size: 64, iterations: {iterations},
                 eval_every: {max(1, iterations // 4)}}}
         params:
           seed: {{grid: {list(range(trials))}}}
-        """))
+        """)
+    )
     uri = f"sqlite:///{root}/mlflow.db"
     started = time.perf_counter()
-    table = run_search(load_spec(space), tracking_uri=uri, storage_path=root / "ray", address=address,
-                       verbose=False).trials
+    table = run_search(
+        load_spec(space),
+        tracking_uri=uri,
+        storage_path=root / "ray",
+        address=address,
+        verbose=False,
+    ).trials
     wall = time.perf_counter() - started
     assert (table["status"] == "FINISHED").all() and len(table) == trials, table
     client = MlflowClient(tracking_uri=uri)
-    runs = [r for r in client.search_runs([client.get_experiment_by_name(name).experiment_id])
-            if r.data.tags.get("tuner.role") == "trial"]
+    runs = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name(name).experiment_id])
+        if r.data.tags.get("tuner.role") == "trial"
+    ]
     span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
     nodes = {}
     for path in (root / "ray" / name).glob("run_trial_*/result.json"):
@@ -107,8 +133,20 @@ def measure(trials: int, iterations: int) -> tuple[dict, dict]:
     root = Path(tempfile.mkdtemp(prefix="tbc-"))  # short: Ray's socket paths live under it
     nodes: list[subprocess.Popen] = []
     try:
-        nodes.append(start_node(["--head", "--port", str(free_port()), "--include-dashboard", "false",
-                                 "--temp-dir", str(root / "ray-tmp")], root / "head.log"))
+        nodes.append(
+            start_node(
+                [
+                    "--head",
+                    "--port",
+                    str(free_port()),
+                    "--include-dashboard",
+                    "false",
+                    "--temp-dir",
+                    str(root / "ray-tmp"),
+                ],
+                root / "head.log",
+            )
+        )
         address = head_address(root / "head.log")
         one = run("bench-1node", root, address, trials, iterations)
         nodes.append(start_node(["--address", address], root / "worker.log"))
@@ -134,17 +172,30 @@ def main() -> int:
     # the two nodes' CPUs are not shared with other work (on one machine they may be).
     normalized = speedup * two["mean_trial_s"] / one["mean_trial_s"]
     for label, r in (("1 node ", one), ("2 nodes", two)):
-        print(f"{label}: {args.trials} trials in {r['trial_span_s']:.1f} s of trials "
-              f"({args.trials / r['trial_span_s']:.3f} trials/s), run_search {r['wall_s']:.1f} s; "
-              f"{r['mean_trial_s']:.1f} s per trial; trials per node {r['trials_per_node']}")
+        print(
+            f"{label}: {args.trials} trials in {r['trial_span_s']:.1f} s of trials "
+            f"({args.trials / r['trial_span_s']:.3f} trials/s), run_search {r['wall_s']:.1f} s; "
+            f"{r['mean_trial_s']:.1f} s per trial; trials per node {r['trials_per_node']}"
+        )
     load = machine.done()
     print(machine.line())
-    print(f"two_node_speedup (trial throughput) {speedup:.2f} (target >= 1.8); wall-time ratio {wall:.2f}; "
-          f"at one-node trial speed {normalized:.2f}")
+    print(
+        f"two_node_speedup (trial throughput) {speedup:.2f} (target >= 1.8); wall-time ratio {wall:.2f}; "
+        f"at one-node trial speed {normalized:.2f}"
+    )
     if args.json:
-        emit_json({"two_node_speedup": round(speedup, 3), "wall_speedup": round(wall, 3),
-                   "speedup_at_equal_trial_speed": round(normalized, 3), "one_node": one,
-                   "two_nodes": two, "trials": args.trials, "iterations": args.iterations, **load})
+        emit_json(
+            {
+                "two_node_speedup": round(speedup, 3),
+                "wall_speedup": round(wall, 3),
+                "speedup_at_equal_trial_speed": round(normalized, 3),
+                "one_node": one,
+                "two_nodes": two,
+                "trials": args.trials,
+                "iterations": args.iterations,
+                **load,
+            }
+        )
     return 0
 
 

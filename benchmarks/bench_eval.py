@@ -29,7 +29,9 @@ from tuner.trainer.train import fit
 def one_trial(cfg: TrialConfig, data: Any) -> tuple[float, list[float]]:
     """(fit seconds, seconds of each evaluation) of one trial, from its history."""
     result = fit(cfg, data)
-    outside = [h["seconds"] - h["train_seconds"] for h in result.history]  # grows at each evaluation
+    outside = [
+        h["seconds"] - h["train_seconds"] for h in result.history
+    ]  # grows at each evaluation
     return result.seconds, [b - a for a, b in zip([0.0, *outside], outside)]
 
 
@@ -37,8 +39,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_json(parser)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a trial setting")
-    parser.add_argument("--data-dir", default=None, help="mnist/cifar10 files (default: $TUNER_DATA_DIR or ./data)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a trial setting"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="mnist/cifar10 files (default: $TUNER_DATA_DIR or ./data)"
+    )
     args = parser.parse_args()
     machine = Machine()
     torch.set_num_threads(1)
@@ -50,12 +56,21 @@ def main() -> None:
         shares.append(sum(spent) / seconds)
         fits.append(seconds)
         evals.append(sum(spent))
-        print(f"round {round_ + 1}: fit {seconds:.2f} s, {len(spent)} evaluations {sum(spent):.3f} s "
-              f"(each {', '.join(f'{s:.3f}' for s in spent)}), share {shares[-1]:.1%}")
-    figures = {"dataset": cfg.dataset, "n_train": len(data.y_train), "n_val": len(data.y_val),
-               "fit_seconds": statistics.median(fits), "eval_seconds": statistics.median(evals),
-               "eval_share": statistics.median(shares)}
-    print(f"{cfg.dataset}: evaluation takes {figures['eval_share']:.1%} of a trial's time (median of {args.rounds})")
+        print(
+            f"round {round_ + 1}: fit {seconds:.2f} s, {len(spent)} evaluations {sum(spent):.3f} s "
+            f"(each {', '.join(f'{s:.3f}' for s in spent)}), share {shares[-1]:.1%}"
+        )
+    figures = {
+        "dataset": cfg.dataset,
+        "n_train": len(data.y_train),
+        "n_val": len(data.y_val),
+        "fit_seconds": statistics.median(fits),
+        "eval_seconds": statistics.median(evals),
+        "eval_share": statistics.median(shares),
+    }
+    print(
+        f"{cfg.dataset}: evaluation takes {figures['eval_share']:.1%} of a trial's time (median of {args.rounds})"
+    )
     figures |= machine.done()
     print(machine.line())
     if args.json:

@@ -43,18 +43,35 @@ from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.trainer.train import fit
 
-NETWORKS = {"default": {}, "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64}}
+NETWORKS = {
+    "default": {},
+    "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64},
+}
 PACKING = (1, 2, 4, 8)
 GPU_COMPILE_MODES = ("default", "reduce-overhead")
 
 
-def steps_per_second(net: dict[str, Any], device: str, steps: int, data: FeatureSet,
-                     after_warm_up: Callable[[], Any] = lambda: None) -> float:
+def steps_per_second(
+    net: dict[str, Any],
+    device: str,
+    steps: int,
+    data: FeatureSet,
+    after_warm_up: Callable[[], Any] = lambda: None,
+) -> float:
     """One trial's training steps/s on `device`, after a warm-up fit of a tenth of the steps
     (then `after_warm_up`: packed trials wait there for each other)."""
+
     def run(iterations: int) -> float:
-        cfg = TrialConfig.from_dict({"dataset": "mnist", "device": device, **net, "iterations": iterations,
-                                     "eval_every": iterations}, source="bench_gpu")
+        cfg = TrialConfig.from_dict(
+            {
+                "dataset": "mnist",
+                "device": device,
+                **net,
+                "iterations": iterations,
+                "eval_every": iterations,
+            },
+            source="bench_gpu",
+        )
         return iterations / fit(cfg, data).metrics["train_seconds"]
 
     run(max(20, steps // 10))
@@ -62,19 +79,33 @@ def steps_per_second(net: dict[str, Any], device: str, steps: int, data: Feature
     return run(steps)
 
 
-def compile_speedups(eager_gpu: float | None, steps: int, data: FeatureSet) -> dict[str, float | None]:
+def compile_speedups(
+    eager_gpu: float | None, steps: int, data: FeatureSet
+) -> dict[str, float | None]:
     """Compiled / eager steps/s of one trial: the default network on the CPU, the prior work's on
     the GPU (`eager_gpu`: (a)'s figure for it, the same fit; None without CUDA)."""
     eager_cpu = steps_per_second(NETWORKS["default"], "cpu", steps, data)
     out: dict[str, float | None] = {
-        "compile_speedup_cpu": steps_per_second({"torch_compile": "default"}, "cpu", steps, data) / eager_cpu}
-    print(f"(c) torch_compile on the CPU (default network): {out['compile_speedup_cpu']:.2f}x eager", flush=True)
+        "compile_speedup_cpu": steps_per_second({"torch_compile": "default"}, "cpu", steps, data)
+        / eager_cpu
+    }
+    print(
+        f"(c) torch_compile on the CPU (default network): {out['compile_speedup_cpu']:.2f}x eager",
+        flush=True,
+    )
     for mode in GPU_COMPILE_MODES:
         key = f"compile_speedup_gpu_{mode.replace('-', '_')}"
-        out[key] = steps_per_second({**NETWORKS["prior_art"], "torch_compile": mode}, "cuda", steps, data) / eager_gpu \
-            if eager_gpu else None
-        print(f"    torch_compile {mode} on the GPU (prior work's network): "
-              + (f"{out[key]:.2f}x eager" if out[key] else "-"), flush=True)
+        out[key] = (
+            steps_per_second({**NETWORKS["prior_art"], "torch_compile": mode}, "cuda", steps, data)
+            / eager_gpu
+            if eager_gpu
+            else None
+        )
+        print(
+            f"    torch_compile {mode} on the GPU (prior work's network): "
+            + (f"{out[key]:.2f}x eager" if out[key] else "-"),
+            flush=True,
+        )
     return out
 
 
@@ -84,13 +115,32 @@ def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
     from tuner.space.load import load_spec
 
     path = tmp / f"pack{n}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": f"pack{n}", "search": "grid", "samples": 1, "scheduler": "none", "log_models": "none",
-        "resources": {"cpus": 1, "gpus": 1 / n},
-        "fixed": {"dataset": "mnist", **NETWORKS["prior_art"], "iterations": steps, "eval_every": steps},
-        "params": {"seed": {"grid": list(range(n))}}}))
-    table = run_search(load_spec(path), tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", storage_path=tmp / "ray",
-                       data_dir=data_dir, verbose=False).trials
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": f"pack{n}",
+                "search": "grid",
+                "samples": 1,
+                "scheduler": "none",
+                "log_models": "none",
+                "resources": {"cpus": 1, "gpus": 1 / n},
+                "fixed": {
+                    "dataset": "mnist",
+                    **NETWORKS["prior_art"],
+                    "iterations": steps,
+                    "eval_every": steps,
+                },
+                "params": {"seed": {"grid": list(range(n))}},
+            }
+        )
+    )
+    table = run_search(
+        load_spec(path),
+        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        storage_path=tmp / "ray",
+        data_dir=data_dir,
+        verbose=False,
+    ).trials
     if not (table["status"] == "FINISHED").all():
         raise SystemExit(f"packing {n}: trials did not finish: {table['status'].tolist()}")
     return float((table["iteration"] / table["train_seconds"]).sum())
@@ -99,38 +149,67 @@ def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
 def gpu_packing(steps: int, data_dir: Path) -> dict[int, float]:
     import ray
 
-    ray.init(address="local", num_cpus=max(PACKING), num_gpus=1, include_dashboard=False,
-             logging_level="WARNING", log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=max(PACKING),
+        num_gpus=1,
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="bench_gpu_") as name:
             out = {}
             for n in PACKING:
                 out[n] = packed(n, steps, data_dir, Path(name))
-                print(f"(b) {n} trial(s) on one GPU: aggregate {out[n]:.0f} steps/s "
-                      f"({out[n] / out[1]:.2f}x one trial's)", flush=True)
+                print(
+                    f"(b) {n} trial(s) on one GPU: aggregate {out[n]:.0f} steps/s "
+                    f"({out[n] / out[1]:.2f}x one trial's)",
+                    flush=True,
+                )
             return out
     finally:
         ray.shutdown()
 
 
-def _packed_process(net: dict[str, Any], device: str, steps: int, data_dir: Path, seed: int,
-                    ready: Any, results: Any) -> None:
+def _packed_process(
+    net: dict[str, Any],
+    device: str,
+    steps: int,
+    data_dir: Path,
+    seed: int,
+    ready: Any,
+    results: Any,
+) -> None:
     """One of n trials in plain processes: warm up, wait for the others, then time one fit."""
     torch.set_num_threads(1)
-    data = load_features(TrialConfig(dataset="mnist"), data_dir=data_dir, progress=False).without_test()
-    results.put(steps_per_second({**net, "seed": seed}, device, steps, data, lambda: ready.wait(timeout=600)))
+    data = load_features(
+        TrialConfig(dataset="mnist"), data_dir=data_dir, progress=False
+    ).without_test()
+    results.put(
+        steps_per_second(
+            {**net, "seed": seed}, device, steps, data, lambda: ready.wait(timeout=600)
+        )
+    )
 
 
-def process_packing(steps: int, data_dir: Path, device: str = "cuda",
-                    counts: tuple[int, ...] = PACKING) -> dict[int, float]:
+def process_packing(
+    steps: int, data_dir: Path, device: str = "cuda", counts: tuple[int, ...] = PACKING
+) -> dict[int, float]:
     """Aggregate steps/s (the sum of each trial's own) of n prior-art trials as n processes on one device."""
     out = {}
     for n in counts:
-        rates = run_spawned(_packed_process, [(NETWORKS["prior_art"], device, steps, data_dir, seed)
-                                              for seed in range(n)], f"packing {n}")
+        rates = run_spawned(
+            _packed_process,
+            [(NETWORKS["prior_art"], device, steps, data_dir, seed) for seed in range(n)],
+            f"packing {n}",
+        )
         out[n] = sum(rates)
-        print(f"(b) {n} trial process(es) on one {device}: aggregate {out[n]:.0f} steps/s "
-              f"({out[n] / out[counts[0]]:.2f}x one's)", flush=True)
+        print(
+            f"(b) {n} trial process(es) on one {device}: aggregate {out[n]:.0f} steps/s "
+            f"({out[n] / out[counts[0]]:.2f}x one's)",
+            flush=True,
+        )
     return out
 
 
@@ -138,15 +217,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_json(parser)
     add_data_dir(parser, "all figures")
-    parser.add_argument("--steps", type=int, default=2000, help="iterations of a measured GPU trial")
-    parser.add_argument("--cpu-steps", type=int, default=300, help="iterations of a measured CPU trial")
+    parser.add_argument(
+        "--steps", type=int, default=2000, help="iterations of a measured GPU trial"
+    )
+    parser.add_argument(
+        "--cpu-steps", type=int, default=300, help="iterations of a measured CPU trial"
+    )
     args = parser.parse_args()
     if mnist_dir(args.data_dir) is None:
         print(skipped_text(args.data_dir))
         return
     machine = Machine()
     torch.set_num_threads(1)
-    data = load_features(TrialConfig(dataset="mnist"), data_dir=args.data_dir, progress=False).without_test()
+    data = load_features(
+        TrialConfig(dataset="mnist"), data_dir=args.data_dir, progress=False
+    ).without_test()
     cuda = torch.cuda.is_available()
     figures: dict[str, Any] = {"gpu": None}
     for name, net in NETWORKS.items():
@@ -155,29 +240,43 @@ def main() -> None:
         figures[f"cpu_steps_per_s_{name}"], figures[f"gpu_steps_per_s_{name}"] = cpu, gpu
         ratio = gpu / cpu if gpu else None
         figures["gpu_vs_cpu_trial" if name == "prior_art" else "gpu_vs_cpu_trial_default"] = ratio
-        print(f"(a) {name}: CPU (1 thread) {cpu:.0f} steps/s, GPU "
-              + (f"{gpu:.0f} steps/s: {ratio:.1f}x" if gpu else "-"), flush=True)
+        print(
+            f"(a) {name}: CPU (1 thread) {cpu:.0f} steps/s, GPU "
+            + (f"{gpu:.0f} steps/s: {ratio:.1f}x" if gpu else "-"),
+            flush=True,
+        )
     figures |= compile_speedups(figures["gpu_steps_per_s_prior_art"], args.steps, data)
     if cuda:
         figures["gpu"] = torch.cuda.get_device_name(0)
-    if cuda and importlib.util.find_spec("ray") is None:  # a bare GPU image: processes stand in for Ray's trials
+    if (
+        cuda and importlib.util.find_spec("ray") is None
+    ):  # a bare GPU image: processes stand in for Ray's trials
         pack = process_packing(args.steps, args.data_dir)
         figures |= {f"gpu_packing_processes_steps_per_s_{n}": v for n, v in pack.items()}
-        figures |= {"gpu_packing_processes_speedup_4": pack[4] / pack[1], "gpu_packing_speedup_4": None}
-        print(f"(b) without Ray: gpu_packing_processes_speedup_4 = {pack[4] / pack[1]:.2f}x (goal >= 3 through "
-              f"Ray Tune, which is not installed here)")
+        figures |= {
+            "gpu_packing_processes_speedup_4": pack[4] / pack[1],
+            "gpu_packing_speedup_4": None,
+        }
+        print(
+            f"(b) without Ray: gpu_packing_processes_speedup_4 = {pack[4] / pack[1]:.2f}x (goal >= 3 through "
+            f"Ray Tune, which is not installed here)"
+        )
     elif cuda:
         start = time.perf_counter()
         pack = gpu_packing(args.steps, args.data_dir)
         figures |= {f"gpu_packing_steps_per_s_{n}": v for n, v in pack.items()}
         figures["gpu_packing_speedup_4"] = pack[4] / pack[1]
-        print(f"packing took {time.perf_counter() - start:.0f} s; gpu_vs_cpu_trial = "
-              f"{figures['gpu_vs_cpu_trial']:.1f}x (goal >= 50), gpu_packing_speedup_4 = "
-              f"{figures['gpu_packing_speedup_4']:.2f}x (goal >= 3)")
+        print(
+            f"packing took {time.perf_counter() - start:.0f} s; gpu_vs_cpu_trial = "
+            f"{figures['gpu_vs_cpu_trial']:.1f}x (goal >= 50), gpu_packing_speedup_4 = "
+            f"{figures['gpu_packing_speedup_4']:.2f}x (goal >= 3)"
+        )
     else:
         figures |= {"gpu_vs_cpu_trial": None, "gpu_packing_speedup_4": None}
-        print("no GPU found (torch.cuda.is_available() is False): gpu_vs_cpu_trial and "
-              "gpu_packing_speedup_4 are null; the CPU figures above are this machine's")
+        print(
+            "no GPU found (torch.cuda.is_available() is False): gpu_vs_cpu_trial and "
+            "gpu_packing_speedup_4 are null; the CPU figures above are this machine's"
+        )
     figures |= machine.done()
     print(machine.line())
     if args.json:

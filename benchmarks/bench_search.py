@@ -53,31 +53,65 @@ from tuner.space.spec import SearchSpec
 from tuner.trainer.train import fit
 
 CPUS = 2
-FIXED = {"dataset": "digits", "feature_extractor": "raw", "encoder": "ae", "batch_size": 128,
-         "hidden_dims": [256, 128], "lr": 0.001, "margin": 1.0, "dropout": 0.2, "seed": 0}
+FIXED = {
+    "dataset": "digits",
+    "feature_extractor": "raw",
+    "encoder": "ae",
+    "batch_size": 128,
+    "hidden_dims": [256, 128],
+    "lr": 0.001,
+    "margin": 1.0,
+    "dropout": 0.2,
+    "seed": 0,
+}
 SCHED_GRID = {"mu": [0.2, 0.4, 0.6, 0.8], "latent_dim": [2, 4, 8, 16]}  # 16 pairwise trials
-SPACE_C = {"mu": [0.2, 0.4, 0.6, 0.8], "latent_dim": [2, 4, 8], "constraint": ["pairwise", "triplet"]}
+SPACE_C = {
+    "mu": [0.2, 0.4, 0.6, 0.8],
+    "latent_dim": [2, 4, 8],
+    "constraint": ["pairwise", "triplet"],
+}
 ITERATIONS_C = 400
 TOLERANCE = 0.005  # 0.5 points of knn_accuracy
 
 
 def write_spec(folder: Path, name: str, body: dict[str, Any]) -> SearchSpec:
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "metric": "knn_accuracy", "mode": "max",
-                                    "resources": {"cpus": 1, "gpus": 0}, "seed": 0, **body}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "metric": "knn_accuracy",
+                "mode": "max",
+                "resources": {"cpus": 1, "gpus": 0},
+                "seed": 0,
+                **body,
+            }
+        )
+    )
     return load_spec(path)
 
 
 def grid_configs(spec: SearchSpec) -> list[TrialConfig]:
     names = list(spec.params)
-    return [spec.trial_config(dict(zip(names, values)))
-            for values in itertools.product(*(spec.params[n].values for n in names))]
+    return [
+        spec.trial_config(dict(zip(names, values)))
+        for values in itertools.product(*(spec.params[n].values for n in names))
+    ]
 
 
 def size_iterations(trial_seconds: float) -> int:
     """Iterations for a ~trial_seconds pairwise trial, from one timed fit on this machine now."""
-    cfg = TrialConfig.from_dict({**FIXED, "constraint": "pairwise", "mu": 0.5, "latent_dim": 8,
-                                 "iterations": 400, "eval_every": 400}, source="calibration")
+    cfg = TrialConfig.from_dict(
+        {
+            **FIXED,
+            "constraint": "pairwise",
+            "mu": 0.5,
+            "latent_dim": 8,
+            "iterations": 400,
+            "eval_every": 400,
+        },
+        source="calibration",
+    )
     seconds = fit(cfg, load_features(cfg, progress=False)).metrics["train_seconds"]
     return max(100, round(trial_seconds * cfg.iterations / seconds / 100) * 100)
 
@@ -87,8 +121,11 @@ def sequential(configs: list[TrialConfig], data: FeatureSet) -> tuple[float, flo
     alone, of one fit after another."""
     start = time.perf_counter()
     results = [fit(cfg, data) for cfg in configs]
-    return time.perf_counter() - start, sum(r.seconds for r in results), \
-        [r.metrics["train_seconds"] for r in results]
+    return (
+        time.perf_counter() - start,
+        sum(r.seconds for r in results),
+        [r.metrics["train_seconds"] for r in results],
+    )
 
 
 def _fit_loop(configs: list[dict[str, Any]], ready: Any, walls: Any) -> None:
@@ -121,21 +158,33 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], "tags.`tuner.role` = 'trial'", max_results=1000)
-    rows = [{"trial_id": r.data.tags["tuner.trial_id"], "start": r.info.start_time / 1e3,
-             "end": r.info.end_time / 1e3 if r.info.end_time else float("nan"),
-             "history": [(m.timestamp / 1e3, float(m.step))
-                         for m in client.get_metric_history(r.info.run_id, "knn_accuracy")]}
-            for r in runs]
+    rows = [
+        {
+            "trial_id": r.data.tags["tuner.trial_id"],
+            "start": r.info.start_time / 1e3,
+            "end": r.info.end_time / 1e3 if r.info.end_time else float("nan"),
+            "history": [
+                (m.timestamp / 1e3, float(m.step))
+                for m in client.get_metric_history(r.info.run_id, "knn_accuracy")
+            ],
+        }
+        for r in runs
+    ]
     return pd.DataFrame(rows).sort_values("end", kind="stable").reset_index(drop=True)
 
 
-def check_finished(table: pd.DataFrame, what: str, allowed: tuple[str, ...] = ("FINISHED",)) -> None:
+def check_finished(
+    table: pd.DataFrame, what: str, allowed: tuple[str, ...] = ("FINISHED",)
+) -> None:
     if len(bad := table[~table["status"].isin(allowed)]):
-        raise SystemExit(f"{what}: {len(bad)} trial(s) did not end as {allowed}: {bad['status'].tolist()}")
+        raise SystemExit(
+            f"{what}: {len(bad)} trial(s) did not end as {allowed}: {bad['status'].tolist()}"
+        )
 
 
-def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
-                 uri: str) -> tuple[pd.DataFrame, float, float, float, list[float], WorkerMemory]:
+def side_by_side(
+    spec: SearchSpec, configs: list[TrialConfig], tmp: Path, uri: str
+) -> tuple[pd.DataFrame, float, float, float, list[float], WorkerMemory]:
     """(search table, search seconds, sequential wall, sum of the fits' seconds alone, each fit's
     train_seconds alone, workers' memory).
 
@@ -148,7 +197,14 @@ def side_by_side(spec: SearchSpec, configs: list[TrialConfig], tmp: Path,
     with WorkerMemory() as memory:
         table, search_s = timed_search(spec, tmp, uri)
     after = sequential(configs[half:], data)
-    return table, search_s, load_s + before[0] + after[0], before[1] + after[1], before[2] + after[2], memory
+    return (
+        table,
+        search_s,
+        load_s + before[0] + after[0],
+        before[1] + after[1],
+        before[2] + after[2],
+        memory,
+    )
 
 
 def train_seconds_by_worker(experiment_dir: Path) -> dict[int, list[float]]:
@@ -165,10 +221,22 @@ def train_seconds_by_worker(experiment_dir: Path) -> dict[int, list[float]]:
 
 def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> dict[str, float]:
     iterations = size_iterations(trial_seconds)
-    spec = write_spec(tmp, "bench-sched", {"search": "grid", "samples": 1, "scheduler": "none",
-                                          "fixed": {**FIXED, "constraint": "pairwise", "iterations": iterations,
-                                                    "eval_every": iterations // 4},
-                                          "params": {k: {"grid": v} for k, v in SCHED_GRID.items()}})
+    spec = write_spec(
+        tmp,
+        "bench-sched",
+        {
+            "search": "grid",
+            "samples": 1,
+            "scheduler": "none",
+            "fixed": {
+                **FIXED,
+                "constraint": "pairwise",
+                "iterations": iterations,
+                "eval_every": iterations // 4,
+            },
+            "params": {k: {"grid": v} for k, v in SCHED_GRID.items()},
+        },
+    )
     configs = grid_configs(spec)
     table, search_s, seq_wall, alone, alone_train, memory = side_by_side(spec, configs, tmp, uri)
     check_finished(table, "(a)")
@@ -180,42 +248,60 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
     in_flight = float((runs["end"] - runs["start"]).sum()) / span  # mean trials running at once
     wall = ray_init_s + search_s
     bare_wall = two_processes(configs)
-    out = {"scheduling_efficiency": alone / (wall * CPUS),
-           "scheduling_efficiency_run_search_only": alone / (search_s * CPUS),
-           "scheduling_efficiency_trial_span": alone / (span * CPUS),
-           "vs_sequential": seq_wall / wall, "vs_sequential_run_search_only": seq_wall / search_s,
-           "two_bare_processes_vs_sequential": seq_wall / bare_wall,
-           "two_bare_processes_efficiency": alone / (bare_wall * CPUS),
-           "ceiling_with_ray_start": seq_wall / (bare_wall + ray_init_s),
-           "trial_worker_peak_rss_mb": max(memory.peak_mb.values(), default=float("nan")),
-           "trial_worker_peak_private_mb": max(memory.private_mb.values(), default=float("nan")),
-           "trial_workers": len(memory.peak_mb), "train_seconds_alone_mean": alone_train_mean,
-           "train_seconds_by_worker_mean": worker_means,
-           "slowest_worker_train_slowdown": worker_means[-1] / alone_train_mean if worker_means else float("nan")}
-    print(f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: the same fits alone take "
-          f"{alone:.0f} s ({alone / len(configs):.1f} s a trial); in the search train_seconds per trial "
-          f"mean {table['train_seconds'].mean():.1f} s (min {table['train_seconds'].min():.1f}, max "
-          f"{table['train_seconds'].max():.1f}); search wall {wall:.0f} s = ray.init {ray_init_s:.1f} s + "
-          f"run_search {search_s:.0f} s (first trial start -> last trial end {span:.0f} s, "
-          f"{in_flight:.2f} trials running on average)")
-    print(f"    train_seconds a trial: alone {alone_train_mean:.2f} s; in the search, each trial worker's mean "
-          f"{', '.join(f'{m:.2f}' for m in worker_means)} s ({len(by_worker)} workers; the slowest "
-          f"{out['slowest_worker_train_slowdown']:.2f}x alone)")
-    print(f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); run_search only "
-          f"{out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
-          f"{out['scheduling_efficiency_trial_span']:.3f}")
-    print(f"    {len(memory.peak_mb)} trial worker process(es): private memory "
-          f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target <= 600 MB); "
-          f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB "
-          f"(shared libraries included)")
-    print(f"(b) sequential fit() loop (half the configs just before the search, half just after): "
-          f"wall {seq_wall:.0f} s: vs_sequential = {out['vs_sequential']:.2f}x "
-          f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)")
-    print(f"    the machine's own ceiling: the same fits split over two bare processes (no Ray, MLflow or driver; "
-          f"imports and loading excluded) take {bare_wall:.0f} s: "
-          f"{out['two_bare_processes_vs_sequential']:.2f}x the loop, efficiency "
-          f"{out['two_bare_processes_efficiency']:.3f}; with ray.init's {ray_init_s:.1f} s added "
-          f"{out['ceiling_with_ray_start']:.2f}x: what a search that starts Ray reaches at best here")
+    out = {
+        "scheduling_efficiency": alone / (wall * CPUS),
+        "scheduling_efficiency_run_search_only": alone / (search_s * CPUS),
+        "scheduling_efficiency_trial_span": alone / (span * CPUS),
+        "vs_sequential": seq_wall / wall,
+        "vs_sequential_run_search_only": seq_wall / search_s,
+        "two_bare_processes_vs_sequential": seq_wall / bare_wall,
+        "two_bare_processes_efficiency": alone / (bare_wall * CPUS),
+        "ceiling_with_ray_start": seq_wall / (bare_wall + ray_init_s),
+        "trial_worker_peak_rss_mb": max(memory.peak_mb.values(), default=float("nan")),
+        "trial_worker_peak_private_mb": max(memory.private_mb.values(), default=float("nan")),
+        "trial_workers": len(memory.peak_mb),
+        "train_seconds_alone_mean": alone_train_mean,
+        "train_seconds_by_worker_mean": worker_means,
+        "slowest_worker_train_slowdown": worker_means[-1] / alone_train_mean
+        if worker_means
+        else float("nan"),
+    }
+    print(
+        f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: the same fits alone take "
+        f"{alone:.0f} s ({alone / len(configs):.1f} s a trial); in the search train_seconds per trial "
+        f"mean {table['train_seconds'].mean():.1f} s (min {table['train_seconds'].min():.1f}, max "
+        f"{table['train_seconds'].max():.1f}); search wall {wall:.0f} s = ray.init {ray_init_s:.1f} s + "
+        f"run_search {search_s:.0f} s (first trial start -> last trial end {span:.0f} s, "
+        f"{in_flight:.2f} trials running on average)"
+    )
+    print(
+        f"    train_seconds a trial: alone {alone_train_mean:.2f} s; in the search, each trial worker's mean "
+        f"{', '.join(f'{m:.2f}' for m in worker_means)} s ({len(by_worker)} workers; the slowest "
+        f"{out['slowest_worker_train_slowdown']:.2f}x alone)"
+    )
+    print(
+        f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); run_search only "
+        f"{out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
+        f"{out['scheduling_efficiency_trial_span']:.3f}"
+    )
+    print(
+        f"    {len(memory.peak_mb)} trial worker process(es): private memory "
+        f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target <= 600 MB); "
+        f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB "
+        f"(shared libraries included)"
+    )
+    print(
+        f"(b) sequential fit() loop (half the configs just before the search, half just after): "
+        f"wall {seq_wall:.0f} s: vs_sequential = {out['vs_sequential']:.2f}x "
+        f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)"
+    )
+    print(
+        f"    the machine's own ceiling: the same fits split over two bare processes (no Ray, MLflow or driver; "
+        f"imports and loading excluded) take {bare_wall:.0f} s: "
+        f"{out['two_bare_processes_vs_sequential']:.2f}x the loop, efficiency "
+        f"{out['two_bare_processes_efficiency']:.3f}; with ray.init's {ray_init_s:.1f} s added "
+        f"{out['ceiling_with_ray_start']:.2f}x: what a search that starts Ray reaches at best here"
+    )
     return out
 
 
@@ -226,56 +312,96 @@ def iterations_by(runs: pd.DataFrame, moment: float) -> float:
 
 def grid_reference(tmp: Path, uri: str, fixed: dict[str, Any]) -> tuple[float, float, int]:
     """(best knn_accuracy, total trial-iterations, trials within TOLERANCE of the best) of the full grid."""
-    grid = write_spec(tmp, "bench-grid", {"search": "grid", "samples": 1, "scheduler": "none", "fixed": fixed,
-                                          "params": {k: {"grid": v} for k, v in SPACE_C.items()}})
+    grid = write_spec(
+        tmp,
+        "bench-grid",
+        {
+            "search": "grid",
+            "samples": 1,
+            "scheduler": "none",
+            "fixed": fixed,
+            "params": {k: {"grid": v} for k, v in SPACE_C.items()},
+        },
+    )
     table, seconds = timed_search(grid, tmp, uri)
     check_finished(table, "(c) grid")
     best = float(table["knn_accuracy"].max())
     total = float(table["iteration"].sum())
     near = int((table["knn_accuracy"] >= best - TOLERANCE - 1e-9).sum())  # how easy the target is
-    print(f"(c) grid: {len(table)} trials, best knn_accuracy {best:.4f} ({near} trials within {TOLERANCE}), "
-          f"{total:.0f} trial-iterations, {seconds:.0f} s")
+    print(
+        f"(c) grid: {len(table)} trials, best knn_accuracy {best:.4f} ({near} trials within {TOLERANCE}), "
+        f"{total:.0f} trial-iterations, {seconds:.0f} s"
+    )
     return best, total, near
 
 
 def search_share(tmp: Path, uri: str, samples: int) -> dict[str, Any]:
     fixed = {**FIXED, "iterations": ITERATIONS_C, "eval_every": 100}
     best, grid_total, near = grid_reference(tmp, uri, fixed)
-    optuna = write_spec(tmp, "bench-optuna", {
-        "search": "optuna", "samples": samples, "max_concurrent": 2, "fixed": fixed,
-        "scheduler": {"type": "asha", "grace_period": 100, "reduction_factor": 3, "brackets": 1},
-        "params": {k: {"choice": v} for k, v in SPACE_C.items()}})
+    optuna = write_spec(
+        tmp,
+        "bench-optuna",
+        {
+            "search": "optuna",
+            "samples": samples,
+            "max_concurrent": 2,
+            "fixed": fixed,
+            "scheduler": {
+                "type": "asha",
+                "grace_period": 100,
+                "reduction_factor": 3,
+                "brackets": 1,
+            },
+            "params": {k: {"choice": v} for k, v in SPACE_C.items()},
+        },
+    )
     table, seconds = timed_search(optuna, tmp, uri)
     check_finished(table, "(c) optuna", ("FINISHED", "KILLED"))
-    runs = trial_runs(uri, optuna.name).join(table.set_index("trial_id")[["knn_accuracy", "iteration"]],
-                                             on="trial_id")  # in completion order
+    runs = trial_runs(uri, optuna.name).join(
+        table.set_index("trial_id")[["knn_accuracy", "iteration"]], on="trial_id"
+    )  # in completion order
     reached = runs.index[runs["knn_accuracy"] >= best - TOLERANCE - 1e-9]
     total = float(runs["iteration"].sum())
-    out: dict[str, Any] = {"optuna_asha_reached": len(reached) > 0, "optuna_asha_total_share": total / grid_total,
-                           "grid_best_knn_accuracy": best, "grid_trials_within_tolerance": near,
-                           "optuna_best_knn_accuracy": float(runs["knn_accuracy"].max())}
-    print(f"    optuna+asha: {len(table)} trials ({(table['status'] == 'KILLED').sum()} stopped by ASHA), best "
-          f"{out['optuna_best_knn_accuracy']:.4f}, {total:.0f} trial-iterations "
-          f"({out['optuna_asha_total_share']:.1%} of the grid's), {seconds:.0f} s")
+    out: dict[str, Any] = {
+        "optuna_asha_reached": len(reached) > 0,
+        "optuna_asha_total_share": total / grid_total,
+        "grid_best_knn_accuracy": best,
+        "grid_trials_within_tolerance": near,
+        "optuna_best_knn_accuracy": float(runs["knn_accuracy"].max()),
+    }
+    print(
+        f"    optuna+asha: {len(table)} trials ({(table['status'] == 'KILLED').sum()} stopped by ASHA), best "
+        f"{out['optuna_best_knn_accuracy']:.4f}, {total:.0f} trial-iterations "
+        f"({out['optuna_asha_total_share']:.1%} of the grid's), {seconds:.0f} s"
+    )
     if not len(reached):
         out["optuna_asha_grid_share"] = None
-        print(f"    not reached: no Optuna trial within {TOLERANCE} of {best:.4f}: optuna_asha_grid_share = null")
+        print(
+            f"    not reached: no Optuna trial within {TOLERANCE} of {best:.4f}: optuna_asha_grid_share = null"
+        )
         return out
     first = int(reached[0])
     spent = float(runs["iteration"].iloc[: first + 1].sum())
     in_flight = iterations_by(runs, float(runs["end"].iloc[first]))
-    out.update(optuna_asha_grid_share=spent / grid_total, optuna_asha_grid_share_in_flight=in_flight / grid_total)
-    print(f"    trial {first + 1} to end ({runs['trial_id'].iloc[first]}, knn_accuracy "
-          f"{runs['knn_accuracy'].iloc[first]:.4f}) is within {TOLERANCE}: {spent:.0f} iterations by ended trials: "
-          f"optuna_asha_grid_share = {out['optuna_asha_grid_share']:.1%} (target <= 25%); with in-flight "
-          f"trials' iterations {out['optuna_asha_grid_share_in_flight']:.1%}")
+    out.update(
+        optuna_asha_grid_share=spent / grid_total,
+        optuna_asha_grid_share_in_flight=in_flight / grid_total,
+    )
+    print(
+        f"    trial {first + 1} to end ({runs['trial_id'].iloc[first]}, knn_accuracy "
+        f"{runs['knn_accuracy'].iloc[first]:.4f}) is within {TOLERANCE}: {spent:.0f} iterations by ended trials: "
+        f"optuna_asha_grid_share = {out['optuna_asha_grid_share']:.1%} (target <= 25%); with in-flight "
+        f"trials' iterations {out['optuna_asha_grid_share_in_flight']:.1%}"
+    )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_json(parser)
-    parser.add_argument("--trial-seconds", type=float, default=10.0, help="(a) training seconds a trial")
+    parser.add_argument(
+        "--trial-seconds", type=float, default=10.0, help="(a) training seconds a trial"
+    )
     parser.add_argument("--optuna-samples", type=int, default=16, help="(c) trials Optuna proposes")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -286,12 +412,19 @@ def main() -> None:
         start = time.perf_counter()
         # address="local": a new instance even when another Ray runs on this machine; run_search
         # then leaves this one alone, and ray.init's own seconds can be counted apart.
-        ray.init(address="local", num_cpus=CPUS, include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=CPUS,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
         ray_init_s = time.perf_counter() - start
         try:
-            figures = {**scheduling(tmp, uri, args.trial_seconds, ray_init_s),
-                       **search_share(tmp, uri, args.optuna_samples)}
+            figures = {
+                **scheduling(tmp, uri, args.trial_seconds, ray_init_s),
+                **search_share(tmp, uri, args.optuna_samples),
+            }
         finally:
             ray.shutdown()
     figures.update(ray_init_seconds=ray_init_s, **machine.done())

@@ -42,13 +42,19 @@ from tuner.trainer.samplers import StratifiedBatchSampler
 from tuner.trainer.train import fit, metric_loss
 
 
-def bare_loop_seconds(cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, torch_optim: bool = False) -> float:
+def bare_loop_seconds(
+    cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, torch_optim: bool = False
+) -> float:
     """The same model, sampler, loss and optimizer as fit(), with nothing else around it;
     `torch_optim`: with torch.optim.Adam instead of the trainer's FusedAdam."""
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     model = build_model(cfg, x.shape[1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr) if torch_optim else make_optimizer(cfg, model)
+    optimizer = (
+        torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        if torch_optim
+        else make_optimizer(cfg, model)
+    )
     sampler = StratifiedBatchSampler(y.numpy(), cfg.batch_size, generator)
     model.train()
     start = time.perf_counter()
@@ -56,8 +62,13 @@ def bare_loop_seconds(cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, torch_
         idx = sampler.next_batch()
         xb, yb = x[idx], y[idx]
         out = model(xb)
-        loss = total_loss(metric_loss(cfg, out.embedding, yb, generator), reconstruction_loss(out.x_hat, xb),
-                          None, cfg.mu, cfg.beta)
+        loss = total_loss(
+            metric_loss(cfg, out.embedding, yb, generator),
+            reconstruction_loss(out.x_hat, xb),
+            None,
+            cfg.mu,
+            cfg.beta,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -75,10 +86,12 @@ def trainer_vs_bare(rounds: int = 5) -> tuple[float, float]:
         torch_optim.append(bare_loop_seconds(cfg, x, y, torch_optim=True))
     ratio = statistics.median(bare) / statistics.median(ours)
     fused = statistics.median(torch_optim) / statistics.median(bare)
-    print(f"(a) trainer {cfg.iterations / statistics.median(ours):.0f} steps/s, bare loop "
-          f"{cfg.iterations / statistics.median(bare):.0f} steps/s: trainer_vs_bare = {ratio:.3f} (target >= 0.95); "
-          f"the bare loop with torch.optim.Adam {cfg.iterations / statistics.median(torch_optim):.0f} steps/s: "
-          f"fused_adam_speedup = {fused:.2f}x")
+    print(
+        f"(a) trainer {cfg.iterations / statistics.median(ours):.0f} steps/s, bare loop "
+        f"{cfg.iterations / statistics.median(bare):.0f} steps/s: trainer_vs_bare = {ratio:.3f} (target >= 0.95); "
+        f"the bare loop with torch.optim.Adam {cfg.iterations / statistics.median(torch_optim):.0f} steps/s: "
+        f"fused_adam_speedup = {fused:.2f}x"
+    )
     return ratio, fused
 
 
@@ -96,15 +109,19 @@ def mining_speedup(n_batches: int = 3000) -> tuple[float, float]:
     as_lists = [b.tolist() for b in batches[:100]]
 
     def loop(labels_list):
-        return torch.tensor(python_loop_pairs(labels_list)), torch.tensor(python_loop_triplets(labels_list))
+        return torch.tensor(python_loop_pairs(labels_list)), torch.tensor(
+            python_loop_triplets(labels_list)
+        )
 
     t_loop = _per_batch(loop, as_lists)
     t_cold = _per_batch(lambda b: (_all_pairs(b), _all_triplets(b)), batches[:500])
     t_trainer = _per_batch(lambda b: (all_pairs(b), all_triplets(b)), batches)  # memo starts empty
-    print(f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, vectorized "
-          f"{t_cold * 1e6:.0f} us: mining_speedup = {t_loop / t_cold:.0f}x (target >= 100x); memoized by label "
-          f"sequence as the trainer builds them over {n_batches} batches {t_trainer * 1e6:.1f} us: "
-          f"mining_memo_gain = {t_cold / t_trainer:.1f}x ({t_loop / t_trainer:.0f}x the loop)")
+    print(
+        f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, vectorized "
+        f"{t_cold * 1e6:.0f} us: mining_speedup = {t_loop / t_cold:.0f}x (target >= 100x); memoized by label "
+        f"sequence as the trainer builds them over {n_batches} batches {t_trainer * 1e6:.1f} us: "
+        f"mining_memo_gain = {t_cold / t_trainer:.1f}x ({t_loop / t_trainer:.0f}x the loop)"
+    )
     return t_loop / t_cold, t_cold / t_trainer
 
 
@@ -129,10 +146,12 @@ def feature_speedups(data_dir: Path | None) -> tuple[float | None, float | None]
         start = time.perf_counter()
         hog_features(images, workers=workers)
         timings[workers] = min(timings.get(workers, float("inf")), time.perf_counter() - start)
-    print(f"(c) HOG on the MNIST split ({len(images)} images): first load_features {t_first:.1f} s, cached "
-          f"{t_cached:.3f} s: cache_speedup = {t_first / t_cached:.0f}x (target >= 50x); "
-          f"1 worker {timings[1]:.1f} s, 2 workers {timings[2]:.1f} s: hog_parallel_speedup = "
-          f"{timings[1] / timings[2]:.2f}x")
+    print(
+        f"(c) HOG on the MNIST split ({len(images)} images): first load_features {t_first:.1f} s, cached "
+        f"{t_cached:.3f} s: cache_speedup = {t_first / t_cached:.0f}x (target >= 50x); "
+        f"1 worker {timings[1]:.1f} s, 2 workers {timings[2]:.1f} s: hog_parallel_speedup = "
+        f"{timings[1] / timings[2]:.2f}x"
+    )
     return t_first / t_cached, timings[1] / timings[2]
 
 
@@ -152,8 +171,15 @@ def main() -> None:
     a, a_fused = trainer_vs_bare()
     b, b_memo = mining_speedup()
     c, c_parallel = feature_speedups(args.data_dir)
-    figures = {"trainer_vs_bare": a, "fused_adam_speedup": a_fused, "mining_speedup": b, "mining_memo_gain": b_memo,
-               "cache_speedup": c, "hog_parallel_speedup": c_parallel, **machine.done()}
+    figures = {
+        "trainer_vs_bare": a,
+        "fused_adam_speedup": a_fused,
+        "mining_speedup": b,
+        "mining_memo_gain": b_memo,
+        "cache_speedup": c,
+        "hog_parallel_speedup": c_parallel,
+        **machine.done(),
+    }
     print(machine.line())
     if args.json:
         emit_json(figures)

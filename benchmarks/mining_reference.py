@@ -11,7 +11,9 @@ import itertools
 
 def python_loop_pairs(labels: list[int]) -> list[tuple[int, int, bool]]:
     """Every unordered pair (i, j), i < j, with whether the labels match."""
-    return [(i, j, labels[i] == labels[j]) for i, j in itertools.combinations(range(len(labels)), 2)]
+    return [
+        (i, j, labels[i] == labels[j]) for i, j in itertools.combinations(range(len(labels)), 2)
+    ]
 
 
 def python_loop_triplets(labels: list[int]) -> list[tuple[int, int, int]]:

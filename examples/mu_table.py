@@ -32,12 +32,21 @@ def _values(text: str | None, grid: tuple | None, parse) -> list:
     return list(grid) if grid is not None else [None]
 
 
+def _cell(found: tuple | None) -> str:
+    """A table cell: the test knn_accuracy of a (mu, score) pair, or "-" when none ran."""
+    return f"{found[1]:.4f}" if found else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", required=True)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--latent-dims", default=None, help="comma-separated (default: the file's grid)")
-    parser.add_argument("--labels", default=None, help="labels per class, comma-separated, 'all' for every label")
+    parser.add_argument(
+        "--latent-dims", default=None, help="comma-separated (default: the file's grid)"
+    )
+    parser.add_argument(
+        "--labels", default=None, help="labels per class, comma-separated, 'all' for every label"
+    )
     parser.add_argument("--mu", default=None, help="comma-separated (default: the file's grid)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
@@ -62,23 +71,39 @@ def main(argv: list[str] | None = None) -> int:
                     result = fit(cfg, trial_data)
                     test = evaluate_split(cfg, result.model, data, "test")
                     cells[mu] = (result.metrics["knn_accuracy"], test["test_knn_accuracy"])
-                    row = "judgments" if spec.base_config.constraints is not None else f"labels {n or 'all'}"
-                    print(f"latent_dim {dim}, {row}, mu {mu}: validation {cells[mu][0]:.4f}, "
-                          f"test {cells[mu][1]:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
+                    row = (
+                        "judgments"
+                        if spec.base_config.constraints is not None
+                        else f"labels {n or 'all'}"
+                    )
+                    print(
+                        f"latent_dim {dim}, {row}, mu {mu}: validation {cells[mu][0]:.4f}, "
+                        f"test {cells[mu][1]:.4f} ({time.perf_counter() - started:.0f} s)",
+                        flush=True,
+                    )
                 inner = {mu: c for mu, c in cells.items() if 0.0 < mu < 1.0}
                 best = max(inner, key=lambda mu: inner[mu][0]) if inner else None
-                rows.append((dim, n, cells.get(0.0), (best, inner[best]) if best is not None else None, cells.get(1.0)))
+                rows.append(
+                    (
+                        dim,
+                        n,
+                        cells.get(0.0),
+                        (best, inner[best]) if best is not None else None,
+                        cells.get(1.0),
+                    )
+                )
     except TunerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     what = "judgments" if spec.base_config.constraints is not None else "labels per class"
     print(f"\ntest knn_accuracy (the configuration chosen on validation), {args.space}")
-    print(f"| latent_dim | {what} | mu = 0 | best 0 < mu < 1 | mu = 1 |\n| --- | --- | --- | --- | --- |")
+    print(
+        f"| latent_dim | {what} | mu = 0 | best 0 < mu < 1 | mu = 1 |\n| --- | --- | --- | --- | --- |"
+    )
     for dim, n, zero, best, one in rows:
-        cell = lambda c: f"{c[1]:.4f}" if c else "-"
         mid = f"{best[1][1]:.4f} (mu {best[0]:g})" if best else "-"
         name = spec.base_config.constraints if what == "judgments" else (n or "all")
-        print(f"| {dim} | {name} | {cell(zero)} | {mid} | {cell(one)} |")
+        print(f"| {dim} | {name} | {_cell(zero)} | {mid} | {_cell(one)} |")
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     return 0
 

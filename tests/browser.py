@@ -25,10 +25,23 @@ class Page:
     def __init__(self, url: str, profile: Path, timeout: float = 120):
         self.timeout = timeout
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1400",
-             "--remote-debugging-port=0", "--disable-site-isolation-trials",
-             "--disable-features=IsolateOrigins,site-per-process", f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1600,1400",
+                "--remote-debugging-port=0",
+                "--disable-site-isolation-trials",
+                "--disable-features=IsolateOrigins,site-per-process",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         deadline, self.ws_url = time.monotonic() + 60, None
         while self.ws_url is None and time.monotonic() < deadline:
             line = self.proc.stderr.readline()
@@ -50,10 +63,14 @@ class Page:
         self.ws = await self.session.ws_connect(self.ws_url, max_msg_size=0)
         self.next_id = 0
         target = await self._call("Target.createTarget", {"url": url})
-        attached = await self._call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
+        attached = await self._call(
+            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
+        )
         self.sid = attached["sessionId"]
 
-    async def _call(self, method: str, params: dict[str, Any], session: bool = False) -> dict[str, Any]:
+    async def _call(
+        self, method: str, params: dict[str, Any], session: bool = False
+    ) -> dict[str, Any]:
         self.next_id += 1
         message = {"id": self.next_id, "method": method, "params": params}
         if session:
@@ -67,13 +84,18 @@ class Page:
                 return reply["result"]
 
     async def _eval(self, js: str, context: int | None = None) -> Any:
-        params = {"expression": js, "returnByValue": True, **({"contextId": context} if context else {})}
+        params = {
+            "expression": js,
+            "returnByValue": True,
+            **({"contextId": context} if context else {}),
+        }
         result = await self._call("Runtime.evaluate", params, session=True)
         return None if "exceptionDetails" in result else result["result"].get("value")
 
     def value(self, js: str, what: str, frame_url_part: str | None = None) -> Any:
         """The first non-null value of `js` (in the page, or in its frame whose URL holds
         `frame_url_part`), polled until the deadline; AssertionError naming `what` when none came."""
+
         async def poll() -> Any:
             deadline = time.monotonic() + self.timeout
             while time.monotonic() < deadline:
@@ -84,6 +106,7 @@ class Page:
                         return got
                 await asyncio.sleep(0.5)
             raise AssertionError(f"the page never showed {what}")
+
         return self.loop.run_until_complete(poll())
 
     async def _frame_context(self, part: str) -> int | None:
@@ -101,9 +124,11 @@ class Page:
 
     def close(self) -> None:
         if getattr(self, "loop", None) is not None:
+
             async def shut() -> None:
                 await self.ws.close()
                 await self.session.close()
+
             self.loop.run_until_complete(shut())
             self.loop.close()
         try:
@@ -112,7 +137,7 @@ class Page:
             pass
         self.proc.wait()
 
-    def __enter__(self) -> "Page":
+    def __enter__(self) -> Page:
         return self
 
     def __exit__(self, *exc: Any) -> None:

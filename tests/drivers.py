@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tests.paths import REPO_ROOT
 
@@ -19,15 +19,28 @@ def start_driver(args: list[str], log: Path) -> subprocess.Popen:
     found and ended."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     with open(log, "a") as out:
-        return subprocess.Popen([sys.executable, "-m", "tuner.cli", *args], stdout=out, stderr=out,
-                                start_new_session=True, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tuner.cli", *args],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            env=env,
+        )
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """`python -m tuner.cli ARGS` of this checkout to its end, its output captured."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "tuner.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def free_port() -> int:
@@ -41,11 +54,15 @@ def dynamo_imported_after(code: str) -> bool:
     """Whether a fresh interpreter that ran `code` has imported torch._dynamo (~1 s and over 80 MB
     of a process: what trial workers avoid, and the driver pays ahead of time)."""
     script = f"{code}\nimport sys\nprint('torch._dynamo' in sys.modules)\n"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
     return out.stdout.strip().splitlines()[-1] == "True"
 
 
-def wait_for(ready: Callable[[], object], proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
+def wait_for(
+    ready: Callable[[], object], proc: subprocess.Popen, timeout: float, what: str, log: Path
+) -> None:
     """Poll `ready()` until it is true; fail (with the log's end) if the driver ends or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

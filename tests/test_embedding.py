@@ -6,31 +6,47 @@ import numpy as np
 import pytest
 import torch
 
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.inputs import normalization_stats, split_images
-from tuner.errors import TunerError
-from tuner.core.config import TrialConfig
 from tuner.embedding import EmbeddingModel
+from tuner.errors import TunerError
 from tuner.trainer.metrics import knn_accuracy
 from tuner.trainer.train import fit
 
 
-@pytest.mark.parametrize("extractor, normalize, encoder", [("raw", False, "ae"), ("hog", True, "vae")])
+@pytest.mark.parametrize(
+    "extractor, normalize, encoder", [("raw", False, "ae"), ("hog", True, "vae")]
+)
 def test_embed_on_raw_images_reproduces_the_trial(tmp_path, extractor, normalize, encoder):
-    cfg = TrialConfig(iterations=40, eval_every=40, feature_extractor=extractor, normalize=normalize,
-                      encoder=encoder, latent_dim=3)
+    cfg = TrialConfig(
+        iterations=40,
+        eval_every=40,
+        feature_extractor=extractor,
+        normalize=normalize,
+        encoder=encoder,
+        latent_dim=3,
+    )
     data = load_features(cfg, progress=False)
     result = fit(cfg, data)
     model = EmbeddingModel.from_training(cfg, result.model, data, normalization_stats(cfg))
     # The trial's own embedding is of the validation split; the test split goes through the same code.
-    val, train, test = split_images(cfg, "val"), split_images(cfg, "train"), split_images(cfg, "test")
+    val, train, test = (
+        split_images(cfg, "val"),
+        split_images(cfg, "train"),
+        split_images(cfg, "test"),
+    )
     assert np.array_equal(val.labels, data.y_val) and np.array_equal(test.labels, data.y_test)
-    assert np.array_equal(model.model_input(val.images), data.x_val)  # the data layer's own features
+    assert np.array_equal(
+        model.model_input(val.images), data.x_val
+    )  # the data layer's own features
     assert np.array_equal(model.model_input(test.images), data.x_test)
     z = model.embed(val.images)
     assert np.array_equal(z, result.val_embedding)
-    assert knn_accuracy(model.embed(train.images), train.labels, z, val.labels, cfg.knn_k) == \
-        result.metrics["knn_accuracy"]
+    assert (
+        knn_accuracy(model.embed(train.images), train.labels, z, val.labels, cfg.knn_k)
+        == result.metrics["knn_accuracy"]
+    )
     # forward (what torch.export captures) agrees with embed
     assert np.array_equal(model(torch.from_numpy(model.features(val.images))).detach().numpy(), z)
     recon = model.reconstruct(val.images)

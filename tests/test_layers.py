@@ -21,8 +21,14 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     code = "import sys; from importlinter.cli import lint_imports_command as lint; sys.exit(lint())"
     env = {**os.environ, "PYTHONPATH": str(root)}
     config = str(root / "pyproject.toml")
-    return subprocess.run([sys.executable, "-c", code, "--config", config, "--no-cache"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, "--config", config, "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_every_import_points_downwards() -> None:
@@ -32,8 +38,9 @@ def test_every_import_points_downwards() -> None:
 
 
 def test_an_upward_import_inside_a_function_breaks_the_contract(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "tuner", tmp_path / "tuner",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "tuner", tmp_path / "tuner", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     with open(tmp_path / "tuner" / "core" / "datasets.py", "a") as f:
         f.write("\n\ndef _upward() -> None:\n    from tuner.runner.search import run_search\n")

@@ -20,7 +20,7 @@ def test_mlflow_ui_reads_the_view_state_tuner_writes() -> None:
     ui = bundle_text()
     assert ui, f"the installed MLflow {mlflow.__version__} has no UI bundle"
     version = mlflow.__version__
-    prefix = VIEW_TAG[:-len(UI_VIEW_KEY)]
+    prefix = VIEW_TAG[: -len(UI_VIEW_KEY)]
     # The experiment tag the UI looks up by the link's viewStateShareKey (tracking/store.py, reader.py).
     assert f'"{prefix}"' in ui, f"MLflow {version}'s UI no longer reads experiment tags {prefix}*"
     link = ui_url("sqlite:////nonexistent/mlflow.db", "127.0.0.1", 5000)
@@ -32,19 +32,25 @@ def test_mlflow_ui_reads_the_view_state_tuner_writes() -> None:
         assert re.search(rf"\b{key}\b", ui), f"MLflow {version}'s UI view state has no {key!r}"
     for entry in group_by["groupByKeys"]:
         assert set(entry) == {"mode", "groupByData"}
-        assert re.search(r"mode:e,groupByData:n|\.mode===e&&\w\.groupByData===n", ui), \
+        assert re.search(r"mode:e,groupByData:n|\.mode===e&&\w\.groupByData===n", ui), (
             f"MLflow {version}'s group-by keys are no longer {{mode, groupByData}}"
-        assert f'.TAG="{entry["mode"]}"' in ui, f"MLflow {version}'s UI has no group-by mode {entry['mode']!r}"
+        )
+        assert f'.TAG="{entry["mode"]}"' in ui, (
+            f"MLflow {version}'s UI has no group-by mode {entry['mode']!r}"
+        )
     assert f'"{group_by["aggregateFunction"]}"' in ui
     # The run view the link asks for (reader.ui_url: workflowType=machine_learning).
-    assert 'MACHINE_LEARNING="machine_learning"' in ui and '"workflowType"' in ui, \
+    assert 'MACHINE_LEARNING="machine_learning"' in ui and '"workflowType"' in ui, (
         f"MLflow {version}'s UI no longer has the machine_learning workflow view"
+    )
     # The saved view's columns, charts and envelope (tracking/ui_view.py).
     assert format_problems(ui) == [], f"MLflow {version}'s UI moved: {format_problems(ui)}"
 
 
 @pytest.mark.slow
-def test_tune_writes_the_layout_tuner_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tune_writes_the_layout_tuner_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real Tune run (two trials, one failing, checkpoints), read back by tuner's own readers."""
     import ray
     from ray import tune
@@ -57,7 +63,9 @@ def test_tune_writes_the_layout_tuner_reads(tmp_path: Path, monkeypatch: pytest.
             ckpt_dir = tmp_path / f"c{config['x']}{step}"
             ckpt_dir.mkdir()
             (ckpt_dir / "plots").mkdir()
-            tune.report({"score": config["x"] * step}, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
+            tune.report(
+                {"score": config["x"] * step}, checkpoint=tune.Checkpoint.from_directory(ckpt_dir)
+            )
         if config["x"] == 2:
             raise ValueError("this trial fails")
 
@@ -68,24 +76,39 @@ def test_tune_writes_the_layout_tuner_reads(tmp_path: Path, monkeypatch: pytest.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
-
-        tune.Tuner(trainable, param_space={"x": tune.grid_search([1, 2])},
-                   run_config=tune.RunConfig(name="layout", storage_path=str(tmp_path / "ray"),
-                                             callbacks=[JsonLoggerCallback()])).fit()
+        tune.Tuner(
+            trainable,
+            param_space={"x": tune.grid_search([1, 2])},
+            run_config=tune.RunConfig(
+                name="layout", storage_path=str(tmp_path / "ray"), callbacks=[JsonLoggerCallback()]
+            ),
+        ).fit()
     finally:
         ray.shutdown()
     exp = tmp_path / "ray" / "layout"
-    assert list(exp.glob("experiment_state-*.json")) and (exp / "tuner.pkl").is_file(), \
+    assert list(exp.glob("experiment_state-*.json")) and (exp / "tuner.pkl").is_file(), (
         f"Tune's saved state (experiment_state-*.json, tuner.pkl) moved: {sorted(p.name for p in exp.iterdir())}"
-    records = {r.config["x"]: r for r in read_trials(experiment_dir(str(tmp_path / "ray"), "layout"))}
+    )
+    records = {
+        r.config["x"]: r for r in read_trials(experiment_dir(str(tmp_path / "ray"), "layout"))
+    }
     assert set(records) == {1, 2}, "tuner sync found no trials in Tune's directories (params.json)"
     for x, record in records.items():
-        assert [r["training_iteration"] for r in record.results] == [1, 2], "result.json lines moved"
+        assert [r["training_iteration"] for r in record.results] == [1, 2], (
+            "result.json lines moved"
+        )
         assert {r["trial_id"] for r in record.results} == {record.trial_id}
         assert [r["score"] for r in record.results] == [x, 2 * x]
         trial_dir = next(p for p in exp.iterdir() if p.is_dir() and record.trial_id in p.name)
         found = _TRIAL_ID.search(trial_dir.name)
-        assert found and found.group(1) == record.trial_id, f"Tune's trial directory name moved: {trial_dir.name}"
-        assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
+        assert found and found.group(1) == record.trial_id, (
+            f"Tune's trial directory name moved: {trial_dir.name}"
+        )
+        assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == [
+            "checkpoint_000000",
+            "checkpoint_000001",
+        ]
         assert record.plots is not None and record.plots.endswith("checkpoint_000001/plots")
-    assert records[1].error is None and "this trial fails" in (records[2].error or ""), "error.txt moved"
+    assert records[1].error is None and "this trial fails" in (records[2].error or ""), (
+        "error.txt moved"
+    )

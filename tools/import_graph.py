@@ -38,9 +38,13 @@ def edges(root: str = "tuner") -> dict[tuple[str, str], list[tuple[str, str]]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", action="store_true", help="list the module imports per edge")
-    parser.add_argument("--checkout", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="the checkout whose tuner/ is read (default: this one), e.g. an older "
-                             "commit's: git worktree add /tmp/old COMMIT")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="the checkout whose tuner/ is read (default: this one), e.g. an older "
+        "commit's: git worktree add /tmp/old COMMIT",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(args.checkout.resolve()))
     found = edges()
@@ -52,8 +56,10 @@ def main() -> int:
             for importer, imported in found[(source, target)]:
                 print(f"      {importer} -> {imported}")
     mutual = sum(1 for source, target in counts if (target, source) in counts) // 2
-    print(f"{len(counts)} edges, {sum(counts.values())} module imports between packages, "
-          f"{mutual} pairs of packages importing each other")
+    print(
+        f"{len(counts)} edges, {sum(counts.values())} module imports between packages, "
+        f"{mutual} pairs of packages importing each other"
+    )
     return 0
 
 

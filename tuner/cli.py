@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from tuner.commands import embed, report, search, sync, train, ui, validate
-from tuner.system.disk import full_filesystems, is_disk_full
 from tuner.errors import TunerError
+from tuner.system.disk import full_filesystems, is_disk_full
 from tuner.system.processes import terminate_as_interrupt
 
 
@@ -49,8 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # another command's writes: the file that did not fit, when the error names one.
         path = getattr(err, "filename", None)
         where = full_filesystems({"writing": path}) if path else "a device this command writes to"
-        print(f"tuner {args.command}: error: no space left on {where}. Free space there and run it again.",
-              file=sys.stderr)
+        print(
+            f"tuner {args.command}: error: no space left on {where}. Free space there and run it again.",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class TunerError(Exception):
@@ -24,7 +25,7 @@ class TrainingDiverged(TunerError):
 
 
 def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
-    """" (did you mean 'x'?)" for the closest choice, or nothing."""
+    """ " (did you mean 'x'?)" for the closest choice, or nothing."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

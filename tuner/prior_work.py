@@ -10,8 +10,9 @@ reproduce an old figure. New work should use `tuner search`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -42,18 +43,36 @@ def run_experiment(
     `encoder_type="embenc"` is accepted as the prior work's name for the plain AE; any
     other TrialConfig field can be passed as a keyword (e.g. `hidden_dims=[500, 500, 2000]`).
     """
-    base = TrialConfig.from_dict({
-        "constraint": constraint_type, "encoder": encoder_type, "dataset": dataset,
-        "iterations": num_iters, "batch_size": batch_size, "normalize": normalize,
-        "feature_extractor": feature_extractor, "label_names": keys,
-        "composite_labels": composite_labels, "margin": margin, "dropout": dropout_val, **settings,
-    }, source="run_experiment")
+    base = TrialConfig.from_dict(
+        {
+            "constraint": constraint_type,
+            "encoder": encoder_type,
+            "dataset": dataset,
+            "iterations": num_iters,
+            "batch_size": batch_size,
+            "normalize": normalize,
+            "feature_extractor": feature_extractor,
+            "label_names": keys,
+            "composite_labels": composite_labels,
+            "margin": margin,
+            "dropout": dropout_val,
+            **settings,
+        },
+        source="run_experiment",
+    )
     data = load_features(base, data_dir=data_dir, progress=False)
     rows = []
     for mu in list_of_weights:
         for latent_dim in list_of_latent_dims:
             cfg = base.replace(mu=mu, latent_dim=latent_dim)
             result = fit(cfg, data)
-            rows.append({"constraint": cfg.constraint, "encoder": cfg.encoder, "mu": cfg.mu,
-                         "latent_dim": cfg.latent_dim, **result.metrics})
+            rows.append(
+                {
+                    "constraint": cfg.constraint,
+                    "encoder": cfg.encoder,
+                    "mu": cfg.mu,
+                    "latent_dim": cfg.latent_dim,
+                    **result.metrics,
+                }
+            )
     return pd.DataFrame(rows)

@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def run_spawned(target: Callable[..., None], args_per_child: Sequence[tuple], what: str) -> list[Any]:
+def run_spawned(
+    target: Callable[..., None], args_per_child: Sequence[tuple], what: str
+) -> list[Any]:
     """One result per child, in the order they arrive; SystemExit naming `what` if a child fails."""
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     ready, results = ctx.Barrier(len(args_per_child)), ctx.Queue()
@@ -25,8 +27,10 @@ def run_spawned(target: Callable[..., None], args_per_child: Sequence[tuple], wh
             out.append(results.get(timeout=5))
         except queue.Empty:  # a child that died would leave us waiting forever
             if any(child.exitcode not in (None, 0) for child in children):
-                raise SystemExit(f"{what}: a child process failed (exit codes "
-                                 f"{[child.exitcode for child in children]})") from None
+                raise SystemExit(
+                    f"{what}: a child process failed (exit codes "
+                    f"{[child.exitcode for child in children]})"
+                ) from None
     for child in children:
         child.join()
     return out

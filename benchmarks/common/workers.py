@@ -72,7 +72,9 @@ def _trial_workers() -> dict[int, tuple[float, float]]:
         entry = str(pid)
         try:
             peak = _kb(Path(f"/proc/{entry}/status").read_text(), ("VmHWM",))
-            private = _kb(Path(f"/proc/{entry}/smaps_rollup").read_text(), ("Private_Clean", "Private_Dirty"))
+            private = _kb(
+                Path(f"/proc/{entry}/smaps_rollup").read_text(), ("Private_Clean", "Private_Dirty")
+            )
         except OSError:
             continue
         found[int(entry)] = (peak / 1024, private / 1024)
@@ -80,4 +82,6 @@ def _trial_workers() -> dict[int, tuple[float, float]]:
 
 
 def _kb(text: str, keys: tuple[str, ...]) -> float:
-    return float(sum(int(line.split()[1]) for line in text.splitlines() if line.split(":")[0] in keys))
+    return float(
+        sum(int(line.split()[1]) for line in text.splitlines() if line.split(":")[0] in keys)
+    )

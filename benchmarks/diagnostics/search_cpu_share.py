@@ -40,7 +40,12 @@ def cpu_seconds() -> dict[int, tuple[float, int, str]]:
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = (
+                Path(f"/proc/{entry}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:  # ended while we looked
             continue
         fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
@@ -70,7 +75,9 @@ def shares(before: dict, after: dict) -> Counter:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trial-seconds", type=float, default=8.0, help="training seconds a trial")
-    parser.add_argument("--window", type=float, default=40.0, help="seconds measured from the first trial's start")
+    parser.add_argument(
+        "--window", type=float, default=40.0, help="seconds measured from the first trial's start"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     machine = Machine()
@@ -89,23 +96,49 @@ def main() -> None:
     sampler.start()
     with scratch("search_cpu_share_") as tmp:
         iterations = size_iterations(args.trial_seconds)
-        spec = write_spec(tmp, "cpu-share", {"search": "grid", "samples": 1, "scheduler": "none",
-                                             "fixed": {**FIXED, "constraint": "pairwise", "iterations": iterations,
-                                                       "eval_every": iterations // 4},
-                                             "params": {k: {"grid": v} for k, v in SCHED_GRID.items()}})
-        ray.init(address="local", num_cpus=CPUS, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        spec = write_spec(
+            tmp,
+            "cpu-share",
+            {
+                "search": "grid",
+                "samples": 1,
+                "scheduler": "none",
+                "fixed": {
+                    **FIXED,
+                    "constraint": "pairwise",
+                    "iterations": iterations,
+                    "eval_every": iterations // 4,
+                },
+                "params": {k: {"grid": v} for k, v in SCHED_GRID.items()},
+            },
+        )
+        ray.init(
+            address="local",
+            num_cpus=CPUS,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
         try:
-            run_search(spec, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", storage_path=tmp / "ray_results",
-                       verbose=False)
+            run_search(
+                spec,
+                tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+                storage_path=tmp / "ray_results",
+                verbose=False,
+            )
         finally:
             searching.set()
             ray.shutdown()
     if "spent" not in result:
-        raise SystemExit(f"the search ended within --window {args.window:g} s of its first trial: shorten it")
+        raise SystemExit(
+            f"the search ended within --window {args.window:g} s of its first trial: shorten it"
+        )
     spent, wall = result["spent"], result["wall"]
     capacity = wall * (os.cpu_count() or CPUS)
-    print(f"{wall:.1f} s from the first trial's start, {os.cpu_count()} CPUs: {capacity:.0f} CPU-s of capacity; "
-          f"{sum(spent.values()):.1f} CPU-s used")
+    print(
+        f"{wall:.1f} s from the first trial's start, {os.cpu_count()} CPUs: {capacity:.0f} CPU-s of capacity; "
+        f"{sum(spent.values()):.1f} CPU-s used"
+    )
     for name in ("trial workers", "driver", "ray", "other"):
         print(f"  {name:14s} {spent[name]:6.1f} CPU-s  {spent[name] / capacity:6.1%} of capacity")
     machine.done()

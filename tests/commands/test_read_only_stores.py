@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuner.cli import main
 from tests.drivers import free_port
+from tuner.cli import main
 
 NO_STORE = "no MLflow store at"
 OPTUNA = """name: warm
@@ -49,7 +49,10 @@ def test_ui_refuses_a_missing_sqlite_file_a_folder_and_a_plain_file(empty_cwd: P
     assert not (empty_cwd / "typo.db").exists() and not (empty_cwd / "mlflow.db").exists()
     (empty_cwd / "runs").mkdir()
     err = refused(capfd, "ui", "--tracking-uri", str(empty_cwd / "runs"), "--port", port)
-    assert f"tracking URI '{empty_cwd}/runs' is a folder, which MLflow reads as its old file store" in err
+    assert (
+        f"tracking URI '{empty_cwd}/runs' is a folder, which MLflow reads as its old file store"
+        in err
+    )
     assert "sqlite:////abs/path/mlflow.db" in err and "migrate-filestore" in err
     (empty_cwd / "m.db").write_bytes(b"")
     err = refused(capfd, "ui", "--tracking-uri", str(empty_cwd / "m.db"), "--port", port)
@@ -61,13 +64,17 @@ def test_ui_refuses_a_missing_sqlite_file_a_folder_and_a_plain_file(empty_cwd: P
 def test_train_from_run_without_a_store_creates_none(empty_cwd: Path, capfd) -> None:
     err = refused(capfd, "train", "--from-run", "0123456789abcdef")
     assert f"--from-run 0123456789abcdef: {NO_STORE} '{empty_cwd}/mlflow.db'" in err
-    err = refused(capfd, "train", "--from-run", "0123456789abcdef", "--tracking-uri", "sqlite:///typo.db")
+    err = refused(
+        capfd, "train", "--from-run", "0123456789abcdef", "--tracking-uri", "sqlite:///typo.db"
+    )
     assert f"{NO_STORE} '{empty_cwd}/typo.db'" in err
     assert list(empty_cwd.iterdir()) == []
 
 
 def test_embed_model_without_a_store_creates_none(empty_cwd: Path, capfd) -> None:
-    err = refused(capfd, "embed", "--model", "models:/nope@champion", "--dataset", "digits", "--out", "z.csv")
+    err = refused(
+        capfd, "embed", "--model", "models:/nope@champion", "--dataset", "digits", "--out", "z.csv"
+    )
     assert f"model 'models:/nope@champion': {NO_STORE} '{empty_cwd}/mlflow.db'" in err
     assert list(empty_cwd.iterdir()) == []
 
@@ -84,8 +91,8 @@ def test_a_refused_warm_start_leaves_no_store(empty_cwd: Path, capfd) -> None:
 
 @pytest.fixture(scope="module")
 def digits_model():
-    from tuner.data import load_features
     from tuner.core.config import TrialConfig
+    from tuner.data import load_features
     from tuner.embedding import EmbeddingModel
     from tuner.trainer.train import fit
 
@@ -102,13 +109,16 @@ def _png(path: Path) -> bytes:
 
 
 @pytest.mark.parametrize("bad", ["text", "truncated", "unreadable", "directory"])
-def test_embed_images_names_a_file_that_is_not_an_image(empty_cwd: Path, digits_model, monkeypatch, capfd,
-                                                         bad: str) -> None:
+def test_embed_images_names_a_file_that_is_not_an_image(
+    empty_cwd: Path, digits_model, monkeypatch, capfd, bad: str
+) -> None:
     import os
 
     import tuner.tracking.registry
 
-    monkeypatch.setattr(tuner.tracking.registry, "load_model", lambda uri, tracking_uri=None: digits_model)
+    monkeypatch.setattr(
+        tuner.tracking.registry, "load_model", lambda uri, tracking_uri=None: digits_model
+    )
     folder = empty_cwd / "imgs"
     folder.mkdir()
     whole = _png(folder / "0.png")
@@ -116,7 +126,7 @@ def test_embed_images_names_a_file_that_is_not_an_image(empty_cwd: Path, digits_
     if bad == "text":
         broken.write_text("not an image\n")
     elif bad == "truncated":
-        broken.write_bytes(whole[:len(whole) // 2])
+        broken.write_bytes(whole[: len(whole) // 2])
     elif bad == "unreadable":
         broken.write_bytes(whole)
         broken.chmod(0)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from tuner.core.config import FIELD_HELP, TrialConfig
@@ -10,17 +12,38 @@ def test_defaults_are_valid_and_every_field_is_documented():
 
 
 def test_prior_art_aliases_map_to_our_names():
-    cfg = TrialConfig.from_dict({"constraint_type": "triplet", "encoder_type": "embenc", "weight": 0.25,
-                                 "num_iters": 7, "dropout_val": 0.1, "keys": list("abcdefghij")})
-    assert (cfg.constraint, cfg.encoder, cfg.mu, cfg.iterations, cfg.dropout) == ("triplet", "ae", 0.25, 7, 0.1)
+    cfg = TrialConfig.from_dict(
+        {
+            "constraint_type": "triplet",
+            "encoder_type": "embenc",
+            "weight": 0.25,
+            "num_iters": 7,
+            "dropout_val": 0.1,
+            "keys": list("abcdefghij"),
+        }
+    )
+    assert (cfg.constraint, cfg.encoder, cfg.mu, cfg.iterations, cfg.dropout) == (
+        "triplet",
+        "ae",
+        0.25,
+        7,
+        0.1,
+    )
     assert cfg.label_names == tuple("abcdefghij")
 
 
 def test_loose_input_is_normalised_to_declared_types():
     import numpy as np
 
-    cfg = TrialConfig.from_dict({"latent_dim": np.int64(3), "mu": 1, "hidden_dims": [64.0, 32],
-                                 "composite_labels": {"2": 1, 0: 0, 1: 0}, "batch_size": 8})
+    cfg = TrialConfig.from_dict(
+        {
+            "latent_dim": np.int64(3),
+            "mu": 1,
+            "hidden_dims": [64.0, 32],
+            "composite_labels": {"2": 1, 0: 0, 1: 0},
+            "batch_size": 8,
+        }
+    )
     assert cfg.latent_dim == 3 and type(cfg.latent_dim) is int
     assert cfg.mu == 1.0 and type(cfg.mu) is float
     assert cfg.hidden_dims == (64, 32)
@@ -42,7 +65,7 @@ def test_replace_validates():
 
 
 def test_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         TrialConfig().mu = 0.3  # type: ignore[misc]
 
 
@@ -77,7 +100,10 @@ def test_frozen():
         ({"hidden_dims": []}, ["hidden_dims", "non-empty"]),
         ({"hidden_dims": [64, 0]}, ["hidden_dims", "in 1..65536"]),
         ({"label_names": ["a", "b"]}, ["label_names", "expected 10 names"]),
-        ({"composite_labels": {0: 0, 1: 1}, "label_names": ["x"]}, ["label_names", "expected 2 names"]),
+        (
+            {"composite_labels": {0: 0, 1: 1}, "label_names": ["x"]},
+            ["label_names", "expected 2 names"],
+        ),
         ({"composite_labels": "zero"}, ["composite_labels"]),
         ({"image_size": 4}, ["image_size"]),
         ({"mux": 0.5}, ["unknown key 'mux'", "did you mean 'mu'"]),
@@ -92,9 +118,14 @@ def test_frozen():
         ({"image_size": 10**6}, ["image_size = 1000000", "8..4096"]),
         ({"iterations": 10**20}, ["iterations = 100000000000000000000", "integers within 64 bits"]),
         ({"max_tuples": 2**63}, ["max_tuples", "integers within 64 bits"]),
-        ({"composite_labels": [[0, 0], [0, 1], [1, 1]]},
-         ["composite_labels", "fine label 0 is given twice (to coarse labels 0 and 1)"]),
-        ({"composite_labels": {0: 0, "0": 1, 1: 1}}, ["composite_labels", "fine label 0 is given twice"]),
+        (
+            {"composite_labels": [[0, 0], [0, 1], [1, 1]]},
+            ["composite_labels", "fine label 0 is given twice (to coarse labels 0 and 1)"],
+        ),
+        (
+            {"composite_labels": {0: 0, "0": 1, 1: 1}},
+            ["composite_labels", "fine label 0 is given twice"],
+        ),
     ],
 )
 def test_each_invalid_value_names_field_and_what_is_valid(values, fragments):
@@ -119,15 +150,28 @@ def test_batch_size_check_uses_merged_class_count():
 def test_a_yaml_boolean_given_for_a_named_choice_says_to_quote_the_word():
     with pytest.raises(TunerError) as info:
         TrialConfig.from_dict({"torch_compile": False})  # `torch_compile: off`, as YAML reads it
-    assert "torch_compile = False (bool) is not valid: expected one of none, default" in str(info.value)
+    assert "torch_compile = False (bool) is not valid: expected one of none, default" in str(
+        info.value
+    )
     assert "quote the word" in str(info.value)
     with pytest.raises(TunerError) as info:
         TrialConfig.from_dict({"torch_compile": "fast"})
     assert "quote" not in str(info.value)
-    assert TrialConfig.from_dict({"torch_compile": "reduce-overhead"}).torch_compile == "reduce-overhead"
+    assert (
+        TrialConfig.from_dict({"torch_compile": "reduce-overhead"}).torch_compile
+        == "reduce-overhead"
+    )
 
 
 def test_the_largest_valid_values_are_accepted():
-    cfg = TrialConfig.from_dict({"seed": 2**32 - 1, "split_seed": 2**32 - 1, "latent_dim": 65536,
-                                 "hidden_dims": [65536], "batch_size": 2**20, "iterations": 2**63 - 1})
+    cfg = TrialConfig.from_dict(
+        {
+            "seed": 2**32 - 1,
+            "split_seed": 2**32 - 1,
+            "latent_dim": 65536,
+            "hidden_dims": [65536],
+            "batch_size": 2**20,
+            "iterations": 2**63 - 1,
+        }
+    )
     assert (cfg.seed, cfg.latent_dim, cfg.batch_size) == (2**32 - 1, 65536, 2**20)

@@ -34,7 +34,9 @@ def test_nan_or_missing_ranks_last_and_dominates_nothing() -> None:
     rows = [r(math.nan, 0.01), r(0.5, 0.09), {"knn_accuracy": 0.99}, r(0.6, 0.08)]
     assert TWO.order(rows).tolist() == [3, 1, 2, 0]  # the invalid last, by what they have
     assert TWO.classes(rows).tolist() == [INVALID, WITHIN, INVALID, WITHIN]
-    assert TWO.dominates(r(0.1, 0.5), r(math.nan, 0.0)) and not TWO.dominates(r(math.nan, 0.0), r(0.1, 0.5))
+    assert TWO.dominates(r(0.1, 0.5), r(math.nan, 0.0)) and not TWO.dominates(
+        r(math.nan, 0.0), r(0.1, 0.5)
+    )
     assert TWO.best([r(math.nan, 0.1)]) is None and TWO.best([]) is None
 
 
@@ -50,7 +52,9 @@ def test_ties_on_a_front_go_to_the_least_crowded_with_metrics_normalised() -> No
     d = crowding(TWO.values(rows), np.zeros(5, int))
     assert math.isinf(d[0]) and math.isinf(d[4])
     # point 1: knn gap (0.85-0.5)/0.4 = 0.875 + recon gap (0.035-0.01)/0.04 = 0.625 -> 1.5
-    assert np.allclose(d[1:4], [1.5, (0.88 - 0.6) / 0.4 + 0.02 / 0.04, (0.9 - 0.85) / 0.4 + 0.015 / 0.04])
+    assert np.allclose(
+        d[1:4], [1.5, (0.88 - 0.6) / 0.4 + 0.02 / 0.04, (0.9 - 0.85) / 0.4 + 0.015 / 0.04]
+    )
     assert TWO.order(rows).tolist() == [4, 0, 1, 2, 3]  # extremes: the better knn first
 
 
@@ -63,7 +67,11 @@ def test_constrained_domination_puts_results_outside_a_bound_after_every_one_wit
     assert set(bounded.order(rows).tolist()[:2]) == {1, 2}
     assert bounded.dominates(r(0.1, 0.045), r(0.99, 0.0451))
     assert bounded.dominates(r(0.9, 0.046), r(0.99, 0.05))  # both outside: less violation first
-    assert bounded.within([r(0.1, 0.045), r(0.1, 0.0450001), {"knn_accuracy": 1.0}]).tolist() == [True, False, False]
+    assert bounded.within([r(0.1, 0.045), r(0.1, 0.0450001), {"knn_accuracy": 1.0}]).tolist() == [
+        True,
+        False,
+        False,
+    ]
 
 
 def test_one_metric_orders_by_its_value_keeping_ties_in_input_order() -> None:
@@ -80,9 +88,14 @@ def outcome(tid: str, status: str, mu: float, knn: float, recon: float) -> Trial
 def test_the_table_the_summary_and_a_re_ranked_report_agree_on_a_multi_objective_order() -> None:
     """`tuner report` re-ranks the table it reads from MLflow (rank_by_config on the search's
     metrics); the summary's configurations come from results_table. Both read the Objective."""
-    trials = [outcome("a", "FINISHED", 0.1, 0.80, 0.030), outcome("b", "FINISHED", 0.2, 0.95, 0.050),
-              outcome("c", "KILLED", 0.3, 0.99, 0.020), outcome("d", "FINISHED", 0.4, 0.90, 0.040),
-              outcome("e", "FINISHED", 0.5, 0.85, 0.045), outcome("f", "FINISHED", 0.6, 0.70, 0.060)]
+    trials = [
+        outcome("a", "FINISHED", 0.1, 0.80, 0.030),
+        outcome("b", "FINISHED", 0.2, 0.95, 0.050),
+        outcome("c", "KILLED", 0.3, 0.99, 0.020),
+        outcome("d", "FINISHED", 0.4, 0.90, 0.040),
+        outcome("e", "FINISHED", 0.5, 0.85, 0.045),
+        outcome("f", "FINISHED", 0.6, 0.70, 0.060),
+    ]
     metric, mode = ("knn_accuracy", "recon_error"), ("max", "min")
     table = results_table(trials, ["mu"], metric, mode)
     # Front of the finished: a, b, d (e is dominated by d); its extremes first (b, the better knn,
@@ -90,7 +103,9 @@ def test_the_table_the_summary_and_a_re_ranked_report_agree_on_a_multi_objective
     # then the rest by the Objective: c (stopped, its figures beat all) then e then f.
     assert list(table["trial_id"]) == ["b", "a", "d", "c", "e", "f"]
     assert list(table["pareto"]) == [True, True, True, False, False, False]
-    shuffled = table.sample(frac=1.0, random_state=3).drop(columns=["pareto"]).reset_index(drop=True)
+    shuffled = (
+        table.sample(frac=1.0, random_state=3).drop(columns=["pareto"]).reset_index(drop=True)
+    )
     report = rank_by_config(shuffled, list(metric), list(mode))
     assert list(report["trial_id"]) == list(table["trial_id"])
     summary = config_summary(table, metric, mode, ["mu"])
@@ -111,7 +126,9 @@ def test_hypervolume_by_sorting_matches_moocore() -> None:
 
     rng = np.random.default_rng(0)
     for n in (1, 2, 7, 40):
-        rows = [r(float(k), float(e)) for k, e in zip(rng.uniform(0.5, 1, n), rng.uniform(0.01, 0.1, n))]
+        rows = [
+            r(float(k), float(e)) for k, e in zip(rng.uniform(0.5, 1, n), rng.uniform(0.01, 0.1, n))
+        ]
         rows.append(r(math.nan, 0.0))  # ignored
         signed = TWO.values(rows)
         ref = np.array([0.0, -0.12])  # knn 0, recon 0.12 (signed: -0.12)
@@ -119,8 +136,9 @@ def test_hypervolume_by_sorting_matches_moocore() -> None:
         expected = moocore.hypervolume(finite, ref=ref, maximise=True)
         assert hypervolume_2d(signed, ref) == pytest.approx(expected, rel=1e-12)
     assert hypervolume_2d(np.array([[1.0, 1.0]]), [0.0, 0.0]) == 1.0
-    assert hypervolume_2d(np.array([[1.0, 1.0], [2.0, 0.5], [0.5, 2.0], [0.4, 0.4]]), [0.0, 0.0]) == pytest.approx(
-        1.0 + 0.5 * 1.0 + 0.5 * 1.0)
+    assert hypervolume_2d(
+        np.array([[1.0, 1.0], [2.0, 0.5], [0.5, 2.0], [0.4, 0.4]]), [0.0, 0.0]
+    ) == pytest.approx(1.0 + 0.5 * 1.0 + 0.5 * 1.0)
     assert hypervolume_2d(np.array([[-1.0, 5.0]]), [0.0, 0.0]) == 0.0
 
 
@@ -138,8 +156,18 @@ def test_exact_duplicates_on_a_front_keep_their_input_order() -> None:
     o = Objective(("knn_accuracy", "recon_error"), ("max", "min"))
     same = {"knn_accuracy": 0.9, "recon_error": 0.1}
     assert list(o.order([same] * 4)) == [0, 1, 2, 3]
-    rows = [same, {"knn_accuracy": 0.5, "recon_error": 0.01}, dict(same), {"knn_accuracy": 0.7, "recon_error": 0.05}]
-    assert list(o.order(rows)) == [0, 2, 1, 3]  # the two extremes (the copies first), then the middle
+    rows = [
+        same,
+        {"knn_accuracy": 0.5, "recon_error": 0.01},
+        dict(same),
+        {"knn_accuracy": 0.7, "recon_error": 0.05},
+    ]
+    assert list(o.order(rows)) == [
+        0,
+        2,
+        1,
+        3,
+    ]  # the two extremes (the copies first), then the middle
 
 
 def test_an_unknown_tie_break_is_refused_not_read_as_an_epsilon_net() -> None:

@@ -5,25 +5,49 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
 import tuner
 from tests.paths import REPO_ROOT
-from tuner.core.params import (PARAM_LIMIT, cell, from_searcher, from_text, is_cut,
-                               params_from_text, params_text, same_value, stored_text, to_searcher,
-                               to_text)
+from tuner.core.config import FIELDS, TrialConfig, field_kind
+from tuner.core.params import (
+    PARAM_LIMIT,
+    cell,
+    from_searcher,
+    from_text,
+    is_cut,
+    params_from_text,
+    params_text,
+    same_value,
+    stored_text,
+    to_searcher,
+    to_text,
+)
 from tuner.runner.moved_modules import MOVED
 from tuner.space.spec import REPEAT_KEY, trial_record
-from tuner.core.config import FIELDS, TrialConfig, field_kind
 
 # One value of each kind a TrialConfig field has, none of them the default.
 EVERY_KIND = dict(
-    constraint="triplet", encoder="vae", mu=0.25, lr=1e-05, latent_dim=3, hidden_dims=[48, 24],
-    normalize=False, max_tuples=None, labels_per_class=7, label_names=["even", "odd"],
-    composite_labels={i: i % 2 for i in range(10)}, val_size=0.125, dataset="digits", batch_size=40,
-    classes=None, conv_channels=[4], download=True, seed=2**32 - 1)
+    constraint="triplet",
+    encoder="vae",
+    mu=0.25,
+    lr=1e-05,
+    latent_dim=3,
+    hidden_dims=[48, 24],
+    normalize=False,
+    max_tuples=None,
+    labels_per_class=7,
+    label_names=["even", "odd"],
+    composite_labels={i: i % 2 for i in range(10)},
+    val_size=0.125,
+    dataset="digits",
+    batch_size=40,
+    classes=None,
+    conv_channels=[4],
+    download=True,
+    seed=2**32 - 1,
+)
 
 
 def test_every_field_kind_round_trips_with_its_type() -> None:
@@ -75,15 +99,23 @@ def test_searcher_and_table_forms() -> None:
 
 
 def test_a_trial_record_is_its_config_params_and_name() -> None:
-    record = trial_record({"iterations": 7, "seed": 3}, ["mu", "hidden_dims"], "t_00001",
-                          {"mu": 0.4, "hidden_dims": "[64, 32]", REPEAT_KEY: 2})
+    record = trial_record(
+        {"iterations": 7, "seed": 3},
+        ["mu", "hidden_dims"],
+        "t_00001",
+        {"mu": 0.4, "hidden_dims": "[64, 32]", REPEAT_KEY: 2},
+    )
     assert record.trial_id == "t_00001"
     assert record.config.hidden_dims == (64, 32)
     assert record.config.seed == 5  # the repeat index seeds it
     assert record.params == record.config.to_dict() and record.params["hidden_dims"] == [64, 32]
     assert record.run_name == "pairwise ae mu=0.4 h=[64,32]"
-    again = trial_record({"iterations": 7, "seed": 3}, ["mu", "hidden_dims"], "t_00002",
-                         {"mu": 0.4, "hidden_dims": [64, 32]})
+    again = trial_record(
+        {"iterations": 7, "seed": 3},
+        ["mu", "hidden_dims"],
+        "t_00002",
+        {"mu": 0.4, "hidden_dims": [64, 32]},
+    )
     assert again.config_id == record.config_id  # the seed differs, the configuration does not
     stored = record.stored_params()
     assert stored["hidden_dims"] == "[64, 32]" and stored["mu"] == "0.4"

@@ -21,9 +21,12 @@ def digits(**changes) -> FeatureSet:
 def test_raw_digits_are_pixels_over_16_split_as_sklearn_would():
     fs = digits(split_seed=3)
     # The test split first (test_size of the whole), then validation out of the rest, as large.
-    x_rest, x_te, y_rest, y_te = train_test_split(DIGITS.data, DIGITS.target, test_size=0.2,
-                                                  random_state=3, stratify=DIGITS.target)
-    x_tr, x_va, y_tr, y_va = train_test_split(x_rest, y_rest, test_size=len(y_te), random_state=3, stratify=y_rest)
+    x_rest, x_te, y_rest, y_te = train_test_split(
+        DIGITS.data, DIGITS.target, test_size=0.2, random_state=3, stratify=DIGITS.target
+    )
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        x_rest, y_rest, test_size=len(y_te), random_state=3, stratify=y_rest
+    )
     for got, expected in ((fs.x_train, x_tr), (fs.x_val, x_va), (fs.x_test, x_te)):
         np.testing.assert_allclose(got, expected / 16.0, rtol=0, atol=1e-7)
     for got, expected in ((fs.y_train, y_tr), (fs.y_val, y_va), (fs.y_test, y_te)):
@@ -56,7 +59,9 @@ def test_split_is_sized_by_test_size_and_val_size():
 
 
 def test_validation_that_cannot_be_stratified_names_val_size():
-    with pytest.raises(TunerError, match=r"val_size = null: cannot hold out 899 of 898 training samples"):
+    with pytest.raises(
+        TunerError, match=r"val_size = null: cannot hold out 899 of 898 training samples"
+    ):
         digits(test_size=0.5)
     with pytest.raises(TunerError, match=r"val_size = 0\.999: .*smaller val_size"):
         digits(val_size=0.999)
@@ -124,7 +129,9 @@ def test_composite_labels_must_map_every_label():
 def test_label_names_override_and_composite_override():
     names = tuple("zero one two three four five six seven eight nine".split())
     assert digits(label_names=names).label_names == names
-    fs = digits(composite_labels={f: int(f >= 5) for f in range(10)}, label_names=["small", "large"])
+    fs = digits(
+        composite_labels={f: int(f >= 5) for f in range(10)}, label_names=["small", "large"]
+    )
     assert fs.label_names == ("small", "large")
     assert set(np.unique(fs.y_train)) == {0, 1}
 
@@ -136,5 +143,7 @@ def test_imagenet_only_fields_are_refused_elsewhere(field, value):
 
 
 def test_hog_on_digits_too_small_names_the_fields():
-    with pytest.raises(TunerError, match="hog_pixels_per_cell = 4 and hog_cells_per_block = 3.*8x8"):
+    with pytest.raises(
+        TunerError, match="hog_pixels_per_cell = 4 and hog_cells_per_block = 3.*8x8"
+    ):
         digits(feature_extractor="hog", hog_cells_per_block=3)

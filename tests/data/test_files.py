@@ -8,14 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.paths import SHARED_MNIST
 from PIL import Image
 
+from tests.paths import SHARED_MNIST
 from tuner.core.config import TrialConfig
 from tuner.data import FeatureSet, load_features
 from tuner.errors import TunerError
 
-CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -25,11 +36,16 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def write_mnist(root: Path, n_train: int = 30, n_test: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
+def write_mnist(
+    root: Path, n_train: int = 30, n_test: int = 20, seed: int = 0
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              "y_train": np.arange(n_train) % 10, "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              "y_test": (np.arange(n_test) * 3) % 10}
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": np.arange(n_train) % 10,
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": (np.arange(n_test) * 3) % 10,
+    }
     raw = root / "MNIST" / "raw"
     for prefix, split in (("train", "train"), ("t10k", "test")):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", arrays[f"x_{split}"])
@@ -48,13 +64,27 @@ def write_cifar(root: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
         labels = [int(v) for v in rng.integers(0, 10, per_batch)]
         batches[name] = (data, labels)
         with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [b"x.png"] * per_batch}, f, protocol=2)
+            pickle.dump(
+                {
+                    b"batch_label": name.encode(),
+                    b"labels": labels,
+                    b"data": data,
+                    b"filenames": [b"x.png"] * per_batch,
+                },
+                f,
+                protocol=2,
+            )
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [n.encode() for n in CIFAR_NAMES], b"num_vis": 3072}, f, protocol=2)
+        pickle.dump(
+            {b"label_names": [n.encode() for n in CIFAR_NAMES], b"num_vis": 3072}, f, protocol=2
+        )
     train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
-    return {"x_train": np.concatenate([d for d, _ in train]), "y_train": np.concatenate([l for _, l in train]),
-            "x_test": batches["test_batch"][0], "y_test": np.asarray(batches["test_batch"][1])}
+    return {
+        "x_train": np.concatenate([d for d, _ in train]),
+        "y_train": np.concatenate([labels for _, labels in train]),
+        "x_test": batches["test_batch"][0],
+        "y_test": np.asarray(batches["test_batch"][1]),
+    }
 
 
 COLOURS = {"blue": (0, 0, 255), "green": (0, 255, 0), "red": (255, 0, 0)}
@@ -75,7 +105,9 @@ def load(dataset: str, root: Path, **changes):
 
 def training_part(fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation together, rows sorted: the loader's training split, whatever the hold-out drew."""
-    return sorted_rows(np.concatenate([fs.x_train, fs.x_val]), np.concatenate([fs.y_train, fs.y_val]))
+    return sorted_rows(
+        np.concatenate([fs.x_train, fs.x_val]), np.concatenate([fs.y_train, fs.y_val])
+    )
 
 
 def sorted_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +117,7 @@ def sorted_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- mnist
+
 
 def test_mnist_idx_files_load(tmp_path):
     arrays = write_mnist(tmp_path)
@@ -110,8 +143,11 @@ def test_mnist_missing_files_error_names_directory_and_files(tmp_path):
 
 # ----------------------------------------------------------------------------- cifar10
 
+
 def test_cifar10_python_batches_load_with_their_names(tmp_path):
-    arrays = write_cifar(tmp_path, per_batch=20)  # every class twice, to hold one out for validation
+    arrays = write_cifar(
+        tmp_path, per_batch=20
+    )  # every class twice, to hold one out for validation
     fs = load("cifar10", tmp_path)
     # Rows are R, G, B planes of 32x32: the raw features keep that (C, H, W) order.
     x_train, y_train = training_part(fs)
@@ -133,6 +169,7 @@ def test_cifar10_missing_batch_error_names_it(tmp_path):
 
 
 # ----------------------------------------------------------------------------- imagenet
+
 
 def test_image_folder_with_train_and_val(tmp_path):
     write_folder(tmp_path / "train", per_class=3)
@@ -182,13 +219,24 @@ def test_image_folder_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- real MNIST
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"real MNIST split not present at {SHARED_MNIST}")
+
+@pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(), reason=f"real MNIST split not present at {SHARED_MNIST}"
+)
 def test_real_mnist_split(tmp_path):
-    fs = load_features(TrialConfig(dataset="mnist"), data_dir=SHARED_MNIST, cache_dir=tmp_path, progress=False)
+    fs = load_features(
+        TrialConfig(dataset="mnist"), data_dir=SHARED_MNIST, cache_dir=tmp_path, progress=False
+    )
     # Validation: 0.15 of the official training split, stratified.
-    assert fs.x_train.shape == (6800, 784) and fs.x_val.shape == (1200, 784) and fs.x_test.shape == (2000, 784)
+    assert (
+        fs.x_train.shape == (6800, 784)
+        and fs.x_val.shape == (1200, 784)
+        and fs.x_test.shape == (2000, 784)
+    )
     per_class = np.bincount(fs.y_train) + np.bincount(fs.y_val)
     np.testing.assert_array_equal(per_class, [800, 892, 830, 812, 796, 704, 753, 828, 784, 801])
     assert np.all(np.abs(np.bincount(fs.y_val) - 0.15 * per_class) <= 1)
-    np.testing.assert_array_equal(np.bincount(fs.y_test), [180, 243, 202, 198, 186, 188, 205, 200, 190, 208])
+    np.testing.assert_array_equal(
+        np.bincount(fs.y_test), [180, 243, 202, 198, 186, 188, 205, 200, 190, 208]
+    )
     assert 0.0 <= fs.x_train.min() and fs.x_train.max() == 1.0

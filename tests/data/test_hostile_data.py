@@ -18,8 +18,19 @@ from tuner.errors import TunerError
 
 
 def train(capsys, data_dir: Path, dataset: str, *pairs: str) -> tuple[int, str]:
-    args = ["train", "--data-dir", str(data_dir), "--set", f"dataset={dataset}", "--set", "iterations=2",
-            "--set", "eval_every=2", "--set", "hidden_dims=[8]"]
+    args = [
+        "train",
+        "--data-dir",
+        str(data_dir),
+        "--set",
+        f"dataset={dataset}",
+        "--set",
+        "iterations=2",
+        "--set",
+        "eval_every=2",
+        "--set",
+        "hidden_dims=[8]",
+    ]
     for pair in pairs:
         args += ["--set", pair]
     code = main(args)
@@ -29,6 +40,7 @@ def train(capsys, data_dir: Path, dataset: str, *pairs: str) -> tuple[int, str]:
 
 
 # ----------------------------------------------------------------------------- CIFAR-10 pickles
+
 
 class Touch:
     """A pickle payload that creates a file when unpickled by a plain pickle.load."""
@@ -43,8 +55,11 @@ class Touch:
 def crafted_batch(path: Path, marker: Path) -> None:
     data = np.zeros((4, 3072), dtype=np.uint8)
     with open(path, "wb") as f:
-        pickle.dump({b"batch_label": b"x", b"labels": [0, 1, 2, 3], b"data": data, b"run": Touch(marker)},
-                    f, protocol=2)
+        pickle.dump(
+            {b"batch_label": b"x", b"labels": [0, 1, 2, 3], b"data": data, b"run": Touch(marker)},
+            f,
+            protocol=2,
+        )
 
 
 def test_crafted_cifar_batch_cannot_run_code(tmp_path, capsys):
@@ -63,17 +78,38 @@ def test_crafted_cifar_batch_cannot_run_code(tmp_path, capsys):
     assert "could run code" in err
 
 
-@pytest.mark.parametrize(("name", "damage", "fragment"), [
-    ("data_batch_2", lambda b: b[:1000], "is not a readable CIFAR-10 python batch (truncated or garbage"),
-    ("test_batch", lambda b: b"\x00garbage" * 10, "is not a readable CIFAR-10 python batch"),
-    ("data_batch_3", lambda b: pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, 2),
-     "'data' must be an integer array of shape (N, 3072) (N images of 32x32 RGB), got uint8 array of shape (2, 100)"),
-    ("data_batch_4", lambda b: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, 2),
-     "'labels' must be a list of 2 integers in 0..9 (one per image), got a list of 2 (int)"),
-    ("batches.meta", lambda b: pickle.dumps([b"cat"], 2), "holds a list, not the dict of a CIFAR-10 batch"),
-    ("batches.meta", lambda b: pickle.dumps({b"label_names": [b"cat"]}, 2),
-     "'label_names' must be a list of 10 names, got a list of 1 (bytes)"),
-])
+@pytest.mark.parametrize(
+    ("name", "damage", "fragment"),
+    [
+        (
+            "data_batch_2",
+            lambda b: b[:1000],
+            "is not a readable CIFAR-10 python batch (truncated or garbage",
+        ),
+        ("test_batch", lambda b: b"\x00garbage" * 10, "is not a readable CIFAR-10 python batch"),
+        (
+            "data_batch_3",
+            lambda b: pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, 2),
+            "'data' must be an integer array of shape (N, 3072) (N images of 32x32 RGB), "
+            "got uint8 array of shape (2, 100)",
+        ),
+        (
+            "data_batch_4",
+            lambda b: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, 2),
+            "'labels' must be a list of 2 integers in 0..9 (one per image), got a list of 2 (int)",
+        ),
+        (
+            "batches.meta",
+            lambda b: pickle.dumps([b"cat"], 2),
+            "holds a list, not the dict of a CIFAR-10 batch",
+        ),
+        (
+            "batches.meta",
+            lambda b: pickle.dumps({b"label_names": [b"cat"]}, 2),
+            "'label_names' must be a list of 10 names, got a list of 1 (bytes)",
+        ),
+    ],
+)
 def test_broken_cifar_files_name_the_file(tmp_path, capsys, name, damage, fragment):
     write_cifar(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / name
@@ -97,18 +133,35 @@ def test_cifar_batches_written_by_python3_with_any_protocol_still_load(tmp_path)
 
 # ----------------------------------------------------------------------------- MNIST IDX
 
-@pytest.mark.parametrize(("name", "damage", "fragment"), [
-    ("train-images-idx3-ubyte", lambda b: b[:500],
-     "is truncated: its header declares shape (30, 28, 28), i.e. 23536 bytes, but the file has 500"),
-    ("t10k-images-idx3-ubyte", lambda b: b + b"\0", "is longer than its header says"),
-    ("train-labels-idx1-ubyte", lambda b: b"garbage" * 4,
-     "is not an IDX file of 1-dimensional unsigned bytes (header 00 00 08 01): it starts with 67 61 72 62"),
-    ("t10k-labels-idx1-ubyte", lambda b: b"", "it starts with nothing and is 0 bytes"),
-    # A header that promises 2**32-1 images must not make tuner allocate them.
-    ("train-images-idx3-ubyte", lambda b: b[:4] + b"\xff\xff\xff\xff" + b[8:],
-     "its header declares shape (4294967295, 28, 28)"),
-    ("train-labels-idx1-ubyte", lambda b: b[:8] + bytes([12]) + b[9:], "holds the label 12; MNIST labels are 0..9"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "damage", "fragment"),
+    [
+        (
+            "train-images-idx3-ubyte",
+            lambda b: b[:500],
+            "is truncated: its header declares shape (30, 28, 28), i.e. 23536 bytes, but the file has 500",
+        ),
+        ("t10k-images-idx3-ubyte", lambda b: b + b"\0", "is longer than its header says"),
+        (
+            "train-labels-idx1-ubyte",
+            lambda b: b"garbage" * 4,
+            "is not an IDX file of 1-dimensional unsigned bytes (header 00 00 08 01): it starts with 67 61 72 62",
+        ),
+        ("t10k-labels-idx1-ubyte", lambda b: b"", "it starts with nothing and is 0 bytes"),
+        # A header that promises 2**32-1 images must not make tuner allocate them.
+        (
+            "train-images-idx3-ubyte",
+            lambda b: b[:4] + b"\xff\xff\xff\xff" + b[8:],
+            "its header declares shape (4294967295, 28, 28)",
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            lambda b: b[:8] + bytes([12]) + b[9:],
+            "holds the label 12; MNIST labels are 0..9",
+        ),
+    ],
+)
 def test_broken_mnist_files_name_the_file(tmp_path, capsys, name, damage, fragment):
     write_mnist(tmp_path)
     path = tmp_path / "MNIST" / "raw" / name
@@ -123,33 +176,62 @@ def test_mnist_images_and_labels_of_different_sets(tmp_path, capsys):
     other = tmp_path / "other"
     write_mnist(other, n_train=31)
     raw = tmp_path / "MNIST" / "raw"
-    (raw / "train-labels-idx1-ubyte").write_bytes((other / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes())
+    (raw / "train-labels-idx1-ubyte").write_bytes(
+        (other / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes()
+    )
     code, err = train(capsys, tmp_path, "mnist")
     assert code == 2 and "holds 30 images but" in err and "holds 31 labels" in err
 
 
 # ----------------------------------------------------------------------------- image folders
 
+
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height pixels (Pillow checks the size on open)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body  # noqa: E731
-                                + struct.pack(">I", zlib.crc32(kind + body)))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def noise_png(path: Path) -> bytes:
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+        path
+    )
     return path.read_bytes()
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    (lambda p: noise_png(p)[:600], "could not read image {path} (truncated or not an image? OSError: image file is truncated"),
-    (lambda p: b"garbage" * 10, "could not read image {path} (truncated or not an image? UnidentifiedImageError"),
-    # Between Pillow's limit and twice it, Pillow only warns; above, it raises: refused alike.
-    (lambda p: png_claiming(10_000, 10_000), "refused image {path}: Image size (100000000 pixels) exceeds limit"),
-    (lambda p: png_claiming(100_000, 100_000), "refused image {path}: Image size (10000000000 pixels) exceeds limit"),
-])
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (
+            lambda p: noise_png(p)[:600],
+            "could not read image {path} (truncated or not an image? OSError: image file is truncated",
+        ),
+        (
+            lambda p: b"garbage" * 10,
+            "could not read image {path} (truncated or not an image? UnidentifiedImageError",
+        ),
+        # Between Pillow's limit and twice it, Pillow only warns; above, it raises: refused alike.
+        (
+            lambda p: png_claiming(10_000, 10_000),
+            "refused image {path}: Image size (100000000 pixels) exceeds limit",
+        ),
+        (
+            lambda p: png_claiming(100_000, 100_000),
+            "refused image {path}: Image size (10000000000 pixels) exceeds limit",
+        ),
+    ],
+)
 def test_broken_and_bomb_images_name_the_file(tmp_path, capsys, content, fragment):
     write_folder(tmp_path, per_class=3)
     path = tmp_path / "red" / "1.png"
@@ -168,6 +250,9 @@ def test_image_size_beyond_memory_is_refused_before_allocating(tmp_path, capsys)
     # np.empty, which Linux would grant (overcommit) and the filling would then be killed for.
     from tuner.data.imagefolder import _allocate
 
-    with pytest.raises(TunerError, match=r"image_size = 4096: 1000000 images of 3x4096x4096 bytes need "
-                                         r"46875\.0 GiB.*Use a smaller image_size"):
+    with pytest.raises(
+        TunerError,
+        match=r"image_size = 4096: 1000000 images of 3x4096x4096 bytes need "
+        r"46875\.0 GiB.*Use a smaller image_size",
+    ):
         _allocate(1_000_000, 4096)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import pickle
 import re
-import json
 import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -22,12 +22,12 @@ from PIL import Image
 
 from tests.data.test_files import write_cifar, write_folder, write_idx, write_mnist
 from tests.data.test_hostile_data import train
+from tuner.core.config import TrialConfig
 from tuner.data import formats, load_features, safe_pickle
 from tuner.data.cache import entry_path
 from tuner.data.pipeline import feature_key, open_source
 from tuner.errors import TunerError
 from tuner.system.tune_storage import SPOOL_DIR, STATE_FILE, experiment_dir, read_spool, read_state
-from tuner.core.config import TrialConfig
 
 
 class Blocked(BaseException):
@@ -37,6 +37,7 @@ class Blocked(BaseException):
 @contextlib.contextmanager
 def deadline(seconds: int) -> Iterator[None]:
     """Fail, instead of hanging the suite, when the block blocks (on a FIFO, say)."""
+
     def expire(_signum, _frame):
         raise Blocked(f"still blocked after {seconds} s")
 
@@ -81,13 +82,19 @@ def measured(tmp_path: Path, setup: str, call: str) -> dict:
     after the imports, is the call's own. Also the call's error, `result` and warnings, and the
     child's stderr."""
     out = tmp_path / "measured.json"
-    proc = subprocess.run([sys.executable, "-c", MEASURE, setup, call, str(out)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, setup, call, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert proc.returncode == 0, proc.stderr
     return {**json.loads(out.read_text()), "stderr": proc.stderr}
 
 
 # ----------------------------------------------------------------------------- MNIST IDX
+
 
 def test_mnist_train_and_test_images_of_different_sizes(tmp_path, capsys):
     write_mnist(tmp_path)
@@ -95,18 +102,41 @@ def test_mnist_train_and_test_images_of_different_sizes(tmp_path, capsys):
     write_idx(test_images, np.zeros((20, 14, 14), np.uint8))
     code, err = train(capsys, tmp_path, "mnist")
     assert code == 2
-    assert (f"{tmp_path / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'} holds images of 28x28 pixels but "
-            f"{test_images} holds images of 14x14") in err
+    assert (
+        f"{tmp_path / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'} holds images of 28x28 pixels but "
+        f"{test_images} holds images of 14x14"
+    ) in err
 
 
-@pytest.mark.parametrize(("name", "shape", "fragment"), [
-    ("train-images-idx3-ubyte", (0, 28, 28), "holds no images: its header declares shape (0, 28, 28)"),
-    ("t10k-images-idx3-ubyte", (0, 28, 28), "holds no images: its header declares shape (0, 28, 28)"),
-    ("t10k-labels-idx1-ubyte", (0,), "holds no labels: its header declares shape (0,)"),
-    ("train-images-idx3-ubyte", (30, 0, 28), "declares images of shape (0, 28); every dimension must be at least 1"),
-    ("t10k-images-idx3-ubyte", (20, 28, 0), "declares images of shape (28, 0); every dimension must be at least 1"),
-])
-def test_mnist_files_without_images_or_with_a_zero_dimension(tmp_path, capsys, name, shape, fragment):
+@pytest.mark.parametrize(
+    ("name", "shape", "fragment"),
+    [
+        (
+            "train-images-idx3-ubyte",
+            (0, 28, 28),
+            "holds no images: its header declares shape (0, 28, 28)",
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            (0, 28, 28),
+            "holds no images: its header declares shape (0, 28, 28)",
+        ),
+        ("t10k-labels-idx1-ubyte", (0,), "holds no labels: its header declares shape (0,)"),
+        (
+            "train-images-idx3-ubyte",
+            (30, 0, 28),
+            "declares images of shape (0, 28); every dimension must be at least 1",
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            (20, 28, 0),
+            "declares images of shape (28, 0); every dimension must be at least 1",
+        ),
+    ],
+)
+def test_mnist_files_without_images_or_with_a_zero_dimension(
+    tmp_path, capsys, name, shape, fragment
+):
     write_mnist(tmp_path)
     path = tmp_path / "MNIST" / "raw" / name
     write_idx(path, np.zeros(shape, np.uint8))
@@ -120,17 +150,34 @@ def test_a_huge_mnist_file_is_judged_by_its_header_and_size_without_reading_it(t
     path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
     # Sparse: 2 GiB that take no disk, and small enough to be read here, so that reading it shows.
     os.truncate(path, 2 << 30)
-    args = ["train", "--data-dir", str(tmp_path), "--set", "dataset=mnist", "--set", "iterations=2",
-            "--set", "eval_every=2", "--set", "hidden_dims=[8]"]
-    got = measured(tmp_path, "import torch, tuner.data, tuner.trainer.train; from tuner.cli import main",
-                   f"result = main({args!r})")
+    args = [
+        "train",
+        "--data-dir",
+        str(tmp_path),
+        "--set",
+        "dataset=mnist",
+        "--set",
+        "iterations=2",
+        "--set",
+        "eval_every=2",
+        "--set",
+        "hidden_dims=[8]",
+    ]
+    got = measured(
+        tmp_path,
+        "import torch, tuner.data, tuner.trainer.train; from tuner.cli import main",
+        f"result = main({args!r})",
+    )
     assert got["grown_mb"] < 64  # measured: under 1 MiB; reading the file: 2048
     assert got["result"] == "2" and "Traceback" not in got["stderr"]
-    assert f"mnist: {path} is longer than its header says: its header declares shape (30,), i.e. 38 bytes, " \
-           f"but the file has {2 << 30}" in got["stderr"]
+    assert (
+        f"mnist: {path} is longer than its header says: its header declares shape (30,), i.e. 38 bytes, "
+        f"but the file has {2 << 30}" in got["stderr"]
+    )
 
 
 # ----------------------------------------------------------------------------- CIFAR-10 pickles
+
 
 class StridedArray:
     """numpy.ndarray(shape, u1, buffer=b"\\0", strides=0): every global it names used to be allowed,
@@ -146,11 +193,16 @@ class StridedArray:
 def test_an_array_with_strides_of_its_own_is_refused(tmp_path, capsys):
     write_cifar(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / "data_batch_1"
-    path.write_bytes(pickle.dumps({b"data": StridedArray((2000, 3072)), b"labels": StridedArray((2000,))}, 2))
+    path.write_bytes(
+        pickle.dumps({b"data": StridedArray((2000, 3072)), b"labels": StridedArray((2000,))}, 2)
+    )
     assert path.stat().st_size < 1000
     code, err = train(capsys, tmp_path, "cifar10")
     assert code == 2
-    assert f"cifar10: refused to read {path}: numpy.ndarray is called with a buffer and strides of its own" in err
+    assert (
+        f"cifar10: refused to read {path}: numpy.ndarray is called with a buffer and strides of its own"
+        in err
+    )
     # A billion rows are refused as fast, before anything looks at them.
     path.write_bytes(pickle.dumps({b"data": StridedArray((10**9, 3072)), b"labels": [0]}, 2))
     with deadline(20), pytest.raises(TunerError, match="refused to read"):
@@ -158,23 +210,33 @@ def test_an_array_with_strides_of_its_own_is_refused(tmp_path, capsys):
 
 
 def test_an_array_that_claims_more_bytes_than_the_file_is_refused_even_if_the_unpickler_let_it_through(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     # The second guard, after loading: should an allowed global ever build such an array.
     monkeypatch.setitem(safe_pickle.ALLOWED_GLOBALS, ("numpy", "ndarray"), np.ndarray)
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": StridedArray((2000, 3072)), b"labels": [0] * 2000}, 2))
-    with pytest.raises(TunerError, match=r"refused to read .*data_batch_1: it holds a uint8 array of shape "
-                                         r"\(2000, 3072\) and strides \(0, 0\) \(6144000 bytes\) in a file of"):
+    with pytest.raises(
+        TunerError,
+        match=r"refused to read .*data_batch_1: it holds a uint8 array of shape "
+        r"\(2000, 3072\) and strides \(0, 0\) \(6144000 bytes\) in a file of",
+    ):
         formats.read_cifar_batch(path)
 
 
 def test_labels_that_repeat_one_array_are_refused_without_building_it(tmp_path):
     big = np.zeros(10_000, np.uint8)
     path = tmp_path / "data_batch_1"
-    path.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [big] * 100_000}, 2))
-    got = measured(tmp_path, "from tuner.data import formats", f"formats.read_cifar_batch({str(path)!r})")
+    path.write_bytes(
+        pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [big] * 100_000}, 2)
+    )
+    got = measured(
+        tmp_path, "from tuner.data import formats", f"formats.read_cifar_batch({str(path)!r})"
+    )
     assert got["error"].startswith("TunerError: ")
-    assert re.search(r"'labels' must be a list of 2 integers in 0..9 .*got a list of 100000", got["error"])
+    assert re.search(
+        r"'labels' must be a list of 2 integers in 0..9 .*got a list of 100000", got["error"]
+    )
     assert got["grown_mb"] < 64  # measured: under 1 MiB; building the array: 100000 * 10000 int64s
 
 
@@ -190,12 +252,21 @@ def test_numpy_1_pickles_still_load(tmp_path):
     np.testing.assert_array_equal(labels, [1, 2, 3])
 
 
-@pytest.mark.parametrize(("name", "content", "fragment"), [
-    ("batches.meta", {b"label_names": [b"a"] * 10, 1 << 33000: 0},
-     "holds a dict with a key of type int, not a CIFAR-10 batch"),
-    ("test_batch", {b"data": np.zeros((0, 3072), np.uint8), b"labels": []},
-     "holds no images: 'data' has shape (0, 3072)"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        (
+            "batches.meta",
+            {b"label_names": [b"a"] * 10, 1 << 33000: 0},
+            "holds a dict with a key of type int, not a CIFAR-10 batch",
+        ),
+        (
+            "test_batch",
+            {b"data": np.zeros((0, 3072), np.uint8), b"labels": []},
+            "holds no images: 'data' has shape (0, 3072)",
+        ),
+    ],
+)
 def test_cifar_files_that_are_not_batches(tmp_path, capsys, name, content, fragment):
     write_cifar(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / name
@@ -208,11 +279,23 @@ def test_cifar_files_that_are_not_batches(tmp_path, capsys, name, content, fragm
 
 # ----------------------------------------------------------------------------- image folders
 
-@pytest.mark.parametrize(("link", "target", "fragment"), [
-    ("red/again", ".", "is a link to the directory {real}/red inside the class folder {real}/red"),
-    ("red/more", "../blue", "is a link to the directory {real}/blue inside the class folder {real}/red"),
-    ("red/a", "..", "is a link to the directory {real} inside the class folder {real}/red"),
-])
+
+@pytest.mark.parametrize(
+    ("link", "target", "fragment"),
+    [
+        (
+            "red/again",
+            ".",
+            "is a link to the directory {real}/red inside the class folder {real}/red",
+        ),
+        (
+            "red/more",
+            "../blue",
+            "is a link to the directory {real}/blue inside the class folder {real}/red",
+        ),
+        ("red/a", "..", "is a link to the directory {real} inside the class folder {real}/red"),
+    ],
+)
 def test_linked_directories_in_a_class_folder_are_refused(tmp_path, capsys, link, target, fragment):
     write_folder(tmp_path, per_class=3)
     (tmp_path / link).symlink_to(target)
@@ -227,8 +310,10 @@ def test_a_class_folder_linked_to_another_is_refused(tmp_path, capsys):
     (tmp_path / "green").symlink_to("red")
     code, err = train(capsys, tmp_path, "imagenet", "test_size=0.5")
     assert code == 2
-    assert f"the class folder {tmp_path / 'green'} lies inside {tmp_path / 'red'}" in err \
+    assert (
+        f"the class folder {tmp_path / 'green'} lies inside {tmp_path / 'red'}" in err
         or f"the class folder {tmp_path / 'red'} lies inside {tmp_path / 'green'}" in err
+    )
 
 
 def test_a_fifo_named_like_an_image_is_refused(tmp_path, capsys):
@@ -263,6 +348,7 @@ def test_float_images_are_refused_naming_the_file_and_mode(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- feature cache
 
+
 def _digits_entry(cache: Path) -> tuple[TrialConfig, Path]:
     cfg = TrialConfig(dataset="digits")
     load_features(cfg, cache_dir=cache, progress=False)
@@ -273,56 +359,91 @@ def test_a_cache_entry_that_is_a_fifo_is_rebuilt(tmp_path):
     cfg, path = _digits_entry(tmp_path)
     path.unlink()
     os.mkfifo(path)
-    with deadline(30), pytest.warns(UserWarning, match=f"rebuilding .*{path.name}: it is not a regular file"):
+    with (
+        deadline(30),
+        pytest.warns(UserWarning, match=f"rebuilding .*{path.name}: it is not a regular file"),
+    ):
         load_features(cfg, cache_dir=tmp_path, progress=False)
     assert path.is_file()
 
 
-def _add_member(path: Path, name: str, header_shape: tuple[int, ...], payload: bytes, compression: int) -> None:
+def _add_member(
+    path: Path, name: str, header_shape: tuple[int, ...], payload: bytes, compression: int
+) -> None:
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": header_shape})
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": header_shape}
+    )
     with zipfile.ZipFile(path, "a", compression=compression) as zf:
         zf.writestr(name, header.getvalue() + payload)
 
 
 def test_a_cache_entry_reads_only_the_arrays_it_should_hold(tmp_path, monkeypatch):
     cfg, path = _digits_entry(tmp_path)
-    _add_member(path, "junk.npy", (2**26,), bytes(2**28), zipfile.ZIP_DEFLATED)  # 256 MiB from ~256 KiB
+    _add_member(
+        path, "junk.npy", (2**26,), bytes(2**28), zipfile.ZIP_DEFLATED
+    )  # 256 MiB from ~256 KiB
     opened = []
     real_open = zipfile.ZipFile.open
-    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: (
-        opened.append(getattr(name, "filename", name)), real_open(self, name, *a, **k))[1])
+    monkeypatch.setattr(
+        zipfile.ZipFile,
+        "open",
+        lambda self, name, *a, **k: (
+            opened.append(getattr(name, "filename", name)),
+            real_open(self, name, *a, **k),
+        )[1],
+    )
     load_features(cfg, cache_dir=tmp_path, progress=False)
     assert opened and opened[0] == "__key__.npy" and "junk.npy" not in opened
 
 
-@pytest.mark.parametrize(("header_shape", "payload", "compression", "fragment"), [
-    # 256 MiB of zeros deflated to ~256 KiB: reading it would take them all.
-    ((2**26,), bytes(2**28), zipfile.ZIP_DEFLATED, "junk.npy is compressed"),
-    # 4 GiB declared, 16 bytes held: a read would stop at the end of the bytes whatever it
-    # allocated untouched, so memory cannot show it; the refusal before reading is the message.
-    ((2**30,), bytes(16), zipfile.ZIP_STORED, r"junk.npy declares a float32 array of shape \(1073741824,\)"),
-])
+@pytest.mark.parametrize(
+    ("header_shape", "payload", "compression", "fragment"),
+    [
+        # 256 MiB of zeros deflated to ~256 KiB: reading it would take them all.
+        ((2**26,), bytes(2**28), zipfile.ZIP_DEFLATED, "junk.npy is compressed"),
+        # 4 GiB declared, 16 bytes held: a read would stop at the end of the bytes whatever it
+        # allocated untouched, so memory cannot show it; the refusal before reading is the message.
+        (
+            (2**30,),
+            bytes(16),
+            zipfile.ZIP_STORED,
+            r"junk.npy declares a float32 array of shape \(1073741824,\)",
+        ),
+    ],
+)
 def test_a_cache_member_that_claims_more_than_the_file_holds_is_refused_unread(
-        tmp_path, header_shape, payload, compression, fragment):
+    tmp_path, header_shape, payload, compression, fragment
+):
     cfg, path = _digits_entry(tmp_path)
     _add_member(path, "junk.npy", header_shape, payload, compression)
     key = feature_key(cfg, open_source(cfg, None), None)
-    got = measured(tmp_path, "from tuner.data.cache import read_entry",
-                   f"result = read_entry({str(path)!r}, {key!r})")
+    got = measured(
+        tmp_path,
+        "from tuner.data.cache import read_entry",
+        f"result = read_entry({str(path)!r}, {key!r})",
+    )
     assert got["grown_mb"] < 64  # measured: under 2 MiB; reading the compressed member: 256
     assert got["result"] == "None" and got["error"] is None  # every member asked for
-    assert any(re.search(f"rebuilding the unreadable feature cache entry .*: {fragment}", w) for w in got["warnings"])
+    assert any(
+        re.search(f"rebuilding the unreadable feature cache entry .*: {fragment}", w)
+        for w in got["warnings"]
+    )
 
 
 # ----------------------------------------------------------------------------- storage state files
 
-@pytest.mark.parametrize("text", ["not json", "[1]", "{}", '{"status": 3}', "[" * 100_000 + "]" * 100_000])
+
+@pytest.mark.parametrize(
+    "text", ["not json", "[1]", "{}", '{"status": 3}', "[" * 100_000 + "]" * 100_000]
+)
 def test_a_broken_spool_status_names_the_file(tmp_path, text):
     exp = experiment_dir(tmp_path, "e")
     exp.fs.create_dir(exp.child(SPOOL_DIR), recursive=True)
     exp.write_text(f"{SPOOL_DIR}/search.json", text)
-    with pytest.raises(TunerError, match=rf"{tmp_path / 'e' / SPOOL_DIR / 'search.json'} is broken"):
+    with pytest.raises(
+        TunerError, match=rf"{tmp_path / 'e' / SPOOL_DIR / 'search.json'} is broken"
+    ):
         read_spool(exp)
 
 
@@ -345,5 +466,7 @@ def test_embed_reads_16_bit_and_float_images_as_training_does(tmp_path):
     assert (read_image(path, 3, 4) == 128).all() and read_image(path, 3, 4).shape == (3, 4, 4)
     floats = tmp_path / "f.tiff"
     Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(floats)
-    with pytest.raises(TunerError, match=rf"--images: {re.escape(str(floats))} has pixels of mode 'F'"):
+    with pytest.raises(
+        TunerError, match=rf"--images: {re.escape(str(floats))} has pixels of mode 'F'"
+    ):
         read_image(floats, 1, None)

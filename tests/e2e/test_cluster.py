@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from tests.spaces import write_space
 from tuner.errors import TunerError
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
-from tests.spaces import write_space
 
 pytestmark = pytest.mark.slow
 TINY = "{dataset: mnist, hidden_dims: [32], batch_size: 40, knn_k: 3, latent_dim: 2"
@@ -42,14 +42,20 @@ class TwoNodes:
     def ensure_worker(self):
         if self.worker is None:
             self.worker = self.cluster.add_node(
-                num_cpus=1, node_ip_address="127.0.0.1",
-                env_vars={"TUNER_CACHE_DIR": str(self.worker_dirs / "cache"),
-                          "TUNER_DATA_DIR": str(self.worker_dirs / "data")})
+                num_cpus=1,
+                node_ip_address="127.0.0.1",
+                env_vars={
+                    "TUNER_CACHE_DIR": str(self.worker_dirs / "cache"),
+                    "TUNER_DATA_DIR": str(self.worker_dirs / "data"),
+                },
+            )
             self.cluster.wait_for_nodes()
         return self.worker
 
     def remove_worker(self) -> None:
-        self.cluster.remove_node(self.worker, allow_graceful=False)  # SIGKILL: a node lost, not drained
+        self.cluster.remove_node(
+            self.worker, allow_graceful=False
+        )  # SIGKILL: a node lost, not drained
         self.worker = None
 
     def node_ids(self) -> tuple[str, str]:
@@ -74,9 +80,18 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory):
         mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
         mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         # A killed node is declared dead after ~2 s instead of ~30 s.
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False,
-            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 1,
+                "node_ip_address": "127.0.0.1",
+                "include_dashboard": False,
+                "_system_config": {
+                    "health_check_period_ms": 500,
+                    "health_check_failure_threshold": 3,
+                },
+            },
+        )
         nodes = TwoNodes(cluster, worker_dirs)
         try:
             nodes.ensure_worker()
@@ -93,17 +108,20 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng, raw = np.random.default_rng(0), root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for split, n in (("train", 300), ("t10k", 100)):
-        for kind, array in (("images-idx3", rng.integers(0, 256, (n, 28, 28))), ("labels-idx1", np.arange(n) % 10)):
+        for kind, array in (
+            ("images-idx3", rng.integers(0, 256, (n, 28, 28))),
+            ("labels-idx1", np.arange(n) % 10),
+        ):
             header = struct.pack(">I" + "I" * array.ndim, 0x800 + array.ndim, *array.shape)
             (raw / f"{split}-{kind}-ubyte").write_bytes(header + array.astype(np.uint8).tobytes())
     return root
 
 
-
-
 def trial_runs(uri: str, experiment: str) -> tuple[object, list]:
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], max_results=1000
+    )
     parents = [r for r in runs if r.data.tags.get("tuner.role") == "search"]
     assert len(parents) == 1
     return parents[0], [r for r in runs if r is not parents[0]]
@@ -119,31 +137,46 @@ def results_by_trial(exp_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
-def test_multi_node_search_without_storage_path_is_refused(two_nodes, tmp_path: Path, monkeypatch) -> None:
+def test_multi_node_search_without_storage_path_is_refused(
+    two_nodes, tmp_path: Path, monkeypatch
+) -> None:
     two_nodes.ensure_worker()
     monkeypatch.chdir(tmp_path)
     space = write_space(tmp_path / "s.yaml", f"name: refused\nfixed: {TINY}, iterations: 20}}\n")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(TunerError, match=r"the Ray cluster has 2 nodes.*pass --storage-path"):
-        run_search(load_spec(space), tracking_uri=uri, address=two_nodes.cluster.address, verbose=False)
+        run_search(
+            load_spec(space), tracking_uri=uri, address=two_nodes.cluster.address, verbose=False
+        )
     assert MlflowClient(tracking_uri=uri).get_experiment_by_name("refused") is None  # no run at all
     # Nothing of the search in storage: only the experiment's lock file, which outlives every search.
     assert [p.name for p in (tmp_path / "ray_results").iterdir()] == [".refused.lock"]
 
 
-def test_trials_run_on_both_nodes_and_their_plots_reach_mlflow(two_nodes, mnist_dir: Path, tmp_path: Path) -> None:
+def test_trials_run_on_both_nodes_and_their_plots_reach_mlflow(
+    two_nodes, mnist_dir: Path, tmp_path: Path
+) -> None:
     head, worker = two_nodes.node_ids()
-    space = write_space(tmp_path / "both.yaml", f"""
+    space = write_space(
+        tmp_path / "both.yaml",
+        f"""
         name: cluster-both
         max_failures: 1
         fixed: {TINY}, iterations: 300, eval_every: 100}}
         params:
           lr: {{grid: [0.001, 0.002, 0.003, 1000000.0]}}   # lr 1e6 diverges at once, every time
-        """)
+        """,
+    )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # A storage URI, read and written through pyarrow (here the local filesystem every node sees).
-    table = run_search(load_spec(space), tracking_uri=uri, storage_path=f"file://{tmp_path}/ray",
-                       address=two_nodes.cluster.address, data_dir=mnist_dir, verbose=False).trials
+    table = run_search(
+        load_spec(space),
+        tracking_uri=uri,
+        storage_path=f"file://{tmp_path}/ray",
+        address=two_nodes.cluster.address,
+        data_dir=mnist_dir,
+        verbose=False,
+    ).trials
     statuses = dict(zip(table["lr"], table["status"]))
     assert statuses == {0.001: "FINISHED", 0.002: "FINISHED", 0.003: "FINISHED", 1e6: "FAILED"}
 
@@ -175,8 +208,11 @@ def check_finished_run(uri: str, run, nodes: set[str]) -> None:
 def check_failed_run(uri: str, run, tmp_path: Path) -> None:
     """FAILED after one retry (max_failures: 1), with the error text as error.txt."""
     assert run.info.status == "FAILED"
-    error = Path(MlflowClient(tracking_uri=uri).download_artifacts(run.info.run_id, "error.txt",
-                                                                   str(tmp_path))).read_text()
+    error = Path(
+        MlflowClient(tracking_uri=uri).download_artifacts(
+            run.info.run_id, "error.txt", str(tmp_path)
+        )
+    ).read_text()
     assert error.startswith("tuner.errors.TrainingDiverged: the loss became ")
     assert "Failure # 1" in error and "Failure # 2" in error and "Failure # 3" not in error
 
@@ -194,12 +230,18 @@ def checkpointed_trials(exp_dir: Path) -> set[str]:
     return {trial for trial, n in counts.items() if n >= 2}
 
 
-def search_losing_the_worker(two_nodes: TwoNodes, args: list[str], exp_dir: Path, log: Path) -> None:
+def search_losing_the_worker(
+    two_nodes: TwoNodes, args: list[str], exp_dir: Path, log: Path
+) -> None:
     """`tuner search --address` in a process of its own, as on a cluster; the worker node is
     killed once both running trials (one per node) have checkpointed."""
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "search", *args], stdout=out, stderr=out,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tuner.cli", "search", *args],
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     try:
         deadline = time.monotonic() + 120
         while len(checkpointed_trials(exp_dir)) < 2:
@@ -214,19 +256,37 @@ def search_losing_the_worker(two_nodes: TwoNodes, args: list[str], exp_dir: Path
 
 
 def test_a_lost_worker_node_moves_its_trial_which_resumes_from_its_checkpoint(
-        two_nodes, mnist_dir: Path, tmp_path: Path) -> None:
+    two_nodes, mnist_dir: Path, tmp_path: Path
+) -> None:
     head, worker = two_nodes.node_ids()
-    space = write_space(tmp_path / "loss.yaml", f"""
+    space = write_space(
+        tmp_path / "loss.yaml",
+        f"""
         name: cluster-loss
         max_failures: 1              # a lost node counts as one failure of each trial on it
         fixed: {TINY}, iterations: 1000, eval_every: 100}}
         params:
           lr: {{grid: [0.001, 0.002, 0.003, 0.004]}}
-        """)
+        """,
+    )
     uri, exp_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ray" / "cluster-loss"
-    search_losing_the_worker(two_nodes, ["--space", str(space), "--tracking-uri", uri, "--storage-path",
-                                         str(tmp_path / "ray"), "--address", two_nodes.cluster.address,
-                                         "--data-dir", str(mnist_dir)], exp_dir, tmp_path / "driver.log")
+    search_losing_the_worker(
+        two_nodes,
+        [
+            "--space",
+            str(space),
+            "--tracking-uri",
+            uri,
+            "--storage-path",
+            str(tmp_path / "ray"),
+            "--address",
+            two_nodes.cluster.address,
+            "--data-dir",
+            str(mnist_dir),
+        ],
+        exp_dir,
+        tmp_path / "driver.log",
+    )
 
     parent, runs = trial_runs(uri, "cluster-loss")
     assert parent.info.status == "FINISHED"
@@ -240,10 +300,12 @@ def test_a_lost_worker_node_moves_its_trial_which_resumes_from_its_checkpoint(
     results = results_by_trial(exp_dir)
     moved = {tid: rows for tid, rows in results.items() if rows[0]["node_id"] == worker}
     assert len(moved) == 1, {t: [r["node_id"][:8] for r in rows] for t, rows in results.items()}
-    (tid, rows), = moved.items()
+    ((tid, rows),) = moved.items()
     after = [r for r in rows if r["node_id"] == head]
     assert after and rows[-1]["iteration"] == 1000  # it finished on the head...
-    assert after[0]["restored_from_iteration"] >= 100  # ...from the worker's checkpoint, not from the start
+    assert (
+        after[0]["restored_from_iteration"] >= 100
+    )  # ...from the worker's checkpoint, not from the start
     assert after[0]["iteration"] == after[0]["restored_from_iteration"] + 100
     tags = {r.data.tags["tuner.trial_id"]: r.data.tags["tuner.node"] for r in runs}
     assert [n.split("/")[1] for n in tags[tid].split(",")] == [worker, head]

@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.fs as pafs
 import pytest
 
 from tests.drivers import run_cli
 from tests.spaces import write_space
 from tuner.core.objective import Objective
 from tuner.core.selection import pareto_mask, rank_by_config
-import pyarrow.fs as pafs
-
 from tuner.runner.moasha import latest_book
 from tuner.system.tune_storage import ExperimentDir
 
@@ -32,7 +31,9 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
     from mlflow import MlflowClient
 
     space = tmp_path / "moasha.yaml"
-    write_space(space, f"""
+    write_space(
+        space,
+        f"""
         name: moasha-e2e
         metric: [knn_accuracy, recon_error]
         search: grid
@@ -41,25 +42,37 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
         fixed: {{{TINY}}}
         params:
           latent_dim: {{grid: [8, 1, 4, 2]}}   # 1-D embeddings are far worse on both metrics
-        """)
+        """,
+    )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "ray"
-    out = run_cli("search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(storage))
+    out = run_cli(
+        "search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(storage)
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("moasha-e2e")
     runs = client.search_runs([exp.experiment_id], max_results=100)
     parent = next(r for r in runs if r.data.tags.get("tuner.role") == "search")
-    trials = {int(r.data.params["latent_dim"]): r for r in runs if r.data.tags.get("tuner.role") == "trial"}
+    trials = {
+        int(r.data.params["latent_dim"]): r
+        for r in runs
+        if r.data.tags.get("tuner.role") == "trial"
+    }
     assert parent.info.status == "FINISHED" and sorted(trials) == [1, 2, 4, 8]
 
     def history(run, key: str) -> list[tuple[int, float]]:
-        return [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+        return [
+            (m.step, m.value)
+            for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        ]
 
     # The first trial passes every rung alone; the 1-D one meets its record at iteration 20 and is
     # worse on both metrics there: stopped, its run KILLED with figures up to the rung only.
-    assert trials[8].info.status == "FINISHED" and [s for s, _ in history(trials[8], "knn_accuracy")] == [20, 40, 60, 80]
+    assert trials[8].info.status == "FINISHED" and [
+        s for s, _ in history(trials[8], "knn_accuracy")
+    ] == [20, 40, 60, 80]
     k8, k1 = dict(history(trials[8], "knn_accuracy")), dict(history(trials[1], "knn_accuracy"))
     r8, r1 = dict(history(trials[8], "recon_error")), dict(history(trials[1], "recon_error"))
     assert k1[20] < k8[20] and trials[1].info.status == "KILLED" and sorted(k1) == [20]
@@ -80,21 +93,38 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
 
     # tuner report: the Objective's order (front of the finished first), stopped trials said to be.
     csv = tmp_path / "report.csv"
-    rep = run_cli("report", "--experiment", "moasha-e2e", "--tracking-uri", uri, "--csv", str(csv), timeout=300)
+    rep = run_cli(
+        "report",
+        "--experiment",
+        "moasha-e2e",
+        "--tracking-uri",
+        uri,
+        "--csv",
+        str(csv),
+        timeout=300,
+    )
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert f"4 trials ({len(stopped)} stopped early or interrupted: status KILLED)" in rep.stdout
     assert "Pareto front of knn_accuracy (max) and recon_error (min) first" in rep.stdout
     table = pd.read_csv(csv)
     finished = table[table["status"] == "FINISHED"]
-    front = set(finished["trial_id"][pareto_mask(finished[["knn_accuracy", "recon_error"]].to_numpy(),
-                                                  ("max", "min"))])
+    front = set(
+        finished["trial_id"][
+            pareto_mask(finished[["knn_accuracy", "recon_error"]].to_numpy(), ("max", "min"))
+        ]
+    )
     assert set(table["trial_id"][table["pareto"]]) == front
     assert list(table["pareto"]) == sorted(table["pareto"], reverse=True)  # the front first
-    expected = rank_by_config(table.drop(columns=["pareto"]).iloc[::-1].reset_index(drop=True),
-                              ["knn_accuracy", "recon_error"], ["max", "min"])
+    expected = rank_by_config(
+        table.drop(columns=["pareto"]).iloc[::-1].reset_index(drop=True),
+        ["knn_accuracy", "recon_error"],
+        ["max", "min"],
+    )
     assert list(table["trial_id"]) == list(expected["trial_id"])
     on_front = table[table["pareto"]]
-    first = Objective(("knn_accuracy", "recon_error"), ("max", "min")).order(on_front.to_dict("records"))[0]
+    first = Objective(("knn_accuracy", "recon_error"), ("max", "min")).order(
+        on_front.to_dict("records")
+    )[0]
     assert table["trial_id"].iloc[0] == on_front["trial_id"].iloc[first]
     assert set(table["trial_id"][table["status"] == "KILLED"]) == {tid[d] for d in stopped}
     # The parent run's best: the chosen trial, the front's best knn_accuracy (no stopped trial's).
@@ -112,7 +142,9 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
     from tuner.system.processes import end_session
 
     space = tmp_path / "resume.yaml"
-    write_space(space, f"""
+    write_space(
+        space,
+        f"""
         name: moasha-resume
         metric: [knn_accuracy, recon_error]
         search: grid
@@ -121,14 +153,27 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
         fixed: {{{TINY.replace("iterations: 80", "iterations: 160")}}}
         params:
           latent_dim: {{grid: [8, 1, 4, 2, 6, 3]}}
-        """)
+        """,
+    )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = ["search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--tracking-uri",
+        uri,
+        "--storage-path",
+        str(tmp_path / "ray"),
+    ]
     exp, log = tmp_path / "ray" / "moasha-resume", tmp_path / "driver.log"
 
     def recorded() -> int:
         book = read_book(exp) if exp.is_dir() else None
-        return 0 if book is None else len({t for b in book["brackets"] for r in b["records"].values() for t in r})
+        return (
+            0
+            if book is None
+            else len({t for b in book["brackets"] for r in b["records"].values() for t in r})
+        )
 
     proc = start_driver(args, log)
     try:
@@ -145,11 +190,16 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
     for b0, b1 in zip(before["brackets"], after["brackets"]):
         for milestone, records in b0["records"].items():
             assert {t: b1["records"][milestone][t] for t in records} == records
-            assert {t: b1["decisions"][milestone][t] for t in b0["decisions"].get(milestone, {})} == \
-                b0["decisions"].get(milestone, {})
+            assert {
+                t: b1["decisions"][milestone][t] for t in b0["decisions"].get(milestone, {})
+            } == b0["decisions"].get(milestone, {})
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("moasha-resume")
-    trials = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("tuner.role") == "trial"]
+    trials = [
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if r.data.tags.get("tuner.role") == "trial"
+    ]
     assert len(trials) == 6
     decisions = after["brackets"][0]["decisions"]
     for run in trials:

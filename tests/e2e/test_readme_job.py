@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 GRID = SPACES / "grid.yaml"
 
 
-def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports(tmp_path: Path) -> None:
+def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports(
+    tmp_path: Path,
+) -> None:
     from mlflow import MlflowClient
 
     from tuner.tracking.registry import load_model
@@ -30,7 +32,9 @@ def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports
     out = done.stdout
     params = yaml.safe_load(GRID.read_text())["params"]
     grid = set(itertools.product(*(p["grid"] for p in params.values())))
-    assert len(grid) == 24  # the README's count: 2 constraints x 2 encoders x 3 weights x 2 latent sizes
+    assert (
+        len(grid) == 24
+    )  # the README's count: 2 constraints x 2 encoders x 3 weights x 2 latent sizes
     assert re.search(r"search finished: 24 trials \(24 finished\) in \d+ s", out), out[-3000:]
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -53,13 +57,16 @@ def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports
     assert f"tuner ui --tracking-uri {uri}" in out
     assert f"registered {best_id} as models:/grid-digits/1" in out
     # Read on test: the best trial only.
-    assert [t.data.tags["tuner.trial_id"] for t in trials if "test_knn_accuracy" in t.data.metrics] == [best_id]
+    assert [
+        t.data.tags["tuner.trial_id"] for t in trials if "test_knn_accuracy" in t.data.metrics
+    ] == [best_id]
 
     version = client.get_model_version_by_alias("grid-digits", "champion")
     assert (str(version.version), version.run_id) == ("1", best.info.run_id)
     model = load_model("models:/grid-digits@champion", tracking_uri=uri)
-    assert {k: str(v) for k, v in model.config.to_dict().items() if k in params} == \
-        {k: best.data.params[k] for k in params}
+    assert {k: str(v) for k, v in model.config.to_dict().items() if k in params} == {
+        k: best.data.params[k] for k in params
+    }
     note = parents[0].data.tags["mlflow.note.content"]
     assert f"### Best trial: `{best_id}`" in note
     assert "### Registered model\n`models:/grid-digits/1` (alias `champion`: version 1)" in note
@@ -69,6 +76,12 @@ def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports
     report = run_cli("report", cwd=tmp_path, timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
     head, rows = report.stdout.split("\n\n")[0].split("\n", 1)
-    assert head.endswith("in experiment 'grid-digits': 24 trials, sorted by knn_accuracy (max)"), head
+    assert head.endswith("in experiment 'grid-digits': 24 trials, sorted by knn_accuracy (max)"), (
+        head
+    )
     rows = rows.splitlines()[1:]  # under the column names
-    assert len(rows) == 24 and all(r.endswith(" FINISHED") for r in rows) and rows[0].split()[0] == best_id
+    assert (
+        len(rows) == 24
+        and all(r.endswith(" FINISHED") for r in rows)
+        and rows[0].split()[0] == best_id
+    )

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 
 import tuner
+from tests.spaces import write_space
 from tuner.data.inputs import split_images
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.trainer.metrics import knn_accuracy
-from tests.spaces import write_space
 
 pytestmark = pytest.mark.slow
 
 
-
-
 def _space(path: Path, name: str, latent: str, iterations: int) -> Path:
-    return write_space(path, f"""
+    return write_space(
+        path,
+        f"""
         name: {name}
         search: grid
         register_as: digits-embedder
@@ -28,10 +28,13 @@ def _space(path: Path, name: str, latent: str, iterations: int) -> Path:
                  normalize: true}}
         params:
           latent_dim: {{grid: {latent}}}
-        """)
+        """,
+    )
 
 
-def test_searches_register_the_best_and_move_champion_only_when_better(local_ray, tmp_path, monkeypatch):
+def test_searches_register_the_best_and_move_champion_only_when_better(
+    local_ray, tmp_path, monkeypatch
+):
     import torch
     from mlflow import MlflowClient
 
@@ -41,7 +44,10 @@ def test_searches_register_the_best_and_move_champion_only_when_better(local_ray
     spec = load_spec(_space(tmp_path / "a.yaml", "models-a", "[2, 8]", 100))
     table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False).trials
     client = MlflowClient(tracking_uri=uri)
-    assert client.get_experiment_by_name("models-a").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert (
+        client.get_experiment_by_name("models-a").tags["mlflow.experimentKind"]
+        == "custom_model_development"
+    )
     champion = client.get_model_version_by_alias("digits-embedder", "champion")
     best = table.iloc[0]
     assert str(champion.version) == "1" and champion.tags["tuner.trial_id"] == best["trial_id"]
@@ -53,11 +59,17 @@ def test_searches_register_the_best_and_move_champion_only_when_better(local_ray
     train, val, test = (split_images(model.config, part) for part in ("train", "val", "test"))
     run = client.get_run(champion.run_id)
     z_train = model.embed(train.images)
-    assert knn_accuracy(z_train, train.labels, model.embed(val.images), val.labels,
-                        model.config.knn_k) == run.data.metrics["knn_accuracy"]
+    assert (
+        knn_accuracy(z_train, train.labels, model.embed(val.images), val.labels, model.config.knn_k)
+        == run.data.metrics["knn_accuracy"]
+    )
     # The selected trial was also read once on test, by the same model.
-    assert knn_accuracy(z_train, train.labels, model.embed(test.images), test.labels,
-                        model.config.knn_k) == run.data.metrics["test_knn_accuracy"]
+    assert (
+        knn_accuracy(
+            z_train, train.labels, model.embed(test.images), test.labels, model.config.knn_k
+        )
+        == run.data.metrics["test_knn_accuracy"]
+    )
 
     worse = load_spec(_space(tmp_path / "b.yaml", "models-b", "[1]", 50))
     run_search(worse, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 import tuner
-from tuner.runner.search import run_search
-from tuner.space.load import load_spec
-from tuner.errors import TunerError
 from tests.drivers import start_driver, wait_for
 from tests.spaces import write_space
+from tuner.errors import TunerError
+from tuner.runner.search import run_search
+from tuner.space.load import load_spec
 from tuner.system.processes import end_session
 from tuner.system.tune_storage import PLOTS_DIR
 
@@ -65,7 +65,9 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
     import torch
 
     torch.set_num_threads(1)
-    space = write_space(tmp_path / "e2e.yaml", f"""
+    space = write_space(
+        tmp_path / "e2e.yaml",
+        f"""
         name: e2e-grid
         search: grid
         max_concurrent: 1            # sequential: the worse trial meets ASHA's rung second
@@ -74,7 +76,8 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
         params:
           latent_dim: {{grid: [8, 1]}}          # 1-D embeddings classify far worse
           lr: {{grid: [0.001, 1000000.0]}}      # lr 1e6 turns the loss into nan at once
-        """)
+        """,
+    )
     spec = load_spec(space)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
@@ -82,7 +85,11 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
 
     by_config = {(int(r.latent_dim), float(r.lr)): r for r in table.itertuples()}
     assert {k: r.status for k, r in by_config.items()} == {
-        (8, 0.001): "FINISHED", (1, 0.001): "KILLED", (8, 1e6): "FAILED", (1, 1e6): "FAILED"}
+        (8, 0.001): "FINISHED",
+        (1, 0.001): "KILLED",
+        (8, 1e6): "FAILED",
+        (1, 1e6): "FAILED",
+    }
     assert table.iloc[0]["status"] == "FINISHED"  # best first
 
     parent, trials = runs_of(uri, "e2e-grid")
@@ -112,16 +119,24 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
     cfg = spec.trial_config({"latent_dim": 8, "lr": 0.001})
     data = load_features(cfg, progress=False)
     direct = fit(cfg, data.without_test())
-    assert finished.data.metrics["knn_accuracy"] == pytest.approx(direct.metrics["knn_accuracy"], abs=1e-9)
+    assert finished.data.metrics["knn_accuracy"] == pytest.approx(
+        direct.metrics["knn_accuracy"], abs=1e-9
+    )
     # The test split is read once, for the selected (best) trial only, from its final checkpoint.
     from tuner.trainer.evaluation import evaluate_split
 
-    tested = {r.data.tags["tuner.trial_id"] for r in trials if "test_knn_accuracy" in r.data.metrics}
+    tested = {
+        r.data.tags["tuner.trial_id"] for r in trials if "test_knn_accuracy" in r.data.metrics
+    }
     assert tested == {finished.data.tags["tuner.trial_id"]}
     expected = evaluate_split(cfg, direct.model, data, "test")
-    assert finished.data.metrics["test_knn_accuracy"] == pytest.approx(expected["test_knn_accuracy"], abs=1e-9)
+    assert finished.data.metrics["test_knn_accuracy"] == pytest.approx(
+        expected["test_knn_accuracy"], abs=1e-9
+    )
     assert base["test_knn_accuracy"] == finished.data.metrics["test_knn_accuracy"]
-    assert table.iloc[0]["test_knn_accuracy"] == pytest.approx(expected["test_knn_accuracy"], abs=1e-9)
+    assert table.iloc[0]["test_knn_accuracy"] == pytest.approx(
+        expected["test_knn_accuracy"], abs=1e-9
+    )
     assert table["test_knn_accuracy"].iloc[1:].isna().all()
     assert {"test_baseline_input_knn_accuracy", "test_baseline_pca8_recon_error"} <= set(base)
 
@@ -155,7 +170,9 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
 
 @pytest.mark.slow
 def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Path) -> None:
-    space = write_space(tmp_path / "pareto.yaml", f"""
+    space = write_space(
+        tmp_path / "pareto.yaml",
+        f"""
         name: e2e-pareto
         metric: [knn_accuracy, recon_error]
         mode: [max, min]
@@ -166,11 +183,18 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
         params:
           mu: {{uniform: [0.0, 1.0]}}
           latent_dim: {{randint: [1, 6]}}
-        """)
+        """,
+    )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # The Python API: a path, trial settings as overrides (like --set), run_search's keywords.
-    result = tuner.search(space, overrides={"iterations": 20}, samples=4, tracking_uri=uri,
-                          storage_path=tmp_path / "ray", verbose=False)
+    result = tuner.search(
+        space,
+        overrides={"iterations": 20},
+        samples=4,
+        tracking_uri=uri,
+        storage_path=tmp_path / "ray",
+        verbose=False,
+    )
     table = result.trials
     assert len(table) == 4 and (table["status"] == "FINISHED").all()
     assert (table["iteration"] == 20).all()
@@ -179,15 +203,22 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
     # Recompute the front by hand: a row is on it iff no other row is at least as good in
     # both metrics and strictly better in one.
     acc, err = table["knn_accuracy"].to_numpy(), table["recon_error"].to_numpy()
-    expected = [not any((acc[j] >= acc[i]) and (err[j] <= err[i]) and ((acc[j] > acc[i]) or (err[j] < err[i]))
-                        for j in range(len(table))) for i in range(len(table))]
+    expected = [
+        not any(
+            (acc[j] >= acc[i]) and (err[j] <= err[i]) and ((acc[j] > acc[i]) or (err[j] < err[i]))
+            for j in range(len(table))
+        )
+        for i in range(len(table))
+    ]
     assert table["pareto"].tolist() == expected
     assert table["pareto"].iloc[0] and table["pareto"].is_monotonic_decreasing  # front first
     parent, trials = runs_of(uri, "e2e-pareto")
     assert len(trials) == 4 and parent.data.tags["tuner.metric"] == "knn_accuracy,recon_error"
     # Every trial on the front, and only those, was read on the test split.
     front = set(table[table["pareto"]]["trial_id"])
-    assert {r.data.tags["tuner.trial_id"] for r in trials if "test_recon_error" in r.data.metrics} == front
+    assert {
+        r.data.tags["tuner.trial_id"] for r in trials if "test_recon_error" in r.data.metrics
+    } == front
     assert table[table["pareto"]]["test_knn_accuracy"].notna().all()
 
     # The result: the front as Optuna's best_trials, in the table's order; the chosen trial the
@@ -196,8 +227,10 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
     assert all(r.data.params["iterations"] == "20" for r in trials)  # the file says 500
     on_front = table[table["pareto"]]
     assert [t.trial_id for t in result.best_trials] == list(on_front["trial_id"])
-    assert all(t.config.iterations == 20 and t.run_id == runs[t.trial_id].info.run_id
-               for t in result.best_trials)
+    assert all(
+        t.config.iterations == 20 and t.run_id == runs[t.trial_id].info.run_id
+        for t in result.best_trials
+    )
     row = on_front.loc[on_front["knn_accuracy"].idxmax()]
     best = result.get_best_result()
     assert best is result.best_trial and best.trial_id == row["trial_id"]
@@ -233,7 +266,9 @@ def _resumable_checkpoint(exp_dir: Path, before: set[Path]):
         if not registered_at:
             # A finished trial's last checkpoint holds its plots and stays; its earlier ones go once
             # Tune's saved state records the end (runner/callback.py).
-            finished = {p.parent.parent.name for p in exp_dir.glob(f"run_trial_*/checkpoint_*/{PLOTS_DIR}")}
+            finished = {
+                p.parent.parent.name for p in exp_dir.glob(f"run_trial_*/checkpoint_*/{PLOTS_DIR}")
+            }
             for ckpt in set(exp_dir.glob("run_trial_*/checkpoint_*")) - before:
                 if ckpt.parent.name not in finished:
                     seen.setdefault(ckpt.parent.name, set()).add(ckpt.name)
@@ -248,12 +283,14 @@ def _resumable_checkpoint(exp_dir: Path, before: set[Path]):
 
 def _finished_trials(uri: str) -> int:
     """Read-only SQL: an MlflowClient here could race the driver still creating the tables."""
-    db = Path(uri[len("sqlite:///"):])
+    db = Path(uri[len("sqlite:///") :])
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-            return con.execute("SELECT count(*) FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
-                               "WHERE tags.key = 'tuner.role' AND tags.value = 'trial' "
-                               "AND runs.status = 'FINISHED'").fetchone()[0]
+            return con.execute(
+                "SELECT count(*) FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                "WHERE tags.key = 'tuner.role' AND tags.value = 'trial' "
+                "AND runs.status = 'FINISHED'"
+            ).fetchone()[0]
     except sqlite3.OperationalError:  # no file or no tables yet
         return 0
 
@@ -264,23 +301,36 @@ def _statuses(uri: str, experiment: str) -> tuple[str, list[str]]:
 
 
 @pytest.mark.slow
-def test_interrupt_kill_and_resume(local_ray, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_interrupt_kill_and_resume(
+    local_ray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Ctrl-C ends a search cleanly; a resumed driver SIGKILLed mid-trial resumes again; in the
     end every trial has exactly one run and one unbroken metric history."""
     from tuner.cli import main
 
     # Trials of ~7 s: the SIGKILL of step 2 must meet one still running, after Tune has saved its
     # state (every 3 s). At 300 iterations (~2 s) a resumed search could end all of them first.
-    space = write_space(tmp_path / "resume.yaml", f"""
+    space = write_space(
+        tmp_path / "resume.yaml",
+        f"""
         name: e2e-resume
         search: grid
         fixed: {TINY}, iterations: 1200, eval_every: 60}}
         params:
           mu: {{grid: [0.25, 0.75]}}
           latent_dim: {{grid: [2, 4]}}
-        """)
+        """,
+    )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = ["search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--tracking-uri",
+        uri,
+        "--storage-path",
+        str(tmp_path / "ray"),
+    ]
     exp_dir, log = tmp_path / "ray" / "e2e-resume", tmp_path / "driver.log"
 
     proc = start_driver(args, log)  # 1: Ctrl-C once a trial has finished
@@ -314,8 +364,11 @@ def test_interrupt_kill_and_resume(local_ray, tmp_path: Path, capsys: pytest.Cap
     for run in trials:  # histories without gaps or repeated steps
         assert steps(uri, run, "knn_accuracy") == list(range(60, 1201, 60))
     # Some trial continued from a checkpoint rather than from the start.
-    restored = [json.loads(line).get("restored_from_iteration", 0)
-                for f in exp_dir.glob("run_trial_*/result.json") for line in f.read_text().splitlines()]
+    restored = [
+        json.loads(line).get("restored_from_iteration", 0)
+        for f in exp_dir.glob("run_trial_*/result.json")
+        for line in f.read_text().splitlines()
+    ]
     assert max(restored) >= 60
 
     capsys.readouterr()
@@ -331,14 +384,21 @@ def test_interrupt_kill_and_resume(local_ray, tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.mark.slow
-def test_a_trial_larger_than_the_cluster_is_refused_before_any_run(local_ray, tmp_path: Path) -> None:
-    space = write_space(tmp_path / "big.yaml", f"""
+def test_a_trial_larger_than_the_cluster_is_refused_before_any_run(
+    local_ray, tmp_path: Path
+) -> None:
+    space = write_space(
+        tmp_path / "big.yaml",
+        f"""
         name: e2e-big
         resources: {{cpus: 3}}
         fixed: {TINY}, iterations: 20, eval_every: 20}}
-        """)
+        """,
+    )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with pytest.raises(TunerError, match=r"resources.cpus: each trial asks for 3 CPU, the Ray cluster has 2"):
+    with pytest.raises(
+        TunerError, match=r"resources.cpus: each trial asks for 3 CPU, the Ray cluster has 2"
+    ):
         run_search(load_spec(space), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
     assert client_for(uri).get_experiment_by_name("e2e-big") is None
     # Only the search's lock was taken: no experiment directory, nothing moved or written.

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO_ROOT
 from tests.drivers import start_driver, wait_for
+from tests.paths import REPO_ROOT
 from tuner.system.processes import end_session, session_pids
 
 SPACE = """\
@@ -37,8 +37,10 @@ def run_statuses(db: Path) -> dict[str, list[str]]:
     """role (search / trial) -> statuses, read-only: the driver may still be writing."""
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-            rows = con.execute("SELECT tags.value, runs.status FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
-                               "WHERE tags.key = 'tuner.role'").fetchall()
+            rows = con.execute(
+                "SELECT tags.value, runs.status FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                "WHERE tags.key = 'tuner.role'"
+            ).fetchall()
     except sqlite3.OperationalError:
         return {}
     out: dict[str, list[str]] = {}
@@ -49,42 +51,70 @@ def run_statuses(db: Path) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(tmp_path: Path, sig) -> None:
+def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(
+    tmp_path: Path, sig
+) -> None:
     """SIGTERM: the whole story. SIGHUP (a closed terminal) takes the same path; it is checked
     up to the clean stop, which is where the two could differ."""
     (tmp_path / "guard.yaml").write_text(SPACE)
     db, storage = tmp_path / "mlflow.db", tmp_path / "ray"
-    args = ["search", "--space", str(tmp_path / "guard.yaml"), "--tracking-uri", f"sqlite:///{db}",
-            "--storage-path", str(storage)]
+    args = [
+        "search",
+        "--space",
+        str(tmp_path / "guard.yaml"),
+        "--tracking-uri",
+        f"sqlite:///{db}",
+        "--storage-path",
+        str(storage),
+    ]
     log = tmp_path / "first.log"
     first = start_driver(args, log)
     try:
-        wait_for(lambda: any(p.stat().st_size for p in storage.glob("guard/run_trial_*/result.json")),
-                 first, 180, "a trial reported", log)
+        wait_for(
+            lambda: any(p.stat().st_size for p in storage.glob("guard/run_trial_*/result.json")),
+            first,
+            180,
+            "a trial reported",
+            log,
+        )
         state = json.loads((storage / "guard" / "tuner_search.json").read_text())
         # A second search, and a resume, of the running experiment, side by side.
         extras = [] if sig == signal.SIGHUP else [[], ["--resume"]]
-        others = [subprocess.Popen([sys.executable, "-m", "tuner.cli", *args, *extra], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}) for extra in extras]
+        others = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tuner.cli", *args, *extra],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            )
+            for extra in extras
+        ]
         for other in others:
             try:
                 _, err = other.communicate(timeout=120)
             finally:
                 end_session(other.pid, grace=0.0)
             assert other.returncode == 2 and "Traceback" not in err, err
-            assert (f"experiment 'guard' in {storage}/guard is in use by search {state['search_id']} "
-                    f"(pid {first.pid} on ") in err
+            assert (
+                f"experiment 'guard' in {storage}/guard is in use by search {state['search_id']} "
+                f"(pid {first.pid} on "
+            ) in err
         assert first.poll() is None  # still running: the refusals came while it held the lock
         # The first search's directory was neither moved nor rewritten.
         assert json.loads((storage / "guard" / "tuner_search.json").read_text()) == state
         assert [p.name for p in storage.iterdir() if not p.name.startswith(".")] == ["guard"]
 
         first.send_signal(sig)
-        assert first.wait(timeout=120) == 0  # as after Ctrl-C: Tune stops the trials and saves its state
+        assert (
+            first.wait(timeout=120) == 0
+        )  # as after Ctrl-C: Tune stops the trials and saves its state
     finally:
         end_session(first.pid, grace=0.0)
-    assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), log.read_text()[-3000:]
+    assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), (
+        log.read_text()[-3000:]
+    )
     assert session_pids(first.pid) == []  # Ray and its workers went with the driver
     statuses = run_statuses(db)
     assert statuses["search"] == ["KILLED"] and "RUNNING" not in statuses["trial"], statuses
@@ -111,11 +141,29 @@ def test_a_storage_error_after_the_search_started_leaves_no_run_running(tmp_path
     os.utime(storage / "guard", (1_700_000_000, 1_700_000_000))
     taken = storage / f"guard-{time.strftime('%Y%m%d-%H%M%S', time.localtime(1_700_000_000))}"
     (taken / "something").mkdir(parents=True)  # a rename onto a non-empty directory fails
-    done = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space", str(tmp_path / "guard.yaml"),
-                           "--tracking-uri", f"sqlite:///{db}", "--storage-path", str(storage)],
-                          capture_output=True, text=True, timeout=300, start_new_session=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuner.cli",
+            "search",
+            "--space",
+            str(tmp_path / "guard.yaml"),
+            "--tracking-uri",
+            f"sqlite:///{db}",
+            "--storage-path",
+            str(storage),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert f"tuner search: error: {storage}/guard holds an earlier search and cannot be moved aside" in done.stderr
+    assert (
+        f"tuner search: error: {storage}/guard holds an earlier search and cannot be moved aside"
+        in done.stderr
+    )
     assert "RUNNING" not in sum(run_statuses(db).values(), [])
     assert (storage / "guard" / "old_trial").is_dir()  # nothing lost

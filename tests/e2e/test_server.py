@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tuner.cli import main
-from tuner.tracking.store import HTTP_DEFAULTS
 from tests.drivers import free_port
 from tests.spaces import write_space
+from tuner.cli import main
+from tuner.tracking.store import HTTP_DEFAULTS
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -45,13 +45,32 @@ class Server:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
-        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.db}",
-               "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", "1"]
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    def start(self) -> Server:
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.db}",
+            "--artifacts-destination",
+            str(self.artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        env = {
+            **os.environ,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
         with open(self.db.with_suffix(".log"), "a") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.db.with_suffix(".log").read_text()[-3000:]
@@ -93,18 +112,19 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     srv.stop()
 
 
-
-
 def grid_space(path: Path, name: str, iterations: int, max_concurrent: int | None = None) -> Path:
-    return write_space(path, f"""
+    return write_space(
+        path,
+        f"""
         name: {name}
         search: grid
-        max_concurrent: {max_concurrent or 'null'}
+        max_concurrent: {max_concurrent or "null"}
         resources: {{cpus: 1}}
         fixed: {{hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: {iterations}, eval_every: 20}}
         params:
           latent_dim: {{grid: [2, 4]}}
-        """)
+        """,
+    )
 
 
 def search_runs(uri: str, experiment: str) -> tuple:
@@ -113,7 +133,9 @@ def search_runs(uri: str, experiment: str) -> tuple:
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("tuner.role") == "search"]
     assert len(parents) == 1
-    trials = {r.data.tags["tuner.trial_id"]: r for r in runs if r.data.tags.get("tuner.role") == "trial"}
+    trials = {
+        r.data.tags["tuner.trial_id"]: r for r in runs if r.data.tags.get("tuner.role") == "trial"
+    }
     assert len(trials) == len(runs) - 1  # one run per trial id: nothing doubled
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in trials.values())
     return exp, parents[0], trials
@@ -125,55 +147,91 @@ def tune_results(exp_dir: Path) -> dict[str, list[tuple[int, float]]]:
     for path in exp_dir.glob("run_trial_*/result.json"):
         for line in path.read_text().splitlines():
             row = json.loads(line)
-            out.setdefault(row["trial_id"], {}).setdefault(int(row["iteration"]), row["knn_accuracy"])
+            out.setdefault(row["trial_id"], {}).setdefault(
+                int(row["iteration"]), row["knn_accuracy"]
+            )
     return {t: sorted(steps.items()) for t, steps in out.items()}
 
 
 def snapshot(uri: str, experiment: str) -> dict:
     client = MlflowClient(tracking_uri=uri)
     _, parent, trials = search_runs(uri, experiment)
-    return {r.info.run_name: (r.info.run_id, r.info.status, r.info.end_time, r.data.params,
-                              {k: len(client.get_metric_history(r.info.run_id, k)) for k in r.data.metrics},
-                              sorted(a.path for a in client.list_artifacts(r.info.run_id)))
-            for r in [parent, *trials.values()]}
+    return {
+        r.info.run_name: (
+            r.info.run_id,
+            r.info.status,
+            r.info.end_time,
+            r.data.params,
+            {k: len(client.get_metric_history(r.info.run_id, k)) for k in r.data.metrics},
+            sorted(a.path for a in client.list_artifacts(r.info.run_id)),
+        )
+        for r in [parent, *trials.values()]
+    }
 
 
 def test_unreachable_server_stops_the_search_before_anything_starts(tmp_path: Path) -> None:
     # A fresh interpreter, so whether Ray started does not depend on the tests before this one.
     port = free_port()  # bound then released: nothing listens there
     space = grid_space(tmp_path / "s.yaml", "nowhere", 40)
-    args = ["search", "--space", str(space), "--tracking-uri", f"http://alice:s3cret@127.0.0.1:{port}",
-            "--storage-path", str(tmp_path / "ray")]
-    code = (f"import sys, ray; from tuner.cli import main; status = main({args!r}); "
-            f"print('ray started:', ray.is_initialized()); sys.exit(status)")
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--tracking-uri",
+        f"http://alice:s3cret@127.0.0.1:{port}",
+        "--storage-path",
+        str(tmp_path / "ray"),
+    ]
+    code = (
+        f"import sys, ray; from tuner.cli import main; status = main({args!r}); "
+        f"print('ray started:', ray.is_initialized()); sys.exit(status)"
+    )
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and time.monotonic() - start < 60  # most of it is importing tuner's CLI
-    assert f"tuner search: error: MLflow tracking URI 'http://***@127.0.0.1:{port}' cannot be used" in proc.stderr
-    assert "s3cret" not in proc.stderr + proc.stdout and "alice" not in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and time.monotonic() - start < 60
+    )  # most of it is importing tuner's CLI
+    assert (
+        f"tuner search: error: MLflow tracking URI 'http://***@127.0.0.1:{port}' cannot be used"
+        in proc.stderr
+    )
+    assert (
+        "s3cret" not in proc.stderr + proc.stdout
+        and "alice" not in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     assert "ray started: False" in proc.stdout and not (tmp_path / "ray").exists()
 
 
-def test_search_against_a_server_logs_runs_and_serves_artifacts(server: Server, local_ray, tmp_path: Path,
-                                                                capsys) -> None:
+def test_search_against_a_server_logs_runs_and_serves_artifacts(
+    server: Server, local_ray, tmp_path: Path, capsys
+) -> None:
     from tuner.runner.search import run_search
     from tuner.space.load import load_spec
 
     spec = load_spec(grid_space(tmp_path / "srv.yaml", "srv", 40))
-    table = run_search(spec, tracking_uri=server.uri, storage_path=tmp_path / "ray",
-                       verbose=False).trials
+    table = run_search(
+        spec, tracking_uri=server.uri, storage_path=tmp_path / "ray", verbose=False
+    ).trials
     assert sorted(table["status"]) == ["FINISHED", "FINISHED"]
 
     exp, parent, trials = search_runs(server.uri, "srv")
     assert exp.artifact_location.startswith("mlflow-artifacts:")  # stored by the server, not by us
     assert parent.info.status == "FINISHED" and set(trials) == set(table["trial_id"])
     client = MlflowClient(tracking_uri=server.uri)
-    assert {"search.yaml", "spec.json", "summary.csv"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"search.yaml", "spec.json", "summary.csv"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
     for trial_id, run in trials.items():
         row = table[table["trial_id"] == trial_id].iloc[0]
-        assert run.info.status == "FINISHED" and int(run.data.params["latent_dim"]) == row["latent_dim"]
+        assert (
+            run.info.status == "FINISHED"
+            and int(run.data.params["latent_dim"]) == row["latent_dim"]
+        )
         history = client.get_metric_history(run.info.run_id, "knn_accuracy")
-        assert [m.step for m in history] == [20, 40] and history[-1].value == pytest.approx(row["knn_accuracy"])
+        assert [m.step for m in history] == [20, 40] and history[-1].value == pytest.approx(
+            row["knn_accuracy"]
+        )
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == PLOTS
     some = next(iter(trials.values()))
     png = Path(client.download_artifacts(some.info.run_id, "embedding.png", str(tmp_path)))
@@ -181,8 +239,12 @@ def test_search_against_a_server_logs_runs_and_serves_artifacts(server: Server, 
     assert list(server.artifacts.rglob("embedding.png"))  # the server's own artifact store holds it
 
     capsys.readouterr()
-    assert main(["sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", server.uri]) == 0
-    assert "nothing was missing" in capsys.readouterr().out  # a complete search: sync writes nothing
+    assert (
+        main(["sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", server.uri]) == 0
+    )
+    assert (
+        "nothing was missing" in capsys.readouterr().out
+    )  # a complete search: sync writes nothing
 
 
 class Killer(threading.Thread):
@@ -199,7 +261,11 @@ class Killer(threading.Thread):
         while not self.done.is_set():
             try:
                 exp = client.get_experiment_by_name(self.experiment)
-                runs = client.search_runs([exp.experiment_id], "tags.`tuner.role` = 'trial'") if exp else []
+                runs = (
+                    client.search_runs([exp.experiment_id], "tags.`tuner.role` = 'trial'")
+                    if exp
+                    else []
+                )
                 if any("knn_accuracy" in r.data.metrics for r in runs):
                     self.server.stop()
                     self.killed_at = time.monotonic()
@@ -217,7 +283,9 @@ def assert_complete(uri: str, exp_dir: Path, trial_ids: set[str], evaluations: i
     assert set(trials) == set(expected) == trial_ids
     client = MlflowClient(tracking_uri=uri)
     for trial_id, run in trials.items():
-        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "knn_accuracy")]
+        history = [
+            (m.step, m.value) for m in client.get_metric_history(run.info.run_id, "knn_accuracy")
+        ]
         assert sorted(history) == expected[trial_id] and len(history) == evaluations
         assert run.info.status == "FINISHED"
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == PLOTS
@@ -237,22 +305,40 @@ def test_server_lost_mid_search_then_sync_fills_the_gaps(local_ray, tmp_path: Pa
         # 600 iterations: the server's stop (a SIGTERM, up to seconds) must land before the two
         # trials end; at 200 the margin was ~3 s and shrinks as trials get faster.
         spec = load_spec(grid_space(tmp_path / "lost.yaml", "lost", 600, max_concurrent=1))
-        table = run_search(spec, tracking_uri=srv.uri, storage_path=tmp_path / "ray",
-                           verbose=False).trials
+        table = run_search(
+            spec, tracking_uri=srv.uri, storage_path=tmp_path / "ray", verbose=False
+        ).trials
         ended_at = time.monotonic()
         killer.done.set()
         killer.join(timeout=30)
-        assert killer.killed_at is not None and killer.killed_at < ended_at, "the server was not stopped mid-search"
-        assert sorted(table["status"]) == ["FINISHED", "FINISHED"]  # the search went on without MLflow
+        assert killer.killed_at is not None and killer.killed_at < ended_at, (
+            "the server was not stopped mid-search"
+        )
+        assert sorted(table["status"]) == [
+            "FINISHED",
+            "FINISHED",
+        ]  # the search went on without MLflow
         err = capfd.readouterr().err
         assert err.count("stopped answering") == 1 and f"--tracking-uri {srv.uri}" in err
         assert "tuner sync --storage-path" in err
 
         srv.start()  # back, same port and store
-        assert search_runs(srv.uri, "lost")[1].info.status == "RUNNING"  # the search could not end it
-        sync = ["sync", "--storage-path", str(tmp_path / "ray"), "--experiment", "lost", "--tracking-uri", srv.uri]
+        assert (
+            search_runs(srv.uri, "lost")[1].info.status == "RUNNING"
+        )  # the search could not end it
+        sync = [
+            "sync",
+            "--storage-path",
+            str(tmp_path / "ray"),
+            "--experiment",
+            "lost",
+            "--tracking-uri",
+            srv.uri,
+        ]
         assert main(sync) == 0
-        assert_complete(srv.uri, tmp_path / "ray" / "lost", set(table["trial_id"]), evaluations=600 // 20)
+        assert_complete(
+            srv.uri, tmp_path / "ray" / "lost", set(table["trial_id"]), evaluations=600 // 20
+        )
 
         before = snapshot(srv.uri, "lost")
         capfd.readouterr()

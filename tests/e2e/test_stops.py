@@ -19,14 +19,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from tests.paths import REPO_ROOT
 from tests.drivers import free_port, wait_for
 from tests.e2e.test_search_guard import run_statuses
+from tests.paths import REPO_ROOT
 from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
 
 SPACE = """\
@@ -39,7 +39,9 @@ params:
 """
 
 
-def launch(args: list[str], log: Path, *, ignore_int: bool, hold: str | None = None) -> subprocess.Popen:
+def launch(
+    args: list[str], log: Path, *, ignore_int: bool, hold: str | None = None
+) -> subprocess.Popen:
     """`python -m tuner.cli ARGS` in a session of its own; with `ignore_int` started as a shell's
     `trap '' INT; exec ...` leaves it: SIGINT ignored, inherited across exec."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
@@ -52,8 +54,9 @@ def launch(args: list[str], log: Path, *, ignore_int: bool, hold: str | None = N
     with open(log, "a") as out:
         # SIGHUP and SIGTERM as a terminal leaves them, even where the suite runs under nohup (an
         # ignored SIGHUP is inherited, and tuner rightly keeps it ignored).
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True, env=env,
-                                preexec_fn=_default_stops)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=out, start_new_session=True, env=env, preexec_fn=_default_stops
+        )
     return proc
 
 
@@ -63,12 +66,22 @@ def _default_stops() -> None:
 
 
 def sigint_ignored(pid: int) -> bool:
-    mask = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigIgn:"))
+    mask = next(
+        line
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("SigIgn:")
+    )
     return bool(int(mask.split()[1], 16) & (1 << (signal.SIGINT - 1)))
 
 
 def held(proc: subprocess.Popen, log: Path, phase: str, ignore_int: bool) -> None:
-    wait_for(lambda: f"holding in phase {phase} " in log.read_text(), proc, 240, f"the {phase} phase", log)
+    wait_for(
+        lambda: f"holding in phase {phase} " in log.read_text(),
+        proc,
+        240,
+        f"the {phase} phase",
+        log,
+    )
     assert sigint_ignored(proc.pid) == ignore_int  # the launcher case under test, in force
 
 
@@ -79,7 +92,11 @@ def watchdogs(driver: int) -> list[int]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tuner.system.watchdog" in argv and str(driver).encode() in argv and proc_stat(entry)[0] != "Z":
+        if (
+            b"tuner.system.watchdog" in argv
+            and str(driver).encode() in argv
+            and proc_stat(entry)[0] != "Z"
+        ):
             found.append(int(entry))
     return found
 
@@ -100,8 +117,9 @@ def stopped(proc: subprocess.Popen, sig: int, log: Path, timeout: float = 90) ->
     try:
         proc.send_signal(sig)
         code = proc.wait(timeout=timeout)
-        assert gone(lambda: session_pids(proc.pid), 15) is not None, \
+        assert gone(lambda: session_pids(proc.pid), 15) is not None, (
             f"left behind: {session_pids(proc.pid)}\n{log.read_text()[-3000:]}"
+        )
         assert gone(lambda: watchdogs(proc.pid), 15) is not None
     finally:
         end_session(proc.pid, grace=0.0)
@@ -126,22 +144,35 @@ RESUMED = (3000, 300)
 
 def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
     (tmp_path / "stops.yaml").write_text(SPACE.format(iterations=iterations, every=every))
-    return ["search", "--space", str(tmp_path / "stops.yaml"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-            "--storage-path", str(tmp_path / "ray")]
+    return [
+        "search",
+        "--space",
+        str(tmp_path / "stops.yaml"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        "--storage-path",
+        str(tmp_path / "ray"),
+    ]
 
 
 # ------------------------------------------------------------------ a search, phase by phase
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("phase,sig,ignore_int", [("setup", signal.SIGTERM, True), ("data", signal.SIGHUP, False)],
-                         ids=["setup-SIGTERM-int-ignored", "data-SIGHUP"])
-def test_a_stop_before_the_trials_leaves_no_run_and_no_ray(tmp_path: Path, phase: str, sig: int,
-                                                           ignore_int: bool) -> None:
+@pytest.mark.parametrize(
+    "phase,sig,ignore_int",
+    [("setup", signal.SIGTERM, True), ("data", signal.SIGHUP, False)],
+    ids=["setup-SIGTERM-int-ignored", "data-SIGHUP"],
+)
+def test_a_stop_before_the_trials_leaves_no_run_and_no_ray(
+    tmp_path: Path, phase: str, sig: int, ignore_int: bool
+) -> None:
     log = tmp_path / "driver.log"
     proc = launch(space(tmp_path, 6000, 600), log, ignore_int=ignore_int, hold=phase)
     held(proc, log, phase, ignore_int)
-    assert len(session_pids(proc.pid)) > 3  # the driver and its local Ray (GCS, raylet, agents, ...)
+    assert (
+        len(session_pids(proc.pid)) > 3
+    )  # the driver and its local Ray (GCS, raylet, agents, ...)
     assert stopped(proc, sig, log) == 130, log.read_text()[-3000:]
     text = log.read_text()
     assert "tuner search: interrupted" in text and "Traceback" not in text, text[-3000:]
@@ -155,10 +186,19 @@ def test_sigterm_with_sigint_ignored_stops_the_trials_as_ctrl_c_does(tmp_path: P
     proc = launch(args, log, ignore_int=True)
     # Until Tune's fit installs its handler (which is what is then called): SIGINT ignored.
     wait_for(lambda: sigint_ignored(proc.pid), proc, 10, "SIGINT ignored", log)
-    wait_for(lambda: any(p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")),
-             proc, 240, "a trial reported", log)
+    wait_for(
+        lambda: any(
+            p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")
+        ),
+        proc,
+        240,
+        "a trial reported",
+        log,
+    )
     assert stopped(proc, signal.SIGTERM, log) == 0
-    assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), log.read_text()[-3000:]
+    assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), (
+        log.read_text()[-3000:]
+    )
     assert run_statuses(tmp_path / "mlflow.db") == {"search": ["KILLED"], "trial": ["KILLED"]}
 
 
@@ -167,9 +207,17 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
     """The final test (SIGHUP, SIGINT ignored) and model logging (SIGTERM): the parent ends KILLED
     and --resume finishes the search; then `tuner sync` and `tuner embed` are stopped too."""
     args, db = space(tmp_path, 200, 100), tmp_path / "mlflow.db"
-    for phase, sig, ignore_int in (("final test", signal.SIGHUP, True), ("models", signal.SIGTERM, False)):
+    for phase, sig, ignore_int in (
+        ("final test", signal.SIGHUP, True),
+        ("models", signal.SIGTERM, False),
+    ):
         log = tmp_path / f"{phase}.log"
-        proc = launch([*args, *(["--resume"] if phase == "models" else [])], log, ignore_int=ignore_int, hold=phase)
+        proc = launch(
+            [*args, *(["--resume"] if phase == "models" else [])],
+            log,
+            ignore_int=ignore_int,
+            hold=phase,
+        )
         held(proc, log, phase, ignore_int)
         assert stopped(proc, sig, log) == 130, log.read_text()[-3000:]
         assert "tuner search: interrupted" in log.read_text()
@@ -179,18 +227,40 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
 
     # tuner sync, stopped once it holds the search's runs open: none stays RUNNING.
     log = tmp_path / "sync.log"
-    proc = launch(["sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{db}"], log,
-                  ignore_int=True, hold="sync")
+    proc = launch(
+        ["sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{db}"],
+        log,
+        ignore_int=True,
+        hold="sync",
+    )
     held(proc, log, "sync", True)
-    assert stopped(proc, signal.SIGTERM, log) == 130 and "tuner sync: interrupted" in log.read_text()
+    assert (
+        stopped(proc, signal.SIGTERM, log) == 130 and "tuner sync: interrupted" in log.read_text()
+    )
     assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
 
     log = tmp_path / "embed.log"
     out = tmp_path / "z.parquet"
-    proc = launch(["embed", "--model", "models:/stops@champion", "--dataset", "digits", "--out", str(out),
-                   "--tracking-uri", f"sqlite:///{db}"], log, ignore_int=True, hold="embed")
+    proc = launch(
+        [
+            "embed",
+            "--model",
+            "models:/stops@champion",
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--tracking-uri",
+            f"sqlite:///{db}",
+        ],
+        log,
+        ignore_int=True,
+        hold="embed",
+    )
     held(proc, log, "embed", True)
-    assert stopped(proc, signal.SIGHUP, log) == 130 and "tuner embed: interrupted" in log.read_text()
+    assert (
+        stopped(proc, signal.SIGHUP, log) == 130 and "tuner embed: interrupted" in log.read_text()
+    )
     assert not out.exists()
 
 
@@ -201,22 +271,38 @@ def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> 
     args, log = space(tmp_path, *RESUMED), tmp_path / "driver.log"
     proc = launch(args, log, ignore_int=False)
     try:
-        wait_for(lambda: any(p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")),
-                 proc, 240, "a trial reported", log)
+        wait_for(
+            lambda: any(
+                p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")
+            ),
+            proc,
+            240,
+            "a trial reported",
+            log,
+        )
         ray_pids = [p for p in session_pids(proc.pid) if p != proc.pid]
-        names = [Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1] for p in ray_pids]
+        names = [
+            Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1]
+            for p in ray_pids
+        ]
         assert b"raylet" in names and b"ray::DashboardAgent" in names, names
         assert watchdogs(proc.pid)
         proc.kill()
         proc.wait()
         after = gone(lambda: session_pids(proc.pid), 30)
-        assert after is not None, f"still running 30 s after the SIGKILL: {session_pids(proc.pid)} of {ray_pids}"
+        assert after is not None, (
+            f"still running 30 s after the SIGKILL: {session_pids(proc.pid)} of {ray_pids}"
+        )
         assert gone(lambda: watchdogs(proc.pid), 10) is not None
-        print(f"{len(ray_pids)} Ray processes ({b', '.join(sorted(set(names))).decode()}) all gone "
-              f"{after:.1f} s after the SIGKILL")
+        print(
+            f"{len(ray_pids)} Ray processes ({b', '.join(sorted(set(names))).decode()}) all gone "
+            f"{after:.1f} s after the SIGKILL"
+        )
     finally:
         end_session(proc.pid, grace=0.0)
-    assert run_statuses(tmp_path / "mlflow.db")["search"] == ["RUNNING"]  # nobody closed it: --resume does
+    assert run_statuses(tmp_path / "mlflow.db")["search"] == [
+        "RUNNING"
+    ]  # nobody closed it: --resume does
 
     resume_finishes(args, tmp_path, tmp_path / "mlflow.db")
 
@@ -225,8 +311,11 @@ def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,ignore_int", [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, False)],
-                         ids=["SIGINT", "SIGTERM-int-ignored", "SIGHUP"])
+@pytest.mark.parametrize(
+    "sig,ignore_int",
+    [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, False)],
+    ids=["SIGINT", "SIGTERM-int-ignored", "SIGHUP"],
+)
 def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bool) -> None:
     """Ctrl-C, SIGTERM (SIGINT ignored, as under nohup) and a closed terminal: `tuner ui` exits 0
     within 5 s and no server process or web worker is left holding its port."""
@@ -235,10 +324,15 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
     mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db").create_experiment("x")  # a store to serve
     port = free_port()
     log = tmp_path / "ui.log"
-    proc = launch(["ui", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--port", str(port)], log,
-                  ignore_int=ignore_int)
+    proc = launch(
+        ["ui", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--port", str(port)],
+        log,
+        ignore_int=ignore_int,
+    )
     try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), proc, 120, "the UI answering", log)
+        wait_for(
+            lambda: _answers(f"http://127.0.0.1:{port}/health"), proc, 120, "the UI answering", log
+        )
         assert sigint_ignored(proc.pid) == ignore_int
         server = _children(proc.pid)
         assert server, "tuner ui started no server"
@@ -248,9 +342,13 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
         assert proc.wait(timeout=30) == 0
         took = time.monotonic() - started
         assert took < 5, f"tuner ui took {took:.1f} s to stop"
-        print(f"tuner ui ({'SIGINT ignored' if ignore_int else 'SIGINT default'}) stopped {took:.1f} s after "
-              f"{signal.Signals(sig).name}")
-        assert gone(lambda: [p for s in server for p in session_pids(s)], 1) is not None  # server, workers
+        print(
+            f"tuner ui ({'SIGINT ignored' if ignore_int else 'SIGINT default'}) stopped {took:.1f} s after "
+            f"{signal.Signals(sig).name}"
+        )
+        assert (
+            gone(lambda: [p for s in server for p in session_pids(s)], 1) is not None
+        )  # server, workers
         assert not _answers(f"http://127.0.0.1:{port}/health")
         assert servers_on(port) == []  # no web worker left holding the port
         assert f"http://127.0.0.1:{port}" in log.read_text()  # the link it printed
@@ -263,8 +361,19 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
 @pytest.mark.slow
 def test_train_stops_on_sigterm_with_sigint_ignored(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
-    proc = launch(["train", "--set", "iterations=1000000", "--set", "eval_every=50", "--set", "hidden_dims=[16]"], log,
-                  ignore_int=True)
+    proc = launch(
+        [
+            "train",
+            "--set",
+            "iterations=1000000",
+            "--set",
+            "eval_every=50",
+            "--set",
+            "hidden_dims=[16]",
+        ],
+        log,
+        ignore_int=True,
+    )
     wait_for(lambda: "iteration 50:" in log.read_text(), proc, 120, "training under way", log)
     assert sigint_ignored(proc.pid)
     started = time.monotonic()
@@ -296,7 +405,11 @@ def servers_on(port: int) -> list[int]:
 
 
 def _children(pid: int) -> list[int]:
-    return [int(e) for e in os.listdir("/proc") if e.isdigit() and (f := proc_stat(e)) and int(f[1]) == pid]
+    return [
+        int(e)
+        for e in os.listdir("/proc")
+        if e.isdigit() and (f := proc_stat(e)) and int(f[1]) == pid
+    ]
 
 
 # ------------------------------------------------------------------ a full disk
@@ -307,9 +420,15 @@ def small_disk(tmp_path: Path):
     """A real 24 MiB tmpfs, mounted for the test (CI runs as root); skipped where mounting is not allowed."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
+        pytest.skip(
+            f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}"
+        )
     try:
         yield mnt
     finally:
@@ -319,7 +438,9 @@ def small_disk(tmp_path: Path):
 def fill(mnt: Path) -> Path:
     """Write zeros until the filesystem refuses: it is then full for everyone."""
     filler = mnt / "filler"
-    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to flush (and fail) at close
+    with open(
+        filler, "wb", buffering=0
+    ) as f:  # unbuffered: nothing left to flush (and fail) at close
         try:
             while True:
                 f.write(b"\0" * 65536)
@@ -329,9 +450,12 @@ def fill(mnt: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("full", ["storage", "store"], ids=["storage-path-full", "sqlite-store-full"])
-def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(tmp_path: Path, small_disk: Path,
-                                                                                    full: str) -> None:
+@pytest.mark.parametrize(
+    "full", ["storage", "store"], ids=["storage-path-full", "sqlite-store-full"]
+)
+def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(
+    tmp_path: Path, small_disk: Path, full: str
+) -> None:
     args, db, results = space(tmp_path, *RESUMED), tmp_path / "mlflow.db", tmp_path / "ray"
     if full == "storage":
         results = small_disk / "ray"
@@ -342,16 +466,25 @@ def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finis
     log = tmp_path / "driver.log"
     proc = launch(args, log, ignore_int=False)
     try:
-        wait_for(lambda: any(p.stat().st_size for p in results.glob("stops/run_trial_*/result.json")),
-                 proc, 240, "a trial reported", log)
+        wait_for(
+            lambda: any(p.stat().st_size for p in results.glob("stops/run_trial_*/result.json")),
+            proc,
+            240,
+            "a trial reported",
+            log,
+        )
         filler = fill(small_disk)
         assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
     finally:
         end_session(proc.pid, grace=0.0)
     text = log.read_text()
-    assert f"tuner search: error: no space left on the filesystem mounted at {small_disk} (" in text, text[-3000:]
+    assert (
+        f"tuner search: error: no space left on the filesystem mounted at {small_disk} (" in text
+    ), text[-3000:]
     # One message, the last word; no traceback of the driver's (Tune logs the failed trial's own).
-    assert text.strip().splitlines()[-1].startswith("tuner search: error: no space left on"), text[-3000:]
+    assert text.strip().splitlines()[-1].startswith("tuner search: error: no space left on"), text[
+        -3000:
+    ]
     assert text.count("tuner search: error") == 1 and "tuner/cli.py" not in text, text[-3000:]
     statuses = run_statuses(db)
     print(f"{full} full: exit 2, runs {statuses}; {text.strip().splitlines()[-1]}")

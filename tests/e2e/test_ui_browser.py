@@ -22,14 +22,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.trainer import plots
-from tuner.tracking.writer import SearchTracker
 from tests.drivers import free_port
+from tuner.tracking.writer import SearchTracker
+from tuner.trainer import plots
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PNG = b"\x89PNG\r\n\x1a\n"
-TRIALS = {"ab12c_00000": (2, 0.91), "ab12c_00001": (8, 0.95), "ab12c_00002": (16, 0.88)}  # latent_dim, accuracy
+TRIALS = {
+    "ab12c_00000": (2, 0.91),
+    "ab12c_00001": (8, 0.95),
+    "ab12c_00002": (16, 0.88),
+}  # latent_dim, accuracy
 
 
 @pytest.fixture(scope="module")
@@ -37,31 +41,58 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker,
     """A finished search of three trials, each with its embedding and loss plots."""
     tmp = tmp_path_factory.mktemp("ui-store")
     uri = f"sqlite:///{tmp}/mlflow.db"
-    tracker = SearchTracker.open(uri, "ui-digits", "ui-digits-1234abcd", "name: ui-digits\n", {},
-                                 {"metric": "knn_accuracy", "mode": "max"}, resume=False)
+    tracker = SearchTracker.open(
+        uri,
+        "ui-digits",
+        "ui-digits-1234abcd",
+        "name: ui-digits\n",
+        {},
+        {"metric": "knn_accuracy", "mode": "max"},
+        resume=False,
+    )
     rng, rows = np.random.default_rng(0), []
     for trial_id, (dim, acc) in TRIALS.items():
         tracker.trial_started(trial_id, {"latent_dim": dim, "mu": 0.5})
         for step in (100, 200):
-            tracker.log_metrics(trial_id, {"knn_accuracy": acc * step / 200, "recon_error": 1 / step}, step)
+            tracker.log_metrics(
+                trial_id, {"knn_accuracy": acc * step / 200, "recon_error": 1 / step}, step
+            )
         out = tmp / trial_id
         out.mkdir()
         labels = np.repeat(np.arange(3), 30)
-        plots.plot_embedding(rng.normal(size=(90, 2)) + labels[:, None], labels, ["0", "1", "2"],
-                             out / "embedding.png", title=trial_id)
-        plots.plot_loss_curves([{"iteration": 100.0, "loss": 1.0}, {"iteration": 200.0, "loss": 0.5}],
-                               out / "loss_curves.png")
+        plots.plot_embedding(
+            rng.normal(size=(90, 2)) + labels[:, None],
+            labels,
+            ["0", "1", "2"],
+            out / "embedding.png",
+            title=trial_id,
+        )
+        plots.plot_loss_curves(
+            [{"iteration": 100.0, "loss": 1.0}, {"iteration": 200.0, "loss": 0.5}],
+            out / "loss_curves.png",
+        )
         tracker.trial_finished(trial_id, "FINISHED", artifact_dir=out)
-        rows.append({"trial_id": trial_id, "latent_dim": dim, "knn_accuracy": acc, "recon_error": 0.005})
+        rows.append(
+            {"trial_id": trial_id, "latent_dim": dim, "knn_accuracy": acc, "recon_error": 0.005}
+        )
     tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
     return uri, tracker, tmp
 
 
 def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Headless Chromium in its own session, so that every process it spawns is ended with it."""
-    cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
-           "--virtual-time-budget=15000", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cmd = [
+        CHROMIUM,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1400,900",
+        "--virtual-time-budget=15000",
+        *args,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -86,10 +117,16 @@ def listening_addresses(port: int) -> set[str]:
 
 def start_ui(uri: str, port: int) -> tuple[subprocess.Popen, str]:
     """`tuner ui` as typed (default host), up and answering; returns it and the link it printed."""
-    code = f"import sys; from tuner.cli import main; sys.exit(main(['ui', '--tracking-uri', {uri!r}, '--port', '{port}']))"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1",
-                                                                    "MLFLOW_DISABLE_TELEMETRY": "true"})
+    argv = ["ui", "--tracking-uri", uri, "--port", str(port)]
+    code = f"import sys; from tuner.cli import main; sys.exit(main({argv!r}))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
     printed = proc.stdout.readline() + proc.stdout.readline()
     link = re.search(r"http://\S+", printed)
     deadline, status = time.monotonic() + 120, None
@@ -126,15 +163,21 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
     from tests.browser import Page
 
     if CHROMIUM is None:
-        if os.environ.get("CI"):  # .ci/run installs it: a missing browser there is a broken CI, not a skip
-            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+        if os.environ.get(
+            "CI"
+        ):  # .ci/run installs it: a missing browser there is a broken CI, not a skip
+            pytest.fail(
+                "chromium is not installed, and CI must run the browser test (.ci/run installs it)"
+            )
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     uri, tracker, tmp = store
     port = free_port()
     proc, url = start_ui(uri, port)
     try:
-        assert url == (f"http://127.0.0.1:{port}/#/experiments/{tracker.experiment_id}/runs"
-                       f"?viewStateShareKey=tuner&workflowType=machine_learning")
+        assert url == (
+            f"http://127.0.0.1:{port}/#/experiments/{tracker.experiment_id}/runs"
+            f"?viewStateShareKey=tuner&workflowType=machine_learning"
+        )
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, as --host defaults
 
         profile = f"--user-data-dir={tmp_path / 'profile'}"
@@ -144,15 +187,20 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
         # The view tuner saved orders the runs by the search's metric, best first: not the order
         # they were started in, MLflow's own.
         with Page(url, tmp_path / "rows") as page:
-            rows = page.value(ROWS.replace("IDS", json.dumps(list(TRIALS))), "the runs table's rows")
-        assert [t for row in rows for t in TRIALS if t in row] == sorted(TRIALS, key=lambda t: -TRIALS[t][1])
+            rows = page.value(
+                ROWS.replace("IDS", json.dumps(list(TRIALS))), "the runs table's rows"
+            )
+        assert [t for row in rows for t in TRIALS if t in row] == sorted(
+            TRIALS, key=lambda t: -TRIALS[t][1]
+        )
         shot = tmp_path / "ui.png"
         chromium(profile, f"--screenshot={shot}", url)
         assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
 
         run_id = tracker.trial_started("ab12c_00001", {})
-        served = urllib.request.urlopen(f"http://127.0.0.1:{port}/get-artifact?path=embedding.png&run_uuid={run_id}",
-                                        timeout=30)
+        served = urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/get-artifact?path=embedding.png&run_uuid={run_id}", timeout=30
+        )
         assert served.status == 200
         assert served.read() == (tmp / "ab12c_00001" / "embedding.png").read_bytes()
     finally:
@@ -162,34 +210,54 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
 def page_text(dom: str) -> str:
     """What a person reads on the page: its text nodes, in order, joined by ' | '."""
     body = re.sub(r"<script.*?</script>|<style.*?</style>", "", dom, flags=re.S)
-    text = html.unescape(re.sub(r"<[^>]+>", "\n", body)).replace("\xa0", " ")  # the alias reads "@&nbsp;champion"
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", body)).replace(
+        "\xa0", " "
+    )  # the alias reads "@&nbsp;champion"
     return " | ".join(t.strip() for t in text.splitlines() if t.strip())
 
 
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker]:
     """A search whose two trials' models were registered: version 1 (better) holds champion."""
+    from tuner.core.config import TrialConfig
     from tuner.data import load_features
     from tuner.data.inputs import split_images
-    from tuner.tracking.registry import log_model, register_model
-    from tuner.tracking.note import record_registered
-    from tuner.core.config import TrialConfig
     from tuner.embedding import EmbeddingModel
+    from tuner.tracking.note import record_registered
+    from tuner.tracking.registry import log_model, register_model
     from tuner.trainer.train import fit
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('ui-models')}/mlflow.db"
-    tracker = SearchTracker.open(uri, "ui-models", "ui-models-5678abcd", "name: ui-models\n", {},
-                                 {"metric": "knn_accuracy", "mode": "max", "space_file": "models.yaml"}, resume=False)
+    tracker = SearchTracker.open(
+        uri,
+        "ui-models",
+        "ui-models-5678abcd",
+        "name: ui-models\n",
+        {},
+        {"metric": "knn_accuracy", "mode": "max", "space_file": "models.yaml"},
+        resume=False,
+    )
     cfg = TrialConfig(iterations=1, eval_every=1)
     data = load_features(cfg, progress=False)
     model = EmbeddingModel.from_training(cfg, fit(cfg, data).model, data)
     rows = []
-    for trial_id, name, acc in (("cd34e_00000", "pairwise ae d=2", 0.9), ("cd34e_00001", "pairwise ae d=8", 0.8)):
+    for trial_id, name, acc in (
+        ("cd34e_00000", "pairwise ae d=2", 0.9),
+        ("cd34e_00001", "pairwise ae d=8", 0.8),
+    ):
         run_id = tracker.trial_started(trial_id, cfg.to_dict(), run_name=name)
         tracker.log_metrics(trial_id, {"knn_accuracy": acc, "recon_error": 0.1}, 1)
         tracker.trial_finished(trial_id, "FINISHED")
         info = log_model(tracker.client, run_id, model, split_images(cfg, "test").images[:3])
-        reg = register_model(tracker.client, "ui-embedder", info, run_id, {"knn_accuracy": acc}, "knn_accuracy", "max")
+        reg = register_model(
+            tracker.client,
+            "ui-embedder",
+            info,
+            run_id,
+            {"knn_accuracy": acc},
+            "knn_accuracy",
+            "max",
+        )
         rows.append({"trial_id": trial_id, "knn_accuracy": acc, "recon_error": 0.1})
     assert (reg.version, reg.champion) == (2, 1)  # the worse second version left champion on 1
     record_registered(tracker.client, tracker.parent_run_id, reg.name, reg.version, reg.champion)
@@ -200,7 +268,9 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTr
 def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path: Path) -> None:
     if CHROMIUM is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+            pytest.fail(
+                "chromium is not installed, and CI must run the browser test (.ci/run installs it)"
+            )
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     uri, tracker = model_store
     port = free_port()
@@ -210,14 +280,20 @@ def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path
         assert url.endswith("&workflowType=machine_learning")
         # The link tuner ui prints opens the model-training view: its nav, the runs table.
         training = page_text(chromium(profile, "--dump-dom", url).stdout)
-        assert "| Model registry |" in training and "pairwise ae d=2" in training and "Token Usage" not in training
+        assert (
+            "| Model registry |" in training
+            and "pairwise ae d=2" in training
+            and "Token Usage" not in training
+        )
 
         models = page_text(chromium(profile, "--dump-dom", f"{base}/#/models/ui-embedder").stdout)
         newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
         assert "champion" not in newer and "| @ champion" in older.split("| Previous |")[0]
 
         run_page = f"{base}/#/experiments/{tracker.experiment_id}/runs/{tracker.parent_run_id}"
-        described = page_text(chromium(profile, "--dump-dom", run_page + "?workflowType=machine_learning").stdout)
+        described = page_text(
+            chromium(profile, "--dump-dom", run_page + "?workflowType=machine_learning").stdout
+        )
         assert "| Description |" in described and "| Best trial: | cd34e_00000 |" in described
         assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
     finally:
@@ -249,7 +325,9 @@ params:
     uri = f"sqlite:///{tmp}/mlflow.db"
     run_search(load_spec(space), tracking_uri=uri, storage_path=tmp / "ray", verbose=False)
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("ui-compare").experiment_id], max_results=100)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("ui-compare").experiment_id], max_results=100
+    )
     parent = next(r for r in runs if r.data.tags.get("tuner.role") == "search")
     return uri, parent, [r for r in runs if r.data.tags.get("tuner.role") == "trial"]
 
@@ -257,7 +335,9 @@ params:
 def need_chromium() -> None:
     if CHROMIUM is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
+            pytest.fail(
+                "chromium is not installed, and CI must run the browser test (.ci/run installs it)"
+            )
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
 
 
@@ -294,19 +374,35 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
     try:
         with Page(url, tmp_path / "p1") as page:
             assert page.value(HEADERS, "the runs table's columns") == [
-                "params.`mu`", "params.`latent_dim`", "metrics.`knn_accuracy`", "metrics.`recon_error`",
-                "metrics.`test_knn_accuracy`", "metrics.`test_recon_error`"]
+                "params.`mu`",
+                "params.`latent_dim`",
+                "metrics.`knn_accuracy`",
+                "metrics.`recon_error`",
+                "metrics.`test_knn_accuracy`",
+                "metrics.`test_recon_error`",
+            ]
         with Page(url + "&compareRunsMode=CHART", tmp_path / "p2") as page:
             cards = page.value(CARDS, "the chart cards")
             # MLflow titles a scatter "x vs. y"
-            assert cards["titles"][:3] == ["recon_error vs. knn_accuracy", "Parallel Coordinates", "knn_accuracy"]
-            assert cards["points"] == len(finished)  # one point per trial; the parent has no knn_accuracy
+            assert cards["titles"][:3] == [
+                "recon_error vs. knn_accuracy",
+                "Parallel Coordinates",
+                "knn_accuracy",
+            ]
+            assert cards["points"] == len(
+                finished
+            )  # one point per trial; the parent has no knn_accuracy
             parallel = page.value(PARALLEL, "the parallel-coordinates chart")
-            assert parallel == {"lines": len(finished), "params": SETTINGS,
-                                "metrics": ["knn_accuracy", "recon_error"]}
+            assert parallel == {
+                "lines": len(finished),
+                "params": SETTINGS,
+                "metrics": ["knn_accuracy", "recon_error"],
+            }
         # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame of a blob: URL
-        viewer = (f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
-                  f"/artifacts/report.html")
+        viewer = (
+            f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+            f"/artifacts/report.html"
+        )
         with Page(viewer, tmp_path / "p3") as page:
             front = page.value(FRONT, "the report's front", frame_url_part="blob:")
         assert front["front"] + front["others"] == len(finished)
@@ -319,7 +415,9 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
 def pareto_size(runs: list) -> int:
     from tuner.core.selection import pareto_mask
 
-    values = np.array([[r.data.metrics["knn_accuracy"], r.data.metrics["recon_error"]] for r in runs])
+    values = np.array(
+        [[r.data.metrics["knn_accuracy"], r.data.metrics["recon_error"]] for r in runs]
+    )
     return int(pareto_mask(values, ["max", "min"]).sum())
 
 
@@ -328,24 +426,33 @@ def test_a_search_logs_its_data_importances_and_embedding_steps(searched) -> Non
 
     uri, parent, trials = searched
     client = MlflowClient(tracking_uri=uri)
-    from tuner.data import load_features
     from tuner.core.config import TrialConfig
+    from tuner.data import load_features
 
     data = load_features(TrialConfig(dataset="digits"), progress=False)
-    contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
-                for i in parent.inputs.dataset_inputs}
-    assert contexts == {"digits/raw train": f"train ({len(data.x_train)} rows)",
-                        "digits/raw validation": f"validation ({len(data.x_val)} rows)",
-                        "digits/raw test": f"test ({len(data.x_test)} rows)"}
+    contexts = {
+        i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"]
+        for i in parent.inputs.dataset_inputs
+    }
+    assert contexts == {
+        "digits/raw train": f"train ({len(data.x_train)} rows)",
+        "digits/raw validation": f"validation ({len(data.x_val)} rows)",
+        "digits/raw test": f"test ({len(data.x_test)} rows)",
+    }
     digests = {i.dataset.name: i.dataset.digest for i in parent.inputs.dataset_inputs}
     assert len(set(digests.values())) == 3  # each split its own digest
     for trial in trials:  # a trial reads train and validation, the same arrays as its search
         assert {i.dataset.name: i.dataset.digest for i in trial.inputs.dataset_inputs} == {
-            k: v for k, v in digests.items() if not k.endswith(" test")}
+            k: v for k, v in digests.items() if not k.endswith(" test")
+        }
         steps = {m.step for m in client.get_metric_history(trial.info.run_id, "knn_accuracy")}
         images = [a.path for a in client.list_artifacts(trial.info.run_id, "images")]
         assert any(p.startswith(f"images/embedding+step+{max(steps)}+") for p in images), images
-    shares = {k: v for k, v in parent.data.metrics.items() if k.startswith("importance_knn_accuracy_")}
+    shares = {
+        k: v for k, v in parent.data.metrics.items() if k.startswith("importance_knn_accuracy_")
+    }
     assert set(shares) == {"importance_knn_accuracy_mu", "importance_knn_accuracy_latent_dim"}
     assert abs(sum(shares.values()) - 1) < 1e-6
-    assert {"importance.png", "report.html"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"importance.png", "report.html"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }

@@ -11,14 +11,17 @@ from tuner.space.load import load_spec
 
 
 def _spec(tmp_path: Path, mode: str = "max"):
-    return spec_of(tmp_path, f"""
+    return spec_of(
+        tmp_path,
+        f"""
         metric: recon_error
         mode: {mode}
         fixed: {{iterations: 40}}
         params:
           mu: {{grid: [0.25, 0.5, 0.75]}}
           latent_dim: {{grid: [2, 8]}}
-        """)
+        """,
+    )
 
 
 def _last_line(out: io.StringIO) -> str:
@@ -58,18 +61,28 @@ def test_a_narrow_terminal_keeps_the_counts_and_times(tmp_path: Path, monkeypatc
 def test_several_metrics_show_the_front_so_far_and_its_first(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "240")
     path = tmp_path / "m.yaml"
-    path.write_text("metric: [knn_accuracy, recon_error]\nscheduler: moasha\nfixed: {iterations: 40, eval_every: 10}\n"
-                    "params:\n  mu: {grid: [0.25, 0.5]}\n")
+    path.write_text(
+        "metric: [knn_accuracy, recon_error]\nscheduler: moasha\nfixed: {iterations: 40, eval_every: 10}\n"
+        "params:\n  mu: {grid: [0.25, 0.5]}\n"
+    )
     out = io.StringIO()
     progress = SearchProgress(load_spec(path), file=out)
     progress.trial_result({"mu": 0.25}, {"knn_accuracy": 0.9, "recon_error": 0.05})
-    progress.trial_result({"mu": 0.5}, {"knn_accuracy": 0.8, "recon_error": 0.03})  # a trade-off: both stay
-    progress.trial_result({"mu": 0.5}, {"knn_accuracy": 0.7, "recon_error": 0.06})  # dominated: dropped
-    progress.trial_result({"mu": 0.25}, {"knn_accuracy": 0.95, "recon_error": float("nan")})  # ignored
+    progress.trial_result(
+        {"mu": 0.5}, {"knn_accuracy": 0.8, "recon_error": 0.03}
+    )  # a trade-off: both stay
+    progress.trial_result(
+        {"mu": 0.5}, {"knn_accuracy": 0.7, "recon_error": 0.06}
+    )  # dominated: dropped
+    progress.trial_result(
+        {"mu": 0.25}, {"knn_accuracy": 0.95, "recon_error": float("nan")}
+    )  # ignored
     progress.trial_ended("x", "KILLED")
     progress.close()
     line = _last_line(out)
     assert "stopped 1" in line
     assert "front 2: knn_accuracy 0.9 recon_error 0.05 (mu=0.25)" in line
-    assert [f for f, _ in progress.pool] == [{"knn_accuracy": 0.9, "recon_error": 0.05},
-                                             {"knn_accuracy": 0.8, "recon_error": 0.03}]
+    assert [f for f, _ in progress.pool] == [
+        {"knn_accuracy": 0.9, "recon_error": 0.05},
+        {"knn_accuracy": 0.8, "recon_error": 0.03},
+    ]

@@ -13,18 +13,27 @@ from tuner.runner.models_step import best_of, chosen_trials
 
 
 def _spec(tmp_path: Path, extra: str, metric: str = "knn_accuracy"):
-    return spec_of(tmp_path, f"""
+    return spec_of(
+        tmp_path,
+        f"""
         name: s
         metric: {metric}
         search: random
         {extra}
         params:
           mu: {{uniform: [0.1, 0.9]}}
-        """)
+        """,
+    )
 
 
-TABLE = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "status": ["FINISHED", "KILLED", "FINISHED", "FINISHED"],
-                      "knn_accuracy": [0.9, 0.95, 0.8, 0.7], "recon_error": [0.5, 0.1, 0.2, 0.6]})
+TABLE = pd.DataFrame(
+    {
+        "trial_id": ["a", "b", "c", "d"],
+        "status": ["FINISHED", "KILLED", "FINISHED", "FINISHED"],
+        "knn_accuracy": [0.9, 0.95, 0.8, 0.7],
+        "recon_error": [0.5, 0.1, 0.2, 0.6],
+    }
+)
 
 
 def test_best_all_none_and_the_pareto_front(tmp_path):

@@ -35,15 +35,21 @@ def old_pickle(state: object) -> bytes:
 
 def test_state_pickled_under_the_old_module_paths_loads() -> None:
     objective = Objective(("knn_accuracy", "recon_error"), ("max", "min"), {"knn_accuracy": 0.5})
-    state = {"objective": objective, "exp": experiment_dir("/tmp/old-store", "exp1"),
-             "cfg": TrialConfig(mu=0.25)}
+    state = {
+        "objective": objective,
+        "exp": experiment_dir("/tmp/old-store", "exp1"),
+        "cfg": TrialConfig(mu=0.25),
+    }
     data = old_pickle(state)
     for old in ("tuner.objective", "tuner.storage", "tuner.trainer.config"):
         assert f"c{old}\n".encode() in data, old
     assert b"tuner.core." not in data and b"tuner.system." not in data
-    done = subprocess.run([sys.executable, "-c", LOAD], input=data, capture_output=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD], input=data, capture_output=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().split("\n")[:3] == [
-        "tuner.core.objective 0.5", "tuner.system.tune_storage /tmp/old-store/exp1",
-        "tuner.core.config 0.25"]
+        "tuner.core.objective 0.5",
+        "tuner.system.tune_storage /tmp/old-store/exp1",
+        "tuner.core.config 0.25",
+    ]

@@ -13,12 +13,23 @@ def test_iterations_print_as_whole_numbers_and_an_interrupt_says_how_to_resume(t
     path.write_text("name: s\nsearch: grid\nparams:\n  latent_dim: {grid: [2, 3]}\n")
     spec = load_spec(path)
     # As read back from MLflow: every metric a float, an unfinished trial without a final row.
-    table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["UNFINISHED", "FINISHED"], "latent_dim": [3, 2],
-                          "knn_accuracy": [0.91, 0.88], "recon_error": [0.042, 0.05],
-                          "iteration": [14400.0, 24000.0]})
+    table = pd.DataFrame(
+        {
+            "trial_id": ["a", "b"],
+            "status": ["UNFINISHED", "FINISHED"],
+            "latent_dim": [3, 2],
+            "knn_accuracy": [0.91, 0.88],
+            "recon_error": [0.042, 0.05],
+            "iteration": [14400.0, 24000.0],
+        }
+    )
     print_summary(spec, table, "s", "sqlite:///m.db", str(tmp_path / "ray"), 32.4, "KILLED")
     out = capsys.readouterr().out
     assert "search interrupted: 2 trials (1 unfinished, 1 finished) in 32 s" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["a"], ["b"])}
+    rows = {
+        line.split()[0]: line.split()
+        for line in out.splitlines()
+        if line.split()[:1] in (["a"], ["b"])
+    }
     assert rows["a"][-1] == "14400" and rows["b"][-1] == "24000"
     assert f"tuner search --space {path} --resume" in out

@@ -40,9 +40,15 @@ def _wait_raises(sig: int) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_sigterm_interrupts_even_with_sigint_ignored(sigint_restored, hangup_restored, sig: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `trap '' INT` or `cmd &` in a script leaves it
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a terminal leaves it, even under a nohup'ed pytest
+def test_sigterm_interrupts_even_with_sigint_ignored(
+    sigint_restored, hangup_restored, sig: int
+) -> None:
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # as `trap '' INT` or `cmd &` in a script leaves it
+    signal.signal(
+        signal.SIGHUP, signal.SIG_DFL
+    )  # as a terminal leaves it, even under a nohup'ed pytest
     with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
         _wait_raises(sig)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -73,7 +79,8 @@ def test_the_watchdog_ends_what_a_sigkilled_driver_started(tmp_path: Path) -> No
 import os, signal, subprocess, sys, time
 sys.path.insert(0, {str(REPO_ROOT)!r})
 deaf = "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
-       "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True); time.sleep(600)"
+       "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], " \\
+       "start_new_session=True); time.sleep(600)"
 child = subprocess.Popen([sys.executable, "-c", deaf])
 watchdog = subprocess.Popen([sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), str(child.pid)],
                             start_new_session=True, env={{**os.environ, "PYTHONPATH": {str(REPO_ROOT)!r}}})
@@ -81,7 +88,9 @@ print(child.pid, watchdog.pid, flush=True)
 time.sleep(600)
 """)
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         child, watchdog = map(int, driver.stdout.readline().split())
         deadline = time.monotonic() + 20  # the grandchild exists, and the watchdog has seen it
@@ -93,7 +102,9 @@ time.sleep(600)
         driver.kill()
         driver.wait()
         deadline = time.monotonic() + 15
-        while (_alive(child) or _alive(grandchild) or _alive(watchdog)) and time.monotonic() < deadline:
+        while (
+            _alive(child) or _alive(grandchild) or _alive(watchdog)
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(child) and not _alive(grandchild) and not _alive(watchdog)
         assert bystander.poll() is None
@@ -131,7 +142,9 @@ def test_a_full_disk_is_found_in_an_error_and_its_causes() -> None:
     except RuntimeError as err:
         assert is_disk_full(err)
     assert is_disk_full("sqlite3.OperationalError: database or disk is full")
-    assert is_disk_full("OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device")
+    assert is_disk_full(
+        "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device"
+    )
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full("ValueError: loss is nan at iteration 280")
 
@@ -139,7 +152,9 @@ def test_a_full_disk_is_found_in_an_error_and_its_causes() -> None:
 def test_the_full_filesystem_is_named_with_its_mount_point(tmp_path: Path) -> None:
     assert mount_point(tmp_path / "not" / "yet") == mount_point(tmp_path)
     text = full_filesystems({"the MLflow store": tmp_path / "m.db", "Tune's storage path": None})
-    assert text.startswith(f"the filesystem mounted at {mount_point(tmp_path)} (the MLflow store {tmp_path}/m.db: ")
+    assert text.startswith(
+        f"the filesystem mounted at {mount_point(tmp_path)} (the MLflow store {tmp_path}/m.db: "
+    )
     assert " free of " in text
 
 
@@ -150,7 +165,9 @@ def test_a_filesystem_with_space_is_not_called_the_full_one(tmp_path: Path) -> N
     if stat.f_bavail * stat.f_frsize < NEARLY_FULL:
         pytest.skip(f"{mount_point(tmp_path)} is itself nearly full")
     text = full_filesystems({"Tune's storage path": tmp_path})
-    assert text.startswith(f"the filesystem mounted at {mount_point(tmp_path)} (Tune's storage path {tmp_path}: ")
+    assert text.startswith(
+        f"the filesystem mounted at {mount_point(tmp_path)} (Tune's storage path {tmp_path}: "
+    )
     assert "none of these is full now" in text and "/dev/shm" in text
 
 
@@ -174,9 +191,13 @@ def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
 def test_a_local_ray_asked_for_by_name_is_watched_too() -> None:
     # `--address local` (or RAY_ADDRESS=local) starts a Ray of this driver's own, as no address does:
     # it must get the watchdog that ends it after a SIGKILL; a joined cluster (an address) never does.
-    driver = ("import sys; from tuner.runner import ray_cluster as rc; own = rc.start_ray(None, False); "
-              "print(own, len(rc._watchdog), flush=True); rc.stop_ray()")
+    driver = (
+        "import sys; from tuner.runner import ray_cluster as rc; own = rc.start_ray(None, False); "
+        "print(own, len(rc._watchdog), flush=True); rc.stop_ray()"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": "local"}
-    done = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "1"], done.stdout + done.stderr[-2000:]

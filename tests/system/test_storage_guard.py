@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tuner.errors import TunerError
-from tuner.system.tune_storage import experiment_dir
 from tuner.system.storage_guard import check_private, search_lock
+from tuner.system.tune_storage import experiment_dir
 
 
 def test_a_second_lock_on_one_experiment_is_refused_naming_the_holder(tmp_path) -> None:
@@ -22,7 +22,9 @@ def test_a_second_lock_on_one_experiment_is_refused_naming_the_holder(tmp_path) 
         with pytest.raises(TunerError, match=rf"in use by search e-first \(pid {os.getpid()} on "):
             with search_lock(experiment_dir(tmp_path / "ray", "e"), "e-second"):
                 pass
-        with search_lock(experiment_dir(tmp_path / "ray", "other"), "other-1"):  # another experiment: free
+        with search_lock(
+            experiment_dir(tmp_path / "ray", "other"), "other-1"
+        ):  # another experiment: free
             pass
     with search_lock(exp, "e-third"):  # released at the end of the block
         assert json.loads((tmp_path / "ray" / ".e.lock").read_text())["search_id"] == "e-third"
@@ -30,36 +32,60 @@ def test_a_second_lock_on_one_experiment_is_refused_naming_the_holder(tmp_path) 
 
 def test_the_lock_of_a_dead_process_is_free(tmp_path) -> None:
     """flock belongs to the open file: a driver killed with SIGKILL leaves no lock behind."""
-    code = ("import os,sys; from tuner.system.tune_storage import experiment_dir; from tuner.system.storage_guard import search_lock\n"
-            f"with search_lock(experiment_dir({str(tmp_path)!r}, 'e'), 'e-dead'): os._exit(0)")
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    code = (
+        "import os,sys; from tuner.system.tune_storage import experiment_dir\n"
+        "from tuner.system.storage_guard import search_lock\n"
+        f"with search_lock(experiment_dir({str(tmp_path)!r}, 'e'), 'e-dead'): os._exit(0)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
     assert json.loads((tmp_path / ".e.lock").read_text())["search_id"] == "e-dead"
     with search_lock(experiment_dir(tmp_path, "e"), "e-next"):
         pass
 
 
-def test_an_object_store_lock_is_refused_while_its_owner_lives_and_taken_over_after(tmp_path) -> None:
+def test_an_object_store_lock_is_refused_while_its_owner_lives_and_taken_over_after(
+    tmp_path,
+) -> None:
     exp = experiment_dir(f"file://{tmp_path}", "e")  # a URI: the lock is an object, not a flock
     with search_lock(exp, "e-first"):
-        with pytest.raises(TunerError, match=r"in use by search e-first .*\.e\.lock \(delete it if"):
+        with pytest.raises(
+            TunerError, match=r"in use by search e-first .*\.e\.lock \(delete it if"
+        ):
             with search_lock(experiment_dir(f"file://{tmp_path}", "e"), "e-second"):
                 pass
     assert not (tmp_path / ".e.lock").exists()  # deleted at the end
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / ".e.lock").write_text(json.dumps({"search_id": "e-gone", "pid": int(dead.stdout),
-                                                  "host": os.uname().nodename, "started": 0}))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (tmp_path / ".e.lock").write_text(
+        json.dumps(
+            {
+                "search_id": "e-gone",
+                "pid": int(dead.stdout),
+                "host": os.uname().nodename,
+                "started": 0,
+            }
+        )
+    )
     with search_lock(exp, "e-next"):  # its owner on this host is gone
         assert json.loads((tmp_path / ".e.lock").read_text())["search_id"] == "e-next"
 
 
-@pytest.mark.parametrize("mode,refused", [(0o700, False), (0o755, False), (0o775, True), (0o777, True),
-                                          (0o1777, False)])  # sticky, like /tmp
-def test_a_storage_directory_others_can_write_to_is_refused(tmp_path, mode: int, refused: bool) -> None:
+@pytest.mark.parametrize(
+    "mode,refused", [(0o700, False), (0o755, False), (0o775, True), (0o777, True), (0o1777, False)]
+)  # sticky, like /tmp
+def test_a_storage_directory_others_can_write_to_is_refused(
+    tmp_path, mode: int, refused: bool
+) -> None:
     root = tmp_path / "ray"
     root.mkdir()
     root.chmod(mode)
     if refused:
-        with pytest.raises(TunerError, match=rf"storage directory {root} can be written by other users"):
+        with pytest.raises(
+            TunerError, match=rf"storage directory {root} can be written by other users"
+        ):
             check_private(experiment_dir(root, "e"))
     else:
         check_private(experiment_dir(root, "e"))
@@ -70,18 +96,30 @@ def test_an_experiment_directory_of_another_user_is_refused(tmp_path) -> None:
         pytest.skip("chown to another user needs root")
     (tmp_path / "e").mkdir()
     os.chown(tmp_path / "e", 65534, 65534)
-    with pytest.raises(TunerError, match=rf"storage directory {tmp_path / 'e'} is owned by uid 65534"):
+    with pytest.raises(
+        TunerError, match=rf"storage directory {tmp_path / 'e'} is owned by uid 65534"
+    ):
         check_private(experiment_dir(tmp_path, "e"))
 
 
-@pytest.mark.parametrize("held", [
-    {"search_id": "s", "pid": 1, "host": "elsewhere", "started": 1e300},  # beyond localtime
-    {"search_id": "s", "pid": 10**30, "host": os.uname().nodename, "started": 0},  # beyond os.kill's C int
-])
+@pytest.mark.parametrize(
+    "held",
+    [
+        {"search_id": "s", "pid": 1, "host": "elsewhere", "started": 1e300},  # beyond localtime
+        {
+            "search_id": "s",
+            "pid": 10**30,
+            "host": os.uname().nodename,
+            "started": 0,
+        },  # beyond os.kill's C int
+    ],
+)
 def test_an_object_store_lock_holding_numbers_out_of_range_is_held(tmp_path, held: dict) -> None:
     exp = experiment_dir(f"file://{tmp_path}", "e")
     (tmp_path / ".e.lock").write_text(json.dumps(held))
-    with pytest.raises(TunerError, match=rf"in use by search s \(pid {held['pid']} on {held['host']}, started "):
+    with pytest.raises(
+        TunerError, match=rf"in use by search s \(pid {held['pid']} on {held['host']}, started "
+    ):
         with search_lock(exp, "mine"):
             pass
     assert json.loads((tmp_path / ".e.lock").read_text()) == held  # left for its owner

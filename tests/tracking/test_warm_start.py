@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 import tuner
-from tuner.space.load import load_spec
-from tuner.core.params import to_text
-from tuner.tracking.warm_start import WarmStart, select
 from tests.spaces import write_space
+from tuner.core.params import to_text
+from tuner.space.load import load_spec
+from tuner.tracking.warm_start import WarmStart, select
 
 SPACE = """
     name: {name}
@@ -31,10 +31,24 @@ SPACE = """
     """
 
 
-def mu_latent_space(path: Path, name: str, *, search: str = "optuna", samples: int = 2, seed: int = 0,
-                    low: int = 1, high: int = 6, extra: str = "") -> Path:
-    return write_space(path, textwrap.dedent(SPACE.format(name=name, search=search, samples=samples, seed=seed,
-                                                          low=low, high=high)) + extra)
+def mu_latent_space(
+    path: Path,
+    name: str,
+    *,
+    search: str = "optuna",
+    samples: int = 2,
+    seed: int = 0,
+    low: int = 1,
+    high: int = 6,
+    extra: str = "",
+) -> Path:
+    return write_space(
+        path,
+        textwrap.dedent(
+            SPACE.format(name=name, search=search, samples=samples, seed=seed, low=low, high=high)
+        )
+        + extra,
+    )
 
 
 def logged(spec, **searched) -> dict[str, str]:
@@ -58,38 +72,62 @@ def test_only_finished_trials_this_space_could_run_are_kept(tmp_path: Path) -> N
     assert warm.points == [{"mu": 0.5, "latent_dim": 3}, {"mu": 0.25, "latent_dim": 4}]
     assert warm.rewards == [0.8, 0.9]
     assert (warm.outside, warm.other_settings, warm.unfinished) == (2, 1, 2)
-    assert warm.summary().startswith("warm start: 2 earlier trials given to Optuna, 2 outside this space skipped")
+    assert warm.summary().startswith(
+        "warm start: 2 earlier trials given to Optuna, 2 outside this space skipped"
+    )
     # A default is a setting too: an earlier search that fixed margin=2 trained other models.
     assert select(other, "s-1", trials[:2]).other_settings == 2
     # In a finished search under ASHA, a KILLED trial was stopped by it: Optuna hears of it as pruned.
     asha = select(spec, "s-1", trials, stopped_by_asha=True)
-    assert asha.stopped == [({"mu": 0.5, "latent_dim": 2}, 0.5)] and asha.unfinished == 1 and asha.used == 3
-    assert "3 earlier trials given to Optuna (1 of them stopped by ASHA, as pruned)" in asha.summary()
+    assert (
+        asha.stopped == [({"mu": 0.5, "latent_dim": 2}, 0.5)]
+        and asha.unfinished == 1
+        and asha.used == 3
+    )
+    assert (
+        "3 earlier trials given to Optuna (1 of them stopped by ASHA, as pruned)" in asha.summary()
+    )
 
 
 @pytest.mark.parametrize("objectives", [1, 2])
-def test_optuna_holds_the_earlier_trials_before_its_first_proposal(tmp_path: Path, objectives: int) -> None:
+def test_optuna_holds_the_earlier_trials_before_its_first_proposal(
+    tmp_path: Path, objectives: int
+) -> None:
     from tuner.runner.tune_setup import _searcher
 
     both = "metric: [knn_accuracy, recon_error]\nmode: [max, min]\n"
-    spec = load_spec(mu_latent_space(tmp_path / "s.yaml", "s", extra=both if objectives == 2 else ""))
+    spec = load_spec(
+        mu_latent_space(tmp_path / "s.yaml", "s", extra=both if objectives == 2 else "")
+    )
     rewards = [[0.5 + i / 100, 1.0 - i / 100][:objectives] for i in range(12)]
-    warm = WarmStart("s-1", [{"mu": 0.1 + i / 20, "latent_dim": 1 + i % 6} for i in range(12)],
-                     [r[0] if objectives == 1 else r for r in rewards], [({"mu": 0.9, "latent_dim": 6}, 0.99)])
+    warm = WarmStart(
+        "s-1",
+        [{"mu": 0.1 + i / 20, "latent_dim": 1 + i % 6} for i in range(12)],
+        [r[0] if objectives == 1 else r for r in rewards],
+        [({"mu": 0.9, "latent_dim": 6}, 0.99)],
+    )
     searcher = _searcher(spec, warm)
     metric, mode = (None, None) if objectives == 2 else ("knn_accuracy", "max")
-    searcher.set_search_properties(metric, mode, spec.param_space())  # what Tune does before the first trial
+    searcher.set_search_properties(
+        metric, mode, spec.param_space()
+    )  # what Tune does before the first trial
     study = searcher._ot_study
     assert [t.params for t in study.trials] == warm.points + [{"mu": 0.9, "latent_dim": 6}]
     assert [t.values for t in study.trials[:12]] == rewards
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 12 + ["PRUNED"]
-    if objectives == 1:  # a pruned trial's last value is no result: the best stays the best complete one
-        assert study.best_value == pytest.approx(0.61) and study.trials[12].intermediate_values == {0: 0.99}
+    if (
+        objectives == 1
+    ):  # a pruned trial's last value is no result: the best stays the best complete one
+        assert study.best_value == pytest.approx(0.61) and study.trials[12].intermediate_values == {
+            0: 0.99
+        }
     first = searcher.suggest("new_00000")
     assert 0.1 <= first["mu"] <= 0.9 and len(study.trials) == 14
 
 
-def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     # In this process: each refusal comes before Ray or MLflow start (commands/test_search.py runs the
     # CLI as a process of its own and checks its stderr holds the one-line error, no traceback).
     from tuner.cli import main
@@ -101,7 +139,9 @@ def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(tmp_path: Path,
         return capsys.readouterr().err
 
     grid = tmp_path / "g.yaml"
-    grid.write_text("name: g\nsearch: grid\nfixed: {iterations: 20}\nparams:\n  mu: {grid: [0.1, 0.9]}\n")
+    grid.write_text(
+        "name: g\nsearch: grid\nfixed: {iterations: 20}\nparams:\n  mu: {grid: [0.1, 0.9]}\n"
+    )
     err = refused("search", "--space", str(grid), "--warm-start", "g")
     assert "--resume" in err and "search: optuna" in err, err
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -113,7 +153,9 @@ def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(tmp_path: Path,
 
     MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     for source in ("nosuch-experiment", "0123456789abcdef0123456789abcdef"):
-        err = refused("search", "--space", str(space), "--warm-start", source, "--tracking-uri", uri)
+        err = refused(
+            "search", "--space", str(space), "--warm-start", source, "--tracking-uri", uri
+        )
         assert f"--warm-start {source!r}: no experiment" in err, err
     assert not (tmp_path / "ray_results").exists()  # refused before Ray or any run
 
@@ -121,33 +163,42 @@ def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(tmp_path: Path,
 # ------------------------------------------------------------------ end to end
 
 
-
-
 @pytest.mark.slow
-def test_a_warm_started_search_starts_from_the_earlier_trials(local_ray, tmp_path: Path, capsys) -> None:
+def test_a_warm_started_search_starts_from_the_earlier_trials(
+    local_ray, tmp_path: Path, capsys
+) -> None:
     from mlflow import MlflowClient
 
     uri, ray_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ray"
     # TPE proposes at random until its study holds 10 finished trials: the earlier search gives 10.
-    first = tuner.search(mu_latent_space(tmp_path / "a.yaml", "warm-a", samples=10), tracking_uri=uri,
-                         storage_path=ray_dir, verbose=False).trials
+    first = tuner.search(
+        mu_latent_space(tmp_path / "a.yaml", "warm-a", samples=10),
+        tracking_uri=uri,
+        storage_path=ray_dir,
+        verbose=False,
+    ).trials
     assert (first["status"] == "FINISHED").all() and len(first) == 10
     inside = first[first["latent_dim"] <= 3]
     assert 0 < len(inside) < 10  # the narrower space below keeps some and skips some
 
     narrow = mu_latent_space(tmp_path / "b.yaml", "warm-b", samples=2, seed=1, high=3)
-    second = tuner.search(narrow, tracking_uri=uri, storage_path=ray_dir,
-                          warm_start="warm-a").trials
+    second = tuner.search(
+        narrow, tracking_uri=uri, storage_path=ray_dir, warm_start="warm-a"
+    ).trials
     said = capsys.readouterr().out
-    assert f"warm start: {len(inside)} earlier trials given to Optuna, {10 - len(inside)} outside this space " \
-           f"skipped" in said
+    assert (
+        f"warm start: {len(inside)} earlier trials given to Optuna, {10 - len(inside)} outside this space "
+        f"skipped" in said
+    )
     assert len(second) == 2 and (second["latent_dim"] <= 3).all()
 
     client = MlflowClient(tracking_uri=uri)
-    source = client.search_runs([client.get_experiment_by_name("warm-a").experiment_id],
-                                "tags.`tuner.role` = 'search'")[0]
-    parent = client.search_runs([client.get_experiment_by_name("warm-b").experiment_id],
-                                "tags.`tuner.role` = 'search'")[0]
+    source = client.search_runs(
+        [client.get_experiment_by_name("warm-a").experiment_id], "tags.`tuner.role` = 'search'"
+    )[0]
+    parent = client.search_runs(
+        [client.get_experiment_by_name("warm-b").experiment_id], "tags.`tuner.role` = 'search'"
+    )[0]
     assert parent.data.tags["tuner.warm_start"] == source.data.tags["tuner.search_id"]
     assert parent.data.params["warm_start_used"] == str(len(inside))
     assert parent.data.params["warm_start_skipped"] == str(10 - len(inside))
@@ -156,19 +207,32 @@ def test_a_warm_started_search_starts_from_the_earlier_trials(local_ray, tmp_pat
     state = sorted((ray_dir / "warm-b").glob("searcher-state-*.pkl"))[-1]
     study = pickle.loads(state.read_bytes())["_ot_study"]
     old = sorted(zip(inside["mu"], inside["latent_dim"], inside["knn_accuracy"]))
-    assert sorted((t.params["mu"], t.params["latent_dim"], t.value) for t in study.trials[:len(inside)]) == old
+    assert (
+        sorted(
+            (t.params["mu"], t.params["latent_dim"], t.value) for t in study.trials[: len(inside)]
+        )
+        == old
+    )
     assert len(study.trials) == len(inside) + 2
-    assert study.trials[len(inside)].number == len(inside)  # trial 1 was asked with the old ones in place
+    assert study.trials[len(inside)].number == len(
+        inside
+    )  # trial 1 was asked with the old ones in place
     assert study.best_value >= inside["knn_accuracy"].max()
 
 
 @pytest.mark.slow
-def test_runs_are_named_by_their_values_and_the_parent_describes_the_search(local_ray, tmp_path: Path) -> None:
+def test_runs_are_named_by_their_values_and_the_parent_describes_the_search(
+    local_ray, tmp_path: Path
+) -> None:
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    table = tuner.search(mu_latent_space(tmp_path / "n.yaml", "named", samples=2), tracking_uri=uri,
-                         storage_path=tmp_path / "ray", verbose=False).trials
+    table = tuner.search(
+        mu_latent_space(tmp_path / "n.yaml", "named", samples=2),
+        tracking_uri=uri,
+        storage_path=tmp_path / "ray",
+        verbose=False,
+    ).trials
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("named").experiment_id])
     parent = next(r for r in runs if r.data.tags.get("tuner.role") == "search")

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.errors import TunerError
-from tuner.core.config import TrialConfig
-from tuner.trainer.networks import Forward
 from tuner.trainer.augment import jitter
+from tuner.trainer.networks import Forward
 from tuner.trainer.train import fit, training_step
 
 IMAGE = (1, 16, 16)
@@ -28,7 +28,9 @@ def centroids(x: torch.Tensor) -> torch.Tensor:
     images = x.reshape(-1, IMAGE[1], IMAGE[2])
     rows = torch.arange(IMAGE[1], dtype=x.dtype)
     mass = images.sum((1, 2))
-    return torch.stack([(images.sum(2) * rows).sum(1) / mass, (images.sum(1) * rows).sum(1) / mass], 1)
+    return torch.stack(
+        [(images.sum(2) * rows).sum(1) / mass, (images.sum(1) * rows).sum(1) / mass], 1
+    )
 
 
 def test_no_jitter_gives_the_images_back() -> None:
@@ -64,7 +66,9 @@ def test_rotation_turns_each_image_up_to_max_degrees_about_the_centre() -> None:
     angles = bar_angles(jitter(x, IMAGE, 0.0, 30.0, torch.Generator().manual_seed(0))).abs()
     assert bar_angles(x).abs().max() < 1e-3
     assert angles.max() <= 31.0 and angles.max() > 25.0 and angles.std() > 5.0
-    assert (centroids(jitter(x, IMAGE, 0.0, 30.0, torch.Generator().manual_seed(0))) - centroids(x)).abs().max() < 0.5
+    assert (
+        centroids(jitter(x, IMAGE, 0.0, 30.0, torch.Generator().manual_seed(0))) - centroids(x)
+    ).abs().max() < 0.5
 
 
 def test_same_generator_state_same_jitter() -> None:
@@ -85,13 +89,21 @@ class _Identity(torch.nn.Module):
 @pytest.mark.parametrize("shift, expect_zero", [(0.0, True), (2.0, False)])
 def test_the_clean_image_is_the_reconstruction_target(shift: float, expect_zero: bool) -> None:
     cfg = TrialConfig(mu=0.0, augment_shift=shift)
-    terms = training_step(cfg, _Identity(), blobs(6), torch.zeros(6, dtype=torch.long),
-                          torch.Generator().manual_seed(0), image=IMAGE)
+    terms = training_step(
+        cfg,
+        _Identity(),
+        blobs(6),
+        torch.zeros(6, dtype=torch.long),
+        torch.Generator().manual_seed(0),
+        image=IMAGE,
+    )
     assert (float(terms["recon_loss"]) == 0.0) is expect_zero
 
 
 def test_a_jittered_trial_trains_reproducibly_on_digits() -> None:
-    cfg = TrialConfig(hidden_dims=(32,), iterations=60, eval_every=30, augment_shift=1.0, augment_degrees=10.0)
+    cfg = TrialConfig(
+        hidden_dims=(32,), iterations=60, eval_every=30, augment_shift=1.0, augment_degrees=10.0
+    )
     data = load_features(cfg, progress=False).without_test()
     first, again = fit(cfg, data), fit(cfg, data)
     plain = fit(cfg.replace(augment_shift=0.0, augment_degrees=0.0), data)

@@ -5,8 +5,14 @@ import math
 import pytest
 import torch
 
-from tuner.trainer.losses import (contrastive_loss, distances, kl_divergence, reconstruction_loss,
-                          total_loss, triplet_loss)
+from tuner.trainer.losses import (
+    contrastive_loss,
+    distances,
+    kl_divergence,
+    reconstruction_loss,
+    total_loss,
+    triplet_loss,
+)
 from tuner.trainer.miners import all_pairs, all_triplets
 
 
@@ -41,21 +47,31 @@ def test_metric_losses_match_a_per_tuple_python_computation(n_tuples: int | None
     labels = _long(0, 0, 0, 1, 1, 1, 2, 2, 2)
     points = z.tolist()
     a, p, n = (t[:n_tuples] for t in all_triplets(labels))
-    expected = sum(max(math.dist(points[x], points[y]) - math.dist(points[x], points[w]) + 0.7, 0.0)
-                   for x, y, w in zip(a.tolist(), p.tolist(), n.tolist())) / len(a)
+    expected = sum(
+        max(math.dist(points[x], points[y]) - math.dist(points[x], points[w]) + 0.7, 0.0)
+        for x, y, w in zip(a.tolist(), p.tolist(), n.tolist())
+    ) / len(a)
     assert triplet_loss(z, a, p, n, 0.7).item() == pytest.approx(expected, rel=1e-5)
 
     i, j, same = (t[:n_tuples] for t in all_pairs(labels))
-    terms = [math.dist(points[x], points[y]) ** 2 if s else max(1.5 - math.dist(points[x], points[y]), 0.0) ** 2
-             for x, y, s in zip(i.tolist(), j.tolist(), same.tolist())]
-    assert contrastive_loss(z, i, j, same, 1.5).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    terms = [
+        math.dist(points[x], points[y]) ** 2
+        if s
+        else max(1.5 - math.dist(points[x], points[y]), 0.0) ** 2
+        for x, y, s in zip(i.tolist(), j.tolist(), same.tolist())
+    ]
+    assert contrastive_loss(z, i, j, same, 1.5).item() == pytest.approx(
+        sum(terms) / len(terms), rel=1e-5
+    )
 
 
 def test_empty_tuples_give_zero_that_backpropagates() -> None:
     z = torch.randn(4, 2, requires_grad=True)
     empty = torch.empty(0, dtype=torch.long)
-    for loss in (contrastive_loss(z, empty, empty, torch.empty(0, dtype=torch.bool), 1.0),
-                 triplet_loss(z, empty, empty, empty, 1.0)):
+    for loss in (
+        contrastive_loss(z, empty, empty, torch.empty(0, dtype=torch.bool), 1.0),
+        triplet_loss(z, empty, empty, empty, 1.0),
+    ):
         assert loss.dim() == 0 and loss.item() == 0.0
         assert loss.requires_grad
         loss.backward()
@@ -107,15 +123,20 @@ def test_kl_divergence_known_values() -> None:
 
 
 def _leaves() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (torch.tensor(2.0, requires_grad=True), torch.tensor(3.0, requires_grad=True),
-            torch.tensor(5.0, requires_grad=True))
+    return (
+        torch.tensor(2.0, requires_grad=True),
+        torch.tensor(3.0, requires_grad=True),
+        torch.tensor(5.0, requires_grad=True),
+    )
 
 
 def test_total_loss_weights() -> None:
     metric, recon, kl = _leaves()
     loss = total_loss(metric, recon, kl, mu=0.25, beta=0.5)
     assert loss.item() == pytest.approx(0.25 * 2 + 0.75 * (3 + 0.5 * 5))
-    assert total_loss(metric, recon, None, mu=0.25, beta=0.5).item() == pytest.approx(0.5 + 0.75 * 3)
+    assert total_loss(metric, recon, None, mu=0.25, beta=0.5).item() == pytest.approx(
+        0.5 + 0.75 * 3
+    )
 
 
 def test_total_loss_at_mu_one_ignores_reconstruction() -> None:

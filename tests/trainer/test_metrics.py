@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 
 from tuner.core.metrics import METRIC_MODES, TRIAL_METRICS
-from tuner.trainer.metrics import (ami, clustering_metrics, evaluate_embedding, knn_accuracy, map_at_r, nmi,
-                                   precision_at_1, r_precision, reconstruction_error, retrieval_metrics,
-                                   trustworthiness)
+from tuner.trainer.metrics import (
+    ami,
+    clustering_metrics,
+    evaluate_embedding,
+    knn_accuracy,
+    map_at_r,
+    nmi,
+    precision_at_1,
+    r_precision,
+    reconstruction_error,
+    retrieval_metrics,
+    trustworthiness,
+)
 
 
 def test_well_separated_clusters_are_perfectly_classified() -> None:
@@ -78,7 +88,9 @@ def test_reconstruction_error_rejects_shape_mismatch() -> None:
 FIELD_METRICS = ("precision_at_1", "r_precision", "map_at_r", "nmi", "ami", "trustworthiness")
 
 
-def clusters(n: int, n_classes: int, seed: int, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def clusters(
+    n: int, n_classes: int, seed: int, spread: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Points around far-apart centres in 3-D, with their class labels."""
     rng = np.random.default_rng(seed)
     y = np.arange(n) % n_classes
@@ -88,7 +100,11 @@ def clusters(n: int, n_classes: int, seed: int, spread: float = 1.0) -> tuple[np
 def test_separated_clusters_score_one_on_every_label_metric() -> None:
     ref_z, ref_y = clusters(300, 3, seed=0)
     z, y = clusters(90, 3, seed=1)
-    assert retrieval_metrics(ref_z, ref_y, z, y) == {"precision_at_1": 1.0, "r_precision": 1.0, "map_at_r": 1.0}
+    assert retrieval_metrics(ref_z, ref_y, z, y) == {
+        "precision_at_1": 1.0,
+        "r_precision": 1.0,
+        "map_at_r": 1.0,
+    }
     assert clustering_metrics(z, y) == pytest.approx({"nmi": 1.0, "ami": 1.0})
 
 
@@ -141,23 +157,38 @@ def test_each_metric_equals_the_librarys_own_output() -> None:
     # Classes shifted by half a standard deviation: figures neither at chance nor perfect.
     ref_z = (rng.normal(size=(500, 4)) + 0.5 * ref_y[:, None]).astype(np.float32)
     z = (rng.normal(size=(200, 4)) + 0.5 * y[:, None]).astype(np.float32)
-    calc = AccuracyCalculator(include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
-                              k="max_bin_count", knn_func=CustomKNN(LpDistance(normalize_embeddings=False)))
+    calc = AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        knn_func=CustomKNN(LpDistance(normalize_embeddings=False)),
+    )
     theirs = calc.get_accuracy(z, y, ref_z, ref_y)
     assert retrieval_metrics(ref_z, ref_y, z, y) == pytest.approx(
-        {"precision_at_1": theirs["precision_at_1"], "r_precision": theirs["r_precision"],
-         "map_at_r": theirs["mean_average_precision_at_r"]}, abs=1e-9)
+        {
+            "precision_at_1": theirs["precision_at_1"],
+            "r_precision": theirs["r_precision"],
+            "map_at_r": theirs["mean_average_precision_at_r"],
+        },
+        abs=1e-9,
+    )
     labels = KMeans(n_clusters=5, n_init=1, random_state=7).fit_predict(z.astype(np.float64))
     assert nmi(z, y, seed=7) == pytest.approx(normalized_mutual_info_score(y, labels), abs=1e-12)
     assert ami(z, y, seed=7) == pytest.approx(adjusted_mutual_info_score(y, labels), abs=1e-12)
     x = rng.normal(size=(200, 30))
-    assert trustworthiness(x, z, k=7) == (pytest.approx(sk_trustworthiness(x, z, n_neighbors=7), abs=1e-12), 200)
+    assert trustworthiness(x, z, k=7) == (
+        pytest.approx(sk_trustworthiness(x, z, n_neighbors=7), abs=1e-12),
+        200,
+    )
 
 
 def test_trustworthiness_uses_a_seeded_subsample_of_at_most_2000_points() -> None:
     rng = np.random.default_rng(0)
     x, z = rng.normal(size=(2500, 10)), rng.normal(size=(2500, 2))
-    first, second, other = trustworthiness(x, z, seed=1), trustworthiness(x, z, seed=1), trustworthiness(x, z, seed=2)
+    first, second, other = (
+        trustworthiness(x, z, seed=1),
+        trustworthiness(x, z, seed=1),
+        trustworthiness(x, z, seed=2),
+    )
     assert first == second and first[1] == 2000 and other[0] != first[0]
     # k is clipped below half the points, as scikit-learn requires.
     assert trustworthiness(x[:6], z[:6], k=5)[1] == 6

@@ -5,24 +5,33 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from tests.paths import REPO_ROOT
 import torch
 
+from tests.paths import REPO_ROOT
 from tuner.trainer.losses import contrastive_loss, triplet_loss
-from tuner.trainer.miners import (active_pairs, all_pairs, all_triplets, cap_mask, cap_tuples,
-                                  distance_matrix, mine, semihard_triplets)
+from tuner.trainer.miners import (
+    active_pairs,
+    all_pairs,
+    all_triplets,
+    cap_mask,
+    cap_tuples,
+    distance_matrix,
+    mine,
+    semihard_triplets,
+)
 from tuner.trainer.samplers import StratifiedBatchSampler
 
 _spec = importlib.util.spec_from_file_location(
-    "mining_reference", REPO_ROOT / "benchmarks" / "mining_reference.py")
+    "mining_reference", REPO_ROOT / "benchmarks" / "mining_reference.py"
+)
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 
 LABEL_VECTORS = [
     [0, 1],
-    [3, 3, 3],                    # one class: pairs, but no triplet
-    [0, 1, 2, 3],                 # all distinct: no positive pair, no triplet
-    [0, 0, 1, 1, 2],              # a singleton class
+    [3, 3, 3],  # one class: pairs, but no triplet
+    [0, 1, 2, 3],  # all distinct: no positive pair, no triplet
+    [0, 0, 1, 1, 2],  # a singleton class
     [2, 0, 1, 0, 2, 2, 1, 0, 7],  # unsorted, non-contiguous label values
     np.random.default_rng(0).integers(0, 5, 40).tolist(),
 ]
@@ -102,8 +111,12 @@ def test_mine_dispatches_and_caps() -> None:
     gen = torch.Generator().manual_seed(0)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     z = torch.randn(6, 3, generator=gen)
-    assert _as_set(mine(labels, z, "pairwise", "all", 1.0, None, gen).tuples) == _as_set(all_pairs(labels))
-    assert _as_set(mine(labels, z, "triplet", "all", 1.0, None, gen).tuples) == _as_set(all_triplets(labels))
+    assert _as_set(mine(labels, z, "pairwise", "all", 1.0, None, gen).tuples) == _as_set(
+        all_pairs(labels)
+    )
+    assert _as_set(mine(labels, z, "triplet", "all", 1.0, None, gen).tuples) == _as_set(
+        all_triplets(labels)
+    )
     semihard = mine(SEMIHARD_Y, SEMIHARD_Z, "triplet", "semihard", 1.0, None, gen)
     assert semihard.keep is None and _as_set(semihard.tuples) == {(0, 1, 2), (3, 2, 1)}
     assert len(mine(labels, z, "triplet", "all", 1.0, 5, gen).tuples[0]) == 5
@@ -171,7 +184,9 @@ def test_masked_semihard_mining_matches_the_selected_form(constraint: str) -> No
         results = []
         for masked in (False, True):
             z = z0.clone().requires_grad_()
-            mined = mine(labels, z, constraint, "semihard", 1.0, None, torch.Generator(), masked=masked)
+            mined = mine(
+                labels, z, constraint, "semihard", 1.0, None, torch.Generator(), masked=masked
+            )
             value = loss(z, *mined.tuples, 1.0, keep=mined.keep)
             value.backward()
             results.append((mined, value.detach(), z.grad))
@@ -179,9 +194,22 @@ def test_masked_semihard_mining_matches_the_selected_form(constraint: str) -> No
         assert masked_mined.keep is not None and selected.keep is None
         kept = _as_set(masked_mined.selected())
         assert kept == _as_set(selected.tuples) and 0 < len(kept) < len(masked_mined.tuples[0])
-        assert torch.allclose(v_mask, v_sel, rtol=1e-5) and torch.allclose(g_mask, g_sel, rtol=1e-4, atol=1e-7)
-        capped = mine(labels, z0, constraint, "semihard", 1.0, 10, torch.Generator().manual_seed(seed), masked=True)
-        assert len(capped.tuples[0]) == len(masked_mined.tuples[0]) and int(capped.keep.sum()) == min(10, len(kept))
+        assert torch.allclose(v_mask, v_sel, rtol=1e-5) and torch.allclose(
+            g_mask, g_sel, rtol=1e-4, atol=1e-7
+        )
+        capped = mine(
+            labels,
+            z0,
+            constraint,
+            "semihard",
+            1.0,
+            10,
+            torch.Generator().manual_seed(seed),
+            masked=True,
+        )
+        assert len(capped.tuples[0]) == len(masked_mined.tuples[0]) and int(
+            capped.keep.sum()
+        ) == min(10, len(kept))
         assert _as_set(capped.selected()) <= kept
 
 
@@ -204,7 +232,9 @@ def test_cap_mask_keeps_a_uniform_subsample_of_the_kept_entries() -> None:
         assert int(capped.sum()) == 5 and not (capped & ~keep).any()
         counts += capped
     assert counts[1::2].sum() == 0
-    assert torch.allclose(counts[::2] / 2000, torch.full((20,), 5 / 20), atol=0.04)  # each 1 in 4, +- ~4 sigma
+    assert torch.allclose(
+        counts[::2] / 2000, torch.full((20,), 5 / 20), atol=0.04
+    )  # each 1 in 4, +- ~4 sigma
     assert torch.equal(cap_mask(keep, 30, gen), keep)  # fewer kept than the cap: every one
     few = keep.clone()
     few[4:] = False  # 2 kept, cap 5 of 40 entries: both stay

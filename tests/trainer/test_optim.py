@@ -20,7 +20,9 @@ def _twin_models(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
     return a, b
 
 
-def _train(model: torch.nn.Module, optimizer, steps: range, lrs: dict[int, float] | None = None) -> None:
+def _train(
+    model: torch.nn.Module, optimizer, steps: range, lrs: dict[int, float] | None = None
+) -> None:
     for step in steps:
         g = torch.Generator().manual_seed(step)
         x, y = torch.randn(16, 7, generator=g), torch.randn(16, 3, generator=g)
@@ -35,15 +37,21 @@ def _train(model: torch.nn.Module, optimizer, steps: range, lrs: dict[int, float
 @pytest.mark.parametrize("decay", [0.0, 0.3])
 def test_matches_torch_optim_step_for_step(decay: float) -> None:
     ours, theirs = _twin_models()
-    reference = (torch.optim.AdamW(theirs.parameters(), lr=0.05, weight_decay=decay, fused=True) if decay
-                 else torch.optim.Adam(theirs.parameters(), lr=0.05, fused=True))
+    reference = (
+        torch.optim.AdamW(theirs.parameters(), lr=0.05, weight_decay=decay, fused=True)
+        if decay
+        else torch.optim.Adam(theirs.parameters(), lr=0.05, fused=True)
+    )
     fused = FusedAdam(ours.parameters(), lr=0.05, weight_decay=decay, decoupled=decay > 0)
     lrs = {10: 0.01, 20: 0.002}  # a schedule changes the learning rate between steps
     _train(ours, fused, range(30), lrs)
     _train(theirs, reference, range(30), lrs)
     for p, q in zip(ours.parameters(), theirs.parameters()):
         assert torch.equal(p, q)
-    moved = sum(float((p - q).detach().abs().sum()) for p, q in zip(ours.parameters(), _twin_models()[0].parameters()))
+    moved = sum(
+        float((p - q).detach().abs().sum())
+        for p, q in zip(ours.parameters(), _twin_models()[0].parameters())
+    )
     assert moved > 0.1  # it trained
 
 
@@ -96,8 +104,10 @@ def test_parameters_without_gradient_wait_and_a_wrong_state_is_refused() -> None
 
 def test_a_fit_never_imports_torch_dynamo() -> None:
     """The point of the class: torch.optim would import torch._dynamo in every trial worker."""
-    assert not dynamo_imported_after("from tuner.core.config import TrialConfig\n"
-                                     "from tuner.data import load_features\n"
-                                     "from tuner.trainer.train import fit\n"
-                                     "cfg = TrialConfig(iterations=4, eval_every=2, hidden_dims=(8,), weight_decay=0.1)\n"
-                                     "fit(cfg, load_features(cfg, progress=False).without_test())")
+    assert not dynamo_imported_after(
+        "from tuner.core.config import TrialConfig\n"
+        "from tuner.data import load_features\n"
+        "from tuner.trainer.train import fit\n"
+        "cfg = TrialConfig(iterations=4, eval_every=2, hidden_dims=(8,), weight_decay=0.1)\n"
+        "fit(cfg, load_features(cfg, progress=False).without_test())"
+    )

@@ -20,7 +20,9 @@ def assert_png(path: Path, fig: matplotlib.figure.Figure) -> None:
     """The file is a PNG of the whole figure (what the figure holds is checked by each test)."""
     assert Path(path).read_bytes()[:8] == PNG_MAGIC
     height, width = matplotlib.image.imread(path).shape[:2]
-    assert (width, height) == tuple(round(v) for v in fig.get_size_inches() * 100)  # saved at dpi 100
+    assert (width, height) == tuple(
+        round(v) for v in fig.get_size_inches() * 100
+    )  # saved at dpi 100
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ def scatter_points(ax) -> dict[str, np.ndarray]:
     return {c.get_label(): np.asarray(c.get_offsets()) for c in ax.collections}
 
 
-def clustered(latent_dim: int, n_per_class: int = 40, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def clustered(
+    latent_dim: int, n_per_class: int = 40, n_classes: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(n_classes), n_per_class)
     z = rng.normal(size=(len(labels), latent_dim)) * 0.2 + labels[:, None]
@@ -55,7 +59,9 @@ def test_backend_is_agg() -> None:
 @pytest.mark.parametrize("latent_dim", [1, 2, 5])
 def test_plot_embedding_writes_png(tmp_path: Path, latent_dim: int, drawn: list) -> None:
     z, labels = clustered(latent_dim)
-    out = plots.plot_embedding(z, labels, ["zero", "one", "two"], tmp_path / "sub" / "emb.png", title="t")
+    out = plots.plot_embedding(
+        z, labels, ["zero", "one", "two"], tmp_path / "sub" / "emb.png", title="t"
+    )
     assert out == tmp_path / "sub" / "emb.png"
     (fig,) = drawn
     assert_png(out, fig)
@@ -111,22 +117,36 @@ def test_plot_reconstructions(tmp_path: Path, shape: tuple[int, int, int], drawn
     for i in range(6):
         for row, images in ((0, x), (10, x * 0.9)):
             expected = np.clip(images[i].reshape(shape), 0, 1).transpose(1, 2, 0)
-            tile = grid[row:row + 8, 10 * i:10 * i + 8]
+            tile = grid[row : row + 8, 10 * i : 10 * i + 8]
             np.testing.assert_allclose(tile.reshape(expected.shape), expected, atol=1e-6)
 
 
 def test_plot_reconstructions_rejects_bad_shape(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="C = 1 or 3"):
-        plots.plot_reconstructions(np.zeros((2, 32)), np.zeros((2, 32)), (2, 4, 4), tmp_path / "r.png")
+        plots.plot_reconstructions(
+            np.zeros((2, 32)), np.zeros((2, 32)), (2, 4, 4), tmp_path / "r.png"
+        )
 
 
 def test_plot_loss_curves(tmp_path: Path, drawn: list) -> None:
-    history = [{"iteration": float(i), "loss": 1 / (i + 1), "metric_loss": 0.5 / (i + 1),
-                "recon_loss": 0.2, "kl": 0.1, "knn_accuracy": 0.5 + i / 20} for i in range(0, 10, 2)]
+    history = [
+        {
+            "iteration": float(i),
+            "loss": 1 / (i + 1),
+            "metric_loss": 0.5 / (i + 1),
+            "recon_loss": 0.2,
+            "kl": 0.1,
+            "knn_accuracy": 0.5 + i / 20,
+        }
+        for i in range(0, 10, 2)
+    ]
     assert_png(plots.plot_loss_curves(history, tmp_path / "curves.png"), drawn[0])
     losses, accuracy = drawn[0].axes
     # One line per key present, through every evaluation; fine_knn_accuracy is absent, so not drawn.
-    for axis, keys in ((losses, ["loss", "metric_loss", "recon_loss", "kl"]), (accuracy, ["knn_accuracy"])):
+    for axis, keys in (
+        (losses, ["loss", "metric_loss", "recon_loss", "kl"]),
+        (accuracy, ["knn_accuracy"]),
+    ):
         assert [line.get_label() for line in axis.lines] == keys
         for line, key in zip(axis.lines, keys):
             assert list(line.get_xdata()) == [0.0, 2.0, 4.0, 6.0, 8.0]
@@ -149,7 +169,9 @@ def test_pareto_front_by_hand() -> None:
         "h": (0.05, np.nan),  # no accuracy: left out
         "i": (0.60, 0.95),  # highest y: on the front
     }
-    table = pd.DataFrame([{"trial_id": k, "recon_error": x, "knn_accuracy": y} for k, (x, y) in points.items()])
+    table = pd.DataFrame(
+        [{"trial_id": k, "recon_error": x, "knn_accuracy": y} for k, (x, y) in points.items()]
+    )
     front = pareto_front(table)
     assert list(front["trial_id"]) == ["a", "b", "e", "f", "i"]
     assert list(front["recon_error"]) == sorted(front["recon_error"])
@@ -158,9 +180,13 @@ def test_pareto_front_by_hand() -> None:
 def test_pareto_front_brute_force_agrees() -> None:
     rng = np.random.default_rng(3)
     # Coarse values make ties in x, in y and whole duplicate points common.
-    table = pd.DataFrame({"recon_error": rng.integers(0, 6, 60) / 10, "knn_accuracy": rng.integers(0, 6, 60) / 10})
+    table = pd.DataFrame(
+        {"recon_error": rng.integers(0, 6, 60) / 10, "knn_accuracy": rng.integers(0, 6, 60) / 10}
+    )
     x, y = table["recon_error"].to_numpy(), table["knn_accuracy"].to_numpy()
-    dominated = [bool(np.any((x <= x[i]) & (y >= y[i]) & ((x < x[i]) | (y > y[i])))) for i in range(len(x))]
+    dominated = [
+        bool(np.any((x <= x[i]) & (y >= y[i]) & ((x < x[i]) | (y > y[i])))) for i in range(len(x))
+    ]
     expected = {i for i, d in enumerate(dominated) if not d}
     front = pareto_front(table)
     assert set(front.index) == expected
@@ -175,29 +201,42 @@ def test_pareto_custom_columns_and_empty() -> None:
 
 def test_plot_pareto(tmp_path: Path, drawn: list) -> None:
     rng = np.random.default_rng(2)
-    table = pd.DataFrame({"trial_id": [f"t{i}" for i in range(12)], "recon_error": rng.uniform(0, 1, 12),
-                          "knn_accuracy": rng.uniform(0, 1, 12)})
+    table = pd.DataFrame(
+        {
+            "trial_id": [f"t{i}" for i in range(12)],
+            "recon_error": rng.uniform(0, 1, 12),
+            "knn_accuracy": rng.uniform(0, 1, 12),
+        }
+    )
     assert_png(plots.plot_pareto(table, tmp_path / "pareto.png"), drawn[0])
     ax = drawn[0].axes[0]
     points = scatter_points(ax)
     assert list(points) == ["finished trials (12)"]
-    np.testing.assert_allclose(points["finished trials (12)"], table[["recon_error", "knn_accuracy"]])
+    np.testing.assert_allclose(
+        points["finished trials (12)"], table[["recon_error", "knn_accuracy"]]
+    )
     front = pareto_front(table)
     (line,) = ax.lines
     assert line.get_label() == f"Pareto front ({len(front)})" and len(front) >= 2
     np.testing.assert_allclose(line.get_xdata(), front["recon_error"])
     np.testing.assert_allclose(line.get_ydata(), front["knn_accuracy"])
-    assert sorted(t.get_text() for t in ax.texts) == sorted(front["trial_id"])  # the front's trials named
+    assert sorted(t.get_text() for t in ax.texts) == sorted(
+        front["trial_id"]
+    )  # the front's trials named
 
 
-def test_label_names_that_read_as_math_text_are_drawn_as_written(tmp_path: Path, monkeypatch) -> None:
+def test_label_names_that_read_as_math_text_are_drawn_as_written(
+    tmp_path: Path, monkeypatch
+) -> None:
     # "$x^$" and "a_$b$c" are broken math text: matplotlib's parser raised at savefig, failing the trial.
     names = ["$x^$", "a_$b$c", r"$\frac{$", "_hidden"]
     drawn: list[tuple[str, bool]] = []
     real_save = plots._save
 
     def save(fig, path):
-        drawn.extend((t.get_text(), t.get_parse_math()) for t in fig.axes[0].get_legend().get_texts())
+        drawn.extend(
+            (t.get_text(), t.get_parse_math()) for t in fig.axes[0].get_legend().get_texts()
+        )
         drawn.append((fig.axes[0].get_title(), fig.axes[0].title.get_parse_math()))
         return real_save(fig, path)
 
@@ -205,12 +244,21 @@ def test_label_names_that_read_as_math_text_are_drawn_as_written(tmp_path: Path,
     z, labels = clustered(2, n_classes=4)
     out = plots.plot_embedding(z, labels, names, tmp_path / "emb.png", title="$bad^$")
     assert out.read_bytes()[:8] == PNG_MAGIC  # saved: the broken math text did not raise
-    assert drawn == [("$x^$", False), ("a_$b$c", False), (r"$\frac{$", False), (" _hidden", False),
-                     ("$bad^$", False)]
-    assert matplotlib.rcParams["text.parse_math"] is True  # the setting is the plot's, not the process's
+    assert drawn == [
+        ("$x^$", False),
+        ("a_$b$c", False),
+        (r"$\frac{$", False),
+        (" _hidden", False),
+        ("$bad^$", False),
+    ]
+    assert (
+        matplotlib.rcParams["text.parse_math"] is True
+    )  # the setting is the plot's, not the process's
 
 
-def test_pareto_plot_draws_stopped_trials_apart_and_off_the_front(tmp_path: Path, monkeypatch) -> None:
+def test_pareto_plot_draws_stopped_trials_apart_and_off_the_front(
+    tmp_path: Path, monkeypatch
+) -> None:
     kept = {}
 
     def keep(fig, path):
@@ -218,12 +266,26 @@ def test_pareto_plot_draws_stopped_trials_apart_and_off_the_front(tmp_path: Path
         return path
 
     monkeypatch.setattr(plots, "_save", keep)
-    table = pd.DataFrame({"trial_id": ["a", "b", "s", "f"], "status": ["FINISHED", "FINISHED", "KILLED", "FAILED"],
-                          "knn_accuracy": [0.9, 0.8, 0.99, 0.5], "recon_error": [0.05, 0.03, 0.01, 0.2]})
+    table = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "s", "f"],
+            "status": ["FINISHED", "FINISHED", "KILLED", "FAILED"],
+            "knn_accuracy": [0.9, 0.8, 0.99, 0.5],
+            "recon_error": [0.05, 0.03, 0.01, 0.2],
+        }
+    )
     plots.plot_pareto(table, tmp_path / "p.png")
     ax = kept["ax"]
     labels = [c.get_label() for c in ax.collections]
-    assert labels[0] == "finished trials (2)" and labels[1].startswith("stopped early or failed (2)")
-    assert sorted(map(tuple, ax.collections[1].get_offsets().tolist())) == [(0.01, 0.99), (0.2, 0.5)]
+    assert labels[0] == "finished trials (2)" and labels[1].startswith(
+        "stopped early or failed (2)"
+    )
+    assert sorted(map(tuple, ax.collections[1].get_offsets().tolist())) == [
+        (0.01, 0.99),
+        (0.2, 0.5),
+    ]
     front = ax.lines[0]
-    assert front.get_label() == "Pareto front (2)" and sorted(front.get_xdata()) == [0.03, 0.05]  # s is not on it
+    assert front.get_label() == "Pareto front (2)" and sorted(front.get_xdata()) == [
+        0.03,
+        0.05,
+    ]  # s is not on it

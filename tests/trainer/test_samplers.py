@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.trainer.samplers import StratifiedBatchSampler
 from tuner.trainer.miners import all_triplets
+from tuner.trainer.samplers import StratifiedBatchSampler
 
 SIZES = [30, 12, 8, 50, 9, 10, 11, 13, 7, 20]
 
@@ -18,20 +18,31 @@ def _labels() -> np.ndarray:
 
 
 def _on_device(labels: np.ndarray, batch_size: int, seed: int = 0) -> StratifiedBatchSampler:
-    return StratifiedBatchSampler(labels, batch_size, torch.Generator().manual_seed(seed), "cpu",
-                                  torch.Generator().manual_seed(seed))
+    return StratifiedBatchSampler(
+        labels,
+        batch_size,
+        torch.Generator().manual_seed(seed),
+        "cpu",
+        torch.Generator().manual_seed(seed),
+    )
 
 
 @pytest.mark.parametrize("device_draw", [False, True])
 def test_batches_are_stratified_and_their_labels_known_on_the_host(device_draw: bool) -> None:
     labels = _labels()
-    sampler = _on_device(labels, 25) if device_draw else StratifiedBatchSampler(labels, 25, torch.Generator())
+    sampler = (
+        _on_device(labels, 25)
+        if device_draw
+        else StratifiedBatchSampler(labels, 25, torch.Generator())
+    )
     assert sampler.on_device == device_draw
     extra = set()
     for _ in range(50):
         batch = sampler.next_batch()
         assert batch.dtype == torch.long and len(batch) == 25 and len(set(batch.tolist())) == 25
-        assert np.array_equal(labels[batch.numpy()], sampler.last_labels)  # grouped by class, in order
+        assert np.array_equal(
+            labels[batch.numpy()], sampler.last_labels
+        )  # grouped by class, in order
         counts = Counter(sampler.last_labels.tolist())
         assert sorted(counts.values()) == [2] * 5 + [3] * 5
         extra |= {c for c, k in counts.items() if k == 3}

@@ -5,14 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tests.paths import SHARED_MNIST
 
+from tests.paths import SHARED_MNIST
+from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
-from tuner.core.config import TrialConfig
-from tuner.trainer.networks import build_model
 from tuner.trainer.evaluation import evaluate_split
+from tuner.trainer.networks import build_model
 from tuner.trainer.train import _Tensors, evaluate, fit, training_step
 
 FIELD_METRICS = ("precision_at_1", "r_precision", "map_at_r", "nmi", "ami", "trustworthiness")
@@ -31,17 +31,34 @@ def digits(full_digits) -> FeatureSet:
 
 def merged(data: FeatureSet) -> FeatureSet:
     coarse = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
-    return FeatureSet(data.x_train, coarse[data.y_train], data.x_val, coarse[data.y_val], None, None,
-                      ("low", "mid", "high"), data.y_train, data.y_val, None, data.image_shape)
+    return FeatureSet(
+        data.x_train,
+        coarse[data.y_train],
+        data.x_val,
+        coarse[data.y_val],
+        None,
+        None,
+        ("low", "mid", "high"),
+        data.y_train,
+        data.y_val,
+        None,
+        data.image_shape,
+    )
 
 
 @pytest.mark.parametrize("constraint", ["pairwise", "triplet"])
 @pytest.mark.parametrize("encoder", ["ae", "vae"])
-def test_every_constraint_and_encoder_trains_and_beats_the_untrained_encoder(digits, constraint, encoder):
+def test_every_constraint_and_encoder_trains_and_beats_the_untrained_encoder(
+    digits, constraint, encoder
+):
     cfg = TrialConfig(constraint=constraint, encoder=encoder, mu=0.7, latent_dim=8, **SMALL)
     torch.manual_seed(cfg.seed)
     untrained = build_model(cfg, digits.n_features)
-    tensors = _Tensors(torch.from_numpy(digits.x_train), torch.from_numpy(digits.y_train), torch.from_numpy(digits.x_val))
+    tensors = _Tensors(
+        torch.from_numpy(digits.x_train),
+        torch.from_numpy(digits.y_train),
+        torch.from_numpy(digits.x_val),
+    )
     before, _, _ = evaluate(cfg, untrained, digits, tensors)
 
     result = fit(cfg, digits)
@@ -60,7 +77,15 @@ def test_reports_every_eval_and_at_the_end(digits):
     assert [it for _, it in seen] == [20, 40, 50]
     assert [m["iteration"] for m, _ in seen] == [20.0, 40.0, 50.0]
     keys = set(seen[-1][0])
-    expected = {"knn_accuracy", "recon_error", "loss", "metric_loss", "recon_loss", "train_seconds", "seconds"}
+    expected = {
+        "knn_accuracy",
+        "recon_error",
+        "loss",
+        "metric_loss",
+        "recon_loss",
+        "train_seconds",
+        "seconds",
+    }
     assert expected | set(FIELD_METRICS) | {"trustworthiness_n"} <= keys
     assert "kl" not in keys and "fine_knn_accuracy" not in keys
     assert not any(key.startswith("test_") for key in keys)
@@ -91,8 +116,12 @@ def test_evaluate_split_measures_the_split_it_names(full_digits):
     test = evaluate_split(TrialConfig(**SMALL), result.model, full_digits)
     # The test figures are those of the test images and labels, measured as validation is: put the
     # test split in validation's place and the same numbers come back (train stays the reference).
-    as_val = dataclasses.replace(full_digits, x_val=full_digits.x_test, y_val=full_digits.y_test,
-                                 fine_y_val=full_digits.fine_y_test)
+    as_val = dataclasses.replace(
+        full_digits,
+        x_val=full_digits.x_test,
+        y_val=full_digits.y_test,
+        fine_y_val=full_digits.fine_y_test,
+    )
     on_test = evaluate_split(TrialConfig(**SMALL), result.model, as_val, "val")
     on_test.pop("n_labels")  # what the trial trained with: logged with validation only
     assert set(test) == {f"test_{key}" for key in on_test}
@@ -118,11 +147,18 @@ def test_same_seed_same_metrics_and_other_seed_differs(digits):
 
 
 def test_resume_from_a_checkpoint_continues_identically(digits):
-    cfg = TrialConfig(encoder="vae", mining="semihard", constraint="triplet", max_tuples=200, **SMALL)
+    cfg = TrialConfig(
+        encoder="vae", mining="semihard", constraint="triplet", max_tuples=200, **SMALL
+    )
     checkpoints = {}
-    full = fit(cfg, digits, on_evaluation=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()))
+    full = fit(
+        cfg,
+        digits,
+        on_evaluation=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()),
+    )
     # Round-trip through torch.save/load(weights_only=True), as Tune's checkpoints do.
     import io
+
     buffer = io.BytesIO()
     torch.save(checkpoints[20], buffer)
     buffer.seek(0)
@@ -135,15 +171,25 @@ def test_resume_from_a_checkpoint_continues_identically(digits):
 def test_mu_one_leaves_the_decoder_without_gradient(digits):
     cfg = TrialConfig(mu=1.0, encoder="vae", **SMALL)
     model = build_model(cfg, digits.n_features)
-    terms = training_step(cfg, model, torch.from_numpy(digits.x_train[:40]), torch.from_numpy(digits.y_train[:40]),
-                          torch.Generator().manual_seed(0))
+    terms = training_step(
+        cfg,
+        model,
+        torch.from_numpy(digits.x_train[:40]),
+        torch.from_numpy(digits.y_train[:40]),
+        torch.Generator().manual_seed(0),
+    )
     terms["loss"].backward()
     assert all(p.grad is None for p in model.decoder.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
     # Terms not computed are not reported: a 0 recon_loss or kl would read as a perfect one.
     assert set(terms) == {"loss", "metric_loss"}
-    mu_zero = training_step(cfg.replace(mu=0.0), model, torch.from_numpy(digits.x_train[:40]),
-                            torch.from_numpy(digits.y_train[:40]), torch.Generator().manual_seed(0))
+    mu_zero = training_step(
+        cfg.replace(mu=0.0),
+        model,
+        torch.from_numpy(digits.x_train[:40]),
+        torch.from_numpy(digits.y_train[:40]),
+        torch.Generator().manual_seed(0),
+    )
     assert set(mu_zero) == {"loss", "recon_loss", "kl"}
 
 
@@ -161,10 +207,17 @@ def test_mu_zero_makes_the_metric_loss_irrelevant(digits):
 def test_total_loss_is_the_documented_mix(digits):
     cfg = TrialConfig(mu=0.3, beta=2.0, encoder="vae", **SMALL)
     model = build_model(cfg, digits.n_features)
-    terms = training_step(cfg, model, torch.from_numpy(digits.x_train[:40]), torch.from_numpy(digits.y_train[:40]),
-                          torch.Generator().manual_seed(0))
+    terms = training_step(
+        cfg,
+        model,
+        torch.from_numpy(digits.x_train[:40]),
+        torch.from_numpy(digits.y_train[:40]),
+        torch.Generator().manual_seed(0),
+    )
     # The KL is weighted per input feature, matching the per-feature mean of the reconstruction.
-    expected = 0.3 * terms["metric_loss"] + 0.7 * (terms["recon_loss"] + 2.0 / digits.n_features * terms["kl"])
+    expected = 0.3 * terms["metric_loss"] + 0.7 * (
+        terms["recon_loss"] + 2.0 / digits.n_features * terms["kl"]
+    )
     assert torch.allclose(terms["loss"], expected)
     assert terms["kl"] > 0
 
@@ -190,7 +243,9 @@ def test_fit_leaves_torch_threads_to_the_caller(digits):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"real MNIST split not present at {SHARED_MNIST}")
+@pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(), reason=f"real MNIST split not present at {SHARED_MNIST}"
+)
 def test_default_trial_on_real_mnist_reaches_its_known_quality(tmp_path) -> None:
     # The default trial (latent_dim 2, 1500 iterations) reached knn_accuracy 0.93 and recon_error
     # 0.051 on this split when written; a trainer that silently got worse falls below these floors.
@@ -208,10 +263,16 @@ def test_the_device_path_runs_on_the_cpu_and_resumes_identically(digits, monkeyp
     # checkpoint carries), with the CPU standing in for the device.
     import tuner.trainer.train as train
 
-    monkeypatch.setattr(train, "device_generator", lambda device, seed: torch.Generator().manual_seed(seed))
+    monkeypatch.setattr(
+        train, "device_generator", lambda device, seed: torch.Generator().manual_seed(seed)
+    )
     cfg = TrialConfig(constraint="triplet", max_tuples=300, **SMALL)
     checkpoints = {}
-    full = fit(cfg, digits, on_evaluation=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()))
+    full = fit(
+        cfg,
+        digits,
+        on_evaluation=lambda m, state: checkpoints.setdefault(state.iteration, state.state_dict()),
+    )
     assert "device_generator" in checkpoints[20] and "cuda_rng" not in checkpoints[20]
     resumed = fit(cfg, digits, resume=checkpoints[20])
     assert resumed.metrics["loss"] == full.metrics["loss"] == fit(cfg, digits).metrics["loss"]
@@ -221,6 +282,8 @@ def test_the_device_path_runs_on_the_cpu_and_resumes_identically(digits, monkeyp
 def test_divergence_read_every_n_steps_names_the_window(digits, monkeypatch):
     import tuner.trainer.train as train
 
-    monkeypatch.setattr(train, "CHECK_EVERY", {"cpu": 10})  # as on a GPU: the loss read every 10 steps
+    monkeypatch.setattr(
+        train, "CHECK_EVERY", {"cpu": 10}
+    )  # as on a GPU: the loss read every 10 steps
     with pytest.raises(TrainingDiverged, match="at an iteration from 1 to 10 "):
         fit(TrialConfig(mu=1.0, margin=1e20, **SMALL), digits)

@@ -26,17 +26,30 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tif
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("embed", help="apply a logged model to a dataset split or a folder of images")
-    p.add_argument("--model", required=True,
-                   help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/embedding_model or a run id")
+    p = sub.add_parser(
+        "embed", help="apply a logged model to a dataset split or a folder of images"
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/embedding_model or a run id",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help=f"{listed(list(DATASET_NAMES))} (labels are written)")
-    source.add_argument("--images", type=Path, help="a folder of unlabeled images (file paths are written)")
+    source.add_argument(
+        "--images", type=Path, help="a folder of unlabeled images (file paths are written)"
+    )
     add_data_dir(p)
     add_tracking(p)
-    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
-                   help="dataset split (default: test)")
-    p.add_argument("--out", required=True, type=Path, help="output file: .parquet (default), .csv or .npy")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test", "all"),
+        help="dataset split (default: test)",
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="output file: .parquet (default), .csv or .npy"
+    )
     p.add_argument("--plot", type=Path, default=None, help="also draw the embeddings to this .png")
     p.set_defaults(func=embed_command)
 
@@ -56,7 +69,9 @@ def embed_command(args: argparse.Namespace) -> int:
     write(out, z, columns)
     if args.plot is not None:
         draw(args.plot, z, columns, model)
-    print(f"wrote {len(z)} embeddings of width {z.shape[1]} to {out} in {time.perf_counter() - started:.1f} s")
+    print(
+        f"wrote {len(z)} embeddings of width {z.shape[1]} to {out} in {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
@@ -68,11 +83,18 @@ def output_path(out: Path) -> Path:
     return out
 
 
-def dataset_images(model: Any, dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, dict]:
+def dataset_images(
+    model: Any, dataset: str, split: str, data_dir: str | None
+) -> tuple[np.ndarray, dict]:
     from tuner.data.inputs import split_images
 
-    cfg = model.config if dataset == model.config.dataset else \
-        TrialConfig(dataset=dataset, test_size=model.config.test_size, split_seed=model.config.split_seed)
+    cfg = (
+        model.config
+        if dataset == model.config.dataset
+        else TrialConfig(
+            dataset=dataset, test_size=model.config.test_size, split_seed=model.config.split_seed
+        )
+    )
     part = split_images(cfg, split, data_dir)
     model.as_images(part.images)  # refuse another shape before any work, naming both
     names = np.asarray(part.label_names, dtype=object)
@@ -84,8 +106,11 @@ def dataset_images(model: Any, dataset: str, split: str, data_dir: str | None) -
 
 def folder_images(folder: Path, model: Any) -> tuple[np.ndarray, dict]:
     """Every image file under `folder` (sorted), as (N, C, H, W) uint8; one shape for all."""
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) \
-        if folder.is_dir() else []
+    paths = (
+        sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if folder.is_dir()
+        else []
+    )
     if not paths:
         raise TunerError(f"--images {folder}: no image files there ({', '.join(IMAGE_SUFFIXES)}).")
     channels, size = model.settings.image_shape[0], None
@@ -95,8 +120,10 @@ def folder_images(folder: Path, model: Any) -> tuple[np.ndarray, dict]:
     for path in paths:
         arrays.append(read_image(path, channels, size))
         if arrays[-1].shape != arrays[0].shape:
-            raise TunerError(f"--images: {path} is {arrays[-1].shape} (C, H, W) but {paths[0]} is "
-                             f"{arrays[0].shape}: the images of one folder need one size.")
+            raise TunerError(
+                f"--images: {path} is {arrays[-1].shape} (C, H, W) but {paths[0]} is "
+                f"{arrays[0].shape}: the images of one folder need one size."
+            )
     images = np.stack(arrays)
     model.as_images(images)
     return images, {"path": np.asarray([str(p) for p in paths], dtype=object)}
@@ -125,10 +152,15 @@ def embed_blocks(model: Any, images: np.ndarray) -> np.ndarray:
     from tqdm import tqdm
 
     parts = []
-    with tqdm(total=len(images), desc="embedding", unit="img", file=sys.stderr,
-              disable=len(images) <= BLOCK) as bar:
+    with tqdm(
+        total=len(images),
+        desc="embedding",
+        unit="img",
+        file=sys.stderr,
+        disable=len(images) <= BLOCK,
+    ) as bar:
         for start in range(0, len(images), BLOCK):
-            parts.append(model.embed(images[start:start + BLOCK]))
+            parts.append(model.embed(images[start : start + BLOCK]))
             bar.update(len(parts[-1]))
     return np.concatenate(parts)
 

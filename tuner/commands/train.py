@@ -16,16 +16,30 @@ from tuner.core.config_values import check_batch_for_classes
 
 
 def add_parser(sub: Any) -> None:
-    train = sub.add_parser("train", help="train one trial: no Ray, no MLflow",
-                           epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    train = sub.add_parser(
+        "train",
+        help="train one trial: no Ray, no MLflow",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_set(train)
     add_data_dir(train)
-    train.add_argument("--json", action="store_true", help="print one JSON object with the final metrics")
-    train.add_argument("--threads", type=positive_int, default=1,
-                       help="torch threads (default 1: these MLPs gain little from more, and "
-                            "lose a lot when the cores are busy)")
-    train.add_argument("--from-run", default=None, metavar="RUN_ID",
-                       help="start from the config of this trial's MLflow run (--set then changes it)")
+    train.add_argument(
+        "--json", action="store_true", help="print one JSON object with the final metrics"
+    )
+    train.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch threads (default 1: these MLPs gain little from more, and "
+        "lose a lot when the cores are busy)",
+    )
+    train.add_argument(
+        "--from-run",
+        default=None,
+        metavar="RUN_ID",
+        help="start from the config of this trial's MLflow run (--set then changes it)",
+    )
     add_tracking(train)
     train.set_defaults(func=train_command)
 
@@ -50,14 +64,18 @@ def train_command(args: argparse.Namespace) -> int:
     if args.from_run:  # rebuild a trial's config from its MLflow run
         from tuner.tracking.rerun import config_from_run
 
-        cfg, source_run = config_from_run(args.from_run, args.tracking_uri, parse_set_pairs(args.set))
+        cfg, source_run = config_from_run(
+            args.from_run, args.tracking_uri, parse_set_pairs(args.set)
+        )
     else:
         cfg = TrialConfig.from_dict(parse_set_pairs(args.set), source="--set")
     torch.set_num_threads(args.threads)
     data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
     if cfg.constraints is None:  # judgments' batches are not class-stratified
         check_batch_for_classes(cfg.batch_size, data.n_classes, cfg.dataset)
-    labeled_rows_of(cfg, data.y_train)  # labels_per_class above the smallest class: refused before training
+    labeled_rows_of(
+        cfg, data.y_train
+    )  # labels_per_class above the smallest class: refused before training
     if data.judgments is not None:
         check_placed(data.judgments, cfg.batch_size)
     result = fit(cfg, data.without_test(), on_evaluation=None if args.json else _print_progress)
@@ -66,8 +84,13 @@ def train_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.metrics, **test, **timing}))
         return 0
-    _print_sections(((f"validation ({len(data.y_val)} samples; what a search ranks by)", result.metrics),
-                     (f"test ({len(data.y_test)} samples, read once after training)", test), ("run", timing)))
+    _print_sections(
+        (
+            (f"validation ({len(data.y_val)} samples; what a search ranks by)", result.metrics),
+            (f"test ({len(data.y_test)} samples, read once after training)", test),
+            ("run", timing),
+        )
+    )
     if source_run is not None:
         from tuner.tracking.rerun import print_comparison
 

@@ -11,7 +11,9 @@ from tuner.commands.args import add_tracking, tcp_port
 def add_parser(sub: Any) -> None:
     ui = sub.add_parser("ui", help="start the MLflow UI on this store")
     add_tracking(ui)
-    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    ui.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: loopback only)"
+    )
     ui.add_argument("--port", type=tcp_port, default=5000, help="TCP port, 1-65535 (default 5000)")
     ui.set_defaults(func=ui_command)
 

@@ -15,7 +15,9 @@ def add_space_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, type=Path, help="search-space YAML file")
     add_set(p)
     p.add_argument("--samples", type=int, default=None, help="override the file's samples")
-    p.add_argument("--max-concurrent", type=int, default=None, help="override the file's max_concurrent")
+    p.add_argument(
+        "--max-concurrent", type=int, default=None, help="override the file's max_concurrent"
+    )
 
 
 def add_parser(sub: Any) -> None:
@@ -25,7 +27,11 @@ def add_parser(sub: Any) -> None:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    spec = load_spec(args.space, overrides=parse_set_pairs(args.set), samples=args.samples,
-                     max_concurrent=args.max_concurrent)
+    spec = load_spec(
+        args.space,
+        overrides=parse_set_pairs(args.set),
+        samples=args.samples,
+        max_concurrent=args.max_concurrent,
+    )
     print(spec.describe())
     return 0

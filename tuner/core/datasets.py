@@ -23,12 +23,19 @@ class Dataset:
     downloadable: bool  # `download: true` fetches it into data_dir (torchvision)
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("digits", "digits (scikit-learn, embedded)", (1, 8, 8), 16.0, 10, "no", False, False),
-    Dataset("mnist", "mnist", (1, 28, 28), 255.0, 10, "yes", True, True),
-    Dataset("cifar10", "cifar10", (3, 32, 32), 255.0, 10, "yes", True, True),
-    Dataset("imagenet", "imagenet (an image folder)", None, 255.0, None, "optional", True, False),
-)}
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "digits", "digits (scikit-learn, embedded)", (1, 8, 8), 16.0, 10, "no", False, False
+        ),
+        Dataset("mnist", "mnist", (1, 28, 28), 255.0, 10, "yes", True, True),
+        Dataset("cifar10", "cifar10", (3, 32, 32), 255.0, 10, "yes", True, True),
+        Dataset(
+            "imagenet", "imagenet (an image folder)", None, 255.0, None, "optional", True, False
+        ),
+    )
+}
 DATASET_NAMES = tuple(DATASETS)
 
 # An image folder's images are resized to a square this wide unless image_size says otherwise
@@ -48,5 +55,5 @@ def input_shape(dataset: str, image_size: int | None) -> tuple[int, int, int]:
 
 
 def listed(names: list[str]) -> str:
-    """"a, b, c or d": how help texts list datasets."""
+    """ "a, b, c or d": how help texts list datasets."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -27,20 +28,29 @@ class Importances:
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
     trials: int = 0
     message: str = ""
-    notes: tuple[str, ...] = ()  # why a metric has no shares while others have (it never moved, too few values)
+    notes: tuple[
+        str, ...
+    ] = ()  # why a metric has no shares while others have (it never moved, too few values)
 
     def lines(self) -> list[str]:
         """What a person reads: "mu: 0.62 of knn_accuracy's variance", one setting a line."""
         if self.message:
             return [self.message]
-        out = [f"which searched settings matter (fANOVA over {self.trials} finished trials, on validation):"]
+        out = [
+            f"which searched settings matter (fANOVA over {self.trials} finished trials, on validation):"
+        ]
         for metric, shares in self.shares.items():
-            out += [f"  {setting}: {share:.2f} of {metric}'s variance" for setting, share in shares.items()]
+            out += [
+                f"  {setting}: {share:.2f} of {metric}'s variance"
+                for setting, share in shares.items()
+            ]
         return out + [f"  {note}" for note in self.notes]
 
     def metrics(self) -> dict[str, float]:
         """As MLflow metrics of the parent run: importance_<metric>_<setting>."""
-        return {f"importance_{m}_{s}": v for m, shares in self.shares.items() for s, v in shares.items()}
+        return {
+            f"importance_{m}_{s}": v for m, shares in self.shares.items() for s, v in shares.items()
+        }
 
 
 def _distribution(values: pd.Series) -> Any:
@@ -69,8 +79,13 @@ def _value(value: Any, dist: Any) -> Any:
     return int(value) if isinstance(dist, IntDistribution) else float(value)
 
 
-def param_importances(table: pd.DataFrame, settings: Sequence[str], metrics: Sequence[str],
-                      evaluator: Any = None, min_trials: int = MIN_TRIALS) -> Importances:
+def param_importances(
+    table: pd.DataFrame,
+    settings: Sequence[str],
+    metrics: Sequence[str],
+    evaluator: Any = None,
+    min_trials: int = MIN_TRIALS,
+) -> Importances:
     """Importance of each of `settings` for each of `metrics`, over the table's FINISHED rows
     (fANOVA, seeded, unless another `optuna.importance` evaluator is given)."""
     import optuna
@@ -80,17 +95,25 @@ def param_importances(table: pd.DataFrame, settings: Sequence[str], metrics: Seq
     metrics = [m for m in metrics if m in table]
     done = table[table["status"] == "FINISHED"] if "status" in table else table
     if not settings or not metrics:
-        return Importances(message="importances: no searched setting or metric in the table to relate.")
+        return Importances(
+            message="importances: no searched setting or metric in the table to relate."
+        )
     # Per metric below: a metric some trials lack (NaN, inf) costs those trials that metric's shares only.
     done = done.dropna(subset=settings)
-    if "trial_id" in done:  # the forest's draws follow row order: the search and `tuner report` agree
+    if (
+        "trial_id" in done
+    ):  # the forest's draws follow row order: the search and `tuner report` agree
         done = done.sort_values("trial_id", key=lambda ids: ids.astype(str), kind="stable")
     varied = [s for s in settings if done[s].map(_text).nunique() > 1]
     need = max(min_trials, len(varied) + 1)
     if len(done) < need or not varied:
-        return Importances(trials=len(done), message=(
-            f"importances: {len(done)} finished trial(s) are too few to tell which settings matter "
-            f"(fANOVA needs at least {need}, and settings that vary among them)."))
+        return Importances(
+            trials=len(done),
+            message=(
+                f"importances: {len(done)} finished trial(s) are too few to tell which settings matter "
+                f"(fANOVA needs at least {need}, and settings that vary among them)."
+            ),
+        )
     dists = {s: _distribution(done[s]) for s in varied}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shares: dict[str, dict[str, float]] = {}
@@ -101,26 +124,43 @@ def param_importances(table: pd.DataFrame, settings: Sequence[str], metrics: Seq
         rows = done[values.map(math.isfinite)]
         values = values[rows.index]
         if len(rows) < need:
-            notes.append(f"{metric}: {len(rows)} finished trial(s) with a value are too few to tell "
-                         f"(fANOVA needs at least {need}).")
+            notes.append(
+                f"{metric}: {len(rows)} finished trial(s) with a value are too few to tell "
+                f"(fANOVA needs at least {need})."
+            )
             continue
         if values.nunique() == 1:  # fANOVA divides by the variance: it raises on a constant
-            notes.append(f"{metric}: every finished trial has the same value ({values.iloc[0]:g}): "
-                         f"no searched setting moves it.")
+            notes.append(
+                f"{metric}: every finished trial has the same value ({values.iloc[0]:g}): "
+                f"no searched setting moves it."
+            )
             continue
         study = optuna.create_study()
-        study.add_trials([optuna.trial.create_trial(
-            params={s: _value(row[s], dists[s]) for s in varied}, distributions=dists, value=float(v))
-            for (_, row), v in zip(rows.iterrows(), values)])
+        study.add_trials(
+            [
+                optuna.trial.create_trial(
+                    params={s: _value(row[s], dists[s]) for s in varied},
+                    distributions=dists,
+                    value=float(v),
+                )
+                for (_, row), v in zip(rows.iterrows(), values)
+            ]
+        )
         try:
-            found = get_param_importances(study, evaluator=evaluator or FanovaImportanceEvaluator(seed=0))
+            found = get_param_importances(
+                study, evaluator=evaluator or FanovaImportanceEvaluator(seed=0)
+            )
         except RuntimeError as err:  # values apart by rounding only: the forest's trees see none
             if "zero total variance" not in str(err):
                 raise
-            notes.append(f"{metric}: its values barely differ ({values.min():g} to {values.max():g}): "
-                         f"no searched setting moves it.")
+            notes.append(
+                f"{metric}: its values barely differ ({values.min():g} to {values.max():g}): "
+                f"no searched setting moves it."
+            )
             continue
-        shares[metric] = {s: float(found.get(s, 0.0)) for s in sorted(varied, key=lambda s: -found.get(s, 0.0))}
+        shares[metric] = {
+            s: float(found.get(s, 0.0)) for s in sorted(varied, key=lambda s: -found.get(s, 0.0))
+        }
         used = max(used, len(rows))
     if not shares:
         return Importances(trials=len(done), message="importances: " + " ".join(notes))
@@ -136,8 +176,12 @@ def plot_importances(imp: Importances, out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(imp.shares), figsize=(4.5 * len(imp.shares), 0.5 + 0.45 * max(
-        len(s) for s in imp.shares.values()) + 1), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(imp.shares),
+        figsize=(4.5 * len(imp.shares), 0.5 + 0.45 * max(len(s) for s in imp.shares.values()) + 1),
+        squeeze=False,
+    )
     for ax, (metric, shares) in zip(axes[0], imp.shares.items()):
         names = list(shares)[::-1]
         ax.barh(names, [shares[n] for n in names], color="#4c72b0")
@@ -149,4 +193,3 @@ def plot_importances(imp: Importances, out: Path) -> Path | None:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
-

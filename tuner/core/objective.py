@@ -17,8 +17,9 @@ records work too).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,10 +48,16 @@ class Objective:
             raise ValueError(f"tie_break {self.tie_break!r}: expected crowding or epsnet")
 
     @classmethod
-    def of(cls, metric: Sequence[str] | str, mode: Sequence[str] | str | None = None,
-           require: Mapping[str, float] | None = None) -> "Objective":
+    def of(
+        cls,
+        metric: Sequence[str] | str,
+        mode: Sequence[str] | str | None = None,
+        require: Mapping[str, float] | None = None,
+    ) -> Objective:
         metric = (metric,) if isinstance(metric, str) else tuple(metric)
-        mode = (mode,) if isinstance(mode, str) else tuple(mode or (METRIC_MODES[m] for m in metric))
+        mode = (
+            (mode,) if isinstance(mode, str) else tuple(mode or (METRIC_MODES[m] for m in metric))
+        )
         return cls(metric, mode, require or {})
 
     @property
@@ -118,8 +125,11 @@ class Objective:
             fronts = nondominated_fronts(values[idx])
             keys[idx, 2] = fronts
             if self.multi:  # with one metric a front holds equal values: input order decides
-                keys[idx, 3] = (-crowding(values[idx], fronts) if self.tie_break == "crowding"
-                                else epsilon_net(values[idx], fronts))
+                keys[idx, 3] = (
+                    -crowding(values[idx], fronts)
+                    if self.tie_break == "crowding"
+                    else epsilon_net(values[idx], fronts)
+                )
         return keys
 
     def order(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -131,7 +141,9 @@ class Objective:
         # so the order does not depend on the rows' order; exact duplicates keep it.
         values = np.nan_to_num(-self.values(rows), nan=np.inf)
         ties = [values[:, k] for k in reversed(range(values.shape[1]))]
-        return np.lexsort((np.arange(len(keys)), *ties, keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))
+        return np.lexsort(
+            (np.arange(len(keys)), *ties, keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0])
+        )
 
     def positions(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Each row's place in `order` (0: best)."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # MLflow cuts a param value longer than this (mlflow.utils.validation.MAX_PARAM_VAL_LENGTH) with
 # only a warning: composite_labels merging ImageNet's 1000 classes is 9,890 characters.
@@ -51,7 +52,7 @@ def stored_text(text: str) -> str:
     if len(text) <= PARAM_LIMIT:
         return text
     tail = f"{CUT}{hashlib.sha256(text.encode()).hexdigest()[:16]})"
-    return text[:PARAM_LIMIT - len(tail)] + tail
+    return text[: PARAM_LIMIT - len(tail)] + tail
 
 
 def is_cut(text: str) -> bool:

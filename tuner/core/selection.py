@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tuner.core.params import cell
-from tuner.core.objective import Objective, bound_violation, pareto_mask as _signed_pareto_mask
 from tuner.core.metrics import METRIC_MODES
+from tuner.core.objective import Objective, bound_violation
+from tuner.core.objective import pareto_mask as _signed_pareto_mask
+from tuner.core.params import cell
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")  # how an MLflow run of a trial or search ends
 UNFINISHED = "UNFINISHED"  # a table row only: interrupted before its end, resumable
@@ -34,7 +36,9 @@ class TrialOutcome:
     last_result: Mapping[str, Any]  # its last reported metrics
 
 
-def trial_status(last_iteration: float, iterations: int, *, error: bool, reported: bool) -> str | None:
+def trial_status(
+    last_iteration: float, iterations: int, *, error: bool, reported: bool
+) -> str | None:
     """FINISHED once the last iteration was reported (a retried crash that then finished stays
     finished); else FAILED when the trial raised, else KILLED (stopped early or interrupted).
     None for a trial that neither reported nor failed: it never ran."""
@@ -65,8 +69,12 @@ def config_id(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def results_table(outcomes: Sequence[TrialOutcome], searched: Sequence[str], metric: Sequence[str],
-                  mode: Sequence[str]) -> pd.DataFrame:
+def results_table(
+    outcomes: Sequence[TrialOutcome],
+    searched: Sequence[str],
+    metric: Sequence[str],
+    mode: Sequence[str],
+) -> pd.DataFrame:
     """One row per trial: id, status, searched values, last metrics, config_id; best first
     (multi-objective: the Pareto front first, flagged in a `pareto` column). Runs of one
     configuration (repeats) rank together by their configuration's mean (see `rank_by_config`)."""
@@ -95,13 +103,17 @@ def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[st
     key = _config_key(table)
     means = table.groupby(key)[list(metric)].transform("mean")
     table = table.drop(columns=["pareto"], errors="ignore")
-    objective = Objective(tuple(metric), tuple(mode))  # bounds pick the chosen trial, not the table's order
+    objective = Objective(
+        tuple(metric), tuple(mode)
+    )  # bounds pick the chosen trial, not the table's order
     heads = ~key.duplicated()
     place = pd.Series(0, index=table.index)
     if len(table):
         place[heads] = objective.positions(means[heads].to_dict("records"))
-    ranked = table.assign(_first=pd.factorize(key)[0], _run=objective.positions(table[list(metric)].to_dict("records"))
-                          if len(table) else [])
+    ranked = table.assign(
+        _first=pd.factorize(key)[0],
+        _run=objective.positions(table[list(metric)].to_dict("records")) if len(table) else [],
+    )
     ranked = ranked.assign(_place=key.map(place[heads].groupby(key[heads]).first()).to_numpy())
     by = ["_place", "_first", "_run"]
     if len(metric) > 1:
@@ -109,15 +121,22 @@ def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[st
         ranked["_off"] = ~ranked["pareto"]
         by.insert(0, "_off")
     ranked = ranked.sort_values(by, kind="stable")
-    return ranked.drop(columns=[c for c in ranked.columns if c.startswith("_") and c in by]).reset_index(drop=True)
+    return ranked.drop(
+        columns=[c for c in ranked.columns if c.startswith("_") and c in by]
+    ).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------- what a search selects
 # One rule, read by everything that names a search's best: the final test, model logging and
 # registration, the parent run's best_* figures and description, the summary and `tuner report`.
 
-def selection(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
-              require: Mapping[str, float] | None = None) -> list[str]:
+
+def selection(
+    table: pd.DataFrame,
+    metric: Sequence[str],
+    mode: Sequence[str],
+    require: Mapping[str, float] | None = None,
+) -> list[str]:
     """The trials a search selects on validation, best first (the table's order).
 
     Only complete configurations count: every run of it finished (a stopped or failed run's
@@ -145,8 +164,13 @@ def selection(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
     return list(table["trial_id"][key == key[best]])
 
 
-def chosen(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
-           require: Mapping[str, float] | None = None, among: Collection[str] | None = None) -> pd.Series | None:
+def chosen(
+    table: pd.DataFrame,
+    metric: Sequence[str],
+    mode: Sequence[str],
+    require: Mapping[str, float] | None = None,
+    among: Collection[str] | None = None,
+) -> pd.Series | None:
     """The one trial a search names as its best: its figures go to the parent run, its model is
     the registered one. The best by the first metric of the selected runs that meet `require`
     themselves (the registered model is one run), of those in `among` when given (the runs whose
@@ -157,43 +181,58 @@ def chosen(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
     if among is not None:
         picked = picked[picked["trial_id"].isin(list(among))]
     picked = picked[meets(picked, require or {})]
-    first = Objective.of(metric[0], mode[0]).best(picked.to_dict("records"))  # the first of equal values
+    first = Objective.of(metric[0], mode[0]).best(
+        picked.to_dict("records")
+    )  # the first of equal values
     return None if first is None else picked.iloc[first]  # positional: the index may repeat
 
 
 def _config_key(table: pd.DataFrame) -> pd.Series:
     """Which configuration each row ran (`config_id`); a table without it: one configuration a row."""
-    return table["config_id"] if "config_id" in table else pd.Series(range(len(table)), index=table.index)
+    return (
+        table["config_id"]
+        if "config_id" in table
+        else pd.Series(range(len(table)), index=table.index)
+    )
 
 
 def _complete(table: pd.DataFrame, means: pd.DataFrame) -> pd.Series:
     """Rows of configurations whose every run finished and has every metric. A hand-made table
     without a status column counts as finished."""
-    finished = table["status"].eq("FINISHED") if "status" in table else pd.Series(True, index=table.index)
+    finished = (
+        table["status"].eq("FINISHED") if "status" in table else pd.Series(True, index=table.index)
+    )
     every_run = finished.groupby(_config_key(table)).transform("all")
     return every_run & means.notna().all(axis=1)
 
 
-def _front_of_complete(table: pd.DataFrame, means: pd.DataFrame, metric: Sequence[str],
-                       mode: Sequence[str]) -> pd.Series:
+def _front_of_complete(
+    table: pd.DataFrame, means: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]
+) -> pd.Series:
     complete = _complete(table, means)
     mask = pd.Series(False, index=table.index)
     mask[complete] = pareto_mask(means[list(metric)][complete].to_numpy(float), mode)
     return mask
 
 
-def config_table(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
-                 params: Sequence[str] = ()) -> pd.DataFrame:
+def config_table(
+    table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str], params: Sequence[str] = ()
+) -> pd.DataFrame:
     """One row per configuration (config_id) of a ranked trials table, in its order: `params`
     (shared by the runs), `runs`, `finished` (runs that reached their last iteration), and the
     mean and sample standard deviation (NaN for one run) of every metric over its finished runs
     (all its runs when none finished). `trial_ids` lists the runs, best first."""
-    metrics = [c for c in table.columns if c.removeprefix("test_") in METRIC_MODES and c != "iteration"]
+    metrics = [
+        c for c in table.columns if c.removeprefix("test_") in METRIC_MODES and c != "iteration"
+    ]
     rows = []
     for cid, runs in table.groupby("config_id", sort=False):
         finished = runs[runs["status"] == "FINISHED"]
         measured = finished if len(finished) else runs
-        row: dict[str, Any] = {"config_id": cid, **{p: runs[p].iloc[0] for p in params if p in runs}}
+        row: dict[str, Any] = {
+            "config_id": cid,
+            **{p: runs[p].iloc[0] for p in params if p in runs},
+        }
         row.update(runs=len(runs), finished=len(finished), trial_ids=list(runs["trial_id"]))
         for m in metrics:
             values = pd.to_numeric(measured[m], errors="coerce")
@@ -201,31 +240,55 @@ def config_table(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]
         rows.append(row)
     out = pd.DataFrame(rows)
     if len(metric) > 1 and len(out):
-        out.insert(1, "pareto", pareto_mask(out[[f"{m}_mean" for m in metric]].to_numpy(float), mode))
+        out.insert(
+            1, "pareto", pareto_mask(out[[f"{m}_mean" for m in metric]].to_numpy(float), mode)
+        )
     return out
 
 
-def config_summary(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str],
-                   searched: Sequence[str]) -> pd.DataFrame:
+def config_summary(
+    table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str], searched: Sequence[str]
+) -> pd.DataFrame:
     """The configurations of a ranked trials table as a person reads them (the search's summary and
     `tuner report`): id, the Pareto flag when several metrics, the searched values but the seed,
     runs, finished, and mean / std of the metrics, knn_accuracy, recon_error and their test_ figures."""
     params = [p for p in searched if p != "seed"]
     configs = config_table(table, metric, mode, params)
-    names = dict.fromkeys((*metric, "knn_accuracy", "recon_error", *(f"test_{m}" for m in metric),
-                           "test_knn_accuracy", "test_recon_error"))
+    names = dict.fromkeys(
+        (
+            *metric,
+            "knn_accuracy",
+            "recon_error",
+            *(f"test_{m}" for m in metric),
+            "test_knn_accuracy",
+            "test_recon_error",
+        )
+    )
     stats = [f"{m}_{s}" for m in names for s in ("mean", "std") if f"{m}_{s}" in configs]
-    return configs[["config_id", *(["pareto"] if "pareto" in configs else []), *params, "runs", "finished", *stats]]
+    return configs[
+        [
+            "config_id",
+            *(["pareto"] if "pareto" in configs else []),
+            *params,
+            "runs",
+            "finished",
+            *stats,
+        ]
+    ]
 
 
 def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     """Rows no other row dominates (at least as good in every metric, better in one). Equal rows
     do not dominate each other, so duplicates on the front all stay; rows with a NaN are off it."""
-    signed = np.asarray(values, dtype=float).reshape(len(values), len(modes)) * np.where(np.asarray(modes) == "max", 1.0, -1.0)
+    signed = np.asarray(values, dtype=float).reshape(len(values), len(modes)) * np.where(
+        np.asarray(modes) == "max", 1.0, -1.0
+    )
     return _signed_pareto_mask(signed)
 
 
-def pareto_front(table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accuracy") -> pd.DataFrame:
+def pareto_front(
+    table: pd.DataFrame, x: str = "recon_error", y: str = "knn_accuracy"
+) -> pd.DataFrame:
     """The finished rows of `table` on the front of lower x and higher y, sorted by x (then y, best
     first). A stopped or failed trial's last figures are not its final state: it is left out."""
     valid = table.dropna(subset=[x, y])
@@ -240,12 +303,16 @@ def meets(table: pd.DataFrame, require: Mapping[str, float], suffix: str = "") -
     minimised metric, at least it for a maximised one; a missing value is not within."""
     columns = {metric + suffix: metric for metric in require if metric + suffix in table}
     rows = table[list(columns)].rename(columns=columns).to_dict("records")
-    return pd.Series(bound_violation(rows, require) == 0, index=table.index, dtype=bool)  # the Objective's rule
+    return pd.Series(
+        bound_violation(rows, require) == 0, index=table.index, dtype=bool
+    )  # the Objective's rule
 
 
 def require_text(require: Mapping[str, float]) -> str:
     """`recon_error<=0.045,knn_accuracy>=0.9`: the bounds as the parent run's tag keeps them."""
-    return ",".join(f"{m}{'<=' if METRIC_MODES[m] == 'min' else '>='}{b!r}" for m, b in require.items())
+    return ",".join(
+        f"{m}{'<=' if METRIC_MODES[m] == 'min' else '>='}{b!r}" for m, b in require.items()
+    )
 
 
 def parse_require(text: str | None) -> dict[str, float]:
@@ -258,11 +325,20 @@ def parse_require(text: str | None) -> dict[str, float]:
     return out
 
 
-def chosen_text(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str], require: Mapping[str, float],
-                columns: Sequence[str]) -> str:
+def chosen_text(
+    table: pd.DataFrame,
+    metric: Sequence[str],
+    mode: Sequence[str],
+    require: Mapping[str, float],
+    columns: Sequence[str],
+) -> str:
     """What the summary and `tuner report` say of a search's `require` bounds: the trial chosen
     (`chosen`), as a one-row table of `columns` (or that none is)."""
     bounds = require_text(require).replace(",", ", ")
     best = chosen(table, metric, mode, require)
     head = f"chosen: the best {metric[0]} within require ({bounds}) on validation"
-    return f"{head}: none" if best is None else f"{head}:\n{pd.DataFrame([best])[list(columns)].to_string(index=False)}"
+    return (
+        f"{head}: none"
+        if best is None
+        else f"{head}:\n{pd.DataFrame([best])[list(columns)].to_string(index=False)}"
+    )

@@ -16,8 +16,9 @@ import stat
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -48,7 +49,9 @@ class BrokenEntry(ValueError):
     """A cache entry that is not what write_entry writes: rebuilt, with a warning."""
 
 
-def read_entry(path: Path, key: dict[str, Any], names: Iterable[str] | None = None) -> Arrays | None:
+def read_entry(
+    path: Path, key: dict[str, Any], names: Iterable[str] | None = None
+) -> Arrays | None:
     """The cached arrays among `names` (None: all), or None when absent, unreadable or written for another key.
 
     The key is read first, and then only the arrays asked for: nothing else in a tampered
@@ -58,9 +61,15 @@ def read_entry(path: Path, key: dict[str, Any], names: Iterable[str] | None = No
     try:
         with _open_regular(path) as f, zipfile.ZipFile(f) as zf:
             size = os.fstat(f.fileno()).st_size
-            if KEY_ARRAY + ".npy" not in zf.namelist() or str(_member(zf, KEY_ARRAY, size)) != key_json(key):
+            if KEY_ARRAY + ".npy" not in zf.namelist() or str(
+                _member(zf, KEY_ARRAY, size)
+            ) != key_json(key):
                 return None
-            stored = [n.removesuffix(".npy") for n in zf.namelist() if n.endswith(".npy") and n != KEY_ARRAY + ".npy"]
+            stored = [
+                n.removesuffix(".npy")
+                for n in zf.namelist()
+                if n.endswith(".npy") and n != KEY_ARRAY + ".npy"
+            ]
             wanted = stored if names is None else [n for n in names if n in stored]
             return {name: _member(zf, name, size) for name in wanted}
     except FileNotFoundError:
@@ -84,15 +93,23 @@ def _open_regular(path: Path) -> Iterator[BinaryIO]:
 def _member(zf: zipfile.ZipFile, name: str, file_size: int) -> np.ndarray:
     info = zf.getinfo(name + ".npy")
     if info.compress_type != zipfile.ZIP_STORED or info.file_size > file_size:
-        raise BrokenEntry(f"{info.filename} is compressed or declares {info.file_size} bytes in a file of "
-                          f"{file_size}; tuner stores them uncompressed")
+        raise BrokenEntry(
+            f"{info.filename} is compressed or declares {info.file_size} bytes in a file of "
+            f"{file_size}; tuner stores them uncompressed"
+        )
     with zf.open(info) as member:
         version = np.lib.format.read_magic(member)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
         shape, _fortran, dtype = read_header(member)
     if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
-        raise BrokenEntry(f"{info.filename} declares a {dtype} array of shape {shape}, more than its "
-                          f"{info.file_size} bytes hold")
+        raise BrokenEntry(
+            f"{info.filename} declares a {dtype} array of shape {shape}, more than its "
+            f"{info.file_size} bytes hold"
+        )
     with zf.open(info) as member:
         return np.lib.format.read_array(member, allow_pickle=False)
 
@@ -117,9 +134,13 @@ def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         raise
 
 
-def load_or_build(cache_dir: Path, key: dict[str, Any], build: Callable[[], Arrays],
-                  problem: Callable[[Arrays], str | None] = lambda _arrays: None,
-                  names: Iterable[str] | None = None) -> tuple[Arrays, bool]:
+def load_or_build(
+    cache_dir: Path,
+    key: dict[str, Any],
+    build: Callable[[], Arrays],
+    problem: Callable[[Arrays], str | None] = lambda _arrays: None,
+    names: Iterable[str] | None = None,
+) -> tuple[Arrays, bool]:
     """(arrays, hit): the cached entry for `key` (its arrays among `names`, None: all), or `build()`'s
     arrays, stored for next time.
 

@@ -65,7 +65,7 @@ class FeatureSet:
     def has_test(self) -> bool:
         return self.x_test is not None
 
-    def without_test(self) -> "FeatureSet":
+    def without_test(self) -> FeatureSet:
         """A copy without the test split (the arrays are shared, not copied)."""
         return dataclasses.replace(self, x_test=None, y_test=None, fine_y_test=None)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from tuner.errors import TunerError
 
@@ -33,11 +34,18 @@ def open_regular(path: Path, dataset: str) -> Iterator[BinaryIO]:
 
 def check_regular(path: Path, mode: int, dataset: str) -> None:
     if not stat.S_ISREG(mode):
-        raise TunerError(f"{dataset}: {path} is not a regular file (it is a {_file_kind(mode)}). Data files "
-                         f"must be plain files: remove it or replace it with one.")
+        raise TunerError(
+            f"{dataset}: {path} is not a regular file (it is a {_file_kind(mode)}). Data files "
+            f"must be plain files: remove it or replace it with one."
+        )
 
 
 def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
-             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    kinds = (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
     return next((name for test, name in kinds if test(mode)), "special file")

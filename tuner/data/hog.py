@@ -32,12 +32,19 @@ def check_hog_fits(height: int, width: int, pixels_per_cell: int, cells_per_bloc
         raise TunerError(
             f"hog_pixels_per_cell = {pixels_per_cell} and hog_cells_per_block = {cells_per_block} need images "
             f"of at least {need}x{need} pixels (one block), but the images are {height}x{width}. "
-            f"Lower hog_pixels_per_cell or hog_cells_per_block (or raise image_size for imagenet).")
+            f"Lower hog_pixels_per_cell or hog_cells_per_block (or raise image_size for imagenet)."
+        )
 
 
-def hog_features(images: np.ndarray, orientations: int = 9, pixels_per_cell: int = 4,
-                 cells_per_block: int = 2, workers: int | None = None, max_value: float | None = None,
-                 progress: bool = False) -> np.ndarray:
+def hog_features(
+    images: np.ndarray,
+    orientations: int = 9,
+    pixels_per_cell: int = 4,
+    cells_per_block: int = 2,
+    workers: int | None = None,
+    max_value: float | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """HOG descriptors of (N, H, W) grayscale or (N, C, H, W) images -> (N, n_features) float32.
 
     Pixels are divided by `max_value` first (None: 255 for uint8 images, else 1), so that
@@ -54,10 +61,12 @@ def hog_features(images: np.ndarray, orientations: int = 9, pixels_per_cell: int
         max_value = 255.0 if images.dtype == np.uint8 else 1.0
     params = (orientations, pixels_per_cell, cells_per_block, float(max_value))
     workers = default_workers() if workers is None else max(1, int(workers))
-    chunks = [images[i:i + CHUNK] for i in range(0, len(images), CHUNK)]
+    chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
     from tqdm import tqdm
 
-    bar = tqdm(total=len(images), desc="hog features", unit="img", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        total=len(images), desc="hog features", unit="img", file=sys.stderr, disable=not progress
+    )
     out: list[np.ndarray] = []
     with bar:
         if workers == 1 or len(images) < IN_PROCESS_BELOW:
@@ -65,20 +74,28 @@ def hog_features(images: np.ndarray, orientations: int = 9, pixels_per_cell: int
                 out.append(_hog_chunk(chunk, params))
                 bar.update(len(chunk))
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context()) as pool:
-                for chunk, feats in zip(chunks, pool.map(_hog_chunk, chunks, [params] * len(chunks))):
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(chunks)), mp_context=_pool_context()
+            ) as pool:
+                for chunk, feats in zip(
+                    chunks, pool.map(_hog_chunk, chunks, [params] * len(chunks))
+                ):
                     out.append(feats)
                     bar.update(len(chunk))
     if not out:
-        return np.zeros((0, hog_length(images.shape[2:], pixels_per_cell, cells_per_block, orientations)),
-                        dtype=np.float32)
+        return np.zeros(
+            (0, hog_length(images.shape[2:], pixels_per_cell, cells_per_block, orientations)),
+            dtype=np.float32,
+        )
     return np.concatenate(out)
 
 
-def hog_length(hw: tuple[int, ...], pixels_per_cell: int, cells_per_block: int, orientations: int) -> int:
+def hog_length(
+    hw: tuple[int, ...], pixels_per_cell: int, cells_per_block: int, orientations: int
+) -> int:
     """The length of one descriptor, as scikit-image lays it out (blocks x cells x orientations)."""
     blocks = [math.floor(s / pixels_per_cell) - cells_per_block + 1 for s in hw]
-    return blocks[0] * blocks[1] * cells_per_block ** 2 * orientations
+    return blocks[0] * blocks[1] * cells_per_block**2 * orientations
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -103,7 +120,13 @@ def _hog_chunk(chunk: np.ndarray, params: tuple[int, int, int, float]) -> np.nda
     feats = []
     for image in chunk:
         image = image.astype(np.float32) / max_value
-        feats.append(hog(image if colour else image[0], orientations=orientations,
-                         pixels_per_cell=(ppc, ppc), cells_per_block=(cpb, cpb),
-                         channel_axis=0 if colour else None))
+        feats.append(
+            hog(
+                image if colour else image[0],
+                orientations=orientations,
+                pixels_per_cell=(ppc, ppc),
+                cells_per_block=(cpb, cpb),
+                channel_axis=0 if colour else None,
+            )
+        )
     return np.asarray(feats, dtype=np.float32)

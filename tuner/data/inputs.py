@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tuner.core.config import TrialConfig
 from tuner.data.pipeline import load_features, open_source, three_splits
 from tuner.data.prepare import compose_labels, resolve_label_names, standardization_stats
 from tuner.errors import TunerError
-from tuner.core.config import TrialConfig
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -30,8 +30,9 @@ class SplitImages:
     label_names: tuple[str, ...]
 
 
-def normalization_stats(cfg: TrialConfig, data_dir: str | Path | None = None,
-                        cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def normalization_stats(
+    cfg: TrialConfig, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The train mean/std `cfg.normalize` standardized with (None when it does not normalize).
 
     Reads the un-normalized features (from the feature cache after a search) rather than
@@ -39,12 +40,15 @@ def normalization_stats(cfg: TrialConfig, data_dir: str | Path | None = None,
     """
     if not cfg.normalize:
         return None
-    raw = load_features(cfg.replace(normalize=False), data_dir=data_dir, cache_dir=cache_dir, progress=False)
+    raw = load_features(
+        cfg.replace(normalize=False), data_dir=data_dir, cache_dir=cache_dir, progress=False
+    )
     return standardization_stats(raw.x_train)
 
 
-def split_images(cfg: TrialConfig, split: str, data_dir: str | Path | None = None,
-                 progress: bool = True) -> SplitImages:
+def split_images(
+    cfg: TrialConfig, split: str, data_dir: str | Path | None = None, progress: bool = True
+) -> SplitImages:
     """The images of `split` (train, val, test or all) in the order `load_features` puts their features."""
     if split not in SPLITS:
         raise TunerError(f"--split {split!r} is not valid: expected one of {', '.join(SPLITS)}.")
@@ -55,7 +59,10 @@ def split_images(cfg: TrialConfig, split: str, data_dir: str | Path | None = Non
         rows.update(x_test=np.arange(len(data.y_test))[:, None], y_test=data.y_test)
     parts = three_splits(cfg, rows)
     chosen = ("train", "val", "test") if split == "all" else (split,)
-    sources = {part: data.x_test if part == "test" and data.x_test is not None else data.x_train for part in chosen}
+    sources = {
+        part: data.x_test if part == "test" and data.x_test is not None else data.x_train
+        for part in chosen
+    }
     images = np.concatenate([sources[part][parts[part][0][:, 0]] for part in chosen])
     fine = np.concatenate([parts[part][1] for part in chosen]).astype(np.int64)
     labels, names = fine, tuple(data.label_names)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -52,39 +52,75 @@ def read_judgments(path: str | Path, constraint: str | None = None) -> JudgmentF
     with open_regular(path, "constraints") as f:
         raw = f.read(MAX_BYTES + 1)
     if len(raw) > MAX_BYTES:
-        raise _fail(path, None, f"larger than {MAX_BYTES // 2**20} MiB: is this the judgments file?")
+        raise _fail(
+            path, None, f"larger than {MAX_BYTES // 2**20} MiB: is this the judgments file?"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise _fail(path, None, f"not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8 CSV") from None
+        raise _fail(
+            path, None, f"not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8 CSV"
+        ) from None
     rows = list(csv.reader(io.StringIO(text)))
-    numbered = [(i + 1, [cell.strip() for cell in row]) for i, row in enumerate(rows) if any(c.strip() for c in row)]
+    numbered = [
+        (i + 1, [cell.strip() for cell in row])
+        for i, row in enumerate(rows)
+        if any(c.strip() for c in row)
+    ]
     if not numbered:
-        raise _fail(path, None, "empty: expected a header a,b,similar (pairs) or anchor,positive,negative "
-                                "(triplets), then one judgment per row")
+        raise _fail(
+            path,
+            None,
+            "empty: expected a header a,b,similar (pairs) or anchor,positive,negative "
+            "(triplets), then one judgment per row",
+        )
     header_line, header = numbered[0]
     kind = HEADERS.get(tuple(h.lower() for h in header))
     if kind is None:
-        raise _fail(path, header_line, f"header {','.join(header)!r} is neither a,b,similar (pairs) nor "
-                                       f"anchor,positive,negative (triplets): write one of them as the first row")
+        raise _fail(
+            path,
+            header_line,
+            f"header {','.join(header)!r} is neither a,b,similar (pairs) nor "
+            f"anchor,positive,negative (triplets): write one of them as the first row",
+        )
     if constraint is not None and constraint != kind:
-        wanted = "triplets (anchor,positive,negative)" if constraint == "triplet" else "pairs (a,b,similar)"
-        raise _fail(path, header_line, f"holds {'pairs' if kind == 'pairwise' else 'triplets'} ({','.join(header)}), "
-                                       f"but constraint is {constraint}: set constraint: {kind}, or give a file "
-                                       f"of {wanted}")
+        wanted = (
+            "triplets (anchor,positive,negative)"
+            if constraint == "triplet"
+            else "pairs (a,b,similar)"
+        )
+        raise _fail(
+            path,
+            header_line,
+            f"holds {'pairs' if kind == 'pairwise' else 'triplets'} ({','.join(header)}), "
+            f"but constraint is {constraint}: set constraint: {kind}, or give a file "
+            f"of {wanted}",
+        )
     items, similar, lines = [], [], []
     for line, row in numbered[1:]:
         if len(row) != 3 or not all(row):
-            raise _fail(path, line, f"row {','.join(row)!r} is malformed: expected three non-empty fields "
-                                    f"({','.join(header)})")
+            raise _fail(
+                path,
+                line,
+                f"row {','.join(row)!r} is malformed: expected three non-empty fields "
+                f"({','.join(header)})",
+            )
         named = row[:2] if kind == "pairwise" else row
         if len({_item_key(name) for name in named}) < len(named):
-            raise _fail(path, line, f"row {','.join(row)!r} names item {_repeated(named)!r} twice: a judgment "
-                                    f"compares different items (a dissimilar self-pair is never satisfied, a "
-                                    f"similar one always): remove the row or fix its items")
+            raise _fail(
+                path,
+                line,
+                f"row {','.join(row)!r} names item {_repeated(named)!r} twice: a judgment "
+                f"compares different items (a dissimilar self-pair is never satisfied, a "
+                f"similar one always): remove the row or fix its items",
+            )
         if kind == "pairwise":
             if row[2] not in ("0", "1"):
-                raise _fail(path, line, f"similar = {row[2]!r} is not valid: expected 1 (alike) or 0 (not alike)")
+                raise _fail(
+                    path,
+                    line,
+                    f"similar = {row[2]!r} is not valid: expected 1 (alike) or 0 (not alike)",
+                )
             items.append((row[0], row[1]))
             similar.append(row[2] == "1")
         else:
@@ -92,8 +128,13 @@ def read_judgments(path: str | Path, constraint: str | None = None) -> JudgmentF
         lines.append(line)
     if not items:
         raise _fail(path, header_line, "holds a header but no judgment: add one row per judgment")
-    return JudgmentFile(path, kind, tuple(items), np.array(similar, dtype=bool) if kind == "pairwise" else None,
-                        tuple(lines))
+    return JudgmentFile(
+        path,
+        kind,
+        tuple(items),
+        np.array(similar, dtype=bool) if kind == "pairwise" else None,
+        tuple(lines),
+    )
 
 
 def _item_key(name: str) -> str:
@@ -122,22 +163,38 @@ def judgments_per_batch(kind: str, batch_size: int) -> int:
 
 def check_placed(judgments: Judgments, batch_size: int) -> None:
     """Enough training judgments, once placed on the splits, for a batch of `batch_size`."""
-    check_enough(judgments.source, judgments.kind, len(judgments.train), batch_size,
-                 f" ({len(judgments.held)} more held out, {judgments.dropped} dropped for naming validation "
-                 f"or test images)")
+    check_enough(
+        judgments.source,
+        judgments.kind,
+        len(judgments.train),
+        batch_size,
+        f" ({len(judgments.held)} more held out, {judgments.dropped} dropped for naming validation "
+        f"or test images)",
+    )
 
 
 def check_enough(path: Path | str, kind: str, n_train: int, batch_size: int, why: str = "") -> None:
     need = judgments_per_batch(kind, batch_size)
     if n_train < need:
         noun = "pairs" if kind == "pairwise" else "triplets"
-        raise _fail(Path(path), None, f"{n_train} judgments train{why}, fewer than a batch needs: batch_size "
-                                      f"{batch_size} draws {need} {noun} per batch. Add judgments, or lower "
-                                      f"batch_size to {max(4, n_train * (2 if kind == 'pairwise' else 3))} or less")
+        raise _fail(
+            Path(path),
+            None,
+            f"{n_train} judgments train{why}, fewer than a batch needs: batch_size "
+            f"{batch_size} draws {need} {noun} per batch. Add judgments, or lower "
+            f"batch_size to {max(4, n_train * (2 if kind == 'pairwise' else 3))} or less",
+        )
 
 
-def place_judgments(file: JudgmentFile, where: np.ndarray, position: np.ndarray, n_train: int,
-                    item_names: tuple[str, ...] | None, val_size: float | None, seed: int) -> Judgments:
+def place_judgments(
+    file: JudgmentFile,
+    where: np.ndarray,
+    position: np.ndarray,
+    n_train: int,
+    item_names: tuple[str, ...] | None,
+    val_size: float | None,
+    seed: int,
+) -> Judgments:
     """The file's rows on the splits: a seeded `val_size` share held out (constraint_accuracy, on
     train and validation images), the rest training where every item is a training image.
 
@@ -146,8 +203,10 @@ def place_judgments(file: JudgmentFile, where: np.ndarray, position: np.ndarray,
     and so are training rows naming a validation image; `Judgments.dropped` counts both.
     """
     index = _item_index(file, len(where), item_names)
-    rows = np.array([[index(name, line) for name in row] for row, line in zip(file.items, file.lines)],
-                    dtype=np.int64)
+    rows = np.array(
+        [[index(name, line) for name in row] for row, line in zip(file.items, file.lines)],
+        dtype=np.int64,
+    )
     held = _held_rows(rows, file.kind, n_held(len(rows), val_size), seed)
     split = where[rows]
     train_rows = ~held & (split == 0).all(axis=1)
@@ -155,14 +214,23 @@ def place_judgments(file: JudgmentFile, where: np.ndarray, position: np.ndarray,
     # Held-out judgments are scored on train and validation images: one table, validation after train.
     in_both = np.where(split == 0, position[rows], n_train + position[rows])
     similar = file.similar
-    out = Judgments(kind=file.kind, train=position[rows[train_rows]], held=in_both[held_rows],
-                    train_similar=None if similar is None else similar[train_rows],
-                    held_similar=None if similar is None else similar[held_rows],
-                    dropped=int(len(rows) - train_rows.sum() - held_rows.sum()), source=str(file.path))
+    out = Judgments(
+        kind=file.kind,
+        train=position[rows[train_rows]],
+        held=in_both[held_rows],
+        train_similar=None if similar is None else similar[train_rows],
+        held_similar=None if similar is None else similar[held_rows],
+        dropped=int(len(rows) - train_rows.sum() - held_rows.sum()),
+        source=str(file.path),
+    )
     if len(out.held) == 0:
-        raise _fail(file.path, None, f"none of the {int(held.sum())} held-out judgments (a seeded val_size share "
-                                     f"of the rows) names training or validation images only, so "
-                                     f"constraint_accuracy has nothing to score: add judgments among training images")
+        raise _fail(
+            file.path,
+            None,
+            f"none of the {int(held.sum())} held-out judgments (a seeded val_size share "
+            f"of the rows) names training or validation images only, so "
+            f"constraint_accuracy has nothing to score: add judgments among training images",
+        )
     return out
 
 
@@ -170,7 +238,11 @@ def _held_rows(rows: np.ndarray, kind: str, count: int, seed: int) -> np.ndarray
     """A seeded `count` rows held out (a few more where copies round it up), copies together: rows
     naming the same items (b,a for a,b; a,n,p for a,p,n) go to one side, so that no held-out
     judgment is one the model trained on."""
-    ends = np.sort(rows, axis=1) if kind == "pairwise" else np.column_stack([rows[:, :1], np.sort(rows[:, 1:], axis=1)])
+    ends = (
+        np.sort(rows, axis=1)
+        if kind == "pairwise"
+        else np.column_stack([rows[:, :1], np.sort(rows[:, 1:], axis=1)])
+    )
     _, first, group = np.unique(ends, axis=0, return_index=True, return_inverse=True)
     # Groups numbered in the order of their first row: a file without copies holds what it always did.
     rank = np.empty(len(first), dtype=np.int64)
@@ -181,21 +253,31 @@ def _held_rows(rows: np.ndarray, kind: str, count: int, seed: int) -> np.ndarray
     return np.isin(group, chosen[:taken])
 
 
-def _item_index(file: JudgmentFile, n_items: int, names: tuple[str, ...] | None) -> Callable[[str, int], int]:
+def _item_index(
+    file: JudgmentFile, n_items: int, names: tuple[str, ...] | None
+) -> Callable[[str, int], int]:
     lookup = {name: i for i, name in enumerate(names)} if names is not None else None
 
     def index(name: str, line: int) -> int:
         if lookup is not None:
             found = lookup.get(name.replace("\\", "/"))
             if found is None:
-                raise _fail(file.path, line, f"item {name!r} is not an image of the folder: name images by "
-                                             f"their path relative to the class root, e.g. {names[0]!r}")
+                raise _fail(
+                    file.path,
+                    line,
+                    f"item {name!r} is not an image of the folder: name images by "
+                    f"their path relative to the class root, e.g. {names[0]!r}",
+                )
             return found
         # Plain ASCII digits only: int() would also read "1_0" as 10, "+3" or a full-width digit as 3.
         value = int(name) if name.isascii() and name.isdigit() else -1
         if not 0 <= value < n_items:
-            raise _fail(file.path, line, f"item {name!r} does not exist: expected an index into the dataset's "
-                                         f"training order, 0..{n_items - 1}")
+            raise _fail(
+                file.path,
+                line,
+                f"item {name!r} does not exist: expected an index into the dataset's "
+                f"training order, 0..{n_items - 1}",
+            )
         return value
 
     return index

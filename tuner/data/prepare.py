@@ -10,18 +10,23 @@ from tuner.core.datasets import DEFAULT_VAL_SHARE
 from tuner.errors import TunerError
 
 
-def stratified_split(x: np.ndarray, y: np.ndarray, test_size: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def stratified_split(
+    x: np.ndarray, y: np.ndarray, test_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A seeded split that keeps each class's share in train and test: (x_tr, y_tr, x_te, y_te)."""
     from sklearn.model_selection import train_test_split
 
     try:
-        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=test_size, random_state=seed, stratify=y
+        )
     except ValueError as err:
         counts = np.bincount(y)
-        raise TunerError(f"test_size = {test_size}: cannot split {len(y)} samples of {len(counts)} classes "
-                         f"stratified (smallest class: {counts.min()} samples; each class needs one in "
-                         f"train and one in test): {err}") from None
+        raise TunerError(
+            f"test_size = {test_size}: cannot split {len(y)} samples of {len(counts)} classes "
+            f"stratified (smallest class: {counts.min()} samples; each class needs one in "
+            f"train and one in test): {err}"
+        ) from None
     return x_tr, y_tr, x_te, y_te
 
 
@@ -59,8 +64,9 @@ def validation_count(val_size: float | None, n_train: int, n_test: int, official
     return math.ceil(val_size * n_train)
 
 
-def validation_split(x: np.ndarray, y: np.ndarray, n_val: int, seed: int,
-                     val_size: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def validation_split(
+    x: np.ndarray, y: np.ndarray, n_val: int, seed: int, val_size: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A seeded, stratified hold-out of `n_val` samples: (x_tr, y_tr, x_val, y_val).
 
     At least one sample per class is held out, so every class is measured; at least one per
@@ -74,16 +80,21 @@ def validation_split(x: np.ndarray, y: np.ndarray, n_val: int, seed: int,
     smallest = int(counts[counts > 0].min())
     if len(y) - n_val < n_classes or smallest < 2:
         shown = "null" if val_size is None else val_size
-        raise TunerError(f"val_size = {shown}: cannot hold out {n_val} of {len(y)} training samples of "
-                         f"{n_classes} classes stratified (smallest class: {smallest} samples; each class "
-                         f"needs one in train and one in validation). Give a smaller val_size (a share "
-                         f"of the training part, in (0, 1)) or more data.")
-    x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=n_val, random_state=seed, stratify=y)
+        raise TunerError(
+            f"val_size = {shown}: cannot hold out {n_val} of {len(y)} training samples of "
+            f"{n_classes} classes stratified (smallest class: {smallest} samples; each class "
+            f"needs one in train and one in validation). Give a smaller val_size (a share "
+            f"of the training part, in (0, 1)) or more data."
+        )
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        x, y, test_size=n_val, random_state=seed, stratify=y
+    )
     return x_tr, y_tr, x_val, y_val
 
 
-def compose_labels(y: np.ndarray, pairs: tuple[tuple[int, int], ...],
-                   fine_names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+def compose_labels(
+    y: np.ndarray, pairs: tuple[tuple[int, int], ...], fine_names: tuple[str, ...]
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map fine labels to coarse ones numbered 0..k-1 in sorted order of the coarse values.
 
     Returns the coarse labels and default coarse names (a coarse class's fine names joined by
@@ -93,13 +104,17 @@ def compose_labels(y: np.ndarray, pairs: tuple[tuple[int, int], ...],
     fine = range(len(fine_names))
     unknown = sorted(set(mapping) - set(fine))
     if unknown:
-        raise TunerError(f"composite_labels maps {unknown}, which are not labels of this dataset: "
-                         f"its labels are 0..{len(fine_names) - 1} ({', '.join(fine_names)}).")
+        raise TunerError(
+            f"composite_labels maps {unknown}, which are not labels of this dataset: "
+            f"its labels are 0..{len(fine_names) - 1} ({', '.join(fine_names)})."
+        )
     missing = [f for f in fine if f not in mapping]
     if missing:
-        raise TunerError(f"composite_labels does not map the fine labels {missing} "
-                         f"({', '.join(fine_names[f] for f in missing)}): every label of the dataset "
-                         f"needs a coarse label, e.g. {{{missing[0]}: 0}}.")
+        raise TunerError(
+            f"composite_labels does not map the fine labels {missing} "
+            f"({', '.join(fine_names[f] for f in missing)}): every label of the dataset "
+            f"needs a coarse label, e.g. {{{missing[0]}: 0}}."
+        )
     coarse_values = sorted(set(mapping.values()))
     renumber = {c: i for i, c in enumerate(coarse_values)}
     lookup = np.array([renumber[mapping[f]] for f in fine], dtype=np.int64)
@@ -107,10 +122,14 @@ def compose_labels(y: np.ndarray, pairs: tuple[tuple[int, int], ...],
     return lookup[y], names
 
 
-def resolve_label_names(defaults: tuple[str, ...], override: tuple[str, ...] | None) -> tuple[str, ...]:
+def resolve_label_names(
+    defaults: tuple[str, ...], override: tuple[str, ...] | None
+) -> tuple[str, ...]:
     if override is None:
         return defaults
     if len(override) != len(defaults):
-        raise TunerError(f"label_names = {list(override)} has {len(override)} names, but the data has "
-                         f"{len(defaults)} labels ({', '.join(defaults)}): give one name per label, in order.")
+        raise TunerError(
+            f"label_names = {list(override)} has {len(override)} names, but the data has "
+            f"{len(defaults)} labels ({', '.join(defaults)}): give one name per label, in order."
+        )
     return tuple(override)

@@ -46,7 +46,8 @@ def resolve_weights(resnet_weights: str, download: bool) -> Any:
         f"resnet_weights = 'imagenet': the ResNet-50 weights are not in torch's cache. Put {v2} "
         f"(from {enum.IMAGENET1K_V2.url}) or {v1} at {folder / v2} (resp. {folder / v1}); set $TORCH_HOME "
         f"to use another cache; or set download: true to fetch them; or resnet_weights: none for "
-        f"random weights.")
+        f"random weights."
+    )
 
 
 def weights_name(weights: Any) -> str:
@@ -65,8 +66,10 @@ def build_model(weights: Any) -> tuple[Any, Any]:
             torch.manual_seed(0)
             model = resnet50(weights=weights)
     except (OSError, RuntimeError) as err:
-        raise TunerError(f"resnet_weights = 'imagenet': could not load {weights} into {checkpoint_dir()}: "
-                         f"{err}. Copy the file there by hand, or use resnet_weights: none.") from None
+        raise TunerError(
+            f"resnet_weights = 'imagenet': could not load {weights} into {checkpoint_dir()}: "
+            f"{err}. Copy the file there by hand, or use resnet_weights: none."
+        ) from None
     model.fc = torch.nn.Identity()
     # Random weights have no preprocessing of their own: use the standard ImageNet one
     # (resize 256, centre crop 224, ImageNet mean/std), which is V1's preset.
@@ -74,8 +77,14 @@ def build_model(weights: Any) -> tuple[Any, Any]:
     return model.eval(), preprocess
 
 
-def resnet_features(images: np.ndarray, weights: Any = None, max_value: float | None = None,
-                    batch_size: int = 64, device: str | None = None, progress: bool = False) -> np.ndarray:
+def resnet_features(
+    images: np.ndarray,
+    weights: Any = None,
+    max_value: float | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """(N, C, H, W) images (C = 1 or 3) -> (N, 2048) float32 pooled ResNet-50 features.
 
     Grayscale is replicated to three channels. `device` None: CUDA when available.
@@ -91,14 +100,22 @@ def resnet_features(images: np.ndarray, weights: Any = None, max_value: float | 
     model, preprocess = build_model(weights)
     model.to(device)
     out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
-    with torch.inference_mode(), tqdm(total=len(images), desc="resnet features", unit="img",
-                                      file=sys.stderr, disable=not progress) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(
+            total=len(images),
+            desc="resnet features",
+            unit="img",
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar,
+    ):
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
             batch = batch.to(torch.float32) / float(max_value)
             if batch.shape[1] == 1:
                 batch = batch.expand(-1, 3, -1, -1)
             feats = model(preprocess(batch.to(device)))
-            out[start:start + len(batch)] = feats.cpu().numpy()
+            out[start : start + len(batch)] = feats.cpu().numpy()
             bar.update(len(batch))
     return out

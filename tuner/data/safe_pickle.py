@@ -49,8 +49,10 @@ def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> np.ndarray:
     # numpy pickles an array as an empty _reconstruct(ndarray, (0,), b"b") whose __setstate__
     # then brings shape, dtype and the bytes; __setstate__ refuses bytes of the wrong length.
     if subtype is not _ndarray_called or shape != (0,):
-        raise RefusedArray(f"numpy's _reconstruct is asked for shape {repr(shape)[:60]} of "
-                           f"{type(subtype).__name__}, not the empty ndarray numpy's own pickles start from")
+        raise RefusedArray(
+            f"numpy's _reconstruct is asked for shape {repr(shape)[:60]} of "
+            f"{type(subtype).__name__}, not the empty ndarray numpy's own pickles start from"
+        )
     return _RECONSTRUCT(np.ndarray, (0,), typecode)
 
 
@@ -86,22 +88,30 @@ def load_pickle_dict(path: Path) -> dict[str, Any]:
             size = os.fstat(f.fileno()).st_size
             entry = ArraysOnlyUnpickler(f).load()
     except RefusedGlobal as err:
-        raise TunerError(f"cifar10: refused to read {path}: it asks to load {err}, and a CIFAR-10 batch "
-                         f"holds only numpy arrays, lists, numbers and strings (loading anything else could "
-                         f"run code). Replace it with the official file.") from None
+        raise TunerError(
+            f"cifar10: refused to read {path}: it asks to load {err}, and a CIFAR-10 batch "
+            f"holds only numpy arrays, lists, numbers and strings (loading anything else could "
+            f"run code). Replace it with the official file."
+        ) from None
     except RefusedArray as err:
         raise _refused_array(path, str(err)) from None
     except TunerError:
         raise
     except Exception as err:  # noqa: BLE001 - garbage makes pickle raise nearly any type
-        raise TunerError(f"cifar10: {path} is not a readable CIFAR-10 python batch (truncated or garbage: "
-                         f"{type(err).__name__}: {err}). Replace it with the official file.") from None
+        raise TunerError(
+            f"cifar10: {path} is not a readable CIFAR-10 python batch (truncated or garbage: "
+            f"{type(err).__name__}: {err}). Replace it with the official file."
+        ) from None
     if not isinstance(entry, dict):
-        raise TunerError(f"cifar10: {path} holds a {type(entry).__name__}, not the dict of a CIFAR-10 batch.")
+        raise TunerError(
+            f"cifar10: {path} holds a {type(entry).__name__}, not the dict of a CIFAR-10 batch."
+        )
     odd = next((k for k in entry if not isinstance(k, (bytes, str))), None)
     if odd is not None:
-        raise TunerError(f"cifar10: {path} holds a dict with a key of type {type(odd).__name__}, not a CIFAR-10 "
-                         f"batch (its keys are names such as 'data' and 'labels'). Replace it with the official file.")
+        raise TunerError(
+            f"cifar10: {path} holds a dict with a key of type {type(odd).__name__}, not a CIFAR-10 "
+            f"batch (its keys are names such as 'data' and 'labels'). Replace it with the official file."
+        )
     for value in entry.values():
         _check_array(path, value, size)
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
@@ -113,11 +123,16 @@ def _check_array(path: Path, value: Any, file_size: int) -> None:
     if not isinstance(value, np.ndarray):
         return
     if not (value.flags.c_contiguous or value.flags.f_contiguous) or value.nbytes > file_size:
-        raise _refused_array(path, f"it holds a {value.dtype} array of shape {value.shape} and strides "
-                                   f"{value.strides} ({value.nbytes} bytes) in a file of {file_size} bytes")
+        raise _refused_array(
+            path,
+            f"it holds a {value.dtype} array of shape {value.shape} and strides "
+            f"{value.strides} ({value.nbytes} bytes) in a file of {file_size} bytes",
+        )
 
 
 def _refused_array(path: Path, why: str) -> TunerError:
-    return TunerError(f"cifar10: refused to read {path}: {why}. A CIFAR-10 batch holds arrays as numpy "
-                      f"pickles them, every byte in the file; an array built any other way can claim more "
-                      f"memory than the file holds. Replace it with the official file.")
+    return TunerError(
+        f"cifar10: refused to read {path}: {why}. A CIFAR-10 batch holds arrays as numpy "
+        f"pickles them, every byte in the file; an array built any other way can claim more "
+        f"memory than the file holds. Replace it with the official file."
+    )

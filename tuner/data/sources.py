@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from tuner.core.datasets import DATASETS
 from tuner.data.files import check_regular, open_regular
-from tuner.data.formats import check_mnist_pair, check_same_image_shape, read_cifar_batch, read_cifar_names, read_idx
+from tuner.data.formats import (
+    check_mnist_pair,
+    check_same_image_shape,
+    read_cifar_batch,
+    read_cifar_names,
+    read_idx,
+)
 from tuner.errors import TunerError
 
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 
@@ -70,8 +81,14 @@ def file_entries(paths: list[Path], root: Path, dataset: str) -> list[list[Any]]
             raise TunerError(f"{dataset}: could not read {path}: {err.strerror or err}.") from None
         # A FIFO named like a data file would make the digest wait forever for a writer.
         check_regular(path, st.st_mode, dataset)
-        entries.append([path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns,
-                        content_digest(path, st.st_size, dataset)])
+        entries.append(
+            [
+                path.relative_to(root).as_posix(),
+                st.st_size,
+                st.st_mtime_ns,
+                content_digest(path, st.st_size, dataset),
+            ]
+        )
     return entries
 
 
@@ -95,6 +112,7 @@ def content_digest(path: Path, size: int, dataset: str) -> str:
 
 # ----------------------------------------------------------------------------- digits
 
+
 def digits_source() -> Source:
     return Source("digits", {"dataset": "digits"}, lambda _progress: load_digits_images())
 
@@ -105,26 +123,46 @@ def load_digits_images() -> ImageData:
     bunch = load_digits()
     images = bunch.images.astype(np.float32)[:, None, :, :]
     names = tuple(str(n) for n in bunch.target_names)
-    return ImageData(images, bunch.target.astype(np.int64), None, None, names, DATASETS["digits"].max_value)
+    return ImageData(
+        images, bunch.target.astype(np.int64), None, None, names, DATASETS["digits"].max_value
+    )
 
 
 # ----------------------------------------------------------------------------- mnist
 
-def _file_source(dataset: str, root: Path, folder: Path, names: tuple[str, ...], download: bool,
-                 fetch: Callable[[Path], None], read: Callable[[Path], ImageData]) -> Source:
+
+def _file_source(
+    dataset: str,
+    root: Path,
+    folder: Path,
+    names: tuple[str, ...],
+    download: bool,
+    fetch: Callable[[Path], None],
+    read: Callable[[Path], ImageData],
+) -> Source:
     """A dataset of fixed files in `folder`: fetched when missing and allowed, fingerprinted, read lazily."""
     paths = [folder / name for name in names]
     if not all(p.is_file() for p in paths):
         if not download:
             raise _missing(dataset, root, folder, paths)
         _download(lambda: fetch(root), dataset, root)
-    return Source(dataset, {"dataset": dataset, "root": str(root), "files": file_entries(paths, root, dataset)},
-                  lambda _progress: read(root))
+    return Source(
+        dataset,
+        {"dataset": dataset, "root": str(root), "files": file_entries(paths, root, dataset)},
+        lambda _progress: read(root),
+    )
 
 
 def mnist_source(root: Path, download: bool) -> Source:
-    return _file_source("mnist", root, root / "MNIST" / "raw", MNIST_FILES, download,
-                        _torchvision_mnist_download, load_mnist_images)
+    return _file_source(
+        "mnist",
+        root,
+        root / "MNIST" / "raw",
+        MNIST_FILES,
+        download,
+        _torchvision_mnist_download,
+        load_mnist_images,
+    )
 
 
 def _torchvision_mnist_download(root: Path) -> None:
@@ -139,7 +177,10 @@ def load_mnist_images(root: Path) -> ImageData:
     raw = root / "MNIST" / "raw"
     arrays, image_paths = [], []
     for prefix in ("train", "t10k"):
-        image_path, label_path = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+        image_path, label_path = (
+            raw / f"{prefix}-images-idx3-ubyte",
+            raw / f"{prefix}-labels-idx1-ubyte",
+        )
         images, labels = read_idx(image_path, 3), read_idx(label_path, 1)
         check_mnist_pair(images, labels, image_path, label_path)
         arrays += [images[:, None, :, :], labels.astype(np.int64)]
@@ -151,9 +192,17 @@ def load_mnist_images(root: Path) -> ImageData:
 
 # ----------------------------------------------------------------------------- cifar10
 
+
 def cifar10_source(root: Path, download: bool) -> Source:
-    return _file_source("cifar10", root, root / CIFAR_DIR, CIFAR_FILES, download,
-                        _torchvision_cifar_download, load_cifar10_images)
+    return _file_source(
+        "cifar10",
+        root,
+        root / CIFAR_DIR,
+        CIFAR_FILES,
+        download,
+        _torchvision_cifar_download,
+        load_cifar10_images,
+    )
 
 
 def _torchvision_cifar_download(root: Path) -> None:
@@ -180,17 +229,21 @@ def load_cifar10_images(root: Path) -> ImageData:
 
 # ----------------------------------------------------------------------------- errors
 
+
 def _missing(dataset: str, root: Path, folder: Path, paths: list[Path]) -> TunerError:
     missing = [p.name for p in paths if not p.is_file()]
     return TunerError(
         f"{dataset}: data_dir {root} lacks files: expected {', '.join(p.name for p in paths)} in {folder}; "
         f"missing: {', '.join(missing)}. Set download: true to fetch them with torchvision, or copy the "
-        f"official files there (or point --data-dir / $TUNER_DATA_DIR at a directory that has them).")
+        f"official files there (or point --data-dir / $TUNER_DATA_DIR at a directory that has them)."
+    )
 
 
 def _download(fetch: Callable[[], Any], dataset: str, root: Path) -> None:
     try:
         fetch()
     except (OSError, RuntimeError, ValueError) as err:
-        raise TunerError(f"{dataset}: download into data_dir {root} failed ({err}). Copy the official "
-                         f"files there instead, or retry where the internet is reachable.") from None
+        raise TunerError(
+            f"{dataset}: download into data_dir {root} failed ({err}). Copy the official "
+            f"files there instead, or retry where the internet is reachable."
+        ) from None

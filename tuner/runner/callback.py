@@ -19,12 +19,12 @@ from typing import Any
 
 from ray import tune
 
-from tuner.system.disk import is_disk_full
 from tuner.core.selection import error_summary
 from tuner.runner.checkpoints import CHECKPOINT_GRACE_S, CheckpointCleaner, storage_step
 from tuner.runner.console import TrialLines
 from tuner.runner.models_step import ModelWarmUp
 from tuner.runner.trials import TrialLedger
+from tuner.system.disk import is_disk_full
 from tuner.system.tune_storage import PLOTS_DIR, download_dir
 from tuner.tracking import tags
 from tuner.tracking.writer import SearchTracker
@@ -52,8 +52,14 @@ class TrackingCallback(tune.Callback):
     --resume the restored copy is replaced by this search's live one (runner/tune_setup.py).
     """
 
-    def __init__(self, search_id: str, tracker: SearchTracker, ledger: TrialLedger,
-                 lines: TrialLines | None = None, warm_up: ModelWarmUp | None = None) -> None:
+    def __init__(
+        self,
+        search_id: str,
+        tracker: SearchTracker,
+        ledger: TrialLedger,
+        lines: TrialLines | None = None,
+        warm_up: ModelWarmUp | None = None,
+    ) -> None:
         self.search_id, self.tracker, self.ledger = search_id, tracker, ledger
         self.lines = lines or TrialLines()
         self.warm_up = warm_up or ModelWarmUp(ledger.spec)
@@ -73,7 +79,9 @@ class TrackingCallback(tune.Callback):
         self.ledger.open.add(trial.trial_id)
         self.lines.trial_started(trial.trial_id)
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         self.tracker.log_metrics(trial.trial_id, result, step=int(result.get("iteration", 0)))
         self.nodes.saw(trial.trial_id, node_name(result))
         self.lines.trial_result(trial.config, result)
@@ -86,7 +94,9 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = _error_text(trial)
-        if is_disk_full(error):  # not the trial's fault: KILLED, and --resume retries it once there is space
+        if is_disk_full(
+            error
+        ):  # not the trial's fault: KILLED, and --resume retries it once there is space
             self.disk_full = True
             self._end(trial, "KILLED")
             self.stop_if_disk_full()
@@ -108,7 +118,9 @@ class TrackingCallback(tune.Callback):
         self.ledger.open.discard(trial.trial_id)
         self.ledger.ended[trial.trial_id] = status
         self.lines.trial_ended(trial.trial_id, status)
-        if status != "FAILED" and not self.disk_full:  # resume never restores an ended trial; a failed one it retries
+        if (
+            status != "FAILED" and not self.disk_full
+        ):  # resume never restores an ended trial; a failed one it retries
             self.cleaner.trial_ended(trial, status)
 
     def stop_if_disk_full(self) -> None:
@@ -137,5 +149,9 @@ def _fetch_plots(trial: Any, local: Path) -> Path | None:
 def _error_text(trial: Any) -> str:
     """The trial's traceback; at this point it sits in the driver's staging copy, not yet in storage."""
     local = trial.error_file
-    text = Path(local).read_text() if local and Path(local).is_file() else str(trial.get_error() or "")
-    return error_summary(text) if text.strip() else f"trial {trial.trial_id} failed (see {trial.path})"
+    text = (
+        Path(local).read_text() if local and Path(local).is_file() else str(trial.get_error() or "")
+    )
+    return (
+        error_summary(text) if text.strip() else f"trial {trial.trial_id} failed (see {trial.path})"
+    )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tuner.system.secrets import mask_uri
 from tuner.system.tune_storage import delete_checkpoints
@@ -48,8 +49,13 @@ class CheckpointCleaner:
         ready = [entry for entry in self.due if now - entry[0] >= ended_before_s]
         self.due = [entry for entry in self.due if now - entry[0] < ended_before_s]
         for _, trial, keep in ready:
-            storage_step(f"delete {trial.trial_id}'s checkpoints", delete_checkpoints,
-                         trial.storage.storage_filesystem, trial.path, keep)
+            storage_step(
+                f"delete {trial.trial_id}'s checkpoints",
+                delete_checkpoints,
+                trial.storage.storage_filesystem,
+                trial.path,
+                keep,
+            )
 
 
 def storage_step(what: str, step: Callable[..., Any], *args: Any) -> Any:

@@ -13,9 +13,10 @@ import math
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from tqdm import tqdm
 
@@ -33,7 +34,9 @@ class SearchProgress:
         self.objective, self.searched = spec.objective, list(spec.params)
         self.started: set[str] = set()
         self.ended: dict[str, str] = {}
-        self.pool: list[tuple[dict[str, float], str]] = []  # (figures, setting) no other result dominates
+        self.pool: list[
+            tuple[dict[str, float], str]
+        ] = []  # (figures, setting) no other result dominates
         self.best: tuple[dict[str, float], str] | None = None  # the Objective's first of them
         self.front = 0  # how many they are
         # postfix as a one-item list: bar_format shows it as written (a plain postfix gets ", " before it).
@@ -41,10 +44,17 @@ class SearchProgress:
         # terminal that reports 0 rows (a pty no one sized, as under `script` or some CI runners).
         size = shutil.get_terminal_size((120, 24))
         # Times before the counts and the best: a line wider than the terminal loses its end.
-        self.bar = tqdm(total=spec.n_trials, unit="trial", file=file or sys.stderr, ncols=size.columns,
-                        nrows=size.lines, mininterval=1.0, postfix=[""],
-                        bar_format="{n_fmt}/{total_fmt} trials |{bar:16}| {elapsed} elapsed, ETA {remaining} | "
-                                   "{postfix[0]}")
+        self.bar = tqdm(
+            total=spec.n_trials,
+            unit="trial",
+            file=file or sys.stderr,
+            ncols=size.columns,
+            nrows=size.lines,
+            mininterval=1.0,
+            postfix=[""],
+            bar_format="{n_fmt}/{total_fmt} trials |{bar:16}| {elapsed} elapsed, ETA {remaining} | "
+            "{postfix[0]}",
+        )
         self._show()
 
     def trial_started(self, trial_id: str) -> None:
@@ -82,8 +92,13 @@ class SearchProgress:
         failed = sum(s == "FAILED" for s in self.ended.values())
         running = len(self.started - set(self.ended))
         pending = max(0, (self.bar.total or 0) - len(self.started | set(self.ended)))
-        parts = [f"done {len(self.ended) - stopped - failed}", f"running {running}", f"pending {pending}",
-                 f"stopped {stopped}", f"failed {failed}"]
+        parts = [
+            f"done {len(self.ended) - stopped - failed}",
+            f"running {running}",
+            f"pending {pending}",
+            f"stopped {stopped}",
+            f"failed {failed}",
+        ]
         if self.best is not None:
             figures = " ".join(f"{m} {self.best[0][m]:.4g}" for m in self.objective.metric)
             head = f"front {self.front}:" if self.objective.multi else "best"

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import torch
 
-from tuner.errors import first_line
-from tuner.data.features import FeatureSet
 from tuner.core.selection import selection
+from tuner.data.features import FeatureSet
+from tuner.errors import first_line
 from tuner.runner.trial import CHECKPOINT_FILE
 from tuner.space.spec import SearchSpec, TrialRecord
 from tuner.system.secrets import mask_uri
-from tuner.trainer.networks import AutoEncoder, build_model
 from tuner.trainer.evaluation import evaluate_split
+from tuner.trainer.networks import AutoEncoder, build_model
 
 
 def selected_trials(spec: SearchSpec, table: pd.DataFrame) -> list[str]:
@@ -55,18 +56,29 @@ def final_model(record: TrialRecord, trial: Any, n_features: int) -> AutoEncoder
     return model.eval()
 
 
-def test_selected(spec: SearchSpec, table: pd.DataFrame, trials: list, records: Mapping[str, TrialRecord],
-                  tracker: Any, data: FeatureSet) -> pd.DataFrame:
+def test_selected(
+    spec: SearchSpec,
+    table: pd.DataFrame,
+    trials: list,
+    records: Mapping[str, TrialRecord],
+    tracker: Any,
+    data: FeatureSet,
+) -> pd.DataFrame:
     """The table with test_* columns filled for the selected trials (NaN elsewhere), logged to their
     runs. `trials` are Tune's (their checkpoints), `records` the driver's record of each."""
     by_id = {t.trial_id: t for t in trials}
     rows: dict[str, dict[str, float]] = {}
     for trial_id in selected_trials(spec, table):
         trial = by_id.get(trial_id)
-        model = final_model(records[trial_id], trial, data.n_features) if trial is not None else None
+        model = (
+            final_model(records[trial_id], trial, data.n_features) if trial is not None else None
+        )
         if model is None:
-            print(f"tuner: no final checkpoint of {trial_id} in storage: it is not measured on the test split.",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tuner: no final checkpoint of {trial_id} in storage: it is not measured on the test split.",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         cfg = records[trial_id].config
         rows[trial_id] = evaluate_split(cfg.replace(device="cpu"), model, data, "test")
@@ -77,13 +89,23 @@ def test_selected(spec: SearchSpec, table: pd.DataFrame, trials: list, records: 
     return table.join(tests, on="trial_id")
 
 
-def test_selected_safely(spec: SearchSpec, table: pd.DataFrame, trials: list, records: Mapping[str, TrialRecord],
-                         tracker: Any, data: FeatureSet) -> pd.DataFrame:
+def test_selected_safely(
+    spec: SearchSpec,
+    table: pd.DataFrame,
+    trials: list,
+    records: Mapping[str, TrialRecord],
+    tracker: Any,
+    data: FeatureSet,
+) -> pd.DataFrame:
     """As test_selected; a failure costs the test figures, never the search's results."""
     try:
         return test_selected(spec, table, trials, records, tracker, data)
     except Exception as err:  # noqa: BLE001 - the search's results are in; report and go on
         first = first_line(err)
-        print(f"tuner: could not measure the selected trials on the test split: {type(err).__name__}: "
-              f"{mask_uri(first)}", file=sys.stderr, flush=True)
+        print(
+            f"tuner: could not measure the selected trials on the test split: {type(err).__name__}: "
+            f"{mask_uri(first)}",
+            file=sys.stderr,
+            flush=True,
+        )
         return table

@@ -34,8 +34,16 @@ STATE_PREFIX = "moasha_rungs-"
 
 
 class MOASHAScheduler(FIFOScheduler):
-    def __init__(self, objective: Objective, time_attr: str, max_t: float, grace_period: float,
-                 reduction_factor: float, brackets: int = 1, exp_dir: ExperimentDir | None = None):
+    def __init__(
+        self,
+        objective: Objective,
+        time_attr: str,
+        max_t: float,
+        grace_period: float,
+        reduction_factor: float,
+        brackets: int = 1,
+        exp_dir: ExperimentDir | None = None,
+    ):
         super().__init__()
         self._objective = objective
         self._metric = objective.metric[0]  # Tune checks that results carry it
@@ -57,11 +65,11 @@ class MOASHAScheduler(FIFOScheduler):
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True  # the Objective came with the search file, whatever Tune's single metric says
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         self.book.assign(trial.trial_id)
         self._save()
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: dict) -> str:
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         if self._time_attr not in result:
             return TrialScheduler.CONTINUE
         book = self.book
@@ -71,7 +79,7 @@ class MOASHAScheduler(FIFOScheduler):
             self._save()
         return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
 
-    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: dict) -> None:
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
         if self._time_attr in result:
             book = self.book
             before = self._book_size()
@@ -79,11 +87,13 @@ class MOASHAScheduler(FIFOScheduler):
             if self._book_size() != before:
                 self._save()
 
-    def on_trial_remove(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         pass  # its records stay: they are results other trials were measured against
 
     def debug_string(self) -> str:
-        rungs = " | ".join(f"{float(m):g}: {len(r)}" for b in self.book.brackets for m, r in b.records.items())
+        rungs = " | ".join(
+            f"{float(m):g}: {len(r)}" for b in self.book.brackets for m, r in b.records.items()
+        )
         return f"Using MOASHA: num_stopped={self.book.stopped} rungs {rungs}"
 
     def save(self, checkpoint_path: str) -> None:
@@ -104,7 +114,10 @@ class MOASHAScheduler(FIFOScheduler):
         self._loaded = True
         newest = latest_book(self._exp_dir)  # type: ignore[arg-type]
         if newest is not None:
-            self._book, self._writes = RungBook.from_json(json.dumps(newest["book"])), int(newest["writes"])
+            self._book, self._writes = (
+                RungBook.from_json(json.dumps(newest["book"])),
+                int(newest["writes"]),
+            )
             log.info("moasha: rungs restored (%d writes) from %s", self._writes, self._exp_dir.uri)  # type: ignore[union-attr]
 
     def _save(self) -> None:

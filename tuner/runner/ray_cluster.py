@@ -11,10 +11,9 @@ from pathlib import Path
 import ray
 
 from tuner.errors import TunerError
-from tuner.system.processes import reclaim_termination_signals
 from tuner.space.spec import SearchSpec
+from tuner.system.processes import reclaim_termination_signals
 from tuner.system.tune_storage import STORAGE_HINT
-
 
 _watchdog: list[subprocess.Popen] = []  # the one watching the local Ray this process started
 
@@ -25,21 +24,30 @@ def start_ray(address: str | None, verbose: bool) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     try:
-        if address and address != "local":  # "local" is Ray's name for a new Ray of our own, as none is
+        if (
+            address and address != "local"
+        ):  # "local" is Ray's name for a new Ray of our own, as none is
             probe_address(address)
             ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
         else:  # no dashboard: nothing listens beyond what Ray itself needs
             # address="local": a new Ray of our own, never someone's `ray start` on this machine.
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
-                     log_to_driver=verbose)
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                logging_level="WARNING",
+                log_to_driver=verbose,
+            )
             start_watchdog()
             warn_without_token_auth()
         reclaim_termination_signals()  # ray.init took SIGTERM over: it would abort the driver
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
         stop_ray()
-        raise TunerError(f"cannot start or join Ray at {address or 'a local instance'!r}: {err}. Check "
-                         f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
-                         f"command and driver.") from None
+        raise TunerError(
+            f"cannot start or join Ray at {address or 'a local instance'!r}: {err}. Check "
+            f"`ray status`; with token auth, export RAY_AUTH_MODE=token for every ray "
+            f"command and driver."
+        ) from None
     except (SystemExit, KeyboardInterrupt):
         # SIGTERM during ray.init meets Ray's own handlers, which exit (SystemExit); SIGHUP, ours.
         # Either way it is a stop, as Ctrl-C: what Ray started so far goes.
@@ -60,16 +68,31 @@ def stop_ray() -> None:
 def start_watchdog() -> None:
     """A process that ends this local Ray's processes once this driver is gone, even by SIGKILL
     (tuner/system/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
-    node = getattr(ray._private.worker, "_global_node", None)  # what ray.init started: GCS, raylet, ...
-    roots = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos
-             if getattr(info, "process", None) is not None]
+    node = getattr(
+        ray._private.worker, "_global_node", None
+    )  # what ray.init started: GCS, raylet, ...
+    roots = [
+        info.process.pid
+        for infos in getattr(node, "all_processes", {}).values()
+        for info in infos
+        if getattr(info, "process", None) is not None
+    ]
     if not roots:
         return
     package_root = str(Path(__file__).resolve().parents[2])  # the watchdog imports this same tuner
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    _watchdog.append(subprocess.Popen([sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), *map(str, roots)],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
-                                      start_new_session=True))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+    }
+    _watchdog.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), *map(str, roots)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    )
 
 
 def probe_address(address: str) -> None:
@@ -81,9 +104,11 @@ def probe_address(address: str) -> None:
         timeout = float(os.environ.get("TUNER_RAY_CONNECT_TIMEOUT", 5))
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except (OSError, OverflowError) as err:
-        raise TunerError(f"--address {address!r}: no Ray answers there ({getattr(err, 'strerror', None) or err}). "
-                         f"Start the head with `ray start --head --port {port}`, or pass its HOST:PORT "
-                         f"(`ray status` on the head shows it), or omit --address for a local Ray.") from None
+        raise TunerError(
+            f"--address {address!r}: no Ray answers there ({getattr(err, 'strerror', None) or err}). "
+            f"Start the head with `ray start --head --port {port}`, or pass its HOST:PORT "
+            f"(`ray status` on the head shows it), or omit --address for a local Ray."
+        ) from None
 
 
 def token_auth_enabled() -> bool:
@@ -97,9 +122,13 @@ def token_auth_enabled() -> bool:
 def warn_without_token_auth() -> None:
     """One line: a local Ray without token auth runs code for anyone who reaches its ports."""
     if not token_auth_enabled():
-        print("tuner: warning: the local Ray runs without token auth (RAY_AUTH_MODE="
-              f"{os.environ.get('RAY_AUTH_MODE', 'unset')}): anyone who can reach this machine's Ray ports can "
-              "run code as you. Unset RAY_AUTH_MODE or set it to token.", file=sys.stderr, flush=True)
+        print(
+            "tuner: warning: the local Ray runs without token auth (RAY_AUTH_MODE="
+            f"{os.environ.get('RAY_AUTH_MODE', 'unset')}): anyone who can reach this machine's Ray ports can "
+            "run code as you. Unset RAY_AUTH_MODE or set it to token.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def check_cluster(spec: SearchSpec, storage_path: str | Path | None, verbose: bool) -> None:
@@ -107,14 +136,24 @@ def check_cluster(spec: SearchSpec, storage_path: str | Path | None, verbose: bo
     a trial larger than every node (it would wait forever)."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if len(nodes) > 1 and storage_path is None:
-        raise TunerError(f"the Ray cluster has {len(nodes)} nodes, and trials on one node must read the "
-                         f"checkpoints and results written on another: pass --storage-path with {STORAGE_HINT}.")
+        raise TunerError(
+            f"the Ray cluster has {len(nodes)} nodes, and trials on one node must read the "
+            f"checkpoints and results written on another: pass --storage-path with {STORAGE_HINT}."
+        )
     for key, need, name in (("CPU", spec.cpus, "cpus"), ("GPU", spec.gpus, "gpus")):
         have = max((n.get("Resources", {}).get(key, 0) for n in nodes), default=0)
         if need > have:
-            where = "the Ray cluster has" if len(nodes) == 1 else "the largest node of the Ray cluster has"
-            raise TunerError(f"{spec.path}: resources.{name}: each trial asks for {need:g} {key}, {where} "
-                             f"{have:g}. Lower it, or join a larger cluster (--address).")
+            where = (
+                "the Ray cluster has"
+                if len(nodes) == 1
+                else "the largest node of the Ray cluster has"
+            )
+            raise TunerError(
+                f"{spec.path}: resources.{name}: each trial asks for {need:g} {key}, {where} "
+                f"{have:g}. Lower it, or join a larger cluster (--address)."
+            )
     if len(nodes) > 1 and spec.max_failures == 0 and verbose:
-        print("note: max_failures is 0, so a node lost mid-search fails the trials on it; with "
-              "max_failures >= 1 they resume from their last checkpoint on another node.")
+        print(
+            "note: max_failures is 0, so a node lost mid-search fails the trials on it; with "
+            "max_failures >= 1 they resume from their last checkpoint on another node."
+        )

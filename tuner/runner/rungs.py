@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,9 @@ from tuner.core.objective import INVALID, OUTSIDE, WITHIN, Objective
 CONTINUE, STOP = "CONTINUE", "STOP"
 
 
-def milestones(grace_period: float, max_t: float, reduction_factor: float, bracket: int) -> list[float]:
+def milestones(
+    grace_period: float, max_t: float, reduction_factor: float, bracket: int
+) -> list[float]:
     """The rungs of bracket s, largest first, as Ray's _Bracket builds them."""
     count = int(np.log(max_t / grace_period) / np.log(reduction_factor) - bracket + 1)
     return [grace_period * reduction_factor ** (k + bracket) for k in reversed(range(count))]
@@ -44,7 +47,9 @@ def scores(objective: Objective, results: Sequence[Mapping[str, Any]]) -> np.nda
     place = objective.positions(results)
     # Equal figures share the best place among them: the order breaks exact ties by input order,
     # which would put a newcomer behind an identical record, and ASHA lets a tie through.
-    figures = np.nan_to_num(np.column_stack([objective.values(results), objective.violation(results)]), nan=-np.inf)
+    figures = np.nan_to_num(
+        np.column_stack([objective.values(results), objective.violation(results)]), nan=-np.inf
+    )
     shared: dict[tuple[float, ...], int] = {}
     for row, p in zip(map(tuple, figures), place):
         shared[row] = min(shared.get(row, p), p)
@@ -67,8 +72,12 @@ def _one_metric_scores(objective: Objective, results: Sequence[Mapping[str, Any]
     return score
 
 
-def keeps(objective: Objective, recorded: Sequence[Mapping[str, Any]], result: Mapping[str, Any],
-          reduction_factor: float) -> bool:
+def keeps(
+    objective: Objective,
+    recorded: Sequence[Mapping[str, Any]],
+    result: Mapping[str, Any],
+    reduction_factor: float,
+) -> bool:
     """Whether `result` continues past a rung where `recorded` were reported before it."""
     if not recorded:
         return True
@@ -83,8 +92,12 @@ def keeps(objective: Objective, recorded: Sequence[Mapping[str, Any]], result: M
 @dataclass
 class Bracket:
     rungs: list[float]  # milestones, largest first
-    records: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # milestone -> trial -> metrics
-    decisions: dict[str, dict[str, str]] = field(default_factory=dict)  # milestone -> trial -> decision
+    records: dict[str, dict[str, dict[str, float]]] = field(
+        default_factory=dict
+    )  # milestone -> trial -> metrics
+    decisions: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # milestone -> trial -> decision
 
 
 @dataclass
@@ -100,10 +113,24 @@ class RungBook:
     stopped: int = 0
 
     @classmethod
-    def new(cls, objective: Objective, grace_period: float, max_t: float, reduction_factor: float,
-            brackets: int = 1) -> "RungBook":
-        return cls(objective, grace_period, max_t, reduction_factor,
-                   [Bracket(milestones(grace_period, max_t, reduction_factor, s)) for s in range(brackets)])
+    def new(
+        cls,
+        objective: Objective,
+        grace_period: float,
+        max_t: float,
+        reduction_factor: float,
+        brackets: int = 1,
+    ) -> RungBook:
+        return cls(
+            objective,
+            grace_period,
+            max_t,
+            reduction_factor,
+            [
+                Bracket(milestones(grace_period, max_t, reduction_factor, s))
+                for s in range(brackets)
+            ],
+        )
 
     def assign(self, trial_id: str, rng: Any = np.random) -> int:
         """A new trial's bracket, drawn as ASHA draws it (softmax over rung counts); kept."""
@@ -113,7 +140,9 @@ class RungBook:
             self.assigned[trial_id] = int(rng.choice(len(self.brackets), p=probs / probs.sum()))
         return self.assigned[trial_id]
 
-    def on_result(self, trial_id: str, t: float, metrics: Mapping[str, Any], final: bool = False) -> str:
+    def on_result(
+        self, trial_id: str, t: float, metrics: Mapping[str, Any], final: bool = False
+    ) -> str:
         """The decision for a trial's report at time `t` (its `iteration`). `final`: the trial ended
         by itself (its last result is still recorded, as ASHA does on completion)."""
         bracket = self.brackets[self.assign(trial_id)]
@@ -144,22 +173,42 @@ class RungBook:
 
     # ------------------------------------------------------------------ persistence
     def to_json(self) -> str:
-        return json.dumps({
-            "objective": {"metric": list(self.objective.metric), "mode": list(self.objective.mode),
-                          "require": dict(self.objective.require), "tie_break": self.objective.tie_break},
-            "grace_period": self.grace_period, "max_t": self.max_t, "reduction_factor": self.reduction_factor,
-            "brackets": [{"rungs": b.rungs, "records": b.records, "decisions": b.decisions} for b in self.brackets],
-            "assigned": self.assigned, "stopped": self.stopped})
+        return json.dumps(
+            {
+                "objective": {
+                    "metric": list(self.objective.metric),
+                    "mode": list(self.objective.mode),
+                    "require": dict(self.objective.require),
+                    "tie_break": self.objective.tie_break,
+                },
+                "grace_period": self.grace_period,
+                "max_t": self.max_t,
+                "reduction_factor": self.reduction_factor,
+                "brackets": [
+                    {"rungs": b.rungs, "records": b.records, "decisions": b.decisions}
+                    for b in self.brackets
+                ],
+                "assigned": self.assigned,
+                "stopped": self.stopped,
+            }
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "RungBook":
+    def from_json(cls, text: str) -> RungBook:
         d = json.loads(text)
         o = d["objective"]
-        objective = Objective(tuple(o["metric"]), tuple(o["mode"]), o["require"], o.get("tie_break", "crowding"))
-        return cls(objective, d["grace_period"], d["max_t"],
-                   d["reduction_factor"],
-                   [Bracket(list(b["rungs"]), b["records"], b["decisions"]) for b in d["brackets"]],
-                   {k: int(v) for k, v in d["assigned"].items()}, int(d["stopped"]))
+        objective = Objective(
+            tuple(o["metric"]), tuple(o["mode"]), o["require"], o.get("tie_break", "crowding")
+        )
+        return cls(
+            objective,
+            d["grace_period"],
+            d["max_t"],
+            d["reduction_factor"],
+            [Bracket(list(b["rungs"]), b["records"], b["decisions"]) for b in d["brackets"]],
+            {k: int(v) for k, v in d["assigned"].items()},
+            int(d["stopped"]),
+        )
 
 
 def _key(milestone: float) -> str:

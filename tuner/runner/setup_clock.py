@@ -34,5 +34,7 @@ class SetupClock:
         self.total = self._mark - self.started
         if self.total <= self.budget_s:
             return None
-        spent = ", ".join(f"{name} {s:.1f} s" for name, s in sorted(self.phases.items(), key=lambda kv: -kv[1]))
+        spent = ", ".join(
+            f"{name} {s:.1f} s" for name, s in sorted(self.phases.items(), key=lambda kv: -kv[1])
+        )
         return f"tuner: setup took {self.total:.1f} s before the first trial (aim <= {self.budget_s:g} s): {spent}"

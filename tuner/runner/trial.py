@@ -27,8 +27,14 @@ from tuner.trainer.train import TrainState, fit
 CHECKPOINT_FILE = "train_state.pt"
 
 
-def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any], cpus: float,
-              checkpoint_every: int) -> None:
+def run_trial(
+    config: dict[str, Any],
+    *,
+    data: FeatureSet,
+    fixed: dict[str, Any],
+    cpus: float,
+    checkpoint_every: int,
+) -> None:
     """One trial: report every evaluation to Tune, checkpoint every `checkpoint_every` of them.
 
     The last report carries a checkpoint with the plots: Tune persists it to the storage path
@@ -37,14 +43,18 @@ def run_trial(config: dict[str, Any], *, data: FeatureSet, fixed: dict[str, Any]
     torch.set_num_threads(max(1, int(cpus)))  # else every trial's torch uses every core
     # Arrays from the object store are read-only views; fit never writes into them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
+    logging.getLogger("ray.train._internal.storage").setLevel(
+        logging.WARNING
+    )  # a line per checkpoint
     if data.has_test:  # the driver ships data.without_test(): a trial must not see what selects it
         raise ValueError("a trial received the test split; selection would then read it")
     cfg = trial_device(trial_config(fixed, config), ray.get_gpu_ids())
     resume = load_checkpoint(tune.get_checkpoint())
     # Tune's results only (MLflow logs the known metrics): which trials resumed, and where they ran.
-    extra = {"restored_from_iteration": float(resume["iteration"] if resume else 0),
-             "node_id": ray.get_runtime_context().get_node_id()}
+    extra = {
+        "restored_from_iteration": float(resume["iteration"] if resume else 0),
+        "node_id": ray.get_runtime_context().get_node_id(),
+    }
 
     def report_to_tune(metrics: dict[str, float], state: TrainState) -> None:
         metrics = {**metrics, **extra}
@@ -75,8 +85,11 @@ def should_checkpoint(cfg: TrialConfig, iteration: int, every: int) -> bool:
 
     The last evaluation is not counted here: it always gets one, holding the plots.
     """
-    return iteration < cfg.iterations and iteration % cfg.eval_every == 0 \
+    return (
+        iteration < cfg.iterations
+        and iteration % cfg.eval_every == 0
         and (iteration // cfg.eval_every) % every == 0
+    )
 
 
 def load_checkpoint(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
@@ -94,7 +107,9 @@ def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path
     device = next(state.model.parameters()).device
     z_val, x_hat = embed_and_reconstruct(state.model, torch.from_numpy(data.x_val).to(device))
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{cfg.constraint} {cfg.encoder}, mu={cfg.mu:g}, latent_dim={cfg.latent_dim} (validation)"
+    title = (
+        f"{cfg.constraint} {cfg.encoder}, mu={cfg.mu:g}, latent_dim={cfg.latent_dim} (validation)"
+    )
     plot_embedding(z_val, data.y_val, data.label_names, out / "embedding.png", title)
     plot_loss_curves(state.history, out / "loss_curves.png")
     if data.image_shape is not None:  # raw pixels: reconstructions can be drawn as images

@@ -46,5 +46,7 @@ class TrialLedger:
 
     def outcomes(self) -> list[TrialOutcome]:
         """Every trial of the search as the results table shows it."""
-        return [TrialOutcome(t.trial_id, self.row_status(t), self.record(t).params, t.last_result)
-                for t in self.trials]
+        return [
+            TrialOutcome(t.trial_id, self.row_status(t), self.record(t).params, t.last_result)
+            for t in self.trials
+        ]

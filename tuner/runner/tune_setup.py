@@ -22,15 +22,28 @@ from tuner.system.tune_storage import ExperimentDir
 from tuner.tracking.warm_start import WarmStart
 
 
-def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, callback: TrackingCallback, resume: bool,
-               tune_verbosity: int, warm: WarmStart | None = None) -> tune.Tuner:
+def make_tuner(
+    spec: SearchSpec,
+    data: FeatureSet,
+    exp_dir: ExperimentDir,
+    callback: TrackingCallback,
+    resume: bool,
+    tune_verbosity: int,
+    warm: WarmStart | None = None,
+) -> tune.Tuner:
     """The Tuner of a fresh search, or the restored one of a resumed search; `callback` receives
     Tune's events in either."""
     trainable = tune.with_resources(
         # Trials get no test split: they cannot select by it (see runner/final_test.py).
-        tune.with_parameters(run_trial, data=data.without_test(), fixed=spec.fixed, cpus=spec.cpus,
-                             checkpoint_every=spec.checkpoint_every),
-        {"cpu": spec.cpus, "gpu": spec.gpus})
+        tune.with_parameters(
+            run_trial,
+            data=data.without_test(),
+            fixed=spec.fixed,
+            cpus=spec.cpus,
+            checkpoint_every=spec.checkpoint_every,
+        ),
+        {"cpu": spec.cpus, "gpu": spec.gpus},
+    )
     # Tune's saved state names the checkpoints a resume starts from; by default it is written
     # every 10+ s, so a crash would replay that much of every running trial.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3")
@@ -41,19 +54,31 @@ def make_tuner(spec: SearchSpec, data: FeatureSet, exp_dir: ExperimentDir, callb
     path, fs = tune_location(exp_dir)
     if resume:  # finished trials stay; the rest continue from checkpoints; Optuna's state returns
         alias_moved_modules()  # a search started before tuner/core and tuner/system existed
-        restored = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=spec.param_space(),
-                                      storage_filesystem=fs)
+        restored = tune.Tuner.restore(
+            path,
+            trainable=trainable,
+            resume_errored=True,
+            param_space=spec.param_space(),
+            storage_filesystem=fs,
+        )
         return with_live_callback(restored, callback)
     single = not spec.multi_objective
     tune_config = tune.TuneConfig(
-        metric=spec.metric[0] if single else None, mode=spec.mode[0] if single else None,
-        search_alg=_repeated(spec, _searcher(spec, warm)), scheduler=_scheduler(spec, exp_dir),
+        metric=spec.metric[0] if single else None,
+        mode=spec.mode[0] if single else None,
+        search_alg=_repeated(spec, _searcher(spec, warm)),
+        scheduler=_scheduler(spec, exp_dir),
         # Under Repeater num_samples counts every trial, repeats included; a seed axis multiplies itself.
         num_samples=spec.samples * spec.repeats if spec.search == "optuna" else spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
-        reuse_actors=True)  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
-    return tune.Tuner(trainable, param_space=spec.param_space(), tune_config=tune_config,
-                      run_config=make_run_config(spec, exp_dir, callback, tune_verbosity))
+        reuse_actors=True,
+    )  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
+    return tune.Tuner(
+        trainable,
+        param_space=spec.param_space(),
+        tune_config=tune_config,
+        run_config=make_run_config(spec, exp_dir, callback, tune_verbosity),
+    )
 
 
 def with_live_callback(tuner: tune.Tuner, callback: TrackingCallback) -> tune.Tuner:
@@ -63,17 +88,22 @@ def with_live_callback(tuner: tune.Tuner, callback: TrackingCallback) -> tune.Tu
     remote Tuner would run callbacks away from the driver, which tuner does not support)."""
     local = getattr(tuner, "_local_tuner", None)
     if local is None:
-        raise RuntimeError("this Ray's restored Tuner has no local run config: the search's callback "
-                           "cannot be attached on --resume (Ray Client is not supported)")
+        raise RuntimeError(
+            "this Ray's restored Tuner has no local run config: the search's callback "
+            "cannot be attached on --resume (Ray Client is not supported)"
+        )
     run_config = local.get_run_config()
-    run_config.callbacks = [callback if isinstance(c, TrackingCallback) else c for c in run_config.callbacks or []]
+    run_config.callbacks = [
+        callback if isinstance(c, TrackingCallback) else c for c in run_config.callbacks or []
+    ]
     if callback not in run_config.callbacks:
         run_config.callbacks.insert(0, callback)
     return tuner
 
 
-def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, callback: tune.Callback,
-                    tune_verbosity: int) -> tune.RunConfig:
+def make_run_config(
+    spec: SearchSpec, exp_dir: ExperimentDir, callback: tune.Callback, tune_verbosity: int
+) -> tune.RunConfig:
     """What Tune pickles into tuner.pkl beside its results: it must hold no credentials."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -83,13 +113,17 @@ def make_run_config(spec: SearchSpec, exp_dir: ExperimentDir, callback: tune.Cal
     # trials share) for files nobody opens: the search is read in MLflow.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     return tune.RunConfig(
-        name=exp_dir.name, storage_path=path.rstrip("/").rsplit("/", 1)[0] or "/", storage_filesystem=fs,
+        name=exp_dir.name,
+        storage_path=path.rstrip("/").rsplit("/", 1)[0] or "/",
+        storage_filesystem=fs,
         callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
         # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead, once
         # Tune's saved state records them ended (runner/callback.py).
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=tune_verbosity)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        verbose=tune_verbosity,
+    )
 
 
 def tune_location(exp_dir: ExperimentDir) -> tuple[str, Any]:
@@ -105,20 +139,27 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
 
         # constant_grid_search: random values drawn once per sample, then crossed with the grid,
         # so the repeats (a grid axis) of a random configuration share its values.
-        return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent or 0,
-                                     constant_grid_search=spec.repeats > 1)
+        return BasicVariantGenerator(
+            random_state=spec.seed,
+            max_concurrent=spec.max_concurrent or 0,
+            constant_grid_search=spec.repeats > 1,
+        )
     import optuna
 
     from tuner.runner.warm_optuna import WarmOptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed)
     moasha = spec.scheduler is not None and spec.scheduler.type == "moasha"
-    earlier: dict[str, Any] = {"stopped": warm.stopped if warm else None,
-                               "budget": spec.scheduler.max_t if moasha else None}
+    earlier: dict[str, Any] = {
+        "stopped": warm.stopped if warm else None,
+        "budget": spec.scheduler.max_t if moasha else None,
+    }
     if warm and warm.points:
         earlier.update(points_to_evaluate=warm.points, evaluated_rewards=warm.rewards)
     if spec.multi_objective:  # Tune's own metric stays unset: it takes one metric only
-        return WarmOptunaSearch(metric=list(spec.metric), mode=list(spec.mode), sampler=sampler, **earlier)
+        return WarmOptunaSearch(
+            metric=list(spec.metric), mode=list(spec.mode), sampler=sampler, **earlier
+        )
     return WarmOptunaSearch(sampler=sampler, **earlier)
 
 
@@ -129,7 +170,9 @@ def _repeated(spec: SearchSpec, searcher: Any) -> Any:
         return searcher
     from ray.tune.search.repeater import TRIAL_INDEX
 
-    assert TRIAL_INDEX == REPEAT_KEY, "Ray renamed the repeat index: update space/spec.py REPEAT_KEY"
+    assert TRIAL_INDEX == REPEAT_KEY, (
+        "Ray renamed the repeat index: update space/spec.py REPEAT_KEY"
+    )
     return ResumableRepeater(searcher, repeat=spec.repeats, set_index=True)
 
 
@@ -164,8 +207,22 @@ def _scheduler(spec: SearchSpec, exp_dir: ExperimentDir) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     s = spec.scheduler
-    if s.type == "moasha":  # its rungs are kept in exp_dir: Tune's saved state leaves schedulers out
-        return MOASHAScheduler(spec.objective, time_attr="iteration", max_t=s.max_t, grace_period=s.grace_period,
-                               reduction_factor=s.reduction_factor, brackets=s.brackets, exp_dir=exp_dir)
-    return ASHAScheduler(time_attr="iteration", max_t=s.max_t, grace_period=s.grace_period,
-                         reduction_factor=s.reduction_factor, brackets=s.brackets)
+    if (
+        s.type == "moasha"
+    ):  # its rungs are kept in exp_dir: Tune's saved state leaves schedulers out
+        return MOASHAScheduler(
+            spec.objective,
+            time_attr="iteration",
+            max_t=s.max_t,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+            brackets=s.brackets,
+            exp_dir=exp_dir,
+        )
+    return ASHAScheduler(
+        time_attr="iteration",
+        max_t=s.max_t,
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+        brackets=s.brackets,
+    )

@@ -7,10 +7,10 @@ import json
 import math
 from typing import Any
 
+from tuner.core.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
 from tuner.errors import TunerError, did_you_mean
 from tuner.space.checks import Ctx
 from tuner.space.spec import Param
-from tuner.core.config import DATA_FIELDS, FIELDS, KEY_ALIASES, TrialConfig, field_kind
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "qrandint")
 # Integer ranges pass through float64 (Tune's qrandint rounds a float, Optuna maps ranges to floats)
@@ -39,8 +39,10 @@ def _canonical_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         name = KEY_ALIASES.get(key, key)
         if name in out:
-            raise TunerError(f"--set {key}: {name} is given twice (also as --set "
-                             f"{next(k for k in overrides if KEY_ALIASES.get(k, k) == name)}); keep one.")
+            raise TunerError(
+                f"--set {key}: {name} is given twice (also as --set "
+                f"{next(k for k in overrides if KEY_ALIASES.get(k, k) == name)}); keep one."
+            )
         out[name] = value
     return out
 
@@ -57,8 +59,9 @@ def _check_fixed(ctx: Ctx, file_fixed: dict[str, Any], overrides: dict[str, Any]
         ctx.fail(f"fixed.{name}" if name else "fixed", text)
 
 
-def check_params(ctx: Ctx, fixed_raw: Any, params_raw: Any, overrides: dict,
-                 search: str) -> tuple[dict[str, Any], dict[str, Param], TrialConfig]:
+def check_params(
+    ctx: Ctx, fixed_raw: Any, params_raw: Any, overrides: dict, search: str
+) -> tuple[dict[str, Any], dict[str, Param], TrialConfig]:
     """Fixed values (file, then --set) and searched parameters, all probed through TrialConfig."""
     file_fixed = {name: v for name, (_, v) in _mapping(ctx, "fixed", fixed_raw).items()}
     overrides = _canonical_overrides(overrides)
@@ -68,11 +71,16 @@ def check_params(ctx: Ctx, fixed_raw: Any, params_raw: Any, overrides: dict,
     for name, (raw, spec) in _mapping(ctx, "params", params_raw).items():
         key = f"params.{raw}"
         if name not in FIELDS:
-            ctx.fail(key, f"unknown trial setting{did_you_mean(name, FIELDS)}. "
-                          f"Valid: {', '.join(FIELDS)}")
+            ctx.fail(
+                key,
+                f"unknown trial setting{did_you_mean(name, FIELDS)}. Valid: {', '.join(FIELDS)}",
+            )
         if name in DATA_FIELDS:
-            ctx.fail(key, "data settings must be fixed: the data is loaded and featurized once per "
-                          "search, on the driver. Move it under fixed: (one search per value)")
+            ctx.fail(
+                key,
+                "data settings must be fixed: the data is loaded and featurized once per "
+                "search, on the driver. Move it under fixed: (one search per value)",
+            )
         if name in overrides:
             continue  # --set fixes a searched setting
         if name in file_fixed:
@@ -82,19 +90,27 @@ def check_params(ctx: Ctx, fixed_raw: Any, params_raw: Any, overrides: dict,
 
 
 def _check_param(ctx: Ctx, key: str, name: str, spec: Any, search: str, base: TrialConfig) -> Param:
-    forms = "{grid: [a, b]}, {choice: [a, b]}, {uniform: [low, high]}, {loguniform: [low, high]}, " \
-            "{randint: [low, high]} or {qrandint: [low, high, step]}"
+    forms = (
+        "{grid: [a, b]}, {choice: [a, b]}, {uniform: [low, high]}, {loguniform: [low, high]}, "
+        "{randint: [low, high]} or {qrandint: [low, high, step]}"
+    )
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
         kind = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else None
         hint = did_you_mean(kind, KINDS) if kind is not None else ""
         ctx.fail(key, f"{spec!r} is not valid{hint}: expected one of {forms}")
     kind, args = next(iter(spec.items()))
     if kind == "grid" and search == "optuna":
-        ctx.fail(key, "grid parameters cannot be searched by Optuna: use {choice: [...]} or a range, "
-                      "or search: grid / random")
+        ctx.fail(
+            key,
+            "grid parameters cannot be searched by Optuna: use {choice: [...]} or a range, "
+            "or search: grid / random",
+        )
     if kind != "grid" and search == "grid":
-        ctx.fail(key, f"search: grid takes grid parameters only; use search: random or optuna to "
-                      f"sample {kind}, or write {{grid: [...]}}")
+        ctx.fail(
+            key,
+            f"search: grid takes grid parameters only; use search: random or optuna to "
+            f"sample {kind}, or write {{grid: [...]}}",
+        )
     if kind in ("grid", "choice"):
         if not isinstance(args, list) or not args:
             ctx.fail(key, f"{kind} needs a non-empty list of values, e.g. {{{kind}: [0.25, 0.5]}}")
@@ -109,19 +125,35 @@ def _check_range(ctx: Ctx, key: str, name: str, kind: str, args: Any, base: Tria
     field = field_kind(name)
     is_int = kind in ("randint", "qrandint")
     if (is_int and field != "int") or (not is_int and field != "float"):
-        want = "randint/qrandint (integers)" if field == "int" else \
-            "uniform/loguniform (numbers)" if field == "float" else "grid or choice"
+        want = (
+            "randint/qrandint (integers)"
+            if field == "int"
+            else "uniform/loguniform (numbers)"
+            if field == "float"
+            else "grid or choice"
+        )
         ctx.fail(key, f"{name} is {FIELDS[name].type}: {kind} does not fit it; use {want}")
     n = 3 if kind == "qrandint" else 2
     number = int if is_int else (int, float)
-    if (not isinstance(args, list) or len(args) != n
-            or not all(isinstance(a, number) and not isinstance(a, bool) and math.isfinite(a) for a in args)):
+    if (
+        not isinstance(args, list)
+        or len(args) != n
+        or not all(
+            isinstance(a, number) and not isinstance(a, bool) and math.isfinite(a) for a in args
+        )
+    ):
         shape = "[low, high, step]" if n == 3 else "[low, high]"
-        ctx.fail(key, f"{kind} needs {shape} as {'integers' if is_int else 'numbers'}, got {args!r}")
+        ctx.fail(
+            key, f"{kind} needs {shape} as {'integers' if is_int else 'numbers'}, got {args!r}"
+        )
     low, high = args[0], args[1]
     if low >= high:
-        ctx.fail(key, f"{kind} range [{low}, {high}] is {'empty' if low == high else 'inverted'}: "
-                      f"low must be below high" + (" (to use one value, fix it under fixed:)" if low == high else ""))
+        ctx.fail(
+            key,
+            f"{kind} range [{low}, {high}] is {'empty' if low == high else 'inverted'}: "
+            f"low must be below high"
+            + (" (to use one value, fix it under fixed:)" if low == high else ""),
+        )
     if kind == "loguniform" and low <= 0:
         ctx.fail(key, f"loguniform needs low > 0, got {low}")
     q = args[2] if n == 3 else None
@@ -129,8 +161,11 @@ def _check_range(ctx: Ctx, key: str, name: str, kind: str, args: Any, base: Tria
         ctx.fail(key, f"qrandint step {q} must be >= 1 and divide high - low = {high - low}")
     lo, hi = (_probe(ctx, key, name, v, base, f"{kind} bound") for v in (low, high))
     if is_int and not (-MAX_EXACT_INT <= lo and hi <= MAX_EXACT_INT):
-        ctx.fail(key, f"{kind} range [{lo}, {hi}] is too wide: Tune and Optuna draw integers through "
-                      f"floating-point numbers, exact only between -2**53 and 2**53 ({MAX_EXACT_INT})")
+        ctx.fail(
+            key,
+            f"{kind} range [{lo}, {hi}] is too wide: Tune and Optuna draw integers through "
+            f"floating-point numbers, exact only between -2**53 and 2**53 ({MAX_EXACT_INT})",
+        )
     return Param(kind, low=lo, high=hi, q=q)
 
 
@@ -139,4 +174,7 @@ def _probe(ctx: Ctx, key: str, name: str, value: Any, base: TrialConfig, what: s
     try:
         return base.replace(**{name: value}).to_dict()[name]
     except TunerError as err:
-        ctx.fail(key, f"{what} value {value!r} is not valid: {str(err).removeprefix('config: ').rstrip('.')}")
+        ctx.fail(
+            key,
+            f"{what} value {value!r} is not valid: {str(err).removeprefix('config: ').rstrip('.')}",
+        )

@@ -5,19 +5,20 @@ its `Scheduler`, and how one trial's TrialConfig is put together. Ray is importe
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from tuner.core.params import from_searcher, params_text, same_value, stored_text, to_searcher
-from tuner.core.objective import Objective
-from tuner.core.selection import config_id, require_text
-from tuner.errors import TunerError
 from tuner.core.config import FIELDS, TrialConfig, field_kind
+from tuner.core.config_values import check_batch_for_classes
+from tuner.core.objective import Objective
+from tuner.core.params import from_searcher, params_text, same_value, stored_text, to_searcher
+from tuner.core.selection import config_id, require_text
 from tuner.data.features import FeatureSet
 from tuner.data.judgments import check_placed
-from tuner.core.config_values import check_batch_for_classes
+from tuner.errors import TunerError
 from tuner.trainer.labels import labeled_counts
 
 SEARCHES = ("grid", "random", "optuna")
@@ -44,7 +45,11 @@ class Param:
     def _choices(self, search: str) -> list[Any]:
         scalar = all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
         # Optuna's categoricals take scalars only: lists travel as JSON text, decoded in the trial.
-        return list(self.values) if scalar or search != "optuna" else [to_searcher(v) for v in self.values]
+        return (
+            list(self.values)
+            if scalar or search != "optuna"
+            else [to_searcher(v) for v in self.values]
+        )
 
     def _index(self, value: Any) -> int | None:
         return next((i for i, v in enumerate(self.values) if same_value(value, v)), None)
@@ -53,10 +58,16 @@ class Param:
         """Whether a trial of this search could have drawn `value` (a warm start's earlier point)."""
         if self.values:
             return self._index(value) is not None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not self.low <= value <= self.high
+        ):
             return False
         if self.kind in ("randint", "qrandint"):  # Optuna's IntDistribution: on the step from low
-            return float(value).is_integer() and (int(value) - int(self.low)) % int(self.q or 1) == 0
+            return (
+                float(value).is_integer() and (int(value) - int(self.low)) % int(self.q or 1) == 0
+            )
         return True
 
     def searcher_value(self, value: Any, search: str) -> Any:
@@ -138,7 +149,9 @@ class SearchSpec:
     def n_trials(self) -> int:
         """Trials Tune will run: grids multiply, the grid repeats `samples` times, and each
         configuration runs `repeats` times (one seed each)."""
-        grid = reduce(lambda a, p: a * len(p.values), [p for p in self.params.values() if p.kind == "grid"], 1)
+        grid = reduce(
+            lambda a, p: a * len(p.values), [p for p in self.params.values() if p.kind == "grid"], 1
+        )
         return (self.samples if self.search == "optuna" else grid * self.samples) * self.repeats
 
     @property
@@ -157,14 +170,18 @@ class SearchSpec:
     def trial_config(self, config: Mapping[str, Any]) -> TrialConfig:
         return trial_config(self.fixed, config)
 
-    def record(self, trial_id: str, config: Mapping[str, Any]) -> "TrialRecord":
+    def record(self, trial_id: str, config: Mapping[str, Any]) -> TrialRecord:
         """The record of one trial from Tune's config (or the searched values read back)."""
         return trial_record(self.fixed, self.params, trial_id, config)
 
     def check_classes(self, n_classes: int) -> None:
         """Every batch size a trial can get against the loaded data's class count (an image
         folder's is known only once it is read; the file's checks knew the others)."""
-        sizes = self.params["batch_size"].probes() if "batch_size" in self.params else (self.base_config.batch_size,)
+        sizes = (
+            self.params["batch_size"].probes()
+            if "batch_size" in self.params
+            else (self.base_config.batch_size,)
+        )
         try:
             if self.base_config.constraints is None:
                 check_batch_for_classes(int(min(sizes)), n_classes, self.base_config.dataset)
@@ -178,7 +195,11 @@ class SearchSpec:
         self.check_classes(data.n_classes)
         base, params = self.base_config, self.params
         try:
-            counts = params["labels_per_class"].probes() if "labels_per_class" in params else (base.labels_per_class,)
+            counts = (
+                params["labels_per_class"].probes()
+                if "labels_per_class" in params
+                else (base.labels_per_class,)
+            )
             counts = [int(c) for c in counts if c is not None]
             if counts:
                 labeled_counts(data.y_train, max(counts), None)
@@ -195,12 +216,20 @@ class SearchSpec:
         """Plain data describing the search (logged, and compared on --resume)."""
         sched = None if self.scheduler is None else dict(self.scheduler.__dict__)
         return {
-            "name": self.name, "metric": list(self.metric), "mode": list(self.mode),
-            "search": self.search, "samples": self.samples, "max_concurrent": self.max_concurrent,
-            "scheduler": sched, "resources": {"cpus": self.cpus, "gpus": self.gpus},
-            "seed": self.seed, "checkpoint_every": self.checkpoint_every,
-            "max_failures": self.max_failures, "fixed": dict(self.fixed),
-            "params": {n: p.describe() for n, p in self.params.items()}, "n_trials": self.n_trials,
+            "name": self.name,
+            "metric": list(self.metric),
+            "mode": list(self.mode),
+            "search": self.search,
+            "samples": self.samples,
+            "max_concurrent": self.max_concurrent,
+            "scheduler": sched,
+            "resources": {"cpus": self.cpus, "gpus": self.gpus},
+            "seed": self.seed,
+            "checkpoint_every": self.checkpoint_every,
+            "max_failures": self.max_failures,
+            "fixed": dict(self.fixed),
+            "params": {n: p.describe() for n, p in self.params.items()},
+            "n_trials": self.n_trials,
             # Only when set: a search saved before repeats existed still resumes (resume compares keys).
             **({"repeats": self.repeats} if self.repeats > 1 else {}),
         }
@@ -211,33 +240,73 @@ class SearchSpec:
             sched = "none"
         else:
             s = self.scheduler
-            sched = (f"{s.type} on iterations{' (non-dominated rank, crowding distance)' if s.type == 'moasha' else ''}: grace_period {s.grace_period}, reduction_factor "
-                     f"{s.reduction_factor}, brackets {s.brackets}, max_t {s.max_t}")
+            sched = (
+                f"{s.type} on iterations"
+                f"{' (non-dominated rank, crowding distance)' if s.type == 'moasha' else ''}: "
+                f"grace_period {s.grace_period}, reduction_factor "
+                f"{s.reduction_factor}, brackets {s.brackets}, max_t {s.max_t}"
+            )
         per_seed = " x repeats" if self.repeats > 1 else ""
-        count = {"grid": f"{self.n_trials} trials ({self.samples} pass(es) over the grid{per_seed})",
-                 "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point{per_seed})",
-                 "optuna": f"{self.n_trials} trials (TPE sampler{', multi-objective' if self.multi_objective else ''})"}
-        seeds = (f"{self.repeats} per configuration ({self.n_configs} configurations x {self.repeats} seeds: "
-                 f"seed + 0..{self.repeats - 1}; ranked by the mean)") if self.repeats > 1 else "1 per configuration"
-        rows = [
-            ("file", str(self.path)), ("name", f"{self.name} (MLflow experiment)"),
-            ("metric", metric + ("  -> Pareto front" if self.multi_objective else "")),
-            ("search", f"{self.search}: {count[self.search]}"), ("scheduler", sched),
-            ("resources", f"{self.cpus:g} CPU, {self.gpus:g} GPU per trial; max_concurrent "
-                          f"{self.max_concurrent or 'unlimited (as resources allow)'}"),
-            ("checkpoints", f"every {self.checkpoint_every} evaluation(s); max_failures {self.max_failures}"),
-            ("seed", f"{self.seed} (searcher)"), ("repeats", seeds),
-        ] + ([("require", f"{require_text(self.require).replace(',', ', ')} on validation, for the chosen trial")]
-             if self.require else []) + ([("description", self.description)] if self.description else [])
+        count = {
+            "grid": f"{self.n_trials} trials ({self.samples} pass(es) over the grid{per_seed})",
+            "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point{per_seed})",
+            "optuna": f"{self.n_trials} trials (TPE sampler{', multi-objective' if self.multi_objective else ''})",
+        }
+        seeds = (
+            (
+                f"{self.repeats} per configuration ({self.n_configs} configurations x {self.repeats} seeds: "
+                f"seed + 0..{self.repeats - 1}; ranked by the mean)"
+            )
+            if self.repeats > 1
+            else "1 per configuration"
+        )
+        rows = (
+            [
+                ("file", str(self.path)),
+                ("name", f"{self.name} (MLflow experiment)"),
+                ("metric", metric + ("  -> Pareto front" if self.multi_objective else "")),
+                ("search", f"{self.search}: {count[self.search]}"),
+                ("scheduler", sched),
+                (
+                    "resources",
+                    f"{self.cpus:g} CPU, {self.gpus:g} GPU per trial; max_concurrent "
+                    f"{self.max_concurrent or 'unlimited (as resources allow)'}",
+                ),
+                (
+                    "checkpoints",
+                    f"every {self.checkpoint_every} evaluation(s); max_failures {self.max_failures}",
+                ),
+                ("seed", f"{self.seed} (searcher)"),
+                ("repeats", seeds),
+            ]
+            + (
+                [
+                    (
+                        "require",
+                        f"{require_text(self.require).replace(',', ', ')} on validation, for the chosen trial",
+                    )
+                ]
+                if self.require
+                else []
+            )
+            + ([("description", self.description)] if self.description else [])
+        )
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
         lines.append("fixed" + ("" if self.fixed else "  (none: TrialConfig defaults)"))
         lines += [f"  {k:<18} {json.dumps(v)}" for k, v in self.fixed.items()]
         lines.append("params" + ("" if self.params else "  (none: one configuration)"))
         lines += [f"  {k:<18} {p.describe()}" for k, p in self.params.items()]
-        if self.search == "grid" and self.samples > 1 and "seed" not in self.params and self.repeats == 1:
-            lines.append("note: samples > 1 runs the grid again, and these repeats share one seed, so they give "
-                         "identical results on CPU; set `repeats: 3` instead (one seed each, ranked by the mean).")
+        if (
+            self.search == "grid"
+            and self.samples > 1
+            and "seed" not in self.params
+            and self.repeats == 1
+        ):
+            lines.append(
+                "note: samples > 1 runs the grid again, and these repeats share one seed, so they give "
+                "identical results on CPU; set `repeats: 3` instead (one seed each, ranked by the mean)."
+            )
         return "\n".join(lines)
 
 
@@ -262,8 +331,11 @@ def _name_part(name: str, value: Any) -> str:
 def trial_config(fixed: Mapping[str, Any], config: Mapping[str, Any]) -> TrialConfig:
     """The TrialConfig of one trial from the fixed values and Tune's sampled ones."""
     # Optuna's categoricals carry list values as JSON text (see Param.domain).
-    decoded = {k: from_searcher(v) if k in FIELDS and field_kind(k) in ("ints", "names", "pairs") else v
-               for k, v in config.items() if k != REPEAT_KEY}
+    decoded = {
+        k: from_searcher(v) if k in FIELDS and field_kind(k) in ("ints", "names", "pairs") else v
+        for k, v in config.items()
+        if k != REPEAT_KEY
+    }
     cfg = TrialConfig.from_dict({**fixed, **decoded}, source="trial config")
     repeat = int(config.get(REPEAT_KEY, 0))
     return cfg.replace(seed=cfg.seed + repeat) if repeat else cfg
@@ -291,8 +363,9 @@ class TrialRecord:
         return {k: stored_text(v) for k, v in params_text(self.params).items()}
 
 
-def trial_record(fixed: Mapping[str, Any], searched: Iterable[str], trial_id: str,
-                 config: Mapping[str, Any]) -> TrialRecord:
+def trial_record(
+    fixed: Mapping[str, Any], searched: Iterable[str], trial_id: str, config: Mapping[str, Any]
+) -> TrialRecord:
     """A trial's record from the search's fixed values, its searched names and Tune's sampled
     values: the one place a trial's TrialConfig is built on the driver."""
     cfg = trial_config(fixed, config)

@@ -51,8 +51,14 @@ def full_filesystems(places: dict[str, str | Path | None]) -> str:
         mount = mount_point(path)
         stat = os.statvfs(mount)
         free, size = stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
-        found.append((free < NEARLY_FULL, f"the filesystem mounted at {mount} ({what} {path}: "
-                                          f"{_size(free)} free of {_size(size)})", mount))
+        found.append(
+            (
+                free < NEARLY_FULL,
+                f"the filesystem mounted at {mount} ({what} {path}: "
+                f"{_size(free)} free of {_size(size)})",
+                mount,
+            )
+        )
     full = [f for f in found if f[0]] or found
     named = []
     for _, text, mount in full:
@@ -61,7 +67,12 @@ def full_filesystems(places: dict[str, str | Path | None]) -> str:
             named.append(text)
     if not named:
         return "a filesystem this command writes to"
-    if not any(f[0] for f in found):  # ENOSPC met elsewhere (a trial's /tmp or /dev/shm), or space freed since
-        return (" and ".join(named) + "; none of these is full now: the full one may be another this command "
-                "writes to (such as /tmp or /dev/shm), or space was freed since")
+    if not any(
+        f[0] for f in found
+    ):  # ENOSPC met elsewhere (a trial's /tmp or /dev/shm), or space freed since
+        return (
+            " and ".join(named)
+            + "; none of these is full now: the full one may be another this command "
+            "writes to (such as /tmp or /dev/shm), or space was freed since"
+        )
     return " and ".join(named)

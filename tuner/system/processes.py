@@ -14,8 +14,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def proc_stat(pid: int | str) -> list[str] | None:
@@ -54,7 +54,9 @@ def end_session(sid: int, grace: float = 10.0) -> None:
 
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP)
-_active: list[tuple[int, ...]] = []  # per terminate_as_interrupt block open: the signals it forwards
+_active: list[
+    tuple[int, ...]
+] = []  # per terminate_as_interrupt block open: the signals it forwards
 
 
 def _forward(signum: int, frame: object) -> None:
@@ -130,6 +132,10 @@ def hold_point(phase: str) -> None:
     until a signal ends the wait, so tests can stop a command in exactly that phase."""
     if os.environ.get(HOLD_ENV) != phase:
         return
-    print(f"tuner: holding in phase {phase} (pid {os.getpid()}; {HOLD_ENV})", file=sys.stderr, flush=True)
+    print(
+        f"tuner: holding in phase {phase} (pid {os.getpid()}; {HOLD_ENV})",
+        file=sys.stderr,
+        flush=True,
+    )
     while True:
         time.sleep(0.05)

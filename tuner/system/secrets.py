@@ -19,10 +19,33 @@ MASK = "***"
 # masks more; cutting too early would show the rest of a password.
 _URI = re.compile(r"(?P<open>['\"`<]?)(?P<uri>[A-Za-z][A-Za-z0-9+.\-]*://\S*)")
 _CLOSING = {"'": "'", '"': '"', "`": "`", "<": ">"}
-_SECRET_KEYS = {"token", "access_token", "refresh_token", "id_token", "session_token", "security_token",
-                "key", "api_key", "apikey", "access_key", "secret", "secret_key", "client_secret",
-                "password", "passwd", "pwd", "pass", "signature", "sig", "credential", "credentials",
-                "auth", "authorization", "sas", "sv_token"}
+_SECRET_KEYS = {
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "session_token",
+    "security_token",
+    "key",
+    "api_key",
+    "apikey",
+    "access_key",
+    "secret",
+    "secret_key",
+    "client_secret",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "signature",
+    "sig",
+    "credential",
+    "credentials",
+    "auth",
+    "authorization",
+    "sas",
+    "sv_token",
+}
 _SECRET_WORDS = ("token", "secret", "password", "signature", "credential", "apikey", "api_key")
 
 
@@ -54,7 +77,7 @@ def split_userinfo(rest: str) -> tuple[str | None, str]:
         return None, rest
     userinfo = rest[:at]
     if ":" in userinfo or "/" not in userinfo:
-        return userinfo, rest[at + 1:]
+        return userinfo, rest[at + 1 :]
     return None, rest
 
 

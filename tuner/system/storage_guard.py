@@ -21,8 +21,8 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow.fs as pafs
 
@@ -42,11 +42,16 @@ def check_private(exp_dir: ExperimentDir) -> None:
             continue
         writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX
         if info.st_uid != os.getuid() or writable:
-            why = f"is owned by uid {info.st_uid}" if info.st_uid != os.getuid() else \
-                f"can be written by other users (mode {stat.filemode(info.st_mode)})"
-            raise TunerError(f"storage directory {path} {why}. --resume and tuner sync load Tune's pickled "
-                             f"state from there, and a pickle can run code: use a directory only you can write "
-                             f"to (chmod go-w {path}), or another --storage-path.")
+            why = (
+                f"is owned by uid {info.st_uid}"
+                if info.st_uid != os.getuid()
+                else f"can be written by other users (mode {stat.filemode(info.st_mode)})"
+            )
+            raise TunerError(
+                f"storage directory {path} {why}. --resume and tuner sync load Tune's pickled "
+                f"state from there, and a pickle can run code: use a directory only you can write "
+                f"to (chmod go-w {path}), or another --storage-path."
+            )
 
 
 def lock_name(exp_dir: ExperimentDir) -> str:
@@ -70,16 +75,24 @@ def _when(started: object) -> str:
 
 
 def _refuse(exp_dir: ExperimentDir, holder: str, where: str) -> TunerError:
-    return TunerError(f"experiment {exp_dir.name!r} in {exp_dir.uri} is in use by {holder}: two searches in one "
-                      f"directory would overwrite each other. Wait for it to end (or stop it with Ctrl-C / kill "
-                      f"-TERM), or pass another --experiment or --storage-path. Lock: {where}.")
+    return TunerError(
+        f"experiment {exp_dir.name!r} in {exp_dir.uri} is in use by {holder}: two searches in one "
+        f"directory would overwrite each other. Wait for it to end (or stop it with Ctrl-C / kill "
+        f"-TERM), or pass another --experiment or --storage-path. Lock: {where}."
+    )
 
 
 @contextlib.contextmanager
 def search_lock(exp_dir: ExperimentDir, search_id: str) -> Iterator[None]:
     """Hold the experiment's lock for the block; TunerError naming the holder when another search has it."""
-    mine = json.dumps({"search_id": search_id, "pid": os.getpid(), "host": socket.gethostname(),
-                       "started": time.time()})
+    mine = json.dumps(
+        {
+            "search_id": search_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+        }
+    )
     with (_object_lock if exp_dir.is_uri else _file_lock)(exp_dir, mine):
         yield
 
@@ -93,7 +106,9 @@ def _file_lock(exp_dir: ExperimentDir, mine: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise _refuse(exp_dir, _describe(os.pread(fd, 4096, 0).decode(errors="replace")), str(path)) from None
+            raise _refuse(
+                exp_dir, _describe(os.pread(fd, 4096, 0).decode(errors="replace")), str(path)
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, mine.encode(), 0)
         # The file stays when released: removing it would let a waiting driver lock a deleted inode.
@@ -109,8 +124,12 @@ def _object_lock(exp_dir: ExperimentDir, mine: str) -> Iterator[None]:
         with fs.open_input_stream(name) as stream:
             text = stream.read(4096).decode(errors="replace")
         if not _stale(text):
-            raise _refuse(exp_dir, _describe(text), f"{exp_dir.sibling_uri('.' + exp_dir.name + '.lock')} "
-                                                    f"(delete it if that search is no longer running)")
+            raise _refuse(
+                exp_dir,
+                _describe(text),
+                f"{exp_dir.sibling_uri('.' + exp_dir.name + '.lock')} "
+                f"(delete it if that search is no longer running)",
+            )
     fs.create_dir(exp_dir.parent_path, recursive=True)
     with fs.open_output_stream(name) as stream:
         stream.write(mine.encode())

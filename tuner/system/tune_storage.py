@@ -27,8 +27,10 @@ PLOTS_DIR = "plots"  # inside a trial's final checkpoint
 # <spool>/<trial id>/<plot files>, <spool>/search.json (the search's final status).
 SPOOL_DIR = "tuner_mlflow_spool"
 
-STORAGE_HINT = ("a directory every node of the cluster mounts (e.g. /mnt/shared/ray_results) or a URI "
-                "pyarrow can open (s3://bucket/prefix, gs://bucket/prefix, file:///abs/path)")
+STORAGE_HINT = (
+    "a directory every node of the cluster mounts (e.g. /mnt/shared/ray_results) or a URI "
+    "pyarrow can open (s3://bucket/prefix, gs://bucket/prefix, file:///abs/path)"
+)
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,11 @@ class ExperimentDir:
         try:
             self.fs.move(self.path, moved)
         except (OSError, NotImplementedError) as err:  # object stores cannot rename a directory
-            raise TunerError(f"{self.uri} holds an earlier search and cannot be moved aside "
-                             f"({mask_uri(first_line(err))}). Continue it with --resume, or pass another "
-                             f"--experiment or --storage-path.") from None
+            raise TunerError(
+                f"{self.uri} holds an earlier search and cannot be moved aside "
+                f"({mask_uri(first_line(err))}). Continue it with --resume, or pass another "
+                f"--experiment or --storage-path."
+            ) from None
         return self.sibling_uri(moved_name) if self.is_uri else moved
 
 
@@ -99,10 +103,16 @@ def check_experiment_name(experiment: str) -> str:
     """The experiment's directory name. Separators and dot names are refused, not rewritten: `..` or
     `a/b` would put the search outside its storage path or inside another search's directory.
     Other characters outside [A-Za-z0-9_.-] become `_` (a space in a name is common and harmless)."""
-    if not experiment.strip() or experiment.strip() in (".", "..") or any(c in experiment for c in "/\\\0"):
-        raise TunerError(f"--experiment {experiment!r}: an experiment name cannot be empty, '.' or '..', or hold "
-                         f"a path separator (/ or \\): it names a directory inside --storage-path. Pick a plain "
-                         f"name such as 'grid-digits'.")
+    if (
+        not experiment.strip()
+        or experiment.strip() in (".", "..")
+        or any(c in experiment for c in "/\\\0")
+    ):
+        raise TunerError(
+            f"--experiment {experiment!r}: an experiment name cannot be empty, '.' or '..', or hold "
+            f"a path separator (/ or \\): it names a directory inside --storage-path. Pick a plain "
+            f"name such as 'grid-digits'."
+        )
     return re.sub(r"[^\w.-]", "_", experiment)
 
 
@@ -113,11 +123,15 @@ def experiment_dir(storage_path: str | Path | None, experiment: str) -> Experime
     if "://" not in root:
         base = Path(root).expanduser().resolve()
         if base.exists() and not base.is_dir():
-            raise TunerError(f"--storage-path {root!r} is a file, not a directory. Pass a directory (it is "
-                             f"created when missing), or {STORAGE_HINT}.")
+            raise TunerError(
+                f"--storage-path {root!r} is a file, not a directory. Pass a directory (it is "
+                f"created when missing), or {STORAGE_HINT}."
+            )
         if (base / name).exists() and not (base / name).is_dir():
-            raise TunerError(f"{base / name} is a file, where the search's directory would be. Move it away, "
-                             f"or pass another --experiment or --storage-path.")
+            raise TunerError(
+                f"{base / name} is a file, where the search's directory would be. Move it away, "
+                f"or pass another --experiment or --storage-path."
+            )
         path = str(base / name)
         return ExperimentDir(path, pafs.LocalFileSystem(), path)
     clean = credential_free(root)
@@ -126,8 +140,10 @@ def experiment_dir(storage_path: str | Path | None, experiment: str) -> Experime
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError, NotImplementedError) as err:
-        raise TunerError(f"--storage-path {mask_uri(root)!r} cannot be opened: {mask_uri(first_line(err))}. "
-                         f"Expected {STORAGE_HINT}.") from None
+        raise TunerError(
+            f"--storage-path {mask_uri(root)!r} cannot be opened: {mask_uri(first_line(err))}. "
+            f"Expected {STORAGE_HINT}."
+        ) from None
     return ExperimentDir(uri, fs, path)
 
 
@@ -143,11 +159,18 @@ def credential_free(root: str) -> str:
         return root
     clean, user, password = strip_credentials(root)
     scheme = root.split("://", 1)[0].lower()
-    if scheme not in ("s3", "s3a") or user is None or password is None or clean != _without_userinfo(root):
-        raise TunerError(f"--storage-path {mask_uri(root)!r}: credentials in a storage URI are accepted only as "
-                         f"s3://KEY:SECRET@bucket/prefix. Give them to pyarrow through the environment instead "
-                         f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, "
-                         f"HADOOP_USER_NAME) and pass the URI without them.")
+    if (
+        scheme not in ("s3", "s3a")
+        or user is None
+        or password is None
+        or clean != _without_userinfo(root)
+    ):
+        raise TunerError(
+            f"--storage-path {mask_uri(root)!r}: credentials in a storage URI are accepted only as "
+            f"s3://KEY:SECRET@bucket/prefix. Give them to pyarrow through the environment instead "
+            f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, "
+            f"HADOOP_USER_NAME) and pass the URI without them."
+        )
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = user, password
     return clean
 
@@ -164,14 +187,22 @@ def read_state(exp_dir: ExperimentDir) -> dict[str, Any] | None:
         return None
     try:
         state = json.loads(text)
-    except (ValueError, RecursionError) as err:  # garbage, or arrays nested deeper than Python recurses
+    except (
+        ValueError,
+        RecursionError,
+    ) as err:  # garbage, or arrays nested deeper than Python recurses
         state = err
-    if not isinstance(state, dict) or not isinstance(state.get("search_id"), str) \
-            or not isinstance(state.get("spec"), dict):
-        raise TunerError(f"{mask_uri(exp_dir.uri)}/{STATE_FILE} is broken or empty (expected a JSON object with "
-                         f"'search_id' and 'spec', as tuner writes it): this directory's search cannot be "
-                         f"resumed or synced. Start a new search (without --resume), or pass another "
-                         f"--storage-path / --experiment.")
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("search_id"), str)
+        or not isinstance(state.get("spec"), dict)
+    ):
+        raise TunerError(
+            f"{mask_uri(exp_dir.uri)}/{STATE_FILE} is broken or empty (expected a JSON object with "
+            f"'search_id' and 'spec', as tuner writes it): this directory's search cannot be "
+            f"resumed or synced. Start a new search (without --resume), or pass another "
+            f"--storage-path / --experiment."
+        )
     return state
 
 
@@ -184,13 +215,22 @@ def open_storage(storage: str) -> ExperimentDir:
     return ExperimentDir(path, pafs.LocalFileSystem(), path)
 
 
-def spool(exp_dir: ExperimentDir, trial_id: str | None, status: str | None, artifact_dir: Path | None = None) -> None:
+def spool(
+    exp_dir: ExperimentDir,
+    trial_id: str | None,
+    status: str | None,
+    artifact_dir: Path | None = None,
+) -> None:
     """Keep beside Tune's results what only the driver knew: a trial's plots, the search's final status."""
     base = exp_dir.child(SPOOL_DIR) + (f"/{trial_id}" if trial_id else "")
     exp_dir.fs.create_dir(base, recursive=True)
     if artifact_dir is not None and Path(artifact_dir).is_dir():
-        pafs.copy_files(str(artifact_dir), base, source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=exp_dir.fs)
+        pafs.copy_files(
+            str(artifact_dir),
+            base,
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=exp_dir.fs,
+        )
     if status is not None:
         with exp_dir.fs.open_output_stream(f"{base}/search.json") as stream:
             stream.write(json.dumps({"status": status}).encode())
@@ -202,8 +242,10 @@ def read_spool(exp_dir: ExperimentDir) -> tuple[str | None, dict[str, str]]:
     root = exp_dir.child(SPOOL_DIR)
     is_dir = exp_dir.fs.get_file_info(root).type == pafs.FileType.Directory
     kept = exp_dir.fs.get_file_info(pafs.FileSelector(root)) if is_dir else []
-    return (_spooled_status(exp_dir, text) if text else None,
-            {i.base_name: i.path for i in kept if i.type == pafs.FileType.Directory})
+    return (
+        _spooled_status(exp_dir, text) if text else None,
+        {i.base_name: i.path for i in kept if i.type == pafs.FileType.Directory},
+    )
 
 
 def _spooled_status(exp_dir: ExperimentDir, text: str) -> str:
@@ -212,9 +254,11 @@ def _spooled_status(exp_dir: ExperimentDir, text: str) -> str:
     except (ValueError, RecursionError, AttributeError):
         status = None
     if not isinstance(status, str):
-        raise TunerError(f"{mask_uri(exp_dir.uri)}/{SPOOL_DIR}/search.json is broken (expected a JSON object with the "
-                         f"search's final 'status', as tuner writes it): sync cannot tell how the search ended. "
-                         f"Delete the file to let sync judge the status from the trials' results.")
+        raise TunerError(
+            f"{mask_uri(exp_dir.uri)}/{SPOOL_DIR}/search.json is broken (expected a JSON object with the "
+            f"search's final 'status', as tuner writes it): sync cannot tell how the search ended. "
+            f"Delete the file to let sync judge the status from the trials' results."
+        )
     return status
 
 
@@ -225,8 +269,11 @@ def delete_checkpoints(fs: Any, trial_path: str, keep: str | None = None) -> Non
     except (OSError, FileNotFoundError):
         return
     for info in found:
-        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_") \
-                and (keep is None or info.path.rstrip("/") != keep.rstrip("/")):
+        if (
+            info.type == pafs.FileType.Directory
+            and info.base_name.startswith("checkpoint_")
+            and (keep is None or info.path.rstrip("/") != keep.rstrip("/"))
+        ):
             fs.delete_dir(info.path)
 
 
@@ -235,5 +282,7 @@ def download_dir(fs: Any, path: str, local: Path) -> bool:
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         return False
     local.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    pafs.copy_files(
+        path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
+    )
     return True

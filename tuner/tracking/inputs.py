@@ -38,9 +38,14 @@ def _digest(*arrays: np.ndarray | None) -> str:
 
 
 def describe(name: str, data: FeatureSet) -> DataDescription:
-    splits = [("train", data.x_train, data.y_train), ("validation", data.x_val, data.y_val),
-              ("test", data.x_test, data.y_test)]
-    return DataDescription(name, tuple(Split(s, int(len(x)), _digest(x, y)) for s, x, y in splits if x is not None))
+    splits = [
+        ("train", data.x_train, data.y_train),
+        ("validation", data.x_val, data.y_val),
+        ("test", data.x_test, data.y_test),
+    ]
+    return DataDescription(
+        name, tuple(Split(s, int(len(x)), _digest(x, y)) for s, x, y in splits if x is not None)
+    )
 
 
 def log_data(client, run_id: str, data: DataDescription, trial: bool) -> None:
@@ -48,8 +53,19 @@ def log_data(client, run_id: str, data: DataDescription, trial: bool) -> None:
     figures read the test split)."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    inputs = [DatasetInput(Dataset(name=f"{data.name} {s.name}", digest=s.digest, source_type="code",
-                                   source='{"tags": {}}', schema=None, profile=f'{{"rows": {s.rows}}}'),
-                           tags=[InputTag(CONTEXT_TAG, f"{s.name} ({s.rows} rows)")])
-              for s in data.splits if not (trial and s.name == "test")]
+    inputs = [
+        DatasetInput(
+            Dataset(
+                name=f"{data.name} {s.name}",
+                digest=s.digest,
+                source_type="code",
+                source='{"tags": {}}',
+                schema=None,
+                profile=f'{{"rows": {s.rows}}}',
+            ),
+            tags=[InputTag(CONTEXT_TAG, f"{s.name} ({s.rows} rows)")],
+        )
+        for s in data.splits
+        if not (trial and s.name == "test")
+    ]
     client.log_inputs(run_id, datasets=inputs)

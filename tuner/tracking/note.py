@@ -6,52 +6,74 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
+from tuner.core.metrics import TRIAL_METRICS
 from tuner.core.selection import chosen, pareto_front, parse_require, require_text
 from tuner.tracking.tags import CHAMPION, REGISTERED, REQUIRE, SEARCH_ID
-from tuner.core.metrics import TRIAL_METRICS
 
 NOTE_TAG = "mlflow.note.content"
 FRONT_ROWS = 20  # a longer front is in summary.csv
 
 
-def record_registered(client: Any, parent_run_id: str, name: str, version: int, champion: int | None) -> None:
+def record_registered(
+    client: Any, parent_run_id: str, name: str, version: int, champion: int | None
+) -> None:
     """The version a search registered, on its parent run (the note names it)."""
     client.set_tag(parent_run_id, REGISTERED, f"models:/{name}/{version}")
     client.set_tag(parent_run_id, CHAMPION, str(champion))
 
 
-def search_note(params: Mapping[str, str], tags: Mapping[str, str], table: pd.DataFrame, metric: list[str],
-                mode: list[str]) -> str:
-    lines = [f"**Search file** `{params.get('space_file', '?')}` · {params.get('search', '?')}, "
-             f"{len(table)} trials · search id `{tags.get(SEARCH_ID, '?')}`"]
+def search_note(
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+    table: pd.DataFrame,
+    metric: list[str],
+    mode: list[str],
+) -> str:
+    lines = [
+        f"**Search file** `{params.get('space_file', '?')}` · {params.get('search', '?')}, "
+        f"{len(table)} trials · search id `{tags.get(SEARCH_ID, '?')}`"
+    ]
     if "warm_start" in params:
-        lines.append(f"\n**Warm start** from search `{params['warm_start']}`: {params.get('warm_start_used', '?')} "
-                     f"earlier trials given to Optuna, {params.get('warm_start_skipped', '?')} skipped.")
+        lines.append(
+            f"\n**Warm start** from search `{params['warm_start']}`: {params.get('warm_start_used', '?')} "
+            f"earlier trials given to Optuna, {params.get('warm_start_skipped', '?')} skipped."
+        )
     require = parse_require(tags.get(REQUIRE))
     best = chosen(table, metric, mode, require)
-    searched = [c[len("searched."):] for c in params if c.startswith("searched.")]
+    searched = [c[len("searched.") :] for c in params if c.startswith("searched.")]
     shown = [c for c in ("trial_id", *searched) if c in table]
     if best is not None:
         within = f"; within {require_text(require)}" if require else ""
-        lines += [f"\n### Best trial: `{best.get('trial_id', '?')}` ({metric[0]}, {mode[0]}{within})\n",
-                  _markdown(pd.DataFrame([best])[[*shown, *_metrics(table)]])]
+        lines += [
+            f"\n### Best trial: `{best.get('trial_id', '?')}` ({metric[0]}, {mode[0]}{within})\n",
+            _markdown(pd.DataFrame([best])[[*shown, *_metrics(table)]]),
+        ]
     front = _front(table, metric, mode)
     if len(front):
         axes = ", ".join(f"{m} {'↑' if d == 'max' else '↓'}" for m, d in _axes(metric, mode))
-        lines += [f"\n### Pareto front ({axes}): {len(front)} trials\n",
-                  _markdown(front[[*shown, *_metrics(table)]].head(FRONT_ROWS))]
+        lines += [
+            f"\n### Pareto front ({axes}): {len(front)} trials\n",
+            _markdown(front[[*shown, *_metrics(table)]].head(FRONT_ROWS)),
+        ]
     if REGISTERED in tags:
-        lines.append(f"\n### Registered model\n`{tags[REGISTERED]}` (alias `champion`: version "
-                     f"{tags.get(CHAMPION, '?')})")
+        lines.append(
+            f"\n### Registered model\n`{tags[REGISTERED]}` (alias `champion`: version "
+            f"{tags.get(CHAMPION, '?')})"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _axes(metric: list[str], mode: list[str]) -> list[tuple[str, str]]:
-    return list(zip(metric, mode)) if len(metric) > 1 else [("recon_error", "min"), ("knn_accuracy", "max")]
+    return (
+        list(zip(metric, mode))
+        if len(metric) > 1
+        else [("recon_error", "min"), ("knn_accuracy", "max")]
+    )
 
 
 def _front(table: pd.DataFrame, metric: list[str], mode: list[str]) -> pd.DataFrame:
@@ -70,7 +92,9 @@ def _metrics(table: pd.DataFrame) -> list[str]:
 def _markdown(frame: pd.DataFrame) -> str:
     head = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    rows = [
+        "| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join([head, rule, *rows])
 
 

@@ -47,8 +47,6 @@ def read_search_runs(tracking_uri: str, experiment: str, search_id: str) -> Sear
             )
         return None
     ids = {
-        r.data.tags[tags.TRIAL_ID]: r.info.run_id
-        for r in trials
-        if tags.TRIAL_ID in r.data.tags
+        r.data.tags[tags.TRIAL_ID]: r.info.run_id for r in trials if tags.TRIAL_ID in r.data.tags
     }
     return SearchRuns(parent.info.run_id, ids, parent.data.tags.get(tags.REGISTERED))

@@ -21,19 +21,22 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from tuner.errors import TunerError, first_line
 from tuner.core.objective import Objective
-from tuner.tracking.store import connect, existing_store, resolve_tracking_uri
-from tuner.system.secrets import mask_uri
 from tuner.embedding import CONFIG_FILE, EmbeddingModel
+from tuner.errors import TunerError, first_line
+from tuner.system.secrets import mask_uri
+from tuner.tracking.store import connect, existing_store, resolve_tracking_uri
 
-MODEL_NAME = "embedding_model"  # the logged model's name, so runs:/<run id>/embedding_model finds it
+MODEL_NAME = (
+    "embedding_model"  # the logged model's name, so runs:/<run id>/embedding_model finds it
+)
 CHAMPION = "champion"
 EXAMPLE_ROWS = 5  # > 1: torch.export keeps the batch dimension dynamic only then
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -75,8 +78,14 @@ def _quiet_downloads() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_example: np.ndarray,
-              tags: dict[str, str] | None = None, featurized: bool = False) -> Any:
+def log_model(
+    client_or_uri: Any,
+    run_id: str,
+    model: EmbeddingModel,
+    input_example: np.ndarray,
+    tags: dict[str, str] | None = None,
+    featurized: bool = False,
+) -> Any:
     """Log `model` as the logged model `embedding_model` of run `run_id`; returns MLflow's ModelInfo.
 
     `input_example` is raw input (a few images), or with `featurized` already their features
@@ -90,21 +99,41 @@ def log_model(client_or_uri: Any, run_id: str, model: EmbeddingModel, input_exam
     run = client.get_run(run_id)
     # Created here, in the run's experiment: left to MLflow, a logged model lands in the fluent
     # API's active experiment (Default), whatever experiment its run is in.
-    logged = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
-                                        tags={str(k): str(v) for k, v in (tags or {}).items()},
-                                        params=dict(run.data.params), model_type="embedding")
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        tags={str(k): str(v) for k, v in (tags or {}).items()},
+        params=dict(run.data.params),
+        model_type="embedding",
+    )
     example = np.asarray(input_example)[:EXAMPLE_ROWS]
-    features = np.ascontiguousarray(example if featurized else model.features(example), dtype=np.float32)
-    meta = {"tuner_format": 1, "load_with": "tuner.load_model(uri)",
-            "forward_input": f"featurized rows ({model.config.feature_extractor}, un-normalized), "
-                             f"shape (N, {model.settings.n_features})"}
+    features = np.ascontiguousarray(
+        example if featurized else model.features(example), dtype=np.float32
+    )
+    meta = {
+        "tuner_format": 1,
+        "load_with": "tuner.load_model(uri)",
+        "forward_input": f"featurized rows ({model.config.feature_extractor}, un-normalized), "
+        f"shape (N, {model.settings.n_features})",
+    }
     with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(uri):
         files = [str(p) for p in model.save(tmp)]
         return mlflow.pytorch.log_model(
-            model.cpu().eval(), name=MODEL_NAME, run_id=run_id, input_example=features,
-            serialization_format="pt2", extra_files=files, metadata=meta, model_id=logged.model_id,
+            model.cpu().eval(),
+            name=MODEL_NAME,
+            run_id=run_id,
+            input_example=features,
+            serialization_format="pt2",
+            extra_files=files,
+            metadata=meta,
+            model_id=logged.model_id,
             # Stated, not inferred: inference starts a subprocess that loads the model (seconds).
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"])
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"mlflow=={mlflow.__version__}",
+            ],
+        )
 
 
 def warm_up_model_logging() -> None:
@@ -117,9 +146,13 @@ def warm_up_model_logging() -> None:
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
-        mlflow.pytorch.save_model(torch.nn.Linear(2, 2), Path(tmp) / "model", serialization_format="pt2",
-                                  input_example=np.zeros((EXAMPLE_ROWS, 2), dtype=np.float32),
-                                  pip_requirements=["torch", "mlflow"])
+        mlflow.pytorch.save_model(
+            torch.nn.Linear(2, 2),
+            Path(tmp) / "model",
+            serialization_format="pt2",
+            input_example=np.zeros((EXAMPLE_ROWS, 2), dtype=np.float32),
+            pip_requirements=["torch", "mlflow"],
+        )
 
 
 def model_uri(uri_or_run_id: str) -> str:
@@ -134,26 +167,40 @@ def load_model(uri: str, tracking_uri: str | None = None) -> EmbeddingModel:
     import mlflow
 
     _quiet_downloads()
-    resolved = existing_store(tracking_uri, f"model {uri!r}")  # downloading from a missing store creates it
+    resolved = existing_store(
+        tracking_uri, f"model {uri!r}"
+    )  # downloading from a missing store creates it
     source = model_uri(uri)
     # runs:/ URIs find their logged model through the global tracking URI: set it too.
     with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(resolved):
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp,
-                                                        tracking_uri=resolved, registry_uri=resolved)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=tmp, tracking_uri=resolved, registry_uri=resolved
+            )
         except Exception as err:  # noqa: BLE001 - MLflow raises many types for "not there"
             first = first_line(err)
-            raise TunerError(f"model {uri!r}: not found in {mask_uri(resolved)} ({mask_uri(first)}). Expected "
-                             f"models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/{MODEL_NAME} or a run id "
-                             f"of a trial whose model was logged; pass --tracking-uri for another store.") from None
+            raise TunerError(
+                f"model {uri!r}: not found in {mask_uri(resolved)} ({mask_uri(first)}). Expected "
+                f"models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/{MODEL_NAME} or a run id "
+                f"of a trial whose model was logged; pass --tracking-uri for another store."
+            ) from None
         folder = Path(local) / "extra_files"
         if not (folder / CONFIG_FILE).is_file():
-            raise TunerError(f"model {uri!r} is not a tuner model: it has no extra_files/{CONFIG_FILE}.")
+            raise TunerError(
+                f"model {uri!r} is not a tuner model: it has no extra_files/{CONFIG_FILE}."
+            )
         return EmbeddingModel.load(folder)
 
 
-def register_model(client: Any, name: str, model_info: Any, run_id: str, tags: dict[str, Any],
-                   objective: Objective | str, mode: str | None = None) -> Registered:
+def register_model(
+    client: Any,
+    name: str,
+    model_info: Any,
+    run_id: str,
+    tags: dict[str, Any],
+    objective: Objective | str,
+    mode: str | None = None,
+) -> Registered:
     """A new version of `name` (created when missing) tagged with `tags`; `champion` moves to it
     only when it is better by the search's `objective` (tags hold its metrics) than the champion
     (a metric name and `mode` stand for a one-metric objective)."""
@@ -162,17 +209,26 @@ def register_model(client: Any, name: str, model_info: Any, run_id: str, tags: d
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="Embedding models registered by tuner searches.")
+        client.create_registered_model(
+            name, description="Embedding models registered by tuner searches."
+        )
     text_tags = {str(k): str(v) for k, v in tags.items()}
     with using_tracking_uri(client.tracking_uri):  # the registry resolves models:/m-<id> through it
-        version = client.create_model_version(name, source=model_info.model_uri, run_id=run_id,
-                                              tags=text_tags, model_id=model_info.model_id)
+        version = client.create_model_version(
+            name,
+            source=model_info.model_uri,
+            run_id=run_id,
+            tags=text_tags,
+            model_id=model_info.model_id,
+        )
     current = champion_version(client, name)
     objective = Objective.of(objective, mode) if isinstance(objective, str) else objective
     moved = current is None or beats(objective, text_tags, current.tags)
     if moved:
         client.set_registered_model_alias(name, CHAMPION, version.version)
-    return Registered(name, int(version.version), int(version.version) if moved else int(current.version), moved)
+    return Registered(
+        name, int(version.version), int(version.version) if moved else int(current.version), moved
+    )
 
 
 def champion_version(client: Any, name: str) -> Any | None:
@@ -192,7 +248,9 @@ def beats(objective: Objective, new: Mapping[str, Any], old: Mapping[str, Any]) 
     needed = [*objective.metric, *objective.require]
     if any(_number(old.get(m)) is None or _number(new.get(m)) is None for m in objective.metric):
         return False
-    return objective.better({m: _number(new.get(m)) for m in needed}, {m: _number(old.get(m)) for m in needed})
+    return objective.better(
+        {m: _number(new.get(m)) for m in needed}, {m: _number(old.get(m)) for m in needed}
+    )
 
 
 def _number(value: Any) -> float | None:

@@ -8,7 +8,8 @@ reuses the same runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tuner.errors import TunerError
 from tuner.tracking import tags
@@ -21,8 +22,12 @@ def parent_tags(search_id: str) -> dict[str, str]:
 
 
 def trial_tags(parent_run_id: str, search_id: str, trial_id: str) -> dict[str, str]:
-    return {tags.PARENT_RUN: parent_run_id, tags.TRIAL_ID: trial_id, tags.ROLE: tags.ROLE_TRIAL,
-            tags.SEARCH_ID: search_id}
+    return {
+        tags.PARENT_RUN: parent_run_id,
+        tags.TRIAL_ID: trial_id,
+        tags.ROLE: tags.ROLE_TRIAL,
+        tags.SEARCH_ID: search_id,
+    }
 
 
 def all_pages(fetch: Callable[[str | None], Any]) -> list:
@@ -44,8 +49,11 @@ def parent_run(client: Any, experiment_ids: list[str], search_id: str) -> Any | 
     """The parent run of the search with this id, or None."""
     if not experiment_ids:
         return None
-    found = client.search_runs(experiment_ids, f"{PARENT_FILTER} and tags.`{tags.SEARCH_ID}` = '{search_id}'",
-                               max_results=1)
+    found = client.search_runs(
+        experiment_ids,
+        f"{PARENT_FILTER} and tags.`{tags.SEARCH_ID}` = '{search_id}'",
+        max_results=1,
+    )
     return found[0] if found else None
 
 
@@ -62,24 +70,47 @@ def latest_search(client: Any, experiment: str | None) -> tuple[Any, Any]:
     """(experiment, parent run) of the newest search, optionally within one experiment."""
     exps = experiments(client)
     chosen = [e for e in exps if experiment is None or e.name == experiment]
-    runs = client.search_runs([e.experiment_id for e in chosen], PARENT_FILTER,
-                              order_by=["attributes.start_time DESC"], max_results=1) if chosen else []
+    runs = (
+        client.search_runs(
+            [e.experiment_id for e in chosen],
+            PARENT_FILTER,
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if chosen
+        else []
+    )
     if not runs:
-        with_searches = sorted({e.name for e in exps
-                                if client.search_runs([e.experiment_id], PARENT_FILTER, max_results=1)})
+        with_searches = sorted(
+            {
+                e.name
+                for e in exps
+                if client.search_runs([e.experiment_id], PARENT_FILTER, max_results=1)
+            }
+        )
         what = f"experiment {experiment!r}" if experiment else "this store"
-        raise TunerError(f"no tuner search found in {what}. Experiments with searches: "
-                         f"{', '.join(with_searches) or 'none (run `tuner search` first)'}.")
+        raise TunerError(
+            f"no tuner search found in {what}. Experiments with searches: "
+            f"{', '.join(with_searches) or 'none (run `tuner search` first)'}."
+        )
     return next(e for e in chosen if e.experiment_id == runs[0].info.experiment_id), runs[0]
 
 
 def trial_run(client: Any, experiment_id: str, parent_run_id: str, trial_id: str) -> Any | None:
     found = client.search_runs(
-        [experiment_id], f"tags.`{tags.PARENT_RUN}` = '{parent_run_id}' and tags.`{tags.TRIAL_ID}` = '{trial_id}'",
-        max_results=1)
+        [experiment_id],
+        f"tags.`{tags.PARENT_RUN}` = '{parent_run_id}' and tags.`{tags.TRIAL_ID}` = '{trial_id}'",
+        max_results=1,
+    )
     return found[0] if found else None
 
 
 def trial_runs(client: Any, experiment_id: str, parent_run_id: str) -> list:
-    return all_pages(lambda token: client.search_runs(
-        [experiment_id], f"tags.`{tags.PARENT_RUN}` = '{parent_run_id}'", max_results=1000, page_token=token))
+    return all_pages(
+        lambda token: client.search_runs(
+            [experiment_id],
+            f"tags.`{tags.PARENT_RUN}` = '{parent_run_id}'",
+            max_results=1000,
+            page_token=token,
+        )
+    )

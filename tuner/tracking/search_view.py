@@ -7,19 +7,26 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from tuner.core.importance import Importances, param_importances, plot_importances
-from tuner.tracking.report_html import report_page
-from tuner.tracking import runs, tags
-from tuner.tracking.ui_view import view_metrics, view_state, write_view
 from tuner.core.metrics import METRIC_MODES, TEST_METRICS
+from tuner.tracking import runs, tags
+from tuner.tracking.report_html import report_page
+from tuner.tracking.ui_view import view_metrics, view_state, write_view
 
-SEARCHED_PREFIX = "searched."  # the parent's params naming the searched settings (runner.search_params)
-PLOTS = ("embedding.png", "loss_curves.png", "reconstructions.png")  # the best trial's, in the report
+SEARCHED_PREFIX = (
+    "searched."  # the parent's params naming the searched settings (runner.search_params)
+)
+PLOTS = (
+    "embedding.png",
+    "loss_curves.png",
+    "reconstructions.png",
+)  # the best trial's, in the report
 
 
 def searched_settings(parent: Any) -> list[str]:
@@ -27,7 +34,7 @@ def searched_settings(parent: Any) -> list[str]:
     tag = parent.data.tags.get(tags.SEARCHED)
     if tag is not None:
         return [s for s in tag.split(",") if s]
-    return [k[len(SEARCHED_PREFIX):] for k in parent.data.params if k.startswith(SEARCHED_PREFIX)]
+    return [k[len(SEARCHED_PREFIX) :] for k in parent.data.params if k.startswith(SEARCHED_PREFIX)]
 
 
 def metrics_and_modes(metrics: Sequence[str], modes: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -36,8 +43,12 @@ def metrics_and_modes(metrics: Sequence[str], modes: Sequence[str]) -> tuple[lis
     return shown, [given.get(m, METRIC_MODES.get(m, "max")) for m in shown]
 
 
-def importances_of(table: pd.DataFrame, settings: Sequence[str], metrics: Sequence[str]) -> Importances:
-    found = table.attrs.get("importances")  # computed once by the search (and printed in its summary)
+def importances_of(
+    table: pd.DataFrame, settings: Sequence[str], metrics: Sequence[str]
+) -> Importances:
+    found = table.attrs.get(
+        "importances"
+    )  # computed once by the search (and printed in its summary)
     if isinstance(found, Importances):
         return found
     return param_importances(table, settings, view_metrics(metrics))
@@ -61,20 +72,43 @@ def best_plots(client: Any, table: pd.DataFrame, trial_runs: Sequence[Any]) -> d
         for name in PLOTS:
             if name in have:
                 path = client.download_artifacts(run.info.run_id, name, tmp)
-                out[f"best trial {done.iloc[0]['trial_id']} ({run.info.run_name}): {name}"] = Path(path).read_bytes()
+                out[f"best trial {done.iloc[0]['trial_id']} ({run.info.run_name}): {name}"] = Path(
+                    path
+                ).read_bytes()
     return out
 
 
-def report_html(client: Any, parent: Any, table: pd.DataFrame, metrics: Sequence[str], modes: Sequence[str],
-                imp: Importances, trial_runs: Sequence[Any]) -> str:
+def report_html(
+    client: Any,
+    parent: Any,
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    modes: Sequence[str],
+    imp: Importances,
+    trial_runs: Sequence[Any],
+) -> str:
     shown, shown_modes = metrics_and_modes(metrics, modes)
     title = f"search {parent.data.tags.get(tags.SEARCH_ID, parent.info.run_name)}"
-    return report_page(title, table, shown, shown_modes, searched_settings(parent), imp, run_names(trial_runs),
-                       best_plots(client, table, trial_runs))
+    return report_page(
+        title,
+        table,
+        shown,
+        shown_modes,
+        searched_settings(parent),
+        imp,
+        run_names(trial_runs),
+        best_plots(client, table, trial_runs),
+    )
 
 
-def log_search_view(client: Any, experiment_id: str, parent_run_id: str, table: pd.DataFrame,
-                    metrics: Sequence[str], modes: Sequence[str]) -> int:
+def log_search_view(
+    client: Any,
+    experiment_id: str,
+    parent_run_id: str,
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    modes: Sequence[str],
+) -> int:
     """Importances, saved view and report.html of a search that ended; returns the artifacts logged."""
     from mlflow.entities import Metric
 
@@ -83,7 +117,9 @@ def log_search_view(client: Any, experiment_id: str, parent_run_id: str, table: 
     trial_runs = runs.trial_runs(client, experiment_id, parent_run_id)
     imp = importances_of(table, settings, metrics)
     now, logged = int(time.time() * 1000), 0
-    client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in imp.metrics().items()])
+    client.log_batch(
+        parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in imp.metrics().items()]
+    )
     stepped = sorted({k for r in trial_runs for k in r.data.metrics})
     others = [*stepped, *sorted(set(client.get_run(parent_run_id).data.metrics))]
     tested = [t for t in TEST_METRICS if t.removeprefix("test_") in view_metrics(metrics)]
@@ -93,7 +129,9 @@ def log_search_view(client: Any, experiment_id: str, parent_run_id: str, table: 
             client.log_artifact(parent_run_id, str(Path(tmp) / "importance.png"))
             logged += 1
         if len(table):
-            (Path(tmp) / "report.html").write_text(report_html(client, parent, table, metrics, modes, imp, trial_runs))
+            (Path(tmp) / "report.html").write_text(
+                report_html(client, parent, table, metrics, modes, imp, trial_runs)
+            )
             client.log_artifact(parent_run_id, str(Path(tmp) / "report.html"))
             logged += 1
     return logged

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tuner.system.disk import is_disk_full
 from tuner.errors import first_line
+from tuner.system.disk import is_disk_full
 from tuner.system.secrets import mask_uri
 from tuner.system.tune_storage import ExperimentDir, spool
 from tuner.tracking.store import unreachable
@@ -39,31 +40,45 @@ class OfflineSpool:
             self.disk_full = True
             return
         first = first_line(err)[:300]
-        print(f"tuner: MLflow at {mask_uri(self.tracking_uri)} stopped answering ({mask_uri(first)}). "
-              f"The search goes on without it and Tune keeps every result; once the server is back, "
-              f"run:\n  {self.sync_hint}", file=sys.stderr, flush=True)
+        print(
+            f"tuner: MLflow at {mask_uri(self.tracking_uri)} stopped answering ({mask_uri(first)}). "
+            f"The search goes on without it and Tune keeps every result; once the server is back, "
+            f"run:\n  {self.sync_hint}",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    def keep(self, trial_id: str | None, status: str | None, artifact_dir: Path | None = None) -> None:
+    def keep(
+        self, trial_id: str | None, status: str | None, artifact_dir: Path | None = None
+    ) -> None:
         """A trial's files (or, with no trial, the search's end status) kept for `tuner sync`."""
         try:
             if self.storage is not None:
                 spool(self.storage, trial_id, status, artifact_dir)
         except Exception as err:  # noqa: BLE001 - losing plots must not stop the search
-            print(f"tuner: could not keep {trial_id or 'the search'}'s results for tuner sync: {mask_uri(err)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tuner: could not keep {trial_id or 'the search'}'s results for tuner sync: {mask_uri(err)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def search_ended(self, status: str) -> None:
         """Offline at the search's end: its status kept, and the sync command said again, where
         people look."""
         if self.offline and not self.disk_full:
             self.keep(None, status)
-            print(f"tuner: MLflow at {mask_uri(self.tracking_uri)} missed part of this search; once it "
-                  f"answers again, run:\n  {self.sync_hint}", file=sys.stderr, flush=True)
+            print(
+                f"tuner: MLflow at {mask_uri(self.tracking_uri)} missed part of this search; once it "
+                f"answers again, run:\n  {self.sync_hint}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def tolerant(default: Any = None) -> Callable:
     """A writer's method (on an object with a `spool`) that, once the store stops answering, is a
     no-op returning `default` instead of an error that would stop Tune."""
+
     def wrap(method: Callable) -> Callable:
         @functools.wraps(method)
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -76,5 +91,7 @@ def tolerant(default: Any = None) -> Callable:
                     raise
                 self.spool.go_offline(err)
                 return default
+
         return call
+
     return wrap

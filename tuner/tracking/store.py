@@ -18,21 +18,27 @@ from urllib.parse import urlsplit
 from tuner.core.params import FULL_PARAMS, PARAM_LIMIT, is_cut, params_text, stored_text
 from tuner.errors import TunerError
 from tuner.system.secrets import mask_uri
-
 from tuner.tracking.ui_view import GROUP_BY, VIEW_TAG, envelope
 
 # MLflow retries a dead server for ~4 minutes by default, stalling Tune's event loop each time;
 # ~10 s covers a restart blip. Set these variables yourself to choose otherwise.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """None -> $MLFLOW_TRACKING_URI or sqlite:///<abs cwd>/mlflow.db; relative SQLite paths made absolute."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve()}/mlflow.db"
+    uri = (
+        uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{Path.cwd().resolve()}/mlflow.db"
+    )
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
     return uri
 
 
@@ -48,24 +54,33 @@ def existing_store(tracking_uri: str | None, what: str = "") -> str:
     uri = resolve_tracking_uri(tracking_uri)
     where, scheme = f"{what}: " if what else "", urlsplit(uri).scheme
     if uri.startswith("sqlite:////"):
-        path = Path(uri[len("sqlite:///"):].split("?")[0])
+        path = Path(uri[len("sqlite:///") :].split("?")[0])
         found = path.is_file()
-    elif scheme in ("", "file") and uri not in ("databricks", "databricks-uc"):  # a path: a file store
+    elif scheme in ("", "file") and uri not in (
+        "databricks",
+        "databricks-uc",
+    ):  # a path: a file store
         path = Path(urlsplit(uri).path if scheme == "file" else uri).resolve()
         found = path.exists()
         if path.is_file():
-            raise TunerError(f"{where}tracking URI {mask_uri(uri)!r} is a plain path, which MLflow reads as a "
-                             f"folder of runs; for the SQLite file there pass sqlite:///{path}.")
+            raise TunerError(
+                f"{where}tracking URI {mask_uri(uri)!r} is a plain path, which MLflow reads as a "
+                f"folder of runs; for the SQLite file there pass sqlite:///{path}."
+            )
         if found and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
-            raise TunerError(f"{where}tracking URI {mask_uri(uri)!r} is a folder, which MLflow reads as its old "
-                             "file store, no longer served by MLflow 3: pass a database such as "
-                             "sqlite:////abs/path/mlflow.db (`mlflow migrate-filestore` converts a folder of runs) "
-                             "or a server http://host:port.")
+            raise TunerError(
+                f"{where}tracking URI {mask_uri(uri)!r} is a folder, which MLflow reads as its old "
+                "file store, no longer served by MLflow 3: pass a database such as "
+                "sqlite:////abs/path/mlflow.db (`mlflow migrate-filestore` converts a folder of runs) "
+                "or a server http://host:port."
+            )
     else:
         return uri
     if not found:
-        raise TunerError(f"{where}no MLflow store at {str(path)!r}: run `tuner search` there first, or pass "
-                         "--tracking-uri (or MLFLOW_TRACKING_URI) naming the store of your searches.")
+        raise TunerError(
+            f"{where}no MLflow store at {str(path)!r}: run `tuner search` there first, or pass "
+            "--tracking-uri (or MLFLOW_TRACKING_URI) naming the store of your searches."
+        )
     return uri
 
 
@@ -86,9 +101,11 @@ def connect(tracking_uri: str | None):
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure here means the URI is unusable
-        raise TunerError(f"MLflow tracking URI {mask_uri(uri)!r} cannot be used: {mask_uri(err)}. "
-                         "Pass --tracking-uri (or set MLFLOW_TRACKING_URI) to a running MLflow server "
-                         "(http://host:port) or a database such as sqlite:////abs/path/mlflow.db.") from None
+        raise TunerError(
+            f"MLflow tracking URI {mask_uri(uri)!r} cannot be used: {mask_uri(err)}. "
+            "Pass --tracking-uri (or set MLFLOW_TRACKING_URI) to a running MLflow server "
+            "(http://host:port) or a database such as sqlite:////abs/path/mlflow.db."
+        ) from None
     return client
 
 
@@ -96,38 +113,57 @@ def unreachable(err: BaseException) -> bool:
     """The store did not answer (refused, timed out, 5xx after retries, database locked): not a bad request."""
     import requests
 
-    transport = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                 requests.exceptions.RetryError, ConnectionError, TimeoutError)
+    transport = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.RetryError,
+        ConnectionError,
+        TimeoutError,
+    )
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, transport) or type(seen).__name__ == "OperationalError":  # sqlalchemy's
             return True
         response = getattr(seen, "response", None)
-        if isinstance(seen, requests.exceptions.HTTPError) and response is not None and response.status_code >= 500:
+        if (
+            isinstance(seen, requests.exceptions.HTTPError)
+            and response is not None
+            and response.status_code >= 500
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     # MLflow's REST client re-raises transport errors as text.
-    return any(s in str(err) for s in ("Max retries exceeded", "Connection refused", "Connection aborted"))
+    return any(
+        s in str(err) for s in ("Max retries exceeded", "Connection refused", "Connection aborted")
+    )
 
 
 def experiment_id(client, name: str, uri: str) -> str:
     """The id of experiment `name`, created once (artifacts beside a SQLite file); never a deleted one."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        db = uri[len("sqlite:///"):] if uri.startswith("sqlite:////") else None
+        db = uri[len("sqlite:///") :] if uri.startswith("sqlite:////") else None
         # Without a location MLflow puts artifacts under the cwd of whoever created the experiment.
-        location = str(Path(db).parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)) if db else None
+        location = (
+            str(Path(db).parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)) if db else None
+        )
         try:
             client.create_experiment(name, artifact_location=location)
         except Exception:  # noqa: BLE001 - another driver created it first: use theirs
             pass
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            raise TunerError(f"MLflow experiment {name!r} could not be created in {mask_uri(uri)!r}.")
+            raise TunerError(
+                f"MLflow experiment {name!r} could not be created in {mask_uri(uri)!r}."
+            )
     if exp.lifecycle_stage == "deleted":
-        raise TunerError(f"MLflow experiment {name!r} is deleted in {mask_uri(uri)!r}: restore it "
-                         "(mlflow experiments restore) or pass another --experiment.")
-    if VIEW_TAG not in exp.tags:  # MLflow's UI opens it with `?viewStateShareKey=tuner` (`tuner ui`'s link):
+        raise TunerError(
+            f"MLflow experiment {name!r} is deleted in {mask_uri(uri)!r}: restore it "
+            "(mlflow experiments restore) or pass another --experiment."
+        )
+    if (
+        VIEW_TAG not in exp.tags
+    ):  # MLflow's UI opens it with `?viewStateShareKey=tuner` (`tuner ui`'s link):
         # runs grouped by search, so the trials show without unfolding their parent; a search's
         # end fills in its columns and charts (tuner.tracking.search_view).
         client.set_experiment_tag(exp.experiment_id, VIEW_TAG, envelope({"groupBy": GROUP_BY}))
@@ -136,7 +172,9 @@ def experiment_id(client, name: str, uri: str) -> str:
     return exp.experiment_id
 
 
-def log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, str] | None = None) -> int:
+def log_params(
+    client, run_id: str, params: dict[str, Any], existing: dict[str, str] | None = None
+) -> int:
     """MLflow params are immutable: keys already on the run (a resumed run) are left alone."""
     from mlflow.entities import Param
 
@@ -145,7 +183,7 @@ def log_params(client, run_id: str, params: dict[str, Any], existing: dict[str, 
         log_text(client, run_id, json.dumps(texts, indent=1), FULL_PARAMS)
     todo = [Param(k, stored_text(text)) for k, text in texts.items()]
     for start in range(0, len(todo), 100):  # MLflow's per-batch limit
-        client.log_batch(run_id, params=todo[start:start + 100])
+        client.log_batch(run_id, params=todo[start : start + 100])
     return len(todo)
 
 

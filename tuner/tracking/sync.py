@@ -13,23 +13,38 @@ import json
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow.fs as pafs
 import yaml
 
+from tuner.core.selection import (
+    TrialOutcome,
+    error_summary,
+    results_table,
+    search_status,
+    trial_status,
+)
 from tuner.errors import TunerError
-from tuner.core.selection import TrialOutcome, error_summary, results_table, search_status, trial_status
-from tuner.system.processes import hold_point
 from tuner.space.spec import trial_record
-from tuner.system.tune_storage import (PLOTS_DIR, SPOOL_DIR, STATE_FILE, ExperimentDir, download_dir, experiment_dir,
-                           read_spool, read_state)
+from tuner.system.processes import hold_point
+from tuner.system.secrets import mask_uri
 from tuner.system.storage_guard import check_private
+from tuner.system.tune_storage import (
+    PLOTS_DIR,
+    SPOOL_DIR,
+    STATE_FILE,
+    ExperimentDir,
+    download_dir,
+    experiment_dir,
+    read_spool,
+    read_state,
+)
 from tuner.tracking.runs import find_search
 from tuner.tracking.store import connect, resolve_tracking_uri
-from tuner.system.secrets import mask_uri
 from tuner.tracking.writer import SearchTracker
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dir: <trainable>_<trial id>_<n>_...
@@ -72,24 +87,45 @@ def read_trial(fs: Any, path: str) -> StoredTrial | None:
     results = _json_lines(_read(fs, f"{path}/result.json") or "")
     name = path.rstrip("/").rsplit("/", 1)[-1]
     found = _TRIAL_ID.search(name)
-    trial_id = results[0]["trial_id"] if results and "trial_id" in results[0] else (found.group(1) if found else name)
-    checkpoints = sorted((i for i in fs.get_file_info(pafs.FileSelector(path))
-                          if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")),
-                         key=lambda i: i.base_name, reverse=True)
-    plots = next((f"{c.path}/{PLOTS_DIR}" for c in checkpoints
-                  if fs.get_file_info(f"{c.path}/{PLOTS_DIR}").type == pafs.FileType.Directory), None)
+    trial_id = (
+        results[0]["trial_id"]
+        if results and "trial_id" in results[0]
+        else (found.group(1) if found else name)
+    )
+    checkpoints = sorted(
+        (
+            i
+            for i in fs.get_file_info(pafs.FileSelector(path))
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")
+        ),
+        key=lambda i: i.base_name,
+        reverse=True,
+    )
+    plots = next(
+        (
+            f"{c.path}/{PLOTS_DIR}"
+            for c in checkpoints
+            if fs.get_file_info(f"{c.path}/{PLOTS_DIR}").type == pafs.FileType.Directory
+        ),
+        None,
+    )
     return StoredTrial(trial_id, json.loads(params), results, _read(fs, f"{path}/error.txt"), plots)
 
 
 def read_trials(exp_dir: ExperimentDir) -> list[StoredTrial]:
-    records = (read_trial(exp_dir.fs, info.path) for info in sorted(exp_dir.entries(), key=lambda i: i.base_name)
-               if info.type == pafs.FileType.Directory)
+    records = (
+        read_trial(exp_dir.fs, info.path)
+        for info in sorted(exp_dir.entries(), key=lambda i: i.base_name)
+        if info.type == pafs.FileType.Directory
+    )
     return [r for r in records if r is not None]
 
 
 def record_status(record: StoredTrial, iterations: int) -> str | None:
     last = max((r.get("iteration", 0) for r in record.results), default=0)
-    return trial_status(last, iterations, error=record.error is not None, reported=bool(record.results))
+    return trial_status(
+        last, iterations, error=record.error is not None, reported=bool(record.results)
+    )
 
 
 def find_experiment_dir(storage_path: str | Path | None, experiment: str | None) -> ExperimentDir:
@@ -98,28 +134,46 @@ def find_experiment_dir(storage_path: str | Path | None, experiment: str | None)
     base, question, query = root.partition("?") if "://" in root else (root, "", "")
     whole = base.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())
     if "://" not in root and Path(whole).is_file():
-        raise TunerError(f"--storage-path {root!r} is a file: pass the directory the search's results are in "
-                         f"(its --storage-path, or its experiment directory).")
+        raise TunerError(
+            f"--storage-path {root!r} is a file: pass the directory the search's results are in "
+            f"(its --storage-path, or its experiment directory)."
+        )
     parent, name = whole.rsplit("/", 1)
     here = experiment_dir(f"{parent or '/'}{question}{query}", name)
-    for candidate in ([experiment_dir(root, experiment)] if experiment is not None else []) + [here]:
+    for candidate in ([experiment_dir(root, experiment)] if experiment is not None else []) + [
+        here
+    ]:
         if candidate.read_text(STATE_FILE) is not None:
             return candidate
     if experiment is not None:
-        raise TunerError(f"--storage-path {mask_uri(root)!r} --experiment {experiment!r}: no tuner search there "
-                         f"(no {STATE_FILE}). Pass the --storage-path and --experiment the search ran with.")
-    found = [experiment_dir(f"{whole}{question}{query}", i.base_name) for i in here.entries()
-             if i.type == pafs.FileType.Directory]
+        raise TunerError(
+            f"--storage-path {mask_uri(root)!r} --experiment {experiment!r}: no tuner search there "
+            f"(no {STATE_FILE}). Pass the --storage-path and --experiment the search ran with."
+        )
+    found = [
+        experiment_dir(f"{whole}{question}{query}", i.base_name)
+        for i in here.entries()
+        if i.type == pafs.FileType.Directory
+    ]
     found = [d for d in found if d.read_text(STATE_FILE) is not None]
     if len(found) != 1:
         names = ", ".join(sorted(d.name for d in found)) or "none"
-        raise TunerError(f"--storage-path {mask_uri(root)!r}: {'several' if found else 'no'} tuner searches there "
-                         f"({names}). Pass --experiment NAME, or the search's own directory as --storage-path.")
+        raise TunerError(
+            f"--storage-path {mask_uri(root)!r}: {'several' if found else 'no'} tuner searches there "
+            f"({names}). Pass --experiment NAME, or the search's own directory as --storage-path."
+        )
     return found[0]
 
 
-def sync_trial(tracker: SearchTracker, exp_dir: ExperimentDir, record: StoredTrial, params: Mapping[str, Any],
-               status: str, plots: str | None, name: str | None = None) -> None:
+def sync_trial(
+    tracker: SearchTracker,
+    exp_dir: ExperimentDir,
+    record: StoredTrial,
+    params: Mapping[str, Any],
+    status: str,
+    plots: str | None,
+    name: str | None = None,
+) -> None:
     """The trial's run, params, metric history, plots, error and status: whichever are missing."""
     tracker.trial_started(record.trial_id, params, reopen=False, run_name=name)
     for result in record.results:
@@ -129,27 +183,52 @@ def sync_trial(tracker: SearchTracker, exp_dir: ExperimentDir, record: StoredTri
             download_dir(exp_dir.fs, plots, Path(tmp))
         if status == "FAILED" and record.error:
             (Path(tmp) / "error.txt").write_text(error_summary(record.error))
-        if tracker.run_status(record.trial_id) != status or tracker.missing_artifacts(record.trial_id, Path(tmp)):
+        if tracker.run_status(record.trial_id) != status or tracker.missing_artifacts(
+            record.trial_id, Path(tmp)
+        ):
             tracker.trial_finished(record.trial_id, status, Path(tmp))
 
 
-def _sync_trials(tracker: SearchTracker, exp_dir: ExperimentDir, resolved: dict[str, Any],
-                 kept_plots: dict[str, str]) -> list[TrialOutcome]:
+def _sync_trials(
+    tracker: SearchTracker,
+    exp_dir: ExperimentDir,
+    resolved: dict[str, Any],
+    kept_plots: dict[str, str],
+) -> list[TrialOutcome]:
     """Every trial that ran, synced; returns their outcomes."""
     outcomes = []
     for record in read_trials(exp_dir):
-        trial = trial_record(resolved.get("fixed", {}), resolved.get("params", {}), record.trial_id, record.config)
+        trial = trial_record(
+            resolved.get("fixed", {}), resolved.get("params", {}), record.trial_id, record.config
+        )
         status = record_status(record, trial.config.iterations)
         if status is not None:
-            sync_trial(tracker, exp_dir, record, trial.params, status,
-                       record.plots or kept_plots.get(record.trial_id), trial.run_name)
-            outcomes.append(TrialOutcome(record.trial_id, status, trial.params,
-                                         record.results[-1] if record.results else {}))
+            sync_trial(
+                tracker,
+                exp_dir,
+                record,
+                trial.params,
+                status,
+                record.plots or kept_plots.get(record.trial_id),
+                trial.run_name,
+            )
+            outcomes.append(
+                TrialOutcome(
+                    record.trial_id,
+                    status,
+                    trial.params,
+                    record.results[-1] if record.results else {},
+                )
+            )
     return outcomes
 
 
-def sync_search(storage_path: str | Path | None = None, experiment: str | None = None,
-                tracking_uri: str | None = None, verbose: bool = True) -> Counter:
+def sync_search(
+    storage_path: str | Path | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    verbose: bool = True,
+) -> Counter:
     """Write what MLflow lacks of one search; returns what was written (empty: it was complete)."""
     uri = resolve_tracking_uri(tracking_uri)
     exp_dir = find_experiment_dir(storage_path, experiment)
@@ -158,11 +237,23 @@ def sync_search(storage_path: str | Path | None = None, experiment: str | None =
     search_id, resolved = str(state["search_id"]), state["spec"]
     found = find_search(connect(uri), search_id)
     name = experiment or (found[0].name if found else resolved.get("name", exp_dir.name))
-    params = {k: resolved[k] for k in ("metric", "mode", "search", "samples", "n_trials") if k in resolved}
-    tracker = SearchTracker.open(uri, name, search_id, "# rebuilt by tuner sync from the resolved spec\n"
-                                 + yaml.safe_dump(resolved, sort_keys=False), resolved,
-                                 {**params, "storage": mask_uri(exp_dir.uri)}, resume=True, reopen=False)
-    kept_status, kept_plots = read_spool(exp_dir)  # tracker.storage stays None: the spool is what this reads
+    params = {
+        k: resolved[k] for k in ("metric", "mode", "search", "samples", "n_trials") if k in resolved
+    }
+    tracker = SearchTracker.open(
+        uri,
+        name,
+        search_id,
+        "# rebuilt by tuner sync from the resolved spec\n"
+        + yaml.safe_dump(resolved, sort_keys=False),
+        resolved,
+        {**params, "storage": mask_uri(exp_dir.uri)},
+        resume=True,
+        reopen=False,
+    )
+    kept_status, kept_plots = read_spool(
+        exp_dir
+    )  # tracker.storage stays None: the spool is what this reads
     metric, mode = resolved.get("metric", ["knn_accuracy"]), resolved.get("mode", ["max"])
     try:
         hold_point("sync")
@@ -171,16 +262,28 @@ def sync_search(storage_path: str | Path | None = None, experiment: str | None =
         tracker.end_running("KILLED")
         raise
     table = results_table(outcomes, list(resolved.get("params", {})), metric, mode)
-    status = kept_status or search_status([o.status for o in outcomes], resolved.get("n_trials", 0),
-                                          scheduled=bool(resolved.get("scheduler")))
-    if +tracker.written or tracker.parent_status == "RUNNING":  # else the parent is as the search left it
+    status = kept_status or search_status(
+        [o.status for o in outcomes],
+        resolved.get("n_trials", 0),
+        scheduled=bool(resolved.get("scheduler")),
+    )
+    if (
+        +tracker.written or tracker.parent_status == "RUNNING"
+    ):  # else the parent is as the search left it
         tracker.finish(table, metric, mode, status)
     if tracker.offline:
-        raise TunerError(f"MLflow at {mask_uri(uri)} stopped answering during the sync: run it again once it answers.")
+        raise TunerError(
+            f"MLflow at {mask_uri(uri)} stopped answering during the sync: run it again once it answers."
+        )
     if kept_status is not None or kept_plots:  # all in MLflow now; a later search may spool afresh
         exp_dir.fs.delete_dir(exp_dir.child(SPOOL_DIR))
     if verbose:
-        done = ", ".join(f"{n} {k}" for k, n in sorted((+tracker.written).items())) or "nothing was missing"
-        print(f"synced search {search_id} ({len(table)} trials, {tracker.parent_status.lower()}) from "
-              f"{mask_uri(exp_dir.uri)} into MLflow experiment {name!r} at {mask_uri(uri)}: {done}")
+        done = (
+            ", ".join(f"{n} {k}" for k, n in sorted((+tracker.written).items()))
+            or "nothing was missing"
+        )
+        print(
+            f"synced search {search_id} ({len(table)} trials, {tracker.parent_status.lower()}) from "
+            f"{mask_uri(exp_dir.uri)} into MLflow experiment {name!r} at {mask_uri(uri)}: {done}"
+        )
     return +tracker.written

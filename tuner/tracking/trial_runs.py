@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner.core.metrics import TEST_METRICS, TRIAL_METRICS
 from tuner.errors import first_line
 from tuner.system.secrets import mask_uri
 from tuner.tracking import runs
@@ -22,7 +23,6 @@ from tuner.tracking.inputs import DataDescription, log_data
 from tuner.tracking.spool import OfflineSpool, tolerant
 from tuner.tracking.store import artifact_names, log_params, log_text, unreachable
 from tuner.tracking.ui_view import EMBEDDING_KEY
-from tuner.core.metrics import TEST_METRICS, TRIAL_METRICS
 
 
 @dataclass
@@ -35,10 +35,14 @@ class TrialRuns:
     written: Counter  # shared with the parent run: what the search's writer wrote
     data: DataDescription | None = None  # the search's data: each new run logs it as its input
     _runs: dict[str, str] = field(default_factory=dict)
-    _status: dict[str, str] = field(default_factory=dict)  # trial id -> its run's status as last set
+    _status: dict[str, str] = field(
+        default_factory=dict
+    )  # trial id -> its run's status as last set
     _last_step: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def _run(self, trial_id: str, params: dict[str, Any], reopen: bool, run_name: str | None = None) -> str:
+    def _run(
+        self, trial_id: str, params: dict[str, Any], reopen: bool, run_name: str | None = None
+    ) -> str:
         if trial_id in self._runs:
             return self._runs[trial_id]
         run = runs.trial_run(self.client, self.experiment_id, self.parent_run_id, trial_id)
@@ -51,21 +55,32 @@ class TrialRuns:
             # Fetched once: re-reported steps at or below these are already in the history.
             self._last_step[trial_id] = {
                 key: max(m.step for m in self.client.get_metric_history(run.info.run_id, key))
-                for key in run.data.metrics}
+                for key in run.data.metrics
+            }
         else:
             tags = runs.trial_tags(self.parent_run_id, self.search_id, trial_id)
-            run = self.client.create_run(self.experiment_id, tags=tags, run_name=run_name or trial_id)
+            run = self.client.create_run(
+                self.experiment_id, tags=tags, run_name=run_name or trial_id
+            )
             self._last_step[trial_id], self._status[trial_id] = {}, "RUNNING"
             self.written.update(runs=1)
             if self.data is not None:
                 log_data(self.client, run.info.run_id, self.data, trial=True)
         self._runs[trial_id] = run.info.run_id
-        self.written.update(params=log_params(self.client, run.info.run_id, params, run.data.params))
+        self.written.update(
+            params=log_params(self.client, run.info.run_id, params, run.data.params)
+        )
         return run.info.run_id
 
     @tolerant()
-    def started(self, trial_id: str, params: dict[str, Any], *, reopen: bool = True,
-                run_name: str | None = None) -> str | None:
+    def started(
+        self,
+        trial_id: str,
+        params: dict[str, Any],
+        *,
+        reopen: bool = True,
+        run_name: str | None = None,
+    ) -> str | None:
         """The trial's nested run: the one already tagged with this trial id, else a new one named
         `run_name` (default: the trial id). A found run is set RUNNING again unless `reopen` is False.
         None once offline.
@@ -98,9 +113,13 @@ class TrialRuns:
         run_id = self._run(trial_id, {}, reopen=False)
         last = self._last_step[trial_id]
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(metrics[key]), now, int(step)) for key in (*TRIAL_METRICS, *TEST_METRICS)
-                 if isinstance(metrics.get(key), numbers.Real) and not isinstance(metrics[key], bool)
-                 and int(step) > last.get(key, -math.inf)]
+        batch = [
+            Metric(key, float(metrics[key]), now, int(step))
+            for key in (*TRIAL_METRICS, *TEST_METRICS)
+            if isinstance(metrics.get(key), numbers.Real)
+            and not isinstance(metrics[key], bool)
+            and int(step) > last.get(key, -math.inf)
+        ]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
             last.update({m.key: int(step) for m in batch})
@@ -116,17 +135,25 @@ class TrialRuns:
         if artifact_dir is None or not Path(artifact_dir).is_dir():
             return []
         have = artifact_names(self.client, self._run(trial_id, {}, reopen=False))
-        return sorted(p.name for p in Path(artifact_dir).iterdir() if p.is_file() and p.name not in have)
+        return sorted(
+            p.name for p in Path(artifact_dir).iterdir() if p.is_file() and p.name not in have
+        )
 
     @tolerant()
-    def finished(self, trial_id: str, status: str, artifact_dir: Path | None, error: str | None) -> None:
+    def finished(
+        self, trial_id: str, status: str, artifact_dir: Path | None, error: str | None
+    ) -> None:
         """Ends the trial's run; files of `artifact_dir` it lacks are uploaded, `error` as error.txt."""
         run_id = self._run(trial_id, {}, reopen=False)
         for name in self._missing_artifacts(trial_id, artifact_dir):
             self.client.log_artifact(run_id, str(Path(artifact_dir) / name))
             self.written.update(artifacts=1)
-            if name == "embedding.png":  # also as an image by step, which MLflow's image chart pages through
-                self._log_embedding(run_id, Path(artifact_dir) / name, self._last_step.get(trial_id, {}))
+            if (
+                name == "embedding.png"
+            ):  # also as an image by step, which MLflow's image chart pages through
+                self._log_embedding(
+                    run_id, Path(artifact_dir) / name, self._last_step.get(trial_id, {})
+                )
         if error:
             log_text(self.client, run_id, error, "error.txt")
             self.written.update(artifacts=1)
@@ -139,13 +166,21 @@ class TrialRuns:
 
         try:
             with Image.open(path) as image:
-                self.client.log_image(run_id, image.convert("RGB"), key=EMBEDDING_KEY,
-                                      step=max(last_step.values(), default=0), synchronous=True)
+                self.client.log_image(
+                    run_id,
+                    image.convert("RGB"),
+                    key=EMBEDDING_KEY,
+                    step=max(last_step.values(), default=0),
+                    synchronous=True,
+                )
         except Exception as err:  # noqa: BLE001 - the plot itself is logged; the image chart's copy is a help
             if unreachable(err):
                 raise
-            print(f"tuner: the embedding image by step was not logged: {mask_uri(first_line(err))}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tuner: the embedding image by step was not logged: {mask_uri(first_line(err))}",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         self.written.update(artifacts=1)
 

@@ -16,23 +16,27 @@ import base64
 import json
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tuner.tracking.tags import SEARCH_ID
 
 UI_VIEW_KEY = "tuner"
 VIEW_TAG = f"mlflow.sharedViewState.{UI_VIEW_KEY}"
-GROUP_BY = {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": SEARCH_ID}]}
+GROUP_BY = {
+    "aggregateFunction": "average",
+    "groupByKeys": [{"mode": "tag", "groupByData": SEARCH_ID}],
+}
 MODEL_SECTION, SYSTEM_SECTION = "Model metrics", "System metrics"
 EMBEDDING_KEY = "embedding"  # the image key trial runs log their embedding plot under, by step
 
 # What this module writes, as the UI source spells it: each must still be in the bundle.
 UI_FORMAT = {
     "UI state keys": '"selectedColumns","columnOrder","columnWidths","runsExpanded","runsPinned","runsHidden",'
-                     '"runsVisibilityMap","runsHiddenMode","compareRunCharts","compareRunSections"',
+    '"runsVisibilityMap","runsHiddenMode","compareRunCharts","compareRunSections"',
     "UI state keys (2)": '"isAccordionReordered","groupBy","groupsExpanded","autoRefreshEnabled",'
-                         '"useGroupedValuesInCharts","hideEmptyCharts","globalLineChartConfig"',
+    '"useGroupedValuesInCharts","hideEmptyCharts","globalLineChartConfig"',
     "table facets": '"searchFilter","orderByKey","orderByAsc"',
     "show all runs": 'SHOWALL="SHOW_ALL"',
     "column keys": 'e+".`"+t+"`"',
@@ -45,7 +49,7 @@ UI_FORMAT = {
     "sections": 'MODEL_METRICS="Model metrics",e.SYSTEM_METRICS="System metrics"',
     "compressed state": '"deflate;"',
     "saved-view envelope": "Invalid saved-view envelope: expected an object with a string `name`, number "
-                           "`createdAt`, and string `state`",
+    "`createdAt`, and string `state`",
 }
 
 
@@ -54,8 +58,15 @@ def bundle_text(build_dir: Path | None = None) -> str:
     if build_dir is None:  # found, not imported: importing mlflow.server starts its web app's setup
         import importlib.util
 
-        build_dir = Path(importlib.util.find_spec("mlflow").submodule_search_locations[0]) / "server" / "js" / "build"
-    return "\n".join(p.read_text(errors="replace") for p in sorted(Path(build_dir).glob("static/js/*.js")))
+        build_dir = (
+            Path(importlib.util.find_spec("mlflow").submodule_search_locations[0])
+            / "server"
+            / "js"
+            / "build"
+        )
+    return "\n".join(
+        p.read_text(errors="replace") for p in sorted(Path(build_dir).glob("static/js/*.js"))
+    )
 
 
 def format_problems(js: str) -> list[str]:
@@ -69,16 +80,39 @@ def _column(kind: str, name: str) -> str:
 
 def _card(uuid: str, kind: str, section: str, **fields: Any) -> dict[str, Any]:
     # The base card's fields (the UI's RunsChartsCardConfig), then the type's own.
-    return {"uuid": uuid, "type": kind, "runsCountToCompare": 100, "metricSectionId": section, "deleted": False,
-            "isGenerated": False, "displayName": None, **fields}
+    return {
+        "uuid": uuid,
+        "type": kind,
+        "runsCountToCompare": 100,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+        "displayName": None,
+        **fields,
+    }
 
 
 def _line(uuid: str, metric: str, section: str, deleted: bool = False) -> dict[str, Any]:
-    return _card(uuid, "LINE", section, metricKey=metric, selectedMetricKeys=[metric], displayName=metric,
-                 lineSmoothness=0, xAxisScaleType="linear", scaleType="linear",
-                 range={"xMin": None, "xMax": None, "yMin": None, "yMax": None}, xAxisKey="step",
-                 selectedXAxisMetricKey="", yAxisKey="metric", yAxisExpressions=[], ignoreOutliers=False,
-                 useGlobalXaxisKey=True, useGlobalLineSmoothing=True, deleted=deleted)
+    return _card(
+        uuid,
+        "LINE",
+        section,
+        metricKey=metric,
+        selectedMetricKeys=[metric],
+        displayName=metric,
+        lineSmoothness=0,
+        xAxisScaleType="linear",
+        scaleType="linear",
+        range={"xMin": None, "xMax": None, "yMin": None, "yMax": None},
+        xAxisKey="step",
+        selectedXAxisMetricKey="",
+        yAxisKey="metric",
+        yAxisExpressions=[],
+        ignoreOutliers=False,
+        useGlobalXaxisKey=True,
+        useGlobalLineSmoothing=True,
+        deleted=deleted,
+    )
 
 
 def view_metrics(metrics: Sequence[str]) -> list[str]:
@@ -86,8 +120,14 @@ def view_metrics(metrics: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*metrics, "knn_accuracy", "recon_error"]))
 
 
-def view_state(settings: Sequence[str], metrics: Sequence[str], modes: Sequence[str], tested: Sequence[str],
-               other_metrics: Sequence[str] = (), stepped: Sequence[str] = ()) -> dict[str, Any]:
+def view_state(
+    settings: Sequence[str],
+    metrics: Sequence[str],
+    modes: Sequence[str],
+    tested: Sequence[str],
+    other_metrics: Sequence[str] = (),
+    stepped: Sequence[str] = (),
+) -> dict[str, Any]:
     """The runs table and chart view of a search that searched `settings` for `metrics`.
 
     Table: settings, metrics, then `tested` (test figures) as columns in that order, sorted by the
@@ -98,34 +138,88 @@ def view_state(settings: Sequence[str], metrics: Sequence[str], modes: Sequence[
     "Add chart" brings one back. `stepped`: which of them have a history (a line, not a bar).
     """
     shown = view_metrics(metrics)
-    columns = [*(_column("params", s) for s in settings), *(_column("metrics", m) for m in shown),
-               *(_column("metrics", t) for t in tested if t not in shown)]
+    columns = [
+        *(_column("params", s) for s in settings),
+        *(_column("metrics", m) for m in shown),
+        *(_column("metrics", t) for t in tested if t not in shown),
+    ]
     model, system = "tuner-section-model", "tuner-section-system"
-    charts = [_card("tuner-scatter", "SCATTER", model, displayName=f"{shown[0]} vs {shown[1]}",
-                    xaxis={"key": shown[1], "type": "METRIC"}, yaxis={"key": shown[0], "type": "METRIC"}),
-              _card("tuner-parallel", "PARALLEL", model, displayName="searched settings -> metrics",
-                    selectedParams=list(settings), selectedMetrics=shown, showAllRuns=False),
-              *(_line(f"tuner-line-{m}", m, model) for m in shown),
-              _card("tuner-image-embedding", "IMAGE", model, imageKeys=[EMBEDDING_KEY], step=0, showRunParams=True)]
+    charts = [
+        _card(
+            "tuner-scatter",
+            "SCATTER",
+            model,
+            displayName=f"{shown[0]} vs {shown[1]}",
+            xaxis={"key": shown[1], "type": "METRIC"},
+            yaxis={"key": shown[0], "type": "METRIC"},
+        ),
+        _card(
+            "tuner-parallel",
+            "PARALLEL",
+            model,
+            displayName="searched settings -> metrics",
+            selectedParams=list(settings),
+            selectedMetrics=shown,
+            showAllRuns=False,
+        ),
+        *(_line(f"tuner-line-{m}", m, model) for m in shown),
+        _card(
+            "tuner-image-embedding",
+            "IMAGE",
+            model,
+            imageKeys=[EMBEDDING_KEY],
+            step=0,
+            showRunParams=True,
+        ),
+    ]
     for key in dict.fromkeys(other_metrics):
         if key not in shown:
-            charts.append(_line(f"tuner-line-{key}", key, model, deleted=True) if key in stepped else
-                          _card(f"tuner-bar-{key}", "BAR", model, metricKey=key, displayName=key, deleted=True))
-    sections = [{"uuid": uuid, "name": name, "display": True, "isReordered": False, "deleted": False,
-                 "isGenerated": True} for uuid, name in ((model, MODEL_SECTION), (system, SYSTEM_SECTION))]
+            charts.append(
+                _line(f"tuner-line-{key}", key, model, deleted=True)
+                if key in stepped
+                else _card(
+                    f"tuner-bar-{key}", "BAR", model, metricKey=key, displayName=key, deleted=True
+                )
+            )
+    sections = [
+        {
+            "uuid": uuid,
+            "name": name,
+            "display": True,
+            "isReordered": False,
+            "deleted": False,
+            "isGenerated": True,
+        }
+        for uuid, name in ((model, MODEL_SECTION), (system, SYSTEM_SECTION))
+    ]
     first_mode = modes[0] if modes else "max"
-    return {"orderByKey": _column("metrics", shown[0]), "orderByAsc": first_mode == "min",
-            "selectedColumns": columns, "columnOrder": columns, "groupBy": GROUP_BY, "runsHiddenMode": "SHOW_ALL",
-            "useGroupedValuesInCharts": False, "hideEmptyCharts": True, "isAccordionReordered": False,
-            "compareRunCharts": charts, "compareRunSections": sections,
-            "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
+    return {
+        "orderByKey": _column("metrics", shown[0]),
+        "orderByAsc": first_mode == "min",
+        "selectedColumns": columns,
+        "columnOrder": columns,
+        "groupBy": GROUP_BY,
+        "runsHiddenMode": "SHOW_ALL",
+        "useGroupedValuesInCharts": False,
+        "hideEmptyCharts": True,
+        "isAccordionReordered": False,
+        "compareRunCharts": charts,
+        "compareRunSections": sections,
+        "globalLineChartConfig": {
+            "xAxisKey": "step",
+            "lineSmoothness": 0,
+            "selectedXAxisMetricKey": "",
+        },
+    }
 
 
 def envelope(state: dict[str, Any], created_ms: int | None = None) -> str:
     """The tag's value: MLflow's saved-view envelope around the deflated state."""
     now = int(time.time() * 1000)
     packed = "deflate;" + base64.b64encode(zlib.compress(json.dumps(state).encode())).decode()
-    return json.dumps({"name": UI_VIEW_KEY, "createdAt": created_ms or now, "updatedAt": now, "state": packed})
+    return json.dumps(
+        {"name": UI_VIEW_KEY, "createdAt": created_ms or now, "updatedAt": now, "state": packed}
+    )
 
 
 def read_envelope(value: str) -> dict[str, Any]:
@@ -134,7 +228,7 @@ def read_envelope(value: str) -> dict[str, Any]:
     if isinstance(outer, dict) and isinstance(outer.get("state"), str):
         text = outer["state"]
         if text.startswith("deflate;"):
-            text = zlib.decompress(base64.b64decode(text[len("deflate;"):])).decode()
+            text = zlib.decompress(base64.b64decode(text[len("deflate;") :])).decode()
         return json.loads(text)
     return outer
 
@@ -147,4 +241,6 @@ def write_view(client: Any, experiment_id: str, state: dict[str, Any]) -> None:
         created = json.loads(tags[VIEW_TAG]).get("createdAt") if VIEW_TAG in tags else None
     except (ValueError, AttributeError):
         pass
-    client.set_experiment_tag(experiment_id, VIEW_TAG, envelope(state, created if isinstance(created, int) else None))
+    client.set_experiment_tag(
+        experiment_id, VIEW_TAG, envelope(state, created if isinstance(created, int) else None)
+    )

@@ -38,9 +38,19 @@ class SearchTracker:
     spool: OfflineSpool
 
     @classmethod
-    def open(cls, tracking_uri: str, experiment: str, search_id: str, spec_yaml: str, spec_resolved: dict,
-             search_params: dict[str, Any], resume: bool, *, reopen: bool = True,
-             storage: ExperimentDir | None = None) -> "SearchTracker":
+    def open(
+        cls,
+        tracking_uri: str,
+        experiment: str,
+        search_id: str,
+        spec_yaml: str,
+        spec_resolved: dict,
+        search_params: dict[str, Any],
+        resume: bool,
+        *,
+        reopen: bool = True,
+        storage: ExperimentDir | None = None,
+    ) -> SearchTracker:
         """Create (or, resuming, find) the parent run of a search and log its spec.
 
         spec_yaml is the search file's text as written (a path to the file is also accepted).
@@ -54,9 +64,21 @@ class SearchTracker:
         shown = mask_uri(storage.uri) if storage else "<Tune's storage path>"
         hint = f"tuner sync --storage-path {shown} --experiment {json.dumps(experiment)} --tracking-uri {mask_uri(uri)}"
         spool, written = OfflineSpool(uri, hint, storage), Counter()
-        parent = ParentRun.open(client, exp_id, search_id, spec_yaml, spec_resolved, search_params, resume, reopen,
-                                spool, written)
-        return cls(parent, TrialRuns(client, exp_id, parent.run_id, search_id, spool, written), spool)
+        parent = ParentRun.open(
+            client,
+            exp_id,
+            search_id,
+            spec_yaml,
+            spec_resolved,
+            search_params,
+            resume,
+            reopen,
+            spool,
+            written,
+        )
+        return cls(
+            parent, TrialRuns(client, exp_id, parent.run_id, search_id, spool, written), spool
+        )
 
     # What call sites read: the store, the parent run, the state of the link.
     client = property(lambda self: self.parent.client)
@@ -65,13 +87,21 @@ class SearchTracker:
     parent_run_id = property(lambda self: self.parent.run_id)
     search_id = property(lambda self: self.parent.search_id)
     parent_status = property(lambda self: self.parent.status)
-    written = property(lambda self: self.parent.written)  # runs, params, metrics, ... written so far
+    written = property(
+        lambda self: self.parent.written
+    )  # runs, params, metrics, ... written so far
     offline = property(lambda self: self.spool.offline)
     disk_full = property(lambda self: self.spool.disk_full)  # offline because a filesystem is full
     storage = property(lambda self: self.spool.storage)
 
-    def trial_started(self, trial_id: str, params: dict[str, Any], *, reopen: bool = True,
-                      run_name: str | None = None) -> str | None:
+    def trial_started(
+        self,
+        trial_id: str,
+        params: dict[str, Any],
+        *,
+        reopen: bool = True,
+        run_name: str | None = None,
+    ) -> str | None:
         """The trial's run id (see `TrialRuns.started`); None once offline."""
         return self.trials.started(trial_id, params, reopen=reopen, run_name=run_name)
 
@@ -87,8 +117,9 @@ class SearchTracker:
     def run_status(self, trial_id: str) -> str | None:
         return self.trials.run_status(trial_id)
 
-    def trial_finished(self, trial_id: str, status: str, artifact_dir: Path | None = None,
-                       error: str | None = None) -> None:
+    def trial_finished(
+        self, trial_id: str, status: str, artifact_dir: Path | None = None, error: str | None = None
+    ) -> None:
         """Ends the trial's run; files of `artifact_dir` it lacks are uploaded, `error` as error.txt.
 
         Offline, the files are kept for `tuner sync` (the caller may delete them: the plots
@@ -116,8 +147,13 @@ class SearchTracker:
     def log_baselines(self, metrics: dict[str, float]) -> None:
         self.parent.log_baselines(metrics)
 
-    def finish(self, table: pd.DataFrame, metric: str | list[str], mode: str | list[str],
-               status: str = "FINISHED") -> None:
+    def finish(
+        self,
+        table: pd.DataFrame,
+        metric: str | list[str],
+        mode: str | list[str],
+        status: str = "FINISHED",
+    ) -> None:
         """Best trial's metrics (by the first metric), summary.csv and the Pareto plot; ends the parent."""
         self.parent.finish(table, as_list(metric), as_list(mode), status)
         self.spool.search_ended(status)

@@ -14,13 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tuner.core.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.errors import TunerError
-from tuner.core.config import TrialConfig
 
 
-def jitter(x: Tensor, image: tuple[int, int, int], max_shift: float, max_degrees: float,
-           generator: torch.Generator) -> Tensor:
+def jitter(
+    x: Tensor,
+    image: tuple[int, int, int],
+    max_shift: float,
+    max_degrees: float,
+    generator: torch.Generator,
+) -> Tensor:
     """Flat images (B, C*H*W) moved and turned at random, flat again; out-of-frame pixels are 0."""
     b, (c, h, w) = x.shape[0], image
     u = torch.rand(b, 3, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
@@ -30,7 +35,9 @@ def jitter(x: Tensor, image: tuple[int, int, int], max_shift: float, max_degrees
     tx, ty = u[:, 1] * (2 * max_shift / w), u[:, 2] * (2 * max_shift / h)
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
-    return F.grid_sample(x.view(b, c, h, w), grid, padding_mode="zeros", align_corners=False).reshape(b, -1)
+    return F.grid_sample(
+        x.view(b, c, h, w), grid, padding_mode="zeros", align_corners=False
+    ).reshape(b, -1)
 
 
 def jitters(cfg: TrialConfig) -> bool:
@@ -43,7 +50,10 @@ def image_to_jitter(cfg: TrialConfig, data: FeatureSet) -> tuple[int, int, int] 
     if not jitters(cfg):
         return None
     if data.image_shape is None or len(data.image_shape) != 3:
-        raise TunerError(f"augment_shift / augment_degrees move image pixels, and the {cfg.dataset} features "
-                         f"here are not images: set both to 0.", key="augment_shift")
+        raise TunerError(
+            f"augment_shift / augment_degrees move image pixels, and the {cfg.dataset} features "
+            f"here are not images: set both to 0.",
+            key="augment_shift",
+        )
     c, h, w = data.image_shape
     return int(c), int(h), int(w)

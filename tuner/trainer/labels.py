@@ -10,27 +10,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuner.errors import TunerError
 from tuner.core.config import TrialConfig
+from tuner.errors import TunerError
 
 
-def labeled_counts(y: np.ndarray, labels_per_class: int | None, labeled_fraction: float | None) -> np.ndarray:
+def labeled_counts(
+    y: np.ndarray, labels_per_class: int | None, labeled_fraction: float | None
+) -> np.ndarray:
     """Labels kept per class (class k at position k); a TunerError when N exceeds a class."""
     counts = np.bincount(np.asarray(y))
     if labeled_fraction is not None:
-        return np.where(counts > 0, np.maximum(1, np.ceil(labeled_fraction * counts - 1e-9)), 0).astype(np.int64)
+        return np.where(
+            counts > 0, np.maximum(1, np.ceil(labeled_fraction * counts - 1e-9)), 0
+        ).astype(np.int64)
     assert labels_per_class is not None
     present = counts[counts > 0]
     if labels_per_class > present.min():
         smallest = int(np.flatnonzero(counts == present.min())[0])
-        raise TunerError(f"labels_per_class = {labels_per_class} is not valid: the training split's smallest "
-                         f"class ({smallest}) has {int(present.min())} images. Give at most {int(present.min())}, "
-                         f"or labeled_fraction (a share of each class).", key="labels_per_class")
+        raise TunerError(
+            f"labels_per_class = {labels_per_class} is not valid: the training split's smallest "
+            f"class ({smallest}) has {int(present.min())} images. Give at most {int(present.min())}, "
+            f"or labeled_fraction (a share of each class).",
+            key="labels_per_class",
+        )
     return np.where(counts > 0, labels_per_class, 0).astype(np.int64)
 
 
-def labeled_indices(y: np.ndarray, labels_per_class: int | None, labeled_fraction: float | None,
-                    seed: int) -> np.ndarray | None:
+def labeled_indices(
+    y: np.ndarray, labels_per_class: int | None, labeled_fraction: float | None, seed: int
+) -> np.ndarray | None:
     """Sorted rows of `y` that keep their labels, class-stratified and seeded; None: every row."""
     if labels_per_class is None and labeled_fraction is None:
         return None

@@ -52,8 +52,9 @@ def _mean(per_tuple: Tensor, keep: Tensor | None) -> Tensor:
     return torch.where(keep, per_tuple, 0.0).sum() / keep.sum().clamp(min=1)
 
 
-def contrastive_loss(z: Tensor, i: Tensor, j: Tensor, same: Tensor, margin: float,
-                     keep: Tensor | None = None) -> Tensor:
+def contrastive_loss(
+    z: Tensor, i: Tensor, j: Tensor, same: Tensor, margin: float, keep: Tensor | None = None
+) -> Tensor:
     """Mean over pairs (those `keep` marks) of d^2 (same label) or relu(margin - d)^2 (different labels)."""
     if i.numel() == 0:
         return _empty_loss(z)
@@ -63,7 +64,9 @@ def contrastive_loss(z: Tensor, i: Tensor, j: Tensor, same: Tensor, margin: floa
     return _mean(torch.where(same, d2, negative), keep)
 
 
-def triplet_loss(z: Tensor, a: Tensor, p: Tensor, n: Tensor, margin: float, keep: Tensor | None = None) -> Tensor:
+def triplet_loss(
+    z: Tensor, a: Tensor, p: Tensor, n: Tensor, margin: float, keep: Tensor | None = None
+) -> Tensor:
     """Mean over triplets (those `keep` marks) of relu(d(a, p) - d(a, n) + margin)."""
     if a.numel() == 0:
         return _empty_loss(z)

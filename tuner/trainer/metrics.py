@@ -11,8 +11,9 @@ import numpy as np
 TRUSTWORTHINESS_POINTS = 2000
 
 
-def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray,
-                 k: int = 5) -> float:
+def knn_accuracy(
+    train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray, k: int = 5
+) -> float:
     """Accuracy on the test embeddings of a k-NN classifier fitted on the train embeddings.
 
     k is clipped to the training size. Single-threaded on purpose: it runs inside trials
@@ -29,7 +30,9 @@ def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, t
     return float(np.mean(knn.predict(test_z) == np.asarray(test_y)))
 
 
-def constraint_accuracy(z: np.ndarray, judgments: np.ndarray, similar: np.ndarray | None, margin: float) -> float:
+def constraint_accuracy(
+    z: np.ndarray, judgments: np.ndarray, similar: np.ndarray | None, margin: float
+) -> float:
     """Share of judgments the embedding satisfies: rows (a, b) with `similar` are pairs, a similar
     one satisfied when closer than `margin` and a dissimilar one when at least `margin` apart;
     rows (anchor, positive, negative) are triplets, satisfied when d(a, p) < d(a, n)."""
@@ -61,8 +64,10 @@ def reconstruction_error(x_hat: np.ndarray, x: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------- the field's metrics
 
-def retrieval_metrics(ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray,
-                      query_y: np.ndarray) -> dict[str, float]:
+
+def retrieval_metrics(
+    ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray
+) -> dict[str, float]:
     """precision_at_1, r_precision and map_at_r (Musgrave, Belongie, Lim 2020) in one k-NN pass.
 
     Computed by pytorch-metric-learning's AccuracyCalculator, the field's reference
@@ -82,28 +87,43 @@ def retrieval_metrics(ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray,
     # Chunked distances: CIFAR-10's 7,500 x 42,500 matrix would take 1.3 GB at once. The default
     # knn_func needs faiss, which is not a dependency.
     knn = CustomKNN(LpDistance(normalize_embeddings=False), batch_size=1024)
-    calc = AccuracyCalculator(include=tuple(_LIBRARY_NAMES), k="max_bin_count", device=torch.device("cpu"),
-                              knn_func=knn)
-    out = calc.get_accuracy(np.asarray(query_z, dtype=np.float32), np.asarray(query_y),
-                            np.asarray(ref_z, dtype=np.float32), np.asarray(ref_y), ref_includes_query=False)
+    calc = AccuracyCalculator(
+        include=tuple(_LIBRARY_NAMES), k="max_bin_count", device=torch.device("cpu"), knn_func=knn
+    )
+    out = calc.get_accuracy(
+        np.asarray(query_z, dtype=np.float32),
+        np.asarray(query_y),
+        np.asarray(ref_z, dtype=np.float32),
+        np.asarray(ref_y),
+        ref_includes_query=False,
+    )
     return {ours: float(out[theirs]) for theirs, ours in _LIBRARY_NAMES.items()}
 
 
-_LIBRARY_NAMES = {"precision_at_1": "precision_at_1", "r_precision": "r_precision",
-                  "mean_average_precision_at_r": "map_at_r"}
+_LIBRARY_NAMES = {
+    "precision_at_1": "precision_at_1",
+    "r_precision": "r_precision",
+    "mean_average_precision_at_r": "map_at_r",
+}
 
 
-def precision_at_1(ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray) -> float:
+def precision_at_1(
+    ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray
+) -> float:
     """Share of queries whose nearest reference embedding has their label."""
     return retrieval_metrics(ref_z, ref_y, query_z, query_y)["precision_at_1"]
 
 
-def r_precision(ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray) -> float:
+def r_precision(
+    ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray
+) -> float:
     """Mean over queries of the share of same-label embeddings among the R nearest (R: the class's count)."""
     return retrieval_metrics(ref_z, ref_y, query_z, query_y)["r_precision"]
 
 
-def map_at_r(ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray) -> float:
+def map_at_r(
+    ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray
+) -> float:
     """Mean average precision over each query's R nearest reference embeddings (MAP@R)."""
     return retrieval_metrics(ref_z, ref_y, query_z, query_y)["map_at_r"]
 
@@ -118,10 +138,16 @@ def clustering_metrics(z: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str,
         raise ValueError(f"embeddings and labels differ in length: {len(z)} vs {len(y)}")
     n_clusters = len(np.unique(y))
     if n_clusters > len(z) or n_clusters < 1:
-        raise ValueError(f"k-means needs at least one point per cluster: {len(z)} points, {n_clusters} classes")
-    clusters = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed).fit_predict(np.asarray(z, np.float64))
-    return {"nmi": float(normalized_mutual_info_score(y, clusters)),
-            "ami": float(adjusted_mutual_info_score(y, clusters))}
+        raise ValueError(
+            f"k-means needs at least one point per cluster: {len(z)} points, {n_clusters} classes"
+        )
+    clusters = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed).fit_predict(
+        np.asarray(z, np.float64)
+    )
+    return {
+        "nmi": float(normalized_mutual_info_score(y, clusters)),
+        "ami": float(adjusted_mutual_info_score(y, clusters)),
+    }
 
 
 def nmi(z: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
@@ -134,8 +160,13 @@ def ami(z: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
     return clustering_metrics(z, y, seed)["ami"]
 
 
-def trustworthiness(x: np.ndarray, z: np.ndarray, k: int = 5, max_points: int = TRUSTWORTHINESS_POINTS,
-                    seed: int = 0) -> tuple[float, int]:
+def trustworthiness(
+    x: np.ndarray,
+    z: np.ndarray,
+    k: int = 5,
+    max_points: int = TRUSTWORTHINESS_POINTS,
+    seed: int = 0,
+) -> tuple[float, int]:
     """scikit-learn's trustworthiness of the embedding `z` of inputs `x`, and the number of points used.
 
     How far the k nearest neighbours in the embedding were neighbours in the input space too
@@ -157,9 +188,19 @@ def trustworthiness(x: np.ndarray, z: np.ndarray, k: int = 5, max_points: int = 
     return float(sk_trustworthiness(x, z, n_neighbors=k)), len(x)
 
 
-def evaluate_embedding(ref_z: np.ndarray, ref_y: np.ndarray, z: np.ndarray, y: np.ndarray, x: np.ndarray,
-                       x_hat: np.ndarray, *, k: int = 5, seed: int = 0, ref_fine_y: np.ndarray | None = None,
-                       fine_y: np.ndarray | None = None) -> dict[str, float]:
+def evaluate_embedding(
+    ref_z: np.ndarray,
+    ref_y: np.ndarray,
+    z: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    x_hat: np.ndarray,
+    *,
+    k: int = 5,
+    seed: int = 0,
+    ref_fine_y: np.ndarray | None = None,
+    fine_y: np.ndarray | None = None,
+) -> dict[str, float]:
     """Every quality metric of one evaluated split, as a flat dict named as METRIC_MODES names them.
 
     `ref_*` is the training split (the reference of kNN and retrieval), `z`/`y`/`x`/`x_hat` the
@@ -167,10 +208,12 @@ def evaluate_embedding(ref_z: np.ndarray, ref_y: np.ndarray, z: np.ndarray, y: n
     evaluation, so any can be the metric a scheduler reads; trustworthiness on a seeded
     subsample (its size under `trustworthiness_n`). fine_knn_accuracy when fine labels are given.
     """
-    out = {"knn_accuracy": knn_accuracy(ref_z, ref_y, z, y, k),
-           "recon_error": reconstruction_error(x_hat, x),
-           **retrieval_metrics(ref_z, ref_y, z, y),
-           **clustering_metrics(z, y, seed)}
+    out = {
+        "knn_accuracy": knn_accuracy(ref_z, ref_y, z, y, k),
+        "recon_error": reconstruction_error(x_hat, x),
+        **retrieval_metrics(ref_z, ref_y, z, y),
+        **clustering_metrics(z, y, seed),
+    }
     out["trustworthiness"], n = trustworthiness(x, z, k, seed=seed)
     out["trustworthiness_n"] = float(n)
     if ref_fine_y is not None and fine_y is not None:
@@ -178,12 +221,16 @@ def evaluate_embedding(ref_z: np.ndarray, ref_y: np.ndarray, z: np.ndarray, y: n
     return out
 
 
-def _check_lengths(ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray) -> None:
+def _check_lengths(
+    ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray
+) -> None:
     if len(ref_z) == 0 or len(query_z) == 0:
         raise ValueError("metrics need at least one reference and one query embedding")
     if len(ref_z) != len(ref_y) or len(query_z) != len(query_y):
-        raise ValueError(f"embeddings and labels differ in length: train {len(ref_z)} vs {len(ref_y)}, "
-                         f"test {len(query_z)} vs {len(query_y)}")
+        raise ValueError(
+            f"embeddings and labels differ in length: train {len(ref_z)} vs {len(ref_y)}, "
+            f"test {len(query_z)} vs {len(query_y)}"
+        )
 
 
 def _as_2d(z: np.ndarray) -> np.ndarray:

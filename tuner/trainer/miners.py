@@ -13,11 +13,11 @@ every valid tuple (memoised by the host-side labels, as for "all") and a mask sa
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-
 
 Tuples = tuple[Tensor, ...]
 
@@ -34,8 +34,19 @@ class Mined(NamedTuple):
         return self.tuples if self.keep is None else tuple(t[self.keep] for t in self.tuples)
 
 
-__all__ = ["Mined", "mine", "all_pairs", "all_triplets", "semihard_triplets",
-           "semihard_mask", "active_pairs", "active_pair_mask", "cap_tuples", "cap_mask", "distance_matrix"]
+__all__ = [
+    "Mined",
+    "mine",
+    "all_pairs",
+    "all_triplets",
+    "semihard_triplets",
+    "semihard_mask",
+    "active_pairs",
+    "active_pair_mask",
+    "cap_tuples",
+    "cap_mask",
+    "distance_matrix",
+]
 
 CONSTRAINTS = ("pairwise", "triplet")
 MINING = ("all", "semihard")
@@ -43,6 +54,7 @@ MINING = ("all", "semihard")
 
 # ----------------------------------------------------------------------------------
 # Miners: labels (and, for semi-hard mining, distances) in, index tensors out.
+
 
 def all_pairs(labels: Tensor, key: bytes | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Every unordered pair i < j of the batch, and whether the two share a label.
@@ -76,8 +88,11 @@ _MEMO: OrderedDict[tuple[Any, ...], tuple[Tensor, Tensor, Tensor]] = OrderedDict
 _MEMO_SIZE = 512
 
 
-def _memo(build: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], labels: Tensor,
-          labels_bytes: bytes | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def _memo(
+    build: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]],
+    labels: Tensor,
+    labels_bytes: bytes | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Mined index sets depend only on the batch's label sequence, and stratified batches
     repeat a few hundred sequences (their labels come grouped by class, the counts vary
     only by where the remainder lands): remember the last few hundred. Callers never
@@ -163,7 +178,11 @@ def cap_tuples(tuples: Tuples, max_tuples: int | None, generator: torch.Generato
     if max_tuples is None or count <= max_tuples:
         return tuples
     # Drawn where the generator lives: the device's own generator when batches are drawn there.
-    keep = torch.randperm(count, generator=generator, device=generator.device)[:max_tuples].sort().values
+    keep = (
+        torch.randperm(count, generator=generator, device=generator.device)[:max_tuples]
+        .sort()
+        .values
+    )
     keep = keep.to(tuples[0].device)
     return tuple(t.index_select(0, keep) for t in tuples)
 
@@ -174,7 +193,9 @@ def cap_mask(keep: Tensor, max_tuples: int | None, generator: torch.Generator) -
     if max_tuples is None or keep.numel() <= max_tuples:
         return keep
     draws = torch.rand(keep.shape, generator=generator, device=generator.device).to(keep.device)
-    chosen = torch.where(keep, draws, 2.0).topk(max_tuples, largest=False).indices  # kept draws are < 1
+    chosen = (
+        torch.where(keep, draws, 2.0).topk(max_tuples, largest=False).indices
+    )  # kept draws are < 1
     return torch.zeros_like(keep).index_fill_(0, chosen, True) & keep
 
 
@@ -189,9 +210,17 @@ def distance_matrix(embeddings: Tensor) -> Tensor:
         return (z[:, None, :] - z[None, :, :]).pow(2).sum(-1).sqrt()
 
 
-def mine(labels: Tensor, embeddings: Tensor, constraint: str, mining: str, margin: float,
-         max_tuples: int | None, generator: torch.Generator, labels_key: bytes | None = None,
-         masked: bool | None = None) -> Mined:
+def mine(
+    labels: Tensor,
+    embeddings: Tensor,
+    constraint: str,
+    mining: str,
+    margin: float,
+    max_tuples: int | None,
+    generator: torch.Generator,
+    labels_key: bytes | None = None,
+    masked: bool | None = None,
+) -> Mined:
     """The trainer's one entry point.
 
     pairwise -> (i, j, same) for `contrastive_loss`; triplet -> (a, p, n) for `triplet_loss`.
@@ -208,10 +237,14 @@ def mine(labels: Tensor, embeddings: Tensor, constraint: str, mining: str, margi
     if masked is None:
         masked = embeddings.device.type != "cpu"
     if mining == "semihard" and not masked:
-        tuples = (active_pairs if pairwise else semihard_triplets)(labels, distance_matrix(embeddings), margin)
+        tuples = (active_pairs if pairwise else semihard_triplets)(
+            labels, distance_matrix(embeddings), margin
+        )
         return Mined(cap_tuples(tuples, max_tuples, generator))
     candidates = all_pairs(labels, labels_key) if pairwise else all_triplets(labels, labels_key)
     if mining == "all":
         return Mined(cap_tuples(candidates, max_tuples, generator))
-    keep = (active_pair_mask if pairwise else semihard_mask)(candidates, distance_matrix(embeddings), margin)
+    keep = (active_pair_mask if pairwise else semihard_mask)(
+        candidates, distance_matrix(embeddings), margin
+    )
     return Mined(candidates, cap_mask(keep, max_tuples, generator))

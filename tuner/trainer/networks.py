@@ -7,14 +7,14 @@ before the latent capped every embedding at rank 10.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
 
-from tuner.errors import TunerError
 from tuner.core.config import TrialConfig
+from tuner.errors import TunerError
 
 
 @dataclass
@@ -38,26 +38,36 @@ def mlp(widths: Sequence[int], dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def conv_encoder(image: tuple[int, int, int], channels: Sequence[int], hidden_dims: Sequence[int],
-                 dropout: float) -> nn.Sequential:
+def conv_encoder(
+    image: tuple[int, int, int], channels: Sequence[int], hidden_dims: Sequence[int], dropout: float
+) -> nn.Sequential:
     """Flat pixels -> (C, H, W) -> a stride-2 conv per channel width -> the dense hidden layers."""
     c, h, w = image
     layers: list[nn.Module] = [nn.Unflatten(1, image)]
     for n_in, n_out in zip([c, *channels[:-1]], channels):
         layers += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
     scale = 2 ** len(channels)
-    layers += [nn.Flatten(), mlp([channels[-1] * (h // scale) * (w // scale), *hidden_dims], dropout)]
+    layers += [
+        nn.Flatten(),
+        mlp([channels[-1] * (h // scale) * (w // scale), *hidden_dims], dropout),
+    ]
     return nn.Sequential(*layers)
 
 
-def conv_decoder(image: tuple[int, int, int], channels: Sequence[int], hidden_dims: Sequence[int],
-                 latent_dim: int) -> nn.Sequential:
+def conv_decoder(
+    image: tuple[int, int, int],
+    channels: Sequence[int],
+    hidden_dims: Sequence[int],
+    latent_dim: int,
+) -> nn.Sequential:
     """The encoder's mirror: dense layers, then a stride-2 transposed conv per width, to flat pixels."""
     c, h, w = image
     scale = 2 ** len(channels)
     small = (channels[-1], h // scale, w // scale)
-    layers: list[nn.Module] = [mlp([latent_dim, *reversed(hidden_dims), small[0] * small[1] * small[2]], 0.0),
-                               nn.Unflatten(1, small)]
+    layers: list[nn.Module] = [
+        mlp([latent_dim, *reversed(hidden_dims), small[0] * small[1] * small[2]], 0.0),
+        nn.Unflatten(1, small),
+    ]
     widths = [*reversed(channels), c]
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1))
@@ -67,9 +77,16 @@ def conv_decoder(image: tuple[int, int, int], channels: Sequence[int], hidden_di
 
 
 class AutoEncoder(nn.Module):
-    def __init__(self, input_dim: int, hidden_dims: Sequence[int], latent_dim: int, dropout: float,
-                 image: tuple[int, int, int] | None = None, channels: Sequence[int] = (),
-                 sigmoid: bool = False):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        dropout: float,
+        image: tuple[int, int, int] | None = None,
+        channels: Sequence[int] = (),
+        sigmoid: bool = False,
+    ):
         super().__init__()
         self.sigmoid = sigmoid
         # Built in this order (encoder, head, decoder): it fixes how a seed initialises the weights.
@@ -82,8 +99,9 @@ class AutoEncoder(nn.Module):
         self.head = nn.Linear(hidden_dims[-1], latent_dim)
         # Dropout only regularises the encoder: in the decoder it would blur the very
         # reconstructions the (1 - mu) term is meant to keep sharp.
-        self.decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden_dims)], 0.0),
-                                     nn.Linear(hidden_dims[0], input_dim))
+        self.decoder = nn.Sequential(
+            mlp([latent_dim, *reversed(hidden_dims)], 0.0), nn.Linear(hidden_dims[0], input_dim)
+        )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
@@ -99,9 +117,16 @@ class AutoEncoder(nn.Module):
 
 
 class VariationalAutoEncoder(AutoEncoder):
-    def __init__(self, input_dim: int, hidden_dims: Sequence[int], latent_dim: int, dropout: float,
-                 image: tuple[int, int, int] | None = None, channels: Sequence[int] = (),
-                 sigmoid: bool = False):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        dropout: float,
+        image: tuple[int, int, int] | None = None,
+        channels: Sequence[int] = (),
+        sigmoid: bool = False,
+    ):
         super().__init__(input_dim, hidden_dims, latent_dim, dropout, image, channels, sigmoid)
         self.logvar_head = nn.Linear(hidden_dims[-1], latent_dim)
 
@@ -124,13 +149,23 @@ def image_shape(cfg: TrialConfig, input_dim: int) -> tuple[int, int, int]:
         side = round((input_dim / c) ** 0.5)
         if side * side * c == input_dim and side % scale == 0:
             return c, side, side
-    raise TunerError(f"architecture = conv: {input_dim} input features are not square 1- or 3-channel images "
-                     f"whose side is divisible by {scale} (2 ** {len(cfg.conv_channels)} conv layers): use "
-                     f"architecture: mlp, or fewer conv_channels.", key="architecture")
+    raise TunerError(
+        f"architecture = conv: {input_dim} input features are not square 1- or 3-channel images "
+        f"whose side is divisible by {scale} (2 ** {len(cfg.conv_channels)} conv layers): use "
+        f"architecture: mlp, or fewer conv_channels.",
+        key="architecture",
+    )
 
 
 def build_model(cfg: TrialConfig, input_dim: int) -> AutoEncoder:
     cls = VariationalAutoEncoder if cfg.encoder == "vae" else AutoEncoder
     image = image_shape(cfg, input_dim) if cfg.architecture == "conv" else None
-    return cls(input_dim, cfg.hidden_dims, cfg.latent_dim, cfg.dropout, image, cfg.conv_channels,
-               cfg.decoder_output == "sigmoid")
+    return cls(
+        input_dim,
+        cfg.hidden_dims,
+        cfg.latent_dim,
+        cfg.dropout,
+        image,
+        cfg.conv_channels,
+        cfg.decoder_output == "sigmoid",
+    )

@@ -9,8 +9,9 @@ than the drawing), and the reconstructions as one tiled image, not an axes per d
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -37,6 +38,7 @@ def _plain_text(plot: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with plt.rc_context(PLAIN_TEXT):
             return plot(*args, **kwargs)
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -67,39 +69,55 @@ def _to_2d(z: np.ndarray) -> tuple[np.ndarray, str, str]:
 
 
 @_plain_text
-def plot_embedding(z: np.ndarray, labels: np.ndarray, label_names: Sequence[str], path: Path,
-                   title: str = "") -> Path:
+def plot_embedding(
+    z: np.ndarray, labels: np.ndarray, label_names: Sequence[str], path: Path, title: str = ""
+) -> Path:
     """2-D scatter of an embedding, one colour and legend entry per label name."""
     xy, xlabel, ylabel = _to_2d(z)
     labels = np.asarray(labels).reshape(-1)
     classes = np.unique(labels)
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     fig, ax = plt.subplots(figsize=(8.5, 6))
-    fig.subplots_adjust(left=0.09, right=0.78, bottom=0.09, top=0.94)  # the legend's column on the right
+    fig.subplots_adjust(
+        left=0.09, right=0.78, bottom=0.09, top=0.94
+    )  # the legend's column on the right
     for i, label in enumerate(classes):
         name = label_names[int(label)] if 0 <= int(label) < len(label_names) else str(label)
         name = f" {name}" if name.startswith("_") else name  # matplotlib's legend skips "_" labels
         mask = labels == label
         ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=name)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or f"test embedding (latent_dim={np.shape(z)[-1]})")
+    ax.set(
+        xlabel=xlabel,
+        ylabel=ylabel,
+        title=title or f"test embedding (latent_dim={np.shape(z)[-1]})",
+    )
     ax.legend(markerscale=3, fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
 
 
 @_plain_text
-def plot_reconstructions(x: np.ndarray, x_hat: np.ndarray, image_shape: tuple[int, ...], path: Path,
-                         n: int = 16) -> Path:
+def plot_reconstructions(
+    x: np.ndarray, x_hat: np.ndarray, image_shape: tuple[int, ...], path: Path, n: int = 16
+) -> Path:
     """Top row originals, bottom row reconstructions; images (C, H, W) with C in {1, 3}."""
     if len(image_shape) != 3 or image_shape[0] not in (1, 3):
         raise ValueError(f"image_shape {image_shape} is not (C, H, W) with C = 1 or 3")
     n = max(1, min(n, len(x)))
-    rows = [_tile(np.asarray(images[:n], dtype=np.float32).reshape(n, *image_shape)) for images in (x, x_hat)]
+    rows = [
+        _tile(np.asarray(images[:n], dtype=np.float32).reshape(n, *image_shape))
+        for images in (x, x_hat)
+    ]
     gap = np.ones((2, *rows[0].shape[1:]), dtype=np.float32)
     grid = np.concatenate([rows[0], gap, rows[1]])  # originals above, reconstructions below
     fig, ax = plt.subplots(figsize=(1.2 * n, 2.6))
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.88)
-    ax.imshow(grid[:, :, 0] if image_shape[0] == 1 else grid, cmap="gray", vmin=0.0, vmax=1.0,
-              interpolation="nearest")
+    ax.imshow(
+        grid[:, :, 0] if image_shape[0] == 1 else grid,
+        cmap="gray",
+        vmin=0.0,
+        vmax=1.0,
+        interpolation="nearest",
+    )
     ax.set_axis_off()
     ax.set_title("originals (top), reconstructions (bottom)", loc="left", fontsize=9)
     return _save(fig, path)
@@ -126,7 +144,9 @@ def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path
         if axis.lines:
             axis.legend(fontsize="small")
         else:
-            axis.text(0.5, 0.5, "no evaluations", ha="center", va="center", transform=axis.transAxes)
+            axis.text(
+                0.5, 0.5, "no evaluations", ha="center", va="center", transform=axis.transAxes
+            )
         axis.set_xlabel("iteration")
     ax_loss.set_ylabel("loss")
     ax_acc.set_ylabel("kNN accuracy")
@@ -134,26 +154,53 @@ def plot_loss_curves(history: Sequence[Mapping[str, float]], path: Path) -> Path
 
 
 @_plain_text
-def plot_pareto(table: pd.DataFrame, path: Path, x: str = "recon_error", y: str = "knn_accuracy") -> Path:
+def plot_pareto(
+    table: pd.DataFrame, path: Path, x: str = "recon_error", y: str = "knn_accuracy"
+) -> Path:
     """Finished trials in grey, trials stopped early (or failed: not their final figures) apart as
     open markers, the Pareto front of the finished ones highlighted and joined."""
     fig, ax = plt.subplots(figsize=(7, 5))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.93)
     valid = table.dropna(subset=[x, y])
-    ended = valid["status"] != "FINISHED" if "status" in valid else pd.Series(False, index=valid.index)
+    ended = (
+        valid["status"] != "FINISHED" if "status" in valid else pd.Series(False, index=valid.index)
+    )
     done = valid[~ended]
     ax.scatter(done[x], done[y], color="0.6", s=20, label=f"finished trials ({len(done)})")
     if ended.any():
-        ax.scatter(valid[x][ended], valid[y][ended], facecolors="none", edgecolors="tab:blue", marker="v", s=24,
-                   label=f"stopped early or failed ({int(ended.sum())}): figures at their last report")
+        ax.scatter(
+            valid[x][ended],
+            valid[y][ended],
+            facecolors="none",
+            edgecolors="tab:blue",
+            marker="v",
+            s=24,
+            label=f"stopped early or failed ({int(ended.sum())}): figures at their last report",
+        )
     front = pareto_front(valid, x, y)
     if len(front):
-        ax.plot(front[x], front[y], color="tab:red", marker="o", markersize=6, drawstyle="steps-post",
-                label=f"Pareto front ({len(front)})")
+        ax.plot(
+            front[x],
+            front[y],
+            color="tab:red",
+            marker="o",
+            markersize=6,
+            drawstyle="steps-post",
+            label=f"Pareto front ({len(front)})",
+        )
         if "trial_id" in front:
             for _, row in front.iterrows():
-                ax.annotate(str(row["trial_id"]), (row[x], row[y]), fontsize=7,
-                            xytext=(4, 4), textcoords="offset points")
-    ax.set(xlabel=f"{x} (lower is better)", ylabel=f"{y} (higher is better)", title="trials and Pareto front")
+                ax.annotate(
+                    str(row["trial_id"]),
+                    (row[x], row[y]),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
+    ax.set(
+        xlabel=f"{x} (lower is better)",
+        ylabel=f"{y} (higher is better)",
+        title="trials and Pareto front",
+    )
     ax.legend(fontsize="small")
     return _save(fig, path)

@@ -24,8 +24,14 @@ class StratifiedBatchSampler:
     checkpointing them checkpoints the sampler.
     """
 
-    def __init__(self, labels: np.ndarray, batch_size: int, generator: torch.Generator,
-                 device: torch.device | str = "cpu", device_generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        labels: np.ndarray,
+        batch_size: int,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+        device_generator: torch.Generator | None = None,
+    ) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0:
             raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
@@ -33,7 +39,9 @@ class StratifiedBatchSampler:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.classes = np.unique(labels)
         # Precomputed once: each class's indices, so a batch costs a few small draws.
-        self._class_indices = [torch.from_numpy(np.flatnonzero(labels == c)).long() for c in self.classes]
+        self._class_indices = [
+            torch.from_numpy(np.flatnonzero(labels == c)).long() for c in self.classes
+        ]
         self.batch_size = batch_size
         self.generator = generator
         self._base, self._remainder = divmod(batch_size, len(self.classes))
@@ -41,8 +49,12 @@ class StratifiedBatchSampler:
         self.device_generator = device_generator
         self.last_labels = np.empty(0, dtype=labels.dtype)  # the label sequence of the last batch
         if self.on_device:
-            self._draw_on_device = _DeviceDraw(self._class_indices, self._base + (self._remainder > 0),
-                                               self.device, device_generator)
+            self._draw_on_device = _DeviceDraw(
+                self._class_indices,
+                self._base + (self._remainder > 0),
+                self.device,
+                device_generator,
+            )
 
     @property
     def n_classes(self) -> int:
@@ -89,8 +101,13 @@ class _DeviceDraw:
     Which of the `width` columns a batch keeps depends on the host-drawn counts only: the
     flat positions are built once per counts pattern and stay on the device."""
 
-    def __init__(self, class_indices: list[Tensor], width: int, device: torch.device,
-                 generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        class_indices: list[Tensor],
+        width: int,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
         sizes = torch.tensor([len(i) for i in class_indices])
         table = torch.zeros(len(class_indices), max(int(sizes.max()), width), dtype=torch.long)
         for row, indices in enumerate(class_indices):
@@ -103,9 +120,13 @@ class _DeviceDraw:
 
     def __call__(self, counts: tuple[int, ...]) -> Tensor:
         keys = torch.rand(self.table.shape, generator=self.generator, device=self.device)
-        order = keys.masked_fill_(self.padding, 2.0).argsort(dim=1)[:, : self.width]  # padding sorts last
-        extra = (torch.rand(order.shape, generator=self.generator, device=self.device)
-                 * self.sizes[:, None]).long()  # with replacement, for columns past a class's size
+        order = keys.masked_fill_(self.padding, 2.0).argsort(dim=1)[
+            :, : self.width
+        ]  # padding sorts last
+        extra = (
+            torch.rand(order.shape, generator=self.generator, device=self.device)
+            * self.sizes[:, None]
+        ).long()  # with replacement, for columns past a class's size
         position = torch.where(self.columns < self.sizes[:, None], order, extra)
         return self.table.gather(1, position).reshape(-1).index_select(0, self._positions(counts))
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,12 +21,18 @@ from tuner.data.features import FeatureSet
 from tuner.errors import TrainingDiverged
 from tuner.trainer.augment import image_to_jitter, jitter, jitters
 from tuner.trainer.device import device_generator, resolve_device
-from tuner.trainer.losses import contrastive_loss, kl_divergence, reconstruction_loss, total_loss, triplet_loss
 from tuner.trainer.evaluation import measure
+from tuner.trainer.labels import labeled_rows_of
+from tuner.trainer.losses import (
+    contrastive_loss,
+    kl_divergence,
+    reconstruction_loss,
+    total_loss,
+    triplet_loss,
+)
+from tuner.trainer.miners import Tuples, mine
 from tuner.trainer.networks import AutoEncoder, build_model
 from tuner.trainer.optim import FusedAdam, lr_at, make_optimizer, set_lr
-from tuner.trainer.labels import labeled_rows_of
-from tuner.trainer.miners import Tuples, mine
 from tuner.trainer.weak_samplers import Batch, BatchSource
 
 
@@ -54,7 +61,9 @@ class TrainState:
         }
         if self.device_generator is not None:
             state["device_generator"] = self.device_generator.get_state()
-            if self.device_generator.device.type == "cuda":  # dropout there draws from CUDA's default generator
+            if (
+                self.device_generator.device.type == "cuda"
+            ):  # dropout there draws from CUDA's default generator
                 state["cuda_rng"] = torch.cuda.get_rng_state()
         return copy.deepcopy(state)
 
@@ -106,23 +115,40 @@ CHECK_EVERY = {"cpu": 1}
 CHECK_EVERY_ON_DEVICE = 50
 
 
-def metric_loss(cfg: TrialConfig, z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                labels_key: bytes | None = None) -> torch.Tensor:
+def metric_loss(
+    cfg: TrialConfig,
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    labels_key: bytes | None = None,
+) -> torch.Tensor:
     """The contrastive or triplet loss over the pairs / triplets mined from one batch."""
-    mined = mine(labels, z, cfg.constraint, cfg.mining, cfg.margin, cfg.max_tuples, generator, labels_key)
+    mined = mine(
+        labels, z, cfg.constraint, cfg.mining, cfg.margin, cfg.max_tuples, generator, labels_key
+    )
     loss = contrastive_loss if cfg.constraint == "pairwise" else triplet_loss
     return loss(z, *mined.tuples, cfg.margin, keep=mined.keep)
 
 
 def judged_loss(cfg: TrialConfig, z: torch.Tensor, judged: Tuples) -> torch.Tensor:
     """The contrastive or triplet loss over a batch's judgments (a constraints file), as given."""
-    return (contrastive_loss if cfg.constraint == "pairwise" else triplet_loss)(z, *judged, cfg.margin)
+    return (contrastive_loss if cfg.constraint == "pairwise" else triplet_loss)(
+        z, *judged, cfg.margin
+    )
 
 
-def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: torch.Tensor | None,
-                  generator: torch.Generator, labels_key: bytes | None = None,
-                  image: tuple[int, int, int] | None = None, *, n_metric: int | None = None,
-                  judged: Tuples | None = None) -> dict[str, torch.Tensor]:
+def training_step(
+    cfg: TrialConfig,
+    model: AutoEncoder,
+    xb: torch.Tensor,
+    yb: torch.Tensor | None,
+    generator: torch.Generator,
+    labels_key: bytes | None = None,
+    image: tuple[int, int, int] | None = None,
+    *,
+    n_metric: int | None = None,
+    judged: Tuples | None = None,
+) -> dict[str, torch.Tensor]:
     """The loss terms of one batch. Terms weighted by zero are not computed at all, so
     mu = 1 leaves the decoder without gradient and mu = 0 skips mining; nor are they returned:
     a 0 would read as a perfect recon_loss at mu = 1 (the search checks refuse ranking by a term
@@ -133,7 +159,9 @@ def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: to
     With weak supervision only the first `n_metric` rows (labeled by `yb`, or the items of the
     `judged` tuples) reach the metric term; the reconstruction and KL terms average over all rows."""
     zero = xb.new_zeros(())
-    seen = jitter(xb, image, cfg.augment_shift, cfg.augment_degrees, generator) if jitters(cfg) else xb
+    seen = (
+        jitter(xb, image, cfg.augment_shift, cfg.augment_degrees, generator) if jitters(cfg) else xb
+    )
     out = model(seen, decode=cfg.mu < 1.0)
     z = out.embedding if n_metric is None else out.embedding[:n_metric]
     if cfg.mu == 0.0:
@@ -158,8 +186,9 @@ def training_step(cfg: TrialConfig, model: AutoEncoder, xb: torch.Tensor, yb: to
     return terms
 
 
-def evaluate(cfg: TrialConfig, model: AutoEncoder, data: FeatureSet,
-             tensors: _Tensors) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+def evaluate(
+    cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, tensors: _Tensors
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Every metric on the validation split, with its embedding and reconstruction."""
     return measure(cfg, model, data, tensors.x_train, tensors.x_val, "val")
 
@@ -178,8 +207,9 @@ def _restore(state: TrainState, resume: dict[str, Any]) -> None:
     state.train_seconds = float(resume["train_seconds"])
 
 
-def _start(cfg: TrialConfig, data: FeatureSet,
-           resume: dict[str, Any] | None) -> tuple[TrainState, _Tensors, BatchSource]:
+def _start(
+    cfg: TrialConfig, data: FeatureSet, resume: dict[str, Any] | None
+) -> tuple[TrainState, _Tensors, BatchSource]:
     """A seeded model, optimizer and batch sampler, restored from `resume` when given.
 
     The training data moves to the device once, here; on a GPU the batches are drawn there too."""
@@ -188,19 +218,33 @@ def _start(cfg: TrialConfig, data: FeatureSet,
     generator = torch.Generator().manual_seed(cfg.seed)
     on_device = device_generator(device, cfg.seed)
     model = build_model(cfg, data.n_features).to(device)
-    if cfg.torch_compile != "none":  # in place: the state dict keeps its keys (checkpoints, logged models)
+    if (
+        cfg.torch_compile != "none"
+    ):  # in place: the state dict keeps its keys (checkpoints, logged models)
         model.compile(mode=cfg.torch_compile)
     optimizer = make_optimizer(cfg, model)
     state = TrainState(0, model, optimizer, generator, [], 0.0, on_device)
     if resume is not None:
         _restore(state, resume)
-    tensors = _Tensors(torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).to(device),
-                       torch.from_numpy(data.x_val).to(device))
+    tensors = _Tensors(
+        torch.from_numpy(data.x_train).to(device),
+        torch.from_numpy(data.y_train).to(device),
+        torch.from_numpy(data.x_val).to(device),
+    )
     if cfg.constraints is not None and data.judgments is None:
-        raise ValueError("constraints is set, but the data carries no judgments (load it with this config)")
+        raise ValueError(
+            "constraints is set, but the data carries no judgments (load it with this config)"
+        )
     judgments = data.judgments if cfg.constraints is not None else None
-    batches = BatchSource(cfg, tensors.y_train, labeled_rows_of(cfg, data.y_train), judgments, generator,
-                          device, on_device)
+    batches = BatchSource(
+        cfg,
+        tensors.y_train,
+        labeled_rows_of(cfg, data.y_train),
+        judgments,
+        generator,
+        device,
+        on_device,
+    )
     return state, tensors, batches
 
 
@@ -209,25 +253,45 @@ def _check_finite(cfg: TrialConfig, running: _Running, first: int, last: int) ->
     are non-negative, so their running sum is finite exactly when every one of them was."""
     total = float(running.sums["loss"])
     if not math.isfinite(total):
-        where = f"at iteration {last}" if first == last else f"at an iteration from {first} to {last}"
-        raise TrainingDiverged(f"the loss became {total} {where} "
-                               f"(lr={cfg.lr}, mu={cfg.mu}, margin={cfg.margin}); lower lr or margin.")
+        where = (
+            f"at iteration {last}" if first == last else f"at an iteration from {first} to {last}"
+        )
+        raise TrainingDiverged(
+            f"the loss became {total} {where} "
+            f"(lr={cfg.lr}, mu={cfg.mu}, margin={cfg.margin}); lower lr or margin."
+        )
 
 
-def _evaluation(cfg: TrialConfig, state: TrainState, data: FeatureSet, tensors: _Tensors, running: _Running,
-                started: float, on_evaluation: OnEvaluation | None) -> tuple[np.ndarray, np.ndarray]:
+def _evaluation(
+    cfg: TrialConfig,
+    state: TrainState,
+    data: FeatureSet,
+    tensors: _Tensors,
+    running: _Running,
+    started: float,
+    on_evaluation: OnEvaluation | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Every metric on validation, the mean loss terms since the last one, into the history."""
     metrics, z_val, x_hat = evaluate(cfg, state.model, data, tensors)
-    metrics = {"iteration": float(state.iteration), **metrics, **running.means(),
-               "train_seconds": state.train_seconds, "seconds": time.perf_counter() - started}
+    metrics = {
+        "iteration": float(state.iteration),
+        **metrics,
+        **running.means(),
+        "train_seconds": state.train_seconds,
+        "seconds": time.perf_counter() - started,
+    }
     state.history.append(metrics)
     if on_evaluation is not None:
         on_evaluation(metrics, state)
     return z_val, x_hat
 
 
-def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None = None,
-        resume: dict[str, Any] | None = None) -> FitResult:
+def fit(
+    cfg: TrialConfig,
+    data: FeatureSet,
+    on_evaluation: OnEvaluation | None = None,
+    resume: dict[str, Any] | None = None,
+) -> FitResult:
     """Train one trial; evaluate on validation every `eval_every` iterations and at the end.
 
     `data` may lack its test split (`FeatureSet.without_test()`, what trials receive). The
@@ -245,8 +309,17 @@ def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None =
     tick = time.perf_counter()
     for iteration in range(state.iteration + 1, cfg.iterations + 1):
         batch: Batch = sampler.next()
-        terms = training_step(cfg, model, tensors.x_train[batch.idx], batch.labels, generator, batch.labels_key,
-                              image, n_metric=batch.n_metric, judged=batch.judged)
+        terms = training_step(
+            cfg,
+            model,
+            tensors.x_train[batch.idx],
+            batch.labels,
+            generator,
+            batch.labels_key,
+            image,
+            n_metric=batch.n_metric,
+            judged=batch.judged,
+        )
         running.add(terms)
         evaluating = iteration % cfg.eval_every == 0 or iteration == cfg.iterations
         if evaluating or iteration - checked >= every:
@@ -264,4 +337,6 @@ def fit(cfg: TrialConfig, data: FeatureSet, on_evaluation: OnEvaluation | None =
             tick = time.perf_counter()
     if z_val is None:  # resumed at the last iteration: nothing left to train
         _, z_val, x_hat = evaluate(cfg, model, data, tensors)
-    return FitResult(state.history[-1], state.history, model, z_val, x_hat, time.perf_counter() - started)
+    return FitResult(
+        state.history[-1], state.history, model, z_val, x_hat, time.perf_counter() - started
+    )

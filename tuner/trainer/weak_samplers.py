@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tuner.core.config import TrialConfig
 from tuner.data.features import Judgments
 from tuner.data.judgments import judgments_per_batch
 from tuner.trainer.samplers import StratifiedBatchSampler
-from tuner.core.config import TrialConfig
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,16 @@ def unlabeled_count(cfg: TrialConfig) -> int:
 class BatchSource:
     """Draws each step's Batch; its state is the generators (checkpointed with the trial)."""
 
-    def __init__(self, cfg: TrialConfig, y_train: Tensor, labeled: np.ndarray | None, judgments: Judgments | None,
-                 generator: torch.Generator, device: torch.device,
-                 device_generator: torch.Generator | None) -> None:
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        y_train: Tensor,
+        labeled: np.ndarray | None,
+        judgments: Judgments | None,
+        generator: torch.Generator,
+        device: torch.device,
+        device_generator: torch.Generator | None,
+    ) -> None:
         self.y_train, self.generator, self.device = y_train, generator, device
         y_host = y_train.cpu().numpy()
         n = len(y_host)
@@ -59,14 +66,21 @@ class BatchSource:
             self.per_batch = judgments_per_batch(judgments.kind, cfg.batch_size)
             width = judgments.train.shape[1]
             self.judged_rows = torch.from_numpy(judgments.train).to(device)
-            self.similar = (torch.from_numpy(judgments.train_similar).to(device)
-                            if judgments.train_similar is not None else None)
+            self.similar = (
+                torch.from_numpy(judgments.train_similar).to(device)
+                if judgments.train_similar is not None
+                else None
+            )
             # Batch positions of the judgments' items: judgment m takes rows m*width .. m*width+width-1.
-            self.positions = torch.arange(self.per_batch * width, device=device).reshape(self.per_batch, width)
+            self.positions = torch.arange(self.per_batch * width, device=device).reshape(
+                self.per_batch, width
+            )
             pool = np.arange(n)
         else:
             rows = np.arange(n) if labeled is None else labeled
-            self.sampler = StratifiedBatchSampler(y_host[rows], cfg.batch_size, generator, device, device_generator)
+            self.sampler = StratifiedBatchSampler(
+                y_host[rows], cfg.batch_size, generator, device, device_generator
+            )
             if labeled is not None:
                 self.labeled = torch.from_numpy(labeled).to(device)
             pool = np.setdiff1d(np.arange(n), rows)
@@ -85,10 +99,14 @@ class BatchSource:
             pick = torch.randint(self.n_rows, (self.n_uniform,), generator=self.generator)
             return Batch(pick.to(self.device), 0)
         if self.judgments is not None:
-            chosen = torch.randperm(len(self.judged_rows), generator=self.generator)[: self.per_batch].to(self.device)
+            chosen = torch.randperm(len(self.judged_rows), generator=self.generator)[
+                : self.per_batch
+            ].to(self.device)
             metric_rows = self.judged_rows.index_select(0, chosen).reshape(-1)
             cols = self.positions.unbind(1)
-            judged = (*cols, self.similar.index_select(0, chosen)) if self.similar is not None else cols
+            judged = (
+                (*cols, self.similar.index_select(0, chosen)) if self.similar is not None else cols
+            )
             return Batch(self._with_unlabeled(metric_rows), len(metric_rows), judged=judged)
         idx = self.sampler.next_batch()
         if self.labeled is not None:
@@ -100,5 +118,7 @@ class BatchSource:
         if not self.n_unlabeled:
             return metric_rows
         # Drawn on the host generator, with replacement: a few hundred small ints copied per step.
-        pick = torch.randint(len(self.pool), (self.n_unlabeled,), generator=self.generator).to(self.device)
+        pick = torch.randint(len(self.pool), (self.n_unlabeled,), generator=self.generator).to(
+            self.device
+        )
         return torch.cat([metric_rows, self.pool.index_select(0, pick)])
