@@ -1,4 +1,4 @@
-"""One rule names a search's best (outcome.selection / outcome.chosen): the trials read on the
+"""One rule names a search's best (selection.selection / selection.chosen): the trials read on the
 test split, the registered model, the parent run's best_* figures and description, the summary's
 Pareto front and its `chosen:` line all agree. Before, the parent and the summary ranked every
 row, so a failed trial, a stopped one, or the luckiest seed of a configuration that was not

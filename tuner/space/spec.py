@@ -355,7 +355,7 @@ class TrialRecord:
 
     @property
     def config_id(self) -> str:
-        """The configuration without its seed (`outcome.config_id`): repeats share it."""
+        """The configuration without its seed (`selection.config_id`): repeats share it."""
         return config_id(self.params)
 
     def stored_params(self) -> dict[str, str]:

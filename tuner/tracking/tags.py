@@ -13,13 +13,13 @@ ROLE = "tuner.role"  # search (a parent run) or trial
 ROLE_SEARCH, ROLE_TRIAL = "search", "trial"
 SEARCH_ID = "tuner.search_id"  # on trials too: the UI's saved view groups runs by it
 TRIAL_ID = "tuner.trial_id"
-# On a trial's run: the configuration without its seed (outcome.config_id); the runs of one
+# On a trial's run: the configuration without its seed (selection.config_id); the runs of one
 # configuration under `repeats` share it, and reports take their mean over them.
 CONFIG_ID = "tuner.config_id"
 NODE = "tuner.node"  # the nodes a trial ran on, in order (more than one when it moved)
 METRIC = "tuner.metric"  # the search's metrics, comma-separated; MODE their modes
 MODE = "tuner.mode"
-REQUIRE = "tuner.require"  # the require bounds (outcome.require_text): the best meets them
+REQUIRE = "tuner.require"  # the require bounds (selection.require_text): the best meets them
 WARM_START = "tuner.warm_start"  # the search a warm start read
 SEARCHED = "tuner.searched"  # the searched settings in the search file's order
 BEST_TRIAL = "tuner.best_trial_id"
