@@ -1,6 +1,6 @@
 """The Python API: `tuner.search`'s keywords and errors, `tuner.load_spec`, and the result a
-search returns, built here from a hand-made results table (no Ray: test_search_e2e.py checks the
-same fields on real searches against their MLflow runs)."""
+search returns, built here from a hand-made results table (no Ray: tests/e2e/test_search.py
+checks the same fields on real searches against their MLflow runs)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ of a search, and in `tuner ui`, `train`, `sync` and `embed`; a SIGKILLed driver'
 A search is held in a phase by TUNER_TEST_HOLD (tuner/system/processes.py's hold_point). Each real
 search costs ~20-30 s here, so each phase is stopped once and the signal x SIGINT-disposition
 pairs are spread over the phases, each pair at least once (the trials phase with SIGINT not
-ignored is test_search_guard_e2e's, for both signals):
+ignored is tests/e2e/test_search_guard.py's, for both signals):
 
     setup: SIGTERM, ignored        data: SIGHUP, not ignored      trials: SIGTERM, ignored
     final test: SIGHUP, ignored    models: SIGTERM, not ignored   + SIGKILL during the trials
