@@ -45,7 +45,7 @@ from tuner.trainer.train import fit
 
 NETWORKS = {
     "default": {},
-    "prior_art": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64},
+    "prior_work": {"hidden_dims": [500, 500, 2000], "latent_dim": 10, "batch_size": 64},
 }
 PACKING = (1, 2, 4, 8)
 GPU_COMPILE_MODES = ("default", "reduce-overhead")
@@ -96,7 +96,7 @@ def compile_speedups(
     for mode in GPU_COMPILE_MODES:
         key = f"compile_speedup_gpu_{mode.replace('-', '_')}"
         out[key] = (
-            steps_per_second({**NETWORKS["prior_art"], "torch_compile": mode}, "cuda", steps, data)
+            steps_per_second({**NETWORKS["prior_work"], "torch_compile": mode}, "cuda", steps, data)
             / eager_gpu
             if eager_gpu
             else None
@@ -110,7 +110,7 @@ def compile_speedups(
 
 
 def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
-    """Aggregate steps/s of n prior-art trials sharing one GPU in one search (gpus 1/n each)."""
+    """Aggregate steps/s of n prior-work trials sharing one GPU in one search (gpus 1/n each)."""
     from tuner.runner.search import run_search
     from tuner.space.load import load_spec
 
@@ -126,7 +126,7 @@ def packed(n: int, steps: int, data_dir: Path, tmp: Path) -> float:
                 "resources": {"cpus": 1, "gpus": 1 / n},
                 "fixed": {
                     "dataset": "mnist",
-                    **NETWORKS["prior_art"],
+                    **NETWORKS["prior_work"],
                     "iterations": steps,
                     "eval_every": steps,
                 },
@@ -196,12 +196,12 @@ def _packed_process(
 def process_packing(
     steps: int, data_dir: Path, device: str = "cuda", counts: tuple[int, ...] = PACKING
 ) -> dict[int, float]:
-    """Aggregate steps/s (the sum of each trial's own) of n prior-art trials as n processes on one device."""
+    """Aggregate steps/s (the sum of each trial's own) of n prior-work trials as n processes on one device."""
     out = {}
     for n in counts:
         rates = run_spawned(
             _packed_process,
-            [(NETWORKS["prior_art"], device, steps, data_dir, seed) for seed in range(n)],
+            [(NETWORKS["prior_work"], device, steps, data_dir, seed) for seed in range(n)],
             f"packing {n}",
         )
         out[n] = sum(rates)
@@ -239,13 +239,13 @@ def main() -> None:
         gpu = steps_per_second(net, "cuda", args.steps, data) if cuda else None
         figures[f"cpu_steps_per_s_{name}"], figures[f"gpu_steps_per_s_{name}"] = cpu, gpu
         ratio = gpu / cpu if gpu else None
-        figures["gpu_vs_cpu_trial" if name == "prior_art" else "gpu_vs_cpu_trial_default"] = ratio
+        figures["gpu_vs_cpu_trial" if name == "prior_work" else "gpu_vs_cpu_trial_default"] = ratio
         print(
             f"(a) {name}: CPU (1 thread) {cpu:.0f} steps/s, GPU "
             + (f"{gpu:.0f} steps/s: {ratio:.1f}x" if gpu else "-"),
             flush=True,
         )
-    figures |= compile_speedups(figures["gpu_steps_per_s_prior_art"], args.steps, data)
+    figures |= compile_speedups(figures["gpu_steps_per_s_prior_work"], args.steps, data)
     if cuda:
         figures["gpu"] = torch.cuda.get_device_name(0)
     if (

@@ -111,7 +111,7 @@ def test_set_values_parse_as_yaml_including_plain_exponents():
         parse_set_pairs(["=3"])
 
 
-def test_run_experiment_accepts_the_prior_arts_arguments():
+def test_run_experiment_accepts_the_prior_works_arguments():
     table = tuner.run_experiment(
         "triplet",
         "embenc",

@@ -11,7 +11,7 @@ def test_defaults_are_valid_and_every_field_is_documented():
     assert set(FIELD_HELP) == set(cfg.to_dict())
 
 
-def test_prior_art_aliases_map_to_our_names():
+def test_prior_work_aliases_map_to_our_names():
     cfg = TrialConfig.from_dict(
         {
             "constraint_type": "triplet",
