@@ -1,1 +1,2 @@
-"""The MLflow edge: the store (`store`), the driver's one writer (`writer`), reading back (`reader`), `sync`."""
+"""The MLflow edge: the store (`store`), the tag names (`tags`), the driver's one writer (`writer`,
+over `parent`, `trial_runs` and `spool`), reading back (`reader`, `readback`), `sync`."""
