@@ -118,7 +118,8 @@ class MOASHAScheduler(FIFOScheduler):
                 RungBook.from_json(json.dumps(newest["book"])),
                 int(newest["writes"]),
             )
-            log.info("moasha: rungs restored (%d writes) from %s", self._writes, self._exp_dir.uri)  # type: ignore[union-attr]
+            where = self._exp_dir.uri  # type: ignore[union-attr]
+            log.info("moasha: rungs restored (%d writes) from %s", self._writes, where)
 
     def _save(self) -> None:
         """Written beside, then moved over: a driver killed mid-write leaves the last whole book."""
