@@ -4,13 +4,13 @@ checks the same fields on real searches against their MLflow runs)."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tuner
+from tests.spaces import write_space
 from tuner.cli import main
 from tuner.core.selection import TrialOutcome, results_table
 from tuner.errors import TunerError
@@ -29,10 +29,8 @@ SPACE = """
     """
 
 
-def write_space(tmp_path: Path) -> Path:
-    path = tmp_path / "api.yaml"
-    path.write_text(textwrap.dedent(SPACE))
-    return path
+def api_space(tmp_path: Path) -> Path:
+    return write_space(tmp_path / "api.yaml", SPACE)
 
 
 def test_load_spec_is_exported_and_returns_the_resolved_spec(tmp_path: Path) -> None:
@@ -40,7 +38,7 @@ def test_load_spec_is_exported_and_returns_the_resolved_spec(tmp_path: Path) -> 
 
     assert "load_spec" in tuner.__all__ and tuner.load_spec is load_spec
     assert tuner.SearchResult is SearchResult
-    spec = tuner.load_spec(write_space(tmp_path), overrides={"iterations": 7}, max_concurrent=2)
+    spec = tuner.load_spec(api_space(tmp_path), overrides={"iterations": 7}, max_concurrent=2)
     assert spec.base_config.iterations == 7 and spec.max_concurrent == 2
     assert spec.resolved()["fixed"]["iterations"] == 7  # the file says 30
     assert spec.n_trials == 8  # 2 mu x 2 hidden_dims x 2 repeats
@@ -48,7 +46,7 @@ def test_load_spec_is_exported_and_returns_the_resolved_spec(tmp_path: Path) -> 
 
 def test_a_bad_override_gets_the_error_set_gets(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    path = write_space(tmp_path)
+    path = api_space(tmp_path)
     with pytest.raises(TunerError) as raised:
         tuner.search(path, overrides={"iteratons": 5})
     assert "unknown key 'iteratons' (did you mean 'iterations'?)" in str(raised.value)
@@ -58,7 +56,7 @@ def test_a_bad_override_gets_the_error_set_gets(tmp_path: Path, capsys, monkeypa
 
 
 def test_overrides_is_a_mapping_and_trial_settings_are_not_keywords(tmp_path: Path) -> None:
-    path = write_space(tmp_path)
+    path = api_space(tmp_path)
     with pytest.raises(TunerError, match=r"overrides=\['iterations=5'\] is not valid: expected a"):
         tuner.search(path, overrides=["iterations=5"])
     with pytest.raises(TypeError, match="'iterations'"):  # before: any other keyword was a setting
@@ -83,7 +81,7 @@ def outcome(
 
 
 def test_the_result_names_the_chosen_trial_its_runs_and_the_registered_version(tmp_path) -> None:
-    spec = tuner.load_spec(write_space(tmp_path))
+    spec = tuner.load_spec(api_space(tmp_path))
     table = results_table(
         [
             outcome(spec, "a0", "FINISHED", 0.8, [64, 32], 0, 0.90, 0.05),
@@ -123,7 +121,7 @@ def test_the_result_names_the_chosen_trial_its_runs_and_the_registered_version(t
 
 
 def test_a_search_that_chose_nothing_and_was_not_read_back(tmp_path: Path) -> None:
-    spec = tuner.load_spec(write_space(tmp_path))
+    spec = tuner.load_spec(api_space(tmp_path))
     table = results_table(
         [outcome(spec, "a0", "KILLED", 0.8, [32], 0, 0.5, 0.1)],
         [*spec.params, "seed"],
