@@ -219,11 +219,12 @@ def train_seconds_by_worker(experiment_dir: Path) -> dict[int, list[float]]:
     return out
 
 
-def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> dict[str, float]:
+def scheduling_spec(tmp: Path, name: str, trial_seconds: float) -> SearchSpec:
+    """SCHED_GRID's 16 pairwise trials, each sized to last about `trial_seconds`."""
     iterations = size_iterations(trial_seconds)
-    spec = write_spec(
+    return write_spec(
         tmp,
-        "bench-sched",
+        name,
         {
             "search": "grid",
             "samples": 1,
@@ -237,6 +238,11 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
             "params": {k: {"grid": v} for k, v in SCHED_GRID.items()},
         },
     )
+
+
+def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> dict[str, float]:
+    spec = scheduling_spec(tmp, "bench-sched", trial_seconds)
+    iterations = spec.base_config.iterations
     configs = grid_configs(spec)
     table, search_s, seq_wall, alone, alone_train, memory = side_by_side(spec, configs, tmp, uri)
     check_finished(table, "(a)")

@@ -24,7 +24,7 @@ from pathlib import Path
 import ray
 import torch
 
-from benchmarks.bench_search import CPUS, FIXED, SCHED_GRID, size_iterations, write_spec
+from benchmarks.bench_search import CPUS, scheduling_spec
 from benchmarks.common import Machine, scratch
 from benchmarks.common.workers import trial_worker_pids
 from tuner.runner.search import run_search
@@ -95,23 +95,7 @@ def main() -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     with scratch("search_cpu_share_") as tmp:
-        iterations = size_iterations(args.trial_seconds)
-        spec = write_spec(
-            tmp,
-            "cpu-share",
-            {
-                "search": "grid",
-                "samples": 1,
-                "scheduler": "none",
-                "fixed": {
-                    **FIXED,
-                    "constraint": "pairwise",
-                    "iterations": iterations,
-                    "eval_every": iterations // 4,
-                },
-                "params": {k: {"grid": v} for k, v in SCHED_GRID.items()},
-            },
-        )
+        spec = scheduling_spec(tmp, "cpu-share", args.trial_seconds)
         ray.init(
             address="local",
             num_cpus=CPUS,
