@@ -15,7 +15,7 @@ from tuner.cli import main
 from tuner.core.selection import TrialOutcome, results_table
 from tuner.errors import TunerError
 from tuner.runner.result import SearchResult, search_result
-from tuner.space.spec import REPEAT_KEY
+from tuner.space.spec import REPEAT_KEY, TrialRecord
 from tuner.tracking.readback import SearchRuns
 
 SPACE = """
@@ -74,15 +74,23 @@ def outcome(
     repeat: int,
     knn: float,
     recon: float,
-) -> TrialOutcome:
-    config = spec.trial_config({"mu": mu, "hidden_dims": dims, REPEAT_KEY: repeat}).to_dict()
+) -> tuple[TrialOutcome, TrialRecord]:
+    """A trial as the ledger holds it: the table's outcome and the record built as it started."""
+    record = spec.record(trial_id, {"mu": mu, "hidden_dims": dims, REPEAT_KEY: repeat})
     figures = {"iteration": 30, "knn_accuracy": knn, "recon_error": recon}
-    return TrialOutcome(trial_id, status, config, figures)
+    return TrialOutcome(trial_id, status, record.params, figures), record
+
+
+def tabled(spec, trials: list[tuple[TrialOutcome, TrialRecord]]):
+    """The results table of `trials` and their records by trial id, as the driver passes them."""
+    table = results_table([o for o, _ in trials], [*spec.params, "seed"], spec.metric, spec.mode)
+    return table, {r.trial_id: r for _, r in trials}
 
 
 def test_the_result_names_the_chosen_trial_its_runs_and_the_registered_version(tmp_path) -> None:
     spec = tuner.load_spec(api_space(tmp_path))
-    table = results_table(
+    table, records = tabled(
+        spec,
         [
             outcome(spec, "a0", "FINISHED", 0.8, [64, 32], 0, 0.90, 0.05),
             outcome(spec, "a1", "FINISHED", 0.8, [64, 32], 1, 0.80, 0.04),
@@ -91,17 +99,15 @@ def test_the_result_names_the_chosen_trial_its_runs_and_the_registered_version(t
             outcome(spec, "c0", "FAILED", 0.2, [64, 32], 0, np.nan, np.nan),  # c is incomplete ...
             outcome(spec, "c1", "FINISHED", 0.2, [64, 32], 1, 0.99, 0.02),  # ... its best run aside
         ],
-        [*spec.params, "seed"],
-        spec.metric,
-        spec.mode,
     )
     table["test_knn_accuracy"] = table["trial_id"].map({"a0": 0.88, "a1": 0.79})  # the selected
     runs = SearchRuns("parent", {t: f"run-{t}" for t in table["trial_id"]}, "models:/api/3")
-    result = search_result(spec, table, "FINISHED", "api", "api-1", "/ray/api", runs)
+    result = search_result(spec, table, records, "FINISHED", "api", "api-1", "/ray/api", runs)
 
     best = result.best_trial
     assert best.trial_id == "a0" and best.status == "FINISHED" and best.run_id == "run-a0"
     assert best.params == {"mu": 0.8, "hidden_dims": [64, 32], "seed": 0}  # the cell was JSON text
+    assert best.config is records["a0"].config  # the record's, not rebuilt from the table
     assert best.config == spec.trial_config({"mu": 0.8, "hidden_dims": [64, 32], REPEAT_KEY: 0})
     assert best.metrics == {"knn_accuracy": 0.90, "recon_error": 0.05, "test_knn_accuracy": 0.88}
     assert [t.trial_id for t in result.best_trials] == ["a0", "a1"]  # the configuration's runs
@@ -122,13 +128,8 @@ def test_the_result_names_the_chosen_trial_its_runs_and_the_registered_version(t
 
 def test_a_search_that_chose_nothing_and_was_not_read_back(tmp_path: Path) -> None:
     spec = tuner.load_spec(api_space(tmp_path))
-    table = results_table(
-        [outcome(spec, "a0", "KILLED", 0.8, [32], 0, 0.5, 0.1)],
-        [*spec.params, "seed"],
-        spec.metric,
-        spec.mode,
-    )
-    result = search_result(spec, table, "KILLED", "api", "api-1", "/ray/api", None)
+    table, records = tabled(spec, [outcome(spec, "a0", "KILLED", 0.8, [32], 0, 0.5, 0.1)])
+    result = search_result(spec, table, records, "KILLED", "api", "api-1", "/ray/api", None)
     assert result.best_trial is None and result.best_trials == ()
     assert (result.parent_run_id, result.model_uri, result.model_version) == (None, None, None)
     with pytest.raises(RuntimeError, match="search api-1 \\(KILLED\\) chose no trial"):

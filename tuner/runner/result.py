@@ -4,7 +4,9 @@ selected (the Pareto front), the registered model and the MLflow runs.
 Names a user of Ray Tune or Optuna knows: `best_trial` / `best_trials` as Optuna's Study has
 them, `get_best_result()` as Ray's ResultGrid, `params` / `config` / `metrics` on a trial. Which
 trial is best is the search's own rule (`core.selection`: `chosen`, `selection`): the one whose
-figures went to the parent run and whose model was registered, never a second opinion.
+figures went to the parent run and whose model was registered, never a second opinion. A trial's
+config and params are the driver's record of it (`space.spec.TrialRecord`, built once by the
+ledger as the trial first appeared), not rebuilt from the table's cells.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tuner.core.config import TrialConfig
@@ -21,7 +22,7 @@ from tuner.core.metrics import METRIC_MODES, TEST_METRICS, TRIAL_METRICS
 from tuner.core.objective import Objective
 from tuner.core.selection import chosen, selection
 from tuner.errors import TunerError
-from tuner.space.spec import SearchSpec
+from tuner.space.spec import SearchSpec, TrialRecord
 from tuner.tracking.readback import SearchRuns
 
 
@@ -55,6 +56,7 @@ class SearchResult:
     model_uri: str | None  # models:/NAME/VERSION registered by this search; None when none was
     experiment_path: str = field(repr=False)  # Tune's storage of this search (`tuner sync`)
     spec: SearchSpec = field(repr=False)
+    records: Mapping[str, TrialRecord] = field(default_factory=dict, repr=False)  # trial id ->
     run_ids: Mapping[str, str] = field(default_factory=dict, repr=False)  # trial id -> run id
 
     @property
@@ -85,29 +87,31 @@ class SearchResult:
         first = Objective.of(metric, mode or METRIC_MODES[base]).best(rows)
         if first is None:
             raise RuntimeError(f"no finished trial of search {self.search_id} has a {metric}.")
-        return trial_result(self.spec, finished.iloc[first], self.run_ids)
+        return trial_result(self.spec, finished.iloc[first], self.records, self.run_ids)
 
 
 def search_result(
     spec: SearchSpec,
     table: pd.DataFrame,
+    records: Mapping[str, TrialRecord],
     status: str,
     experiment: str,
     search_id: str,
     experiment_path: str,
     runs: SearchRuns | None,
 ) -> SearchResult:
+    """`records`: the ledger's record of every trial in `table`, by trial id."""
     run_ids = dict(runs.trial_run_ids) if runs else {}
     best = chosen(table, spec.metric, spec.mode, spec.require)
     selected = set(selection(table, spec.metric, spec.mode, spec.require))
     front = tuple(
-        trial_result(spec, row, run_ids)
+        trial_result(spec, row, records, run_ids)
         for _, row in table.iterrows()
         if row["trial_id"] in selected
     )
     return SearchResult(
         table,
-        None if best is None else trial_result(spec, best, run_ids),
+        None if best is None else trial_result(spec, best, records, run_ids),
         front,
         status,
         experiment,
@@ -116,28 +120,29 @@ def search_result(
         runs.registered if runs else None,
         experiment_path,
         spec,
+        records,
         run_ids,
     )
 
 
-def trial_result(spec: SearchSpec, row: pd.Series, run_ids: Mapping[str, str]) -> TrialResult:
-    """A table row as a TrialResult; its TrialConfig from the spec, as the trial built it."""
-    # The searched columns; `seed` is one with `repeats` (each run's own seed).
+def trial_result(
+    spec: SearchSpec,
+    row: pd.Series,
+    records: Mapping[str, TrialRecord],
+    run_ids: Mapping[str, str],
+) -> TrialResult:
+    """A table row as a TrialResult: its figures from the row, its config and params from the
+    trial's record."""
+    trial_id = str(row["trial_id"])
+    record = records[trial_id]
+    # The searched names; `seed` is one with `repeats` (each run's own seed).
     searched = [k for k in dict.fromkeys([*spec.params, "seed"]) if k in row.index]
-    config = spec.trial_config({k: _plain(row[k]) for k in searched})
-    whole = config.to_dict()
-    params = {k: whole.get(k, _plain(row[k])) for k in searched}
+    params = {k: record.params[k] for k in searched}
     metrics = {
         k: float(row[k])
         for k in (*TRIAL_METRICS, *TEST_METRICS)
         if k in row.index and pd.notna(row[k])
     }
-    trial_id = str(row["trial_id"])
-    return TrialResult(trial_id, str(row["status"]), params, metrics, run_ids.get(trial_id), config)
-
-
-def _plain(value: Any) -> Any:
-    """A table's cell as a TrialConfig takes it: numpy scalars as Python's; NaN (pandas' None in
-    a numeric column) as None."""
-    value = value.item() if isinstance(value, np.generic) else value
-    return None if isinstance(value, float) and np.isnan(value) else value
+    return TrialResult(
+        trial_id, str(row["status"]), params, metrics, run_ids.get(trial_id), record.config
+    )

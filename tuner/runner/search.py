@@ -36,7 +36,7 @@ from tuner.runner.summary import baselines, print_summary
 from tuner.runner.trials import TrialLedger
 from tuner.runner.tune_setup import make_tuner
 from tuner.space.load import load_spec
-from tuner.space.spec import SearchSpec
+from tuner.space.spec import SearchSpec, TrialRecord
 from tuner.system.disk import full_filesystems, is_disk_full
 from tuner.system.processes import hold_point, interrupt_handler_kept
 from tuner.system.secrets import mask_uri
@@ -49,6 +49,9 @@ from tuner.tracking.sync import sync_search
 from tuner.tracking.ui_view import view_metrics
 from tuner.tracking.warm_start import WarmStart, read_warm_start
 from tuner.tracking.writer import SearchTracker
+
+# What a search's Tune run leaves: the results table, the search's status, each trial's record.
+Concluded = tuple[pd.DataFrame, str, Mapping[str, TrialRecord]]
 
 
 def search(
@@ -170,7 +173,7 @@ def run_search(
     # seconds of waiting: side by side. An unusable tracking URI fails once Ray is up, before
     # any lock, data, storage or run.
     with ThreadPoolExecutor(1, thread_name_prefix="tuner-connect") as pool:
-        table, status = _run_on_ray(run, address, storage_path, pool.submit(connect, uri))
+        table, status, records = _run_on_ray(run, address, storage_path, pool.submit(connect, uri))
     if verbose:
         print_summary(
             spec, table, experiment, uri, exp_dir.uri, time.perf_counter() - started, status
@@ -178,6 +181,7 @@ def run_search(
     return search_result(
         spec,
         table,
+        records,
         status,
         experiment,
         search_id,
@@ -188,7 +192,7 @@ def run_search(
 
 def _run_on_ray(
     run: SearchRun, address: str | None, storage_path: str | Path | None, connecting: Future
-) -> tuple[pd.DataFrame, str]:
+) -> Concluded:
     verbose, clock = run.console != "quiet", run.clock
     clock.lap("mlflow")
     own_ray = start_ray(address, verbose)
@@ -229,11 +233,10 @@ def _run_on_ray(
             stop_ray()
 
 
-def fit_tracked(
-    run: SearchRun, data: FeatureSet, tracker: SearchTracker
-) -> tuple[pd.DataFrame, str]:
+def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> Concluded:
     """Tuner.fit with the search's callback and its parts; the parent run ends whatever happens
-    (from here on: nothing that can fail runs between opening the tracker and this)."""
+    (from here on: nothing that can fail runs between opening the tracker and this). Returns the
+    results table, the search's status and the ledger's trial records."""
     spec = run.spec
     progress = SearchProgress(spec) if run.console == "progress" else None
     lines = TrialLines(progress, clock=run.clock if run.console != "quiet" else None)
@@ -280,7 +283,7 @@ def fit_tracked(
         raise
     finally:
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
-    return table, status
+    return table, status, callback.ledger.records
 
 
 def _conclude(
