@@ -43,6 +43,23 @@ def run_cli(
     )
 
 
+def search_args(
+    space: Path | str, tmp_path: Path, *extra: str, uri: str | None = None
+) -> list[str]:
+    """`search --space SPACE --tracking-uri URI --storage-path TMP/ray EXTRA...`: a search whose MLflow
+    store (by default `sqlite:///TMP/mlflow.db`) and Tune storage lie in the test's own folder."""
+    return [
+        "search",
+        "--space",
+        str(space),
+        "--tracking-uri",
+        uri or f"sqlite:///{tmp_path}/mlflow.db",
+        "--storage-path",
+        str(tmp_path / "ray"),
+        *extra,
+    ]
+
+
 def free_port() -> int:
     """A local port nothing listens on now (bound, then released)."""
     with socket.socket() as s:

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
-from tests.drivers import run_cli
+from tests.drivers import run_cli, search_args
 from tests.spaces import write_space
 from tuner.core.objective import Objective
 from tuner.core.selection import pareto_mask, rank_by_config
@@ -46,9 +46,7 @@ def test_a_moasha_search_stops_dominated_trials_and_says_so_everywhere(tmp_path:
     )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "ray"
-    out = run_cli(
-        "search", "--space", str(space), "--tracking-uri", uri, "--storage-path", str(storage)
-    )
+    out = run_cli(*search_args(space, tmp_path))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     client = MlflowClient(tracking_uri=uri)
@@ -156,15 +154,7 @@ def test_moasha_rungs_survive_a_sigkilled_driver(tmp_path: Path) -> None:
         """,
     )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = [
-        "search",
-        "--space",
-        str(space),
-        "--tracking-uri",
-        uri,
-        "--storage-path",
-        str(tmp_path / "ray"),
-    ]
+    args = search_args(space, tmp_path)
     exp, log = tmp_path / "ray" / "moasha-resume", tmp_path / "driver.log"
 
     def recorded() -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import tuner
-from tests.drivers import start_driver, wait_for
+from tests.drivers import search_args, start_driver, wait_for
 from tests.spaces import write_space
 from tuner.errors import TunerError
 from tuner.runner.search import run_search
@@ -322,15 +322,7 @@ def test_interrupt_kill_and_resume(
         """,
     )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = [
-        "search",
-        "--space",
-        str(space),
-        "--tracking-uri",
-        uri,
-        "--storage-path",
-        str(tmp_path / "ray"),
-    ]
+    args = search_args(space, tmp_path)
     exp_dir, log = tmp_path / "ray" / "e2e-resume", tmp_path / "driver.log"
 
     proc = start_driver(args, log)  # 1: Ctrl-C once a trial has finished

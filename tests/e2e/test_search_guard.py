@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers import start_driver, wait_for
+from tests.drivers import search_args, start_driver, wait_for
 from tests.paths import REPO_ROOT
 from tuner.system.processes import end_session, session_pids
 
@@ -58,15 +58,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(
     up to the clean stop, which is where the two could differ."""
     (tmp_path / "guard.yaml").write_text(SPACE)
     db, storage = tmp_path / "mlflow.db", tmp_path / "ray"
-    args = [
-        "search",
-        "--space",
-        str(tmp_path / "guard.yaml"),
-        "--tracking-uri",
-        f"sqlite:///{db}",
-        "--storage-path",
-        str(storage),
-    ]
+    args = search_args(tmp_path / "guard.yaml", tmp_path)
     log = tmp_path / "first.log"
     first = start_driver(args, log)
     try:
@@ -146,13 +138,7 @@ def test_a_storage_error_after_the_search_started_leaves_no_run_running(tmp_path
             sys.executable,
             "-m",
             "tuner.cli",
-            "search",
-            "--space",
-            str(tmp_path / "guard.yaml"),
-            "--tracking-uri",
-            f"sqlite:///{db}",
-            "--storage-path",
-            str(storage),
+            *search_args(tmp_path / "guard.yaml", tmp_path),
         ],
         capture_output=True,
         text=True,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.drivers import free_port
+from tests.drivers import free_port, search_args
 from tests.spaces import write_space
 from tuner.cli import main
 from tuner.tracking.store import HTTP_DEFAULTS
@@ -173,15 +173,7 @@ def test_unreachable_server_stops_the_search_before_anything_starts(tmp_path: Pa
     # A fresh interpreter, so whether Ray started does not depend on the tests before this one.
     port = free_port()  # bound then released: nothing listens there
     space = grid_space(tmp_path / "s.yaml", "nowhere", 40)
-    args = [
-        "search",
-        "--space",
-        str(space),
-        "--tracking-uri",
-        f"http://alice:s3cret@127.0.0.1:{port}",
-        "--storage-path",
-        str(tmp_path / "ray"),
-    ]
+    args = search_args(space, tmp_path, uri=f"http://alice:s3cret@127.0.0.1:{port}")
     code = (
         f"import sys, ray; from tuner.cli import main; status = main({args!r}); "
         f"print('ray started:', ray.is_initialized()); sys.exit(status)"

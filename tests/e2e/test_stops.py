@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers import free_port, wait_for
+from tests.drivers import free_port, search_args, wait_for
 from tests.e2e.test_search_guard import run_statuses
 from tests.paths import REPO_ROOT
 from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
@@ -144,15 +144,7 @@ RESUMED = (3000, 300)
 
 def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
     (tmp_path / "stops.yaml").write_text(SPACE.format(iterations=iterations, every=every))
-    return [
-        "search",
-        "--space",
-        str(tmp_path / "stops.yaml"),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path}/mlflow.db",
-        "--storage-path",
-        str(tmp_path / "ray"),
-    ]
+    return search_args(tmp_path / "stops.yaml", tmp_path)
 
 
 # ------------------------------------------------------------------ a search, phase by phase
