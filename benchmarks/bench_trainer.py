@@ -33,9 +33,9 @@ from tuner.core.config import TrialConfig
 from tuner.data import hog_features, load_features
 from tuner.trainer.losses import reconstruction_loss, total_loss
 
-# _all_pairs / _all_triplets: the unmemoised builds, what the trainer does for a label sequence it
-# has not seen; all_pairs / all_triplets are the memoised ones it calls.
-from tuner.trainer.miners import _all_pairs, _all_triplets, all_pairs, all_triplets
+# enumerate_*: the unmemoised builds, what the trainer pays for a label sequence it has not seen;
+# all_pairs / all_triplets are the memoised ones it calls.
+from tuner.trainer.miners import all_pairs, all_triplets, enumerate_pairs, enumerate_triplets
 from tuner.trainer.networks import build_model
 from tuner.trainer.optim import make_optimizer
 from tuner.trainer.samplers import StratifiedBatchSampler
@@ -114,7 +114,7 @@ def mining_speedup(n_batches: int = 3000) -> tuple[float, float]:
         )
 
     t_loop = _per_batch(loop, as_lists)
-    t_cold = _per_batch(lambda b: (_all_pairs(b), _all_triplets(b)), batches[:500])
+    t_cold = _per_batch(lambda b: (enumerate_pairs(b), enumerate_triplets(b)), batches[:500])
     t_trainer = _per_batch(lambda b: (all_pairs(b), all_triplets(b)), batches)  # memo starts empty
     print(
         f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, vectorized "

@@ -39,6 +39,8 @@ __all__ = [
     "mine",
     "all_pairs",
     "all_triplets",
+    "enumerate_pairs",
+    "enumerate_triplets",
     "semihard_triplets",
     "semihard_mask",
     "active_pairs",
@@ -61,7 +63,7 @@ def all_pairs(labels: Tensor, key: bytes | None = None) -> tuple[Tensor, Tensor,
 
     `key`: the labels' bytes as the host knows them (the sampler's `last_labels`), so that a
     memo hit reads nothing back from the device."""
-    return _memo(_all_pairs, labels, key)
+    return _memo(enumerate_pairs, labels, key)
 
 
 def all_triplets(labels: Tensor, key: bytes | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -69,15 +71,17 @@ def all_triplets(labels: Tensor, key: bytes | None = None) -> tuple[Tensor, Tens
 
     Triplets come out sorted by (a, p, n). `key` as in all_pairs.
     """
-    return _memo(_all_triplets, labels, key)
+    return _memo(enumerate_triplets, labels, key)
 
 
-def _all_pairs(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def enumerate_pairs(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """all_pairs without its memo: the build a label sequence not seen before costs."""
     i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)
     return i, j, labels.index_select(0, i) == labels.index_select(0, j)
 
 
-def _all_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def enumerate_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """all_triplets without its memo."""
     # Ordered positive pairs x negatives rather than a full B^3 mask: the positive pairs
     # are few (about B^2 / n_classes), so the mask that nonzero() scans is small.
     same, pos_a, pos_p = _positive_pairs(labels)
