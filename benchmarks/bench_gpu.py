@@ -248,9 +248,8 @@ def main() -> None:
     figures |= compile_speedups(figures["gpu_steps_per_s_prior_work"], args.steps, data)
     if cuda:
         figures["gpu"] = torch.cuda.get_device_name(0)
-    if (
-        cuda and importlib.util.find_spec("ray") is None
-    ):  # a bare GPU image: processes stand in for Ray's trials
+    # a bare GPU image: processes stand in for Ray's trials
+    if cuda and importlib.util.find_spec("ray") is None:
         pack = process_packing(args.steps, args.data_dir)
         figures |= {f"gpu_packing_processes_steps_per_s_{n}": v for n, v in pack.items()}
         figures |= {

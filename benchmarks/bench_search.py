@@ -363,9 +363,10 @@ def search_share(tmp: Path, uri: str, samples: int) -> dict[str, Any]:
     )
     table, seconds = timed_search(optuna, tmp, uri)
     check_finished(table, "(c) optuna", ("FINISHED", "KILLED"))
+    # in completion order
     runs = trial_runs(uri, optuna.name).join(
         table.set_index("trial_id")[["knn_accuracy", "iteration"]], on="trial_id"
-    )  # in completion order
+    )
     reached = runs.index[runs["knn_accuracy"] >= best - TOLERANCE - 1e-9]
     total = float(runs["iteration"].sum())
     out: dict[str, Any] = {

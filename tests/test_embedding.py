@@ -37,9 +37,8 @@ def test_embed_on_raw_images_reproduces_the_trial(tmp_path, extractor, normalize
         split_images(cfg, "test"),
     )
     assert np.array_equal(val.labels, data.y_val) and np.array_equal(test.labels, data.y_test)
-    assert np.array_equal(
-        model.model_input(val.images), data.x_val
-    )  # the data layer's own features
+    # the data layer's own features
+    assert np.array_equal(model.model_input(val.images), data.x_val)
     assert np.array_equal(model.model_input(test.images), data.x_test)
     z = model.embed(val.images)
     assert np.array_equal(z, result.val_embedding)

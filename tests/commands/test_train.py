@@ -28,9 +28,8 @@ def test_train_json_prints_one_object_with_the_final_metrics(capsys):
         and 0 < result["test_recon_error"] < 0.09
         and result["seconds"] > 0
     )
-    assert (
-        result["test_trustworthiness_n"] == result["trustworthiness_n"] == 360
-    )  # digits: 60 / 20 / 20
+    # digits: 60 / 20 / 20
+    assert result["test_trustworthiness_n"] == result["trustworthiness_n"] == 360
     assert "kl" in result and "test_kl" not in result  # training losses have no test counterpart
 
 

@@ -56,9 +56,8 @@ def test_bounds_follow_each_metrics_direction_and_a_missing_value_fails() -> Non
         False,
         False,
     ]
-    assert (
-        meets(TABLE, {"trustworthiness": 0.5}).tolist() == [False] * 4
-    )  # a column nobody reported
+    # a column nobody reported
+    assert meets(TABLE, {"trustworthiness": 0.5}).tolist() == [False] * 4
 
 
 def test_the_chosen_row_is_the_best_within_the_bounds() -> None:

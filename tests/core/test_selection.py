@@ -126,9 +126,8 @@ def test_repeats_name_a_run_of_the_selected_configuration_not_the_luckiest_seed(
     every = spec_of(tmp_path, "repeats: 2\nlog_models: all\nparams:\n  mu: {grid: [0.2, 0.8]}\n")
     assert chosen_trials(every, table) == ["a0", "a1", "b1", "b0"]
     assert best_of(every, table, chosen_trials(every, table)) == "a0"
-    assert (
-        best_of(every, table, ["b0", "b1"]) is None
-    )  # no logged model of the selection: none registered
+    # no logged model of the selection: none registered
+    assert best_of(every, table, ["b0", "b1"]) is None
 
 
 def test_require_is_read_on_the_configurations_mean_everywhere(tmp_path: Path) -> None:
@@ -258,6 +257,7 @@ def test_a_search_whose_only_complete_trial_diverged_selects_nothing_instead_of_
 
 
 def test_pareto_mask_keeps_exactly_the_non_dominated_rows() -> None:
+    # row 1 has the same accuracy and lower error
     values = np.array(
         [
             [0.9, 0.10],  # best accuracy
@@ -267,7 +267,7 @@ def test_pareto_mask_keeps_exactly_the_non_dominated_rows() -> None:
             [0.85, np.nan],  # unfinished: never on the front
             [0.8, 0.07],
         ]
-    )  # row 1 has the same accuracy and lower error
+    )
     assert pareto_mask(values, ("max", "min")).tolist() == [True, True, False, True, False, False]
     # Flipping the modes turns the front around: now low accuracy and high error win.
     assert pareto_mask(values, ("min", "max")).tolist() == [False, False, True, False, False, False]

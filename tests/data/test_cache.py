@@ -190,9 +190,8 @@ def test_an_image_added_to_a_class_folder_changes_the_key(tmp_path):
     red = tmp_path / "data" / "red"
     folder_mtime = red.stat().st_mtime_ns
     shutil.copy2(red / "0.png", red / "6.png")
-    os.utime(
-        red, ns=(folder_mtime, folder_mtime)
-    )  # as rsync -t leaves a folder: the old key missed this
+    # as rsync -t leaves a folder: the old key missed this
+    os.utime(red, ns=(folder_mtime, folder_mtime))
     new_key = _key(cfg, tmp_path / "data")
     assert new_key != old_key and (
         old_key["source"]["n_images"],

@@ -145,9 +145,8 @@ def test_mnist_missing_files_error_names_directory_and_files(tmp_path):
 
 
 def test_cifar10_python_batches_load_with_their_names(tmp_path):
-    arrays = write_cifar(
-        tmp_path, per_batch=20
-    )  # every class twice, to hold one out for validation
+    # every class twice, to hold one out for validation
+    arrays = write_cifar(tmp_path, per_batch=20)
     fs = load("cifar10", tmp_path)
     # Rows are R, G, B planes of 32x32: the raw features keep that (C, H, W) order.
     x_train, y_train = training_part(fs)

@@ -380,9 +380,8 @@ def _add_member(
 
 def test_a_cache_entry_reads_only_the_arrays_it_should_hold(tmp_path, monkeypatch):
     cfg, path = _digits_entry(tmp_path)
-    _add_member(
-        path, "junk.npy", (2**26,), bytes(2**28), zipfile.ZIP_DEFLATED
-    )  # 256 MiB from ~256 KiB
+    # 256 MiB from ~256 KiB
+    _add_member(path, "junk.npy", (2**26,), bytes(2**28), zipfile.ZIP_DEFLATED)
     opened = []
     real_open = zipfile.ZipFile.open
     monkeypatch.setattr(

@@ -53,9 +53,8 @@ class TwoNodes:
         return self.worker
 
     def remove_worker(self) -> None:
-        self.cluster.remove_node(
-            self.worker, allow_graceful=False
-        )  # SIGKILL: a node lost, not drained
+        # SIGKILL: a node lost, not drained
+        self.cluster.remove_node(self.worker, allow_graceful=False)
         self.worker = None
 
     def node_ids(self) -> tuple[str, str]:
@@ -303,9 +302,8 @@ def test_a_lost_worker_node_moves_its_trial_which_resumes_from_its_checkpoint(
     ((tid, rows),) = moved.items()
     after = [r for r in rows if r["node_id"] == head]
     assert after and rows[-1]["iteration"] == 1000  # it finished on the head...
-    assert (
-        after[0]["restored_from_iteration"] >= 100
-    )  # ...from the worker's checkpoint, not from the start
+    # ...from the worker's checkpoint, not from the start
+    assert after[0]["restored_from_iteration"] >= 100
     assert after[0]["iteration"] == after[0]["restored_from_iteration"] + 100
     tags = {r.data.tags["tuner.trial_id"]: r.data.tags["tuner.node"] for r in runs}
     assert [n.split("/")[1] for n in tags[tid].split(",")] == [worker, head]

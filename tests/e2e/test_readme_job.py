@@ -32,9 +32,8 @@ def test_the_readme_main_job_finishes_every_trial_registers_the_best_and_reports
     out = done.stdout
     params = yaml.safe_load(GRID.read_text())["params"]
     grid = set(itertools.product(*(p["grid"] for p in params.values())))
-    assert (
-        len(grid) == 24
-    )  # the README's count: 2 constraints x 2 encoders x 3 weights x 2 latent sizes
+    # the README's count: 2 constraints x 2 encoders x 3 weights x 2 latent sizes
+    assert len(grid) == 24
     assert re.search(r"search finished: 24 trials \(24 finished\) in \d+ s", out), out[-3000:]
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -99,9 +99,8 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(
         assert [p.name for p in storage.iterdir() if not p.name.startswith(".")] == ["guard"]
 
         first.send_signal(sig)
-        assert (
-            first.wait(timeout=120) == 0
-        )  # as after Ctrl-C: Tune stops the trials and saves its state
+        # as after Ctrl-C: Tune stops the trials and saves its state
+        assert first.wait(timeout=120) == 0
     finally:
         end_session(first.pid, grace=0.0)
     assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), (

@@ -180,9 +180,8 @@ def test_unreachable_server_stops_the_search_before_anything_starts(tmp_path: Pa
     )
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert (
-        proc.returncode == 2 and time.monotonic() - start < 60
-    )  # most of it is importing tuner's CLI
+    # most of it is importing tuner's CLI
+    assert proc.returncode == 2 and time.monotonic() - start < 60
     assert (
         f"tuner search: error: MLflow tracking URI 'http://***@127.0.0.1:{port}' cannot be used"
         in proc.stderr
@@ -234,9 +233,8 @@ def test_search_against_a_server_logs_runs_and_serves_artifacts(
     assert (
         main(["sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", server.uri]) == 0
     )
-    assert (
-        "nothing was missing" in capsys.readouterr().out
-    )  # a complete search: sync writes nothing
+    # a complete search: sync writes nothing
+    assert "nothing was missing" in capsys.readouterr().out
 
 
 class Killer(threading.Thread):
@@ -315,9 +313,8 @@ def test_server_lost_mid_search_then_sync_fills_the_gaps(local_ray, tmp_path: Pa
         assert "tuner sync --storage-path" in err
 
         srv.start()  # back, same port and store
-        assert (
-            search_runs(srv.uri, "lost")[1].info.status == "RUNNING"
-        )  # the search could not end it
+        # the search could not end it
+        assert search_runs(srv.uri, "lost")[1].info.status == "RUNNING"
         sync = [
             "sync",
             "--storage-path",

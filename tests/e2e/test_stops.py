@@ -162,9 +162,8 @@ def test_a_stop_before_the_trials_leaves_no_run_and_no_ray(
     log = tmp_path / "driver.log"
     proc = launch(space(tmp_path, 6000, 600), log, ignore_int=ignore_int, hold=phase)
     held(proc, log, phase, ignore_int)
-    assert (
-        len(session_pids(proc.pid)) > 3
-    )  # the driver and its local Ray (GCS, raylet, agents, ...)
+    # the driver and its local Ray (GCS, raylet, agents, ...)
+    assert len(session_pids(proc.pid)) > 3
     assert stopped(proc, sig, log) == 130, log.read_text()[-3000:]
     text = log.read_text()
     assert "tuner search: interrupted" in text and "Traceback" not in text, text[-3000:]
@@ -338,9 +337,8 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
             f"tuner ui ({'SIGINT ignored' if ignore_int else 'SIGINT default'}) stopped {took:.1f} s after "
             f"{signal.Signals(sig).name}"
         )
-        assert (
-            gone(lambda: [p for s in server for p in session_pids(s)], 1) is not None
-        )  # server, workers
+        # server, workers
+        assert gone(lambda: [p for s in server for p in session_pids(s)], 1) is not None
         assert not _answers(f"http://127.0.0.1:{port}/health")
         assert servers_on(port) == []  # no web worker left holding the port
         assert f"http://127.0.0.1:{port}" in log.read_text()  # the link it printed
@@ -430,9 +428,8 @@ def small_disk(tmp_path: Path):
 def fill(mnt: Path) -> Path:
     """Write zeros until the filesystem refuses: it is then full for everyone."""
     filler = mnt / "filler"
-    with open(
-        filler, "wb", buffering=0
-    ) as f:  # unbuffered: nothing left to flush (and fail) at close
+    # unbuffered: nothing left to flush (and fail) at close
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)

@@ -163,9 +163,8 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
     from tests.browser import Page
 
     if CHROMIUM is None:
-        if os.environ.get(
-            "CI"
-        ):  # .ci/run installs it: a missing browser there is a broken CI, not a skip
+        # .ci/run installs it: a missing browser there is a broken CI, not a skip
+        if os.environ.get("CI"):
             pytest.fail(
                 "chromium is not installed, and CI must run the browser test (.ci/run installs it)"
             )
@@ -210,9 +209,8 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
 def page_text(dom: str) -> str:
     """What a person reads on the page: its text nodes, in order, joined by ' | '."""
     body = re.sub(r"<script.*?</script>|<style.*?</style>", "", dom, flags=re.S)
-    text = html.unescape(re.sub(r"<[^>]+>", "\n", body)).replace(
-        "\xa0", " "
-    )  # the alias reads "@&nbsp;champion"
+    # the alias reads "@&nbsp;champion"
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", body)).replace("\xa0", " ")
     return " | ".join(t.strip() for t in text.splitlines() if t.strip())
 
 
@@ -389,9 +387,8 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
                 "Parallel Coordinates",
                 "knn_accuracy",
             ]
-            assert cards["points"] == len(
-                finished
-            )  # one point per trial; the parent has no knn_accuracy
+            # one point per trial; the parent has no knn_accuracy
+            assert cards["points"] == len(finished)
             parallel = page.value(PARALLEL, "the parallel-coordinates chart")
             assert parallel == {
                 "lines": len(finished),

@@ -68,15 +68,12 @@ def test_several_metrics_show_the_front_so_far_and_its_first(tmp_path: Path, mon
     out = io.StringIO()
     progress = SearchProgress(load_spec(path), file=out)
     progress.trial_result({"mu": 0.25}, {"knn_accuracy": 0.9, "recon_error": 0.05})
-    progress.trial_result(
-        {"mu": 0.5}, {"knn_accuracy": 0.8, "recon_error": 0.03}
-    )  # a trade-off: both stay
-    progress.trial_result(
-        {"mu": 0.5}, {"knn_accuracy": 0.7, "recon_error": 0.06}
-    )  # dominated: dropped
-    progress.trial_result(
-        {"mu": 0.25}, {"knn_accuracy": 0.95, "recon_error": float("nan")}
-    )  # ignored
+    # a trade-off: both stay
+    progress.trial_result({"mu": 0.5}, {"knn_accuracy": 0.8, "recon_error": 0.03})
+    # dominated: dropped
+    progress.trial_result({"mu": 0.5}, {"knn_accuracy": 0.7, "recon_error": 0.06})
+    # ignored
+    progress.trial_result({"mu": 0.25}, {"knn_accuracy": 0.95, "recon_error": float("nan")})
     progress.trial_ended("x", "KILLED")
     progress.close()
     line = _last_line(out)

@@ -127,9 +127,8 @@ def test_with_one_metric_moasha_decides_as_ashas(
     )
     np.random.seed(seed)
     assert drive(ours, results) == expected
-    assert 0 < sum(
-        d.endswith("STOP") and not d.split("@")[1].startswith("81") for d in expected
-    )  # it stopped some
+    # it stopped some
+    assert 0 < sum(d.endswith("STOP") and not d.split("@")[1].startswith("81") for d in expected)
 
 
 def local_dir(path: Path) -> ExperimentDir:
@@ -201,9 +200,8 @@ def test_a_resumed_scheduler_decides_as_the_uninterrupted_one(tmp_path: Path) ->
     assert proc.returncode == -9, proc.stderr
     before = proc.stdout.split()
     assert latest_book(local_dir(exp))["writes"] > 0 and before == uninterrupted[: len(before)]
-    resumed = pickle.loads(
-        (tmp_path / "tuner.pkl").read_bytes()
-    )  # rungs empty, as pickled at the start
+    # rungs empty, as pickled at the start
+    resumed = pickle.loads((tmp_path / "tuner.pkl").read_bytes())
     replay_from = 120  # the last checkpoints were older than the kill: results 120..149 come again
     seen = {d.split(":")[0] for d in before}
     stopped_before = {d.split("@")[0] for d in before if d.endswith("STOP")}

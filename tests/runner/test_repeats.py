@@ -37,9 +37,8 @@ def test_repeats_multiply_trials_and_grid_random_get_a_seed_axis(tmp_path: Path)
     optuna = spec_of(
         tmp_path, "search: optuna\nsamples: 5\nrepeats: 2\nparams:\n  mu: {uniform: [0, 1]}\n"
     )
-    assert (
-        optuna.n_trials == 10 and REPEAT_KEY not in optuna.param_space()
-    )  # Ray's Repeater sets it
+    # Ray's Repeater sets it
+    assert optuna.n_trials == 10 and REPEAT_KEY not in optuna.param_space()
     one = spec_of(tmp_path, "params:\n  mu: {grid: [0.2, 0.8]}\n")
     assert one.repeats == 1 and "repeats" not in one.resolved()  # an older search still resumes
 
@@ -93,9 +92,8 @@ def test_repeats_with_asha_or_repeater_with_several_metrics_are_refused(tmp_path
         )
     with pytest.raises(TunerError, match=r"repeats: 0 is not valid: expected an integer >= 1"):
         spec_of(tmp_path, "repeats: 0\n")
-    assert (
-        spec_of(tmp_path, "repeats: 2\nmetric: [knn_accuracy, recon_error]\n").repeats == 2
-    )  # a seed axis
+    # a seed axis
+    assert spec_of(tmp_path, "repeats: 2\nmetric: [knn_accuracy, recon_error]\n").repeats == 2
 
 
 def test_cli_refuses_repeats_with_asha_with_exit_2(tmp_path: Path, capsys) -> None:

@@ -36,12 +36,10 @@ def test_warm_up_starts_once_when_every_trial_has_started(
     calls: list[int] = []
     monkeypatch.setattr("tuner.tracking.registry.warm_up_model_logging", lambda: calls.append(1))
     warm_up = _warm_up(tmp_path)
-    warm_up.last_trials_running(
-        _trials("TERMINATED", "RUNNING")
-    )  # the third trial is not created yet
-    warm_up.last_trials_running(
-        _trials("TERMINATED", "RUNNING", "PENDING")
-    )  # created, waiting for a core
+    # the third trial is not created yet
+    warm_up.last_trials_running(_trials("TERMINATED", "RUNNING"))
+    # created, waiting for a core
+    warm_up.last_trials_running(_trials("TERMINATED", "RUNNING", "PENDING"))
     assert warm_up.thread is None
     warm_up.last_trials_running(_trials("TERMINATED", "TERMINATED", "RUNNING"))
     warm_up.last_trials_running(_trials("TERMINATED", "TERMINATED", "TERMINATED"))

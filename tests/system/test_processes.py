@@ -43,12 +43,10 @@ def _wait_raises(sig: int) -> None:
 def test_sigterm_interrupts_even_with_sigint_ignored(
     sigint_restored, hangup_restored, sig: int
 ) -> None:
-    signal.signal(
-        signal.SIGINT, signal.SIG_IGN
-    )  # as `trap '' INT` or `cmd &` in a script leaves it
-    signal.signal(
-        signal.SIGHUP, signal.SIG_DFL
-    )  # as a terminal leaves it, even under a nohup'ed pytest
+    # as `trap '' INT` or `cmd &` in a script leaves it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # as a terminal leaves it, even under a nohup'ed pytest
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
         _wait_raises(sig)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -22,9 +22,8 @@ def test_a_second_lock_on_one_experiment_is_refused_naming_the_holder(tmp_path) 
         with pytest.raises(TunerError, match=rf"in use by search e-first \(pid {os.getpid()} on "):
             with search_lock(experiment_dir(tmp_path / "ray", "e"), "e-second"):
                 pass
-        with search_lock(
-            experiment_dir(tmp_path / "ray", "other"), "other-1"
-        ):  # another experiment: free
+        # another experiment: free
+        with search_lock(experiment_dir(tmp_path / "ray", "other"), "other-1"):
             pass
     with search_lock(exp, "e-third"):  # released at the end of the block
         assert json.loads((tmp_path / "ray" / ".e.lock").read_text())["search_id"] == "e-third"

@@ -266,20 +266,19 @@ def test_the_champion_moves_by_the_searchs_objective() -> None:
     old = {"knn_accuracy": "0.9", "recon_error": "0.05"}  # tags are text
     assert beats(two, {"knn_accuracy": "0.95", "recon_error": "0.04"}, old)  # dominates it
     assert not beats(two, {"knn_accuracy": "0.95", "recon_error": "0.06"}, old)  # same front: stays
-    assert not beats(
-        two, {"knn_accuracy": "0.95", "recon_error": "0.04"}, {"knn_accuracy": "0.9"}
-    )  # nothing shows it
+    # nothing shows it
+    assert not beats(two, {"knn_accuracy": "0.95", "recon_error": "0.04"}, {"knn_accuracy": "0.9"})
     one = Objective(("knn_accuracy",), ("max",))
-    assert beats(one, {"knn_accuracy": 0.91}, old) and not beats(
-        one, {"knn_accuracy": 0.9}, old
-    )  # strictly, as before
+    # strictly, as before
+    assert beats(one, {"knn_accuracy": 0.91}, old) and not beats(one, {"knn_accuracy": 0.9}, old)
     # A require: bound the champion's tags lack: its value is missing, so it is not within the
     # bound (require's rule), and a new version within it is better. Before the fix the champion
     # kept the alias for ever once a search bounded a metric its version was not tagged with.
     bounded = Objective(("knn_accuracy",), ("max",), {"trustworthiness": 0.9})
     assert beats(bounded, {"knn_accuracy": 0.85, "trustworthiness": 0.95}, {"knn_accuracy": 0.99})
+    # both within: the better knn stays
     assert not beats(
         bounded,
         {"knn_accuracy": 0.85, "trustworthiness": 0.95},
         {"knn_accuracy": 0.99, "trustworthiness": 0.92},
-    )  # both within: the better knn stays
+    )

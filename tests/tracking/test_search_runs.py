@@ -321,9 +321,8 @@ def test_resume_reuses_runs_without_duplicate_points(tmp_path: Path) -> None:
         0.30,
         0.50,
     ]
-    assert (
-        after["t0_00001"].info.status == "FAILED"
-    )  # a metric written to an ended run does not reopen it
+    # a metric written to an ended run does not reopen it
+    assert after["t0_00001"].info.status == "FAILED"
     parents = client.search_runs([again.experiment_id], "tags.`tuner.role` = 'search'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
@@ -443,12 +442,13 @@ def tune_dir(root: Path) -> Path:
     exp = root / "exp"
     exp.mkdir(parents=True)
     (exp / STATE_FILE).write_text(json.dumps({"search_id": "s9", "spec": SYNC_SPEC}))
+    # never ran: no run
     for n, lr, steps, error in (
         (0, 0.001, [(10, 0.5), (20, 0.8)], None),  # FINISHED
         (1, 1e6, [(10, 0.1)], DIVERGED),  # FAILED
         (2, 0.01, [(10, 0.6)], None),  # KILLED (stopped early)
         (3, 0.1, [], None),
-    ):  # never ran: no run
+    ):
         trial = exp / f"run_trial_abcde_0000{n}_{n}_lr={lr}_2026-01-01_00-00-00"
         trial.mkdir()
         (trial / "params.json").write_text(json.dumps({"lr": lr}))
@@ -564,9 +564,8 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(
             "tags.`tuner.role` = 'trial'",
         )
     }
-    assert (
-        names["abcde_00002"] == "pairwise ae lr=0.01"
-    )  # sync names the runs it creates by their values
+    # sync names the runs it creates by their values
+    assert names["abcde_00002"] == "pairwise ae lr=0.01"
     assert after["abcde_00000"][5] == {
         "embedding.png",
         "reconstructions.png",
@@ -587,9 +586,8 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(
     assert written["runs"] == 2 and written["metrics"] == 8
     assert not (exp_dir / SPOOL_DIR).exists()  # all of it is in MLflow now
 
-    assert (
-        sync_search(exp_dir, None, uri, verbose=False) == {}
-    )  # the search's own directory works too
+    # the search's own directory works too
+    assert sync_search(exp_dir, None, uri, verbose=False) == {}
     assert sync_search(exp_dir, "exp", uri, verbose=False) == {}  # as the hint has it
     assert snapshot(uri) == after  # nothing doubled, nothing touched
 
@@ -613,23 +611,19 @@ def test_trial_and_search_status_rules() -> None:
         return StoredTrial("t", {}, [{"iteration": i} for i in iterations], error, None)
 
     assert record_status(record([10, 20]), 20) == "FINISHED"
-    assert (
-        record_status(record([10, 20], DIVERGED), 20) == "FINISHED"
-    )  # a retried crash that then finished
+    # a retried crash that then finished
+    assert record_status(record([10, 20], DIVERGED), 20) == "FINISHED"
     assert record_status(record([10], DIVERGED), 20) == "FAILED"
     assert record_status(record([], DIVERGED), 20) == "FAILED"
     assert record_status(record([10]), 20) == "KILLED"
     assert record_status(record([]), 20) is None
-    assert (
-        search_status(["FINISHED", "FAILED", "KILLED"], 3, scheduled=True) == "FINISHED"
-    )  # ASHA stopped one
+    # ASHA stopped one
+    assert search_status(["FINISHED", "FAILED", "KILLED"], 3, scheduled=True) == "FINISHED"
     assert search_status(["FINISHED", "FAILED", "KILLED"], 3, scheduled=False) == "KILLED"
-    assert (
-        search_status(["FINISHED", "FINISHED"], 3, scheduled=True) == "KILLED"
-    )  # a trial never started
-    assert (
-        search_status(["FINISHED", "UNFINISHED", "FINISHED"], 3, scheduled=True) == "KILLED"
-    )  # interrupted
+    # a trial never started
+    assert search_status(["FINISHED", "FINISHED"], 3, scheduled=True) == "KILLED"
+    # interrupted
+    assert search_status(["FINISHED", "UNFINISHED", "FINISHED"], 3, scheduled=True) == "KILLED"
 
 
 def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:

@@ -108,16 +108,14 @@ def test_optuna_holds_the_earlier_trials_before_its_first_proposal(
     )
     searcher = _searcher(spec, warm)
     metric, mode = (None, None) if objectives == 2 else ("knn_accuracy", "max")
-    searcher.set_search_properties(
-        metric, mode, spec.param_space()
-    )  # what Tune does before the first trial
+    # what Tune does before the first trial
+    searcher.set_search_properties(metric, mode, spec.param_space())
     study = searcher._ot_study
     assert [t.params for t in study.trials] == warm.points + [{"mu": 0.9, "latent_dim": 6}]
     assert [t.values for t in study.trials[:12]] == rewards
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 12 + ["PRUNED"]
-    if (
-        objectives == 1
-    ):  # a pruned trial's last value is no result: the best stays the best complete one
+    # a pruned trial's last value is no result: the best stays the best complete one
+    if objectives == 1:
         assert study.best_value == pytest.approx(0.61) and study.trials[12].intermediate_values == {
             0: 0.99
         }
@@ -214,9 +212,8 @@ def test_a_warm_started_search_starts_from_the_earlier_trials(
         == old
     )
     assert len(study.trials) == len(inside) + 2
-    assert study.trials[len(inside)].number == len(
-        inside
-    )  # trial 1 was asked with the old ones in place
+    # trial 1 was asked with the old ones in place
+    assert study.trials[len(inside)].number == len(inside)
     assert study.best_value >= inside["knn_accuracy"].max()
 
 

@@ -232,9 +232,8 @@ def test_cap_mask_keeps_a_uniform_subsample_of_the_kept_entries() -> None:
         assert int(capped.sum()) == 5 and not (capped & ~keep).any()
         counts += capped
     assert counts[1::2].sum() == 0
-    assert torch.allclose(
-        counts[::2] / 2000, torch.full((20,), 5 / 20), atol=0.04
-    )  # each 1 in 4, +- ~4 sigma
+    # each 1 in 4, +- ~4 sigma
+    assert torch.allclose(counts[::2] / 2000, torch.full((20,), 5 / 20), atol=0.04)
     assert torch.equal(cap_mask(keep, 30, gen), keep)  # fewer kept than the cap: every one
     few = keep.clone()
     few[4:] = False  # 2 kept, cap 5 of 40 entries: both stay

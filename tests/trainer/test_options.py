@@ -159,12 +159,10 @@ def test_a_compiled_model_trains_as_the_eager_one_does_and_its_checkpoints_load_
     )
     monkeypatch.undo()
     eager = fit(cfg, data)
-    assert (
-        seen["compiling"] and compiled.model is model
-    )  # the hook last ran inside a compiled graph
-    assert (
-        compiled.metrics["knn_accuracy"] > 0.6 and eager.metrics["knn_accuracy"] > 0.6
-    )  # chance: 0.1
+    # the hook last ran inside a compiled graph
+    assert seen["compiling"] and compiled.model is model
+    # chance: 0.1
+    assert compiled.metrics["knn_accuracy"] > 0.6 and eager.metrics["knn_accuracy"] > 0.6
     # Untrained, recon_error is ~0.25; eager training reaches ~0.053, compiled ~0.053-0.059 (its
     # dropout draws depend on the process's earlier compiles).
     assert compiled.metrics["recon_error"] == pytest.approx(eager.metrics["recon_error"], rel=0.25)

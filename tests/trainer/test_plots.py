@@ -20,9 +20,8 @@ def assert_png(path: Path, fig: matplotlib.figure.Figure) -> None:
     """The file is a PNG of the whole figure (what the figure holds is checked by each test)."""
     assert Path(path).read_bytes()[:8] == PNG_MAGIC
     height, width = matplotlib.image.imread(path).shape[:2]
-    assert (width, height) == tuple(
-        round(v) for v in fig.get_size_inches() * 100
-    )  # saved at dpi 100
+    # saved at dpi 100
+    assert (width, height) == tuple(round(v) for v in fig.get_size_inches() * 100)
 
 
 @pytest.fixture
@@ -220,9 +219,8 @@ def test_plot_pareto(tmp_path: Path, drawn: list) -> None:
     assert line.get_label() == f"Pareto front ({len(front)})" and len(front) >= 2
     np.testing.assert_allclose(line.get_xdata(), front["recon_error"])
     np.testing.assert_allclose(line.get_ydata(), front["knn_accuracy"])
-    assert sorted(t.get_text() for t in ax.texts) == sorted(
-        front["trial_id"]
-    )  # the front's trials named
+    # the front's trials named
+    assert sorted(t.get_text() for t in ax.texts) == sorted(front["trial_id"])
 
 
 def test_label_names_that_read_as_math_text_are_drawn_as_written(
@@ -251,9 +249,8 @@ def test_label_names_that_read_as_math_text_are_drawn_as_written(
         (" _hidden", False),
         ("$bad^$", False),
     ]
-    assert (
-        matplotlib.rcParams["text.parse_math"] is True
-    )  # the setting is the plot's, not the process's
+    # the setting is the plot's, not the process's
+    assert matplotlib.rcParams["text.parse_math"] is True
 
 
 def test_pareto_plot_draws_stopped_trials_apart_and_off_the_front(

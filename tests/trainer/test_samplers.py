@@ -40,9 +40,8 @@ def test_batches_are_stratified_and_their_labels_known_on_the_host(device_draw: 
     for _ in range(50):
         batch = sampler.next_batch()
         assert batch.dtype == torch.long and len(batch) == 25 and len(set(batch.tolist())) == 25
-        assert np.array_equal(
-            labels[batch.numpy()], sampler.last_labels
-        )  # grouped by class, in order
+        # grouped by class, in order
+        assert np.array_equal(labels[batch.numpy()], sampler.last_labels)
         counts = Counter(sampler.last_labels.tolist())
         assert sorted(counts.values()) == [2] * 5 + [3] * 5
         extra |= {c for c, k in counts.items() if k == 3}

@@ -282,8 +282,7 @@ def test_the_device_path_runs_on_the_cpu_and_resumes_identically(digits, monkeyp
 def test_divergence_read_every_n_steps_names_the_window(digits, monkeypatch):
     import tuner.trainer.train as train
 
-    monkeypatch.setattr(
-        train, "CHECK_EVERY", {"cpu": 10}
-    )  # as on a GPU: the loss read every 10 steps
+    # as on a GPU: the loss read every 10 steps
+    monkeypatch.setattr(train, "CHECK_EVERY", {"cpu": 10})
     with pytest.raises(TrainingDiverged, match="at an iteration from 1 to 10 "):
         fit(TrialConfig(mu=1.0, margin=1e20, **SMALL), digits)

@@ -236,10 +236,11 @@ def test_a_constraints_file_trains_and_scores_constraint_accuracy(tmp_path, kind
     )
     result = fit(cfg, data.without_test())
     after = result.metrics["constraint_accuracy"]
+    # measured: pairs 0.57 -> 0.73, triplets 0.69 -> 0.87
     assert after > before + 0.1, (
         before,
         after,
-    )  # measured: pairs 0.57 -> 0.73, triplets 0.69 -> 0.87
+    )
     assert after == constraint_accuracy(
         embed(result.model, x), data.judgments.held, data.judgments.held_similar, cfg.margin
     )
@@ -367,9 +368,8 @@ def test_a_bad_constraints_file_exits_2_from_validate_naming_file_row_and_fix(
 
 
 def test_a_row_naming_an_item_that_does_not_exist_exits_2(capsys, tmp_path):
-    path = _pairs(
-        tmp_path, GOOD_ROWS[:50] + ["3,1797,1"] + GOOD_ROWS[50:]
-    )  # digits has items 0..1796
+    # digits has items 0..1796
+    path = _pairs(tmp_path, GOOD_ROWS[:50] + ["3,1797,1"] + GOOD_ROWS[50:])
     code = main(
         ["train", "--set", f"constraints={path}", "--set", "iterations=5", "--set", "batch_size=40"]
     )
@@ -428,9 +428,8 @@ def test_labels_per_class_above_the_smallest_class_exits_2(capsys, tmp_path, dig
         in err
     )
     assert f"has {smallest} images. Give at most {smallest}" in err
-    space = (
-        tmp_path / "space.yaml"
-    )  # a search over N is checked against the data as the search starts
+    # a search over N is checked against the data as the search starts
+    space = tmp_path / "space.yaml"
     space.write_text(
         f"name: weak\nsearch: grid\nparams:\n  labels_per_class: {{grid: [3, {smallest + 1}]}}\n"
     )
@@ -458,9 +457,8 @@ def test_too_few_judgments_left_on_the_training_split_exit_2_and_a_search_checks
     assert code == 2 and "Traceback" not in err
     data = load_features(cfg.replace(constraints=str(path)), progress=False)
     n_train = len(data.judgments.train)
-    assert (
-        0 < n_train < 20 and data.judgments.dropped >= 88 - 15
-    )  # the held-out share may take some
+    # the held-out share may take some
+    assert 0 < n_train < 20 and data.judgments.dropped >= 88 - 15
     assert (
         f"{n_train} judgments train ({len(data.judgments.held)} more held out, {data.judgments.dropped} "
         f"dropped for naming validation or test images), fewer than a batch needs" in err
@@ -470,9 +468,8 @@ def test_too_few_judgments_left_on_the_training_split_exit_2_and_a_search_checks
         f"name: weak\nsearch: grid\nfixed:\n  constraints: {path}\n"
         f"params:\n  batch_size: {{grid: [{2 * n_train}, 64]}}\n"
     )
-    load_spec(space).check_data(
-        data
-    )  # the smallest batch, 2 * n_train, needs n_train pairs: enough
+    # the smallest batch, 2 * n_train, needs n_train pairs: enough
+    load_spec(space).check_data(data)
     space.write_text(space.read_text().replace(f"[{2 * n_train}, 64]", f"[{2 * n_train + 2}, 64]"))
     with pytest.raises(TunerError, match="fewer than a batch needs"):
         load_spec(space).check_data(data)
@@ -522,9 +519,8 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
     assert (table["status"] == "FINISHED").all() and table["constraint_accuracy"].between(
         0, 1
     ).all()
-    assert list(table["constraint_accuracy"]) == sorted(
-        table["constraint_accuracy"], reverse=True
-    )  # best first
+    # best first
+    assert list(table["constraint_accuracy"]) == sorted(table["constraint_accuracy"], reverse=True)
     client = MlflowClient(tracking_uri=uri)
 
     def logged(experiment: str) -> list[dict[str, float]]:

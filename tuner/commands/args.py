@@ -30,9 +30,8 @@ def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise TunerError(f"--set {pair!r}: expected key=value, e.g. --set iterations=200.")
         name = KEY_ALIASES.get(key.strip(), key.strip())
-        if (
-            name in given
-        ):  # the last one would win silently, and an alias beside its name is ambiguous
+        # the last one would win silently, and an alias beside its name is ambiguous
+        if name in given:
             raise TunerError(
                 f"--set {pair!r}: {name} is given twice (also by --set {given[name]!r}); keep one."
             )
@@ -44,12 +43,10 @@ def parse_set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
 def _set_value(pair: str, text: str) -> Any:
     """The value of one pair, through the guards a search file passes."""
     try:
-        check_yaml_events(
-            text, Path("--set"), YamlLoader
-        )  # aliases and deep nesting, as in search files
-        collect_lines(
-            Path("--set"), yaml.compose(text, Loader=YamlLoader), "", {}
-        )  # duplicate, merge keys
+        # aliases and deep nesting, as in search files
+        check_yaml_events(text, Path("--set"), YamlLoader)
+        # duplicate, merge keys
+        collect_lines(Path("--set"), yaml.compose(text, Loader=YamlLoader), "", {})
         return yaml.load(text, Loader=YamlLoader) if text.strip() else None
     except yaml.YAMLError as err:
         raise TunerError(

@@ -73,9 +73,8 @@ def train_command(args: argparse.Namespace) -> int:
     data = load_features(cfg, data_dir=args.data_dir, progress=not args.json)
     if cfg.constraints is None:  # judgments' batches are not class-stratified
         check_batch_for_classes(cfg.batch_size, data.n_classes, cfg.dataset)
-    labeled_rows_of(
-        cfg, data.y_train
-    )  # labels_per_class above the smallest class: refused before training
+    # labels_per_class above the smallest class: refused before training
+    labeled_rows_of(cfg, data.y_train)
     if data.judgments is not None:
         check_placed(data.judgments, cfg.batch_size)
     result = fit(cfg, data.without_test(), on_evaluation=None if args.json else _print_progress)

@@ -325,9 +325,8 @@ def _validate_batch_and_labels(cfg: Any) -> None:
     # Known class counts let a bad batch size fail at config time, before data loads.
     facts = DATASETS.get(cfg.dataset)
     n_classes = cfg.n_classes_hint or (facts.n_classes if facts else None)
-    if (
-        n_classes is not None and cfg.constraints is None
-    ):  # judgments' batches are not class-stratified
+    # judgments' batches are not class-stratified
+    if n_classes is not None and cfg.constraints is None:
         check_batch_for_classes(cfg.batch_size, n_classes, cfg.dataset)
     if cfg.label_names is not None and n_classes is not None:
         _check(

@@ -100,9 +100,8 @@ def param_importances(
         )
     # Per metric below: a metric some trials lack (NaN, inf) costs those trials that metric's shares only.
     done = done.dropna(subset=settings)
-    if (
-        "trial_id" in done
-    ):  # the forest's draws follow row order: the search and `tuner report` agree
+    # the forest's draws follow row order: the search and `tuner report` agree
+    if "trial_id" in done:
         done = done.sort_values("trial_id", key=lambda ids: ids.astype(str), kind="stable")
     varied = [s for s in settings if done[s].map(_text).nunique() > 1]
     need = max(min_trials, len(varied) + 1)

@@ -103,9 +103,8 @@ def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[st
     key = _config_key(table)
     means = table.groupby(key)[list(metric)].transform("mean")
     table = table.drop(columns=["pareto"], errors="ignore")
-    objective = Objective(
-        tuple(metric), tuple(mode)
-    )  # bounds pick the chosen trial, not the table's order
+    # bounds pick the chosen trial, not the table's order
+    objective = Objective(tuple(metric), tuple(mode))
     heads = ~key.duplicated()
     place = pd.Series(0, index=table.index)
     if len(table):
@@ -181,9 +180,8 @@ def chosen(
     if among is not None:
         picked = picked[picked["trial_id"].isin(list(among))]
     picked = picked[meets(picked, require or {})]
-    first = Objective.of(metric[0], mode[0]).best(
-        picked.to_dict("records")
-    )  # the first of equal values
+    # the first of equal values
+    first = Objective.of(metric[0], mode[0]).best(picked.to_dict("records"))
     return None if first is None else picked.iloc[first]  # positional: the index may repeat
 
 
@@ -303,9 +301,8 @@ def meets(table: pd.DataFrame, require: Mapping[str, float], suffix: str = "") -
     minimised metric, at least it for a maximised one; a missing value is not within."""
     columns = {metric + suffix: metric for metric in require if metric + suffix in table}
     rows = table[list(columns)].rename(columns=columns).to_dict("records")
-    return pd.Series(
-        bound_violation(rows, require) == 0, index=table.index, dtype=bool
-    )  # the Objective's rule
+    # the Objective's rule
+    return pd.Series(bound_violation(rows, require) == 0, index=table.index, dtype=bool)
 
 
 def require_text(require: Mapping[str, float]) -> str:

@@ -192,9 +192,8 @@ def featurize(cfg: TrialConfig, images: ImageData, weights: Any, progress: bool)
     everything = np.concatenate(parts) if len(parts) > 1 else parts[0]
     if cfg.feature_extractor == "raw":
         feats = everything.reshape(len(everything), -1).astype(np.float32)
-        feats /= np.float32(
-            images.max_value
-        )  # in place: CIFAR-10's pixels alone are 0.7 GB as float32
+        # in place: CIFAR-10's pixels alone are 0.7 GB as float32
+        feats /= np.float32(images.max_value)
     elif cfg.feature_extractor == "hog":
         feats = hog_features(
             everything,
@@ -224,9 +223,8 @@ def assemble(cfg: TrialConfig, arrays: Arrays) -> FeatureSet:
     """Split (train / validation / test), merge labels, name them and standardize: cheap, so per call."""
     names = tuple(str(n) for n in arrays["label_names"])
     fine_names = names
-    if (
-        cfg.composite_labels is not None
-    ):  # the mapping is checked on the label numbers, before any split
+    # the mapping is checked on the label numbers, before any split
+    if cfg.composite_labels is not None:
         _, names = compose_labels(np.arange(len(fine_names)), cfg.composite_labels, fine_names)
     names = resolve_label_names(names, cfg.label_names)
     splits = three_splits(cfg, arrays)

@@ -94,9 +94,8 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = _error_text(trial)
-        if is_disk_full(
-            error
-        ):  # not the trial's fault: KILLED, and --resume retries it once there is space
+        # not the trial's fault: KILLED, and --resume retries it once there is space
+        if is_disk_full(error):
             self.disk_full = True
             self._end(trial, "KILLED")
             self.stop_if_disk_full()
@@ -118,9 +117,8 @@ class TrackingCallback(tune.Callback):
         self.ledger.open.discard(trial.trial_id)
         self.ledger.ended[trial.trial_id] = status
         self.lines.trial_ended(trial.trial_id, status)
-        if (
-            status != "FAILED" and not self.disk_full
-        ):  # resume never restores an ended trial; a failed one it retries
+        # resume never restores an ended trial; a failed one it retries
+        if status != "FAILED" and not self.disk_full:
             self.cleaner.trial_ended(trial, status)
 
     def stop_if_disk_full(self) -> None:

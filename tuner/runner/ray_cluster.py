@@ -24,9 +24,8 @@ def start_ray(address: str | None, verbose: bool) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     try:
-        if (
-            address and address != "local"
-        ):  # "local" is Ray's name for a new Ray of our own, as none is
+        # "local" is Ray's name for a new Ray of our own, as none is
+        if address and address != "local":
             probe_address(address)
             ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
         else:  # no dashboard: nothing listens beyond what Ray itself needs
@@ -68,9 +67,8 @@ def stop_ray() -> None:
 def start_watchdog() -> None:
     """A process that ends this local Ray's processes once this driver is gone, even by SIGKILL
     (tuner/system/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
-    node = getattr(
-        ray._private.worker, "_global_node", None
-    )  # what ray.init started: GCS, raylet, ...
+    # what ray.init started: GCS, raylet, ...
+    node = getattr(ray._private.worker, "_global_node", None)
     roots = [
         info.process.pid
         for infos in getattr(node, "all_processes", {}).values()

@@ -92,12 +92,10 @@ def keeps(
 @dataclass
 class Bracket:
     rungs: list[float]  # milestones, largest first
-    records: dict[str, dict[str, dict[str, float]]] = field(
-        default_factory=dict
-    )  # milestone -> trial -> metrics
-    decisions: dict[str, dict[str, str]] = field(
-        default_factory=dict
-    )  # milestone -> trial -> decision
+    # milestone -> trial -> metrics
+    records: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # milestone -> trial -> decision
+    decisions: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

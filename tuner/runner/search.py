@@ -145,13 +145,11 @@ def run_search(
     `warm_start` (an experiment, search id or parent run id) tells Optuna an earlier search's trials.
     """
     started, clock = time.perf_counter(), SetupClock()
-    experiment = (
-        spec.name if experiment is None else experiment
-    )  # an empty name is refused, not replaced
+    # an empty name is refused, not replaced
+    experiment = spec.name if experiment is None else experiment
     uri = resolve_tracking_uri(tracking_uri)
-    exp_dir = experiment_dir(
-        storage_path, experiment
-    )  # also takes credentials out of a storage URI
+    # also takes credentials out of a storage URI
+    exp_dir = experiment_dir(storage_path, experiment)
     check_private(exp_dir)
     search_id = (
         previous_search_id(exp_dir, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
@@ -200,9 +198,8 @@ def _run_on_ray(
         hold_point("setup")
         clock.lap("ray start")
         connecting.result()
-        with search_lock(
-            run.exp_dir, run.search_id
-        ):  # a second search of this experiment stops here
+        # a second search of this experiment stops here
+        with search_lock(run.exp_dir, run.search_id):
             if run.resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
                 sync_search(run.exp_dir.uri, run.experiment, run.tracking_uri, verbose=verbose)
             clock.lap("mlflow")
@@ -212,9 +209,8 @@ def _run_on_ray(
             data = load_features(run.spec.base_config, data_dir=run.data_dir, progress=verbose)
             run.spec.check_data(data)
             clock.lap("data")
-            if (
-                not run.resume
-            ):  # storage ready before the parent run exists: a failure here leaves no run
+            # storage ready before the parent run exists: a failure here leaves no run
+            if not run.resume:
                 init_storage(run.exp_dir, run.search_id, run.spec, verbose)
             tracker = SearchTracker.open(
                 run.tracking_uri,
@@ -266,15 +262,13 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> Con
             finally:
                 if progress:
                     progress.close()
-        if (
-            callback.disk_full or tracker.disk_full
-        ):  # Tune stopped (callback.py) and saved its state
+        # Tune stopped (callback.py) and saved its state
+        if callback.disk_full or tracker.disk_full:
             raise OSError(errno.ENOSPC, "no space left for a trial or the tracking store")
         callback.cleaner.delete()  # Tune's final state is saved: no ended trial resumes
         table, status = _conclude(run, callback, tracker, data)
-    except (
-        BaseException
-    ) as err:  # Tune raised (a driver error, a second Ctrl-C): no trial run stays RUNNING
+    # Tune raised (a driver error, a second Ctrl-C): no trial run stays RUNNING
+    except BaseException as err:
         _end_interrupted(callback.ledger, tracker)
         if isinstance(err, KeyboardInterrupt) or is_disk_full(err):  # --resume continues
             status = "KILLED"
@@ -294,9 +288,8 @@ def _conclude(
     spec, ledger = run.spec, callback.ledger
     outcomes = ledger.outcomes()
     _end_interrupted(ledger, tracker)
-    seeds = (
-        ["seed"] if spec.repeats > 1 and "seed" not in spec.params else []
-    )  # which run of a configuration
+    # which run of a configuration
+    seeds = ["seed"] if spec.repeats > 1 and "seed" not in spec.params else []
     table = results_table(outcomes, [*spec.params, *seeds], spec.metric, spec.mode)
     status = search_status(
         list(table["status"]), spec.n_trials, scheduled=spec.scheduler is not None

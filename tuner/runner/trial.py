@@ -43,9 +43,8 @@ def run_trial(
     torch.set_num_threads(max(1, int(cpus)))  # else every trial's torch uses every core
     # Arrays from the object store are read-only views; fit never writes into them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-    logging.getLogger("ray.train._internal.storage").setLevel(
-        logging.WARNING
-    )  # a line per checkpoint
+    # a line per checkpoint
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     if data.has_test:  # the driver ships data.without_test(): a trial must not see what selects it
         raise ValueError("a trial received the test split; selection would then read it")
     cfg = trial_device(trial_config(fixed, config), ray.get_gpu_ids())

@@ -63,6 +63,7 @@ def make_tuner(
         )
         return with_live_callback(restored, callback)
     single = not spec.multi_objective
+    # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
     tune_config = tune.TuneConfig(
         metric=spec.metric[0] if single else None,
         mode=spec.mode[0] if single else None,
@@ -72,7 +73,7 @@ def make_tuner(
         num_samples=spec.samples * spec.repeats if spec.search == "optuna" else spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True,
-    )  # a new worker costs ~1.3 s (it imports torch); reuse saves most of it
+    )
     return tune.Tuner(
         trainable,
         param_space=spec.param_space(),
@@ -207,9 +208,8 @@ def _scheduler(spec: SearchSpec, exp_dir: ExperimentDir) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     s = spec.scheduler
-    if (
-        s.type == "moasha"
-    ):  # its rungs are kept in exp_dir: Tune's saved state leaves schedulers out
+    # its rungs are kept in exp_dir: Tune's saved state leaves schedulers out
+    if s.type == "moasha":
         return MOASHAScheduler(
             spec.objective,
             time_attr="iteration",

@@ -23,9 +23,8 @@ class WarmOptunaSearch(OptunaSearch):
         budget: int | None = None,
         **kwargs: Any,
     ) -> None:
-        self._stopped = list(
-            stopped or []
-        )  # (point, last value): told as pruned once the study exists
+        # (point, last value): told as pruned once the study exists
+        self._stopped = list(stopped or [])
         # moasha: a trial that ended before `budget` iterations was stopped, and its last figures are
         # not its final ones; Ray tells Optuna them as complete, which puts partial results on the
         # multi-objective sampler's front. Told as pruned instead (Optuna's multi-objective TPE
@@ -46,9 +45,8 @@ class WarmOptunaSearch(OptunaSearch):
 
     def _setup_study(self, mode: str | list) -> None:
         super()._setup_study(mode)
-        single = not isinstance(
-            self._metric, list
-        )  # Optuna keeps intermediate values for one objective
+        # Optuna keeps intermediate values for one objective
+        single = not isinstance(self._metric, list)
         for point, last in self._stopped:
             self.add_evaluated_point(
                 point, None, pruned=True, intermediate_values=[last] if single else None

@@ -67,9 +67,8 @@ def full_filesystems(places: dict[str, str | Path | None]) -> str:
             named.append(text)
     if not named:
         return "a filesystem this command writes to"
-    if not any(
-        f[0] for f in found
-    ):  # ENOSPC met elsewhere (a trial's /tmp or /dev/shm), or space freed since
+    # ENOSPC met elsewhere (a trial's /tmp or /dev/shm), or space freed since
+    if not any(f[0] for f in found):
         return (
             " and ".join(named)
             + "; none of these is full now: the full one may be another this command "

@@ -187,10 +187,8 @@ def read_state(exp_dir: ExperimentDir) -> dict[str, Any] | None:
         return None
     try:
         state = json.loads(text)
-    except (
-        ValueError,
-        RecursionError,
-    ) as err:  # garbage, or arrays nested deeper than Python recurses
+    # garbage, or arrays nested deeper than Python recurses
+    except (ValueError, RecursionError) as err:
         state = err
     if (
         not isinstance(state, dict)

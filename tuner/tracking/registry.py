@@ -167,9 +167,8 @@ def load_model(uri: str, tracking_uri: str | None = None) -> EmbeddingModel:
     import mlflow
 
     _quiet_downloads()
-    resolved = existing_store(
-        tracking_uri, f"model {uri!r}"
-    )  # downloading from a missing store creates it
+    # downloading from a missing store creates it
+    resolved = existing_store(tracking_uri, f"model {uri!r}")
     source = model_uri(uri)
     # runs:/ URIs find their logged model through the global tracking URI: set it too.
     with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(resolved):

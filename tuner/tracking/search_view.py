@@ -46,9 +46,8 @@ def metrics_and_modes(metrics: Sequence[str], modes: Sequence[str]) -> tuple[lis
 def importances_of(
     table: pd.DataFrame, settings: Sequence[str], metrics: Sequence[str]
 ) -> Importances:
-    found = table.attrs.get(
-        "importances"
-    )  # computed once by the search (and printed in its summary)
+    # computed once by the search (and printed in its summary)
+    found = table.attrs.get("importances")
     if isinstance(found, Importances):
         return found
     return param_importances(table, settings, view_metrics(metrics))

@@ -56,10 +56,8 @@ def existing_store(tracking_uri: str | None, what: str = "") -> str:
     if uri.startswith("sqlite:////"):
         path = Path(uri[len("sqlite:///") :].split("?")[0])
         found = path.is_file()
-    elif scheme in ("", "file") and uri not in (
-        "databricks",
-        "databricks-uc",
-    ):  # a path: a file store
+    # a path: a file store
+    elif scheme in ("", "file") and uri not in ("databricks", "databricks-uc"):
         path = Path(urlsplit(uri).path if scheme == "file" else uri).resolve()
         found = path.exists()
         if path.is_file():
@@ -161,11 +159,10 @@ def experiment_id(client, name: str, uri: str) -> str:
             f"MLflow experiment {name!r} is deleted in {mask_uri(uri)!r}: restore it "
             "(mlflow experiments restore) or pass another --experiment."
         )
-    if (
-        VIEW_TAG not in exp.tags
-    ):  # MLflow's UI opens it with `?viewStateShareKey=tuner` (`tuner ui`'s link):
-        # runs grouped by search, so the trials show without unfolding their parent; a search's
-        # end fills in its columns and charts (tuner.tracking.search_view).
+    # MLflow's UI opens it with `?viewStateShareKey=tuner` (`tuner ui`'s link): runs grouped by
+    # search, so the trials show without unfolding their parent; a search's end fills in its
+    # columns and charts (tuner.tracking.search_view).
+    if VIEW_TAG not in exp.tags:
         client.set_experiment_tag(exp.experiment_id, VIEW_TAG, envelope({"groupBy": GROUP_BY}))
     if EXPERIMENT_KIND not in exp.tags:  # the UI opens its model-training view, not the GenAI one
         client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, "custom_model_development")

@@ -251,9 +251,8 @@ def sync_search(
         resume=True,
         reopen=False,
     )
-    kept_status, kept_plots = read_spool(
-        exp_dir
-    )  # tracker.storage stays None: the spool is what this reads
+    # tracker.storage stays None: the spool is what this reads
+    kept_status, kept_plots = read_spool(exp_dir)
     metric, mode = resolved.get("metric", ["knn_accuracy"]), resolved.get("mode", ["max"])
     try:
         hold_point("sync")
@@ -267,9 +266,8 @@ def sync_search(
         resolved.get("n_trials", 0),
         scheduled=bool(resolved.get("scheduler")),
     )
-    if (
-        +tracker.written or tracker.parent_status == "RUNNING"
-    ):  # else the parent is as the search left it
+    # else the parent is as the search left it
+    if +tracker.written or tracker.parent_status == "RUNNING":
         tracker.finish(table, metric, mode, status)
     if tracker.offline:
         raise TunerError(

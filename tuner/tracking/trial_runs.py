@@ -35,9 +35,8 @@ class TrialRuns:
     written: Counter  # shared with the parent run: what the search's writer wrote
     data: DataDescription | None = None  # the search's data: each new run logs it as its input
     _runs: dict[str, str] = field(default_factory=dict)
-    _status: dict[str, str] = field(
-        default_factory=dict
-    )  # trial id -> its run's status as last set
+    # trial id -> its run's status as last set
+    _status: dict[str, str] = field(default_factory=dict)
     _last_step: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def _run(
@@ -148,9 +147,8 @@ class TrialRuns:
         for name in self._missing_artifacts(trial_id, artifact_dir):
             self.client.log_artifact(run_id, str(Path(artifact_dir) / name))
             self.written.update(artifacts=1)
-            if (
-                name == "embedding.png"
-            ):  # also as an image by step, which MLflow's image chart pages through
+            # also as an image by step, which MLflow's image chart pages through
+            if name == "embedding.png":
                 self._log_embedding(
                     run_id, Path(artifact_dir) / name, self._last_step.get(trial_id, {})
                 )

@@ -31,15 +31,12 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 @dataclass(frozen=True)
 class WarmStart:
     source: str  # the earlier search's id
-    points: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # searched values, as the searcher holds them
-    rewards: list[Any] = field(
-        default_factory=list
-    )  # per point: the metric, or a list of the metrics
-    stopped: list[tuple[dict[str, Any], float]] = field(
-        default_factory=list
-    )  # ASHA-stopped: (point, last value)
+    # searched values, as the searcher holds them
+    points: list[dict[str, Any]] = field(default_factory=list)
+    # per point: the metric, or a list of the metrics
+    rewards: list[Any] = field(default_factory=list)
+    # ASHA-stopped: (point, last value)
+    stopped: list[tuple[dict[str, Any], float]] = field(default_factory=list)
     outside: int = 0  # skipped: a searched value lies outside this space
     other_settings: int = 0  # skipped: a setting this search does not search had another value
     unfinished: int = 0  # not used: did not finish, or lacks a metric of this search
@@ -66,9 +63,8 @@ class WarmStart:
 def read_warm_start(tracking_uri: str | None, source: str, spec: SearchSpec) -> WarmStart:
     """The earlier search named by `source` (an experiment: its latest search; a search id; or a
     parent run id), its trials filtered for `spec`."""
-    uri = existing_store(
-        tracking_uri, f"--warm-start {source}"
-    )  # a refused warm start leaves no new store
+    # a refused warm start leaves no new store
+    uri = existing_store(tracking_uri, f"--warm-start {source}")
     client = connect(uri)
     experiment, parent = find_source(client, source, uri)
     trials = runs.trial_runs(client, experiment.experiment_id, parent.info.run_id)

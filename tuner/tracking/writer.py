@@ -87,9 +87,8 @@ class SearchTracker:
     parent_run_id = property(lambda self: self.parent.run_id)
     search_id = property(lambda self: self.parent.search_id)
     parent_status = property(lambda self: self.parent.status)
-    written = property(
-        lambda self: self.parent.written
-    )  # runs, params, metrics, ... written so far
+    # runs, params, metrics, ... written so far
+    written = property(lambda self: self.parent.written)
     offline = property(lambda self: self.spool.offline)
     disk_full = property(lambda self: self.spool.disk_full)  # offline because a filesystem is full
     storage = property(lambda self: self.spool.storage)

@@ -197,9 +197,8 @@ def cap_mask(keep: Tensor, max_tuples: int | None, generator: torch.Generator) -
     if max_tuples is None or keep.numel() <= max_tuples:
         return keep
     draws = torch.rand(keep.shape, generator=generator, device=generator.device).to(keep.device)
-    chosen = (
-        torch.where(keep, draws, 2.0).topk(max_tuples, largest=False).indices
-    )  # kept draws are < 1
+    # kept draws are < 1
+    chosen = torch.where(keep, draws, 2.0).topk(max_tuples, largest=False).indices
     return torch.zeros_like(keep).index_fill_(0, chosen, True) & keep
 
 

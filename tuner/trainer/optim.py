@@ -111,9 +111,8 @@ class FusedAdam:
         self.param_groups[0]["lr"] = float(group["lr"])
         self.state = {}
         for key, s in saved["state"].items():
-            i = group["params"].index(
-                key
-            )  # torch.optim keys a parameter's state by its id in the group
+            # torch.optim keys a parameter's state by its id in the group
+            i = group["params"].index(key)
             p = self.params[i]
             self.state[i] = {
                 "step": torch.as_tensor(s["step"], dtype=torch.float32).reshape(()).to(p.device),

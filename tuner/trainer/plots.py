@@ -78,9 +78,8 @@ def plot_embedding(
     classes = np.unique(labels)
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     fig, ax = plt.subplots(figsize=(8.5, 6))
-    fig.subplots_adjust(
-        left=0.09, right=0.78, bottom=0.09, top=0.94
-    )  # the legend's column on the right
+    # the legend's column on the right
+    fig.subplots_adjust(left=0.09, right=0.78, bottom=0.09, top=0.94)
     for i, label in enumerate(classes):
         name = label_names[int(label)] if 0 <= int(label) < len(label_names) else str(label)
         name = f" {name}" if name.startswith("_") else name  # matplotlib's legend skips "_" labels

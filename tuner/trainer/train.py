@@ -61,9 +61,8 @@ class TrainState:
         }
         if self.device_generator is not None:
             state["device_generator"] = self.device_generator.get_state()
-            if (
-                self.device_generator.device.type == "cuda"
-            ):  # dropout there draws from CUDA's default generator
+            # dropout there draws from CUDA's default generator
+            if self.device_generator.device.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state()
         return copy.deepcopy(state)
 
@@ -218,9 +217,8 @@ def _start(
     generator = torch.Generator().manual_seed(cfg.seed)
     on_device = device_generator(device, cfg.seed)
     model = build_model(cfg, data.n_features).to(device)
-    if (
-        cfg.torch_compile != "none"
-    ):  # in place: the state dict keeps its keys (checkpoints, logged models)
+    # in place: the state dict keeps its keys (checkpoints, logged models)
+    if cfg.torch_compile != "none":
         model.compile(mode=cfg.torch_compile)
     optimizer = make_optimizer(cfg, model)
     state = TrainState(0, model, optimizer, generator, [], 0.0, on_device)
