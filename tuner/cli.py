@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = getattr(err, "filename", None)
         where = full_filesystems({"writing": path}) if path else "a device this command writes to"
         print(
-            f"tuner {args.command}: error: no space left on {where}. Free space there and run it again.",
+            f"tuner {args.command}: error: no space left on {where}. Free space there and run it "
+            "again.",
             file=sys.stderr,
         )
         return 2

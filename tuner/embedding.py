@@ -124,7 +124,8 @@ class EmbeddingModel(nn.Module):
         return self._run(x, progress)[0]
 
     def reconstruct(self, x: np.ndarray, progress: bool = False) -> np.ndarray:
-        """Raw inputs -> reconstructed features (N, n_features), de-normalized (raw: pixels in [0, 1])."""
+        """Raw inputs -> reconstructed features (N, n_features), de-normalized (raw: pixels in
+        [0, 1])."""
         x_hat = self._run(x, progress)[1].astype(np.float64)
         return (x_hat * self.norm_std.numpy() + self.norm_mean.numpy()).astype(np.float32)
 
@@ -151,7 +152,8 @@ class EmbeddingModel(nn.Module):
         return featurize(self.config, data, self._weights, progress)["x_train"]
 
     def as_images(self, x: np.ndarray) -> np.ndarray:
-        """(N, C, H, W), (N, H, W) for one channel, or flat pixel rows -> (N, C, H, W); else TunerError."""
+        """(N, C, H, W), (N, H, W) for one channel, or flat pixel rows -> (N, C, H, W); else
+        TunerError."""
         x = np.asarray(x)
         shape = self.settings.image_shape
         if x.ndim == 4 and x.shape[1:] == shape:
@@ -161,8 +163,8 @@ class EmbeddingModel(nn.Module):
         if x.ndim == 2 and x.shape[1] == math.prod(shape):
             return x.reshape(len(x), *shape)
         raise TunerError(
-            f"input of shape {tuple(x.shape)} does not fit this model: it takes {self.config.dataset} images "
-            f"of shape (N, {', '.join(map(str, shape))})"
+            f"input of shape {tuple(x.shape)} does not fit this model: it takes "
+            f"{self.config.dataset} images of shape (N, {', '.join(map(str, shape))})"
             + (f" or (N, {shape[1]}, {shape[2]})" if shape[0] == 1 else "")
             + f", or their pixels as rows (N, {math.prod(shape)})."
         )

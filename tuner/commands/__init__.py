@@ -1,1 +1,2 @@
-"""The commands `tuner/cli.py` dispatches to, each with its parser; heavy imports stay inside them."""
+"""The commands `tuner/cli.py` dispatches to, each with its parser; heavy imports stay inside
+them."""

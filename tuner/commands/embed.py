@@ -32,7 +32,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/embedding_model or a run id",
+        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/embedding_model "
+        "or a run id",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help=f"{listed(list(DATASET_NAMES))} (labels are written)")
@@ -70,7 +71,8 @@ def embed_command(args: argparse.Namespace) -> int:
     if args.plot is not None:
         draw(args.plot, z, columns, model)
     print(
-        f"wrote {len(z)} embeddings of width {z.shape[1]} to {out} in {time.perf_counter() - started:.1f} s"
+        f"wrote {len(z)} embeddings of width {z.shape[1]} to {out} in "
+        f"{time.perf_counter() - started:.1f} s"
     )
     return 0
 

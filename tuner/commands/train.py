@@ -1,4 +1,5 @@
-"""`tuner train`: one trial, no Ray, no MLflow (except --from-run, which reads a trial's config back).
+"""`tuner train`: one trial, no Ray, no MLflow (except --from-run, which reads a trial's config
+back).
 
 Trained and measured on validation as a search's trial is; the test split is read once, at the end.
 """

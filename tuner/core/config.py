@@ -81,11 +81,13 @@ class TrialConfig:
     max_tuples: int | None = setting(
         None, "cap on pairs/triplets per batch, sampled uniformly (null: no cap)"
     )
-    # --- weak supervision: few labels (constraints: FILE, a data setting, replaces them by judgments)
+    # --- weak supervision: few labels (constraints: FILE, a data setting, replaces them by
+    # judgments)
     labels_per_class: int | None = setting(
         None,
-        "keep the labels of this many training images per class (a seeded, class-stratified subset, "
-        "the same for every trial of a split_seed); the rest train the reconstruction only (null: all)",
+        "keep the labels of this many training images per class (a seeded, class-stratified "
+        "subset, the same for every trial of a split_seed); the rest train the reconstruction only "
+        "(null: all)",
     )
     labeled_fraction: float | None = setting(
         None,
@@ -104,8 +106,8 @@ class TrialConfig:
     dropout: float = setting(0.2, "dropout probability after each hidden layer, in [0, 1)")
     architecture: str = setting(
         "mlp",
-        "mlp, or conv (raw image pixels): stride-2 convolutions, one per conv_channels width, before the "
-        "hidden_dims dense layers; the decoder mirrors them",
+        "mlp, or conv (raw image pixels): stride-2 convolutions, one per conv_channels width, "
+        "before the hidden_dims dense layers; the decoder mirrors them",
         choices=ARCHITECTURES,
     )
     conv_channels: tuple[int, ...] = setting(
@@ -124,7 +126,8 @@ class TrialConfig:
     )
     augment_degrees: float = setting(
         0.0,
-        "raw image pixels: rotate each training image by up to this many degrees, at random (0: off)",
+        "raw image pixels: rotate each training image by up to this many degrees, at random (0: "
+        "off)",
     )
     lr: float = setting(1e-3, "Adam learning rate (> 0)")
     lr_schedule: str = setting(
@@ -149,8 +152,8 @@ class TrialConfig:
     )
     torch_compile: str = setting(
         "none",
-        "torch.compile the model with this mode (none: eager). reduce-overhead adds CUDA graphs on a GPU. "
-        "Slower on the CPU (benchmarks/bench_gpu.py); the first steps pay the compile",
+        "torch.compile the model with this mode (none: eager). reduce-overhead adds CUDA graphs on "
+        "a GPU. Slower on the CPU (benchmarks/bench_gpu.py); the first steps pay the compile",
         choices=TORCH_COMPILE,
     )
     # --- the data (fixed within a search: featurized once on the driver)
@@ -201,14 +204,15 @@ class TrialConfig:
     )
     download: bool = data_setting(
         False,
-        f"download {'/'.join(d.name for d in DATASETS.values() if d.downloadable)} into data_dir when missing",
+        f"download {'/'.join(d.name for d in DATASETS.values() if d.downloadable)} into data_dir "
+        "when missing",
     )
     constraints: str | None = data_setting(
         None,
-        "CSV of judgments that train the metric term instead of labels: header a,b,similar (pairs) or "
-        "anchor,positive,negative (triplets); items are indices in the dataset's training order (an image "
-        "folder: paths relative to its class root); a seeded val_size share of rows scores "
-        "constraint_accuracy",
+        "CSV of judgments that train the metric term instead of labels: header a,b,similar (pairs) "
+        "or anchor,positive,negative (triplets); items are indices in the dataset's training order "
+        "(an image folder: paths relative to its class root); a seeded val_size share of rows "
+        "scores constraint_accuracy",
     )
 
     def __post_init__(self) -> None:

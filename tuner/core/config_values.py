@@ -51,7 +51,8 @@ def coerce(name: str, value: Any, hint: Any, choices: tuple[str, ...] | None = N
         return value if type(value) is type(out) else out
     if kind in ("bool", "str"):
         if not isinstance(value, bool if kind == "bool" else str):
-            # YAML 1.1 reads unquoted yes/no/on/off as booleans: `torch_compile: off` arrives as False.
+            # YAML 1.1 reads unquoted yes/no/on/off as booleans: `torch_compile: off` arrives as
+            # False.
             quote = (
                 " (YAML reads unquoted yes/no/on/off as true/false: quote the word)"
                 if isinstance(value, bool)
@@ -214,8 +215,8 @@ def validate(cfg: Any) -> None:
             value == 0 or cfg.feature_extractor == "raw",
             name,
             value,
-            f"it moves image pixels, and feature_extractor {cfg.feature_extractor} gives feature vectors: "
-            f"set it to 0, or use feature_extractor: raw",
+            f"it moves image pixels, and feature_extractor {cfg.feature_extractor} gives feature "
+            "vectors: set it to 0, or use feature_extractor: raw",
         )
     _check(
         cfg.decoder_output != "sigmoid" or (cfg.feature_extractor == "raw" and not cfg.normalize),
@@ -296,7 +297,8 @@ def _validate_weak_supervision(cfg: Any) -> None:
         cfg.labels_per_class is None or cfg.labeled_fraction is None,
         "labeled_fraction",
         cfg.labeled_fraction,
-        f"labels_per_class ({cfg.labels_per_class}) is set too: give one of the two, set the other to null",
+        f"labels_per_class ({cfg.labels_per_class}) is set too: give one of the two, set the "
+        "other to null",
     )
     for name in ("labels_per_class", "labeled_fraction"):
         _check(

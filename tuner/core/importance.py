@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-# A forest fitted on fewer points than this splits noise: fANOVA returns shares, but not ones to trust.
+# A forest fitted on fewer points than this splits noise: fANOVA returns shares, but not ones to
+# trust.
 MIN_TRIALS = 4
 
 
@@ -37,7 +38,8 @@ class Importances:
         if self.message:
             return [self.message]
         out = [
-            f"which searched settings matter (fANOVA over {self.trials} finished trials, on validation):"
+            f"which searched settings matter (fANOVA over {self.trials} finished trials, on "
+            "validation):"
         ]
         for metric, shares in self.shares.items():
             out += [
@@ -98,7 +100,8 @@ def param_importances(
         return Importances(
             message="importances: no searched setting or metric in the table to relate."
         )
-    # Per metric below: a metric some trials lack (NaN, inf) costs those trials that metric's shares only.
+    # Per metric below: a metric some trials lack (NaN, inf) costs those trials that metric's shares
+    # only.
     done = done.dropna(subset=settings)
     # the forest's draws follow row order: the search and `tuner report` agree
     if "trial_id" in done:
@@ -109,8 +112,8 @@ def param_importances(
         return Importances(
             trials=len(done),
             message=(
-                f"importances: {len(done)} finished trial(s) are too few to tell which settings matter "
-                f"(fANOVA needs at least {need}, and settings that vary among them)."
+                f"importances: {len(done)} finished trial(s) are too few to tell which settings "
+                f"matter (fANOVA needs at least {need}, and settings that vary among them)."
             ),
         )
     dists = {s: _distribution(done[s]) for s in varied}

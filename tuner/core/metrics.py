@@ -27,7 +27,8 @@ METRIC_MODES: dict[str, str] = {
     "constraint_accuracy": "max",
 }
 # The values each metric can take: a require: bound outside them could never hold (or always would).
-# Shares and scores lie in [0, 1], AMI (chance-adjusted) in [-1, 1]; losses, errors and times are >= 0.
+# Shares and scores lie in [0, 1], AMI (chance-adjusted) in [-1, 1]; losses, errors and times
+# are >= 0.
 _SHARE, _SIGNED_SHARE, _NON_NEGATIVE = (0.0, 1.0), (-1.0, 1.0), (0.0, math.inf)
 METRIC_RANGES: dict[str, tuple[float, float]] = {
     "knn_accuracy": _SHARE,

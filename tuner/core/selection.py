@@ -64,7 +64,8 @@ def error_summary(traceback_text: str) -> str:
 
 def config_id(config: Mapping[str, Any]) -> str:
     """A stable id of a trial's configuration without its seed: the runs of one configuration
-    with different seeds (`repeats`) share it. `config` is TrialConfig.to_dict() (or the same keys)."""
+    with different seeds (`repeats`) share it. `config` is TrialConfig.to_dict() (or the same
+    keys)."""
     rest = {k: v for k, v in config.items() if k != "seed"}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -95,11 +96,11 @@ def results_table(
 
 def rank_by_config(table: pd.DataFrame, metric: Sequence[str], mode: Sequence[str]) -> pd.DataFrame:
     """Best first by each configuration's mean over its runs (the run's own value when it has one
-    run), in the Objective's order (`tuner.core.objective`: non-dominated rank, then crowding distance;
-    one metric: its value; a NaN last). Every trial is ranked by its figures, stopped and failed
-    ones too (their status says so); multi-objective, the front the search selects comes first,
-    flagged in a `pareto` column (the complete configurations' means, see `selection`). Runs of a
-    configuration stay together, the better first; equal keys keep the table's order."""
+    run), in the Objective's order (`tuner.core.objective`: non-dominated rank, then crowding
+    distance; one metric: its value; a NaN last). Every trial is ranked by its figures, stopped and
+    failed ones too (their status says so); multi-objective, the front the search selects comes
+    first, flagged in a `pareto` column (the complete configurations' means, see `selection`). Runs
+    of a configuration stay together, the better first; equal keys keep the table's order."""
     key = _config_key(table)
     means = table.groupby(key)[list(metric)].transform("mean")
     table = table.drop(columns=["pareto"], errors="ignore")
@@ -186,7 +187,8 @@ def chosen(
 
 
 def _config_key(table: pd.DataFrame) -> pd.Series:
-    """Which configuration each row ran (`config_id`); a table without it: one configuration a row."""
+    """Which configuration each row ran (`config_id`); a table without it: one configuration a
+    row."""
     return (
         table["config_id"]
         if "config_id" in table
@@ -249,7 +251,8 @@ def config_summary(
 ) -> pd.DataFrame:
     """The configurations of a ranked trials table as a person reads them (the search's summary and
     `tuner report`): id, the Pareto flag when several metrics, the searched values but the seed,
-    runs, finished, and mean / std of the metrics, knn_accuracy, recon_error and their test_ figures."""
+    runs, finished, and mean / std of the metrics, knn_accuracy, recon_error and their test_
+    figures."""
     params = [p for p in searched if p != "seed"]
     configs = config_table(table, metric, mode, params)
     names = dict.fromkeys(

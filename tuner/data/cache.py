@@ -52,7 +52,8 @@ class BrokenEntry(ValueError):
 def read_entry(
     path: Path, key: dict[str, Any], names: Iterable[str] | None = None
 ) -> Arrays | None:
-    """The cached arrays among `names` (None: all), or None when absent, unreadable or written for another key.
+    """The cached arrays among `names` (None: all), or None when absent, unreadable or written for
+    another key.
 
     The key is read first, and then only the arrays asked for: nothing else in a tampered
     entry is decompressed. np.savez stores members uncompressed, so a member (or an array's
@@ -141,8 +142,8 @@ def load_or_build(
     problem: Callable[[Arrays], str | None] = lambda _arrays: None,
     names: Iterable[str] | None = None,
 ) -> tuple[Arrays, bool]:
-    """(arrays, hit): the cached entry for `key` (its arrays among `names`, None: all), or `build()`'s
-    arrays, stored for next time.
+    """(arrays, hit): the cached entry for `key` (its arrays among `names`, None: all), or
+    `build()`'s arrays, stored for next time.
 
     `problem` says what is wrong with a readable entry (missing arrays, wrong shapes), or None:
     such an entry is rebuilt, as an unreadable one is. A cache directory that cannot be written

@@ -180,5 +180,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"a {value.dtype} array of shape {value.shape}"
     if isinstance(value, list):
-        return f"a list of {len(value)} ({', '.join(sorted({type(v).__name__ for v in value})) or 'empty'})"
+        return (
+            f"a list of {len(value)} "
+            f"({', '.join(sorted({type(v).__name__ for v in value})) or 'empty'})"
+        )
     return "nothing" if value is None else f"a {type(value).__name__}"

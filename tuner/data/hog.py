@@ -20,7 +20,8 @@ CHUNK = 500  # images per task: fine enough for a progress bar, coarse enough to
 
 
 def default_workers() -> int:
-    # The CPUs this process may run on, which a container or `taskset` can make fewer than the machine's.
+    # The CPUs this process may run on, which a container or `taskset` can make fewer than the
+    # machine's.
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
@@ -30,9 +31,10 @@ def check_hog_fits(height: int, width: int, pixels_per_cell: int, cells_per_bloc
     need = pixels_per_cell * cells_per_block
     if height < need or width < need:
         raise TunerError(
-            f"hog_pixels_per_cell = {pixels_per_cell} and hog_cells_per_block = {cells_per_block} need images "
-            f"of at least {need}x{need} pixels (one block), but the images are {height}x{width}. "
-            f"Lower hog_pixels_per_cell or hog_cells_per_block (or raise image_size for imagenet)."
+            f"hog_pixels_per_cell = {pixels_per_cell} and hog_cells_per_block = {cells_per_block} "
+            f"need images of at least {need}x{need} pixels (one block), but the images are "
+            f"{height}x{width}. Lower hog_pixels_per_cell or hog_cells_per_block (or raise "
+            "image_size for imagenet)."
         )
 
 

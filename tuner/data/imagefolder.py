@@ -208,8 +208,8 @@ def _allocate(n: int, size: int) -> np.ndarray:
     )
     if have is not None and need > have:
         raise TunerError(
-            f"image_size = {size}: {n} images of 3x{size}x{size} bytes need {need / 2**30:.1f} GiB, "
-            f"more than this machine's {have / 2**30:.1f} GiB of memory (the features need "
+            f"image_size = {size}: {n} images of 3x{size}x{size} bytes need {need / 2**30:.1f} "
+            f"GiB, more than this machine's {have / 2**30:.1f} GiB of memory (the features need "
             f"more still). Use a smaller image_size (default {DEFAULT_IMAGE_SIZE})."
         )
     try:

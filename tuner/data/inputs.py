@@ -49,7 +49,8 @@ def normalization_stats(
 def split_images(
     cfg: TrialConfig, split: str, data_dir: str | Path | None = None, progress: bool = True
 ) -> SplitImages:
-    """The images of `split` (train, val, test or all) in the order `load_features` puts their features."""
+    """The images of `split` (train, val, test or all) in the order `load_features` puts their
+    features."""
     if split not in SPLITS:
         raise TunerError(f"--split {split!r} is not valid: expected one of {', '.join(SPLITS)}.")
     data = open_source(cfg, data_dir).load(progress)

@@ -138,7 +138,8 @@ def read_judgments(path: str | Path, constraint: str | None = None) -> JudgmentF
 
 
 def _item_key(name: str) -> str:
-    """One spelling per item, as placing the rows reads them: 7 and 007, cat\\a.png and cat/a.png."""
+    """One spelling per item, as placing the rows reads them: 7 and 007, cat\\a.png and
+    cat/a.png."""
     return str(int(name)) if name.isascii() and name.isdigit() else name.replace("\\", "/")
 
 
@@ -211,7 +212,8 @@ def place_judgments(
     split = where[rows]
     train_rows = ~held & (split == 0).all(axis=1)
     held_rows = held & (split != 2).all(axis=1)
-    # Held-out judgments are scored on train and validation images: one table, validation after train.
+    # Held-out judgments are scored on train and validation images: one table, validation after
+    # train.
     in_both = np.where(split == 0, position[rows], n_train + position[rows])
     similar = file.similar
     out = Judgments(
@@ -244,7 +246,8 @@ def _held_rows(rows: np.ndarray, kind: str, count: int, seed: int) -> np.ndarray
         else np.column_stack([rows[:, :1], np.sort(rows[:, 1:], axis=1)])
     )
     _, first, group = np.unique(ends, axis=0, return_index=True, return_inverse=True)
-    # Groups numbered in the order of their first row: a file without copies holds what it always did.
+    # Groups numbered in the order of their first row: a file without copies holds what it always
+    # did.
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first)] = np.arange(len(first))
     group = rank[np.asarray(group).reshape(-1)]
@@ -269,7 +272,8 @@ def _item_index(
                     f"their path relative to the class root, e.g. {names[0]!r}",
                 )
             return found
-        # Plain ASCII digits only: int() would also read "1_0" as 10, "+3" or a full-width digit as 3.
+        # Plain ASCII digits only: int() would also read "1_0" as 10, "+3" or a full-width digit as
+        # 3.
         value = int(name) if name.isascii() and name.isdigit() else -1
         if not 0 <= value < n_items:
             raise _fail(

@@ -1,4 +1,5 @@
-"""`load_features`: locate the data, featurize it (or read the cache), then split, merge, standardize.
+"""`load_features`: locate the data, featurize it (or read the cache), then split, merge,
+standardize.
 
 The cache holds the expensive part only, the un-normalized features of the whole dataset
 (official splits kept apart), keyed by the data files and the extractor's parameters. The
@@ -47,7 +48,8 @@ def load_features(
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> FeatureSet:
-    """The train/validation/test features `cfg`'s data fields describe, from the cache when it has them.
+    """The train/validation/test features `cfg`'s data fields describe, from the cache when it has
+    them.
 
     `data_dir` (None: $TUNER_DATA_DIR or ./data) holds mnist/cifar10/imagenet files; digits
     needs none. `cache_dir` None: $TUNER_CACHE_DIR or ~/.cache/tuner/features.
@@ -74,7 +76,8 @@ def load_features(
         return data
     where, position = item_places(cfg, arrays)
     names = source.item_names() if source.item_names is not None else None
-    # Enough of them for a batch is checked by the caller, which knows every batch size a trial can get.
+    # Enough of them for a batch is checked by the caller, which knows every batch size a trial can
+    # get.
     placed = place_judgments(
         judgments, where, position, len(data.y_train), names, cfg.val_size, cfg.split_seed
     )
@@ -182,7 +185,10 @@ def entry_problem(arrays: Arrays) -> str | None:
         return f"labels lie outside 0..{len(arrays['label_names']) - 1}, the label names"
     shape = arrays["image_shape"]
     if len(shape) and int(np.prod(shape)) != arrays["x_train"].shape[1]:
-        return f"image_shape {tuple(int(v) for v in shape)} does not match {arrays['x_train'].shape[1]} features"
+        return (
+            f"image_shape {tuple(int(v) for v in shape)} does not match "
+            f"{arrays['x_train'].shape[1]} features"
+        )
     return None
 
 
@@ -220,7 +226,8 @@ def featurize(cfg: TrialConfig, images: ImageData, weights: Any, progress: bool)
 
 
 def assemble(cfg: TrialConfig, arrays: Arrays) -> FeatureSet:
-    """Split (train / validation / test), merge labels, name them and standardize: cheap, so per call."""
+    """Split (train / validation / test), merge labels, name them and standardize: cheap, so per
+    call."""
     names = tuple(str(n) for n in arrays["label_names"])
     fine_names = names
     # the mapping is checked on the label numbers, before any split

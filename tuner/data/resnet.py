@@ -44,9 +44,9 @@ def resolve_weights(resnet_weights: str, download: bool) -> Any:
     v2, v1 = (os.path.basename(w.url) for w in (enum.IMAGENET1K_V2, enum.IMAGENET1K_V1))
     raise TunerError(
         f"resnet_weights = 'imagenet': the ResNet-50 weights are not in torch's cache. Put {v2} "
-        f"(from {enum.IMAGENET1K_V2.url}) or {v1} at {folder / v2} (resp. {folder / v1}); set $TORCH_HOME "
-        f"to use another cache; or set download: true to fetch them; or resnet_weights: none for "
-        f"random weights."
+        f"(from {enum.IMAGENET1K_V2.url}) or {v1} at {folder / v2} (resp. {folder / v1}); set "
+        "$TORCH_HOME to use another cache; or set download: true to fetch them; or resnet_weights: "
+        "none for random weights."
     )
 
 

@@ -110,7 +110,8 @@ def load_pickle_dict(path: Path) -> dict[str, Any]:
     if odd is not None:
         raise TunerError(
             f"cifar10: {path} holds a dict with a key of type {type(odd).__name__}, not a CIFAR-10 "
-            f"batch (its keys are names such as 'data' and 'labels'). Replace it with the official file."
+            "batch (its keys are names such as 'data' and 'labels'). Replace it with the "
+            "official file."
         )
     for value in entry.values():
         _check_array(path, value, size)

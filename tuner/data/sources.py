@@ -1,4 +1,5 @@
-"""Where images come from: digits (scikit-learn), MNIST and CIFAR-10 files in their official layouts.
+"""Where images come from: digits (scikit-learn), MNIST and CIFAR-10 files in their official
+layouts.
 
 `open_source` is cheap: it checks (or downloads) the files and fingerprints them, so the
 feature cache can be consulted before any image is decoded. `Source.load` reads the images.
@@ -140,7 +141,8 @@ def _file_source(
     fetch: Callable[[Path], None],
     read: Callable[[Path], ImageData],
 ) -> Source:
-    """A dataset of fixed files in `folder`: fetched when missing and allowed, fingerprinted, read lazily."""
+    """A dataset of fixed files in `folder`: fetched when missing and allowed, fingerprinted, read
+    lazily."""
     paths = [folder / name for name in names]
     if not all(p.is_file() for p in paths):
         if not download:
@@ -233,9 +235,10 @@ def load_cifar10_images(root: Path) -> ImageData:
 def _missing(dataset: str, root: Path, folder: Path, paths: list[Path]) -> TunerError:
     missing = [p.name for p in paths if not p.is_file()]
     return TunerError(
-        f"{dataset}: data_dir {root} lacks files: expected {', '.join(p.name for p in paths)} in {folder}; "
-        f"missing: {', '.join(missing)}. Set download: true to fetch them with torchvision, or copy the "
-        f"official files there (or point --data-dir / $TUNER_DATA_DIR at a directory that has them)."
+        f"{dataset}: data_dir {root} lacks files: expected {', '.join(p.name for p in paths)} in "
+        f"{folder}; missing: {', '.join(missing)}. Set download: true to fetch them with "
+        "torchvision, or copy the official files there (or point --data-dir / $TUNER_DATA_DIR at a "
+        "directory that has them)."
     )
 
 

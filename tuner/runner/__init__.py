@@ -1,1 +1,2 @@
-"""The Ray Tune edge: a search assembled and run (`search`), one trial (`trial`), Tune's events (`callback`)."""
+"""The Ray Tune edge: a search assembled and run (`search`), one trial (`trial`), Tune's events
+(`callback`)."""

@@ -1,4 +1,5 @@
-"""Tune events -> the search's parts, on the driver: one nested MLflow run per trial, found by trial id.
+"""Tune events -> the search's parts, on the driver: one nested MLflow run per trial, found by trial
+id.
 
 `TrackingCallback` only forwards: each trial's record to the ledger (runner/trials.py), its runs
 to the tracker, its lines to the console (runner/console.py), its ended checkpoints to the
@@ -126,13 +127,15 @@ class TrackingCallback(tune.Callback):
         own stop signal), so it saves its state and the search ends with one message."""
         if (self.disk_full or self.tracker.disk_full) and not self.stopping:
             self.stopping = True
-            # Only where Tune handles it (fit in the main thread): SIGUSR1's default ends the process.
+            # Only where Tune handles it (fit in the main thread): SIGUSR1's default ends the
+            # process.
             if callable(signal.getsignal(signal.SIGUSR1)):
                 os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def node_name(result: dict[str, Any]) -> str:
-    """`<ip>/<node id>`: the IP finds the machine, the id the Ray node (several may share a machine)."""
+    """`<ip>/<node id>`: the IP finds the machine, the id the Ray node (several may share a
+    machine)."""
     return f"{result.get('node_ip', '?')}/{result.get('node_id', '?')}"
 
 
@@ -145,7 +148,8 @@ def _fetch_plots(trial: Any, local: Path) -> Path | None:
 
 
 def _error_text(trial: Any) -> str:
-    """The trial's traceback; at this point it sits in the driver's staging copy, not yet in storage."""
+    """The trial's traceback; at this point it sits in the driver's staging copy, not yet in
+    storage."""
     local = trial.error_file
     text = (
         Path(local).read_text() if local and Path(local).is_file() else str(trial.get_error() or "")

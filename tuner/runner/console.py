@@ -39,9 +39,10 @@ class SearchProgress:
         ] = []  # (figures, setting) no other result dominates
         self.best: tuple[dict[str, float], str] | None = None  # the Objective's first of them
         self.front = 0  # how many they are
-        # postfix as a one-item list: bar_format shows it as written (a plain postfix gets ", " before it).
-        # The size from $COLUMNS/$LINES or the terminal, else 120 x 24: tqdm hides a bar on a
-        # terminal that reports 0 rows (a pty no one sized, as under `script` or some CI runners).
+        # postfix as a one-item list: bar_format shows it as written (a plain postfix gets ", "
+        # before it). The size from $COLUMNS/$LINES or the terminal, else 120 x 24: tqdm hides a bar
+        # on a terminal that reports 0 rows (a pty no one sized, as under `script` or some CI
+        # runners).
         size = shutil.get_terminal_size((120, 24))
         # Times before the counts and the best: a line wider than the terminal loses its end.
         self.bar = tqdm(
@@ -62,9 +63,9 @@ class SearchProgress:
         self._show()
 
     def trial_result(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        """The best so far by the search's Objective (tuner.core.objective) over every result reported:
-        one metric, its best value; several, the first of the non-dominated results (and how many
-        there are). Only the non-dominated ones are kept, so each result costs little."""
+        """The best so far by the search's Objective (tuner.core.objective) over every result
+        reported: one metric, its best value; several, the first of the non-dominated results (and
+        how many there are). Only the non-dominated ones are kept, so each result costs little."""
         names = dict.fromkeys([*self.objective.metric, *self.objective.require])
         figures = {m: float(result[m]) for m in names if isinstance(result.get(m), (int, float))}
         if not all(math.isfinite(figures.get(m, math.nan)) for m in self.objective.metric):

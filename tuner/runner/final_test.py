@@ -75,7 +75,8 @@ def test_selected(
         )
         if model is None:
             print(
-                f"tuner: no final checkpoint of {trial_id} in storage: it is not measured on the test split.",
+                f"tuner: no final checkpoint of {trial_id} in storage: it is not measured on the "
+                "test split.",
                 file=sys.stderr,
                 flush=True,
             )
@@ -103,8 +104,8 @@ def test_selected_safely(
     except Exception as err:  # noqa: BLE001 - the search's results are in; report and go on
         first = first_line(err)
         print(
-            f"tuner: could not measure the selected trials on the test split: {type(err).__name__}: "
-            f"{mask_uri(first)}",
+            "tuner: could not measure the selected trials on the test split: "
+            f"{type(err).__name__}: {mask_uri(first)}",
             file=sys.stderr,
             flush=True,
         )

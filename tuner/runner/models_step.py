@@ -55,7 +55,8 @@ class ModelWarmUp:
     thread: threading.Thread | None = None
 
     def last_trials_running(self, trials: list) -> None:
-        """Once every trial has started and one has ended, a core stays free till the search ends."""
+        """Once every trial has started and one has ended, a core stays free till the search
+        ends."""
         if (
             self.thread is None
             and self.spec.log_models != "none"
@@ -100,8 +101,8 @@ def log_search_models(
         return {}
     if getattr(tracker, "offline", False):
         print(
-            "tuner: MLflow is unreachable: no model logged (rerun the trial with tuner train --from-run "
-            "once it answers).",
+            "tuner: MLflow is unreachable: no model logged (rerun the trial with tuner train "
+            "--from-run once it answers).",
             file=sys.stderr,
             flush=True,
         )
@@ -120,7 +121,8 @@ def log_search_models(
         )
     except Exception as err:  # noqa: BLE001 - the search's results are in; losing models must not fail it
         print(
-            f"tuner: could not log the search's models: {type(err).__name__}: {mask_uri(first_line(err))}",
+            f"tuner: could not log the search's models: {type(err).__name__}: "
+            f"{mask_uri(first_line(err))}",
             file=sys.stderr,
             flush=True,
         )
@@ -129,8 +131,8 @@ def log_search_models(
         _register(spec, table, logged, tracker, verbose)
     except Exception as err:  # noqa: BLE001 - the models are logged: say what failed, keep them
         print(
-            f"tuner: the models are logged, but registering the chosen one as {spec.register_as!r} failed: "
-            f"{type(err).__name__}: {mask_uri(first_line(err))}",
+            f"tuner: the models are logged, but registering the chosen one as {spec.register_as!r} "
+            f"failed: {type(err).__name__}: {mask_uri(first_line(err))}",
             file=sys.stderr,
             flush=True,
         )

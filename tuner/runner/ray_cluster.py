@@ -56,7 +56,8 @@ def start_ray(address: str | None, verbose: bool) -> bool:
 
 
 def stop_ray() -> None:
-    """ray.shutdown(), and the watchdog of a local Ray goes with it (it would have nothing to do)."""
+    """ray.shutdown(), and the watchdog of a local Ray goes with it (it would have nothing to
+    do)."""
     ray.shutdown()
     while _watchdog:
         proc = _watchdog.pop()
@@ -66,7 +67,8 @@ def stop_ray() -> None:
 
 def start_watchdog() -> None:
     """A process that ends this local Ray's processes once this driver is gone, even by SIGKILL
-    (tuner/system/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined cluster."""
+    (tuner/system/watchdog.py says why Ray's own fate-sharing is not enough). Never for a joined
+    cluster."""
     # what ray.init started: GCS, raylet, ...
     node = getattr(ray._private.worker, "_global_node", None)
     roots = [
@@ -94,7 +96,8 @@ def start_watchdog() -> None:
 
 
 def probe_address(address: str) -> None:
-    """A HOST:PORT nobody answers on: Ray itself retries it for minutes; a TCP probe answers in seconds."""
+    """A HOST:PORT nobody answers on: Ray itself retries it for minutes; a TCP probe answers in
+    seconds."""
     host, sep, port = address.rpartition(":")
     if "://" in address or not sep or not port.isdigit():
         return  # `auto`, ray://, or something Ray reports itself
@@ -103,9 +106,10 @@ def probe_address(address: str) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except (OSError, OverflowError) as err:
         raise TunerError(
-            f"--address {address!r}: no Ray answers there ({getattr(err, 'strerror', None) or err}). "
-            f"Start the head with `ray start --head --port {port}`, or pass its HOST:PORT "
-            f"(`ray status` on the head shows it), or omit --address for a local Ray."
+            f"--address {address!r}: no Ray answers there "
+            f"({getattr(err, 'strerror', None) or err}). Start the head with `ray start --head "
+            f"--port {port}`, or pass its HOST:PORT (`ray status` on the head shows it), or omit "
+            "--address for a local Ray."
         ) from None
 
 
@@ -122,8 +126,8 @@ def warn_without_token_auth() -> None:
     if not token_auth_enabled():
         print(
             "tuner: warning: the local Ray runs without token auth (RAY_AUTH_MODE="
-            f"{os.environ.get('RAY_AUTH_MODE', 'unset')}): anyone who can reach this machine's Ray ports can "
-            "run code as you. Unset RAY_AUTH_MODE or set it to token.",
+            f"{os.environ.get('RAY_AUTH_MODE', 'unset')}): anyone who can reach this machine's Ray "
+            "ports can run code as you. Unset RAY_AUTH_MODE or set it to token.",
             file=sys.stderr,
             flush=True,
         )

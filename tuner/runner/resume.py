@@ -1,4 +1,5 @@
-"""A search's state in its Tune directory: started afresh (an earlier one moved aside) or resumed."""
+"""A search's state in its Tune directory: started afresh (an earlier one moved aside) or
+resumed."""
 
 from __future__ import annotations
 

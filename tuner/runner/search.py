@@ -142,7 +142,8 @@ def run_search(
     `address` (or $RAY_ADDRESS) joins a running Ray cluster; `storage_path` is a local directory,
     a directory every node mounts, or a pyarrow URI such as s3://bucket/prefix. `verbose` False
     prints nothing; else a live progress line, or with `tune_console` Tune's own output.
-    `warm_start` (an experiment, search id or parent run id) tells Optuna an earlier search's trials.
+    `warm_start` (an experiment, search id or parent run id) tells Optuna an earlier search's
+    trials.
     """
     started, clock = time.perf_counter(), SetupClock()
     # an empty name is refused, not replaced
@@ -200,7 +201,8 @@ def _run_on_ray(
         connecting.result()
         # a second search of this experiment stops here
         with search_lock(run.exp_dir, run.search_id):
-            if run.resume:  # what an unreachable tracking server missed goes in first; the resumed runs continue it
+            # what an unreachable tracking server missed goes in first; the resumed runs continue it
+            if run.resume:
                 sync_search(run.exp_dir.uri, run.experiment, run.tracking_uri, verbose=verbose)
             clock.lap("mlflow")
             check_cluster(run.spec, storage_path, verbose)
@@ -327,14 +329,15 @@ def _disk_full_message(run: SearchRun, tracker: SearchTracker) -> str:
         else ""
     )
     return (
-        f"no space left on {where}. The search stopped and Tune kept its state; free space there (or "
-        f"pass another --storage-path / --tracking-uri), then continue it: the same `tuner search` command with "
-        f"--resume.{unclosed}"
+        f"no space left on {where}. The search stopped and Tune kept its state; free space there "
+        "(or pass another --storage-path / --tracking-uri), then continue it: the same "
+        f"`tuner search` command with --resume.{unclosed}"
     )
 
 
 def _end_interrupted(ledger: TrialLedger, tracker: SearchTracker) -> None:
-    """The runs of trials still open end KILLED: interrupted (Ctrl-C, or Tune stopped), resumable."""
+    """The runs of trials still open end KILLED: interrupted (Ctrl-C, or Tune stopped),
+    resumable."""
     for trial_id in sorted(ledger.open):
         tracker.trial_finished(trial_id, "KILLED")
     ledger.open.clear()

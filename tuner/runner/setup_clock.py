@@ -27,7 +27,8 @@ class SetupClock:
         self._mark = now
 
     def first_trial(self) -> str | None:
-        """Called at every trial start: at the first, the line to print when setup ran over budget."""
+        """Called at every trial start: at the first, the line to print when setup ran over
+        budget."""
         if self.total is not None:
             return None
         self.lap("tune")
@@ -37,4 +38,7 @@ class SetupClock:
         spent = ", ".join(
             f"{name} {s:.1f} s" for name, s in sorted(self.phases.items(), key=lambda kv: -kv[1])
         )
-        return f"tuner: setup took {self.total:.1f} s before the first trial (aim <= {self.budget_s:g} s): {spent}"
+        return (
+            f"tuner: setup took {self.total:.1f} s before the first trial (aim <= "
+            f"{self.budget_s:g} s): {spent}"
+        )

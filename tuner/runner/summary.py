@@ -1,4 +1,5 @@
-"""What a search shows besides its trials: the baselines it logs, the summary it prints. Ray-free."""
+"""What a search shows besides its trials: the baselines it logs, the summary it prints.
+Ray-free."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def baseline_dims(spec: SearchSpec) -> list[int]:
 
 
 def print_configs(spec: SearchSpec, table: pd.DataFrame) -> None:
-    """Repeats: the configurations by their mean over seeds (how the search ranks and selects them)."""
+    """Repeats: the configurations by their mean over seeds (how the search ranks and selects
+    them)."""
     configs = config_summary(table, spec.metric, spec.mode, list(spec.params)).head(10)
     print(
         f"best configurations by their mean over {spec.repeats} seeds (test_*: the selected "
@@ -125,8 +127,10 @@ def print_summary(
     print(
         f"\nMLflow experiment {experiment!r} in {mask_uri(uri)}\n"
         f"  tuner report --tracking-uri {mask_uri(uri)} --experiment {experiment}\n"
-        f"  tuner ui --tracking-uri {mask_uri(uri)}   (or: mlflow ui --backend-store-uri {mask_uri(uri)})\n"
-        f"Tune results and checkpoints: {mask_uri(storage)} (Tune's console output: tune_output.log there)"
+        f"  tuner ui --tracking-uri {mask_uri(uri)}   "
+        f"(or: mlflow ui --backend-store-uri {mask_uri(uri)})\n"
+        f"Tune results and checkpoints: {mask_uri(storage)} "
+        "(Tune's console output: tune_output.log there)"
     )
     if status == "KILLED":
         print(

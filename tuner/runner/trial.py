@@ -100,7 +100,8 @@ def load_checkpoint(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None
 
 
 def write_plots(state: TrainState, cfg: TrialConfig, data: FeatureSet, out: Path) -> Path:
-    """Figures the driver attaches to the trial's MLflow run (they travel in the last checkpoint)."""
+    """Figures the driver attaches to the trial's MLflow run (they travel in the last
+    checkpoint)."""
     from tuner.trainer.plots import plot_embedding, plot_loss_curves, plot_reconstructions
 
     device = next(state.model.parameters()).device

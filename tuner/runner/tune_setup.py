@@ -69,7 +69,8 @@ def make_tuner(
         mode=spec.mode[0] if single else None,
         search_alg=_repeated(spec, _searcher(spec, warm)),
         scheduler=_scheduler(spec, exp_dir),
-        # Under Repeater num_samples counts every trial, repeats included; a seed axis multiplies itself.
+        # Under Repeater num_samples counts every trial, repeats included; a seed axis multiplies
+        # itself.
         num_samples=spec.samples * spec.repeats if spec.search == "optuna" else spec.samples,
         max_concurrent_trials=spec.max_concurrent if spec.search == "optuna" else None,
         reuse_actors=True,
@@ -120,15 +121,16 @@ def make_run_config(
         callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # No num_to_keep: Tune deletes old checkpoints before its saved state stops naming them,
-        # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead, once
-        # Tune's saved state records them ended (runner/callback.py).
+        # and a crash in between fails the trial on resume. Ended trials' checkpoints go instead,
+        # once Tune's saved state records them ended (runner/callback.py).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         verbose=tune_verbosity,
     )
 
 
 def tune_location(exp_dir: ExperimentDir) -> tuple[str, Any]:
-    """(the experiment directory, the filesystem) as Tune takes them; a local directory as a plain path."""
+    """(the experiment directory, the filesystem) as Tune takes them; a local directory as a plain
+    path."""
     return (exp_dir.path, exp_dir.fs) if exp_dir.is_uri else (exp_dir.path, None)
 
 

@@ -25,9 +25,9 @@ class WarmOptunaSearch(OptunaSearch):
     ) -> None:
         # (point, last value): told as pruned once the study exists
         self._stopped = list(stopped or [])
-        # moasha: a trial that ended before `budget` iterations was stopped, and its last figures are
-        # not its final ones; Ray tells Optuna them as complete, which puts partial results on the
-        # multi-objective sampler's front. Told as pruned instead (Optuna's multi-objective TPE
+        # moasha: a trial that ended before `budget` iterations was stopped, and its last figures
+        # are not its final ones; Ray tells Optuna them as complete, which puts partial results on
+        # the multi-objective sampler's front. Told as pruned instead (Optuna's multi-objective TPE
         # ranks pruned trials below every complete one).
         self._budget = budget
         super().__init__(*args, **kwargs)

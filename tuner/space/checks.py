@@ -186,7 +186,10 @@ def _check_require(ctx: Ctx, require: Any) -> dict[str, float]:
                 f"unknown metric {metric!r}{did_you_mean(str(metric), METRIC_MODES)}. "
                 f"Valid: {', '.join(METRIC_MODES)}",
             )
-        what = f"{'largest' if METRIC_MODES[metric] == 'min' else 'smallest'} {metric} a chosen trial may have"
+        what = (
+            f"{'largest' if METRIC_MODES[metric] == 'min' else 'smallest'} {metric} a chosen "
+            "trial may have"
+        )
         if (
             isinstance(bound, bool)
             or not isinstance(bound, (int, float))

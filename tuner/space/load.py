@@ -141,12 +141,13 @@ def collect_lines(path: Path, node: Any, prefix: str, lines: dict[str, int]) -> 
             )
         parsed = _parsed_key(key_node)
         key = f"{prefix}{parsed}"
-        # Compared as parsed, as the mapping PyYAML builds keeps them: 0 and 00, 1 and true are one key,
-        # and PyYAML silently keeps the last.
+        # Compared as parsed, as the mapping PyYAML builds keeps them: 0 and 00, 1 and true are one
+        # key, and PyYAML silently keeps the last.
         if parsed in seen:
             raise TunerError(
                 f"{path}:{line}: {key}: given twice (first on line {seen[parsed]}"
-                f"{'' if key_node.value == str(parsed) else f', here as {key_node.value!r}'}); keep one."
+                f"{'' if key_node.value == str(parsed) else f', here as {key_node.value!r}'}); "
+                "keep one."
             )
         seen[parsed] = line
         lines.setdefault(key, line)

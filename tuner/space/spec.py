@@ -22,9 +22,10 @@ from tuner.errors import TunerError
 from tuner.trainer.labels import labeled_counts
 
 SEARCHES = ("grid", "random", "optuna")
-# The repeat index Tune's config carries: Ray's Repeater sets this very key (ray.tune.search.repeater
-# .TRIAL_INDEX) under Optuna, and grid/random searches get it as a grid axis. trial_config turns
-# it into the seed, so the repeats of one configuration differ only by seed.
+# The repeat index Tune's config carries: Ray's Repeater sets this very key
+# (ray.tune.search.repeater.TRIAL_INDEX) under Optuna, and grid/random searches get it as a grid
+# axis. trial_config turns it into the seed, so the repeats of one configuration differ only by
+# seed.
 REPEAT_KEY = "__trial_index__"
 
 
@@ -55,7 +56,8 @@ class Param:
         return next((i for i, v in enumerate(self.values) if same_value(value, v)), None)
 
     def contains(self, value: Any) -> bool:
-        """Whether a trial of this search could have drawn `value` (a warm start's earlier point)."""
+        """Whether a trial of this search could have drawn `value` (a warm start's earlier
+        point)."""
         if self.values:
             return self._index(value) is not None
         if (
@@ -71,7 +73,8 @@ class Param:
         return True
 
     def searcher_value(self, value: Any, search: str) -> Any:
-        """`value` as the searcher holds it (see `domain`: Optuna's categoricals carry lists as JSON)."""
+        """`value` as the searcher holds it (see `domain`: Optuna's categoricals carry lists as
+        JSON)."""
         if self.values:
             return self._choices(search)[self._index(value)]  # type: ignore[index]
         return int(value) if self.kind in ("randint", "qrandint") else float(value)
@@ -230,7 +233,8 @@ class SearchSpec:
             "fixed": dict(self.fixed),
             "params": {n: p.describe() for n, p in self.params.items()},
             "n_trials": self.n_trials,
-            # Only when set: a search saved before repeats existed still resumes (resume compares keys).
+            # Only when set: a search saved before repeats existed still resumes (resume compares
+            # keys).
             **({"repeats": self.repeats} if self.repeats > 1 else {}),
         }
 
@@ -250,12 +254,15 @@ class SearchSpec:
         count = {
             "grid": f"{self.n_trials} trials ({self.samples} pass(es) over the grid{per_seed})",
             "random": f"{self.n_trials} trials ({self.samples} sample(s) per grid point{per_seed})",
-            "optuna": f"{self.n_trials} trials (TPE sampler{', multi-objective' if self.multi_objective else ''})",
+            "optuna": (
+                f"{self.n_trials} trials "
+                f"(TPE sampler{', multi-objective' if self.multi_objective else ''})"
+            ),
         }
         seeds = (
             (
-                f"{self.repeats} per configuration ({self.n_configs} configurations x {self.repeats} seeds: "
-                f"seed + 0..{self.repeats - 1}; ranked by the mean)"
+                f"{self.repeats} per configuration ({self.n_configs} configurations x "
+                f"{self.repeats} seeds: seed + 0..{self.repeats - 1}; ranked by the mean)"
             )
             if self.repeats > 1
             else "1 per configuration"
@@ -274,7 +281,8 @@ class SearchSpec:
                 ),
                 (
                     "checkpoints",
-                    f"every {self.checkpoint_every} evaluation(s); max_failures {self.max_failures}",
+                    f"every {self.checkpoint_every} evaluation(s); "
+                    f"max_failures {self.max_failures}",
                 ),
                 ("seed", f"{self.seed} (searcher)"),
                 ("repeats", seeds),
@@ -283,7 +291,8 @@ class SearchSpec:
                 [
                     (
                         "require",
-                        f"{require_text(self.require).replace(',', ', ')} on validation, for the chosen trial",
+                        f"{require_text(self.require).replace(',', ', ')} on validation, for the "
+                        "chosen trial",
                     )
                 ]
                 if self.require
@@ -304,8 +313,9 @@ class SearchSpec:
             and self.repeats == 1
         ):
             lines.append(
-                "note: samples > 1 runs the grid again, and these repeats share one seed, so they give "
-                "identical results on CPU; set `repeats: 3` instead (one seed each, ranked by the mean)."
+                "note: samples > 1 runs the grid again, and these repeats share one seed, so they "
+                "give identical results on CPU; set `repeats: 3` instead (one seed each, ranked by "
+                "the mean)."
             )
         return "\n".join(lines)
 

@@ -43,7 +43,8 @@ def _size(n: float) -> str:
 
 def full_filesystems(places: dict[str, str | Path | None]) -> str:
     """One phrase naming the full filesystem(s) among `places` (what -> local path; None: not
-    local), with their free space; all of them, said not to be full, when none is below NEARLY_FULL."""
+    local), with their free space; all of them, said not to be full, when none is below
+    NEARLY_FULL."""
     found, seen = [], set()
     for what, path in places.items():
         if path is None:

@@ -1,4 +1,5 @@
-"""Credentials in URIs: found in any text and masked, or taken out of a URI. Pure, no Ray, no MLflow.
+"""Credentials in URIs: found in any text and masked, or taken out of a URI. Pure, no Ray, no
+MLflow.
 
 Every message, param and tag that can hold a tracking or storage URI goes through `mask_uri`.
 It works on tokens rather than one regex over the whole text, because a password may hold any
@@ -67,7 +68,8 @@ def _mask_pairs(text: str) -> str:
 
 
 def split_userinfo(rest: str) -> tuple[str | None, str]:
-    """(`user:password`, what follows the last `@`) of what follows `scheme://`; (None, rest) without one.
+    """(`user:password`, what follows the last `@`) of what follows `scheme://`; (None, rest)
+    without one.
 
     The last `@` wins because a password may hold `@`, `/`, `#` or `?`. A text after `://` with an
     `@` only inside its path (`host/users/a@b`) holds no `:` before that `@` and is left alone.
@@ -107,7 +109,8 @@ def mask_uri(text: object) -> str:
 
 
 def has_credentials(uri: str) -> bool:
-    """Whether one URI holds credentials: the whole of it is taken apart, whatever its password holds."""
+    """Whether one URI holds credentials: the whole of it is taken apart, whatever its password
+    holds."""
     return _mask_one(uri) != uri if "://" in uri else False
 
 

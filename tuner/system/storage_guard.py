@@ -31,8 +31,9 @@ from tuner.system.tune_storage import ExperimentDir
 
 
 def check_private(exp_dir: ExperimentDir) -> None:
-    """Refuse a local storage directory (or the experiment directory in it) that another user owns or
-    can write to: tuner would unpickle what they put there. Sticky directories (/tmp) are fine."""
+    """Refuse a local storage directory (or the experiment directory in it) that another user owns
+    or can write to: tuner would unpickle what they put there. Sticky directories (/tmp) are
+    fine."""
     if exp_dir.is_uri:
         return
     for path in (Path(exp_dir.path).parent, Path(exp_dir.path)):
@@ -61,7 +62,10 @@ def lock_name(exp_dir: ExperimentDir) -> str:
 def _describe(text: str) -> str:
     try:
         held = json.loads(text)
-        return f"search {held['search_id']} (pid {held['pid']} on {held['host']}, started {_when(held['started'])})"
+        return (
+            f"search {held['search_id']} (pid {held['pid']} on {held['host']}, started "
+            f"{_when(held['started'])})"
+        )
     except (ValueError, KeyError, TypeError, RecursionError):
         return "another search"
 
@@ -84,7 +88,8 @@ def _refuse(exp_dir: ExperimentDir, holder: str, where: str) -> TunerError:
 
 @contextlib.contextmanager
 def search_lock(exp_dir: ExperimentDir, search_id: str) -> Iterator[None]:
-    """Hold the experiment's lock for the block; TunerError naming the holder when another search has it."""
+    """Hold the experiment's lock for the block; TunerError naming the holder when another search
+    has it."""
     mine = json.dumps(
         {
             "search_id": search_id,

@@ -49,7 +49,8 @@ class ExperimentDir:
 
     @property
     def parent_path(self) -> str:
-        """RunConfig(storage_path=..., storage_filesystem=fs): the experiment directory is `parent/name`."""
+        """RunConfig(storage_path=..., storage_filesystem=fs): the experiment directory is
+        `parent/name`."""
         return self.path.rstrip("/").rsplit("/", 1)[0] or "/"
 
     @property
@@ -102,16 +103,17 @@ class ExperimentDir:
 def check_experiment_name(experiment: str) -> str:
     """The experiment's directory name. Separators and dot names are refused, not rewritten: `..` or
     `a/b` would put the search outside its storage path or inside another search's directory.
-    Other characters outside [A-Za-z0-9_.-] become `_` (a space in a name is common and harmless)."""
+    Other characters outside [A-Za-z0-9_.-] become `_` (a space in a name is common and
+    harmless)."""
     if (
         not experiment.strip()
         or experiment.strip() in (".", "..")
         or any(c in experiment for c in "/\\\0")
     ):
         raise TunerError(
-            f"--experiment {experiment!r}: an experiment name cannot be empty, '.' or '..', or hold "
-            f"a path separator (/ or \\): it names a directory inside --storage-path. Pick a plain "
-            f"name such as 'grid-digits'."
+            f"--experiment {experiment!r}: an experiment name cannot be empty, '.' or '..', or "
+            "hold a path separator (/ or \\): it names a directory inside --storage-path. Pick a "
+            "plain name such as 'grid-digits'."
         )
     return re.sub(r"[^\w.-]", "_", experiment)
 
@@ -181,7 +183,8 @@ def _without_userinfo(uri: str) -> str:
 
 
 def read_state(exp_dir: ExperimentDir) -> dict[str, Any] | None:
-    """tuner's state file (search id, resolved spec); None when there is none; TunerError when broken."""
+    """tuner's state file (search id, resolved spec); None when there is none; TunerError when
+    broken."""
     text = exp_dir.read_text(STATE_FILE)
     if text is None:
         return None
@@ -219,7 +222,8 @@ def spool(
     status: str | None,
     artifact_dir: Path | None = None,
 ) -> None:
-    """Keep beside Tune's results what only the driver knew: a trial's plots, the search's final status."""
+    """Keep beside Tune's results what only the driver knew: a trial's plots, the search's final
+    status."""
     base = exp_dir.child(SPOOL_DIR) + (f"/{trial_id}" if trial_id else "")
     exp_dir.fs.create_dir(base, recursive=True)
     if artifact_dir is not None and Path(artifact_dir).is_dir():
@@ -253,9 +257,9 @@ def _spooled_status(exp_dir: ExperimentDir, text: str) -> str:
         status = None
     if not isinstance(status, str):
         raise TunerError(
-            f"{mask_uri(exp_dir.uri)}/{SPOOL_DIR}/search.json is broken (expected a JSON object with the "
-            f"search's final 'status', as tuner writes it): sync cannot tell how the search ended. "
-            f"Delete the file to let sync judge the status from the trials' results."
+            f"{mask_uri(exp_dir.uri)}/{SPOOL_DIR}/search.json is broken (expected a JSON object "
+            "with the search's final 'status', as tuner writes it): sync cannot tell how the "
+            "search ended. Delete the file to let sync judge the status from the trials' results."
         )
     return status
 

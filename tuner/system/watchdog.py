@@ -1,15 +1,16 @@
-"""A watchdog that ends a driver's local Ray when the driver ends, however it ends (SIGKILL included).
+"""A watchdog that ends a driver's local Ray when the driver ends, however it ends (SIGKILL
+included).
 
 Ray ends the GCS and raylet it started with their driver (PR_SET_PDEATHSIG), but in Ray 2.60
 the raylet's children, its dashboard and runtime-env agents, notice the raylet's death and then
 hang on their way out, reparented to init and deaf to SIGTERM: every SIGKILLed or OOM-killed
 search left them running. `ray stop` would end them and every other Ray on the machine too.
 
-So the driver starts this process (`python -m tuner.system.watchdog DRIVER_PID ROOT_PID...`, in a session
-of its own so that a signal to the driver's process group does not take it along). It follows the
-root processes (those `ray.init` started) and every process they start, by pid and start time, and
-once the driver is gone it ends exactly those still alive (SIGTERM, then SIGKILL), then exits.
-Linux only, no Ray import: it must start in a fraction of a second.
+So the driver starts this process (`python -m tuner.system.watchdog DRIVER_PID ROOT_PID...`, in a
+session of its own so that a signal to the driver's process group does not take it along). It
+follows the root processes (those `ray.init` started) and every process they start, by pid and start
+time, and once the driver is gone it ends exactly those still alive (SIGTERM, then SIGKILL), then
+exits. Linux only, no Ray import: it must start in a fraction of a second.
 """
 
 from __future__ import annotations

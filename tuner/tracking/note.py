@@ -40,8 +40,9 @@ def search_note(
     ]
     if "warm_start" in params:
         lines.append(
-            f"\n**Warm start** from search `{params['warm_start']}`: {params.get('warm_start_used', '?')} "
-            f"earlier trials given to Optuna, {params.get('warm_start_skipped', '?')} skipped."
+            f"\n**Warm start** from search `{params['warm_start']}`: "
+            f"{params.get('warm_start_used', '?')} earlier trials given to Optuna, "
+            f"{params.get('warm_start_skipped', '?')} skipped."
         )
     require = parse_require(tags.get(REQUIRE))
     best = chosen(table, metric, mode, require)

@@ -152,7 +152,8 @@ class ParentRun:
                 if k in search_params
             }
         )
-        # The searched settings in the file's order (params come back sorted by name): the UI view's columns.
+        # The searched settings in the file's order (params come back sorted by name): the UI view's
+        # columns.
         tags[tag.SEARCHED] = ",".join(
             k[len(SEARCHED_PREFIX) :] for k in search_params if k.startswith(SEARCHED_PREFIX)
         )

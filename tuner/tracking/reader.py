@@ -132,7 +132,8 @@ def print_report(
     stopped = int((table["status"] == "KILLED").sum()) if "status" in table else 0
     print(
         f"search {a['search_id']} in experiment {a['experiment']!r}: {len(table)} trials"
-        f"{f' ({stopped} stopped early or interrupted: status KILLED)' if stopped else ''}, sorted by {order}"
+        f"{f' ({stopped} stopped early or interrupted: status KILLED)' if stopped else ''}, "
+        f"sorted by {order}"
     )
     with pd.option_context(
         "display.width",
@@ -150,7 +151,8 @@ def print_report(
         if {"knn_accuracy", "recon_error"} <= set(table.columns):
             front = pareto_front(table)
             print(
-                f"\nPareto front of knn_accuracy (higher) vs recon_error (lower): {len(front)} trials"
+                f"\nPareto front of knn_accuracy (higher) vs recon_error (lower): {len(front)} "
+                "trials"
             )
             print(front[shown].to_string(index=False))
         if a["require"]:
@@ -201,7 +203,8 @@ def _print_configs(table: pd.DataFrame) -> None:
     a = table.attrs
     configs = config_summary(table, a["metrics"], a["modes"], a["searched"])
     print(
-        f"per configuration, mean and standard deviation over its seeds ({len(configs)} configurations):"
+        f"per configuration, mean and standard deviation over its seeds ({len(configs)} "
+        "configurations):"
     )
     print(configs.to_string(index=False))
     print("\nper run:")
@@ -221,15 +224,16 @@ def ui_url(tracking_uri: str | None, host: str, port: int) -> str:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    """The server would fail on a taken port or an unknown host with its own traceback: say it first."""
+    """The server would fail on a taken port or an unknown host with its own traceback: say it
+    first."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except (OSError, OverflowError) as err:
         raise TunerError(
-            f"tuner ui --host {host} --port {port}: cannot listen there ({err.strerror or err}). Pick "
-            f"a free --port, or a --host this machine has (127.0.0.1 for this machine only)."
+            f"tuner ui --host {host} --port {port}: cannot listen there ({err.strerror or err}). "
+            "Pick a free --port, or a --host this machine has (127.0.0.1 for this machine only)."
         ) from None
 
 
@@ -245,8 +249,9 @@ def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
     problems = format_problems(bundle_text())
     if problems:  # a newer MLflow's UI: the saved view would open as a plain one, without a word
         print(
-            f"tuner: this MLflow's UI ({_mlflow_version()}) no longer reads the view tuner saves as MLflow 3.17 "
-            f"did (missing: {'; '.join(problems)}); the link opens MLflow's default view.",
+            f"tuner: this MLflow's UI ({_mlflow_version()}) no longer reads the view tuner saves "
+            f"as MLflow 3.17 did (missing: {'; '.join(problems)}); the link opens MLflow's "
+            "default view.",
             file=sys.stderr,
         )
     print(
@@ -272,13 +277,15 @@ def serve_ui(tracking_uri: str | None, host: str, port: int) -> int:
         **os.environ,
         "MLFLOW_BACKEND_STORE_URI": uri,
     }
-    # A session of its own: its web workers outlive a plain terminate, and end_session finds them all.
+    # A session of its own: its web workers outlive a plain terminate, and end_session finds them
+    # all.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         return proc.wait()
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (see cli.py)
-        # The server and its uvicorn worker end within a second of SIGTERM, slower on a busy machine;
-        # SIGKILL after 1 s keeps the whole stop under 5 s there (SQLite survives a kill, even mid-write).
+        # The server and its uvicorn worker end within a second of SIGTERM, slower on a busy
+        # machine; SIGKILL after 1 s keeps the whole stop under 5 s there (SQLite survives a kill,
+        # even mid-write).
         end_session(proc.pid, grace=1.0)
         proc.wait()
         return 0

@@ -86,7 +86,8 @@ def log_model(
     tags: dict[str, str] | None = None,
     featurized: bool = False,
 ) -> Any:
-    """Log `model` as the logged model `embedding_model` of run `run_id`; returns MLflow's ModelInfo.
+    """Log `model` as the logged model `embedding_model` of run `run_id`; returns MLflow's
+    ModelInfo.
 
     `input_example` is raw input (a few images), or with `featurized` already their features
     (un-normalized); the signature and example are the features, what the graph takes.

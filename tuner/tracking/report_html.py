@@ -102,7 +102,8 @@ def report_page(
     run_names: Mapping[str, str],
     images: Mapping[str, bytes] | None = None,
 ) -> str:
-    """The page's HTML. `metrics`/`modes`: at least two (the front's axes); `images`: PNGs by caption."""
+    """The page's HTML. `metrics`/`modes`: at least two (the front's axes); `images`: PNGs by
+    caption."""
     parts = [f"<h1>{html.escape(title)}</h1>"]
     cols = [
         c

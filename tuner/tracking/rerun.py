@@ -20,7 +20,8 @@ COMPARED = ("knn_accuracy", "recon_error", "fine_knn_accuracy")
 
 
 def trial_run(run_id: str, tracking_uri: str | None) -> tuple[Any, Any]:
-    """(client, the MLflow run of a trial); TunerError for an unreachable store, an unknown run or another kind."""
+    """(client, the MLflow run of a trial); TunerError for an unreachable store, an unknown run or
+    another kind."""
     uri = existing_store(tracking_uri, f"--from-run {run_id}")  # reading never creates a store
     client = connect(uri)
     try:
@@ -28,8 +29,8 @@ def trial_run(run_id: str, tracking_uri: str | None) -> tuple[Any, Any]:
     except Exception as err:  # noqa: BLE001 - MlflowException for a missing run, others for bad ids
         first = first_line(err)
         raise TunerError(
-            f"--from-run {run_id}: no such run in {mask_uri(uri)} ({mask_uri(first)}). Pass the run "
-            f"id of a trial (tuner report lists them) and the --tracking-uri it was logged to."
+            f"--from-run {run_id}: no such run in {mask_uri(uri)} ({mask_uri(first)}). Pass the "
+            "run id of a trial (tuner report lists them) and the --tracking-uri it was logged to."
         ) from None
     role = run.data.tags.get(tags.ROLE)
     if role != tags.ROLE_TRIAL and tags.TRIAL_ID not in run.data.tags:

@@ -30,7 +30,8 @@ PLOTS = (
 
 
 def searched_settings(parent: Any) -> list[str]:
-    """The settings a search searched, in its file's order (sorted by name for a search before the tag)."""
+    """The settings a search searched, in its file's order (sorted by name for a search before the
+    tag)."""
     tag = parent.data.tags.get(tags.SEARCHED)
     if tag is not None:
         return [s for s in tag.split(",") if s]
@@ -108,7 +109,8 @@ def log_search_view(
     metrics: Sequence[str],
     modes: Sequence[str],
 ) -> int:
-    """Importances, saved view and report.html of a search that ended; returns the artifacts logged."""
+    """Importances, saved view and report.html of a search that ended; returns the artifacts
+    logged."""
     from mlflow.entities import Metric
 
     parent = client.get_run(parent_run_id)

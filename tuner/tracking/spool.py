@@ -41,9 +41,9 @@ class OfflineSpool:
             return
         first = first_line(err)[:300]
         print(
-            f"tuner: MLflow at {mask_uri(self.tracking_uri)} stopped answering ({mask_uri(first)}). "
-            f"The search goes on without it and Tune keeps every result; once the server is back, "
-            f"run:\n  {self.sync_hint}",
+            f"tuner: MLflow at {mask_uri(self.tracking_uri)} stopped answering "
+            f"({mask_uri(first)}). The search goes on without it and Tune keeps every result; once "
+            f"the server is back, run:\n  {self.sync_hint}",
             file=sys.stderr,
             flush=True,
         )
@@ -57,7 +57,8 @@ class OfflineSpool:
                 spool(self.storage, trial_id, status, artifact_dir)
         except Exception as err:  # noqa: BLE001 - losing plots must not stop the search
             print(
-                f"tuner: could not keep {trial_id or 'the search'}'s results for tuner sync: {mask_uri(err)}",
+                f"tuner: could not keep {trial_id or 'the search'}'s results for tuner sync: "
+                f"{mask_uri(err)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -68,8 +69,8 @@ class OfflineSpool:
         if self.offline and not self.disk_full:
             self.keep(None, status)
             print(
-                f"tuner: MLflow at {mask_uri(self.tracking_uri)} missed part of this search; once it "
-                f"answers again, run:\n  {self.sync_hint}",
+                f"tuner: MLflow at {mask_uri(self.tracking_uri)} missed part of this search; once "
+                f"it answers again, run:\n  {self.sync_hint}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -31,7 +31,8 @@ EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    """None -> $MLFLOW_TRACKING_URI or sqlite:///<abs cwd>/mlflow.db; relative SQLite paths made absolute."""
+    """None -> $MLFLOW_TRACKING_URI or sqlite:///<abs cwd>/mlflow.db; relative SQLite paths made
+    absolute."""
     uri = (
         uri
         or os.environ.get("MLFLOW_TRACKING_URI")
@@ -69,8 +70,8 @@ def existing_store(tracking_uri: str | None, what: str = "") -> str:
             raise TunerError(
                 f"{where}tracking URI {mask_uri(uri)!r} is a folder, which MLflow reads as its old "
                 "file store, no longer served by MLflow 3: pass a database such as "
-                "sqlite:////abs/path/mlflow.db (`mlflow migrate-filestore` converts a folder of runs) "
-                "or a server http://host:port."
+                "sqlite:////abs/path/mlflow.db (`mlflow migrate-filestore` converts a folder of "
+                "runs) or a server http://host:port."
             )
     else:
         return uri
@@ -108,7 +109,8 @@ def connect(tracking_uri: str | None):
 
 
 def unreachable(err: BaseException) -> bool:
-    """The store did not answer (refused, timed out, 5xx after retries, database locked): not a bad request."""
+    """The store did not answer (refused, timed out, 5xx after retries, database locked): not a bad
+    request."""
     import requests
 
     transport = (
@@ -137,7 +139,8 @@ def unreachable(err: BaseException) -> bool:
 
 
 def experiment_id(client, name: str, uri: str) -> str:
-    """The id of experiment `name`, created once (artifacts beside a SQLite file); never a deleted one."""
+    """The id of experiment `name`, created once (artifacts beside a SQLite file); never a deleted
+    one."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
         db = uri[len("sqlite:///") :] if uri.startswith("sqlite:////") else None

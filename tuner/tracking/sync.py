@@ -129,7 +129,8 @@ def record_status(record: StoredTrial, iterations: int) -> str | None:
 
 
 def find_experiment_dir(storage_path: str | Path | None, experiment: str | None) -> ExperimentDir:
-    """The experiment directory: `<storage_path>/<experiment>`, the path itself, or its one search."""
+    """The experiment directory: `<storage_path>/<experiment>`, the path itself, or its one
+    search."""
     root = str(storage_path or "ray_results")
     base, question, query = root.partition("?") if "://" in root else (root, "", "")
     whole = base.rstrip("/") if "://" in root else str(Path(root).expanduser().resolve())
@@ -159,8 +160,9 @@ def find_experiment_dir(storage_path: str | Path | None, experiment: str | None)
     if len(found) != 1:
         names = ", ".join(sorted(d.name for d in found)) or "none"
         raise TunerError(
-            f"--storage-path {mask_uri(root)!r}: {'several' if found else 'no'} tuner searches there "
-            f"({names}). Pass --experiment NAME, or the search's own directory as --storage-path."
+            f"--storage-path {mask_uri(root)!r}: {'several' if found else 'no'} tuner searches "
+            f"there ({names}). Pass --experiment NAME, or the search's own directory as "
+            "--storage-path."
         )
     return found[0]
 
@@ -271,7 +273,8 @@ def sync_search(
         tracker.finish(table, metric, mode, status)
     if tracker.offline:
         raise TunerError(
-            f"MLflow at {mask_uri(uri)} stopped answering during the sync: run it again once it answers."
+            f"MLflow at {mask_uri(uri)} stopped answering during the sync: run it again once it "
+            "answers."
         )
     if kept_status is not None or kept_plots:  # all in MLflow now; a later search may spool afresh
         exp_dir.fs.delete_dir(exp_dir.child(SPOOL_DIR))
@@ -281,7 +284,8 @@ def sync_search(
             or "nothing was missing"
         )
         print(
-            f"synced search {search_id} ({len(table)} trials, {tracker.parent_status.lower()}) from "
-            f"{mask_uri(exp_dir.uri)} into MLflow experiment {name!r} at {mask_uri(uri)}: {done}"
+            f"synced search {search_id} ({len(table)} trials, {tracker.parent_status.lower()}) "
+            f"from {mask_uri(exp_dir.uri)} into MLflow experiment {name!r} at {mask_uri(uri)}: "
+            f"{done}"
         )
     return +tracker.written

@@ -81,13 +81,14 @@ class TrialRuns:
         run_name: str | None = None,
     ) -> str | None:
         """The trial's nested run: the one already tagged with this trial id, else a new one named
-        `run_name` (default: the trial id). A found run is set RUNNING again unless `reopen` is False.
-        None once offline.
+        `run_name` (default: the trial id). A found run is set RUNNING again unless `reopen` is
+        False. None once offline.
         """
         return self._run(trial_id, params, reopen, run_name)
 
     def end_running(self, status: str) -> list[str]:
-        """Every run this opened that is still RUNNING ends `status`; returns the ids of all it opened."""
+        """Every run this opened that is still RUNNING ends `status`; returns the ids of all it
+        opened."""
         for run_id in self._runs.values():
             if self.client.get_run(run_id).info.status == "RUNNING":
                 self.client.set_terminated(run_id, status)
@@ -142,7 +143,8 @@ class TrialRuns:
     def finished(
         self, trial_id: str, status: str, artifact_dir: Path | None, error: str | None
     ) -> None:
-        """Ends the trial's run; files of `artifact_dir` it lacks are uploaded, `error` as error.txt."""
+        """Ends the trial's run; files of `artifact_dir` it lacks are uploaded, `error` as
+        error.txt."""
         run_id = self._run(trial_id, {}, reopen=False)
         for name in self._missing_artifacts(trial_id, artifact_dir):
             self.client.log_artifact(run_id, str(Path(artifact_dir) / name))

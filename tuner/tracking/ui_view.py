@@ -33,8 +33,10 @@ EMBEDDING_KEY = "embedding"  # the image key trial runs log their embedding plot
 
 # What this module writes, as the UI source spells it: each must still be in the bundle.
 UI_FORMAT = {
-    "UI state keys": '"selectedColumns","columnOrder","columnWidths","runsExpanded","runsPinned","runsHidden",'
-    '"runsVisibilityMap","runsHiddenMode","compareRunCharts","compareRunSections"',
+    "UI state keys": (
+        '"selectedColumns","columnOrder","columnWidths","runsExpanded","runsPinned","runsHidden",'
+        '"runsVisibilityMap","runsHiddenMode","compareRunCharts","compareRunSections"'
+    ),
     "UI state keys (2)": '"isAccordionReordered","groupBy","groupsExpanded","autoRefreshEnabled",'
     '"useGroupedValuesInCharts","hideEmptyCharts","globalLineChartConfig"',
     "table facets": '"searchFilter","orderByKey","orderByAsc"',
@@ -42,14 +44,18 @@ UI_FORMAT = {
     "column keys": 'e+".`"+t+"`"',
     "chart types": 'e.LINE="LINE",e.SCATTER="SCATTER",e.CONTOUR="CONTOUR",e.PARALLEL="PARALLEL"',
     "image chart": 'e.IMAGE="IMAGE"',
-    "scatter card": 'this.type=c.SCATTER,this.xaxis={key:"",type:"METRIC"},this.yaxis={key:"",type:"METRIC"}',
+    "scatter card": (
+        'this.type=c.SCATTER,this.xaxis={key:"",type:"METRIC"},this.yaxis={key:"",type:"METRIC"}'
+    ),
     "parallel card": "this.type=c.PARALLEL,this.selectedParams=[],this.selectedMetrics=[]",
     "image card": "this.type=c.IMAGE,this.imageKeys=[],this.step=0",
     "line card": 'this.type=c.LINE,this.metricKey="",this.selectedMetricKeys=void 0',
     "sections": 'MODEL_METRICS="Model metrics",e.SYSTEM_METRICS="System metrics"',
     "compressed state": '"deflate;"',
-    "saved-view envelope": "Invalid saved-view envelope: expected an object with a string `name`, number "
-    "`createdAt`, and string `state`",
+    "saved-view envelope": (
+        "Invalid saved-view envelope: expected an object with a string `name`, number "
+        "`createdAt`, and string `state`"
+    ),
 }
 
 

@@ -62,7 +62,10 @@ class SearchTracker:
         client = connect(uri)
         exp_id = experiment_id(client, experiment, uri)
         shown = mask_uri(storage.uri) if storage else "<Tune's storage path>"
-        hint = f"tuner sync --storage-path {shown} --experiment {json.dumps(experiment)} --tracking-uri {mask_uri(uri)}"
+        hint = (
+            f"tuner sync --storage-path {shown} --experiment {json.dumps(experiment)} "
+            f"--tracking-uri {mask_uri(uri)}"
+        )
         spool, written = OfflineSpool(uri, hint, storage), Counter()
         parent = ParentRun.open(
             client,
@@ -119,7 +122,8 @@ class SearchTracker:
     def trial_finished(
         self, trial_id: str, status: str, artifact_dir: Path | None = None, error: str | None = None
     ) -> None:
-        """Ends the trial's run; files of `artifact_dir` it lacks are uploaded, `error` as error.txt.
+        """Ends the trial's run; files of `artifact_dir` it lacks are uploaded, `error` as
+        error.txt.
 
         Offline, the files are kept for `tuner sync` (the caller may delete them: the plots
         leave with a trial's checkpoints).
@@ -139,7 +143,8 @@ class SearchTracker:
             self.client.set_terminated(self.parent_run_id, status)
 
     def set_data(self, data: DataDescription) -> None:
-        """The search's data, logged now on the parent run and on each trial run created from now on."""
+        """The search's data, logged now on the parent run and on each trial run created from now
+        on."""
         self.trials.data = data
         self.parent.set_data(data)
 
@@ -153,6 +158,7 @@ class SearchTracker:
         mode: str | list[str],
         status: str = "FINISHED",
     ) -> None:
-        """Best trial's metrics (by the first metric), summary.csv and the Pareto plot; ends the parent."""
+        """Best trial's metrics (by the first metric), summary.csv and the Pareto plot; ends the
+        parent."""
         self.parent.finish(table, as_list(metric), as_list(mode), status)
         self.spool.search_ended(status)

@@ -1,1 +1,2 @@
-"""One trial, without Ray or MLflow: its networks, losses, miners, samplers, metrics, loop and figures."""
+"""One trial, without Ray or MLflow: its networks, losses, miners, samplers, metrics, loop and
+figures."""

@@ -1,4 +1,5 @@
-"""Where a trial runs: the device it asked for, and the generator its batches are drawn with there."""
+"""Where a trial runs: the device it asked for, and the generator its batches are drawn with
+there."""
 
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def embed(model: AutoEncoder, x: torch.Tensor, chunk: int = 8192) -> np.ndarray:
 def evaluate_split(
     cfg: TrialConfig, model: AutoEncoder, data: FeatureSet, split: str = "test"
 ) -> dict[str, float]:
-    """Every metric of a trained model on one split; keys carry the prefix `test_` for the test split.
+    """Every metric of a trained model on one split; keys carry the prefix `test_` for the test
+    split.
 
     For the driver after a search (the selected trials only) and `tuner train`: a trial's own
     evaluations never see the test split.

@@ -29,8 +29,8 @@ def labeled_counts(
         smallest = int(np.flatnonzero(counts == present.min())[0])
         raise TunerError(
             f"labels_per_class = {labels_per_class} is not valid: the training split's smallest "
-            f"class ({smallest}) has {int(present.min())} images. Give at most {int(present.min())}, "
-            f"or labeled_fraction (a share of each class).",
+            f"class ({smallest}) has {int(present.min())} images. Give at most "
+            f"{int(present.min())}, or labeled_fraction (a share of each class).",
             key="labels_per_class",
         )
     return np.where(counts > 0, labels_per_class, 0).astype(np.int64)

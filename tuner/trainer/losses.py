@@ -55,7 +55,8 @@ def _mean(per_tuple: Tensor, keep: Tensor | None) -> Tensor:
 def contrastive_loss(
     z: Tensor, i: Tensor, j: Tensor, same: Tensor, margin: float, keep: Tensor | None = None
 ) -> Tensor:
-    """Mean over pairs (those `keep` marks) of d^2 (same label) or relu(margin - d)^2 (different labels)."""
+    """Mean over pairs (those `keep` marks) of d^2 (same label) or relu(margin - d)^2 (different
+    labels)."""
     if i.numel() == 0:
         return _empty_loss(z)
     d2 = squared_distances(z, i, j)

@@ -1,4 +1,5 @@
-"""Evaluation metrics: numpy arrays in, a float out (their names and directions: `tuner.core.metrics`).
+"""Evaluation metrics: numpy arrays in, a float out (their names and directions:
+`tuner.core.metrics`).
 
 Pure functions. Heavy libraries (torch, pytorch-metric-learning, scikit-learn) are imported
 where they are used, so that importing this module stays cheap.
@@ -77,7 +78,8 @@ def retrieval_metrics(
     shapes, and knn_accuracy measures the same space. R is each query's class count in the
     reference ('max_bin_count'), as MAP@R defines it.
     """
-    import torch  # here, not at the top: the metric registry is read by `tuner validate`, which must stay light
+    # here, not at the top: the metric registry is read by `tuner validate`, which must stay light
+    import torch
     from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
     from pytorch_metric_learning.utils.inference import CustomKNN
@@ -117,7 +119,8 @@ def precision_at_1(
 def r_precision(
     ref_z: np.ndarray, ref_y: np.ndarray, query_z: np.ndarray, query_y: np.ndarray
 ) -> float:
-    """Mean over queries of the share of same-label embeddings among the R nearest (R: the class's count)."""
+    """Mean over queries of the share of same-label embeddings among the R nearest (R: the class's
+    count)."""
     return retrieval_metrics(ref_z, ref_y, query_z, query_y)["r_precision"]
 
 
@@ -129,7 +132,8 @@ def map_at_r(
 
 
 def clustering_metrics(z: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """nmi and ami of a seeded k-means with one cluster per class present in `y` (one k-means for both)."""
+    """nmi and ami of a seeded k-means with one cluster per class present in `y` (one k-means for
+    both)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
@@ -151,12 +155,14 @@ def clustering_metrics(z: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str,
 
 
 def nmi(z: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
-    """Normalized mutual information between the labels and a k-means clustering of the embedding."""
+    """Normalized mutual information between the labels and a k-means clustering of the
+    embedding."""
     return clustering_metrics(z, y, seed)["nmi"]
 
 
 def ami(z: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
-    """Adjusted (for chance) mutual information: about 0 for an embedding unrelated to the labels."""
+    """Adjusted (for chance) mutual information: about 0 for an embedding unrelated to the
+    labels."""
     return clustering_metrics(z, y, seed)["ami"]
 
 
@@ -167,7 +173,8 @@ def trustworthiness(
     max_points: int = TRUSTWORTHINESS_POINTS,
     seed: int = 0,
 ) -> tuple[float, int]:
-    """scikit-learn's trustworthiness of the embedding `z` of inputs `x`, and the number of points used.
+    """scikit-learn's trustworthiness of the embedding `z` of inputs `x`, and the number of points
+    used.
 
     How far the k nearest neighbours in the embedding were neighbours in the input space too
     (1: none is an intruder). Its cost grows with the square of the points, so at most

@@ -30,7 +30,8 @@ class Mined(NamedTuple):
     keep: Tensor | None = None
 
     def selected(self) -> Tuples:
-        """The tuples that count (nonzero() on a mask: a host sync on a GPU; for tests and tools)."""
+        """The tuples that count (nonzero() on a mask: a host sync on a GPU; for tests and
+        tools)."""
         return self.tuples if self.keep is None else tuple(t[self.keep] for t in self.tuples)
 
 

@@ -60,7 +60,8 @@ def conv_decoder(
     hidden_dims: Sequence[int],
     latent_dim: int,
 ) -> nn.Sequential:
-    """The encoder's mirror: dense layers, then a stride-2 transposed conv per width, to flat pixels."""
+    """The encoder's mirror: dense layers, then a stride-2 transposed conv per width, to flat
+    pixels."""
     c, h, w = image
     scale = 2 ** len(channels)
     small = (channels[-1], h // scale, w // scale)

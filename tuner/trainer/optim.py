@@ -122,7 +122,8 @@ class FusedAdam:
 
 
 def make_optimizer(cfg: TrialConfig, model: AutoEncoder) -> FusedAdam:
-    """Adam; AdamW with weight_decay > 0 (decoupled: Adam's own L2 term is scaled away by its step size)."""
+    """Adam; AdamW with weight_decay > 0 (decoupled: Adam's own L2 term is scaled away by its step
+    size)."""
     return FusedAdam(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=cfg.weight_decay > 0
     )
@@ -130,7 +131,8 @@ def make_optimizer(cfg: TrialConfig, model: AutoEncoder) -> FusedAdam:
 
 def lr_at(cfg: TrialConfig, iteration: int) -> float:
     """The learning rate of step `iteration` (1-based): a function of the step alone, so a resumed
-    trial continues the schedule without saving it. cosine: from lr down towards 0 at the last step."""
+    trial continues the schedule without saving it. cosine: from lr down towards 0 at the last
+    step."""
     if cfg.lr_schedule == "constant":
         return cfg.lr
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (iteration - 1) / cfg.iterations))

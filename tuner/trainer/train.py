@@ -67,7 +67,8 @@ class TrainState:
         return copy.deepcopy(state)
 
 
-# Called after every evaluation with its metrics and the live state (Tune's report and checkpoint, a console).
+# Called after every evaluation with its metrics and the live state (Tune's report and checkpoint, a
+# console).
 OnEvaluation = Callable[[dict[str, float], TrainState], None]
 
 
@@ -156,7 +157,8 @@ def training_step(
     With augmentation on, the model sees jittered `image`s and reconstructs the clean ones:
     the evaluations measure clean images, and the embedding should not move with the jitter.
     With weak supervision only the first `n_metric` rows (labeled by `yb`, or the items of the
-    `judged` tuples) reach the metric term; the reconstruction and KL terms average over all rows."""
+    `judged` tuples) reach the metric term; the reconstruction and KL terms average over all
+    rows."""
     zero = xb.new_zeros(())
     seen = (
         jitter(xb, image, cfg.augment_shift, cfg.augment_degrees, generator) if jitters(cfg) else xb

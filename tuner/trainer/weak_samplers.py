@@ -71,7 +71,8 @@ class BatchSource:
                 if judgments.train_similar is not None
                 else None
             )
-            # Batch positions of the judgments' items: judgment m takes rows m*width .. m*width+width-1.
+            # Batch positions of the judgments' items: judgment m takes rows
+            # m*width .. m*width+width-1.
             self.positions = torch.arange(self.per_batch * width, device=device).reshape(
                 self.per_batch, width
             )
