@@ -94,7 +94,8 @@ class Page:
 
     def value(self, js: str, what: str, frame_url_part: str | None = None) -> Any:
         """The first non-null value of `js` (in the page, or in its frame whose URL holds
-        `frame_url_part`), polled until the deadline; AssertionError naming `what` when none came."""
+        `frame_url_part`), polled until the deadline; AssertionError naming `what` when none
+        came."""
 
         async def poll() -> Any:
             deadline = time.monotonic() + self.timeout

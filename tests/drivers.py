@@ -46,8 +46,9 @@ def run_cli(
 def search_args(
     space: Path | str, tmp_path: Path, *extra: str, uri: str | None = None
 ) -> list[str]:
-    """`search --space SPACE --tracking-uri URI --storage-path TMP/ray EXTRA...`: a search whose MLflow
-    store (by default `sqlite:///TMP/mlflow.db`) and Tune storage lie in the test's own folder."""
+    """`search --space SPACE --tracking-uri URI --storage-path TMP/ray EXTRA...`: a search whose
+    MLflow store (by default `sqlite:///TMP/mlflow.db`) and Tune storage lie in the test's own
+    folder."""
     return [
         "search",
         "--space",
@@ -80,7 +81,8 @@ def dynamo_imported_after(code: str) -> bool:
 def wait_for(
     ready: Callable[[], object], proc: subprocess.Popen, timeout: float, what: str, log: Path
 ) -> None:
-    """Poll `ready()` until it is true; fail (with the log's end) if the driver ends or time runs out."""
+    """Poll `ready()` until it is true; fail (with the log's end) if the driver ends or time runs
+    out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the search ended before {what}:\n{log.read_text()[-3000:]}"

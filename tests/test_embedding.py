@@ -30,7 +30,8 @@ def test_embed_on_raw_images_reproduces_the_trial(tmp_path, extractor, normalize
     data = load_features(cfg, progress=False)
     result = fit(cfg, data)
     model = EmbeddingModel.from_training(cfg, result.model, data, normalization_stats(cfg))
-    # The trial's own embedding is of the validation split; the test split goes through the same code.
+    # The trial's own embedding is of the validation split; the test split goes through the same
+    # code.
     val, train, test = (
         split_images(cfg, "val"),
         split_images(cfg, "train"),

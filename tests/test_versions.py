@@ -1,6 +1,7 @@
-"""The formats tuner shares with the installed MLflow and Ray Tune, checked against what is installed:
-a new MLflow or Ray that moved one fails here, by name, rather than as an empty UI view or a
-`tuner sync` that finds no trials. pyproject.toml bounds both below their next untested minor."""
+"""The formats tuner shares with the installed MLflow and Ray Tune, checked against what is
+installed: a new MLflow or Ray that moved one fails here, by name, rather than as an empty UI view
+or a `tuner sync` that finds no trials. pyproject.toml bounds both below their next untested
+minor."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def test_mlflow_ui_reads_the_view_state_tuner_writes() -> None:
     assert ui, f"the installed MLflow {mlflow.__version__} has no UI bundle"
     version = mlflow.__version__
     prefix = VIEW_TAG[: -len(UI_VIEW_KEY)]
-    # The experiment tag the UI looks up by the link's viewStateShareKey (tracking/store.py, reader.py).
+    # The experiment tag the UI looks up by the link's viewStateShareKey (tracking/store.py,
+    # reader.py).
     assert f'"{prefix}"' in ui, f"MLflow {version}'s UI no longer reads experiment tags {prefix}*"
     link = ui_url("sqlite:////nonexistent/mlflow.db", "127.0.0.1", 5000)
     assert "viewStateShareKey" not in link  # no store: the plain address; the key is checked below
@@ -87,7 +89,8 @@ def test_tune_writes_the_layout_tuner_reads(
         ray.shutdown()
     exp = tmp_path / "ray" / "layout"
     assert list(exp.glob("experiment_state-*.json")) and (exp / "tuner.pkl").is_file(), (
-        f"Tune's saved state (experiment_state-*.json, tuner.pkl) moved: {sorted(p.name for p in exp.iterdir())}"
+        "Tune's saved state (experiment_state-*.json, tuner.pkl) moved: "
+        f"{sorted(p.name for p in exp.iterdir())}"
     )
     records = {
         r.config["x"]: r for r in read_trials(experiment_dir(str(tmp_path / "ray"), "layout"))

@@ -1,4 +1,5 @@
-"""Mistakes around a search's storage, names and flags: exit 2 with one paragraph, never a traceback.
+"""Mistakes around a search's storage, names and flags: exit 2 with one paragraph, never a
+traceback.
 
 Each case runs the real CLI in-process (`main`), which returns 2 only through its TunerError
 handler: an exception of any other type would fail the test with its traceback.
@@ -75,8 +76,8 @@ def test_an_experiment_name_that_is_not_a_plain_name_is_refused(
         name,
     )
     assert (
-        f"--experiment {name!r}: an experiment name cannot be empty, '.' or '..', or hold a path separator"
-        in err
+        f"--experiment {name!r}: an experiment name cannot be empty, '.' or '..', or hold a path "
+        "separator" in err
     )
     assert not (tmp_path / "ray").exists() and not (tmp_path / "escape").exists()
     err = refusal(capsys, "sync", "--storage-path", str(tmp_path / "ray"), "--experiment", name)
@@ -203,7 +204,8 @@ def test_a_subprocess_cli_error_has_no_traceback(tmp_path: Path) -> None:
             "s.yaml:1: name: 'runs/v2' is not valid: an experiment name",
         ),
         (
-            "name: s\nsearch: random\nparams:\n  latent_dim: {randint: [1, 100000000000000000000]}\n",
+            "name: s\nsearch: random\nparams:\n"
+            "  latent_dim: {randint: [1, 100000000000000000000]}\n",
             "s.yaml:4: params.latent_dim: randint bound value 100000000000000000000 is not valid",
         ),
         (
@@ -213,8 +215,8 @@ def test_a_subprocess_cli_error_has_no_traceback(tmp_path: Path) -> None:
         ),
         (
             "name: s\nrequire: {knn_accuracy: 1.5}\nparams:\n  mu: {grid: [0.5]}\n",
-            "s.yaml:2: require.knn_accuracy: 1.5 is not valid: knn_accuracy is always in [0, 1], so expected a "
-            "number in [0, 1]",
+            "s.yaml:2: require.knn_accuracy: 1.5 is not valid: knn_accuracy is always in [0, 1], "
+            "so expected a number in [0, 1]",
         ),
     ],
     ids=["searcher-seed", "model-name", "name-slash", "randint-wide", "brackets", "require"],

@@ -1,4 +1,5 @@
-"""Which settings matter: Optuna's fANOVA over a results table, and the report page that shows it."""
+"""Which settings matter: Optuna's fANOVA over a results table, and the report page that shows
+it."""
 
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ def test_the_report_page_is_self_contained_and_its_front_is_the_pareto_front() -
 
 
 def test_a_metric_that_never_moves_is_said_not_a_traceback() -> None:
-    # fANOVA raises on zero variance; a search whose trials all score alike must still end (and be reported).
+    # fANOVA raises on zero variance; a search whose trials all score alike must still end (and be
+    # reported).
     table = synthetic(12).assign(knn_accuracy=1.0)
     imp = param_importances(table, ["mu", "latent_dim"], ["knn_accuracy", "recon_error"])
     assert "knn_accuracy" not in imp.shares and list(imp.shares["recon_error"])[0] == "latent_dim"
@@ -138,7 +140,8 @@ def test_a_metric_missing_from_some_trials_leaves_the_other_metrics_their_trials
 
 
 def _store_with_repeats(tmp_path, tag_searched: bool) -> str:
-    """A search's runs as tuner writes them: 3 mu x 2 latent_dim, each configuration run with 2 seeds."""
+    """A search's runs as tuner writes them: 3 mu x 2 latent_dim, each configuration run with 2
+    seeds."""
     from mlflow import MlflowClient
 
     from tuner.tracking import runs
@@ -174,8 +177,8 @@ def _store_with_repeats(tmp_path, tag_searched: bool) -> str:
 
 
 def test_tuner_report_weighs_the_searched_settings_not_the_repeats_seed(tmp_path, capsys) -> None:
-    # The search's summary weighs its searched settings; `tuner report` (and its --html page) must say
-    # the same, not count the seed of `repeats` as a setting that matters.
+    # The search's summary weighs its searched settings; `tuner report` (and its --html page) must
+    # say the same, not count the seed of `repeats` as a setting that matters.
     from tuner.tracking.reader import print_report
 
     uri = _store_with_repeats(tmp_path, tag_searched=True)

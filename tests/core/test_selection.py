@@ -122,7 +122,8 @@ def test_repeats_name_a_run_of_the_selected_configuration_not_the_luckiest_seed(
         and metrics["best_knn_accuracy"] == 0.91
         and metrics["test_knn_accuracy"] == 0.5
     )
-    # log_models: all logs every finished run; the registered one is still of the selected configuration.
+    # log_models: all logs every finished run; the registered one is still of the selected
+    # configuration.
     every = spec_of(tmp_path, "repeats: 2\nlog_models: all\nparams:\n  mu: {grid: [0.2, 0.8]}\n")
     assert chosen_trials(every, table) == ["a0", "a1", "b1", "b0"]
     assert best_of(every, table, chosen_trials(every, table)) == "a0"

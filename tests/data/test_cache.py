@@ -103,7 +103,8 @@ def test_changed_data_files_miss(tmp_path):
 
 
 def _rewrite(entry: Path, **changes) -> None:
-    """Write the entry again as a valid .npz under its own key, with arrays changed or (None) dropped."""
+    """Write the entry again as a valid .npz under its own key, with arrays changed or (None)
+    dropped."""
     with np.load(entry) as npz:
         arrays = {name: npz[name] for name in npz.files}
     arrays.update(changes)

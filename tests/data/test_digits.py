@@ -1,4 +1,5 @@
-"""load_features on scikit-learn's digits: split, scaling, standardization, composite labels, names."""
+"""load_features on scikit-learn's digits: split, scaling, standardization, composite labels,
+names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""mnist / cifar10 / imagenet loaders on small files written in the real formats, and on real MNIST."""
+"""mnist / cifar10 / imagenet loaders on small files written in the real formats, and on real
+MNIST."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def load(dataset: str, root: Path, **changes):
 
 
 def training_part(fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation together, rows sorted: the loader's training split, whatever the hold-out drew."""
+    """Train and validation together, rows sorted: the loader's training split, whatever the
+    hold-out drew."""
     return sorted_rows(
         np.concatenate([fs.x_train, fs.x_val]), np.concatenate([fs.y_train, fs.y_val])
     )

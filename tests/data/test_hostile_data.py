@@ -1,4 +1,5 @@
-"""Hostile and broken data files: `tuner train` exits 2 naming the file, never a traceback, never runs code."""
+"""Hostile and broken data files: `tuner train` exits 2 naming the file, never a traceback, never
+runs code."""
 
 from __future__ import annotations
 
@@ -140,13 +141,15 @@ def test_cifar_batches_written_by_python3_with_any_protocol_still_load(tmp_path)
         (
             "train-images-idx3-ubyte",
             lambda b: b[:500],
-            "is truncated: its header declares shape (30, 28, 28), i.e. 23536 bytes, but the file has 500",
+            "is truncated: its header declares shape (30, 28, 28), i.e. 23536 bytes, but the file "
+            "has 500",
         ),
         ("t10k-images-idx3-ubyte", lambda b: b + b"\0", "is longer than its header says"),
         (
             "train-labels-idx1-ubyte",
             lambda b: b"garbage" * 4,
-            "is not an IDX file of 1-dimensional unsigned bytes (header 00 00 08 01): it starts with 67 61 72 62",
+            "is not an IDX file of 1-dimensional unsigned bytes (header 00 00 08 01): it starts "
+            "with 67 61 72 62",
         ),
         ("t10k-labels-idx1-ubyte", lambda b: b"", "it starts with nothing and is 0 bytes"),
         # A header that promises 2**32-1 images must not make tuner allocate them.
@@ -215,7 +218,8 @@ def noise_png(path: Path) -> bytes:
     [
         (
             lambda p: noise_png(p)[:600],
-            "could not read image {path} (truncated or not an image? OSError: image file is truncated",
+            "could not read image {path} (truncated or not an image? OSError: image file is "
+            "truncated",
         ),
         (
             lambda p: b"garbage" * 10,

@@ -103,8 +103,8 @@ def test_mnist_train_and_test_images_of_different_sizes(tmp_path, capsys):
     code, err = train(capsys, tmp_path, "mnist")
     assert code == 2
     assert (
-        f"{tmp_path / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'} holds images of 28x28 pixels but "
-        f"{test_images} holds images of 14x14"
+        f"{tmp_path / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'} holds images of 28x28 pixels "
+        f"but {test_images} holds images of 14x14"
     ) in err
 
 
@@ -171,8 +171,8 @@ def test_a_huge_mnist_file_is_judged_by_its_header_and_size_without_reading_it(t
     assert got["grown_mb"] < 64  # measured: under 1 MiB; reading the file: 2048
     assert got["result"] == "2" and "Traceback" not in got["stderr"]
     assert (
-        f"mnist: {path} is longer than its header says: its header declares shape (30,), i.e. 38 bytes, "
-        f"but the file has {2 << 30}" in got["stderr"]
+        f"mnist: {path} is longer than its header says: its header declares shape (30,), i.e. 38 "
+        f"bytes, but the file has {2 << 30}" in got["stderr"]
     )
 
 
@@ -200,8 +200,8 @@ def test_an_array_with_strides_of_its_own_is_refused(tmp_path, capsys):
     code, err = train(capsys, tmp_path, "cifar10")
     assert code == 2
     assert (
-        f"cifar10: refused to read {path}: numpy.ndarray is called with a buffer and strides of its own"
-        in err
+        f"cifar10: refused to read {path}: numpy.ndarray is called with a buffer and strides of "
+        "its own" in err
     )
     # A billion rows are refused as fast, before anything looks at them.
     path.write_bytes(pickle.dumps({b"data": StridedArray((10**9, 3072)), b"labels": [0]}, 2))
@@ -209,7 +209,7 @@ def test_an_array_with_strides_of_its_own_is_refused(tmp_path, capsys):
         formats.read_cifar_batch(path)
 
 
-def test_an_array_that_claims_more_bytes_than_the_file_is_refused_even_if_the_unpickler_let_it_through(
+def test_an_array_that_claims_more_bytes_than_the_file_is_refused_even_if_the_unpickler_let_it_through(  # noqa: E501
     tmp_path, monkeypatch
 ):
     # The second guard, after loading: should an allowed global ever build such an array.
@@ -270,7 +270,8 @@ def test_numpy_1_pickles_still_load(tmp_path):
 def test_cifar_files_that_are_not_batches(tmp_path, capsys, name, content, fragment):
     write_cifar(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / name
-    # Protocol 4: protocol 2 writes an empty array's bytes as a call of bytes(), refused as a global.
+    # Protocol 4: protocol 2 writes an empty array's bytes as a call of bytes(), refused as a
+    # global.
     path.write_bytes(pickle.dumps(content, protocol=4))
     code, err = train(capsys, tmp_path, "cifar10")
     assert code == 2

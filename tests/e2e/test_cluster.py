@@ -34,7 +34,8 @@ TINY = "{dataset: mnist, hidden_dims: [32], batch_size: 40, knn_k: 3, latent_dim
 
 
 class TwoNodes:
-    """The cluster, its worker node (re-added after a test removes it), and the worker's empty dirs."""
+    """The cluster, its worker node (re-added after a test removes it), and the worker's empty
+    dirs."""
 
     def __init__(self, cluster, worker_dirs: Path) -> None:
         self.cluster, self.worker_dirs, self.worker = cluster, worker_dirs, None
@@ -148,7 +149,8 @@ def test_multi_node_search_without_storage_path_is_refused(
             load_spec(space), tracking_uri=uri, address=two_nodes.cluster.address, verbose=False
         )
     assert MlflowClient(tracking_uri=uri).get_experiment_by_name("refused") is None  # no run at all
-    # Nothing of the search in storage: only the experiment's lock file, which outlives every search.
+    # Nothing of the search in storage: only the experiment's lock file, which outlives every
+    # search.
     assert [p.name for p in (tmp_path / "ray_results").iterdir()] == [".refused.lock"]
 
 
@@ -197,7 +199,8 @@ def test_trials_run_on_both_nodes_and_their_plots_reach_mlflow(
 
 
 def check_finished_run(uri: str, run, nodes: set[str]) -> None:
-    """FINISHED, with the plots (they travelled in the last checkpoint) and the node(s) it ran on."""
+    """FINISHED, with the plots (they travelled in the last checkpoint) and the node(s) it ran
+    on."""
     names = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id)}
     assert run.info.status == "FINISHED"
     assert {"embedding.png", "loss_curves.png", "reconstructions.png"} <= names

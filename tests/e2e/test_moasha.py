@@ -17,7 +17,10 @@ from tuner.core.selection import pareto_mask, rank_by_config
 from tuner.runner.moasha import latest_book
 from tuner.system.tune_storage import ExperimentDir
 
-TINY = "hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 80, eval_every: 20, constraint: triplet"
+TINY = (
+    "hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 80, eval_every: 20, constraint: "
+    "triplet"
+)
 
 
 def read_book(path: Path) -> dict | None:

@@ -24,7 +24,8 @@ def _space(path: Path, name: str, latent: str, iterations: int) -> Path:
         name: {name}
         search: grid
         register_as: digits-embedder
-        fixed: {{hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: {iterations}, eval_every: 50,
+        fixed: {{hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: {iterations}, \
+eval_every: 50,
                  normalize: true}}
         params:
           latent_dim: {{grid: {latent}}}

@@ -157,7 +157,8 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
 
     killed = runs[by_config[(1, 0.001)].trial_id]
     assert steps(uri, killed, "knn_accuracy") == [20]
-    # Tune's result files stay (tuner sync reads result.json); TensorBoard's event files are not written.
+    # Tune's result files stay (tuner sync reads result.json); TensorBoard's event files are not
+    # written.
     trial_dirs = list((tmp_path / "ray" / "e2e-grid").glob("run_trial_*"))
     assert len(trial_dirs) == 4 and all((d / "result.json").is_file() for d in trial_dirs)
     assert not list((tmp_path / "ray").rglob("events.out.tfevents*"))
@@ -252,7 +253,8 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
 
 
 def _kill_session(sid: int) -> None:
-    """The killed driver's Ray (raylet, GCS, agents, workers) shares its session: end exactly those."""
+    """The killed driver's Ray (raylet, GCS, agents, workers) shares its session: end exactly
+    those."""
     end_session(sid, grace=0.0)  # no grace: a crash, not a shutdown
 
 

@@ -38,8 +38,8 @@ def run_statuses(db: Path) -> dict[str, list[str]]:
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
             rows = con.execute(
-                "SELECT tags.value, runs.status FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
-                "WHERE tags.key = 'tuner.role'"
+                "SELECT tags.value, runs.status FROM runs JOIN tags ON tags.run_uuid = "
+                "runs.run_uuid WHERE tags.key = 'tuner.role'"
             ).fetchall()
     except sqlite3.OperationalError:
         return {}

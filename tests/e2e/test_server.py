@@ -94,7 +94,8 @@ class Server:
 
 @pytest.fixture(scope="module", autouse=True)
 def _restore_http_settings():
-    """connect() sets MLflow's HTTP retry defaults in the environment: give the others theirs back."""
+    """connect() sets MLflow's HTTP retry defaults in the environment: give the others theirs
+    back."""
     saved = {k: os.environ.get(k) for k in HTTP_DEFAULTS}
     yield
     for key, value in saved.items():
@@ -120,7 +121,8 @@ def grid_space(path: Path, name: str, iterations: int, max_concurrent: int | Non
         search: grid
         max_concurrent: {max_concurrent or "null"}
         resources: {{cpus: 1}}
-        fixed: {{hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: {iterations}, eval_every: 20}}
+        fixed: {{hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: {iterations}, \
+eval_every: 20}}
         params:
           latent_dim: {{grid: [2, 4]}}
         """,
@@ -142,7 +144,8 @@ def search_runs(uri: str, experiment: str) -> tuple:
 
 
 def tune_results(exp_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """trial id -> (iteration, knn_accuracy) of every result Tune kept, first report of a step wins."""
+    """trial id -> (iteration, knn_accuracy) of every result Tune kept, first report of a step
+    wins."""
     out: dict[str, dict[int, float]] = {}
     for path in exp_dir.glob("run_trial_*/result.json"):
         for line in path.read_text().splitlines():

@@ -51,7 +51,8 @@ def test_a_shipped_search_file_runs_shrunk_and_keeps_its_ranges_and_scheduler(
     assert len(trials) == 6 and finished + stopped == 6
     statuses = [t.info.status for t in trials]
     assert statuses.count("FINISHED") == finished and statuses.count("KILLED") == stopped
-    # The scheduler of the file stopped trials at a rung: before the last evaluation, after its grace.
+    # The scheduler of the file stopped trials at a rung: before the last evaluation, after its
+    # grace.
     grace = space["scheduler"]["grace_period"]
     for trial in trials:
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "knn_accuracy")]

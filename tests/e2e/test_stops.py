@@ -33,7 +33,8 @@ SPACE = """\
 name: stops
 search: grid
 max_concurrent: 1
-fixed: {{hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: {iterations}, eval_every: {every}}}
+fixed: {{hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: {iterations}, \
+eval_every: {every}}}
 params:
   latent_dim: {{grid: [2, 3]}}
 """
@@ -334,8 +335,8 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
         took = time.monotonic() - started
         assert took < 5, f"tuner ui took {took:.1f} s to stop"
         print(
-            f"tuner ui ({'SIGINT ignored' if ignore_int else 'SIGINT default'}) stopped {took:.1f} s after "
-            f"{signal.Signals(sig).name}"
+            f"tuner ui ({'SIGINT ignored' if ignore_int else 'SIGINT default'}) stopped {took:.1f} "
+            f"s after {signal.Signals(sig).name}"
         )
         # server, workers
         assert gone(lambda: [p for s in server for p in session_pids(s)], 1) is not None
@@ -407,7 +408,8 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A real 24 MiB tmpfs, mounted for the test (CI runs as root); skipped where mounting is not allowed."""
+    """A real 24 MiB tmpfs, mounted for the test (CI runs as root); skipped where mounting is not
+    allowed."""
     mnt = tmp_path / "small"
     mnt.mkdir()
     done = subprocess.run(

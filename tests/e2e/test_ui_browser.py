@@ -154,7 +154,8 @@ def stop(proc: subprocess.Popen) -> None:
 # scrolled parts: rows of one aria-rowindex are one row).
 ROWS = """(() => { const rows = {};
   document.querySelectorAll('.ag-row[aria-rowindex]').forEach(r => {
-    const i = Number(r.getAttribute('aria-rowindex')); rows[i] = (rows[i] || '') + ' ' + r.textContent; });
+    const i = Number(r.getAttribute('aria-rowindex')); \
+rows[i] = (rows[i] || '') + ' ' + r.textContent; });
   const order = Object.keys(rows).map(Number).sort((a, b) => a - b).map(i => rows[i]);
   return IDS.every(id => order.some(row => row.includes(id))) ? order : null; })()"""
 
@@ -298,14 +299,15 @@ def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path
         stop(proc)
 
 
-# ------------------------------------------------------------------ the comparison view of a real search
+# ------------------------------------------------------------ the comparison view of a real search
 
 SETTINGS = ["mu", "latent_dim"]  # in the search file's order, which is not the alphabetical one
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object, list]:
-    """A finished grid search of 6 tiny trials, run as `tuner search` runs it (Ray, Tune, MLflow)."""
+    """A finished grid search of 6 tiny trials, run as `tuner search` runs it (Ray, Tune,
+    MLflow)."""
     from mlflow import MlflowClient
 
     from tuner.runner.search import run_search
@@ -341,23 +343,29 @@ def need_chromium() -> None:
 
 # The visible header cells, left to right (AG Grid places them by style, not in DOM order).
 HEADERS = """(() => { const cells = [...document.querySelectorAll('.ag-header-cell[col-id]')]
-  .map(e => [e.getAttribute('col-id'), e.getBoundingClientRect().left]).filter(c => /^(params|metrics)\\./.test(c[0]));
+  .map(e => [e.getAttribute('col-id'), e.getBoundingClientRect().left])\
+.filter(c => /^(params|metrics)\\./.test(c[0]));
   return cells.length >= 4 ? cells.sort((a, b) => a[1] - b[1]).map(c => c[0]) : null; })()"""
 # Chart cards in order: their titles, and the points of the first (the scatter's plot).
-CARDS = """(() => { const cards = [...document.querySelectorAll('[data-testid="experiment-view-compare-runs-card"]')];
+CARDS = """(() => { const cards = \
+[...document.querySelectorAll('[data-testid="experiment-view-compare-runs-card"]')];
   const points = cards.length ? cards[0].querySelectorAll('.scatterlayer path.point').length : 0;
-  return cards.length >= 3 && points ? {titles: cards.map(c => (c.querySelector('h4') || {}).textContent), points}
+  return cards.length >= 3 && points ? \
+{titles: cards.map(c => (c.querySelector('h4') || {}).textContent), points}
     : null; })()"""
-# MLflow draws parallel coordinates on a canvas: the lines are the rows its chart component was given.
+# MLflow draws parallel coordinates on a canvas: the lines are the rows its chart component was
+# given.
 PARALLEL = """(() => { const el = document.querySelector('.parcoords'); if (!el) return null;
   let f = el[Object.keys(el).find(k => k.startsWith('__reactFiber'))];
-  while (f && !(f.memoizedProps && Array.isArray(f.memoizedProps.data) && f.memoizedProps.selectedParams)) f = f.return;
+  while (f && !(f.memoizedProps && Array.isArray(f.memoizedProps.data) && \
+f.memoizedProps.selectedParams)) f = f.return;
   return f ? {lines: f.memoizedProps.data.length, params: f.memoizedProps.selectedParams,
               metrics: f.memoizedProps.selectedMetrics} : null; })()"""
 FRONT = """(() => { const traces = document.querySelectorAll('#front-plot .scatterlayer .trace');
   return traces.length === 2 ? {others: traces[0].querySelectorAll('path.point').length,
                                 front: traces[1].querySelectorAll('path.point').length,
-                                title: document.querySelector('#front-plot .gtitle').textContent} : null; })()"""
+                                title: document.querySelector('#front-plot .gtitle').textContent} \
+: null; })()"""
 
 
 def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> None:
@@ -395,7 +403,8 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
                 "params": SETTINGS,
                 "metrics": ["knn_accuracy", "recon_error"],
             }
-        # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame of a blob: URL
+        # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame of a
+        # blob: URL
         viewer = (
             f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
             f"/artifacts/report.html"

@@ -1,4 +1,5 @@
-"""The live progress line of a search: counts, the best so far, and its place in narrow terminals."""
+"""The live progress line of a search: counts, the best so far, and its place in narrow
+terminals."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def test_several_metrics_show_the_front_so_far_and_its_first(tmp_path: Path, mon
     monkeypatch.setenv("COLUMNS", "240")
     path = tmp_path / "m.yaml"
     path.write_text(
-        "metric: [knn_accuracy, recon_error]\nscheduler: moasha\nfixed: {iterations: 40, eval_every: 10}\n"
+        "metric: [knn_accuracy, recon_error]\nscheduler: moasha\n"
+        "fixed: {iterations: 40, eval_every: 10}\n"
         "params:\n  mu: {grid: [0.25, 0.5]}\n"
     )
     out = io.StringIO()

@@ -66,7 +66,8 @@ class FakeTrial(SimpleNamespace):
 
 
 def sequence(seed: int, n_trials: int, max_t: int, step: int) -> list[tuple[str, int, float]]:
-    """Trials reporting every `step` iterations, interleaved at random, with noisy learning curves."""
+    """Trials reporting every `step` iterations, interleaved at random, with noisy learning
+    curves."""
     rng = np.random.default_rng(seed)
     level = {f"t{i}": rng.uniform(0, 1) for i in range(n_trials)}
     clocks = {t: 0 for t in level}
@@ -170,9 +171,10 @@ def make(exp_dir: ExperimentDir | None) -> MOASHAScheduler:
 
 
 def test_a_resumed_scheduler_decides_as_the_uninterrupted_one(tmp_path: Path) -> None:
-    """The driver (a child process) is SIGKILLed after 150 results; a scheduler built afresh, as Tune
-    unpickles it from tuner.pkl on --resume, reads the rungs back. Trials restart from their last
-    checkpoint, so some results arrive a second time; each gets the decision it got the first time."""
+    """The driver (a child process) is SIGKILLed after 150 results; a scheduler built afresh, as
+    Tune unpickles it from tuner.pkl on --resume, reads the rungs back. Trials restart from their
+    last checkpoint, so some results arrive a second time; each gets the decision it got the first
+    time."""
     results = multi_sequence(5)
     np.random.seed(0)
     uninterrupted = drive_multi(make(None), results)
@@ -186,7 +188,8 @@ def test_a_resumed_scheduler_decides_as_the_uninterrupted_one(tmp_path: Path) ->
         from pathlib import Path
         np.random.seed(0)
         scheduler = make(local_dir(Path({str(exp)!r})))
-        Path({str(tmp_path / "tuner.pkl")!r}).write_bytes(pickle.dumps(make(local_dir(Path({str(exp)!r})))))
+        Path({str(tmp_path / "tuner.pkl")!r}).write_bytes(\
+pickle.dumps(make(local_dir(Path({str(exp)!r})))))
         print("\\n".join(drive_multi(scheduler, multi_sequence(5)[:150])), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
@@ -268,12 +271,13 @@ ITERS = "fixed: {iterations: 300, eval_every: 100}\nparams:\n  mu: {uniform: [0.
             "repeats",
             "scheduler: moasha: early stopping would stop some seeds",
         ),
-        # Bracket 1's only rung is 300, the last iteration: its trials (a quarter) would never be stopped.
+        # Bracket 1's only rung is 300, the last iteration: its trials (a quarter) would never be
+        # stopped.
         (
             "scheduler: {type: moasha, grace_period: 100, brackets: 2}\n",
             "scheduler.brackets",
-            "bracket 1 would never stop a trial: its first rung (300) is first reported at the last iteration "
-            "(300, with eval_every 100); use brackets: 1",
+            "bracket 1 would never stop a trial: its first rung (300) is first reported at the "
+            "last iteration (300, with eval_every 100); use brackets: 1",
         ),
     ],
 )
@@ -351,7 +355,8 @@ def test_optuna_is_told_a_trial_moasha_stopped_as_pruned_and_a_finished_one_as_c
         assert searcher.suggest(tid) is not None
     searcher.on_trial_complete("stopped", {"iteration": 100, **r(0.9, 0.05)})
     searcher.on_trial_complete("finished", {"iteration": 300, **r(0.8, 0.04)})
-    # A searched `iterations` sets the trial's own budget (Tune flattens the config into the result).
+    # A searched `iterations` sets the trial's own budget (Tune flattens the config into the
+    # result).
     searcher.on_trial_complete(
         "longer", {"iteration": 300, "config/iterations": 600, **r(0.7, 0.03)}
     )

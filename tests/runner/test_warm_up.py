@@ -1,4 +1,5 @@
-"""Model logging's one-time cost is paid while the search's last trials run (runner/models_step.py)."""
+"""Model logging's one-time cost is paid while the search's last trials run
+(runner/models_step.py)."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def test_a_failing_warm_up_is_silent(
 
 
 def test_the_warm_up_pays_torch_exports_import() -> None:
-    """What it is for: torch.export's first call imports torch._dynamo, which a search's end then finds done."""
+    """What it is for: torch.export's first call imports torch._dynamo, which a search's end then
+    finds done."""
     assert not dynamo_imported_after("import tuner.tracking.registry")
     assert dynamo_imported_after(
         "from tuner.tracking.registry import warm_up_model_logging\nwarm_up_model_logging()"

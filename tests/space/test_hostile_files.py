@@ -1,4 +1,5 @@
-"""Hostile search files exit 2 from `tuner validate` naming the file; wide ranges are never listed."""
+"""Hostile search files exit 2 from `tuner validate` naming the file; wide ranges are never
+listed."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def laughs() -> str:
     [
         (
             VALID.encode() + "# café\n".encode("latin-1"),
-            "{path}:6: the search-space file is not UTF-8 text (byte 0xe9 at offset {offset}). Save it as UTF-8.",
+            "{path}:6: the search-space file is not UTF-8 text (byte 0xe9 at offset {offset}). "
+            "Save it as UTF-8.",
         ),
         (
             (VALID + "fixed: &f {lr: 0.01}\nx: *f\n").encode(),
@@ -57,7 +59,8 @@ def laughs() -> str:
         ),
         (
             VALID.encode() + b"#" * (1024 * 1024) + b"\n",
-            "{path}: the search-space file is larger than 1 MiB; search files are a few KiB of settings",
+            "{path}: the search-space file is larger than 1 MiB; search files are a few KiB of "
+            "settings",
         ),
     ],
     ids=["not-utf8", "alias", "self-alias", "billion-laughs", "deep-flow", "deep-block", "huge"],
@@ -122,8 +125,9 @@ def test_a_randint_range_too_wide_to_list(tmp_path, capsys, high):
         ),
         (
             "iterations: {randint: [1, 9223372036854775807]}",
-            "{path}:4: params.iterations: randint range [1, 9223372036854775807] is too wide: Tune and Optuna "
-            "draw integers through floating-point numbers, exact only between -2**53 and 2**53 (9007199254740992)",
+            "{path}:4: params.iterations: randint range [1, 9223372036854775807] is too wide: Tune "
+            "and Optuna draw integers through floating-point numbers, exact only between -2**53 "
+            "and 2**53 (9007199254740992)",
         ),
         (
             "iterations: {qrandint: [2, 18014398509481984, 2]}",

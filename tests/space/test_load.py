@@ -236,9 +236,11 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
         ("metric: [knn_accuracy, recon_error]\nmode: max\n", ["mode", "for each metric"]),
         ("metric: kl\n", ["kl", "VAE"]),
         ("require: {kl: 1.0}\n", ["require.kl", "VAE trials only"]),
-        # Terms weighted by zero are not computed: a search ranking by one could not compare its trials.
+        # Terms weighted by zero are not computed: a search ranking by one could not compare its
+        # trials.
         (
-            "search: random\nfixed: {encoder: vae}\nmetric: recon_loss\nparams:\n  mu: {uniform: [0.5, 1.0]}\n",
+            "search: random\nfixed: {encoder: vae}\nmetric: recon_loss\nparams:\n"
+            "  mu: {uniform: [0.5, 1.0]}\n",
             ["metric", "recon_loss is not computed by trials with mu = 1", "recon_error"],
         ),
         ("fixed: {encoder: vae, mu: 1.0}\nrequire: {kl: 0.5}\n", ["require.kl", "mu = 1"]),
@@ -260,7 +262,8 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
         ("fixed: {device: cuda}\n", ["resources.gpus", "cuda"]),
         # The searcher's seed goes to numpy's RandomState (Optuna's TPE): 32 bits.
         ("seed: 4294967296\n", ["space.yaml:1: seed", "4294967296", "integer in 0..4294967295"]),
-        # Trial settings a trial would only meet as a traceback (allocator, numpy, torch.manual_seed).
+        # Trial settings a trial would only meet as a traceback (allocator, numpy,
+        # torch.manual_seed).
         (
             "fixed: {seed: 99999999999999999999}\n",
             ["space.yaml:1: fixed.seed", "integer in 0..4294967295"],
@@ -287,7 +290,8 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
             ["fixed.iterations", "integers within 64 bits"],
         ),
         ("repeats: 3\nfixed: {seed: 4294967294}\n", ["repeats", "4294967294 + 2", "4294967295"]),
-        # MLflow's registry refuses '/' and ':' (register_as defaults to the name): found before the trials.
+        # MLflow's registry refuses '/' and ':' (register_as defaults to the name): found before the
+        # trials.
         (
             'name: "grid:v2"\n',
             [
@@ -305,7 +309,8 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
             ["space.yaml:2: register_as", "'team/model'", "'/' or ':'", "'team-model'"],
         ),
         ("name: ok\nregister_as: ..model\n", ["space.yaml:2: register_as", "starting with '..'"]),
-        # The name is the search's directory: the rule `search --experiment` applies, found by validate.
+        # The name is the search's directory: the rule `search --experiment` applies, found by
+        # validate.
         (
             'name: "runs/v2"\n',
             ["space.yaml:1: name", "'runs/v2'", "path separator", "Pick a plain name"],
@@ -502,7 +507,7 @@ def test_random_probe_of_valid_files_never_raises(tmp_path: Path) -> None:
         assert (spec.params["dropout"].low, spec.params["dropout"].high) == (lo, hi)
 
 
-# ------------------------------------------------------------------ limits that match the libraries'
+# ---------------------------------------------------------------- limits that match the libraries'
 
 
 def test_values_at_the_limits_are_accepted(tmp_path: Path) -> None:

@@ -80,8 +80,10 @@ deaf = "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, sign
        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], " \\
        "start_new_session=True); time.sleep(600)"
 child = subprocess.Popen([sys.executable, "-c", deaf])
-watchdog = subprocess.Popen([sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), str(child.pid)],
-                            start_new_session=True, env={{**os.environ, "PYTHONPATH": {str(REPO_ROOT)!r}}})
+watchdog = subprocess.Popen([sys.executable, "-m", "tuner.system.watchdog", str(os.getpid()), \
+str(child.pid)],
+                            start_new_session=True, \
+env={{**os.environ, "PYTHONPATH": {str(REPO_ROOT)!r}}})
 print(child.pid, watchdog.pid, flush=True)
 time.sleep(600)
 """)
@@ -141,7 +143,8 @@ def test_a_full_disk_is_found_in_an_error_and_its_causes() -> None:
         assert is_disk_full(err)
     assert is_disk_full("sqlite3.OperationalError: database or disk is full")
     assert is_disk_full(
-        "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device"
+        "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on "
+        "device"
     )
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full("ValueError: loss is nan at iteration 280")
@@ -157,8 +160,8 @@ def test_the_full_filesystem_is_named_with_its_mount_point(tmp_path: Path) -> No
 
 
 def test_a_filesystem_with_space_is_not_called_the_full_one(tmp_path: Path) -> None:
-    # ENOSPC met on another filesystem (a trial's /dev/shm or /tmp), or space freed since: the message
-    # must not leave the storage path, which has room, as the one to free.
+    # ENOSPC met on another filesystem (a trial's /dev/shm or /tmp), or space freed since: the
+    # message must not leave the storage path, which has room, as the one to free.
     stat = os.statvfs(mount_point(tmp_path))
     if stat.f_bavail * stat.f_frsize < NEARLY_FULL:
         pytest.skip(f"{mount_point(tmp_path)} is itself nearly full")
@@ -187,8 +190,9 @@ def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
 
 @pytest.mark.slow  # starts a local Ray
 def test_a_local_ray_asked_for_by_name_is_watched_too() -> None:
-    # `--address local` (or RAY_ADDRESS=local) starts a Ray of this driver's own, as no address does:
-    # it must get the watchdog that ends it after a SIGKILL; a joined cluster (an address) never does.
+    # `--address local` (or RAY_ADDRESS=local) starts a Ray of this driver's own, as no address
+    # does: it must get the watchdog that ends it after a SIGKILL; a joined cluster (an address)
+    # never does.
     driver = (
         "import sys; from tuner.runner import ray_cluster as rc; own = rc.start_ray(None, False); "
         "print(own, len(rc._watchdog), flush=True); rc.stop_ray()"

@@ -1,4 +1,5 @@
-"""SearchTracker against a real SQLite MLflow store, driven by hand the way the Tune callback drives it."""
+"""SearchTracker against a real SQLite MLflow store, driven by hand the way the Tune callback drives
+it."""
 
 from __future__ import annotations
 
@@ -434,7 +435,10 @@ SYNC_SPEC = {
     "fixed": {"iterations": 20, "eval_every": 10},
     "params": {"lr": "grid [0.001, 1000000.0, 0.01, 0.1]"},
 }
-DIVERGED = "Traceback (most recent call last):\n  File ...\ntuner.errors.TrainingDiverged: the loss became nan\n"
+DIVERGED = (
+    "Traceback (most recent call last):\n  File ...\n"
+    "tuner.errors.TrainingDiverged: the loss became nan\n"
+)
 
 
 def tune_dir(root: Path) -> Path:
@@ -582,7 +586,8 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(
         .startswith("tuner.errors.TrainingDiverged: the loss became nan\n\nTraceback")
     )
     assert after["s9"][4]["best_knn_accuracy"] == [(0, 0.8)] and "summary.csv" in after["s9"][5]
-    # 2 new runs; metrics: 2 (00000 step 20) + 2 + 2 (the new runs) + best_knn_accuracy + best_recon_error.
+    # 2 new runs; metrics: 2 (00000 step 20) + 2 + 2 (the new runs) + best_knn_accuracy +
+    # best_recon_error.
     assert written["runs"] == 2 and written["metrics"] == 8
     assert not (exp_dir / SPOOL_DIR).exists()  # all of it is in MLflow now
 
@@ -653,7 +658,8 @@ def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
 def test_a_parent_whose_start_cannot_be_logged_ends_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An error after the parent run exists (here: logging the search file) must not leave it RUNNING."""
+    """An error after the parent run exists (here: logging the search file) must not leave it
+    RUNNING."""
     import tuner.tracking.parent as parent
 
     def broken(*args, **kwargs):

@@ -1,4 +1,5 @@
-"""The saved view `tuner ui` opens: MLflow's own format, checked against the installed MLflow's UI."""
+"""The saved view `tuner ui` opens: MLflow's own format, checked against the installed MLflow's
+UI."""
 
 from __future__ import annotations
 

@@ -77,7 +77,8 @@ def test_only_finished_trials_this_space_could_run_are_kept(tmp_path: Path) -> N
     )
     # A default is a setting too: an earlier search that fixed margin=2 trained other models.
     assert select(other, "s-1", trials[:2]).other_settings == 2
-    # In a finished search under ASHA, a KILLED trial was stopped by it: Optuna hears of it as pruned.
+    # In a finished search under ASHA, a KILLED trial was stopped by it: Optuna hears of it as
+    # pruned.
     asha = select(spec, "s-1", trials, stopped_by_asha=True)
     assert (
         asha.stopped == [({"mu": 0.5, "latent_dim": 2}, 0.5)]
@@ -126,8 +127,8 @@ def test_optuna_holds_the_earlier_trials_before_its_first_proposal(
 def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    # In this process: each refusal comes before Ray or MLflow start (commands/test_search.py runs the
-    # CLI as a process of its own and checks its stderr holds the one-line error, no traceback).
+    # In this process: each refusal comes before Ray or MLflow start (commands/test_search.py runs
+    # the CLI as a process of its own and checks its stderr holds the one-line error, no traceback).
     from tuner.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -185,8 +186,8 @@ def test_a_warm_started_search_starts_from_the_earlier_trials(
     ).trials
     said = capsys.readouterr().out
     assert (
-        f"warm start: {len(inside)} earlier trials given to Optuna, {10 - len(inside)} outside this space "
-        f"skipped" in said
+        f"warm start: {len(inside)} earlier trials given to Optuna, {10 - len(inside)} outside "
+        "this space skipped" in said
     )
     assert len(second) == 2 and (second["latent_dim"] <= 3).all()
 

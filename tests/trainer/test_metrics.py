@@ -1,4 +1,5 @@
-"""Every evaluation metric on constructed points: by hand, at the extremes, and against the libraries."""
+"""Every evaluation metric on constructed points: by hand, at the extremes, and against the
+libraries."""
 
 import time
 
@@ -66,7 +67,8 @@ def test_knn_accuracy_is_fast_at_evaluation_size(latent_dim: int) -> None:
     test_z = rng.normal(size=(2000, latent_dim)).astype(np.float32)
     start = time.perf_counter()
     accuracy = knn_accuracy(train_z, rng.integers(0, 10, 8000), test_z, rng.integers(0, 10, 2000))
-    # Measured about 0.02 s (2-D) and 0.08 s (64-D) on 2 shared cores; the bound leaves room for load.
+    # Measured about 0.02 s (2-D) and 0.08 s (64-D) on 2 shared cores; the bound leaves room for
+    # load.
     assert time.perf_counter() - start < 2.0
     assert 0.0 <= accuracy <= 0.2  # random labels: chance is 0.1
 

@@ -1,5 +1,6 @@
-"""Trainer options: architecture (mlp | conv on raw image pixels), decoder_output (linear | sigmoid),
-lr_schedule (constant | cosine) and weight_decay. Each default is the trainer as it was."""
+"""Trainer options: architecture (mlp | conv on raw image pixels), decoder_output (linear |
+sigmoid), lr_schedule (constant | cosine) and weight_decay. Each default is the trainer as it
+was."""
 
 from __future__ import annotations
 

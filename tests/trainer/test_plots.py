@@ -1,4 +1,5 @@
-"""Plots draw what they are given and write it as PNG; the Pareto front matches one computed by hand."""
+"""Plots draw what they are given and write it as PNG; the Pareto front matches one computed by
+hand."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def assert_png(path: Path, fig: matplotlib.figure.Figure) -> None:
 
 @pytest.fixture
 def drawn(monkeypatch) -> list:
-    """The figures the plot functions save, kept (and still saved) so a test can read what they hold."""
+    """The figures the plot functions save, kept (and still saved) so a test can read what they
+    hold."""
     figures = []
     real_save = plots._save
 
@@ -226,7 +228,8 @@ def test_plot_pareto(tmp_path: Path, drawn: list) -> None:
 def test_label_names_that_read_as_math_text_are_drawn_as_written(
     tmp_path: Path, monkeypatch
 ) -> None:
-    # "$x^$" and "a_$b$c" are broken math text: matplotlib's parser raised at savefig, failing the trial.
+    # "$x^$" and "a_$b$c" are broken math text: matplotlib's parser raised at savefig, failing the
+    # trial.
     names = ["$x^$", "a_$b$c", r"$\frac{$", "_hidden"]
     drawn: list[tuple[str, bool]] = []
     real_save = plots._save

@@ -75,7 +75,7 @@ def test_a_trial_labels_the_same_images_as_every_other_of_its_split_seed(digits)
     assert len(labeled_rows_of(cfg, digits.y_train)) == 30
 
 
-# ------------------------------------------------------------------------------ where unlabeled images go
+# ----------------------------------------------------------------------- where unlabeled images go
 
 
 def test_unlabeled_images_reach_the_reconstruction_but_never_the_metric_term(digits, monkeypatch):
@@ -173,7 +173,8 @@ def test_constraint_accuracy_by_value_on_a_hand_made_case():
     z = np.array([[0.0, 0.0], [0.5, 0.0], [3.0, 0.0], [0.0, 2.0]])
     pairs = np.array([[0, 1], [0, 2], [0, 1], [0, 3], [1, 3]])
     similar = np.array([True, True, False, False, True])
-    # d: 0.5 (< 1: similar ok, dissimilar not), 3 (similar: wrong), 0.5 (dissimilar: wrong), 2 (ok), 2.06 (wrong)
+    # d: 0.5 (< 1: similar ok, dissimilar not), 3 (similar: wrong), 0.5 (dissimilar: wrong), 2 (ok),
+    # 2.06 (wrong)
     assert constraint_accuracy(z, pairs, similar, margin=1.0) == pytest.approx(2 / 5)
     triplets = np.array([[0, 1, 2], [0, 2, 1], [2, 3, 0]])  # d(2,3)=3.6 vs d(2,0)=3: wrong
     assert constraint_accuracy(z, triplets, None, margin=1.0) == pytest.approx(1 / 3)
@@ -289,7 +290,7 @@ def test_judgment_batches_feed_the_metric_term_their_items_only(digits, monkeypa
         assert torch.allclose(seen["z"], model(x[batch.idx[:39]], decode=False).embedding)
 
 
-# ------------------------------------------------------------------------------ bad input: exit 2, file, row, fix
+# --------------------------------------------------------------- bad input: exit 2, file, row, fix
 
 
 def _validate(capsys, tmp_path, fixed: str, params: str = "") -> tuple[int, str]:
@@ -376,8 +377,8 @@ def test_a_row_naming_an_item_that_does_not_exist_exits_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert (
-        f"{path}:52: item '1797' does not exist: expected an index into the dataset's training order, 0..1796"
-        in err
+        f"{path}:52: item '1797' does not exist: expected an index into the dataset's training "
+        "order, 0..1796" in err
     )
 
 
@@ -392,8 +393,8 @@ def test_a_row_naming_an_item_that_does_not_exist_exits_2(capsys, tmp_path):
         (
             "  labels_per_class: 5\n",
             "  labeled_fraction: {grid: [0.1, 0.2]}\n",
-            "params.labeled_fraction: grid value 0.1 is not valid: labeled_fraction = 0.1 is not valid: "
-            "labels_per_class (5) is set too",
+            "params.labeled_fraction: grid value 0.1 is not valid: labeled_fraction = 0.1 is not "
+            "valid: labels_per_class (5) is set too",
         ),
         (
             "  mu: 0.5\n",
@@ -460,8 +461,9 @@ def test_too_few_judgments_left_on_the_training_split_exit_2_and_a_search_checks
     # the held-out share may take some
     assert 0 < n_train < 20 and data.judgments.dropped >= 88 - 15
     assert (
-        f"{n_train} judgments train ({len(data.judgments.held)} more held out, {data.judgments.dropped} "
-        f"dropped for naming validation or test images), fewer than a batch needs" in err
+        f"{n_train} judgments train ({len(data.judgments.held)} more held out, "
+        f"{data.judgments.dropped} dropped for naming validation or test images), fewer than a "
+        "batch needs" in err
     )
     space = tmp_path / "space.yaml"
     space.write_text(
@@ -507,7 +509,8 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
         assert (table["status"] == "FINISHED").all()
         judged = tmp_path / "judged.yaml"
         judged.write_text(
-            f"name: judged\nsearch: grid\nmetric: constraint_accuracy\nresources: {{cpus: 1, gpus: 0}}\n"
+            "name: judged\nsearch: grid\nmetric: constraint_accuracy\n"
+            f"resources: {{cpus: 1, gpus: 0}}\n"
             f"fixed: {{constraints: {path}, hidden_dims: [32], batch_size: 40, iterations: 20, "
             f"eval_every: 20}}\nparams:\n  mu: {{grid: [0.0, 1.0]}}\n"
         )
@@ -577,7 +580,8 @@ def test_an_image_folders_judgments_name_images_by_path_and_land_on_their_rows(t
 
 @pytest.mark.parametrize("item", ["1_0", "+3", "\uff13", "3.0", "-1"])
 def test_an_item_that_is_not_a_plain_index_exits_2(tmp_path, item):
-    # int() reads "1_0" as 10, "+3" and a full-width digit as 3: a typo would train on another image.
+    # int() reads "1_0" as 10, "+3" and a full-width digit as 3: a typo would train on another
+    # image.
     path = _pairs(tmp_path, GOOD_ROWS[:50] + [f"{item},7,1"] + GOOD_ROWS[50:])
     with pytest.raises(
         TunerError,
@@ -610,7 +614,8 @@ def test_a_judgment_naming_one_item_twice_exits_2_from_validate(
 
 def test_at_mu_0_batches_use_no_label_and_weigh_no_image_above_the_others(digits, tmp_path):
     # mu = 0 has no metric term: a batch that is half the labeled images (drawn with replacement
-    # from 3 per class) would train its plain autoencoder on 30 images as much as on the other 1,047.
+    # from 3 per class) would train its plain autoencoder on 30 images as much as on the other
+    # 1,047.
     y = torch.from_numpy(digits.y_train)
 
     def rows(cfg: TrialConfig, judgments=None) -> np.ndarray:
