@@ -79,7 +79,8 @@ def start_node(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def stop_node(proc: subprocess.Popen) -> None:
-    """SIGTERM the node's processes (ray start, GCS, raylet, agents, workers), then SIGKILL stragglers."""
+    """SIGTERM the node's processes (ray start, GCS, raylet, agents, workers), then SIGKILL
+    stragglers."""
     end_session(proc.pid, grace=10.0)
     proc.wait()
 
@@ -180,8 +181,8 @@ def main() -> int:
     load = machine.done()
     print(machine.line())
     print(
-        f"two_node_speedup (trial throughput) {speedup:.2f} (target >= 1.8); wall-time ratio {wall:.2f}; "
-        f"at one-node trial speed {normalized:.2f}"
+        f"two_node_speedup (trial throughput) {speedup:.2f} (target >= 1.8); wall-time ratio "
+        f"{wall:.2f}; at one-node trial speed {normalized:.2f}"
     )
     if args.json:
         emit_json(
@@ -200,7 +201,8 @@ def main() -> int:
 
 
 def head_address(log: Path) -> str:
-    """The address `ray start --head` printed: on Linux Ray puts the machine's IP there, not 127.0.0.1."""
+    """The address `ray start --head` printed: on Linux Ray puts the machine's IP there, not
+    127.0.0.1."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text())
     match = re.search(r"ray start --address='([^']+)'", text)
     if match is None:

@@ -69,7 +69,8 @@ def main() -> None:
         "eval_share": statistics.median(shares),
     }
     print(
-        f"{cfg.dataset}: evaluation takes {figures['eval_share']:.1%} of a trial's time (median of {args.rounds})"
+        f"{cfg.dataset}: evaluation takes {figures['eval_share']:.1%} of a trial's time (median "
+        f"of {args.rounds})"
     )
     figures |= machine.done()
     print(machine.line())

@@ -1,4 +1,5 @@
-"""GPU benchmark: one trial's training steps/s on the CPU and on the GPU, and trials packed on one GPU.
+"""GPU benchmark: one trial's training steps/s on the CPU and on the GPU, and trials packed on one
+GPU.
 
     python -m benchmarks.bench_gpu [--json] [--data-dir DIR] [--steps 2000]
 
@@ -196,7 +197,8 @@ def _packed_process(
 def process_packing(
     steps: int, data_dir: Path, device: str = "cuda", counts: tuple[int, ...] = PACKING
 ) -> dict[int, float]:
-    """Aggregate steps/s (the sum of each trial's own) of n prior-work trials as n processes on one device."""
+    """Aggregate steps/s (the sum of each trial's own) of n prior-work trials as n processes on one
+    device."""
     out = {}
     for n in counts:
         rates = run_spawned(
@@ -257,8 +259,8 @@ def main() -> None:
             "gpu_packing_speedup_4": None,
         }
         print(
-            f"(b) without Ray: gpu_packing_processes_speedup_4 = {pack[4] / pack[1]:.2f}x (goal >= 3 through "
-            f"Ray Tune, which is not installed here)"
+            f"(b) without Ray: gpu_packing_processes_speedup_4 = {pack[4] / pack[1]:.2f}x (goal >= "
+            "3 through Ray Tune, which is not installed here)"
         )
     elif cuda:
         start = time.perf_counter()

@@ -8,14 +8,14 @@
    `tuner.search` (random, no stopping). Its front's hypervolume on validation is the reference
    (2-D: knn_accuracy up, recon_error down; reference point knn 0 and the worst recon_error seen
    in this run; tuner.core.objective.hypervolume_2d, checked against moocore when installed).
-2. Under a budget of `--budget` x the reference's trial-iterations, `--seeds` searches each (searcher
-   seeds 0..): random without stopping, random + moasha, Optuna multi-objective without stopping,
-   Optuna + moasha. Each runs through `tuner.search`; a moasha search is given `--oversample` times
-   the samples the budget would pay in full and is then cut at the budget: its trials are taken in
-   the order they ended (MLflow end times), adding the iterations each reached, until the next one
-   would pass the budget. The front is that prefix's finished trials. Per method: hypervolume
-   ratio to the reference (median, min, max), wall seconds (to the end of the budget's last
-   trial, and the whole search) and trial-iterations used.
+2. Under a budget of `--budget` x the reference's trial-iterations, `--seeds` searches each
+   (searcher seeds 0..): random without stopping, random + moasha, Optuna multi-objective without
+   stopping, Optuna + moasha. Each runs through `tuner.search`; a moasha search is given
+   `--oversample` times the samples the budget would pay in full and is then cut at the budget: its
+   trials are taken in the order they ended (MLflow end times), adding the iterations each reached,
+   until the next one would pass the budget. The front is that prefix's finished trials. Per method:
+   hypervolume ratio to the reference (median, min, max), wall seconds (to the end of the budget's
+   last trial, and the whole search) and trial-iterations used.
 3. tie_break_replay: the reference's learning curves (every evaluation from MLflow) replayed
    through the moasha rung rule (tuner.runner.rungs) in random arrival orders, once with crowding
    distance and once with an epsilon-net inside fronts: the median hypervolume ratio of the

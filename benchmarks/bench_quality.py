@@ -76,7 +76,7 @@ class Figure:
     note: str = ""
 
 
-# ---------------------------------------------------------------- the mu tables (examples/mu_table.py)
+# ------------------------------------------------------------ the mu tables (examples/mu_table.py)
 
 ROW = re.compile(
     r"^\| (\d+) \| ([^|]+) \| ([-\d.]+) \| (?:([\d.]+) \(mu ([\d.]+)\)|-) \| ([-\d.]+) \|$"
@@ -304,7 +304,8 @@ def pareto(ctx: Context) -> Numbers:
 
 
 def chosen_figures(result: SearchResult) -> Numbers:
-    """The trial the search chose (`best_trial`, tuner's own rule): its validation and test figures."""
+    """The trial the search chose (`best_trial`, tuner's own rule): its validation and test
+    figures."""
     best = result.best_trial
     if best is None:
         return {"chosen: no trial within require": math.nan}
@@ -340,7 +341,7 @@ def mnist_d2_moasha(ctx: Context) -> Numbers:
     return {**chosen_figures(result), "stopped by moasha": stopped}
 
 
-# ---------------------------------------------------------------- one trial each (`tuner train --json`)
+# ----------------------------------------------------------- one trial each (`tuner train --json`)
 
 D2_STEPS = {  # mnist_d2.yaml's header, "How it got here": each row adds to the one before
     "conv, mu 0.5, 2,000 steps": [
@@ -432,10 +433,11 @@ FIGURES = [
     Figure(
         "digits_judgments",
         "docs/weak-supervision.md: 1,000 pairs, 10% wrong",
-        "python examples/make_constraints.py --dataset digits --kind pairs --n 1000 --wrong 0.1 --out pairs.csv"
-        " && python examples/mu_table.py --space search_spaces/digits_few_labels.yaml --latent-dims 16 --mu "
-        "0,0.25,0.5,0.75,1 --set labels_per_class=null --set constraints=pairs.csv --set iterations=800 "
-        "--set eval_every=400",
+        "python examples/make_constraints.py --dataset digits --kind pairs --n 1000 --wrong 0.1 "
+        "--out pairs.csv && python examples/mu_table.py --space "
+        "search_spaces/digits_few_labels.yaml --latent-dims 16 --mu 0,0.25,0.5,0.75,1 --set "
+        "labels_per_class=null --set constraints=pairs.csv --set iterations=800 --set "
+        "eval_every=400",
         "1-2",
         table_figures({"judgments": (0.9722, 0.9167, 0.25, 0.8500)}),
         digits_judgments,
@@ -458,8 +460,9 @@ FIGURES = [
     Figure(
         "warm_start",
         "docs/models.md, Warm start: the cold / warm table",
-        "search_spaces/optuna.yaml with --set iterations=300 --set eval_every=100: a 20-trial source, then "
-        "5-trial searches with searcher seeds 0, 1, 2, cold and with --warm-start from it",
+        "search_spaces/optuna.yaml with --set iterations=300 --set eval_every=100: a 20-trial "
+        "source, then 5-trial searches with searcher seeds 0, 1, 2, cold and with --warm-start "
+        "from it",
         "3-4",
         {
             "source best": 0.9867,
@@ -501,13 +504,17 @@ FIGURES = [
         mnist_d2_published(),
         mnist_d2,
         mnist=True,
-        note="the front by configuration mean over 2 seeds; the chosen run within require recon_error <= 0.045",
+        note=(
+            "the front by configuration mean over 2 seeds; the chosen run within require "
+            "recon_error <= 0.045"
+        ),
     ),
     Figure(
         "mnist_d2_steps",
         "search_spaces/mnist_d2.yaml's header, How it got here; docs/search.md, Model options "
         "(augmentation: test knn_accuracy 0.954 -> 0.981)",
-        "tuner train --json --data-dir DIR --set dataset=mnist --set ... (each row adds to the one before)",
+        "tuner train --json --data-dir DIR --set dataset=mnist --set ... (each row adds to the "
+        "one before)",
         "40-60",
         d2_steps_published(),
         mnist_d2_steps,
@@ -531,8 +538,9 @@ FIGURES = [
     Figure(
         "mnist_few_labels",
         "docs/weak-supervision.md: the MNIST table",
-        "python examples/mu_table.py --space search_spaces/mnist_few_labels.yaml --data-dir DIR --latent-dims 16 "
-        "--labels 10,100,all --mu 0,0.5,1 --set iterations=500 --set eval_every=500",
+        "python examples/mu_table.py --space search_spaces/mnist_few_labels.yaml --data-dir DIR "
+        "--latent-dims 16 --labels 10,100,all --mu 0,0.5,1 --set iterations=500 --set "
+        "eval_every=500",
         "17-25",
         table_figures(
             {
@@ -551,7 +559,9 @@ PARETO = "python -m benchmarks.bench_pareto --json"
 DELEGATED = {  # published efficiency figures another benchmark reruns
     "moasha_hv_ratio, no_stopping_hv_ratio (docs/benchmarks.md)": PARETO,
     "tie_break_replay hypervolume ratio 0.970 (docs/search.md, moasha)": PARETO,
-    "mnist_d2_wall_ratio, *_front_hv (mnist_d2_moasha.yaml's header)": f"{PARETO} --only-mnist --data-dir DIR",
+    "mnist_d2_wall_ratio, *_front_hv (mnist_d2_moasha.yaml's header)": (
+        f"{PARETO} --only-mnist --data-dir DIR"
+    ),
 }
 
 
@@ -641,7 +651,8 @@ def main() -> int:
     if args.list:
         for f in FIGURES:
             print(
-                f"{f.name:18s} {'MNIST, --data-dir' if f.mnist else 'digits':18s} ~{f.minutes} min  {f.where}"
+                f"{f.name:18s} {'MNIST, --data-dir' if f.mnist else 'digits':18s} ~{f.minutes} "
+                f"min  {f.where}"
             )
         for what, command in DELEGATED.items():
             print(f"{'(delegated)':18s} {what}: {command}")

@@ -8,7 +8,8 @@
     the search would count slower, core-sharing trials as more work.) Also printed: run_search
     alone, the first trial start -> last trial end span (MLflow run times), and each trial
     worker's peak private memory and RSS, and each trial worker's mean train_seconds beside the
-    same fits' alone (diagnostics/search_cpu_share.py shows where the rest of the CPUs goes). Target >= 0.85.
+    same fits' alone (diagnostics/search_cpu_share.py shows where the rest of the CPUs goes). Target
+    >= 0.85.
 (b) vs_sequential: a plain loop of fit() over the same 16 configs (features loaded once, torch
     threads 1), its wall / the search's wall of (a). Half the loop runs just before the search,
     half just after, so drifting machine load weighs on both sides. Target >= 1.85. Beside it, the
@@ -154,7 +155,8 @@ def timed_search(spec: SearchSpec, tmp: Path, uri: str) -> tuple[pd.DataFrame, f
 
 
 def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
-    """One row per trial run: trial_id, start/end (s), (timestamp s, iteration = step) history; by end."""
+    """One row per trial run: trial_id, start/end (s), (timestamp s, iteration = step) history; by
+    end."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], "tags.`tuner.role` = 'trial'", max_results=1000)
@@ -273,28 +275,29 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
         else float("nan"),
     }
     print(
-        f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: the same fits alone take "
-        f"{alone:.0f} s ({alone / len(configs):.1f} s a trial); in the search train_seconds per trial "
-        f"mean {table['train_seconds'].mean():.1f} s (min {table['train_seconds'].min():.1f}, max "
-        f"{table['train_seconds'].max():.1f}); search wall {wall:.0f} s = ray.init {ray_init_s:.1f} s + "
-        f"run_search {search_s:.0f} s (first trial start -> last trial end {span:.0f} s, "
-        f"{in_flight:.2f} trials running on average)"
+        f"(a) {len(table)} trials x {iterations} iterations on {CPUS} CPUs: the same fits alone "
+        f"take {alone:.0f} s ({alone / len(configs):.1f} s a trial); in the search train_seconds "
+        f"per trial mean {table['train_seconds'].mean():.1f} s (min "
+        f"{table['train_seconds'].min():.1f}, max {table['train_seconds'].max():.1f}); search wall "
+        f"{wall:.0f} s = ray.init {ray_init_s:.1f} s + run_search {search_s:.0f} s (first trial "
+        f"start -> last trial end {span:.0f} s, {in_flight:.2f} trials running on average)"
     )
     print(
-        f"    train_seconds a trial: alone {alone_train_mean:.2f} s; in the search, each trial worker's mean "
-        f"{', '.join(f'{m:.2f}' for m in worker_means)} s ({len(by_worker)} workers; the slowest "
-        f"{out['slowest_worker_train_slowdown']:.2f}x alone)"
+        f"    train_seconds a trial: alone {alone_train_mean:.2f} s; in the search, each trial "
+        f"worker's mean {', '.join(f'{m:.2f}' for m in worker_means)} s ({len(by_worker)} workers; "
+        f"the slowest {out['slowest_worker_train_slowdown']:.2f}x alone)"
     )
     print(
-        f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); run_search only "
-        f"{out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
+        f"    scheduling_efficiency = {out['scheduling_efficiency']:.3f} (target >= 0.85); "
+        f"run_search only {out['scheduling_efficiency_run_search_only']:.3f}; trial span only "
         f"{out['scheduling_efficiency_trial_span']:.3f}"
     )
     print(
         f"    {len(memory.peak_mb)} trial worker process(es): private memory "
-        f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target <= 600 MB); "
-        f"peak RSS {', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB "
-        f"(shared libraries included)"
+        f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.private_mb.values())) or '-'} MB (target "
+        "<= 600 MB); peak RSS "
+        f"{', '.join(f'{mb:.0f}' for mb in sorted(memory.peak_mb.values())) or '-'} MB (shared "
+        "libraries included)"
     )
     print(
         f"(b) sequential fit() loop (half the configs just before the search, half just after): "
@@ -302,8 +305,8 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
         f"(run_search only {out['vs_sequential_run_search_only']:.2f}x; target >= 1.85)"
     )
     print(
-        f"    the machine's own ceiling: the same fits split over two bare processes (no Ray, MLflow or driver; "
-        f"imports and loading excluded) take {bare_wall:.0f} s: "
+        "    the machine's own ceiling: the same fits split over two bare processes (no Ray, "
+        f"MLflow or driver; imports and loading excluded) take {bare_wall:.0f} s: "
         f"{out['two_bare_processes_vs_sequential']:.2f}x the loop, efficiency "
         f"{out['two_bare_processes_efficiency']:.3f}; with ray.init's {ray_init_s:.1f} s added "
         f"{out['ceiling_with_ray_start']:.2f}x: what a search that starts Ray reaches at best here"
@@ -312,12 +315,14 @@ def scheduling(tmp: Path, uri: str, trial_seconds: float, ray_init_s: float) -> 
 
 
 def iterations_by(runs: pd.DataFrame, moment: float) -> float:
-    """Iterations every trial had reported by `moment` (in-flight trials up to their last report)."""
+    """Iterations every trial had reported by `moment` (in-flight trials up to their last
+    report)."""
     return float(sum(max((v for t, v in h if t <= moment), default=0.0) for h in runs["history"]))
 
 
 def grid_reference(tmp: Path, uri: str, fixed: dict[str, Any]) -> tuple[float, float, int]:
-    """(best knn_accuracy, total trial-iterations, trials within TOLERANCE of the best) of the full grid."""
+    """(best knn_accuracy, total trial-iterations, trials within TOLERANCE of the best) of the full
+    grid."""
     grid = write_spec(
         tmp,
         "bench-grid",
@@ -335,8 +340,8 @@ def grid_reference(tmp: Path, uri: str, fixed: dict[str, Any]) -> tuple[float, f
     total = float(table["iteration"].sum())
     near = int((table["knn_accuracy"] >= best - TOLERANCE - 1e-9).sum())  # how easy the target is
     print(
-        f"(c) grid: {len(table)} trials, best knn_accuracy {best:.4f} ({near} trials within {TOLERANCE}), "
-        f"{total:.0f} trial-iterations, {seconds:.0f} s"
+        f"(c) grid: {len(table)} trials, best knn_accuracy {best:.4f} ({near} trials within "
+        f"{TOLERANCE}), {total:.0f} trial-iterations, {seconds:.0f} s"
     )
     return best, total, near
 
@@ -377,14 +382,15 @@ def search_share(tmp: Path, uri: str, samples: int) -> dict[str, Any]:
         "optuna_best_knn_accuracy": float(runs["knn_accuracy"].max()),
     }
     print(
-        f"    optuna+asha: {len(table)} trials ({(table['status'] == 'KILLED').sum()} stopped by ASHA), best "
-        f"{out['optuna_best_knn_accuracy']:.4f}, {total:.0f} trial-iterations "
+        f"    optuna+asha: {len(table)} trials ({(table['status'] == 'KILLED').sum()} stopped by "
+        f"ASHA), best {out['optuna_best_knn_accuracy']:.4f}, {total:.0f} trial-iterations "
         f"({out['optuna_asha_total_share']:.1%} of the grid's), {seconds:.0f} s"
     )
     if not len(reached):
         out["optuna_asha_grid_share"] = None
         print(
-            f"    not reached: no Optuna trial within {TOLERANCE} of {best:.4f}: optuna_asha_grid_share = null"
+            f"    not reached: no Optuna trial within {TOLERANCE} of {best:.4f}: "
+            "optuna_asha_grid_share = null"
         )
         return out
     first = int(reached[0])
@@ -396,9 +402,9 @@ def search_share(tmp: Path, uri: str, samples: int) -> dict[str, Any]:
     )
     print(
         f"    trial {first + 1} to end ({runs['trial_id'].iloc[first]}, knn_accuracy "
-        f"{runs['knn_accuracy'].iloc[first]:.4f}) is within {TOLERANCE}: {spent:.0f} iterations by ended trials: "
-        f"optuna_asha_grid_share = {out['optuna_asha_grid_share']:.1%} (target <= 25%); with in-flight "
-        f"trials' iterations {out['optuna_asha_grid_share_in_flight']:.1%}"
+        f"{runs['knn_accuracy'].iloc[first]:.4f}) is within {TOLERANCE}: {spent:.0f} iterations by "
+        f"ended trials: optuna_asha_grid_share = {out['optuna_asha_grid_share']:.1%} (target <= "
+        f"25%); with in-flight trials' iterations {out['optuna_asha_grid_share_in_flight']:.1%}"
     )
     return out
 

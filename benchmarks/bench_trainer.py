@@ -88,9 +88,10 @@ def trainer_vs_bare(rounds: int = 5) -> tuple[float, float]:
     fused = statistics.median(torch_optim) / statistics.median(bare)
     print(
         f"(a) trainer {cfg.iterations / statistics.median(ours):.0f} steps/s, bare loop "
-        f"{cfg.iterations / statistics.median(bare):.0f} steps/s: trainer_vs_bare = {ratio:.3f} (target >= 0.95); "
-        f"the bare loop with torch.optim.Adam {cfg.iterations / statistics.median(torch_optim):.0f} steps/s: "
-        f"fused_adam_speedup = {fused:.2f}x"
+        f"{cfg.iterations / statistics.median(bare):.0f} steps/s: trainer_vs_bare = {ratio:.3f} "
+        "(target >= 0.95); the bare loop with torch.optim.Adam "
+        f"{cfg.iterations / statistics.median(torch_optim):.0f} steps/s: fused_adam_speedup = "
+        f"{fused:.2f}x"
     )
     return ratio, fused
 
@@ -117,10 +118,11 @@ def mining_speedup(n_batches: int = 3000) -> tuple[float, float]:
     t_cold = _per_batch(lambda b: (enumerate_pairs(b), enumerate_triplets(b)), batches[:500])
     t_trainer = _per_batch(lambda b: (all_pairs(b), all_triplets(b)), batches)  # memo starts empty
     print(
-        f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, vectorized "
-        f"{t_cold * 1e6:.0f} us: mining_speedup = {t_loop / t_cold:.0f}x (target >= 100x); memoized by label "
-        f"sequence as the trainer builds them over {n_batches} batches {t_trainer * 1e6:.1f} us: "
-        f"mining_memo_gain = {t_cold / t_trainer:.1f}x ({t_loop / t_trainer:.0f}x the loop)"
+        f"(b) pairs+triplets of a 64-sample 10-class batch: python loop {t_loop * 1e6:.0f} us, "
+        f"vectorized {t_cold * 1e6:.0f} us: mining_speedup = {t_loop / t_cold:.0f}x (target >= "
+        f"100x); memoized by label sequence as the trainer builds them over {n_batches} batches "
+        f"{t_trainer * 1e6:.1f} us: mining_memo_gain = {t_cold / t_trainer:.1f}x "
+        f"({t_loop / t_trainer:.0f}x the loop)"
     )
     return t_loop / t_cold, t_cold / t_trainer
 
@@ -147,8 +149,8 @@ def feature_speedups(data_dir: Path | None) -> tuple[float | None, float | None]
         hog_features(images, workers=workers)
         timings[workers] = min(timings.get(workers, float("inf")), time.perf_counter() - start)
     print(
-        f"(c) HOG on the MNIST split ({len(images)} images): first load_features {t_first:.1f} s, cached "
-        f"{t_cached:.3f} s: cache_speedup = {t_first / t_cached:.0f}x (target >= 50x); "
+        f"(c) HOG on the MNIST split ({len(images)} images): first load_features {t_first:.1f} s, "
+        f"cached {t_cached:.3f} s: cache_speedup = {t_first / t_cached:.0f}x (target >= 50x); "
         f"1 worker {timings[1]:.1f} s, 2 workers {timings[2]:.1f} s: hog_parallel_speedup = "
         f"{timings[1] / timings[2]:.2f}x"
     )

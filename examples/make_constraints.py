@@ -1,7 +1,8 @@
 """Turn a labeled dataset into a `constraints:` file of pair or triplet judgments, a chosen share
 of them wrong, so the judgments path of tuner runs on real images.
 
-    python examples/make_constraints.py --dataset digits --kind pairs --n 1000 --wrong 0.1 --out digits_pairs.csv
+    python examples/make_constraints.py --dataset digits --kind pairs --n 1000 --wrong 0.1 \
+        --out digits_pairs.csv
     python examples/make_constraints.py --dataset mnist --data-dir /data --kind triplets --n 1000 \
         --wrong 0.1 --out mnist_triplets.csv
 

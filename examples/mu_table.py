@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     what = "judgments" if spec.base_config.constraints is not None else "labels per class"
     print(f"\ntest knn_accuracy (the configuration chosen on validation), {args.space}")
     print(
-        f"| latent_dim | {what} | mu = 0 | best 0 < mu < 1 | mu = 1 |\n| --- | --- | --- | --- | --- |"
+        f"| latent_dim | {what} | mu = 0 | best 0 < mu < 1 | mu = 1 |\n"
+        "| --- | --- | --- | --- | --- |"
     )
     for dim, n, zero, best, one in rows:
         mid = f"{best[1][1]:.4f} (mu {best[0]:g})" if best else "-"

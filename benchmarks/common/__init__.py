@@ -46,8 +46,8 @@ class Machine:
 
     def line(self) -> str:
         return (
-            f"load average (1 min) before {self.before:.2f}, after {self.after:.2f} on {CORES} cores: "
-            f"other work on the machine distorts the timings"
+            f"load average (1 min) before {self.before:.2f}, after {self.after:.2f} on {CORES} "
+            "cores: other work on the machine distorts the timings"
         )
 
 

@@ -1,4 +1,5 @@
-"""Who gets the CPUs while a search runs: the trial workers, the driver, Ray's own processes, the rest.
+"""Who gets the CPUs while a search runs: the trial workers, the driver, Ray's own processes, the
+rest.
 
     python -m benchmarks.diagnostics.search_cpu_share [--trial-seconds 8] [--window 40]
 
@@ -120,8 +121,8 @@ def main() -> None:
     spent, wall = result["spent"], result["wall"]
     capacity = wall * (os.cpu_count() or CPUS)
     print(
-        f"{wall:.1f} s from the first trial's start, {os.cpu_count()} CPUs: {capacity:.0f} CPU-s of capacity; "
-        f"{sum(spent.values()):.1f} CPU-s used"
+        f"{wall:.1f} s from the first trial's start, {os.cpu_count()} CPUs: {capacity:.0f} CPU-s "
+        f"of capacity; {sum(spent.values()):.1f} CPU-s used"
     )
     for name in ("trial workers", "driver", "ray", "other"):
         print(f"  {name:14s} {spent[name]:6.1f} CPU-s  {spent[name] / capacity:6.1%} of capacity")
