@@ -292,7 +292,7 @@ def warm_start(ctx: Context) -> Numbers:
     source = search(
         ctx, body_of("optuna.yaml", ctx, **short, samples=4 if ctx.smoke else 20), "ws-source"
     )
-    out: Numbers = {"source best": float(source["knn_accuracy"].max())}
+    out: Numbers = {"source best": float(source.trials["knn_accuracy"].max())}
     for seed in WARM_SEEDS[:1] if ctx.smoke else WARM_SEEDS:
         for how in ("cold", "warm"):
             body = body_of("optuna.yaml", ctx, **short, seed=seed, samples=2 if ctx.smoke else 5)
@@ -305,9 +305,8 @@ def warm_start(ctx: Context) -> Numbers:
 
 def new_trials(table: pd.DataFrame) -> Numbers:
     """knn_accuracy of a search's trials: the best, the mean of the finished, the first proposed."""
-    first = table.sort_values("trial_id").iloc[
-        0
-    ]  # Tune numbers trials in the order they were proposed
+    # Tune numbers trials in the order they were proposed
+    first = table.sort_values("trial_id").iloc[0]
     return {
         "best": float(table["knn_accuracy"].max()),
         "mean finished": float(table.loc[table["status"] == "FINISHED", "knn_accuracy"].mean()),
