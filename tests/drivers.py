@@ -4,6 +4,7 @@ and fresh interpreters for what a process imports."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +15,17 @@ from pathlib import Path
 from tests.paths import REPO_ROOT
 
 
+def default_stops() -> None:
+    """SIGHUP and SIGTERM as a terminal leaves them (a child's preexec_fn), even where the suite
+    runs under nohup: an ignored SIGHUP is inherited, and tuner rightly keeps it ignored, so a
+    test that sends it would otherwise see a search that never stops."""
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_driver(args: list[str], log: Path) -> subprocess.Popen:
     """`python -m tuner.cli ARGS` of this checkout, in its own session, so its Ray processes can be
-    found and ended."""
+    found and ended; SIGHUP and SIGTERM at their defaults (default_stops)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     with open(log, "a") as out:
         return subprocess.Popen(
@@ -25,6 +34,7 @@ def start_driver(args: list[str], log: Path) -> subprocess.Popen:
             stderr=out,
             start_new_session=True,
             env=env,
+            preexec_fn=default_stops,
         )
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers import free_port, search_args, wait_for
+from tests.drivers import default_stops, free_port, search_args, wait_for
 from tests.e2e.test_search_guard import run_statuses
 from tests.paths import REPO_ROOT
 from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
@@ -53,17 +53,11 @@ def launch(
     if ignore_int:
         cmd = ["bash", "-c", "trap '' INT; exec \"$@\"", "tuner", *cmd]
     with open(log, "a") as out:
-        # SIGHUP and SIGTERM as a terminal leaves them, even where the suite runs under nohup (an
-        # ignored SIGHUP is inherited, and tuner rightly keeps it ignored).
+        # default_stops: SIGHUP and SIGTERM as a terminal leaves them, even under nohup
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=out, start_new_session=True, env=env, preexec_fn=_default_stops
+            cmd, stdout=out, stderr=out, start_new_session=True, env=env, preexec_fn=default_stops
         )
     return proc
-
-
-def _default_stops() -> None:
-    for sig in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def sigint_ignored(pid: int) -> bool:
