@@ -147,24 +147,17 @@ def digits_few_labels(ctx: Context) -> Numbers:
     return mu_table(DIGITS_FEW_LABELS, SHORT, ctx.smoke)
 
 
+def noisy_pairs(ctx: Context, dataset: str) -> Path:
+    """1,000 pair judgments of `dataset`'s training split, 10% of them wrong."""
+    pairs = ctx.tmp / f"{dataset}_pairs.csv"
+    data = ["--data-dir", ctx.data_dir] if dataset != "digits" else []
+    args = ["--dataset", dataset, *data, "--kind", "pairs", "--n", "1000", "--wrong", "0.1"]
+    run_python(["examples/make_constraints.py", *args, "--out", pairs], "make_constraints")
+    return pairs
+
+
 def digits_judgments(ctx: Context) -> Numbers:
-    pairs = ctx.tmp / "pairs.csv"
-    run_python(
-        [
-            "examples/make_constraints.py",
-            "--dataset",
-            "digits",
-            "--kind",
-            "pairs",
-            "--n",
-            "1000",
-            "--wrong",
-            "0.1",
-            "--out",
-            pairs,
-        ],
-        "make_constraints",
-    )
+    pairs = noisy_pairs(ctx, "digits")
     return mu_table(
         [
             "--space",
@@ -198,32 +191,8 @@ def mnist_few_labels(ctx: Context) -> Numbers:
     return out
 
 
-def mnist_pairs(ctx: Context) -> Path:
-    """1,000 pair judgments of the MNIST training split, 10% of them wrong."""
-    pairs = ctx.tmp / "mnist_pairs.csv"
-    run_python(
-        [
-            "examples/make_constraints.py",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            ctx.data_dir,
-            "--kind",
-            "pairs",
-            "--n",
-            "1000",
-            "--wrong",
-            "0.1",
-            "--out",
-            pairs,
-        ],
-        "make_constraints",
-    )
-    return pairs
-
-
 def mnist_judgments(ctx: Context) -> Numbers:
-    pairs, out = mnist_pairs(ctx), {}
+    pairs, out = noisy_pairs(ctx, "mnist"), {}
     for dim in MNIST_DIMS:
         where = ["--space", MNIST_FEW_LABELS, "--data-dir", ctx.data_dir, "--latent-dims", dim]
         sets = {"labels_per_class": "null", "constraints": str(pairs)}
