@@ -88,6 +88,21 @@ def dynamo_imported_after(code: str) -> bool:
     return out.stdout.strip().splitlines()[-1] == "True"
 
 
+def wait_for_a_report(
+    proc: subprocess.Popen, storage: Path, experiment: str, log: Path, timeout: float = 240
+) -> None:
+    """Wait until a trial of `experiment` has written a result into Tune's `storage`: the search
+    is then in its trials phase, with one still running."""
+    results = f"{experiment}/run_trial_*/result.json"
+    wait_for(
+        lambda: any(p.stat().st_size for p in storage.glob(results)),
+        proc,
+        timeout,
+        "a trial reported",
+        log,
+    )
+
+
 def wait_for(
     ready: Callable[[], object], proc: subprocess.Popen, timeout: float, what: str, log: Path
 ) -> None:

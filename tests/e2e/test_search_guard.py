@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers import search_args, start_driver, wait_for
+from tests.drivers import search_args, start_driver, wait_for_a_report
 from tests.paths import REPO_ROOT
 from tuner.system.processes import end_session, session_pids
 
@@ -62,13 +62,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(
     log = tmp_path / "first.log"
     first = start_driver(args, log)
     try:
-        wait_for(
-            lambda: any(p.stat().st_size for p in storage.glob("guard/run_trial_*/result.json")),
-            first,
-            180,
-            "a trial reported",
-            log,
-        )
+        wait_for_a_report(first, storage, "guard", log, timeout=180)
         state = json.loads((storage / "guard" / "tuner_search.json").read_text())
         # A second search, and a resume, of the running experiment, side by side.
         extras = [] if sig == signal.SIGHUP else [[], ["--resume"]]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers import default_stops, free_port, search_args, wait_for
+from tests.drivers import default_stops, free_port, search_args, wait_for, wait_for_a_report
 from tests.e2e.test_search_guard import run_statuses
 from tests.paths import REPO_ROOT
 from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
@@ -172,15 +172,7 @@ def test_sigterm_with_sigint_ignored_stops_the_trials_as_ctrl_c_does(tmp_path: P
     proc = launch(args, log, ignore_int=True)
     # Until Tune's fit installs its handler (which is what is then called): SIGINT ignored.
     wait_for(lambda: sigint_ignored(proc.pid), proc, 10, "SIGINT ignored", log)
-    wait_for(
-        lambda: any(
-            p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")
-        ),
-        proc,
-        240,
-        "a trial reported",
-        log,
-    )
+    wait_for_a_report(proc, tmp_path / "ray", "stops", log)
     assert stopped(proc, signal.SIGTERM, log) == 0
     assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), (
         log.read_text()[-3000:]
@@ -257,15 +249,7 @@ def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> 
     args, log = space(tmp_path, *RESUMED), tmp_path / "driver.log"
     proc = launch(args, log, ignore_int=False)
     try:
-        wait_for(
-            lambda: any(
-                p.stat().st_size for p in (tmp_path / "ray").glob("stops/run_trial_*/result.json")
-            ),
-            proc,
-            240,
-            "a trial reported",
-            log,
-        )
+        wait_for_a_report(proc, tmp_path / "ray", "stops", log)
         ray_pids = [p for p in session_pids(proc.pid) if p != proc.pid]
         names = [
             Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1]
@@ -451,13 +435,7 @@ def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finis
     log = tmp_path / "driver.log"
     proc = launch(args, log, ignore_int=False)
     try:
-        wait_for(
-            lambda: any(p.stat().st_size for p in results.glob("stops/run_trial_*/result.json")),
-            proc,
-            240,
-            "a trial reported",
-            log,
-        )
+        wait_for_a_report(proc, results, "stops", log)
         filler = fill(small_disk)
         assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
     finally:
