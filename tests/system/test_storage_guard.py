@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tuner.errors import TunerError
-from tuner.system.storage_guard import check_private, search_lock
+from tuner.system.storage_guard import check_private, refuse_if_locked, search_lock
 from tuner.system.tune_storage import experiment_dir
 
 
@@ -27,6 +27,25 @@ def test_a_second_lock_on_one_experiment_is_refused_naming_the_holder(tmp_path) 
             pass
     with search_lock(exp, "e-third"):  # released at the end of the block
         assert json.loads((tmp_path / "ray" / ".e.lock").read_text())["search_id"] == "e-third"
+
+
+@pytest.mark.parametrize("where", ["local", "object store"])
+def test_the_early_check_refuses_a_held_lock_and_creates_nothing(tmp_path, where: str) -> None:
+    """What a search checks before it starts Ray: the holder named as search_lock names it; a lock
+    that is free, or not there, passes and nothing is created."""
+    root = tmp_path / "ray"
+    exp = experiment_dir(str(root) if where == "local" else f"file://{root}", "e")
+    refuse_if_locked(exp)
+    assert not root.exists()  # no directory, no lock file: the real lock comes later
+    with search_lock(exp, "e-first"):
+        with pytest.raises(TunerError, match=r"'e' in .* is in use by search e-first \(pid "):
+            refuse_if_locked(exp)
+        refuse_if_locked(experiment_dir(str(root), "other"))  # another experiment: free
+    if where == "local":  # the file stays behind, released
+        assert (root / ".e.lock").exists()
+    refuse_if_locked(exp)
+    with search_lock(exp, "e-next"):  # the check took no lock of its own
+        pass
 
 
 def test_the_lock_of_a_dead_process_is_free(tmp_path) -> None:

@@ -40,7 +40,7 @@ from tuner.space.spec import SearchSpec, TrialRecord
 from tuner.system.disk import full_filesystems, is_disk_full
 from tuner.system.processes import hold_point, interrupt_handler_kept
 from tuner.system.secrets import mask_uri
-from tuner.system.storage_guard import check_private, search_lock
+from tuner.system.storage_guard import check_private, refuse_if_locked, search_lock
 from tuner.system.tune_storage import ExperimentDir, experiment_dir
 from tuner.tracking.inputs import describe
 from tuner.tracking.readback import read_search_runs
@@ -152,6 +152,7 @@ def run_search(
     # also takes credentials out of a storage URI
     exp_dir = experiment_dir(storage_path, experiment)
     check_private(exp_dir)
+    refuse_if_locked(exp_dir)  # a second search: refused now, before Ray and MLflow start
     search_id = (
         previous_search_id(exp_dir, spec) if resume else f"{experiment}-{uuid.uuid4().hex[:8]}"
     )

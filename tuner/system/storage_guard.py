@@ -122,19 +122,31 @@ def _file_lock(exp_dir: ExperimentDir, mine: str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+def refuse_if_locked(exp_dir: ExperimentDir) -> None:
+    """The lock's check alone, creating nothing: a second search is refused in the second it
+    starts, not after starting a Ray. `search_lock` still takes the lock, and decides any race."""
+    if exp_dir.is_uri:
+        _refuse_held_object(exp_dir)
+        return
+    path = lock_name(exp_dir)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return  # no lock file yet (or one search_lock will report on)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released with the fd
+    except BlockingIOError:
+        raise _refuse(
+            exp_dir, _describe(os.pread(fd, 4096, 0).decode(errors="replace")), path
+        ) from None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _object_lock(exp_dir: ExperimentDir, mine: str) -> Iterator[None]:
     name, fs = lock_name(exp_dir), exp_dir.fs
-    if fs.get_file_info(name).type == pafs.FileType.File:
-        with fs.open_input_stream(name) as stream:
-            text = stream.read(4096).decode(errors="replace")
-        if not _stale(text):
-            raise _refuse(
-                exp_dir,
-                _describe(text),
-                f"{exp_dir.sibling_uri('.' + exp_dir.name + '.lock')} "
-                f"(delete it if that search is no longer running)",
-            )
+    _refuse_held_object(exp_dir)
     fs.create_dir(exp_dir.parent_path, recursive=True)
     with fs.open_output_stream(name) as stream:
         stream.write(mine.encode())
@@ -143,6 +155,21 @@ def _object_lock(exp_dir: ExperimentDir, mine: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             fs.delete_file(name)
+
+
+def _refuse_held_object(exp_dir: ExperimentDir) -> None:
+    name, fs = lock_name(exp_dir), exp_dir.fs
+    if fs.get_file_info(name).type != pafs.FileType.File:
+        return
+    with fs.open_input_stream(name) as stream:
+        text = stream.read(4096).decode(errors="replace")
+    if not _stale(text):
+        raise _refuse(
+            exp_dir,
+            _describe(text),
+            f"{exp_dir.sibling_uri('.' + exp_dir.name + '.lock')} "
+            f"(delete it if that search is no longer running)",
+        )
 
 
 def _stale(text: str) -> bool:
