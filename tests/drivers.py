@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.paths import REPO_ROOT
+from tuner.system.processes import HOLD_ENV
 
 
 def default_stops() -> None:
@@ -23,17 +24,33 @@ def default_stops() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-def start_driver(args: list[str], log: Path) -> subprocess.Popen:
-    """`python -m tuner.cli ARGS` of this checkout, in its own session, so its Ray processes can be
-    found and ended; SIGHUP and SIGTERM at their defaults (default_stops)."""
+def driver_env(hold: str | None = None) -> dict[str, str]:
+    """The environment of a `tuner` command started by a test: this checkout's package, unbuffered
+    output, and TUNER_TEST_HOLD only where the test asks for a hold (never one inherited)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop(HOLD_ENV, None)
+    if hold:
+        env[HOLD_ENV] = hold
+    return env
+
+
+def start_driver(
+    args: list[str], log: Path, *, hold: str | None = None, ignore_int: bool = False
+) -> subprocess.Popen:
+    """`python -m tuner.cli ARGS` of this checkout, in its own session, so its Ray processes can be
+    found and ended; SIGHUP and SIGTERM at their defaults (default_stops). `hold`: the phase to
+    hold it in (tuner/system/processes.py's hold_point). `ignore_int`: started as a shell's
+    `trap '' INT; exec ...` leaves it, SIGINT ignored (inherited across exec)."""
+    cmd = [sys.executable, "-m", "tuner.cli", *args]
+    if ignore_int:
+        cmd = ["bash", "-c", "trap '' INT; exec \"$@\"", "tuner", *cmd]
     with open(log, "a") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tuner.cli", *args],
+            cmd,
             stdout=out,
             stderr=out,
             start_new_session=True,
-            env=env,
+            env=driver_env(hold),
             preexec_fn=default_stops,
         )
 
@@ -42,14 +59,13 @@ def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """`python -m tuner.cli ARGS` of this checkout to its end, its output captured."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "tuner.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=driver_env(),
     )
 
 

@@ -16,20 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers import search_args, start_driver, wait_for_a_report
-from tests.paths import REPO_ROOT
+from tests.drivers import driver_env, search_args, start_driver, wait_for_a_report
 from tuner.system.processes import end_session, session_pids
 
 SPACE = """\
 name: guard
 search: grid
 max_concurrent: 1
-fixed: {hidden_dims: [16], batch_size: 32, knn_k: 3, eval_every: 1200}
-# The first trial is long enough to be running still when the refusals are done (~20 s): at
-# 6,000 iterations a faster machine finished both trials before the SIGTERM came. The second,
-# which the resume runs whole, is short: a search of two trials is all the resume needs.
+fixed: {hidden_dims: [16], batch_size: 32, knn_k: 3, iterations: 600, eval_every: 25}
+# The first driver paces its trials (TUNER_TEST_HOLD=trials: a second at each of the 24 reports),
+# so it is running still when the refusals are done, however fast the machine, on an idle core.
+# The resume, unpaced, finishes both trials in seconds: a search of two is all it needs.
 params:
-  iterations: {grid: [24000, 2400]}
+  latent_dim: {grid: [2, 3]}
 """
 
 
@@ -60,7 +59,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(
     db, storage = tmp_path / "mlflow.db", tmp_path / "ray"
     args = search_args(tmp_path / "guard.yaml", tmp_path)
     log = tmp_path / "first.log"
-    first = start_driver(args, log)
+    first = start_driver(args, log, hold="trials")
     try:
         wait_for_a_report(first, storage, "guard", log, timeout=180)
         state = json.loads((storage / "guard" / "tuner_search.json").read_text())
@@ -73,7 +72,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(
                 stderr=subprocess.PIPE,
                 text=True,
                 start_new_session=True,
-                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                env=driver_env(),
             )
             for extra in extras
         ]
@@ -137,7 +136,7 @@ def test_a_storage_error_after_the_search_started_leaves_no_run_running(tmp_path
         text=True,
         timeout=300,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env=driver_env(),
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert (

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -24,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers import default_stops, free_port, search_args, wait_for, wait_for_a_report
+from tests.drivers import free_port, search_args, start_driver, wait_for, wait_for_a_report
 from tests.e2e.test_search_guard import run_statuses
-from tests.paths import REPO_ROOT
-from tuner.system.processes import HOLD_ENV, end_session, proc_stat, session_pids
+from tuner.system.processes import end_session, proc_stat, session_pids
 
 SPACE = """\
 name: stops
@@ -38,26 +36,6 @@ eval_every: {every}}}
 params:
   latent_dim: {{grid: [2, 3]}}
 """
-
-
-def launch(
-    args: list[str], log: Path, *, ignore_int: bool, hold: str | None = None
-) -> subprocess.Popen:
-    """`python -m tuner.cli ARGS` in a session of its own; with `ignore_int` started as a shell's
-    `trap '' INT; exec ...` leaves it: SIGINT ignored, inherited across exec."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-    env.pop(HOLD_ENV, None)
-    if hold:
-        env[HOLD_ENV] = hold
-    cmd = [sys.executable, "-m", "tuner.cli", *args]
-    if ignore_int:
-        cmd = ["bash", "-c", "trap '' INT; exec \"$@\"", "tuner", *cmd]
-    with open(log, "a") as out:
-        # default_stops: SIGHUP and SIGTERM as a terminal leaves them, even under nohup
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=out, start_new_session=True, env=env, preexec_fn=default_stops
-        )
-    return proc
 
 
 def sigint_ignored(pid: int) -> bool:
@@ -124,7 +102,7 @@ def stopped(proc: subprocess.Popen, sig: int, log: Path, timeout: float = 90) ->
 def resume_finishes(args: list[str], tmp_path: Path, db: Path) -> None:
     """`tuner search --resume` runs to the end and leaves the search and both trials FINISHED."""
     log = tmp_path / "resume.log"
-    done = launch([*args, "--resume"], log, ignore_int=False)
+    done = start_driver([*args, "--resume"], log)
     try:
         assert done.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
@@ -132,9 +110,15 @@ def resume_finishes(args: list[str], tmp_path: Path, db: Path) -> None:
     assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
 
 
-# Trials of RESUMED iterations: still running when the test acts on their first report (at a tenth),
-# and short enough that the --resume which finishes both stays cheap.
-RESUMED = (3000, 300)
+# Trials a --resume finishes in seconds.
+SHORT = (200, 100)
+# Trials for a test that needs one running when it acts: started with hold="trials", each report
+# waits a second (tuner/system/processes.py's pace_point), so a trial lasts 24 s or more on any
+# machine, on an idle core; the --resume, unpaced, finishes both in seconds.
+PACED = (600, 25)
+# Trials that go on reporting after the test's first act, at a tenth: a full disk is met by the
+# writes of the next reports, and a held trial would write nothing more.
+REPORTING = (3000, 300)
 
 
 def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
@@ -155,7 +139,7 @@ def test_a_stop_before_the_trials_leaves_no_run_and_no_ray(
     tmp_path: Path, phase: str, sig: int, ignore_int: bool
 ) -> None:
     log = tmp_path / "driver.log"
-    proc = launch(space(tmp_path, 6000, 600), log, ignore_int=ignore_int, hold=phase)
+    proc = start_driver(space(tmp_path, *SHORT), log, ignore_int=ignore_int, hold=phase)
     held(proc, log, phase, ignore_int)
     # the driver and its local Ray (GCS, raylet, agents, ...)
     assert len(session_pids(proc.pid)) > 3
@@ -168,8 +152,8 @@ def test_a_stop_before_the_trials_leaves_no_run_and_no_ray(
 @pytest.mark.slow
 def test_sigterm_with_sigint_ignored_stops_the_trials_as_ctrl_c_does(tmp_path: Path) -> None:
     """Ray Tune's own SIGINT handler is the one called: it stops the trials and saves its state."""
-    args, log = space(tmp_path, 6000, 600), tmp_path / "driver.log"
-    proc = launch(args, log, ignore_int=True)
+    args, log = space(tmp_path, *PACED), tmp_path / "driver.log"
+    proc = start_driver(args, log, ignore_int=True, hold="trials")
     # Until Tune's fit installs its handler (which is what is then called): SIGINT ignored.
     wait_for(lambda: sigint_ignored(proc.pid), proc, 10, "SIGINT ignored", log)
     wait_for_a_report(proc, tmp_path / "ray", "stops", log)
@@ -184,13 +168,13 @@ def test_sigterm_with_sigint_ignored_stops_the_trials_as_ctrl_c_does(tmp_path: P
 def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> None:
     """The final test (SIGHUP, SIGINT ignored) and model logging (SIGTERM): the parent ends KILLED
     and --resume finishes the search; then `tuner sync` and `tuner embed` are stopped too."""
-    args, db = space(tmp_path, 200, 100), tmp_path / "mlflow.db"
+    args, db = space(tmp_path, *SHORT), tmp_path / "mlflow.db"
     for phase, sig, ignore_int in (
         ("final test", signal.SIGHUP, True),
         ("models", signal.SIGTERM, False),
     ):
         log = tmp_path / f"{phase}.log"
-        proc = launch(
+        proc = start_driver(
             [*args, *(["--resume"] if phase == "models" else [])],
             log,
             ignore_int=ignore_int,
@@ -205,7 +189,7 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
 
     # tuner sync, stopped once it holds the search's runs open: none stays RUNNING.
     log = tmp_path / "sync.log"
-    proc = launch(
+    proc = start_driver(
         ["sync", "--storage-path", str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{db}"],
         log,
         ignore_int=True,
@@ -219,7 +203,7 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
 
     log = tmp_path / "embed.log"
     out = tmp_path / "z.parquet"
-    proc = launch(
+    proc = start_driver(
         [
             "embed",
             "--model",
@@ -246,8 +230,8 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
 def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> None:
     """kill -9 of the driver alone (an OOM kill): its local Ray's processes, agents included, end
     within 30 s, and --resume finishes the search."""
-    args, log = space(tmp_path, *RESUMED), tmp_path / "driver.log"
-    proc = launch(args, log, ignore_int=False)
+    args, log = space(tmp_path, *PACED), tmp_path / "driver.log"
+    proc = start_driver(args, log, hold="trials")
     try:
         wait_for_a_report(proc, tmp_path / "ray", "stops", log)
         ray_pids = [p for p in session_pids(proc.pid) if p != proc.pid]
@@ -294,7 +278,7 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
     mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db").create_experiment("x")  # a store to serve
     port = free_port()
     log = tmp_path / "ui.log"
-    proc = launch(
+    proc = start_driver(
         ["ui", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--port", str(port)],
         log,
         ignore_int=ignore_int,
@@ -330,7 +314,7 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
 @pytest.mark.slow
 def test_train_stops_on_sigterm_with_sigint_ignored(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
-    proc = launch(
+    proc = start_driver(
         [
             "train",
             "--set",
@@ -425,7 +409,7 @@ def fill(mnt: Path) -> Path:
 def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(
     tmp_path: Path, small_disk: Path, full: str
 ) -> None:
-    args, db, results = space(tmp_path, *RESUMED), tmp_path / "mlflow.db", tmp_path / "ray"
+    args, db, results = space(tmp_path, *REPORTING), tmp_path / "mlflow.db", tmp_path / "ray"
     if full == "storage":
         results = small_disk / "ray"
         args[args.index("--storage-path") + 1] = str(results)
@@ -433,7 +417,7 @@ def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finis
         db = small_disk / "mlflow.db"
         args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
     log = tmp_path / "driver.log"
-    proc = launch(args, log, ignore_int=False)
+    proc = start_driver(args, log)
     try:
         wait_for_a_report(proc, results, "stops", log)
         filler = fill(small_disk)

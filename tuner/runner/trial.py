@@ -20,6 +20,7 @@ from ray import tune
 from tuner.core.config import TrialConfig
 from tuner.data.features import FeatureSet
 from tuner.space.spec import trial_config
+from tuner.system.processes import pace_point
 from tuner.system.tune_storage import PLOTS_DIR
 from tuner.trainer.evaluation import embed_and_reconstruct
 from tuner.trainer.train import TrainState, fit
@@ -56,6 +57,9 @@ def run_trial(
     }
 
     def report_to_tune(metrics: dict[str, float], state: TrainState) -> None:
+        # Tests stop searches mid-trial: paced here, a trial stays RUNNING for as long as a test
+        # needs on any machine, without thousands of iterations to outlast the test's steps.
+        pace_point("trials")
         metrics = {**metrics, **extra}
         last = state.iteration >= cfg.iterations
         if not (last or should_checkpoint(cfg, state.iteration, checkpoint_every)):

@@ -139,3 +139,12 @@ def hold_point(phase: str) -> None:
     )
     while True:
         time.sleep(0.05)
+
+
+def pace_point(phase: str, pause: float = 1.0) -> None:
+    """A test hook: with TUNER_TEST_HOLD=<phase> the process pauses here `pause` seconds each time
+    it passes, and goes on. A trial paced at each report lasts as long as a test needs without
+    keeping a core busy, yet stops as soon as asked: Tune's stop waits for the trial's next report,
+    which a hold_point would never make (Tune then kills the trial after 10 s)."""
+    if os.environ.get(HOLD_ENV) == phase:
+        time.sleep(pause)
