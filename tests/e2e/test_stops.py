@@ -114,11 +114,9 @@ def resume_finishes(args: list[str], tmp_path: Path, db: Path) -> None:
 SHORT = (200, 100)
 # Trials for a test that needs one running when it acts: started with hold="trials", each report
 # waits a second (tuner/system/processes.py's pace_point), so a trial lasts 24 s or more on any
-# machine, on an idle core; the --resume, unpaced, finishes both in seconds.
+# machine, on an idle core, and goes on reporting (a full disk is met by the next report's
+# writes); the --resume, unpaced, finishes both in seconds.
 PACED = (600, 25)
-# Trials that go on reporting after the test's first act, at a tenth: a full disk is met by the
-# writes of the next reports, and a held trial would write nothing more.
-REPORTING = (3000, 300)
 
 
 def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
@@ -409,7 +407,7 @@ def fill(mnt: Path) -> Path:
 def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(
     tmp_path: Path, small_disk: Path, full: str
 ) -> None:
-    args, db, results = space(tmp_path, *REPORTING), tmp_path / "mlflow.db", tmp_path / "ray"
+    args, db, results = space(tmp_path, *PACED), tmp_path / "mlflow.db", tmp_path / "ray"
     if full == "storage":
         results = small_disk / "ray"
         args[args.index("--storage-path") + 1] = str(results)
@@ -417,7 +415,7 @@ def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finis
         db = small_disk / "mlflow.db"
         args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
     log = tmp_path / "driver.log"
-    proc = start_driver(args, log)
+    proc = start_driver(args, log, hold="trials")
     try:
         wait_for_a_report(proc, results, "stops", log)
         filler = fill(small_disk)
