@@ -108,12 +108,7 @@ def _file_lock(exp_dir: ExperimentDir, mine: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _refuse(
-                exp_dir, _describe(os.pread(fd, 4096, 0).decode(errors="replace")), str(path)
-            ) from None
+        _flock_or_refuse(fd, fcntl.LOCK_EX, exp_dir, str(path))
         os.ftruncate(fd, 0)
         os.pwrite(fd, mine.encode(), 0)
         # The file stays when released: removing it would let a waiting driver lock a deleted inode.
@@ -134,13 +129,19 @@ def refuse_if_locked(exp_dir: ExperimentDir) -> None:
     except OSError:
         return  # no lock file yet (or one search_lock will report on)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released with the fd
+        _flock_or_refuse(fd, fcntl.LOCK_SH, exp_dir, path)  # released with the fd
+    finally:
+        os.close(fd)
+
+
+def _flock_or_refuse(fd: int, how: int, exp_dir: ExperimentDir, path: str) -> None:
+    """flock `fd` without waiting; held by another search: the refusal naming it."""
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
     except BlockingIOError:
         raise _refuse(
             exp_dir, _describe(os.pread(fd, 4096, 0).decode(errors="replace")), path
         ) from None
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
