@@ -24,6 +24,11 @@ def default_stops() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
+def tuner_command(args: list[str]) -> list[str]:
+    """`python -m tuner.cli ARGS` with this interpreter (driver_env puts this checkout first)."""
+    return [sys.executable, "-m", "tuner.cli", *args]
+
+
 def driver_env(hold: str | None = None) -> dict[str, str]:
     """The environment of a `tuner` command started by a test: this checkout's package, unbuffered
     output, and TUNER_TEST_HOLD only where the test asks for a hold (never one inherited)."""
@@ -41,7 +46,7 @@ def start_driver(
     found and ended; SIGHUP and SIGTERM at their defaults (default_stops). `hold`: the phase to
     hold it in (tuner/system/processes.py's hold_point). `ignore_int`: started as a shell's
     `trap '' INT; exec ...` leaves it, SIGINT ignored (inherited across exec)."""
-    cmd = [sys.executable, "-m", "tuner.cli", *args]
+    cmd = tuner_command(args)
     if ignore_int:
         cmd = ["bash", "-c", "trap '' INT; exec \"$@\"", "tuner", *cmd]
     with open(log, "a") as out:
@@ -60,7 +65,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """`python -m tuner.cli ARGS` of this checkout to its end, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "tuner.cli", *args],
+        tuner_command(list(args)),
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -9,14 +9,19 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.drivers import driver_env, search_args, start_driver, wait_for_a_report
+from tests.drivers import (
+    driver_env,
+    search_args,
+    start_driver,
+    tuner_command,
+    wait_for_a_report,
+)
 from tuner.system.processes import end_session, session_pids
 
 SPACE = """\
@@ -67,7 +72,7 @@ def test_a_second_search_is_refused_and_sigterm_stops_the_first_for_resume(
         extras = [] if sig == signal.SIGHUP else [[], ["--resume"]]
         others = [
             subprocess.Popen(
-                [sys.executable, "-m", "tuner.cli", *args, *extra],
+                tuner_command([*args, *extra]),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -126,12 +131,7 @@ def test_a_storage_error_after_the_search_started_leaves_no_run_running(tmp_path
     taken = storage / f"guard-{time.strftime('%Y%m%d-%H%M%S', time.localtime(1_700_000_000))}"
     (taken / "something").mkdir(parents=True)  # a rename onto a non-empty directory fails
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tuner.cli",
-            *search_args(tmp_path / "guard.yaml", tmp_path),
-        ],
+        tuner_command(search_args(tmp_path / "guard.yaml", tmp_path)),
         capture_output=True,
         text=True,
         timeout=300,
