@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.paths import REPO_ROOT
-from tuner.system.processes import HOLD_ENV
+from tuner.system.processes import HOLD_ENV, proc_stat
 
 
 def default_stops() -> None:
@@ -136,3 +136,30 @@ def wait_for(
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+def watchdogs(driver: int) -> list[int]:
+    """Pids of the live watchdogs (tuner/system/watchdog.py) that follow `driver`'s local Ray."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            b"tuner.system.watchdog" in argv
+            and str(driver).encode() in argv
+            and proc_stat(entry)[0] != "Z"
+        ):
+            found.append(int(entry))
+    return found
+
+
+def gone(pids: Callable[[], list[int]], timeout: float) -> float | None:
+    """Seconds until `pids()` is empty, polled; None if it never was within `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if not pids():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    return None

@@ -8,7 +8,10 @@ pairs are spread over the phases, each pair at least once (the trials phase with
 ignored is tests/e2e/test_search_guard.py's, for both signals):
 
     setup: SIGTERM, ignored        data: SIGHUP, not ignored      trials: SIGTERM, ignored
-    final test: SIGHUP, ignored    models: SIGTERM, not ignored   + SIGKILL during the trials
+    final test: SIGHUP, ignored    models: SIGTERM, not ignored
+
+A driver SIGKILLed alone during the trials (its Ray ended by the watchdog, then resumed) is step 2
+of tests/e2e/test_search.py's test_interrupt_kill_and_resume.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.drivers import free_port, search_args, start_driver, wait_for, wait_for_a_report
+from tests.drivers import (
+    free_port,
+    gone,
+    search_args,
+    start_driver,
+    wait_for,
+    wait_for_a_report,
+    watchdogs,
+)
 from tests.e2e.test_search_guard import run_statuses
 from tuner.system.processes import end_session, proc_stat, session_pids
 
@@ -56,32 +66,6 @@ def held(proc: subprocess.Popen, log: Path, phase: str, ignore_int: bool) -> Non
         log,
     )
     assert sigint_ignored(proc.pid) == ignore_int  # the launcher case under test, in force
-
-
-def watchdogs(driver: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            b"tuner.system.watchdog" in argv
-            and str(driver).encode() in argv
-            and proc_stat(entry)[0] != "Z"
-        ):
-            found.append(int(entry))
-    return found
-
-
-def gone(pids: Callable[[], list[int]], timeout: float) -> float | None:
-    """Seconds until `pids()` is empty, polled; None if it never was within `timeout`."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if not pids():
-            return time.monotonic() - start
-        time.sleep(0.2)
-    return None
 
 
 def stopped(proc: subprocess.Popen, sig: int, log: Path, timeout: float = 90) -> int:
@@ -222,41 +206,6 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
         stopped(proc, signal.SIGHUP, log) == 130 and "tuner embed: interrupted" in log.read_text()
     )
     assert not out.exists()
-
-
-@pytest.mark.slow
-def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes(tmp_path: Path) -> None:
-    """kill -9 of the driver alone (an OOM kill): its local Ray's processes, agents included, end
-    within 30 s, and --resume finishes the search."""
-    args, log = space(tmp_path, *PACED), tmp_path / "driver.log"
-    proc = start_driver(args, log, hold="trials")
-    try:
-        wait_for_a_report(proc, tmp_path / "ray", "stops", log)
-        ray_pids = [p for p in session_pids(proc.pid) if p != proc.pid]
-        names = [
-            Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1]
-            for p in ray_pids
-        ]
-        assert b"raylet" in names and b"ray::DashboardAgent" in names, names
-        assert watchdogs(proc.pid)
-        proc.kill()
-        proc.wait()
-        after = gone(lambda: session_pids(proc.pid), 30)
-        assert after is not None, (
-            f"still running 30 s after the SIGKILL: {session_pids(proc.pid)} of {ray_pids}"
-        )
-        assert gone(lambda: watchdogs(proc.pid), 10) is not None
-        print(
-            f"{len(ray_pids)} Ray processes ({b', '.join(sorted(set(names))).decode()}) all gone "
-            f"{after:.1f} s after the SIGKILL"
-        )
-    finally:
-        end_session(proc.pid, grace=0.0)
-    assert run_statuses(tmp_path / "mlflow.db")["search"] == [
-        "RUNNING"
-    ]  # nobody closed it: --resume does
-
-    resume_finishes(args, tmp_path, tmp_path / "mlflow.db")
 
 
 # ------------------------------------------------------------------ the other long-running commands
