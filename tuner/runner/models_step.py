@@ -65,8 +65,11 @@ class ModelWarmUp:
         ):
             from tuner.tracking.registry import warm_up_model_logging
 
+            # Not a daemon: one still inside torch when the interpreter finalizes is unwound
+            # through C++ frames and aborts the process (SIGABRT and Ray's stack trace instead
+            # of the exit code of a stopped search). Seen stopping a search in its final test.
             self.thread = threading.Thread(
-                target=_quietly, args=(warm_up_model_logging,), daemon=True, name="tuner-warm-up"
+                target=_quietly, args=(warm_up_model_logging,), name="tuner-warm-up"
             )
             self.thread.start()
 

@@ -279,6 +279,7 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> Con
             raise TunerError(_disk_full_message(run, tracker)) from None
         raise
     finally:
+        callback.warm_up.wait()  # a stopped search too: see ModelWarmUp
         tracker.finish(table, list(spec.metric), list(spec.mode), status)
     return table, status, callback.ledger.records
 
