@@ -279,8 +279,10 @@ def fit_tracked(run: SearchRun, data: FeatureSet, tracker: SearchTracker) -> Con
             raise TunerError(_disk_full_message(run, tracker)) from None
         raise
     finally:
-        callback.warm_up.wait()  # a stopped search too: see ModelWarmUp
-        tracker.finish(table, list(spec.metric), list(spec.mode), status)
+        try:
+            tracker.finish(table, list(spec.metric), list(spec.mode), status)
+        finally:  # after the runs are closed: a second Ctrl-C here leaves none RUNNING
+            callback.warm_up.wait()  # a stopped search too: see ModelWarmUp
     return table, status, callback.ledger.records
 
 
