@@ -60,6 +60,8 @@ def local_ray():
     `ray start` cluster runs on this machine."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    from tuner.runner.ray_cluster import init_local_ray
+
+    init_local_ray(num_cpus=2)
     yield
     ray.shutdown()

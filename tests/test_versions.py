@@ -57,6 +57,7 @@ def test_tune_writes_the_layout_tuner_reads(
     import ray
     from ray import tune
 
+    from tuner.runner.ray_cluster import init_local_ray
     from tuner.system.tune_storage import experiment_dir
     from tuner.tracking.sync import _TRIAL_ID, read_trials
 
@@ -76,7 +77,7 @@ def test_tune_writes_the_layout_tuner_reads(
     # As runner/tune_setup.py runs Tune: its JSON logger only; the trainable travels by value.
     monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    init_local_ray(num_cpus=2)
     try:
         tune.Tuner(
             trainable,

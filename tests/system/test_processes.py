@@ -188,18 +188,60 @@ def test_a_hangup_ignored_by_nohup_stays_ignored(hangup_restored) -> None:
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
+# Run in a driver of its own: the Ray it starts, its watchdog and the raylet's idle workers (the
+# workers' titles, from /proc, as `ps` shows them). The raylet prestarts its workers within a second
+# or two of ray.init: 20 s of polling is ample for them to show, when they are to show at all.
+RAY_DRIVER = """
+import os, sys, time
+import ray
+from tuner.runner import ray_cluster as rc
+own = rc.start_ray(None, False)
+raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+
+def idle_workers():
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            title = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")[0]
+        except OSError:
+            continue
+        if int(stat[1]) == raylet and title.startswith(b"ray::IDLE"):
+            found.append(pid)
+    return found
+
+deadline = time.monotonic() + float(sys.argv[1])
+while not idle_workers() and time.monotonic() < deadline:
+    time.sleep(0.25)
+print(own, len(rc._watchdog), len(idle_workers()), flush=True)
+rc.stop_ray()
+"""
+
+
 @pytest.mark.slow  # starts a local Ray
-def test_a_local_ray_asked_for_by_name_is_watched_too() -> None:
+@pytest.mark.parametrize("prestart", [None, "1"], ids=["default", "prestart-kept"])
+def test_a_local_ray_asked_for_by_name_is_watched_and_starts_no_idle_worker(
+    prestart: str | None,
+) -> None:
     # `--address local` (or RAY_ADDRESS=local) starts a Ray of this driver's own, as no address
     # does: it must get the watchdog that ends it after a SIGKILL; a joined cluster (an address)
-    # never does.
-    driver = (
-        "import sys; from tuner.runner import ray_cluster as rc; own = rc.start_ray(None, False); "
-        "print(own, len(rc._watchdog), flush=True); rc.stop_ray()"
-    )
+    # never does. Its raylet prestarts no worker a search would leave idle, unless the user's
+    # environment asks for them (then they show, which proves the wait long enough to see them).
+    from tuner.runner.ray_cluster import PRESTART_ENV
+
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": "local"}
+    env.pop(PRESTART_ENV, None)
+    if prestart:
+        env[PRESTART_ENV] = prestart
+    wait = "20" if prestart else "5"
     done = subprocess.run(
-        [sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", RAY_DRIVER, wait],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "1"], done.stdout + done.stderr[-2000:]
+    own, watchdogs, idle = done.stdout.split()
+    assert (own, watchdogs) == ("True", "1"), done.stdout + done.stderr[-2000:]
+    assert (int(idle) > 0) == bool(prestart), done.stdout

@@ -487,6 +487,7 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
     import ray
     from mlflow import MlflowClient
 
+    from tuner.runner.ray_cluster import init_local_ray
     from tuner.runner.search import run_search
 
     path = tmp_path / "pairs.csv"
@@ -495,7 +496,7 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
         == 0
     )
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    init_local_ray(num_cpus=2)
     try:
         few = tmp_path / "few.yaml"
         few.write_text(

@@ -15,6 +15,7 @@ from tuner.space.spec import SearchSpec
 from tuner.system.processes import reclaim_termination_signals
 from tuner.system.tune_storage import STORAGE_HINT
 
+PRESTART_ENV = "RAY_prestart_worker_first_driver"
 _watchdog: list[subprocess.Popen] = []  # the one watching the local Ray this process started
 
 
@@ -28,15 +29,8 @@ def start_ray(address: str | None, verbose: bool) -> bool:
         if address and address != "local":
             probe_address(address)
             ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
-        else:  # no dashboard: nothing listens beyond what Ray itself needs
-            # address="local": a new Ray of our own, never someone's `ray start` on this machine.
-            ray.init(
-                address="local",
-                num_cpus=os.cpu_count(),
-                include_dashboard=False,
-                logging_level="WARNING",
-                log_to_driver=verbose,
-            )
+        else:
+            init_local_ray(os.cpu_count() or 1, log_to_driver=verbose)
             start_watchdog()
             warn_without_token_auth()
         reclaim_termination_signals()  # ray.init took SIGTERM over: it would abort the driver
@@ -53,6 +47,25 @@ def start_ray(address: str | None, verbose: bool) -> bool:
         stop_ray()
         raise KeyboardInterrupt from None
     return True
+
+
+def init_local_ray(num_cpus: int, log_to_driver: bool = False) -> None:
+    """A new Ray of our own (address="local": never someone's `ray start` on this machine), with
+    no dashboard (nothing listens beyond what Ray itself needs) and no prestarted workers.
+
+    By default the raylet prestarts a worker per CPU for the first driver's tasks. A search runs
+    no task, only trial actors, each in a worker started for it, so the prestarted ones sat idle
+    from start to end: each a second of imports, then a steady poll. The raylet this call starts
+    reads RAY_prestart_worker_first_driver from the environment; a value already set is kept.
+    """
+    os.environ.setdefault(PRESTART_ENV, "0")
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=log_to_driver,
+    )
 
 
 def stop_ray() -> None:
