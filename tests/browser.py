@@ -1,11 +1,16 @@
 """Headless Chromium driven over the DevTools protocol, for tests that read what a page holds
 after its scripts ran (a canvas chart's data, an iframe's document), polled with a deadline.
 
+One browser serves a test's pages: `goto` moves its tab, and within MLflow's single-page app (its
+routes live in the URL's #fragment) a move is a route change, not a fresh load of the app's
+scripts, which cost a browser seconds of CPU each time.
+
 aiohttp (a dependency of MLflow) speaks the protocol's websocket; nothing else is needed."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -109,6 +114,27 @@ class Page:
             raise AssertionError(f"the page never showed {what}")
 
         return self.loop.run_until_complete(poll())
+
+    def goto(self, url: str) -> None:
+        """Open `url` in the tab (a new #fragment of the same page: the app's own route change)."""
+        self.loop.run_until_complete(self._call("Page.navigate", {"url": url}, session=True))
+
+    def html_once(self, *texts: str) -> str:
+        """The page's HTML once its text shows every one of `texts` (they are what tells that the
+        page finished rendering what a test reads)."""
+        js = (
+            f"(() => {{ const t = document.body ? document.body.innerText : ''; "
+            f"return {json.dumps(list(texts))}.every(x => t.includes(x)) ? "
+            f"document.documentElement.outerHTML : null; }})()"
+        )
+        return self.value(js, " and ".join(repr(t) for t in texts))
+
+    def screenshot(self) -> bytes:
+        """The tab as a PNG."""
+        shot = self.loop.run_until_complete(
+            self._call("Page.captureScreenshot", {"format": "png"}, session=True)
+        )
+        return base64.b64decode(shot["data"])
 
     async def _frame_context(self, part: str) -> int | None:
         tree = (await self._call("Page.getFrameTree", {}, session=True))["frameTree"]

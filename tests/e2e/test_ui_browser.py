@@ -10,7 +10,6 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.browser import CHROMIUM
 from tests.drivers import free_port
 from tuner.tracking.writer import SearchTracker
 from tuner.trainer import plots
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PNG = b"\x89PNG\r\n\x1a\n"
 TRIALS = {
     "ab12c_00000": (2, 0.91),
@@ -77,30 +76,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker,
         )
     tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
     return uri, tracker, tmp
-
-
-def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Headless Chromium in its own session, so that every process it spawns is ended with it."""
-    cmd = [
-        CHROMIUM,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--window-size=1400,900",
-        "--virtual-time-budget=15000",
-        *args,
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -163,13 +138,7 @@ rows[i] = (rows[i] || '') + ' ' + r.textContent; });
 def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -> None:
     from tests.browser import Page
 
-    if CHROMIUM is None:
-        # .ci/run installs it: a missing browser there is a broken CI, not a skip
-        if os.environ.get("CI"):
-            pytest.fail(
-                "chromium is not installed, and CI must run the browser test (.ci/run installs it)"
-            )
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    need_chromium()
     uri, tracker, tmp = store
     port = free_port()
     proc, url = start_ui(uri, port)
@@ -180,22 +149,20 @@ def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -
         )
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, as --host defaults
 
-        profile = f"--user-data-dir={tmp_path / 'profile'}"
-        dom = chromium(profile, "--dump-dom", url).stdout
-        for trial_id in (*TRIALS, "ui-digits-1234abcd"):
-            assert trial_id in dom, f"{trial_id} is not on the page"
-        # The view tuner saved orders the runs by the search's metric, best first: not the order
-        # they were started in, MLflow's own.
-        with Page(url, tmp_path / "rows") as page:
+        with Page(url, tmp_path / "profile") as page:
+            dom = page.html_once(*TRIALS)
+            for trial_id in (*TRIALS, "ui-digits-1234abcd"):
+                assert trial_id in dom, f"{trial_id} is not on the page"
+            # The view tuner saved orders the runs by the search's metric, best first: not the
+            # order they were started in, MLflow's own.
             rows = page.value(
                 ROWS.replace("IDS", json.dumps(list(TRIALS))), "the runs table's rows"
             )
-        assert [t for row in rows for t in TRIALS if t in row] == sorted(
-            TRIALS, key=lambda t: -TRIALS[t][1]
-        )
-        shot = tmp_path / "ui.png"
-        chromium(profile, f"--screenshot={shot}", url)
-        assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
+            assert [t for row in rows for t in TRIALS if t in row] == sorted(
+                TRIALS, key=lambda t: -TRIALS[t][1]
+            )
+            shot = page.screenshot()
+        assert shot.startswith(PNG) and len(shot) > 20_000
 
         run_id = tracker.trial_started("ab12c_00001", {})
         served = urllib.request.urlopen(
@@ -265,36 +232,33 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTr
 
 
 def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "chromium is not installed, and CI must run the browser test (.ci/run installs it)"
-            )
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    from tests.browser import Page
+
+    need_chromium()
     uri, tracker = model_store
     port = free_port()
     proc, url = start_ui(uri, port)
-    profile, base = f"--user-data-dir={tmp_path / 'profile'}", f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
     try:
         assert url.endswith("&workflowType=machine_learning")
-        # The link tuner ui prints opens the model-training view: its nav, the runs table.
-        training = page_text(chromium(profile, "--dump-dom", url).stdout)
-        assert (
-            "| Model registry |" in training
-            and "pairwise ae d=2" in training
-            and "Token Usage" not in training
-        )
+        with Page(url, tmp_path / "profile") as page:
+            # The link tuner ui prints opens the model-training view: its nav, the runs table.
+            training = page_text(page.html_once("pairwise ae d=2"))
+            assert "| Model registry |" in training and "Token Usage" not in training
 
-        models = page_text(chromium(profile, "--dump-dom", f"{base}/#/models/ui-embedder").stdout)
-        newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
-        assert "champion" not in newer and "| @ champion" in older.split("| Previous |")[0]
+            page.goto(f"{base}/#/models/ui-embedder")
+            models = page_text(page.html_once("Version 2", "Version 1", "champion"))
+            newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
+            assert "champion" not in newer and "| @ champion" in older.split("| Previous |")[0]
 
-        run_page = f"{base}/#/experiments/{tracker.experiment_id}/runs/{tracker.parent_run_id}"
-        described = page_text(
-            chromium(profile, "--dump-dom", run_page + "?workflowType=machine_learning").stdout
-        )
-        assert "| Description |" in described and "| Best trial: | cd34e_00000 |" in described
-        assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
+            run_page = (
+                f"{base}/#/experiments/{tracker.experiment_id}/runs/{tracker.parent_run_id}"
+                "?workflowType=machine_learning"
+            )
+            page.goto(run_page)
+            described = page_text(page.html_once("Best trial:", "models:/ui-embedder/2"))
+            assert "| Description |" in described and "| Best trial: | cd34e_00000 |" in described
+            assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
     finally:
         stop(proc)
 
@@ -333,7 +297,7 @@ params:
 
 
 def need_chromium() -> None:
-    if CHROMIUM is None:
+    if CHROMIUM is None:  # .ci/run installs it: a missing browser there is a broken CI, not a skip
         if os.environ.get("CI"):
             pytest.fail(
                 "chromium is not installed, and CI must run the browser test (.ci/run installs it)"
@@ -378,7 +342,7 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
     port = free_port()
     proc, url = start_ui(uri, port)
     try:
-        with Page(url, tmp_path / "p1") as page:
+        with Page(url, tmp_path / "profile") as page:
             assert page.value(HEADERS, "the runs table's columns") == [
                 "params.`mu`",
                 "params.`latent_dim`",
@@ -387,7 +351,7 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
                 "metrics.`test_knn_accuracy`",
                 "metrics.`test_recon_error`",
             ]
-        with Page(url + "&compareRunsMode=CHART", tmp_path / "p2") as page:
+            page.goto(url + "&compareRunsMode=CHART")
             cards = page.value(CARDS, "the chart cards")
             # MLflow titles a scatter "x vs. y"
             assert cards["titles"][:3] == [
@@ -403,13 +367,12 @@ def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> N
                 "params": SETTINGS,
                 "metrics": ["knn_accuracy", "recon_error"],
             }
-        # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame of a
-        # blob: URL
-        viewer = (
-            f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
-            f"/artifacts/report.html"
-        )
-        with Page(viewer, tmp_path / "p3") as page:
+            # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame
+            # of a blob: URL
+            page.goto(
+                f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/"
+                f"{parent.info.run_id}/artifacts/report.html"
+            )
             front = page.value(FRONT, "the report's front", frame_url_part="blob:")
         assert front["front"] + front["others"] == len(finished)
         assert front["title"].endswith(f": {front['front']} trials on the front")
