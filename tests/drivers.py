@@ -110,18 +110,28 @@ def dynamo_imported_after(code: str) -> bool:
 
 
 def wait_for_a_report(
-    proc: subprocess.Popen, storage: Path, experiment: str, log: Path, timeout: float = 240
+    proc: subprocess.Popen,
+    storage: Path,
+    experiment: str,
+    log: Path,
+    timeout: float = 240,
+    since: int = 0,
 ) -> None:
-    """Wait until a trial of `experiment` has written a result into Tune's `storage`: the search
-    is then in its trials phase, with one still running."""
-    results = f"{experiment}/run_trial_*/result.json"
+    """Wait until a trial of `experiment` has written a result into Tune's `storage` (`since`:
+    one more than the `reported_bytes` read before): the search is then in its trials phase, with
+    one still running."""
     wait_for(
-        lambda: any(p.stat().st_size for p in storage.glob(results)),
+        lambda: reported_bytes(storage, experiment) > since,
         proc,
         timeout,
         "a trial reported",
         log,
     )
+
+
+def reported_bytes(storage: Path, experiment: str) -> int:
+    """The size of every trial's results so far: it grows with each report."""
+    return sum(p.stat().st_size for p in storage.glob(f"{experiment}/run_trial_*/result.json"))
 
 
 def wait_for(

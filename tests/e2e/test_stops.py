@@ -28,6 +28,7 @@ import pytest
 from tests.drivers import (
     free_port,
     gone,
+    reported_bytes,
     search_args,
     start_driver,
     wait_for,
@@ -305,24 +306,29 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):
-    """A real 24 MiB tmpfs, mounted for the test (CI runs as root); skipped where mounting is not
-    allowed."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}"
-        )
+def small_disks(tmp_path: Path):
+    """Two real 24 MiB tmpfs, mounted for the test (CI runs as root); skipped where mounting is
+    not allowed."""
+    mounted = []
     try:
-        yield mnt
+        for name in ("small-a", "small-b"):
+            mnt = tmp_path / name
+            mnt.mkdir()
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                pytest.skip(
+                    "cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): "
+                    f"{done.stderr.strip()}"
+                )
+            mounted.append(mnt)
+        yield mounted
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        for mnt in mounted:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def fill(mnt: Path) -> Path:
@@ -339,42 +345,53 @@ def fill(mnt: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "full", ["storage", "store"], ids=["storage-path-full", "sqlite-store-full"]
-)
 def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finishes(
-    tmp_path: Path, small_disk: Path, full: str
+    tmp_path: Path, small_disks: list[Path]
 ) -> None:
-    args, db, results = space(tmp_path, *PACED), tmp_path / "mlflow.db", tmp_path / "ray"
-    if full == "storage":
-        results = small_disk / "ray"
-        args[args.index("--storage-path") + 1] = str(results)
-    else:
-        db = small_disk / "mlflow.db"
-        args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
-    log = tmp_path / "driver.log"
+    """Tune's storage path on one small disk, the SQLite store on another. The storage path fills
+    during the trials; then, resumed, the store's disk fills during the trials; then, with room
+    again, --resume finishes the search."""
+    storage_disk, store_disk = small_disks
+    results, db = storage_disk / "ray", store_disk / "mlflow.db"
+    args = space(tmp_path, *PACED)
+    args[args.index("--storage-path") + 1] = str(results)
+    args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
+
+    log = tmp_path / "storage-full.log"
+    text = full_disk_stops_the_search(args, log, results, storage_disk, since=0)
+    statuses = run_statuses(db)  # the store had room: every run it holds was closed
+    assert statuses["search"] == ["KILLED"] and "RUNNING" not in statuses["trial"], statuses
+
+    log = tmp_path / "store-full.log"
+    since = reported_bytes(results, "stops")
+    text = full_disk_stops_the_search([*args, "--resume"], log, results, store_disk, since)
+    # nothing could be written there: the message says the runs stay RUNNING until --resume
+    assert "show RUNNING until then" in text
+
+    resume_finishes(args, db)
+
+
+def full_disk_stops_the_search(
+    args: list[str], log: Path, results: Path, disk: Path, since: int
+) -> str:
+    """Start the paced search, fill `disk` once a trial has reported (past `since` bytes of
+    results), and check the driver's exit and its one message; the disk has room again after."""
     proc = start_driver(args, log, hold="trials")
     try:
-        wait_for_a_report(proc, results, "stops", log)
-        filler = fill(small_disk)
+        wait_for_a_report(proc, results, "stops", log, since=since)
+        filler = fill(disk)
         assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
     finally:
         end_session(proc.pid, grace=0.0)
+    filler.unlink()
     text = log.read_text()
-    assert (
-        f"tuner search: error: no space left on the filesystem mounted at {small_disk} (" in text
-    ), text[-3000:]
+    assert f"tuner search: error: no space left on the filesystem mounted at {disk} (" in text, (
+        text[-3000:]
+    )
     # One message, the last word; no traceback of the driver's (Tune logs the failed trial's own).
     assert text.strip().splitlines()[-1].startswith("tuner search: error: no space left on"), text[
         -3000:
     ]
     assert text.count("tuner search: error") == 1 and "tuner/cli.py" not in text, text[-3000:]
-    statuses = run_statuses(db)
-    print(f"{full} full: exit 2, runs {statuses}; {text.strip().splitlines()[-1]}")
-    if full == "storage":  # the store had room: every run it holds was closed
-        assert statuses["search"] == ["KILLED"] and "RUNNING" not in statuses["trial"], statuses
-    else:  # nothing could be written there: the message says the runs stay RUNNING until --resume
-        assert "show RUNNING until then" in text
-
-    filler.unlink()
-    resume_finishes(args, db)
+    print(f"{disk.name} full: exit 2; {text.strip().splitlines()[-1]}")
+    return text
