@@ -2,8 +2,9 @@
 `optuna.yaml` (TPE + ASHA) and `pareto.yaml` (multi-objective TPE + moasha) with six samples of
 300 iterations. Each keeps its own scheduler, ranges and metrics, so what is checked is the file
 as shipped: every sampled setting inside the file's range, the scheduler stopping trials at its
-rungs, the chosen trial registered, all of it in MLflow. (`grid.yaml` runs whole in
-test_readme_job.py.)"""
+rungs, the chosen trial registered, all of it in MLflow. `tuner search` runs in the test's process
+(its command line, from a directory of its own); `grid.yaml` runs whole in test_readme_job.py, in
+a process of its own as typed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.drivers import run_cli
 from tests.paths import SPACES
 
 pytestmark = pytest.mark.slow
@@ -32,16 +32,19 @@ def _inside(value: float, spec: dict) -> bool:
 
 @pytest.mark.parametrize("name", ["optuna", "pareto"])
 def test_a_shipped_search_file_runs_shrunk_and_keeps_its_ranges_and_scheduler(
-    tmp_path: Path, name: str
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from mlflow import MlflowClient
 
+    from tuner.cli import main
+
     path = SPACES / f"{name}.yaml"
     space = yaml.safe_load(path.read_text())
-    done = run_cli("search", "--space", str(path), *SHRINK, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    counted = re.search(r"search finished: 6 trials \((\d+) finished, (\d+) killed\)", done.stdout)
-    assert counted, done.stdout[-3000:]
+    monkeypatch.chdir(tmp_path)  # ./mlflow.db and ./ray_results, as the README's command makes
+    assert main(["search", "--space", str(path), *SHRINK]) == 0
+    printed = capsys.readouterr().out
+    counted = re.search(r"search finished: 6 trials \((\d+) finished, (\d+) killed\)", printed)
+    assert counted, printed[-3000:]
     finished, stopped = map(int, counted.groups())
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
@@ -70,7 +73,7 @@ def test_a_shipped_search_file_runs_shrunk_and_keeps_its_ranges_and_scheduler(
     for metric in space["metric"] if isinstance(space["metric"], list) else [space["metric"]]:
         assert all(metric in t.data.metrics for t in trials)
 
-    chosen = re.search(r"registered (\w+) as models:/([\w-]+)/1\b", done.stdout)
-    assert chosen and chosen.group(2) == space["name"], done.stdout[-3000:]
+    chosen = re.search(r"registered (\w+) as models:/([\w-]+)/1\b", printed)
+    assert chosen and chosen.group(2) == space["name"], printed[-3000:]
     best = next(t for t in trials if t.data.tags["tuner.trial_id"] == chosen.group(1))
     assert best.info.status == "FINISHED" and "test_knn_accuracy" in best.data.metrics
