@@ -68,6 +68,20 @@ def print_configs(spec: SearchSpec, table: pd.DataFrame) -> None:
     )
 
 
+# The order a summary counts statuses in, whichever is most common: the line reads the same way
+# from one search to the next (others follow, by name).
+STATUS_ORDER = ("FINISHED", "KILLED", "ERROR")
+
+
+def status_counts(statuses: pd.Series) -> str:
+    """'4 finished, 2 killed': each status present, in STATUS_ORDER."""
+    counted = statuses.value_counts()
+    order = [s for s in STATUS_ORDER if s in counted] + sorted(
+        s for s in counted.index if s not in STATUS_ORDER
+    )
+    return ", ".join(f"{counted[s]} {s.lower()}" for s in order)
+
+
 def print_summary(
     spec: SearchSpec,
     table: pd.DataFrame,
@@ -77,11 +91,7 @@ def print_summary(
     seconds: float,
     status: str,
 ) -> None:
-    counts = (
-        ", ".join(f"{n} {s.lower()}" for s, n in table["status"].value_counts().items())
-        if len(table)
-        else "none"
-    )
+    counts = status_counts(table["status"]) if len(table) else "none"
     print(
         f"\nsearch {'interrupted' if status == 'KILLED' else status.lower()}: "
         f"{len(table)} trials ({counts}) in {seconds:.0f} s"
