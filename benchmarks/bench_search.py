@@ -48,6 +48,7 @@ from benchmarks.common.workers import WorkerMemory
 from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.features import FeatureSet
+from tuner.runner.ray_cluster import init_local_ray
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
 from tuner.space.spec import SearchSpec
@@ -425,13 +426,7 @@ def main() -> None:
         start = time.perf_counter()
         # address="local": a new instance even when another Ray runs on this machine; run_search
         # then leaves this one alone, and ray.init's own seconds can be counted apart.
-        ray.init(
-            address="local",
-            num_cpus=CPUS,
-            include_dashboard=False,
-            logging_level="WARNING",
-            log_to_driver=False,
-        )
+        init_local_ray(CPUS)  # as a search starts its own
         ray_init_s = time.perf_counter() - start
         try:
             figures = {

@@ -28,6 +28,7 @@ import torch
 from benchmarks.bench_search import CPUS, scheduling_spec
 from benchmarks.common import Machine, scratch
 from benchmarks.common.workers import trial_worker_pids
+from tuner.runner.ray_cluster import init_local_ray
 from tuner.runner.search import run_search
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -97,13 +98,7 @@ def main() -> None:
     sampler.start()
     with scratch("search_cpu_share_") as tmp:
         spec = scheduling_spec(tmp, "cpu-share", args.trial_seconds)
-        ray.init(
-            address="local",
-            num_cpus=CPUS,
-            include_dashboard=False,
-            logging_level="WARNING",
-            log_to_driver=False,
-        )
+        init_local_ray(CPUS)  # as a search starts its own
         try:
             run_search(
                 spec,
