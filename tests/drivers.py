@@ -117,9 +117,9 @@ def wait_for_a_report(
     timeout: float = 240,
     since: int = 0,
 ) -> None:
-    """Wait until a trial of `experiment` has written a result into Tune's `storage` (`since`:
-    one more than the `reported_bytes` read before): the search is then in its trials phase, with
-    one still running."""
+    """Wait until a trial of `experiment` has written a result into Tune's `storage`, its results
+    grown past `since` bytes (`reported_bytes` read before a resume: a report of the resumed
+    search): the search is then in its trials phase, with one still running."""
     wait_for(
         lambda: reported_bytes(storage, experiment) > since,
         proc,

@@ -358,7 +358,7 @@ def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finis
     args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
 
     log = tmp_path / "storage-full.log"
-    text = full_disk_stops_the_search(args, log, results, storage_disk, since=0)
+    full_disk_stops_the_search(args, log, results, storage_disk, since=0)
     statuses = run_statuses(db)  # the store had room: every run it holds was closed
     assert statuses["search"] == ["KILLED"] and "RUNNING" not in statuses["trial"], statuses
 

@@ -195,20 +195,19 @@ RAY_DRIVER = """
 import os, sys, time
 import ray
 from tuner.runner import ray_cluster as rc
+from tuner.system.processes import proc_stat
 own = rc.start_ray(None, False)
 raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
 
+def title(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")[0]
+    except OSError:
+        return b""
+
 def idle_workers():
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            title = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")[0]
-        except OSError:
-            continue
-        if int(stat[1]) == raylet and title.startswith(b"ray::IDLE"):
-            found.append(pid)
-    return found
+    children = [p for p in os.listdir("/proc") if (f := proc_stat(p)) and int(f[1]) == raylet]
+    return [p for p in children if title(p).startswith(b"ray::IDLE")]
 
 deadline = time.monotonic() + float(sys.argv[1])
 while not idle_workers() and time.monotonic() < deadline:
