@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.paths import REPO_ROOT
+from tests.stores import empty_store
 from tuner.system.processes import HOLD_ENV, proc_stat
 
 
@@ -78,14 +79,14 @@ def search_args(
     space: Path | str, tmp_path: Path, *extra: str, uri: str | None = None
 ) -> list[str]:
     """`search --space SPACE --tracking-uri URI --storage-path TMP/ray EXTRA...`: a search whose
-    MLflow store (by default `sqlite:///TMP/mlflow.db`) and Tune storage lie in the test's own
-    folder."""
+    MLflow store (by default `sqlite:///TMP/mlflow.db`, tests.stores.empty_store) and Tune storage
+    lie in the test's own folder."""
     return [
         "search",
         "--space",
         str(space),
         "--tracking-uri",
-        uri or f"sqlite:///{tmp_path}/mlflow.db",
+        uri or empty_store(tmp_path),
         "--storage-path",
         str(tmp_path / "ray"),
         *extra,

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from tests.stores import empty_store
 from tuner.core.importance import MIN_TRIALS, param_importances, plot_importances
 from tuner.core.selection import pareto_mask
 from tuner.tracking.report_html import front_figure, report_page
@@ -146,7 +147,7 @@ def _store_with_repeats(tmp_path, tag_searched: bool) -> str:
 
     from tuner.tracking import runs
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = empty_store(tmp_path, "m.db")
     client = MlflowClient(uri)
     exp = client.create_experiment("rep")
     tags = {**runs.parent_tags("s1"), "tuner.metric": "knn_accuracy", "tuner.mode": "max"}

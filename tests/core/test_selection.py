@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 
 import tuner.runner.search as search_module
 from tests.spaces import spec_of
+from tests.stores import empty_store
 from tuner.core.selection import (
     TrialOutcome,
     chosen,
@@ -61,7 +62,7 @@ def parent_after_finish(
 ) -> tuple[str | None, dict[str, float], str]:
     """Finish a search with this table the way the driver does (test_* on the selected trials
     only): the parent run's best trial tag, metrics and description."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = empty_store(tmp_path)
     tracker = SearchTracker.open(
         uri,
         "exp",
@@ -190,7 +191,7 @@ def test_trial_runs_end_when_tune_raises(tmp_path: Path, monkeypatch) -> None:
     """A driver-side error inside Tuner.fit (Tune re-raises it after cleaning up) left the open
     trials' runs RUNNING for ever, beside a FAILED parent."""
     spec = spec_of(tmp_path, "name: r\nparams:\n  mu: {grid: [0.2, 0.5]}\n")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = empty_store(tmp_path)
     tracker = SearchTracker.open(
         uri, "r", "r-1", spec.text, spec.resolved(), {"metric": ["knn_accuracy"]}, False
     )

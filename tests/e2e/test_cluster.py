@@ -25,6 +25,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.spaces import write_space
+from tests.stores import empty_store
 from tuner.errors import TunerError
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
@@ -143,7 +144,7 @@ def test_multi_node_search_without_storage_path_is_refused(
     two_nodes.ensure_worker()
     monkeypatch.chdir(tmp_path)
     space = write_space(tmp_path / "s.yaml", f"name: refused\nfixed: {TINY}, iterations: 20}}\n")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     with pytest.raises(TunerError, match=r"the Ray cluster has 2 nodes.*pass --storage-path"):
         run_search(
             load_spec(space), tracking_uri=uri, address=two_nodes.cluster.address, verbose=False
@@ -168,7 +169,7 @@ def test_trials_run_on_both_nodes_and_their_plots_reach_mlflow(
           lr: {{grid: [0.001, 0.002, 0.003, 1000000.0]}}   # lr 1e6 diverges at once, every time
         """,
     )
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     # A storage URI, read and written through pyarrow (here the local filesystem every node sees).
     table = run_search(
         load_spec(space),
@@ -271,7 +272,7 @@ def test_a_lost_worker_node_moves_its_trial_which_resumes_from_its_checkpoint(
           lr: {{grid: [0.001, 0.002, 0.003, 0.004]}}
         """,
     )
-    uri, exp_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ray" / "cluster-loss"
+    uri, exp_dir = empty_store(tmp_path), tmp_path / "ray" / "cluster-loss"
     search_losing_the_worker(
         two_nodes,
         [

@@ -9,6 +9,7 @@ import pytest
 
 import tuner
 from tests.spaces import write_space
+from tests.stores import empty_store
 from tuner.data.inputs import split_images
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
@@ -41,7 +42,7 @@ def test_searches_register_the_best_and_move_champion_only_when_better(
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     spec = load_spec(_space(tmp_path / "a.yaml", "models-a", "[2, 8]", 100))
     table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False).trials
     client = MlflowClient(tracking_uri=uri)

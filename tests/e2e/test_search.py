@@ -21,6 +21,7 @@ import pytest
 import tuner
 from tests.drivers import gone, search_args, start_driver, wait_for, watchdogs
 from tests.spaces import write_space
+from tests.stores import empty_store
 from tuner.errors import TunerError
 from tuner.runner.search import run_search
 from tuner.space.load import load_spec
@@ -80,7 +81,7 @@ def test_grid_search_with_asha_and_a_diverging_trial(local_ray, tmp_path: Path) 
         """,
     )
     spec = load_spec(space)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     result = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False)
     table = result.trials
 
@@ -187,7 +188,7 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
           latent_dim: {{randint: [1, 6]}}
         """,
     )
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     # The Python API: a path, trial settings as overrides (like --set), run_search's keywords.
     result = tuner.search(
         space,
@@ -327,7 +328,7 @@ def test_interrupt_kill_and_resume(
           latent_dim: {{grid: [2, 4]}}
         """,
     )
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     args = search_args(space, tmp_path)
     exp_dir, log = tmp_path / "ray" / "e2e-resume", tmp_path / "driver.log"
 
@@ -412,7 +413,7 @@ def test_a_trial_larger_than_the_cluster_is_refused_before_any_run(
         fixed: {TINY}, iterations: 20, eval_every: 20}}
         """,
     )
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     with pytest.raises(
         TunerError, match=r"resources.cpus: each trial asks for 3 CPU, the Ray cluster has 2"
     ):

@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 
 from tests.drivers import free_port, search_args
 from tests.spaces import write_space
+from tests.stores import empty_store
 from tuner.cli import main
 from tuner.tracking.store import HTTP_DEFAULTS
 
@@ -52,7 +53,7 @@ class Server:
             "mlflow",
             "server",
             "--backend-store-uri",
-            f"sqlite:///{self.db}",
+            empty_store(self.db.parent, self.db.name),
             "--artifacts-destination",
             str(self.artifacts),
             "--host",

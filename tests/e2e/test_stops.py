@@ -36,6 +36,7 @@ from tests.drivers import (
     watchdogs,
 )
 from tests.e2e.test_search_guard import resume_finishes, run_statuses
+from tests.stores import empty_store
 from tuner.system.processes import end_session, proc_stat, session_pids
 
 SPACE = """\
@@ -212,7 +213,7 @@ def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bo
     within 5 s and no server process or web worker is left holding its port."""
     import mlflow
 
-    mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db").create_experiment("x")  # a store to serve
+    mlflow.MlflowClient(empty_store(tmp_path, "m.db")).create_experiment("x")  # a store to serve
     port = free_port()
     log = tmp_path / "ui.log"
     proc = start_driver(

@@ -23,6 +23,7 @@ import pytest
 
 from tests.browser import CHROMIUM
 from tests.drivers import free_port
+from tests.stores import empty_store
 from tuner.tracking.writer import SearchTracker
 from tuner.trainer import plots
 
@@ -39,7 +40,7 @@ TRIALS = {
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker, Path]:
     """A finished search of three trials, each with its embedding and loss plots."""
     tmp = tmp_path_factory.mktemp("ui-store")
-    uri = f"sqlite:///{tmp}/mlflow.db"
+    uri = empty_store(tmp)
     tracker = SearchTracker.open(
         uri,
         "ui-digits",
@@ -193,7 +194,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTr
     from tuner.tracking.registry import log_model, register_model
     from tuner.trainer.train import fit
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('ui-models')}/mlflow.db"
+    uri = empty_store(tmp_path_factory.mktemp("ui-models"))
     tracker = SearchTracker.open(
         uri,
         "ui-models",
@@ -286,7 +287,7 @@ params:
   mu: {grid: [0.1, 0.5, 0.9]}
   latent_dim: {grid: [2, 4]}
 """)
-    uri = f"sqlite:///{tmp}/mlflow.db"
+    uri = empty_store(tmp)
     run_search(load_spec(space), tracking_uri=uri, storage_path=tmp / "ray", verbose=False)
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs(

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.spaces import spec_of
+from tests.stores import empty_store
 from tuner.core.selection import (
     TrialOutcome,
     config_id,
@@ -238,7 +239,7 @@ def test_repeats_2_gives_two_seeded_runs_per_configuration_and_a_mean(
           {params}
         """,
     )
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     table = run_search(spec, tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False).trials
     assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
     client = MlflowClient(tracking_uri=uri)

@@ -11,6 +11,7 @@ import torch
 from mlflow import MlflowClient
 
 import tuner
+from tests.stores import empty_store
 from tuner.core.config import TrialConfig
 from tuner.data import load_features
 from tuner.data.inputs import normalization_stats, split_images
@@ -55,7 +56,7 @@ def _trial_run(client: MlflowClient, exp: str, cfg: TrialConfig, metrics: dict[s
 
 def test_log_register_champion_and_load(tmp_path, trained, monkeypatch):
     monkeypatch.chdir(tmp_path)  # MLflow creates ./mlruns for its default experiment
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("models", artifact_location=str(tmp_path / "artifacts"))
     test = split_images(trained[0][0], "val")  # the split the trials' own embeddings are of
@@ -109,7 +110,7 @@ def test_log_register_champion_and_load(tmp_path, trained, monkeypatch):
 
 def test_unknown_model_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     MlflowClient(tracking_uri=uri).search_experiments()
     with pytest.raises(TunerError, match="not found"):
         load_model("models:/nothing@champion", tracking_uri=uri)
@@ -125,7 +126,7 @@ def test_embed_command_writes_parquet_and_refuses_other_shapes(
     from tuner.cli import main
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("embed", artifact_location=str(tmp_path / "artifacts"))
     cfg, result, model = trained[2]
@@ -210,7 +211,7 @@ def test_train_from_run_reproduces_the_logged_metrics(tmp_path, monkeypatch, cap
     from tuner.tracking.store import log_params
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("rerun")
     cfg = TrialConfig(

@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.drivers import free_port
+from tests.stores import empty_store
 from tuner.core.selection import search_status
 from tuner.errors import TunerError
 from tuner.system.secrets import mask_uri
@@ -126,7 +127,7 @@ def run_search(
 @pytest.fixture(scope="module")
 def searched_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SearchTracker, Path]:
     tmp = tmp_path_factory.mktemp("store")
-    return tmp / "mlflow.db", run_search(f"sqlite:///{tmp}/mlflow.db", tmp), tmp
+    return tmp / "mlflow.db", run_search(empty_store(tmp), tmp), tmp
 
 
 @pytest.fixture
@@ -294,7 +295,7 @@ def test_print_report_names_the_trial_chosen_within_require(
 
 
 def test_resume_reuses_runs_without_duplicate_points(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     first = run_search(uri, tmp_path)
     client = MlflowClient(tracking_uri=uri)
     before = {t: r.info.run_id for t, r in nested_runs(client, first).items()}
@@ -329,7 +330,7 @@ def test_resume_reuses_runs_without_duplicate_points(tmp_path: Path) -> None:
 
 
 def test_new_search_reuses_experiment_and_report_shows_latest(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     first = run_search(uri, tmp_path, "s1")
     spec_file = tmp_path / "grid.yaml"  # a path to the file is accepted as well as its text
     spec_file.write_text("search: {samples: 1}\n")
@@ -372,7 +373,7 @@ def test_no_searches_and_missing_store(tmp_path: Path) -> None:
 
 def test_interrupted_search_with_empty_table(tmp_path: Path) -> None:
     # A search that fails before any trial still ends its parent run, with the status given.
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     tracker = SearchTracker.open(uri, "exp", "s", SPEC_YAML, {}, {}, resume=False)
     tracker.finish(pd.DataFrame(), ["knn_accuracy", "recon_error"], ["max", "min"], "FAILED")
     client = MlflowClient(tracking_uri=uri)
@@ -501,7 +502,7 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a closed port, refused at once
-    exp_dir, uri = tune_dir(tmp_path / "ray"), f"sqlite:///{tmp_path}/mlflow.db"
+    exp_dir, uri = tune_dir(tmp_path / "ray"), empty_store(tmp_path)
     tracker = SearchTracker.open(
         uri,
         "exp",
@@ -635,9 +636,7 @@ def test_a_bad_request_is_not_an_outage(tmp_path: Path) -> None:
     import requests
     from mlflow.exceptions import MlflowException
 
-    tracker = SearchTracker.open(
-        f"sqlite:///{tmp_path}/mlflow.db", "exp", "s", SPEC_YAML, {}, {}, resume=False
-    )
+    tracker = SearchTracker.open(empty_store(tmp_path), "exp", "s", SPEC_YAML, {}, {}, resume=False)
     with pytest.raises(MlflowException, match="bad@key"):
         tracker.trial_started("t", {"bad@key": 1})
     assert not tracker.offline
@@ -666,7 +665,7 @@ def test_a_parent_whose_start_cannot_be_logged_ends_failed(
         raise OSError("artifact store gone")
 
     monkeypatch.setattr(parent, "log_search_start", broken)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     with pytest.raises(OSError, match="artifact store gone"):
         SearchTracker.open(uri, "exp", "s1", SPEC_YAML, {}, SEARCH_PARAMS, resume=False)
     client = MlflowClient(tracking_uri=uri)
@@ -686,7 +685,7 @@ def test_a_setting_longer_than_mlflow_keeps_is_read_back_whole(tmp_path: Path) -
 
     merged = {i: i % 10 for i in range(1000)}
     cfg = TrialConfig(dataset="imagenet", composite_labels=merged, batch_size=20)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     tracker = SearchTracker.open(uri, "exp", "s1", SPEC_YAML, {}, SEARCH_PARAMS, resume=False)
     run_id = tracker.trial_started("t0", cfg.to_dict())
     client = MlflowClient(tracking_uri=uri)

@@ -15,6 +15,7 @@ import pytest
 
 import tuner
 from tests.spaces import write_space
+from tests.stores import empty_store
 from tuner.core.params import to_text
 from tuner.space.load import load_spec
 from tuner.tracking.warm_start import WarmStart, select
@@ -168,7 +169,7 @@ def test_a_warm_started_search_starts_from_the_earlier_trials(
 ) -> None:
     from mlflow import MlflowClient
 
-    uri, ray_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ray"
+    uri, ray_dir = empty_store(tmp_path), tmp_path / "ray"
     # TPE proposes at random until its study holds 10 finished trials: the earlier search gives 10.
     first = tuner.search(
         mu_latent_space(tmp_path / "a.yaml", "warm-a", samples=10),
@@ -224,7 +225,7 @@ def test_runs_are_named_by_their_values_and_the_parent_describes_the_search(
 ) -> None:
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     table = tuner.search(
         mu_latent_space(tmp_path / "n.yaml", "named", samples=2),
         tracking_uri=uri,

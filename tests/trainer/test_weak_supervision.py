@@ -14,6 +14,7 @@ import torch
 import tuner.trainer.evaluation as evaluation
 import tuner.trainer.train as train
 from tests.paths import REPO_ROOT
+from tests.stores import empty_store
 from tuner.cli import main
 from tuner.core.config import TrialConfig
 from tuner.data import load_features
@@ -495,7 +496,7 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
         _example().main(["--kind", "pairs", "--n", "300", "--wrong", "0.1", "--out", str(path)])
         == 0
     )
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = empty_store(tmp_path)
     init_local_ray(num_cpus=2)
     try:
         few = tmp_path / "few.yaml"
