@@ -316,12 +316,14 @@ def test_interrupt_kill_and_resume(
     # Paced trials (TUNER_TEST_HOLD=trials: a second per report, tests/e2e/test_stops.py's PACED):
     # 10 reports make a trial last 10 s or more on any machine, so the SIGKILL of step 2 meets one
     # still running after Tune has saved its state (every 3 s), without minutes of training. The
-    # resume of step 3 runs in this process, unpaced.
+    # resume of step 3 runs in this process, unpaced. One trial at a time: a driver then starts
+    # one trial worker (~5 core-s of imports), not two, and each step still meets a running trial.
     space = write_space(
         tmp_path / "resume.yaml",
         f"""
         name: e2e-resume
         search: grid
+        max_concurrent: 1
         fixed: {TINY}, iterations: 150, eval_every: 15}}
         params:
           mu: {{grid: [0.25, 0.75]}}
