@@ -1,7 +1,10 @@
-"""`tuner ui` in a real browser: headless Chromium renders MLflow's UI of a finished search.
+"""`tuner ui` in a real browser: headless Chromium renders MLflow's UI of finished searches.
 
-The store is written by SearchTracker the way a search writes it, with real PNG plots; the
-UI is started through the CLI (`tuner ui`, default host), and the link it prints is opened.
+One store holds three searches: two written by SearchTracker the way a search writes them (with
+real PNG plots, and with registered models), then a real one, the newest. One UI serves them all,
+started through the CLI (`tuner ui`, default host): each test opens the link it printed, moved to
+its search's experiment (a UI costs about 9 core-s to start: its own process, MLflow's server and
+its web worker each import MLflow).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +42,15 @@ TRIALS = {
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker, Path]:
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the one store the module's searches are written to."""
+    return tmp_path_factory.mktemp("ui-store")
+
+
+@pytest.fixture(scope="module")
+def store(folder: Path) -> tuple[str, SearchTracker, Path]:
     """A finished search of three trials, each with its embedding and loss plots."""
-    tmp = tmp_path_factory.mktemp("ui-store")
+    tmp = folder
     uri = empty_store(tmp)
     tracker = SearchTracker.open(
         uri,
@@ -126,6 +137,39 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+@dataclass(frozen=True)
+class UI:
+    """The module's `tuner ui`: its port and the link it printed (to the newest search)."""
+
+    port: int
+    link: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def link_to(self, experiment_id: str) -> str:
+        """The printed link, moved to another experiment: the same view and query."""
+        moved, found = re.subn(
+            r"/#/experiments/\d+/", f"/#/experiments/{experiment_id}/", self.link
+        )
+        assert found == 1, self.link
+        return moved
+
+
+@pytest.fixture(scope="module")
+def ui(store, model_store, searched) -> Iterator[UI]:
+    """`tuner ui` on the module's store, once its three searches are there (the real one, asked
+    for last, is the newest)."""
+    need_chromium()
+    port = free_port()
+    proc, link = start_ui(store[0], port)
+    try:
+        yield UI(port, link)
+    finally:
+        stop(proc)
+
+
 # The runs table's rows, top to bottom, each as its text (AG Grid splits a row over its pinned and
 # scrolled parts: rows of one aria-rowindex are one row).
 ROWS = """(() => { const rows = {};
@@ -136,43 +180,31 @@ rows[i] = (rows[i] || '') + ' ' + r.textContent; });
   return IDS.every(id => order.some(row => row.includes(id))) ? order : null; })()"""
 
 
-def test_ui_lists_the_trial_runs_and_serves_their_plots(store, tmp_path: Path) -> None:
+def test_ui_lists_the_trial_runs_and_serves_their_plots(ui: UI, store, tmp_path: Path) -> None:
     from tests.browser import Page
 
-    need_chromium()
     uri, tracker, tmp = store
-    port = free_port()
-    proc, url = start_ui(uri, port)
-    try:
-        assert url == (
-            f"http://127.0.0.1:{port}/#/experiments/{tracker.experiment_id}/runs"
-            f"?viewStateShareKey=tuner&workflowType=machine_learning"
+    port, url = ui.port, ui.link_to(tracker.experiment_id)
+    assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, as --host defaults
+    with Page(url, tmp_path / "profile") as page:
+        dom = page.html_once(*TRIALS)
+        for trial_id in (*TRIALS, "ui-digits-1234abcd"):
+            assert trial_id in dom, f"{trial_id} is not on the page"
+        # The view tuner saved orders the runs by the search's metric, best first: not the
+        # order they were started in, MLflow's own.
+        rows = page.value(ROWS.replace("IDS", json.dumps(list(TRIALS))), "the runs table's rows")
+        assert [t for row in rows for t in TRIALS if t in row] == sorted(
+            TRIALS, key=lambda t: -TRIALS[t][1]
         )
-        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, as --host defaults
+        shot = page.screenshot()
+    assert shot.startswith(PNG) and len(shot) > 20_000
 
-        with Page(url, tmp_path / "profile") as page:
-            dom = page.html_once(*TRIALS)
-            for trial_id in (*TRIALS, "ui-digits-1234abcd"):
-                assert trial_id in dom, f"{trial_id} is not on the page"
-            # The view tuner saved orders the runs by the search's metric, best first: not the
-            # order they were started in, MLflow's own.
-            rows = page.value(
-                ROWS.replace("IDS", json.dumps(list(TRIALS))), "the runs table's rows"
-            )
-            assert [t for row in rows for t in TRIALS if t in row] == sorted(
-                TRIALS, key=lambda t: -TRIALS[t][1]
-            )
-            shot = page.screenshot()
-        assert shot.startswith(PNG) and len(shot) > 20_000
-
-        run_id = tracker.trial_started("ab12c_00001", {})
-        served = urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/get-artifact?path=embedding.png&run_uuid={run_id}", timeout=30
-        )
-        assert served.status == 200
-        assert served.read() == (tmp / "ab12c_00001" / "embedding.png").read_bytes()
-    finally:
-        stop(proc)
+    run_id = tracker.trial_started("ab12c_00001", {})
+    served = urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/get-artifact?path=embedding.png&run_uuid={run_id}", timeout=30
+    )
+    assert served.status == 200
+    assert served.read() == (tmp / "ab12c_00001" / "embedding.png").read_bytes()
 
 
 def page_text(dom: str) -> str:
@@ -184,7 +216,7 @@ def page_text(dom: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTracker]:
+def model_store(folder: Path) -> tuple[str, SearchTracker]:
     """A search whose two trials' models were registered: version 1 (better) holds champion."""
     from tuner.core.config import TrialConfig
     from tuner.data import load_features
@@ -194,7 +226,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTr
     from tuner.tracking.registry import log_model, register_model
     from tuner.trainer.train import fit
 
-    uri = empty_store(tmp_path_factory.mktemp("ui-models"))
+    uri = empty_store(folder)
     tracker = SearchTracker.open(
         uri,
         "ui-models",
@@ -232,36 +264,32 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SearchTr
     return uri, tracker
 
 
-def test_ui_opens_the_training_view_and_shows_the_champion(model_store, tmp_path: Path) -> None:
+def test_ui_opens_the_training_view_and_shows_the_champion(
+    ui: UI, model_store, tmp_path: Path
+) -> None:
     from tests.browser import Page
 
-    need_chromium()
-    uri, tracker = model_store
-    port = free_port()
-    proc, url = start_ui(uri, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert url.endswith("&workflowType=machine_learning")
-        with Page(url, tmp_path / "profile") as page:
-            # The link tuner ui prints opens the model-training view: its nav, the runs table.
-            training = page_text(page.html_once("pairwise ae d=2"))
-            assert "| Model registry |" in training and "Token Usage" not in training
+    _, tracker = model_store
+    url, base = ui.link_to(tracker.experiment_id), ui.base
+    assert url.endswith("&workflowType=machine_learning")
+    with Page(url, tmp_path / "profile") as page:
+        # The link tuner ui prints opens the model-training view: its nav, the runs table.
+        training = page_text(page.html_once("pairwise ae d=2"))
+        assert "| Model registry |" in training and "Token Usage" not in training
 
-            page.goto(f"{base}/#/models/ui-embedder")
-            models = page_text(page.html_once("Version 2", "Version 1", "champion"))
-            newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
-            assert "champion" not in newer and "| @ champion" in older.split("| Previous |")[0]
+        page.goto(f"{base}/#/models/ui-embedder")
+        models = page_text(page.html_once("Version 2", "Version 1", "champion"))
+        newer, older = models.split("| Version 2 |")[1].split("| Version 1 |")
+        assert "champion" not in newer and "| @ champion" in older.split("| Previous |")[0]
 
-            run_page = (
-                f"{base}/#/experiments/{tracker.experiment_id}/runs/{tracker.parent_run_id}"
-                "?workflowType=machine_learning"
-            )
-            page.goto(run_page)
-            described = page_text(page.html_once("Best trial:", "models:/ui-embedder/2"))
-            assert "| Description |" in described and "| Best trial: | cd34e_00000 |" in described
-            assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
-    finally:
-        stop(proc)
+        run_page = (
+            f"{base}/#/experiments/{tracker.experiment_id}/runs/{tracker.parent_run_id}"
+            "?workflowType=machine_learning"
+        )
+        page.goto(run_page)
+        described = page_text(page.html_once("Best trial:", "models:/ui-embedder/2"))
+        assert "| Description |" in described and "| Best trial: | cd34e_00000 |" in described
+        assert "| models:/ui-embedder/2 | (alias | champion | : version 1) |" in described
 
 
 # ------------------------------------------------------------ the comparison view of a real search
@@ -270,7 +298,7 @@ SETTINGS = ["mu", "latent_dim"]  # in the search file's order, which is not the 
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object, list]:
+def searched(folder: Path) -> tuple[str, object, list]:
     """A finished grid search of 6 tiny trials, run as `tuner search` runs it (Ray, Tune,
     MLflow)."""
     from mlflow import MlflowClient
@@ -278,7 +306,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object, lis
     from tuner.runner.search import run_search
     from tuner.space.load import load_spec
 
-    tmp = tmp_path_factory.mktemp("ui-search")
+    tmp = folder
     space = tmp / "compare.yaml"
     space.write_text("""name: ui-compare
 search: grid
@@ -333,53 +361,53 @@ FRONT = """(() => { const traces = document.querySelectorAll('#front-plot .scatt
 : null; })()"""
 
 
-def test_ui_opens_on_the_comparison_of_the_trials(searched, tmp_path: Path) -> None:
+def test_ui_opens_on_the_comparison_of_the_trials(ui: UI, searched, tmp_path: Path) -> None:
     from tests.browser import Page
 
-    need_chromium()
     uri, parent, trials = searched
     finished = [t for t in trials if t.info.status == "FINISHED"]
     assert len(trials) == 6 and len(finished) == 6
-    port = free_port()
-    proc, url = start_ui(uri, port)
-    try:
-        with Page(url, tmp_path / "profile") as page:
-            assert page.value(HEADERS, "the runs table's columns") == [
-                "params.`mu`",
-                "params.`latent_dim`",
-                "metrics.`knn_accuracy`",
-                "metrics.`recon_error`",
-                "metrics.`test_knn_accuracy`",
-                "metrics.`test_recon_error`",
-            ]
-            page.goto(url + "&compareRunsMode=CHART")
-            cards = page.value(CARDS, "the chart cards")
-            # MLflow titles a scatter "x vs. y"
-            assert cards["titles"][:3] == [
-                "recon_error vs. knn_accuracy",
-                "Parallel Coordinates",
-                "knn_accuracy",
-            ]
-            # one point per trial; the parent has no knn_accuracy
-            assert cards["points"] == len(finished)
-            parallel = page.value(PARALLEL, "the parallel-coordinates chart")
-            assert parallel == {
-                "lines": len(finished),
-                "params": SETTINGS,
-                "metrics": ["knn_accuracy", "recon_error"],
-            }
-            # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame
-            # of a blob: URL
-            page.goto(
-                f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/"
-                f"{parent.info.run_id}/artifacts/report.html"
-            )
-            front = page.value(FRONT, "the report's front", frame_url_part="blob:")
-        assert front["front"] + front["others"] == len(finished)
-        assert front["title"].endswith(f": {front['front']} trials on the front")
-        assert front["front"] == pareto_size(finished)
-    finally:
-        stop(proc)
+    port, url = ui.port, ui.link
+    # The link opens the newest search's experiment, in the view tuner saved.
+    assert url == (
+        f"{ui.base}/#/experiments/{parent.info.experiment_id}/runs"
+        "?viewStateShareKey=tuner&workflowType=machine_learning"
+    )
+    with Page(url, tmp_path / "profile") as page:
+        assert page.value(HEADERS, "the runs table's columns") == [
+            "params.`mu`",
+            "params.`latent_dim`",
+            "metrics.`knn_accuracy`",
+            "metrics.`recon_error`",
+            "metrics.`test_knn_accuracy`",
+            "metrics.`test_recon_error`",
+        ]
+        page.goto(url + "&compareRunsMode=CHART")
+        cards = page.value(CARDS, "the chart cards")
+        # MLflow titles a scatter "x vs. y"
+        assert cards["titles"][:3] == [
+            "recon_error vs. knn_accuracy",
+            "Parallel Coordinates",
+            "knn_accuracy",
+        ]
+        # one point per trial; the parent has no knn_accuracy
+        assert cards["points"] == len(finished)
+        parallel = page.value(PARALLEL, "the parallel-coordinates chart")
+        assert parallel == {
+            "lines": len(finished),
+            "params": SETTINGS,
+            "metrics": ["knn_accuracy", "recon_error"],
+        }
+        # report.html in the parent run's artifact viewer: MLflow shows it in a sandboxed frame
+        # of a blob: URL
+        page.goto(
+            f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}/runs/"
+            f"{parent.info.run_id}/artifacts/report.html"
+        )
+        front = page.value(FRONT, "the report's front", frame_url_part="blob:")
+    assert front["front"] + front["others"] == len(finished)
+    assert front["title"].endswith(f": {front['front']} trials on the front")
+    assert front["front"] == pareto_size(finished)
 
 
 def pareto_size(runs: list) -> int:
