@@ -269,7 +269,7 @@ def test_a_lost_worker_node_moves_its_trial_which_resumes_from_its_checkpoint(
         max_failures: 1              # a lost node counts as one failure of each trial on it
         fixed: {TINY}, iterations: 1000, eval_every: 100}}
         params:
-          lr: {{grid: [0.001, 0.002, 0.003, 0.004]}}
+          lr: {{grid: [0.001, 0.002]}}   # one trial per node
         """,
     )
     uri, exp_dir = empty_store(tmp_path), tmp_path / "ray" / "cluster-loss"
@@ -293,7 +293,7 @@ def test_a_lost_worker_node_moves_its_trial_which_resumes_from_its_checkpoint(
 
     parent, runs = trial_runs(uri, "cluster-loss")
     assert parent.info.status == "FINISHED"
-    assert len(runs) == 4 == len({r.data.tags["tuner.trial_id"] for r in runs})  # no duplicate run
+    assert len(runs) == 2 == len({r.data.tags["tuner.trial_id"] for r in runs})  # no duplicate run
     assert {r.info.status for r in runs} == {"FINISHED"}
     client = MlflowClient(tracking_uri=uri)
     for run in runs:  # one history per trial: no gap, no repeated step
