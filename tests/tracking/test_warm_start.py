@@ -164,7 +164,7 @@ def test_grid_refuses_a_warm_start_and_an_unknown_source_exits_2(
 
 
 @pytest.mark.slow
-def test_a_warm_started_search_starts_from_the_earlier_trials(
+def test_a_warm_started_search_starts_from_the_earlier_trials_and_describes_itself(
     local_ray, tmp_path: Path, capsys
 ) -> None:
     from mlflow import MlflowClient
@@ -218,28 +218,13 @@ def test_a_warm_started_search_starts_from_the_earlier_trials(
     assert study.trials[len(inside)].number == len(inside)
     assert study.best_value >= inside["knn_accuracy"].max()
 
-
-@pytest.mark.slow
-def test_runs_are_named_by_their_values_and_the_parent_describes_the_search(
-    local_ray, tmp_path: Path
-) -> None:
-    from mlflow import MlflowClient
-
-    uri = empty_store(tmp_path)
-    table = tuner.search(
-        mu_latent_space(tmp_path / "n.yaml", "named", samples=2),
-        tracking_uri=uri,
-        storage_path=tmp_path / "ray",
-        verbose=False,
-    ).trials
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("named").experiment_id])
-    parent = next(r for r in runs if r.data.tags.get("tuner.role") == "search")
-    for _, row in table.iterrows():
+    # Its runs are named by their values, and its parent describes the search.
+    runs = client.search_runs([client.get_experiment_by_name("warm-b").experiment_id])
+    for _, row in second.iterrows():
         run = next(r for r in runs if r.data.tags.get("tuner.trial_id") == row["trial_id"])
         assert run.info.run_name == f"pairwise ae mu={row['mu']:.3g} d={row['latent_dim']}"
     note = parent.data.tags["mlflow.note.content"]
-    assert f"`{tmp_path / 'n.yaml'}`" in note
-    assert f"### Best trial: `{table.iloc[0]['trial_id']}`" in note
+    assert f"`{narrow}`" in note
+    assert f"### Best trial: `{second.iloc[0]['trial_id']}`" in note
     assert re.search(r"### Pareto front \(recon_error ↓, knn_accuracy ↑\): [12] trials", note)
-    assert "### Registered model\n`models:/named/1` (alias `champion`: version 1)" in note
+    assert "### Registered model\n`models:/warm-b/1` (alias `champion`: version 1)" in note
