@@ -94,9 +94,9 @@ SHORT = (200, 100)
 PACED = (600, 25)
 
 
-def space(tmp_path: Path, iterations: int, every: int) -> list[str]:
+def space(tmp_path: Path, iterations: int, every: int, uri: str | None = None) -> list[str]:
     (tmp_path / "stops.yaml").write_text(SPACE.format(iterations=iterations, every=every))
-    return search_args(tmp_path / "stops.yaml", tmp_path)
+    return search_args(tmp_path / "stops.yaml", tmp_path, uri=uri)
 
 
 # ------------------------------------------------------------------ a search, phase by phase
@@ -354,9 +354,8 @@ def test_a_disk_that_fills_mid_search_stops_it_with_one_message_and_resume_finis
     again, --resume finishes the search."""
     storage_disk, store_disk = small_disks
     results, db = storage_disk / "ray", store_disk / "mlflow.db"
-    args = space(tmp_path, *PACED)
+    args = space(tmp_path, *PACED, uri=f"sqlite:///{db}")  # made by the search, on its disk
     args[args.index("--storage-path") + 1] = str(results)
-    args[args.index("--tracking-uri") + 1] = f"sqlite:///{db}"
 
     log = tmp_path / "storage-full.log"
     full_disk_stops_the_search(args, log, results, storage_disk, since=0)

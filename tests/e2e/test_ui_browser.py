@@ -50,8 +50,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def store(folder: Path) -> tuple[str, SearchTracker, Path]:
     """A finished search of three trials, each with its embedding and loss plots."""
-    tmp = folder
-    uri = empty_store(tmp)
+    uri = empty_store(folder)
     tracker = SearchTracker.open(
         uri,
         "ui-digits",
@@ -68,7 +67,7 @@ def store(folder: Path) -> tuple[str, SearchTracker, Path]:
             tracker.log_metrics(
                 trial_id, {"knn_accuracy": acc * step / 200, "recon_error": 1 / step}, step
             )
-        out = tmp / trial_id
+        out = folder / trial_id
         out.mkdir()
         labels = np.repeat(np.arange(3), 30)
         plots.plot_embedding(
@@ -87,7 +86,7 @@ def store(folder: Path) -> tuple[str, SearchTracker, Path]:
             {"trial_id": trial_id, "latent_dim": dim, "knn_accuracy": acc, "recon_error": 0.005}
         )
     tracker.finish(pd.DataFrame(rows), "knn_accuracy", "max")
-    return uri, tracker, tmp
+    return uri, tracker, folder
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -306,8 +305,7 @@ def searched(folder: Path) -> tuple[str, object, list]:
     from tuner.runner.search import run_search
     from tuner.space.load import load_spec
 
-    tmp = folder
-    space = tmp / "compare.yaml"
+    space = folder / "compare.yaml"
     space.write_text("""name: ui-compare
 search: grid
 fixed: {hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 20, eval_every: 10}
@@ -315,8 +313,8 @@ params:
   mu: {grid: [0.1, 0.5, 0.9]}
   latent_dim: {grid: [2, 4]}
 """)
-    uri = empty_store(tmp)
-    run_search(load_spec(space), tracking_uri=uri, storage_path=tmp / "ray", verbose=False)
+    uri = empty_store(folder)
+    run_search(load_spec(space), tracking_uri=uri, storage_path=folder / "ray", verbose=False)
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs(
         [client.get_experiment_by_name("ui-compare").experiment_id], max_results=100

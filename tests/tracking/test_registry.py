@@ -111,7 +111,6 @@ def test_log_register_champion_and_load(tmp_path, trained, monkeypatch):
 def test_unknown_model_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = empty_store(tmp_path)
-    MlflowClient(tracking_uri=uri).search_experiments()
     with pytest.raises(TunerError, match="not found"):
         load_model("models:/nothing@champion", tracking_uri=uri)
     with pytest.raises(TunerError, match="not found"):

@@ -482,13 +482,11 @@ def test_too_few_judgments_left_on_the_training_split_exit_2_and_a_search_checks
 
 
 @pytest.mark.slow
-def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
+def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(local_ray, tmp_path):
     """Ray and MLflow end to end: trials receive the judgments with the data, log n_labels /
     n_judgments, and a search with no label in training ranks by constraint_accuracy."""
-    import ray
     from mlflow import MlflowClient
 
-    from tuner.runner.ray_cluster import init_local_ray
     from tuner.runner.search import run_search
 
     path = tmp_path / "pairs.csv"
@@ -497,30 +495,26 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(tmp_path):
         == 0
     )
     uri = empty_store(tmp_path)
-    init_local_ray(num_cpus=2)
-    try:
-        few = tmp_path / "few.yaml"
-        few.write_text(
-            "name: few\nsearch: grid\nresources: {cpus: 1, gpus: 0}\n"
-            "fixed: {hidden_dims: [32], batch_size: 40, iterations: 20, eval_every: 20}\n"
-            "params:\n  labels_per_class: {grid: [2, null]}\n"
-        )
-        table = run_search(
-            load_spec(few), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False
-        ).trials
-        assert (table["status"] == "FINISHED").all()
-        judged = tmp_path / "judged.yaml"
-        judged.write_text(
-            "name: judged\nsearch: grid\nmetric: constraint_accuracy\n"
-            f"resources: {{cpus: 1, gpus: 0}}\n"
-            f"fixed: {{constraints: {path}, hidden_dims: [32], batch_size: 40, iterations: 20, "
-            f"eval_every: 20}}\nparams:\n  mu: {{grid: [0.0, 1.0]}}\n"
-        )
-        table = run_search(
-            load_spec(judged), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False
-        ).trials
-    finally:
-        ray.shutdown()
+    few = tmp_path / "few.yaml"
+    few.write_text(
+        "name: few\nsearch: grid\nresources: {cpus: 1, gpus: 0}\n"
+        "fixed: {hidden_dims: [32], batch_size: 40, iterations: 20, eval_every: 20}\n"
+        "params:\n  labels_per_class: {grid: [2, null]}\n"
+    )
+    table = run_search(
+        load_spec(few), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False
+    ).trials
+    assert (table["status"] == "FINISHED").all()
+    judged = tmp_path / "judged.yaml"
+    judged.write_text(
+        "name: judged\nsearch: grid\nmetric: constraint_accuracy\n"
+        f"resources: {{cpus: 1, gpus: 0}}\n"
+        f"fixed: {{constraints: {path}, hidden_dims: [32], batch_size: 40, iterations: 20, "
+        f"eval_every: 20}}\nparams:\n  mu: {{grid: [0.0, 1.0]}}\n"
+    )
+    table = run_search(
+        load_spec(judged), tracking_uri=uri, storage_path=tmp_path / "ray", verbose=False
+    ).trials
     assert (table["status"] == "FINISHED").all() and table["constraint_accuracy"].between(
         0, 1
     ).all()
