@@ -100,14 +100,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def dynamo_imported_after(code: str) -> bool:
-    """Whether a fresh interpreter that ran `code` has imported torch._dynamo (~1 s and over 80 MB
-    of a process: what trial workers avoid, and the driver pays ahead of time)."""
-    script = f"{code}\nimport sys\nprint('torch._dynamo' in sys.modules)\n"
+def dynamo_imported_after(*steps: str) -> list[bool]:
+    """Whether a fresh interpreter that ran each of `steps` in turn had imported torch._dynamo
+    (~1 s and over 80 MB of a process: what trial workers avoid, and the driver pays ahead of
+    time), one answer per step. One interpreter for all the steps: each start costs seconds of
+    imports."""
+    check = "print('torch._dynamo' in __import__('sys').modules)"
+    script = "".join(f"{step}\n{check}\n" for step in steps)
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
     )
-    return out.stdout.strip().splitlines()[-1] == "True"
+    return [line == "True" for line in out.stdout.strip().splitlines()[-len(steps) :]]
 
 
 def wait_for_a_report(

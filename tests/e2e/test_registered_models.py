@@ -24,6 +24,7 @@ def _space(path: Path, name: str, latent: str, iterations: int) -> Path:
         f"""
         name: {name}
         search: grid
+        max_concurrent: 1            # one trial worker
         register_as: digits-embedder
         fixed: {{hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: {iterations}, \
 eval_every: 50,

@@ -204,7 +204,7 @@ def test_search_against_a_server_logs_runs_and_serves_artifacts(
     from tuner.runner.search import run_search
     from tuner.space.load import load_spec
 
-    spec = load_spec(grid_space(tmp_path / "srv.yaml", "srv", 40))
+    spec = load_spec(grid_space(tmp_path / "srv.yaml", "srv", 40, max_concurrent=1))
     table = run_search(
         spec, tracking_uri=server.uri, storage_path=tmp_path / "ray", verbose=False
     ).trials

@@ -1,10 +1,10 @@
 """The shipped model-based searches, run as a user runs them but shrunk on the command line:
 `optuna.yaml` (TPE + ASHA) and `pareto.yaml` (multi-objective TPE + moasha) with six samples of
-300 iterations. Each keeps its own scheduler, ranges and metrics, so what is checked is the file
-as shipped: every sampled setting inside the file's range, the scheduler stopping trials at its
-rungs, the chosen trial registered, all of it in MLflow. `tuner search` runs in the test's process
-(its command line, from a directory of its own); `grid.yaml` runs whole in test_readme_job.py, in
-a process of its own as typed."""
+300 iterations, one at a time. Each keeps its own scheduler, ranges and metrics, so what is
+checked is the file as shipped: every sampled setting inside the file's range, the scheduler
+stopping trials at its rungs, the chosen trial registered, all of it in MLflow. `tuner search`
+runs in the test's process (its command line, from a directory of its own); `grid.yaml` runs
+whole in test_readme_job.py, in a process of its own as typed."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ from tests.paths import SPACES
 
 pytestmark = pytest.mark.slow
 
-SHRINK = ["--samples", "6", "--set", "iterations=300", "--set", "eval_every=50"]
+# One trial at a time: one trial worker instead of the file's two, and each trial meets the rungs
+# its predecessors left, so the scheduler's decisions do not hang on which trial ran faster.
+SHRINK = [
+    *("--samples", "6", "--max-concurrent", "1"),
+    *("--set", "iterations=300", "--set", "eval_every=50"),
+]
 
 
 def _inside(value: float, spec: dict) -> bool:

@@ -299,7 +299,7 @@ SETTINGS = ["mu", "latent_dim"]  # in the search file's order, which is not the 
 @pytest.fixture(scope="module")
 def searched(folder: Path) -> tuple[str, object, list]:
     """A finished grid search of 6 tiny trials, run as `tuner search` runs it (Ray, Tune,
-    MLflow)."""
+    MLflow), one at a time: one trial worker."""
     from mlflow import MlflowClient
 
     from tuner.runner.search import run_search
@@ -308,6 +308,7 @@ def searched(folder: Path) -> tuple[str, object, list]:
     space = folder / "compare.yaml"
     space.write_text("""name: ui-compare
 search: grid
+max_concurrent: 1
 fixed: {hidden_dims: [32], batch_size: 40, knn_k: 3, iterations: 20, eval_every: 10}
 params:
   mu: {grid: [0.1, 0.5, 0.9]}

@@ -233,6 +233,7 @@ def test_repeats_2_gives_two_seeded_runs_per_configuration_and_a_mean(
         search: {search}
         samples: {1 if search == "grid" else 2}
         repeats: 2
+        max_concurrent: 1            # one trial worker for the four trials
         log_models: none
         fixed: {{{TINY}, seed: 5}}
         params:

@@ -171,8 +171,11 @@ def test_a_warm_started_search_starts_from_the_earlier_trials_and_describes_itse
 
     uri, ray_dir = empty_store(tmp_path), tmp_path / "ray"
     # TPE proposes at random until its study holds 10 finished trials: the earlier search gives 10.
+    # One trial at a time (one trial worker, not one per core), and no model for the earlier
+    # search: what is checked is what Optuna is told and what the second search logs.
     first = tuner.search(
-        mu_latent_space(tmp_path / "a.yaml", "warm-a", samples=10),
+        mu_latent_space(tmp_path / "a.yaml", "warm-a", samples=10, extra="log_models: none\n"),
+        max_concurrent=1,
         tracking_uri=uri,
         storage_path=ray_dir,
         verbose=False,
@@ -183,7 +186,7 @@ def test_a_warm_started_search_starts_from_the_earlier_trials_and_describes_itse
 
     narrow = mu_latent_space(tmp_path / "b.yaml", "warm-b", samples=2, seed=1, high=3)
     second = tuner.search(
-        narrow, tracking_uri=uri, storage_path=ray_dir, warm_start="warm-a"
+        narrow, max_concurrent=1, tracking_uri=uri, storage_path=ray_dir, warm_start="warm-a"
     ).trials
     said = capsys.readouterr().out
     assert (

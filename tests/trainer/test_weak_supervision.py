@@ -495,9 +495,11 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(local_ray, t
         == 0
     )
     uri = empty_store(tmp_path)
+    # Both searches: one trial at a time (one trial worker) and no model; neither is checked here.
+    quick = "max_concurrent: 1\nlog_models: none\n"
     few = tmp_path / "few.yaml"
     few.write_text(
-        "name: few\nsearch: grid\nresources: {cpus: 1, gpus: 0}\n"
+        f"name: few\nsearch: grid\n{quick}resources: {{cpus: 1, gpus: 0}}\n"
         "fixed: {hidden_dims: [32], batch_size: 40, iterations: 20, eval_every: 20}\n"
         "params:\n  labels_per_class: {grid: [2, null]}\n"
     )
@@ -507,7 +509,7 @@ def test_a_search_over_labels_and_one_ranked_by_constraint_accuracy(local_ray, t
     assert (table["status"] == "FINISHED").all()
     judged = tmp_path / "judged.yaml"
     judged.write_text(
-        "name: judged\nsearch: grid\nmetric: constraint_accuracy\n"
+        f"name: judged\nsearch: grid\nmetric: constraint_accuracy\n{quick}"
         f"resources: {{cpus: 1, gpus: 0}}\n"
         f"fixed: {{constraints: {path}, hidden_dims: [32], batch_size: 40, iterations: 20, "
         f"eval_every: 20}}\nparams:\n  mu: {{grid: [0.0, 1.0]}}\n"
