@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ class Page:
 
     def __init__(self, url: str, profile: Path, timeout: float = 120):
         self.timeout = timeout
+        # Its temporary files (a singleton socket's folder) in a folder of ours that close()
+        # removes: close() kills it, so it never removes them itself, and /tmp would keep one per
+        # page. Not inside the profile: a socket's path must stay under 108 characters.
+        self.tmp = tempfile.mkdtemp(prefix="chromium-")
         self.proc = subprocess.Popen(
             [
                 CHROMIUM,
@@ -46,6 +51,7 @@ class Page:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            env={**os.environ, "TMPDIR": self.tmp},
         )
         deadline, self.ws_url = time.monotonic() + 60, None
         while self.ws_url is None and time.monotonic() < deadline:
@@ -163,6 +169,7 @@ class Page:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> Page:
         return self
