@@ -105,12 +105,17 @@ def dynamo_imported_after(*steps: str) -> list[bool]:
     (~1 s and over 80 MB of a process: what trial workers avoid, and the driver pays ahead of
     time), one answer per step. One interpreter for all the steps: each start costs seconds of
     imports."""
-    check = "print('torch._dynamo' in __import__('sys').modules)"
-    script = "".join(f"{step}\n{check}\n" for step in steps)
+    # Each answer on a line of its own kind: a step may print lines of its own.
+    check = "print('dynamo imported:', 'torch._dynamo' in sys.modules)"
+    script = "import sys\n" + "".join(f"{step}\n{check}\n" for step in steps)
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
     )
-    return [line == "True" for line in out.stdout.strip().splitlines()[-len(steps) :]]
+    return [
+        line.split(": ", 1)[1] == "True"
+        for line in out.stdout.splitlines()
+        if line.startswith("dynamo imported: ")
+    ]
 
 
 def wait_for_a_report(
