@@ -41,12 +41,18 @@ def driver_env(hold: str | None = None) -> dict[str, str]:
 
 
 def start_driver(
-    args: list[str], log: Path, *, hold: str | None = None, ignore_int: bool = False
+    args: list[str],
+    log: Path,
+    *,
+    hold: str | None = None,
+    ignore_int: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """`python -m tuner.cli ARGS` of this checkout, in its own session, so its Ray processes can be
     found and ended; SIGHUP and SIGTERM at their defaults (default_stops). `hold`: the phase to
     hold it in (tuner/system/processes.py's hold_point). `ignore_int`: started as a shell's
-    `trap '' INT; exec ...` leaves it, SIGINT ignored (inherited across exec)."""
+    `trap '' INT; exec ...` leaves it, SIGINT ignored (inherited across exec). `env`: variables
+    set on top of driver_env's."""
     cmd = tuner_command(args)
     if ignore_int:
         cmd = ["bash", "-c", "trap '' INT; exec \"$@\"", "tuner", *cmd]
@@ -56,7 +62,7 @@ def start_driver(
             stdout=out,
             stderr=out,
             start_new_session=True,
-            env=driver_env(hold),
+            env={**driver_env(hold), **(env or {})},
             preexec_fn=default_stops,
         )
 

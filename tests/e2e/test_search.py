@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sqlite3
+import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -346,9 +347,18 @@ def test_interrupt_kill_and_resume(
     assert "search interrupted" in log.read_text() and "--resume" in log.read_text()
 
     # 2: SIGKILL the resumed driver alone, mid-trial: its local Ray's processes, agents included,
-    # and its watchdog end within 30 s (the watchdog's job: nothing closes them otherwise).
+    # and its watchdog end within 30 s (the watchdog's job: nothing closes them otherwise). The
+    # trial killed then leaves nothing in the machine's temporary folder (a private one here; Ray's
+    # own folder stays the usual one, for its sockets' short paths).
     ready = _resumable_checkpoint(exp_dir, set(exp_dir.glob("run_trial_*/checkpoint_*")))
-    proc = start_driver([*args, "--resume"], log, hold="trials")
+    machine_tmp = tmp_path / "machine-tmp"
+    machine_tmp.mkdir()
+    proc = start_driver(
+        [*args, "--resume"],
+        log,
+        hold="trials",
+        env={"TMPDIR": str(machine_tmp), "RAY_TMPDIR": tempfile.gettempdir()},
+    )
     try:
         wait_for(ready, proc, 120, "a checkpoint in Tune's saved state", log)
         ray_pids = [p for p in session_pids(proc.pid) if p != proc.pid]
@@ -365,6 +375,7 @@ def test_interrupt_kill_and_resume(
             f"still running 30 s after the SIGKILL: {session_pids(proc.pid)} of {ray_pids}"
         )
         assert gone(lambda: watchdogs(proc.pid), 10) is not None
+        assert not list(machine_tmp.rglob("train_state.pt"))  # staged in the trial's own folder
         with capsys.disabled():  # shown under -s: how soon
             print(
                 f"\n{len(ray_pids)} Ray processes ({b', '.join(sorted(set(names))).decode()}) all "

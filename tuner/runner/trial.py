@@ -8,6 +8,7 @@ Fixed settings travel beside Tune's sampled config and merge in `trial_config`.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -65,7 +66,7 @@ def run_trial(
         if not (last or should_checkpoint(cfg, state.iteration, checkpoint_every)):
             tune.report(metrics)
             return
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=checkpoint_staging_root()) as tmp:
             torch.save(state.state_dict(), Path(tmp) / CHECKPOINT_FILE)
             if last:  # before the last report: a scheduler may stop the trial as soon as it sees it
                 write_plots(state, cfg, data, Path(tmp) / PLOTS_DIR)
@@ -73,6 +74,17 @@ def run_trial(
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     fit(cfg, data, on_evaluation=report_to_tune, resume=resume)
+
+
+def checkpoint_staging_root() -> str | None:
+    """Where a report's checkpoint is written before Tune copies it into the trial's storage: the
+    trial's working directory, in Ray's session folder on the trial's node, where Tune moves each
+    trial unless RAY_CHDIR_TO_TRIAL_DIR=0 (then the system's temporary folder, None).
+
+    Tune copies the folder before `report` returns, but `report` then waits for the driver: a
+    driver killed there takes the trial's process with it, and the folder stays behind. In the
+    system's temporary folder that was a stray `tmpXXXX/train_state.pt` per running trial."""
+    return os.getcwd() if os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" else None
 
 
 def trial_device(cfg: TrialConfig, gpu_ids: list) -> TrialConfig:
