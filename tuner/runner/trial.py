@@ -17,6 +17,7 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from ray.train.constants import RAY_CHDIR_TO_TRIAL_DIR
 
 from tuner.core.config import TrialConfig
 from tuner.data.features import FeatureSet
@@ -84,7 +85,9 @@ def checkpoint_staging_root() -> str | None:
     Tune copies the folder before `report` returns, but `report` then waits for the driver: a
     driver killed there takes the trial's process with it, and the folder stays behind. In the
     system's temporary folder that was a stray `tmpXXXX/train_state.pt` per running trial."""
-    return os.getcwd() if os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" else None
+    # Read as Ray's session reads it when it decides whether to move the trial.
+    moved = bool(int(os.environ.get(RAY_CHDIR_TO_TRIAL_DIR, "1")))
+    return os.getcwd() if moved else None
 
 
 def trial_device(cfg: TrialConfig, gpu_ids: list) -> TrialConfig:
