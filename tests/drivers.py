@@ -163,6 +163,16 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
+def sigint_ignored(pid: int) -> bool:
+    """Whether SIGINT is ignored in process `pid` (its SigIgn mask): the launcher case in force."""
+    mask = next(
+        line
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("SigIgn:")
+    )
+    return bool(int(mask.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
 def watchdogs(driver: int) -> list[int]:
     """Pids of the live watchdogs (tuner/system/watchdog.py) that follow `driver`'s local Ray."""
     found = []

@@ -4,11 +4,11 @@ of a search, and in `tuner ui`, `train`, `sync` and `embed`; a SIGKILLed driver'
 
 A search is held in a phase by TUNER_TEST_HOLD (tuner/system/processes.py's hold_point). Each real
 search costs ~20-30 s here, so each phase is stopped once and the signal x SIGINT-disposition
-pairs are spread over the phases, each pair at least once (the trials phase with SIGINT not
-ignored is tests/e2e/test_search_guard.py's, for both signals):
+pairs are spread over the phases, each pair at least once (the trials phase is
+tests/e2e/test_search_guard.py's, whose running search meets both signals):
 
     setup: SIGTERM, ignored        data: SIGHUP, not ignored      trials: SIGTERM, ignored
-    final test: SIGHUP, ignored    models: SIGTERM, not ignored
+    final test: SIGHUP, ignored    models: SIGTERM, not ignored   trials: SIGHUP, not ignored
 
 A driver SIGKILLed alone during the trials (its Ray ended by the watchdog, then resumed) is step 2
 of tests/e2e/test_search.py's test_interrupt_kill_and_resume.
@@ -30,6 +30,7 @@ from tests.drivers import (
     gone,
     reported_bytes,
     search_args,
+    sigint_ignored,
     start_driver,
     wait_for,
     wait_for_a_report,
@@ -48,15 +49,6 @@ eval_every: {every}}}
 params:
   latent_dim: {{grid: [2, 3]}}
 """
-
-
-def sigint_ignored(pid: int) -> bool:
-    mask = next(
-        line
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("SigIgn:")
-    )
-    return bool(int(mask.split()[1], 16) & (1 << (signal.SIGINT - 1)))
 
 
 def held(proc: subprocess.Popen, log: Path, phase: str, ignore_int: bool) -> None:
@@ -120,21 +112,6 @@ def test_a_stop_before_the_trials_leaves_no_run_and_no_ray(
     text = log.read_text()
     assert "tuner search: interrupted" in text and "Traceback" not in text, text[-3000:]
     assert "RUNNING" not in sum(run_statuses(tmp_path / "mlflow.db").values(), [])
-
-
-@pytest.mark.slow
-def test_sigterm_with_sigint_ignored_stops_the_trials_as_ctrl_c_does(tmp_path: Path) -> None:
-    """Ray Tune's own SIGINT handler is the one called: it stops the trials and saves its state."""
-    args, log = space(tmp_path, *PACED), tmp_path / "driver.log"
-    proc = start_driver(args, log, ignore_int=True, hold="trials")
-    # Until Tune's fit installs its handler (which is what is then called): SIGINT ignored.
-    wait_for(lambda: sigint_ignored(proc.pid), proc, 10, "SIGINT ignored", log)
-    wait_for_a_report(proc, tmp_path / "ray", "stops", log)
-    assert stopped(proc, signal.SIGTERM, log) == 0
-    assert "search interrupted" in log.read_text() and "--resume" in log.read_text(), (
-        log.read_text()[-3000:]
-    )
-    assert run_statuses(tmp_path / "mlflow.db") == {"search": ["KILLED"], "trial": ["KILLED"]}
 
 
 @pytest.mark.slow
