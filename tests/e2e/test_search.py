@@ -191,10 +191,12 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
     )
     uri = empty_store(tmp_path)
     # The Python API: a path, trial settings as overrides (like --set), run_search's keywords.
+    # One trial at a time (--max-concurrent): one trial worker, its imports paid once.
     result = tuner.search(
         space,
         overrides={"iterations": 20},
         samples=4,
+        max_concurrent=1,
         tracking_uri=uri,
         storage_path=tmp_path / "ray",
         verbose=False,
@@ -218,6 +220,7 @@ def test_multi_objective_optuna_returns_the_pareto_front(local_ray, tmp_path: Pa
     assert table["pareto"].iloc[0] and table["pareto"].is_monotonic_decreasing  # front first
     parent, trials = runs_of(uri, "e2e-pareto")
     assert len(trials) == 4 and parent.data.tags["tuner.metric"] == "knn_accuracy,recon_error"
+    assert parent.data.params["max_concurrent"] == "1"  # the keyword, as --max-concurrent
     # Every trial on the front, and only those, was read on the test split.
     front = set(table[table["pareto"]]["trial_id"])
     assert {
