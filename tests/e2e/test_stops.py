@@ -182,12 +182,15 @@ def test_stops_after_the_trials_then_resume_sync_and_embed(tmp_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "sig,ignore_int",
-    [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, False)],
-    ids=["SIGINT", "SIGTERM-int-ignored", "SIGHUP"],
+    [(signal.SIGINT, False), (signal.SIGTERM, True)],
+    ids=["SIGINT", "SIGTERM-int-ignored"],
 )
 def test_ui_stops_its_server_within_5_s(tmp_path: Path, sig: int, ignore_int: bool) -> None:
-    """Ctrl-C, SIGTERM (SIGINT ignored, as under nohup) and a closed terminal: `tuner ui` exits 0
-    within 5 s and no server process or web worker is left holding its port."""
+    """Ctrl-C, and SIGTERM with SIGINT ignored (as under nohup): `tuner ui` exits 0 within 5 s and
+    no server process or web worker is left holding its port. The two reach `tuner ui` by
+    different handlers, Python's own and tuner's; a closed terminal's SIGHUP takes SIGTERM's
+    (tests/system/test_processes.py, and for real in a search and `tuner embed` above), so it
+    would start a third UI (about 11 core-s) to check nothing more."""
     import mlflow
 
     mlflow.MlflowClient(empty_store(tmp_path, "m.db")).create_experiment("x")  # a store to serve
