@@ -4,6 +4,7 @@ and fresh interpreters for what a process imports."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -99,9 +100,29 @@ def search_args(
     ]
 
 
+# Ports no one else hands out: above Ray's worker ports (`ray start`'s 10002-19999) and below the
+# kernel's ephemeral range, from which every bind to port 0 and every outgoing connection takes its
+# port. A port taken from that range (bind(0), then released) was once handed meanwhile to another
+# test's Ray, whose gRPC server then answered the MLflow server's health check in binary.
+OWN_PORTS_FROM = 20000
+
+
 def free_port() -> int:
-    """A local port nothing listens on now (bound, then released)."""
-    with socket.socket() as s:
+    """A local port nothing listens on now (bound, then released), outside the ranges the kernel
+    and Ray give out, so nothing else takes it before the test's server binds it."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = OWN_PORTS_FROM
+    candidates = range(OWN_PORTS_FROM, ephemeral_low)
+    for port in random.SystemRandom().sample(candidates, min(64, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use, or in TIME_WAIT
+                continue
+            return port
+    with socket.socket() as s:  # no such range here: the kernel's choice, as before
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
