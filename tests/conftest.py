@@ -22,6 +22,47 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return len(os.sched_getaffinity(0)) + 1
 
 
+# Modules two or more of whose tests share a module-scoped fixture (a local Ray, a finished search,
+# a UI, a two-node cluster, trained models): xdist runs each on one worker, so the fixture is set up
+# once. Spread over workers, as `--dist worksteal` did, each worker set it up again: in one run the
+# UI module's searches and UI twice (about 30 core-s), in another the two-node cluster twice.
+# tests/test_scheduling.py checks this list against what the tests use.
+SHARED_SETUP_MODULES = frozenset(
+    {
+        "tests/commands/test_read_only_stores.py",
+        "tests/e2e/test_cluster.py",
+        "tests/e2e/test_search.py",
+        "tests/e2e/test_server.py",
+        "tests/e2e/test_ui_browser.py",
+        "tests/runner/test_repeats.py",
+        "tests/tracking/test_registry.py",
+        "tests/tracking/test_search_runs.py",
+        "tests/trainer/test_gpu.py",
+        "tests/trainer/test_train.py",
+        "tests/trainer/test_weak_supervision.py",
+    }
+)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadgroup` (pyproject.toml's addopts) with its groups named here: each module of
+    SHARED_SETUP_MODULES is one unit of work, every other test one of its own. xdist_group marks
+    would say the same, but under pytest 9.2 they no longer reach xdist's scheduler: xdist 3.8
+    passes a mark on as a suffix of the test's node id, which pytest 9.2 no longer reads, and the
+    tests then spread silently."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedSetupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in SHARED_SETUP_MODULES else super()._split_scope(nodeid)
+
+    return SharedSetupScheduling(config, log)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _ctrl_c_as_in_a_terminal() -> None:
     # Tests send SIGINT to the commands they start, as Ctrl-C would. Started as a background job

@@ -1,0 +1,36 @@
+"""The suite's own scheduling: tests/conftest.py's SHARED_SETUP_MODULES names exactly the modules
+two or more of whose tests share a module-scoped fixture, so that xdist sets each up once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.conftest import SHARED_SETUP_MODULES
+
+
+def module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def sharing_a_module_fixture(items: list[pytest.Item]) -> set[str]:
+    """Modules with two or more collected tests that use a module-scoped fixture."""
+    users = Counter(
+        module_of(item)
+        for item in items
+        if any(
+            defs and defs[-1].scope == "module"
+            for defs in item._fixtureinfo.name2fixturedefs.values()
+        )
+    )
+    return {module for module, n in users.items() if n >= 2}
+
+
+def test_the_modules_scheduled_whole_are_those_sharing_a_module_fixture(
+    request: pytest.FixtureRequest,
+) -> None:
+    # What this run collected: the whole suite (as CI runs it), or the part asked for.
+    items = request.session.items
+    collected = {module_of(item) for item in items}
+    assert sharing_a_module_fixture(items) == SHARED_SETUP_MODULES & collected
