@@ -19,10 +19,10 @@ from tests.stores import empty_store
 from tuner.core.selection import search_status
 from tuner.errors import TunerError
 from tuner.system.secrets import mask_uri
-from tuner.system.tune_storage import SPOOL_DIR, STATE_FILE, open_storage
+from tuner.system.tune_storage import SPOOL_DIR, STATE_FILE, experiment_dir, open_storage
 from tuner.tracking.reader import print_report, trials_table
 from tuner.tracking.store import resolve_tracking_uri, unreachable
-from tuner.tracking.sync import StoredTrial, record_status, sync_search
+from tuner.tracking.sync import StoredTrial, read_trials, record_status, sync_search
 from tuner.tracking.tags import REQUIRE as REQUIRE_TAG
 from tuner.tracking.writer import SearchTracker
 from tuner.trainer import plots
@@ -596,6 +596,28 @@ def test_tracker_goes_offline_keeps_plots_and_sync_fills_the_gaps(
     assert sync_search(exp_dir, None, uri, verbose=False) == {}
     assert sync_search(exp_dir, "exp", uri, verbose=False) == {}  # as the hint has it
     assert snapshot(uri) == after  # nothing doubled, nothing touched
+
+
+@pytest.mark.parametrize("cut", ["", '{\n  "lr": 0.0'], ids=["empty", "partial"])
+def test_a_params_file_cut_short_by_a_full_disk_waits_for_tune_to_write_it_again(
+    tmp_path: Path, cut: str
+) -> None:
+    """A disk that fills while Tune writes a trial's params.json leaves it empty or partial. The
+    sync that --resume runs first skips that trial instead of failing the resume with a
+    traceback; Tune writes the file again when the trial restarts, and the sync after the run
+    reads it then."""
+    exp_dir, uri = tune_dir(tmp_path / "ray"), empty_store(tmp_path)
+    cut_trial = next(exp_dir.glob("run_trial_abcde_00002_*"))
+    (cut_trial / "params.json").write_text(cut)
+    records = read_trials(experiment_dir(str(tmp_path / "ray"), "exp"))
+    assert sorted(r.trial_id for r in records) == ["abcde_00000", "abcde_00001", "abcde_00003"]
+
+    sync_search(exp_dir, "exp", uri, verbose=False)
+    assert set(snapshot(uri)) == {"s9", "abcde_00000", "abcde_00001"}  # 00003 never ran
+
+    (cut_trial / "params.json").write_text(json.dumps({"lr": 0.01}))  # the restarted trial's
+    sync_search(exp_dir, "exp", uri, verbose=False)
+    assert snapshot(uri)["abcde_00002"][3]["lr"] == "0.01"
 
 
 def test_sync_finds_the_search_or_says_what_to_pass(tmp_path: Path) -> None:

@@ -80,9 +80,15 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def read_trial(fs: Any, path: str) -> StoredTrial | None:
-    """One trial directory; None when it is not one (no params.json)."""
-    params = _read(fs, f"{path}/params.json")
-    if params is None:
+    """One trial directory; None when it is not one (no params.json) or not yet a whole one: a
+    params.json cut short, as a disk that filled while Tune wrote it leaves it. Tune writes it again
+    when the trial next starts (--resume), and the sync after the run reads it then."""
+    text = _read(fs, f"{path}/params.json")
+    if text is None:
+        return None
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError:
         return None
     results = _json_lines(_read(fs, f"{path}/result.json") or "")
     name = path.rstrip("/").rsplit("/", 1)[-1]
@@ -109,7 +115,7 @@ def read_trial(fs: Any, path: str) -> StoredTrial | None:
         ),
         None,
     )
-    return StoredTrial(trial_id, json.loads(params), results, _read(fs, f"{path}/error.txt"), plots)
+    return StoredTrial(trial_id, params, results, _read(fs, f"{path}/error.txt"), plots)
 
 
 def read_trials(exp_dir: ExperimentDir) -> list[StoredTrial]:
