@@ -58,16 +58,6 @@ def run_statuses(db: Path) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def resume_finishes(args: list[str], db: Path) -> None:
-    """`tuner search --resume` runs to the end and leaves the search and both trials FINISHED. It
-    runs in this process: what is checked is what the stop left behind, and a driver of its own
-    would pay its imports again (about 6 core-s of the 20 a search costs)."""
-    from tuner.cli import main
-
-    assert main([*args, "--resume"]) == 0
-    assert run_statuses(db) == {"search": ["FINISHED"], "trial": ["FINISHED"] * 2}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "sig,ignore_int",
