@@ -44,6 +44,11 @@ SHARED_SETUP_MODULES = frozenset(
 )
 
 
+def module_of(nodeid: str) -> str:
+    """The test file a node id names, as SHARED_SETUP_MODULES spells it."""
+    return nodeid.split("::", 1)[0]
+
+
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`--dist loadgroup` (pyproject.toml's addopts) with its groups named here: each module of
@@ -57,7 +62,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     class SharedSetupScheduling(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
+            module = module_of(nodeid)
             return module if module in SHARED_SETUP_MODULES else super()._split_scope(nodeid)
 
     return SharedSetupScheduling(config, log)

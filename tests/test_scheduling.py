@@ -7,17 +7,13 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import SHARED_SETUP_MODULES
-
-
-def module_of(item: pytest.Item) -> str:
-    return item.nodeid.split("::", 1)[0]
+from tests.conftest import SHARED_SETUP_MODULES, module_of
 
 
 def sharing_a_module_fixture(items: list[pytest.Item]) -> set[str]:
     """Modules with two or more collected tests that use a module-scoped fixture."""
     users = Counter(
-        module_of(item)
+        module_of(item.nodeid)
         for item in items
         if any(
             defs and defs[-1].scope == "module"
@@ -32,5 +28,5 @@ def test_the_modules_scheduled_whole_are_those_sharing_a_module_fixture(
 ) -> None:
     # What this run collected: the whole suite (as CI runs it), or the part asked for.
     items = request.session.items
-    collected = {module_of(item) for item in items}
+    collected = {module_of(item.nodeid) for item in items}
     assert sharing_a_module_fixture(items) == SHARED_SETUP_MODULES & collected
