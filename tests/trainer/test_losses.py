@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tuner.trainer.losses import (
+    batch_all_triplet_loss,
     contrastive_loss,
     distances,
     kl_divergence,
@@ -13,7 +14,7 @@ from tuner.trainer.losses import (
     total_loss,
     triplet_loss,
 )
-from tuner.trainer.miners import all_pairs, all_triplets
+from tuner.trainer.miners import all_pairs, all_triplets, enumerate_triplets
 
 
 def _long(*values: int) -> torch.Tensor:
@@ -63,6 +64,41 @@ def test_metric_losses_match_a_per_tuple_python_computation(n_tuples: int | None
     assert contrastive_loss(z, i, j, same, 1.5).item() == pytest.approx(
         sum(terms) / len(terms), rel=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0, 0, 0, 1, 1, 1, 2, 2, 2],  # the 3-class batch above
+        [3, 1, 3, 0, 1, 1, 3, 0, 2, 2, 1, 0, 3, 2],  # unsorted, uneven classes, a gap in the ids
+        [5, 5, 5, 5, 5, 5, 5, 7],  # one big class: each anchor has many positives, few negatives
+        [0, 1, 1, 2, 3, 4],  # most anchors have no positive
+    ],
+)
+@pytest.mark.parametrize("margin", [0.3, 1.0, 4.0])  # few, some, or every triplet inside the margin
+def test_the_batch_all_triplet_loss_is_the_mean_over_every_enumerated_triplet(
+    labels: list[int], margin: float
+) -> None:
+    y = torch.tensor(labels)
+    gen = torch.Generator().manual_seed(len(labels))
+    z_enumerated = torch.randn(len(labels), 3, generator=gen, requires_grad=True)
+    z_closed = z_enumerated.detach().clone().requires_grad_(True)
+    enumerated = triplet_loss(z_enumerated, *enumerate_triplets(y), margin)
+    closed = batch_all_triplet_loss(z_closed, y, margin)
+    enumerated.backward()
+    closed.backward()
+    assert 0.0 < enumerated.item() and closed.dtype == torch.float32
+    assert closed.item() == pytest.approx(enumerated.item(), rel=1e-6)
+    assert torch.allclose(z_closed.grad, z_enumerated.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_the_batch_all_triplet_loss_without_a_triplet_is_a_zero_in_the_graph() -> None:
+    for labels in ([4, 4, 4], [0, 1, 2, 3]):  # no negative; no positive
+        z = torch.randn(len(labels), 2, requires_grad=True)
+        loss = batch_all_triplet_loss(z, torch.tensor(labels), 1.0)
+        assert loss.item() == 0.0 and loss.requires_grad
+        loss.backward()
+        assert torch.equal(z.grad, torch.zeros_like(z))
 
 
 def test_empty_tuples_give_zero_that_backpropagates() -> None:

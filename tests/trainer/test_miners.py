@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.paths import REPO_ROOT
+from tuner.core.config import TrialConfig
 from tuner.trainer.losses import contrastive_loss, triplet_loss
 from tuner.trainer.miners import (
     active_pairs,
@@ -20,6 +21,7 @@ from tuner.trainer.miners import (
     semihard_triplets,
 )
 from tuner.trainer.samplers import StratifiedBatchSampler
+from tuner.trainer.train import metric_loss
 
 _spec = importlib.util.spec_from_file_location(
     "mining_reference", REPO_ROOT / "benchmarks" / "mining_reference.py"
@@ -211,6 +213,26 @@ def test_masked_semihard_mining_matches_the_selected_form(constraint: str) -> No
             capped.keep.sum()
         ) == min(10, len(kept))
         assert _as_set(capped.selected()) <= kept
+
+
+@pytest.mark.parametrize("max_tuples", [None, 10**9])  # summed without enumerating; enumerated
+def test_the_trainers_triplet_loss_over_every_triplet_is_the_mined_ones(
+    max_tuples: int | None,
+) -> None:
+    labels, z0 = batch_and_embeddings(1)
+    cfg = TrialConfig(constraint="triplet", mining="all", max_tuples=max_tuples, margin=0.5)
+    grads = []
+    for trainer in (True, False):
+        z = z0.clone().requires_grad_()
+        if trainer:
+            value = metric_loss(cfg, z, labels, torch.Generator())
+        else:
+            value = triplet_loss(z, *all_triplets(labels), cfg.margin)
+        value.backward()
+        grads.append((value.detach(), z.grad))
+    (v_trainer, g_trainer), (v_mined, g_mined) = grads
+    assert v_mined.item() > 0.0 and torch.allclose(v_trainer, v_mined, rtol=1e-6)
+    assert torch.allclose(g_trainer, g_mined, rtol=1e-5, atol=1e-8)
 
 
 def test_a_mask_that_keeps_nothing_gives_a_zero_loss_with_a_gradient() -> None:

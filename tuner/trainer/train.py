@@ -24,6 +24,7 @@ from tuner.trainer.device import device_generator, resolve_device
 from tuner.trainer.evaluation import measure
 from tuner.trainer.labels import labeled_rows_of
 from tuner.trainer.losses import (
+    batch_all_triplet_loss,
     contrastive_loss,
     kl_divergence,
     reconstruction_loss,
@@ -123,6 +124,8 @@ def metric_loss(
     labels_key: bytes | None = None,
 ) -> torch.Tensor:
     """The contrastive or triplet loss over the pairs / triplets mined from one batch."""
+    if cfg.constraint == "triplet" and cfg.mining == "all" and cfg.max_tuples is None:
+        return batch_all_triplet_loss(z, labels, cfg.margin)  # summed without enumerating
     mined = mine(
         labels, z, cfg.constraint, cfg.mining, cfg.margin, cfg.max_tuples, generator, labels_key
     )
