@@ -49,6 +49,15 @@ def module_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+# The tests `-m`/`-k` left out of this run: with them, tests/test_scheduling.py still sees every
+# test of the modules it collected (`-m "not slow"` leaves some modules one fixture user).
+DESELECTED: list[pytest.Item] = []
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    DESELECTED.extend(items)
+
+
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`--dist loadgroup` (pyproject.toml's addopts) with its groups named here: each module of

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import SHARED_SETUP_MODULES, module_of
+from tests.conftest import DESELECTED, SHARED_SETUP_MODULES, module_of
 
 
 def sharing_a_module_fixture(items: list[pytest.Item]) -> set[str]:
@@ -26,7 +26,8 @@ def sharing_a_module_fixture(items: list[pytest.Item]) -> set[str]:
 def test_the_modules_scheduled_whole_are_those_sharing_a_module_fixture(
     request: pytest.FixtureRequest,
 ) -> None:
-    # What this run collected: the whole suite (as CI runs it), or the part asked for.
-    items = request.session.items
+    # What this run collected: the whole suite (as CI runs it), or the files asked for, with the
+    # tests a mark or keyword expression deselected.
+    items = [*request.session.items, *DESELECTED]
     collected = {module_of(item.nodeid) for item in items}
     assert sharing_a_module_fixture(items) == SHARED_SETUP_MODULES & collected
