@@ -3,6 +3,8 @@
 Metric losses take the embeddings and index tensors from `tuner.trainer.miners`, average over
 the tuples (or, given a `keep` mask, over the tuples it marks), and return a zero that still
 depends on the embeddings when there are none, so such a batch needs no special case.
+batch_all_triplet_loss is the exception: it takes the labels, and sums over every valid triplet
+without listing them (the trainer's path for `mining: all` without a cap).
 """
 
 from __future__ import annotations
