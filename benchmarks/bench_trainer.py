@@ -38,7 +38,8 @@ from tuner.data import hog_features, load_features
 from tuner.trainer.losses import reconstruction_loss, total_loss
 
 # enumerate_*: the unmemoised builds, what the trainer pays for a label sequence it has not seen;
-# all_pairs / all_triplets are the memoised ones it calls.
+# all_pairs / all_triplets are the memoised ones it calls (triplets only under a cap or semi-hard
+# masks: every triplet's loss is summed without them, part (b2)).
 from tuner.trainer.miners import all_pairs, all_triplets, enumerate_pairs, enumerate_triplets
 from tuner.trainer.networks import build_model
 from tuner.trainer.optim import make_optimizer
